@@ -4,3 +4,4 @@
 //! Kubernetes, and the Firehose-style delivery worker.
 
 pub mod api;
+pub mod broker;

@@ -16,6 +16,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Serve the Kinesis Data Streams API from a local data directory.
+    Broker(BrokerArgs),
     /// Print the CustomResourceDefinitions as YAML, one document each, or write them to a folder.
     Crd {
         /// Write one file per CRD into this folder instead of printing them.
@@ -26,9 +28,120 @@ enum Command {
     Version,
 }
 
+/// Log output format.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// When a write is acknowledged.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Durability {
+    /// After the journal is synced to disk.
+    Fsync,
+    /// After the write reaches the operating system.
+    Async,
+}
+
+#[derive(clap::Args, Debug)]
+struct BrokerArgs {
+    /// Address of the Kinesis API.
+    #[arg(long, env = "BROOK_LISTEN", default_value = "127.0.0.1:4567")]
+    listen: std::net::SocketAddr,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, env = "BROOK_METRICS_LISTEN", default_value = "127.0.0.1:9100")]
+    metrics_listen: std::net::SocketAddr,
+    /// Where streams are stored.
+    #[arg(long, env = "BROOK_DATA_DIR", default_value = "brook-data")]
+    data_dir: PathBuf,
+    /// When writes are acknowledged.
+    #[arg(long, env = "BROOK_DURABILITY", value_enum, default_value_t = Durability::Fsync)]
+    durability: Durability,
+    /// Region in stream ARNs.
+    #[arg(long, env = "BROOK_REGION", default_value = "us-east-1")]
+    region: String,
+    /// Account id in stream ARNs.
+    #[arg(long, env = "BROOK_ACCOUNT", default_value = "000000000000")]
+    account: String,
+    /// Write quota per shard, bytes per second.
+    #[arg(long, default_value_t = 1024 * 1024)]
+    write_bytes_per_second: u64,
+    /// Write quota per shard, records per second.
+    #[arg(long, default_value_t = 1000)]
+    write_records_per_second: u64,
+    /// Read quota per shard, bytes per second.
+    #[arg(long, default_value_t = 2 * 1024 * 1024)]
+    read_bytes_per_second: u64,
+    /// Read quota per shard, GetRecords calls per second.
+    #[arg(long, default_value_t = 5)]
+    read_calls_per_second: u64,
+    /// Measure quotas but never refuse a request for them.
+    #[arg(long, env = "BROOK_NO_QUOTAS")]
+    no_quotas: bool,
+    /// How long a new or deleted stream stays CREATING or DELETING, in milliseconds.
+    #[arg(long, default_value_t = 500)]
+    stream_transition_ms: u64,
+    /// Most open shards over all streams.
+    #[arg(long, default_value_t = 10_000)]
+    shard_limit: u32,
+    /// Seconds between checkpoints of the journal into the shards' segments.
+    #[arg(long, default_value_t = 30)]
+    checkpoint_seconds: u64,
+    /// Log format.
+    #[arg(long, env = "BROOK_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Accept POST /debug/advance-clock?ms=N on the metrics port (for tests of retention).
+    #[arg(long, hide = true)]
+    test_clock: bool,
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BROOK_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn run_broker(args: BrokerArgs) -> anyhow::Result<()> {
+    init_logging(args.log_format);
+    let options = brook::broker::BrokerOptions {
+        listen: args.listen,
+        metrics_listen: args.metrics_listen,
+        data_dir: args.data_dir,
+        fsync: args.durability == Durability::Fsync,
+        region: args.region,
+        account: args.account,
+        quotas: brook::broker::limits::QuotaSettings {
+            write_bytes_per_second: args.write_bytes_per_second,
+            write_records_per_second: args.write_records_per_second,
+            read_bytes_per_second: args.read_bytes_per_second,
+            read_calls_per_second: args.read_calls_per_second,
+            enforce: !args.no_quotas,
+        },
+        transition_ms: args.stream_transition_ms,
+        shard_limit: args.shard_limit,
+        checkpoint_interval: std::time::Duration::from_secs(args.checkpoint_seconds.max(1)),
+        test_clock: args.test_clock,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(brook::broker::run(options))?;
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
+        Command::Broker(args) => run_broker(args),
         Command::Crd { out_dir } => print_crds(out_dir),
         Command::Version => {
             println!("brook {}", env!("CARGO_PKG_VERSION"));

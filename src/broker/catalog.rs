@@ -1,0 +1,172 @@
+//! The catalog: every stream's configuration and shard lineage, persisted atomically in the
+//! data directory before any change to it is acknowledged.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::routing::{HashRange, even_hash_ranges};
+use super::shard::ShardKey;
+use super::shard::fs::FileSystem;
+
+/// File name of the catalog in the data directory.
+pub const CATALOG_FILE: &str = "catalog.json";
+
+/// Why the catalog could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    /// The file could not be read or written.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// The file is not a catalog.
+    #[error("catalog is corrupt: {0}")]
+    Corrupt(#[from] serde_json::Error),
+}
+
+/// A stream's capacity mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StreamMode {
+    /// A fixed shard count that callers change.
+    Provisioned,
+    /// Shards that follow the write rate.
+    OnDemand,
+}
+
+impl StreamMode {
+    /// The mode's name in the API.
+    pub fn api_name(self) -> &'static str {
+        match self {
+            Self::Provisioned => "PROVISIONED",
+            Self::OnDemand => "ON_DEMAND",
+        }
+    }
+}
+
+/// One shard of a stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardRecord {
+    /// The shard's index; its id is `shardId-<index>`.
+    pub index: u32,
+    /// Its hash key range.
+    pub hash_range: HashRange,
+    /// The shard it came from.
+    pub parent: Option<u32>,
+    /// The other parent of a merge.
+    pub adjacent_parent: Option<u32>,
+    /// When it was created, epoch milliseconds.
+    pub created_ms: u64,
+    /// Offset one past its last record once closed; open while `None`.
+    pub closed_at_offset: Option<u64>,
+    /// When it was closed, epoch milliseconds.
+    pub closed_ms: Option<u64>,
+}
+
+/// A stream's configuration and lineage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamRecord {
+    /// The stream's name.
+    pub name: String,
+    /// Its internal key: distinct for every stream ever created in this data directory.
+    pub key: u32,
+    /// When it was created, epoch milliseconds.
+    pub created_ms: u64,
+    /// Retention in hours.
+    pub retention_hours: u32,
+    /// Largest record, partition key included, in KiB.
+    pub max_record_size_kib: u32,
+    /// Capacity mode.
+    pub mode: StreamMode,
+    /// Every shard, open or closed, by index.
+    pub shards: Vec<ShardRecord>,
+    /// Tags.
+    pub tags: BTreeMap<String, String>,
+    /// Set once DeleteStream was called; the stream goes when this time passes.
+    pub deleting_since_ms: Option<u64>,
+}
+
+impl StreamRecord {
+    /// A new stream with `shard_count` shards evenly over the hash key space.
+    pub fn new(name: String, key: u32, shard_count: u32, now_ms: u64) -> Self {
+        let shards = even_hash_ranges(shard_count)
+            .into_iter()
+            .zip(0..)
+            .map(|(hash_range, index)| ShardRecord {
+                index,
+                hash_range,
+                parent: None,
+                adjacent_parent: None,
+                created_ms: now_ms,
+                closed_at_offset: None,
+                closed_ms: None,
+            })
+            .collect();
+        Self {
+            name,
+            key,
+            created_ms: now_ms,
+            retention_hours: 24,
+            max_record_size_kib: 1024,
+            mode: StreamMode::Provisioned,
+            shards,
+            tags: BTreeMap::new(),
+            deleting_since_ms: None,
+        }
+    }
+
+    /// The store keys of every shard.
+    pub fn shard_keys(&self) -> impl Iterator<Item = ShardKey> + '_ {
+        self.shards.iter().map(|s| ShardKey {
+            stream_key: self.key,
+            shard_index: s.index,
+        })
+    }
+
+    /// Open shards.
+    pub fn open_shard_count(&self) -> usize {
+        self.shards
+            .iter()
+            .filter(|s| s.closed_at_offset.is_none())
+            .count()
+    }
+
+    /// Retention in milliseconds.
+    pub fn retention_ms(&self) -> u64 {
+        u64::from(self.retention_hours) * 3_600_000
+    }
+}
+
+/// Every stream of a broker.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Catalog {
+    /// The key the next stream gets.
+    pub next_key: u32,
+    /// Streams by name.
+    pub streams: BTreeMap<String, StreamRecord>,
+}
+
+impl Catalog {
+    /// Loads the catalog of `dir`, or an empty one.
+    pub fn load(dir: &Path) -> Result<Self, CatalogError> {
+        match std::fs::read(dir.join(CATALOG_FILE)) {
+            Ok(bytes) => Ok(serde_json::from_slice(&bytes)?),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Writes the catalog atomically and durably.
+    pub fn save(&self, fs: &dyn FileSystem, dir: &Path) -> Result<(), CatalogError> {
+        let bytes = serde_json::to_vec_pretty(self)?;
+        fs.write_atomic(&dir.join(CATALOG_FILE), &bytes)?;
+        Ok(())
+    }
+
+    /// Total open shards over all streams.
+    pub fn open_shards(&self) -> usize {
+        self.streams
+            .values()
+            .map(StreamRecord::open_shard_count)
+            .sum()
+    }
+}

@@ -1,0 +1,194 @@
+//! Per-shard quotas as token buckets: writes 1 MiB/s and 1000 records/s, reads 2 MiB/s and
+//! 5 GetRecords calls/s by default, each bucket holding one second of burst like Kinesis.
+//!
+//! Time is passed in, so the decisions are pure and testable.
+
+use std::sync::Mutex;
+
+/// The quotas of one shard.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct QuotaSettings {
+    /// Bytes per second written.
+    pub write_bytes_per_second: u64,
+    /// Records per second written.
+    pub write_records_per_second: u64,
+    /// Bytes per second read through GetRecords.
+    pub read_bytes_per_second: u64,
+    /// GetRecords calls per second.
+    pub read_calls_per_second: u64,
+    /// Whether requests beyond the quotas are refused.
+    pub enforce: bool,
+}
+
+impl Default for QuotaSettings {
+    fn default() -> Self {
+        Self {
+            write_bytes_per_second: 1024 * 1024,
+            write_records_per_second: 1000,
+            read_bytes_per_second: 2 * 1024 * 1024,
+            read_calls_per_second: 5,
+            enforce: true,
+        }
+    }
+}
+
+/// A token bucket refilled continuously at `rate` tokens per second up to `rate` tokens.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenBucket {
+    rate: f64,
+    tokens: f64,
+    last_ms: u64,
+}
+
+impl TokenBucket {
+    /// A full bucket.
+    pub fn new(rate_per_second: u64, now_ms: u64) -> Self {
+        Self {
+            rate: rate_per_second as f64,
+            tokens: rate_per_second as f64,
+            last_ms: now_ms,
+        }
+    }
+
+    fn refill(&mut self, now_ms: u64) {
+        let elapsed = now_ms.saturating_sub(self.last_ms) as f64 / 1000.0;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.rate);
+        self.last_ms = self.last_ms.max(now_ms);
+    }
+
+    /// Tokens available at `now_ms`.
+    pub fn available(&mut self, now_ms: u64) -> f64 {
+        self.refill(now_ms);
+        self.tokens
+    }
+
+    /// Takes `amount` tokens, allowing the balance to go negative (a debt later calls repay).
+    pub fn charge(&mut self, amount: u64, now_ms: u64) {
+        self.refill(now_ms);
+        self.tokens -= amount as f64;
+    }
+}
+
+/// A shard's four buckets.
+#[derive(Debug)]
+pub struct ShardQuota {
+    settings: QuotaSettings,
+    buckets: Mutex<Buckets>,
+}
+
+#[derive(Debug)]
+struct Buckets {
+    write_bytes: TokenBucket,
+    write_records: TokenBucket,
+    read_bytes: TokenBucket,
+    read_calls: TokenBucket,
+}
+
+impl ShardQuota {
+    /// Full buckets for `settings`.
+    pub fn new(settings: QuotaSettings, now_ms: u64) -> Self {
+        Self {
+            settings,
+            buckets: Mutex::new(Buckets {
+                write_bytes: TokenBucket::new(settings.write_bytes_per_second, now_ms),
+                write_records: TokenBucket::new(settings.write_records_per_second, now_ms),
+                read_bytes: TokenBucket::new(settings.read_bytes_per_second, now_ms),
+                read_calls: TokenBucket::new(settings.read_calls_per_second, now_ms),
+            }),
+        }
+    }
+
+    fn buckets(&self) -> std::sync::MutexGuard<'_, Buckets> {
+        self.buckets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Admits a record of `bytes` for writing, or refuses it when the quota is spent.
+    pub fn admit_write(&self, bytes: u64, now_ms: u64) -> bool {
+        if !self.settings.enforce {
+            return true;
+        }
+        let mut buckets = self.buckets();
+        let fits = buckets.write_bytes.available(now_ms) >= bytes as f64
+            && buckets.write_records.available(now_ms) >= 1.0;
+        if fits {
+            buckets.write_bytes.charge(bytes, now_ms);
+            buckets.write_records.charge(1, now_ms);
+        }
+        fits
+    }
+
+    /// Admits one GetRecords call: a call token must be left and the byte budget not in debt.
+    pub fn admit_read(&self, now_ms: u64) -> bool {
+        if !self.settings.enforce {
+            return true;
+        }
+        let mut buckets = self.buckets();
+        let fits = buckets.read_calls.available(now_ms) >= 1.0
+            && buckets.read_bytes.available(now_ms) > 0.0;
+        if fits {
+            buckets.read_calls.charge(1, now_ms);
+        }
+        fits
+    }
+
+    /// Charges the bytes a GetRecords call returned (Kinesis lets one call overdraw).
+    pub fn charge_read(&self, bytes: u64, now_ms: u64) {
+        if self.settings.enforce {
+            self.buckets().read_bytes.charge(bytes, now_ms);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_beyond_a_thousand_records_a_second_are_refused_then_refill() {
+        let quota = ShardQuota::new(QuotaSettings::default(), 0);
+        let admitted = (0..1500).filter(|_| quota.admit_write(10, 0)).count();
+        assert_eq!(admitted, 1000);
+        assert!(
+            quota.admit_write(10, 1),
+            "one millisecond refills one record"
+        );
+        assert!(!quota.admit_write(10, 1));
+        let later = (0..1500).filter(|_| quota.admit_write(10, 1001)).count();
+        assert_eq!(later, 1000, "the bucket holds at most one second");
+    }
+
+    #[test]
+    fn writes_beyond_a_mebibyte_a_second_are_refused() {
+        let quota = ShardQuota::new(QuotaSettings::default(), 0);
+        assert!(quota.admit_write(1024 * 1024, 0));
+        assert!(!quota.admit_write(1, 0));
+        assert!(quota.admit_write(1024 * 1024 / 2, 500));
+    }
+
+    #[test]
+    fn five_reads_a_second_and_a_large_read_blocks_until_repaid() {
+        let quota = ShardQuota::new(QuotaSettings::default(), 0);
+        assert_eq!((0..10).filter(|_| quota.admit_read(0)).count(), 5);
+        let quota = ShardQuota::new(QuotaSettings::default(), 0);
+        assert!(quota.admit_read(0));
+        quota.charge_read(10 * 1024 * 1024, 0);
+        assert!(
+            !quota.admit_read(1000),
+            "8 MiB of debt remain after one second"
+        );
+        assert!(quota.admit_read(5000), "repaid after five seconds");
+    }
+
+    #[test]
+    fn quotas_switched_off_admit_everything() {
+        let settings = QuotaSettings {
+            enforce: false,
+            ..QuotaSettings::default()
+        };
+        let quota = ShardQuota::new(settings, 0);
+        assert!((0..10_000).all(|_| quota.admit_write(1024 * 1024, 0)));
+        assert!((0..100).all(|_| quota.admit_read(0)));
+    }
+}

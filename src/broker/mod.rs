@@ -1,0 +1,251 @@
+//! `brook broker`: the Kinesis Data Streams API over durable per-shard logs.
+//!
+//! [`run`] recovers the data directory, serves the API and the observability port, and on
+//! SIGTERM drains in-flight requests and checkpoints so nothing acknowledged is lost and
+//! nothing is left to replay.
+
+pub mod catalog;
+pub mod iterator;
+pub mod limits;
+pub mod metrics;
+pub mod ops;
+pub mod protocol;
+pub mod routing;
+pub mod server;
+pub mod shard;
+pub mod state;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use catalog::Catalog;
+use iterator::IteratorCodec;
+use limits::QuotaSettings;
+use shard::fs::{FileSystem, RealFs};
+use shard::{Clock, Store, StoreOptions};
+use state::{ApiSettings, Broker};
+
+/// Why the broker could not start or stopped badly.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    /// The data directory could not be prepared or read.
+    #[error("data directory {path}: {message}")]
+    DataDir {
+        /// The directory.
+        path: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The catalog could not be read or written.
+    #[error(transparent)]
+    Catalog(#[from] catalog::CatalogError),
+    /// Storage could not be recovered or shut down.
+    #[error(transparent)]
+    Store(#[from] shard::StoreError),
+    /// A listener could not be bound.
+    #[error("cannot listen on {address}: {message}")]
+    Listen {
+        /// The address.
+        address: SocketAddr,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// Everything `brook broker` can be told.
+#[derive(Debug, Clone)]
+pub struct BrokerOptions {
+    /// Address of the Kinesis API.
+    pub listen: SocketAddr,
+    /// Address of `/metrics`, `/healthz` and `/readyz`.
+    pub metrics_listen: SocketAddr,
+    /// Where streams are stored.
+    pub data_dir: PathBuf,
+    /// Acknowledge writes only once the journal is synced.
+    pub fsync: bool,
+    /// Region in ARNs.
+    pub region: String,
+    /// Account id in ARNs.
+    pub account: String,
+    /// Per-shard quotas.
+    pub quotas: QuotaSettings,
+    /// How long a stream stays CREATING or DELETING.
+    pub transition_ms: u64,
+    /// Most open shards over all streams.
+    pub shard_limit: u32,
+    /// Longest time between checkpoints.
+    pub checkpoint_interval: Duration,
+    /// Accept `POST /debug/advance-clock` on the metrics port (tests only).
+    pub test_clock: bool,
+}
+
+fn data_dir_error(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> BrokerError + '_ {
+    move |e| BrokerError::DataDir {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    }
+}
+
+/// Loads the iterator-signing key of the data directory, creating it on first start.
+fn iterator_key(fs: &dyn FileSystem, dir: &std::path::Path) -> Result<[u8; 32], BrokerError> {
+    let path = dir.join("iterator.key");
+    if let Ok(bytes) = std::fs::read(&path)
+        && let Ok(key) = <[u8; 32]>::try_from(bytes.as_slice())
+    {
+        return Ok(key);
+    }
+    let mut key = [0u8; 32];
+    getrandom::fill(&mut key).map_err(|e| BrokerError::DataDir {
+        path: path.display().to_string(),
+        message: format!("no randomness for the iterator key: {e}"),
+    })?;
+    fs.write_atomic(&path, &key)
+        .map_err(data_dir_error(&path))?;
+    Ok(key)
+}
+
+/// Opens the data directory and builds the broker, finishing deletions a crash interrupted.
+pub fn open(options: &BrokerOptions, fs: Arc<dyn FileSystem>) -> Result<Broker, BrokerError> {
+    let dir = &options.data_dir;
+    std::fs::create_dir_all(dir).map_err(data_dir_error(dir))?;
+    let mut catalog = Catalog::load(dir)?;
+    let before = catalog.streams.len();
+    catalog.streams.retain(|_, s| s.deleting_since_ms.is_none());
+    if catalog.streams.len() != before {
+        catalog.save(fs.as_ref(), dir)?;
+    }
+    let shards: Vec<_> = catalog
+        .streams
+        .values()
+        .flat_map(|s| s.shard_keys())
+        .collect();
+    let retention: HashMap<u32, u64> = catalog
+        .streams
+        .values()
+        .map(|s| (s.key, s.retention_ms()))
+        .collect();
+    let store_options = StoreOptions {
+        fsync: options.fsync,
+        checkpoint_interval: options.checkpoint_interval,
+        ..StoreOptions::default()
+    };
+    let (store, report) = Store::open(
+        dir,
+        fs.clone(),
+        store_options,
+        Clock::default(),
+        &shards,
+        retention,
+    )?;
+    if report.dropped_bytes > 0 {
+        tracing::warn!(?report, "recovered with a torn journal tail");
+    }
+    let settings = ApiSettings {
+        region: options.region.clone(),
+        account: options.account.clone(),
+        quotas: options.quotas,
+        transition_ms: options.transition_ms,
+        shard_limit: options.shard_limit,
+    };
+    let key = iterator_key(fs.as_ref(), dir)?;
+    Ok(Broker::new(
+        settings,
+        store,
+        catalog,
+        fs,
+        IteratorCodec::new(key),
+    ))
+}
+
+async fn bind(address: SocketAddr) -> Result<TcpListener, BrokerError> {
+    TcpListener::bind(address)
+        .await
+        .map_err(|e| BrokerError::Listen {
+            address,
+            message: e.to_string(),
+        })
+}
+
+/// Runs the broker until SIGTERM or Ctrl-C, then shuts down cleanly.
+pub async fn run(options: BrokerOptions) -> Result<(), BrokerError> {
+    let broker = Arc::new(open(&options, Arc::new(RealFs))?);
+    let api = bind(options.listen).await?;
+    let observability = bind(options.metrics_listen).await?;
+    let api_address = api.local_addr().map_err(|e| BrokerError::Listen {
+        address: options.listen,
+        message: e.to_string(),
+    })?;
+    let metrics_address = observability
+        .local_addr()
+        .map_err(|e| BrokerError::Listen {
+            address: options.metrics_listen,
+            message: e.to_string(),
+        })?;
+    let (stop, stopped) = watch::channel(false);
+    let (ready_tx, ready) = watch::channel(true);
+
+    let api_broker = broker.clone();
+    let api_task = tokio::spawn(server::serve(
+        api,
+        move |request| server::handle_kinesis(api_broker.clone(), request),
+        stopped.clone(),
+    ));
+    let obs_broker = broker.clone();
+    let test_clock = options.test_clock;
+    let obs_task = tokio::spawn(server::serve(
+        observability,
+        move |request| {
+            server::handle_observability(obs_broker.clone(), ready.clone(), test_clock, request)
+        },
+        stopped.clone(),
+    ));
+    // The first line on stdout tells scripts and tests where the broker listens.
+    println!(
+        "brook broker listening on http://{api_address} (metrics on http://{metrics_address}/metrics)"
+    );
+    tracing::info!(
+        api = %api_address,
+        metrics = %metrics_address,
+        data_dir = %options.data_dir.display(),
+        fsync = options.fsync,
+        "broker started; requests are accepted whatever credentials sign them (authentication is not configured)"
+    );
+
+    wait_for_signal().await;
+    tracing::info!("shutting down: draining in-flight requests");
+    let _ = ready_tx.send(false);
+    let _ = stop.send(true);
+    let _ = api_task.await;
+    let _ = obs_task.await;
+    broker.store.shutdown().await?;
+    tracing::info!("shut down cleanly");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,511 @@
+//! Record operations: PutRecord, PutRecords, GetShardIterator, GetRecords.
+//!
+//! The one place a record is routed to its shard is [`ingest`]; the one place records are
+//! read back is [`get_records`].
+
+use std::fmt::Write;
+use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
+use base64::engine::{DecodePaddingMode, general_purpose::STANDARD};
+
+use super::{bounded, required};
+use crate::broker::iterator::{ITERATOR_TTL_MS, IteratorError, IteratorPosition};
+use crate::broker::protocol::json::{
+    self, GetRecordsInput, GetShardIteratorInput, GetShardIteratorOutput, PutRecordInput,
+    PutRecordOutput, PutRecordsEntry, PutRecordsInput, PutRecordsOutput, PutRecordsResultEntry,
+};
+use crate::broker::protocol::{ApiError, ErrorKind, timestamp_ms, write_timestamp};
+use crate::broker::routing::{
+    SequencePosition, format_sequence, parse_hash_key, parse_sequence, partition_hash,
+};
+use crate::broker::shard::batch::{BodyBuilder, records};
+use crate::broker::shard::{AppendPart, ReadLimits};
+use crate::broker::state::{Broker, LiveShard, LiveStream};
+
+/// Base64 as clients send it: standard alphabet, padding optional.
+const LENIENT_BASE64: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+const MAX_PUT_RECORDS: usize = 500;
+const MAX_GET_RECORDS: u32 = 10_000;
+const MAX_GET_BYTES: u64 = 10 * 1024 * 1024;
+const MIB: usize = 1024 * 1024;
+
+/// What happened to one record of a put.
+enum Outcome {
+    /// Went into part `part` at position `at` within it.
+    Stored { part: usize, at: u32, shard: usize },
+    /// Refused by the shard's quota.
+    Throttled { shard: usize },
+}
+
+/// A validated, routed and admitted put.
+struct Ingest {
+    parts: Vec<AppendPart>,
+    part_shards: Vec<usize>,
+    outcomes: Vec<Outcome>,
+}
+
+fn writable(broker: &Broker, stream: &LiveStream) -> Result<(), ApiError> {
+    if stream.status(broker.clock.now_ms(), broker.settings.transition_ms) == "CREATING" {
+        return Err(ApiError::stream_not_found(
+            &stream.record.name,
+            &broker.settings.account,
+        ));
+    }
+    Ok(())
+}
+
+/// Validates, decodes, routes and admits records; nothing is written yet.
+fn ingest(
+    broker: &Broker,
+    stream: &LiveStream,
+    entries: &[PutRecordsEntry<'_>],
+    member: &str,
+) -> Result<Ingest, ApiError> {
+    let max_record = stream.record.max_record_size_kib as usize * 1024;
+    let request_limit = if max_record > MIB { 10 * MIB } else { 5 * MIB };
+    let mut scratch: Vec<u8> = Vec::with_capacity(
+        entries
+            .iter()
+            .map(|e| e.data.as_ref().map_or(0, |d| d.len()))
+            .sum::<usize>()
+            * 3
+            / 4
+            + 16,
+    );
+    let mut decoded = Vec::with_capacity(entries.len());
+    let mut total = 0usize;
+    for (i, entry) in entries.iter().enumerate() {
+        let at = |field: &str| {
+            if member.is_empty() {
+                field.to_owned()
+            } else {
+                format!("{member}.{}.member.{field}", i + 1)
+            }
+        };
+        let key = required(entry.partition_key.as_deref(), &at("partitionKey"))?;
+        let key_chars = key.chars().count();
+        if !(1..=256).contains(&key_chars) {
+            return Err(ApiError::constraint(
+                key,
+                &at("partitionKey"),
+                "Member must have length between 1 and 256",
+            ));
+        }
+        let data = required(entry.data.as_deref(), &at("data"))?;
+        let start = scratch.len();
+        LENIENT_BASE64.decode_vec(data, &mut scratch).map_err(|_| {
+            ApiError::new(
+                ErrorKind::Serialization,
+                format!("Base64 encoded data at '{}' is not valid.", at("data")),
+            )
+        })?;
+        let size = scratch.len() - start + key.len();
+        if size > max_record {
+            return Err(ApiError::constraint(
+                "java.nio.HeapByteBuffer",
+                &at("data"),
+                &format!("Member must have length less than or equal to {max_record}"),
+            ));
+        }
+        total += size;
+        if total > request_limit {
+            return Err(ApiError::new(
+                ErrorKind::InvalidArgument,
+                format!("Records size exceeds {} MB limit", request_limit / MIB),
+            ));
+        }
+        let hash = match entry.explicit_hash_key.as_deref() {
+            Some(explicit) => parse_hash_key(explicit).ok_or_else(|| {
+                ApiError::new(
+                    ErrorKind::InvalidArgument,
+                    format!("Invalid ExplicitHashKey. ExplicitHashKey must be in the range: [0, 2^128-1]. Specified value was {explicit}"),
+                )
+            })?,
+            None => partition_hash(key),
+        };
+        decoded.push((key, start..scratch.len(), hash, size));
+    }
+
+    let now = broker.clock.now_ms();
+    let mut bodies: Vec<BodyBuilder> = Vec::new();
+    let mut part_shards: Vec<usize> = Vec::new();
+    let mut part_of_shard: Vec<Option<usize>> = vec![None; stream.shards.len()];
+    let mut outcomes = Vec::with_capacity(decoded.len());
+    for (key, range, hash, size) in decoded {
+        let shard = stream.route(hash).ok_or_else(|| {
+            ApiError::new(
+                ErrorKind::InternalFailure,
+                "No open shard covers the record's hash key.",
+            )
+        })?;
+        let shard_position = shard.key.shard_index as usize;
+        if !shard.quota.admit_write(size as u64, now) {
+            shard.metrics.write_throttled.inc();
+            outcomes.push(Outcome::Throttled {
+                shard: shard_position,
+            });
+            continue;
+        }
+        let part = *part_of_shard[shard_position].get_or_insert_with(|| {
+            bodies.push(BodyBuilder::with_capacity(4096));
+            part_shards.push(shard_position);
+            bodies.len() - 1
+        });
+        let body = &mut bodies[part];
+        outcomes.push(Outcome::Stored {
+            part,
+            at: body.record_count(),
+            shard: shard_position,
+        });
+        body.push(key, &scratch[range]);
+        shard.metrics.incoming_records.inc();
+        shard.metrics.incoming_bytes.inc_by(size as u64);
+    }
+    let parts = bodies
+        .into_iter()
+        .zip(&part_shards)
+        .map(|(body, &shard)| AppendPart {
+            shard: stream.shards[shard].key,
+            body: body.finish(),
+        })
+        .collect();
+    Ok(Ingest {
+        parts,
+        part_shards,
+        outcomes,
+    })
+}
+
+fn throttled_message(broker: &Broker, stream: &LiveStream, shard: &LiveShard) -> String {
+    format!(
+        "Rate exceeded for shard {} in stream {} under account {}.",
+        shard.id, stream.record.name, broker.settings.account
+    )
+}
+
+fn store_failure(error: crate::broker::shard::StoreError) -> ApiError {
+    tracing::error!(%error, "a write failed");
+    ApiError::new(
+        ErrorKind::InternalFailure,
+        "The broker could not store the records.",
+    )
+}
+
+pub(super) async fn put_records(broker: &Arc<Broker>, body: &[u8]) -> Result<Vec<u8>, ApiError> {
+    let input: PutRecordsInput = json::decode(body)?;
+    let stream = broker.resolve(input.stream_name.as_deref(), input.stream_arn.as_deref())?;
+    writable(broker, &stream)?;
+    let entries = required(input.records, "records")?;
+    if entries.is_empty() || entries.len() > MAX_PUT_RECORDS {
+        return Err(ApiError::constraint(
+            &format!("[{} records]", entries.len()),
+            "records",
+            "Member must have length between 1 and 500",
+        ));
+    }
+    let ingest = ingest(broker, &stream, &entries, "records")?;
+    let landed = if ingest.parts.is_empty() {
+        Vec::new()
+    } else {
+        broker
+            .store
+            .append(ingest.parts)
+            .await
+            .map_err(store_failure)?
+    };
+    let mut failed = 0;
+    let results = ingest
+        .outcomes
+        .iter()
+        .map(|outcome| match *outcome {
+            Outcome::Stored { part, at, shard } => PutRecordsResultEntry {
+                sequence_number: Some(format_sequence(SequencePosition {
+                    stream_key: stream.record.key,
+                    shard_index: stream.shards[ingest.part_shards[part]].key.shard_index,
+                    offset: landed[part].base_offset + u64::from(at),
+                })),
+                shard_id: Some(stream.shards[shard].id.clone()),
+                error_code: None,
+                error_message: None,
+            },
+            Outcome::Throttled { shard } => {
+                failed += 1;
+                PutRecordsResultEntry {
+                    sequence_number: None,
+                    shard_id: None,
+                    error_code: Some(ErrorKind::ProvisionedThroughputExceeded.type_name()),
+                    error_message: Some(throttled_message(broker, &stream, &stream.shards[shard])),
+                }
+            }
+        })
+        .collect();
+    Ok(json::encode(&PutRecordsOutput {
+        failed_record_count: failed,
+        records: results,
+        encryption_type: "NONE",
+    }))
+}
+
+pub(super) async fn put_record(broker: &Arc<Broker>, body: &[u8]) -> Result<Vec<u8>, ApiError> {
+    let input: PutRecordInput = json::decode(body)?;
+    let stream = broker.resolve(input.stream_name.as_deref(), input.stream_arn.as_deref())?;
+    writable(broker, &stream)?;
+    let ingest = ingest(broker, &stream, std::slice::from_ref(&input.record), "")?;
+    let (part, at, shard) = match ingest.outcomes.first() {
+        Some(&Outcome::Stored { part, at, shard }) => (part, at, shard),
+        Some(&Outcome::Throttled { shard }) => {
+            return Err(ApiError::new(
+                ErrorKind::ProvisionedThroughputExceeded,
+                throttled_message(broker, &stream, &stream.shards[shard]),
+            ));
+        }
+        None => {
+            return Err(ApiError::new(
+                ErrorKind::InternalFailure,
+                "The record was lost before storage.",
+            ));
+        }
+    };
+    let landed = broker
+        .store
+        .append(ingest.parts)
+        .await
+        .map_err(store_failure)?;
+    let shard = &stream.shards[shard];
+    Ok(json::encode(&PutRecordOutput {
+        shard_id: shard.id.clone(),
+        sequence_number: format_sequence(SequencePosition {
+            stream_key: stream.record.key,
+            shard_index: shard.key.shard_index,
+            offset: landed[part].base_offset + u64::from(at),
+        }),
+        encryption_type: "NONE",
+    }))
+}
+
+pub(super) async fn get_shard_iterator(
+    broker: &Arc<Broker>,
+    body: &[u8],
+) -> Result<Vec<u8>, ApiError> {
+    let input: GetShardIteratorInput = json::decode(body)?;
+    let shard_id = required(input.shard_id, "shardId")?;
+    let iterator_type = required(input.shard_iterator_type, "shardIteratorType")?;
+    let stream = broker.resolve(
+        input.stream.stream_name.as_deref(),
+        input.stream.stream_arn.as_deref(),
+    )?;
+    let shard = stream.shard(&shard_id).ok_or_else(|| {
+        ApiError::new(
+            ErrorKind::ResourceNotFound,
+            format!(
+                "Shard {shard_id} in stream {} under account {} does not exist",
+                stream.record.name, broker.settings.account
+            ),
+        )
+    })?;
+    let (tip, _) = shard.log.tip();
+    let sequence_offset = |kind: &str| -> Result<u64, ApiError> {
+        let text = input.starting_sequence_number.as_deref().ok_or_else(|| {
+            ApiError::new(
+                ErrorKind::InvalidArgument,
+                format!("Must specify a StartingSequenceNumber for {kind}"),
+            )
+        })?;
+        let position = parse_sequence(text).ok_or_else(|| {
+            ApiError::new(ErrorKind::InvalidArgument, format!("StartingSequenceNumber {text} used in GetShardIterator on shard {shard_id} in stream {} under account {} is invalid.", stream.record.name, broker.settings.account))
+        })?;
+        if position.stream_key != stream.record.key || position.shard_index != shard.key.shard_index
+        {
+            return Err(ApiError::new(
+                ErrorKind::InvalidArgument,
+                format!(
+                    "Invalid StartingSequenceNumber. It encodes {}, while it was used in a call to a shard with {shard_id}",
+                    crate::broker::routing::shard_id(position.shard_index)
+                ),
+            ));
+        }
+        Ok(position.offset)
+    };
+    let within_tip = |offset: u64| -> Result<u64, ApiError> {
+        if offset > tip {
+            return Err(ApiError::new(
+                ErrorKind::InvalidArgument,
+                format!(
+                    "StartingSequenceNumber used in GetShardIterator on shard {shard_id} in stream {} under account {} is beyond the shard's last record.",
+                    stream.record.name, broker.settings.account
+                ),
+            ));
+        }
+        Ok(offset)
+    };
+    let offset = match iterator_type.as_str() {
+        "TRIM_HORIZON" => 0,
+        "LATEST" => tip,
+        "AT_SEQUENCE_NUMBER" => within_tip(sequence_offset("AT_SEQUENCE_NUMBER")?)?,
+        "AFTER_SEQUENCE_NUMBER" => within_tip(sequence_offset("AFTER_SEQUENCE_NUMBER")? + 1)?,
+        "AT_TIMESTAMP" => {
+            let at = input.timestamp.and_then(timestamp_ms).ok_or_else(|| {
+                ApiError::new(ErrorKind::InvalidArgument, "Must specify timestampInMillis parameter for iterator of type AT_TIMESTAMP. Current request has no timestamp parameter.")
+            })?;
+            if at > broker.clock.now_ms() {
+                tip
+            } else {
+                let log = shard.log.clone();
+                tokio::task::spawn_blocking(move || log.offset_at_time(at))
+                    .await
+                    .map_err(|e| ApiError::new(ErrorKind::InternalFailure, e.to_string()))?
+                    .map_err(|e| ApiError::new(ErrorKind::InternalFailure, e.to_string()))?
+            }
+        }
+        other => {
+            return Err(ApiError::constraint(
+                other,
+                "shardIteratorType",
+                "Member must satisfy enum value set: [AFTER_SEQUENCE_NUMBER, AT_SEQUENCE_NUMBER, AT_TIMESTAMP, TRIM_HORIZON, LATEST]",
+            ));
+        }
+    };
+    let iterator = broker.iterators.encode(&IteratorPosition {
+        stream_name: stream.record.name.clone(),
+        shard: shard.key,
+        offset,
+        issued_ms: broker.clock.now_ms(),
+    });
+    Ok(json::encode(&GetShardIteratorOutput {
+        shard_iterator: iterator,
+    }))
+}
+
+pub(super) async fn get_records(broker: &Arc<Broker>, body: &[u8]) -> Result<Vec<u8>, ApiError> {
+    let input: GetRecordsInput = json::decode(body)?;
+    let token = required(input.shard_iterator, "shardIterator")?;
+    let limit = bounded(input.limit, "limit", 1, i64::from(MAX_GET_RECORDS))?
+        .map_or(MAX_GET_RECORDS, |l| l as u32);
+    let now = broker.clock.now_ms();
+    let position = broker.iterators.decode(&token, now).map_err(|error| match error {
+        IteratorError::Invalid => ApiError::new(ErrorKind::InvalidArgument, "Invalid ShardIterator."),
+        IteratorError::Expired => ApiError::new(
+            ErrorKind::ExpiredIterator,
+            format!("Iterator expired. The iterator was created at time {} while right now it is {} which is further in the future than the tolerated delay of {ITERATOR_TTL_MS} milliseconds.", iso(now.saturating_sub(ITERATOR_TTL_MS + 1)), iso(now)),
+        ),
+    })?;
+    let stream = broker.resolve(Some(&position.stream_name), input.stream_arn.as_deref())?;
+    let shard = stream
+        .shards
+        .get(position.shard.shard_index as usize)
+        .filter(|s| stream.record.key == position.shard.stream_key && s.key == position.shard)
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorKind::ResourceNotFound,
+                format!(
+                    "Shard {} in stream {} under account {} does not exist",
+                    crate::broker::routing::shard_id(position.shard.shard_index),
+                    stream.record.name,
+                    broker.settings.account
+                ),
+            )
+        })?;
+    if !shard.quota.admit_read(now) {
+        shard.metrics.read_throttled.inc();
+        return Err(ApiError::new(
+            ErrorKind::ProvisionedThroughputExceeded,
+            throttled_message(broker, &stream, shard),
+        ));
+    }
+    let limits = ReadLimits {
+        max_records: limit,
+        max_bytes: MAX_GET_BYTES,
+        not_before_ms: now.saturating_sub(stream.record.retention_ms()),
+    };
+    let log = shard.log.clone();
+    let offset = position.offset;
+    let outcome = tokio::task::spawn_blocking(move || log.read(offset, limits))
+        .await
+        .map_err(|e| ApiError::new(ErrorKind::InternalFailure, e.to_string()))?
+        .map_err(|e| {
+            tracing::error!(error = %e, "a read failed");
+            ApiError::new(
+                ErrorKind::InternalFailure,
+                "The broker could not read the shard.",
+            )
+        })?;
+
+    let mut out = String::with_capacity(
+        outcome
+            .batches
+            .iter()
+            .map(|b| b.body.len() * 4 / 3 + 160 * b.take as usize)
+            .sum::<usize>()
+            + 512,
+    );
+    out.push_str("{\"Records\":[");
+    let (mut count, mut bytes, mut last_arrival) = (0u64, 0u64, None);
+    for batch in &outcome.batches {
+        let picked = records(&batch.body)
+            .skip(batch.skip as usize)
+            .take(batch.take as usize);
+        for (i, record) in picked.enumerate() {
+            let record =
+                record.map_err(|e| ApiError::new(ErrorKind::InternalFailure, e.to_string()))?;
+            if count > 0 {
+                out.push(',');
+            }
+            let offset = batch.header.base_offset + u64::from(batch.skip) + i as u64;
+            let _ = write!(
+                out,
+                "{{\"SequenceNumber\":\"{}\",\"ApproximateArrivalTimestamp\":",
+                format_sequence(SequencePosition {
+                    stream_key: stream.record.key,
+                    shard_index: shard.key.shard_index,
+                    offset
+                })
+            );
+            write_timestamp(&mut out, batch.header.arrival_ms);
+            out.push_str(",\"Data\":\"");
+            STANDARD.encode_string(record.data, &mut out);
+            out.push_str("\",\"PartitionKey\":");
+            out.push_str(
+                &serde_json::to_string(record.partition_key).unwrap_or_else(|_| "\"\"".into()),
+            );
+            out.push_str(",\"EncryptionType\":\"NONE\"}");
+            count += 1;
+            bytes += (record.data.len() + record.partition_key.len()) as u64;
+        }
+        last_arrival = Some(batch.header.arrival_ms);
+    }
+    out.push(']');
+    let caught_up = outcome.next_offset >= outcome.committed_offset;
+    let behind = if caught_up {
+        0
+    } else {
+        outcome
+            .last_arrival_ms
+            .saturating_sub(last_arrival.unwrap_or(outcome.last_arrival_ms))
+    };
+    let next = broker.iterators.encode(&IteratorPosition {
+        stream_name: stream.record.name.clone(),
+        shard: shard.key,
+        offset: outcome.next_offset,
+        issued_ms: now,
+    });
+    let _ = write!(
+        out,
+        ",\"NextShardIterator\":\"{next}\",\"MillisBehindLatest\":{behind}}}"
+    );
+    shard.quota.charge_read(bytes, now);
+    shard.metrics.outgoing_records.inc_by(count);
+    shard.metrics.outgoing_bytes.inc_by(bytes);
+    shard.metrics.iterator_age.set(behind as i64);
+    Ok(out.into_bytes())
+}
+
+/// A compact UTC rendering of epoch milliseconds for messages.
+fn iso(epoch_ms: u64) -> String {
+    k8s_openapi::jiff::Timestamp::from_millisecond(epoch_ms as i64)
+        .map_or_else(|_| epoch_ms.to_string(), |t| t.to_string())
+}

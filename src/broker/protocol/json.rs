@@ -1,0 +1,376 @@
+//! The JSON 1.1 codec: request and response shapes named exactly as in the Kinesis API model.
+//!
+//! Required members are `Option`s here so a missing one gets the model's ValidationException
+//! instead of a serde error; data blobs stay borrowed base64 text until the request task
+//! decodes them straight into a batch body.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize, Serializer};
+
+use super::{ApiError, ErrorKind};
+
+/// Decodes a request body; an empty body counts as `{}`.
+pub fn decode<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
+    let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        body
+    };
+    serde_json::from_slice(body).map_err(|error| {
+        let message = if error.is_data() {
+            format!("Invalid request shape: {error}")
+        } else {
+            format!("Malformed JSON: {error}")
+        };
+        ApiError::new(ErrorKind::Serialization, message)
+    })
+}
+
+/// Encodes a response body.
+pub fn encode<T: Serialize>(response: &T) -> Vec<u8> {
+    serde_json::to_vec(response).unwrap_or_else(|_| b"{}".to_vec())
+}
+
+/// Epoch milliseconds, serialized as epoch seconds with milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timestamp(pub u64);
+
+impl Serialize for Timestamp {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_f64(self.0 as f64 / 1000.0)
+    }
+}
+
+/// A stream named by name or ARN, as most operations accept it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct StreamRef {
+    /// The stream's name.
+    pub stream_name: Option<String>,
+    /// The stream's ARN.
+    #[serde(rename = "StreamARN")]
+    pub stream_arn: Option<String>,
+}
+
+/// CreateStream's input.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CreateStreamInput {
+    /// Name of the new stream.
+    pub stream_name: Option<String>,
+    /// Shards to start with (required for provisioned streams).
+    pub shard_count: Option<i64>,
+    /// Provisioned or on-demand.
+    pub stream_mode_details: Option<StreamModeDetails>,
+    /// Tags to set on the new stream.
+    pub tags: Option<BTreeMap<String, String>>,
+    /// Largest record size, in KiB.
+    #[serde(rename = "MaxRecordSizeInKiB")]
+    pub max_record_size_in_kib: Option<i64>,
+}
+
+/// A stream's capacity mode.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct StreamModeDetails {
+    /// `PROVISIONED` or `ON_DEMAND`.
+    pub stream_mode: String,
+}
+
+/// DeleteStream's input.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DeleteStreamInput {
+    /// The stream.
+    #[serde(flatten)]
+    pub stream: StreamRef,
+    /// Delete even if consumers are registered.
+    pub enforce_consumer_deletion: Option<bool>,
+}
+
+/// DescribeStream's input.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DescribeStreamInput {
+    /// The stream.
+    #[serde(flatten)]
+    pub stream: StreamRef,
+    /// Most shards to describe.
+    pub limit: Option<i64>,
+    /// Describe shards after this one.
+    pub exclusive_start_shard_id: Option<String>,
+}
+
+/// ListStreams's input.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListStreamsInput {
+    /// Most streams to list.
+    pub limit: Option<i64>,
+    /// List streams after this name.
+    pub exclusive_start_stream_name: Option<String>,
+    /// Continue a previous listing.
+    pub next_token: Option<String>,
+}
+
+/// ListShards's filter.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ShardFilter {
+    /// The filter type.
+    #[serde(rename = "Type")]
+    pub filter_type: Option<String>,
+    /// With `AFTER_SHARD_ID`: the shard.
+    pub shard_id: Option<String>,
+    /// With `AT_TIMESTAMP` and `FROM_TIMESTAMP`: the time, epoch seconds.
+    pub timestamp: Option<f64>,
+}
+
+/// ListShards's input.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListShardsInput {
+    /// The stream.
+    #[serde(flatten)]
+    pub stream: StreamRef,
+    /// Continue a previous listing.
+    pub next_token: Option<String>,
+    /// List shards after this one.
+    pub exclusive_start_shard_id: Option<String>,
+    /// Most shards to list.
+    pub max_results: Option<i64>,
+    /// The stream's creation time, to tell apart streams of the same name.
+    pub stream_creation_timestamp: Option<f64>,
+    /// Which shards to list.
+    pub shard_filter: Option<ShardFilter>,
+}
+
+/// One record of a put, with its data still base64 text.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PutRecordsEntry<'a> {
+    /// Base64 data blob.
+    #[serde(borrow)]
+    pub data: Option<Cow<'a, str>>,
+    /// Partition key.
+    #[serde(borrow)]
+    pub partition_key: Option<Cow<'a, str>>,
+    /// Hash key overriding the partition key's.
+    #[serde(borrow)]
+    pub explicit_hash_key: Option<Cow<'a, str>>,
+}
+
+/// PutRecord's input.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PutRecordInput<'a> {
+    /// The stream's name.
+    pub stream_name: Option<String>,
+    /// The stream's ARN.
+    #[serde(rename = "StreamARN")]
+    pub stream_arn: Option<String>,
+    /// The record.
+    #[serde(flatten, borrow)]
+    pub record: PutRecordsEntry<'a>,
+    /// Accepted and ignored: Brook's sequence numbers always increase per shard.
+    pub sequence_number_for_ordering: Option<String>,
+}
+
+/// PutRecords's input.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PutRecordsInput<'a> {
+    /// The stream's name.
+    pub stream_name: Option<String>,
+    /// The stream's ARN.
+    #[serde(rename = "StreamARN")]
+    pub stream_arn: Option<String>,
+    /// The records.
+    #[serde(borrow)]
+    pub records: Option<Vec<PutRecordsEntry<'a>>>,
+}
+
+/// PutRecord's output.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PutRecordOutput {
+    /// The shard the record went to.
+    pub shard_id: String,
+    /// The record's sequence number.
+    pub sequence_number: String,
+    /// Always `NONE`.
+    pub encryption_type: &'static str,
+}
+
+/// One result of PutRecords: a sequence number or an error.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PutRecordsResultEntry {
+    /// The record's sequence number, on success.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sequence_number: Option<String>,
+    /// The shard the record went to, on success.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shard_id: Option<String>,
+    /// The error type, on failure.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<&'static str>,
+    /// The error message, on failure.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_message: Option<String>,
+}
+
+/// PutRecords's output.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PutRecordsOutput {
+    /// Records that failed.
+    pub failed_record_count: u32,
+    /// One result per record, in request order.
+    pub records: Vec<PutRecordsResultEntry>,
+    /// Always `NONE`.
+    pub encryption_type: &'static str,
+}
+
+/// GetShardIterator's input.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct GetShardIteratorInput {
+    /// The stream.
+    #[serde(flatten)]
+    pub stream: StreamRef,
+    /// The shard.
+    pub shard_id: Option<String>,
+    /// Where to start.
+    pub shard_iterator_type: Option<String>,
+    /// With `AT_`/`AFTER_SEQUENCE_NUMBER`: the sequence number.
+    pub starting_sequence_number: Option<String>,
+    /// With `AT_TIMESTAMP`: the time, epoch seconds.
+    pub timestamp: Option<f64>,
+}
+
+/// GetShardIterator's output.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct GetShardIteratorOutput {
+    /// The iterator.
+    pub shard_iterator: String,
+}
+
+/// GetRecords's input.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct GetRecordsInput {
+    /// The iterator.
+    pub shard_iterator: Option<String>,
+    /// Most records to return.
+    pub limit: Option<i64>,
+    /// The stream's ARN, which must match the iterator's stream.
+    #[serde(rename = "StreamARN")]
+    pub stream_arn: Option<String>,
+}
+
+/// Increase- and DecreaseStreamRetentionPeriod's input.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct RetentionInput {
+    /// The stream.
+    #[serde(flatten)]
+    pub stream: StreamRef,
+    /// The new retention, in hours.
+    pub retention_period_hours: Option<i64>,
+}
+
+/// AddTagsToStream's input.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct AddTagsInput {
+    /// The stream.
+    #[serde(flatten)]
+    pub stream: StreamRef,
+    /// Tags to add or overwrite.
+    pub tags: Option<BTreeMap<String, String>>,
+}
+
+/// RemoveTagsFromStream's input.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct RemoveTagsInput {
+    /// The stream.
+    #[serde(flatten)]
+    pub stream: StreamRef,
+    /// Keys of the tags to remove.
+    pub tag_keys: Option<Vec<String>>,
+}
+
+/// ListTagsForStream's input.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListTagsInput {
+    /// The stream.
+    #[serde(flatten)]
+    pub stream: StreamRef,
+    /// List tags after this key.
+    pub exclusive_start_tag_key: Option<String>,
+    /// Most tags to list.
+    pub limit: Option<i64>,
+}
+
+/// A tag.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Tag {
+    /// Key.
+    pub key: String,
+    /// Value.
+    pub value: String,
+}
+
+/// A shard's hash key range, as decimal strings.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct HashKeyRange {
+    /// First hash key.
+    pub starting_hash_key: String,
+    /// Last hash key.
+    pub ending_hash_key: String,
+}
+
+/// A shard's sequence number range.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SequenceNumberRange {
+    /// First sequence number.
+    pub starting_sequence_number: String,
+    /// Last sequence number, for a closed shard.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ending_sequence_number: Option<String>,
+}
+
+/// A shard, as DescribeStream and ListShards show it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Shard {
+    /// The shard's id.
+    pub shard_id: String,
+    /// The shard it was split from or merged into.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent_shard_id: Option<String>,
+    /// The other parent of a merge.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub adjacent_parent_shard_id: Option<String>,
+    /// Its hash keys.
+    pub hash_key_range: HashKeyRange,
+    /// Its sequence numbers.
+    pub sequence_number_range: SequenceNumberRange,
+}
+
+/// Enhanced monitoring settings.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct EnhancedMetrics {
+    /// Enabled shard-level metrics.
+    pub shard_level_metrics: Vec<String>,
+}

@@ -1,0 +1,271 @@
+//! Kinesis's addressing, as pure functions: shard ids, the 128-bit hash key space and how
+//! CreateStream divides it, MD5 partition-key routing, sequence numbers and ARNs.
+//!
+//! Sequence numbers are formatted from (stream key, shard index, offset) and never stored:
+//! `49` followed by the 54-digit decimal of `stream_key << 96 | shard_index << 64 | offset`,
+//! so they are 56 digits long like Kinesis's and compare the same as strings and as numbers.
+
+use md5::{Digest, Md5};
+
+/// Kinesis's shard id for a shard index: `shardId-000000000007`.
+pub fn shard_id(index: u32) -> String {
+    format!("shardId-{index:012}")
+}
+
+/// The shard index in a shard id, if it is one Brook could have made.
+pub fn parse_shard_id(id: &str) -> Option<u32> {
+    let digits = id.strip_prefix("shardId-")?;
+    if digits.len() != 12 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// An inclusive range of the 128-bit hash key space.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct HashRange {
+    /// First hash key of the range.
+    pub start: u128,
+    /// Last hash key of the range, inclusive.
+    pub end: u128,
+}
+
+impl HashRange {
+    /// Whether `key` falls in the range.
+    pub fn contains(&self, key: u128) -> bool {
+        self.start <= key && key <= self.end
+    }
+}
+
+/// Splits the whole hash key space into `count` contiguous ranges the way CreateStream does:
+/// range `i` starts at `floor(2^128 * i / count)`.
+pub fn even_hash_ranges(count: u32) -> Vec<HashRange> {
+    assert!(count > 0, "a stream has at least one shard");
+    if count == 1 {
+        return vec![HashRange {
+            start: 0,
+            end: u128::MAX,
+        }];
+    }
+    let n = u128::from(count);
+    // 2^128 = n * quotient + remainder, computed without overflowing u128 (n > 1).
+    let mut quotient = u128::MAX / n;
+    let mut remainder = u128::MAX % n + 1;
+    if remainder == n {
+        quotient += 1;
+        remainder = 0;
+    }
+    let start = |i: u128| i * quotient + (i * remainder) / n;
+    (0..n)
+        .map(|i| HashRange {
+            start: start(i),
+            end: if i + 1 == n {
+                u128::MAX
+            } else {
+                start(i + 1) - 1
+            },
+        })
+        .collect()
+}
+
+/// The hash key of a partition key: its MD5 digest read as a big-endian 128-bit integer.
+pub fn partition_hash(partition_key: &str) -> u128 {
+    let digest: [u8; 16] = Md5::digest(partition_key.as_bytes()).into();
+    u128::from_be_bytes(digest)
+}
+
+/// Parses an `ExplicitHashKey`: a decimal integer in `0..2^128`.
+pub fn parse_hash_key(text: &str) -> Option<u128> {
+    if text.is_empty() || text.len() > 39 || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    if text.len() > 1 && text.starts_with('0') {
+        return None;
+    }
+    text.parse().ok()
+}
+
+const SEQUENCE_PREFIX: &str = "49";
+const SEQUENCE_DIGITS: usize = 54;
+
+/// Where a sequence number points: a stream, one of its shards and an offset in that shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SequencePosition {
+    /// The stream's internal key (distinct for a stream recreated under the same name).
+    pub stream_key: u32,
+    /// The shard's index.
+    pub shard_index: u32,
+    /// The record's offset in its shard.
+    pub offset: u64,
+}
+
+/// Formats a record's sequence number.
+pub fn format_sequence(position: SequencePosition) -> String {
+    let value = (u128::from(position.stream_key) << 96)
+        | (u128::from(position.shard_index) << 64)
+        | u128::from(position.offset);
+    format!("{SEQUENCE_PREFIX}{value:0SEQUENCE_DIGITS$}")
+}
+
+/// Reads back a sequence number Brook formatted; `None` for anything else.
+pub fn parse_sequence(text: &str) -> Option<SequencePosition> {
+    let digits = text.strip_prefix(SEQUENCE_PREFIX)?;
+    if digits.len() != SEQUENCE_DIGITS || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let value: u128 = digits.parse().ok()?;
+    Some(SequencePosition {
+        stream_key: u32::try_from(value >> 96).ok()?,
+        shard_index: (value >> 64) as u32,
+        offset: value as u64,
+    })
+}
+
+/// The ARN Kinesis clients see for a stream.
+pub fn stream_arn(region: &str, account: &str, stream_name: &str) -> String {
+    format!("arn:aws:kinesis:{region}:{account}:stream/{stream_name}")
+}
+
+/// The stream name in a stream ARN, if it is a well-formed Kinesis stream ARN.
+pub fn stream_name_from_arn(arn: &str) -> Option<&str> {
+    let mut parts = arn.splitn(6, ':');
+    let (arn_word, partition, service) = (parts.next()?, parts.next()?, parts.next()?);
+    let (_region, account, resource) = (parts.next()?, parts.next()?, parts.next()?);
+    let well_formed = arn_word == "arn"
+        && partition.starts_with("aws")
+        && service == "kinesis"
+        && account.len() == 12
+        && account.bytes().all(|b| b.is_ascii_digit());
+    let name = resource.strip_prefix("stream/")?;
+    (well_formed && !name.is_empty() && !name.contains('/')).then_some(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shard_ids_are_zero_padded_to_twelve_digits() {
+        assert_eq!(shard_id(0), "shardId-000000000000");
+        assert_eq!(shard_id(42), "shardId-000000000042");
+        assert_eq!(parse_shard_id("shardId-000000000042"), Some(42));
+        assert_eq!(parse_shard_id("shardId-42"), None);
+        assert_eq!(parse_shard_id("shard-000000000042"), None);
+    }
+
+    #[test]
+    fn two_shards_split_the_key_space_where_kinesis_does() {
+        let ranges = even_hash_ranges(2);
+        assert_eq!(ranges[0].start, 0);
+        assert_eq!(
+            ranges[0].end.to_string(),
+            "170141183460469231731687303715884105727"
+        );
+        assert_eq!(
+            ranges[1].start.to_string(),
+            "170141183460469231731687303715884105728"
+        );
+        assert_eq!(ranges[1].end, u128::MAX);
+    }
+
+    #[test]
+    fn three_shards_split_the_key_space_where_kinesis_does() {
+        let ranges = even_hash_ranges(3);
+        assert_eq!(
+            ranges[0].end.to_string(),
+            "113427455640312821154458202477256070484"
+        );
+        assert_eq!(
+            ranges[1].start.to_string(),
+            "113427455640312821154458202477256070485"
+        );
+        assert_eq!(
+            ranges[1].end.to_string(),
+            "226854911280625642308916404954512140969"
+        );
+        assert_eq!(
+            ranges[2].start.to_string(),
+            "226854911280625642308916404954512140970"
+        );
+    }
+
+    #[test]
+    fn even_ranges_cover_the_key_space_without_gaps_for_any_count() {
+        for count in [1, 2, 3, 4, 7, 10, 64, 1000, 9999] {
+            let ranges = even_hash_ranges(count);
+            assert_eq!(ranges.len(), count as usize);
+            assert_eq!(ranges[0].start, 0);
+            assert_eq!(ranges[ranges.len() - 1].end, u128::MAX);
+            for pair in ranges.windows(2) {
+                assert_eq!(
+                    pair[0].end + 1,
+                    pair[1].start,
+                    "gap or overlap with {count} shards"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn partition_keys_hash_to_their_md5_as_a_big_endian_integer() {
+        // md5("") = d41d8cd98f00b204e9800998ecf8427e
+        assert_eq!(partition_hash(""), 0xd41d8cd98f00b204e9800998ecf8427e);
+    }
+
+    #[test]
+    fn explicit_hash_keys_are_decimal_and_below_two_to_the_128() {
+        assert_eq!(parse_hash_key("0"), Some(0));
+        assert_eq!(
+            parse_hash_key("340282366920938463463374607431768211455"),
+            Some(u128::MAX)
+        );
+        assert_eq!(
+            parse_hash_key("340282366920938463463374607431768211456"),
+            None
+        );
+        assert_eq!(parse_hash_key("-1"), None);
+        assert_eq!(parse_hash_key("01"), None);
+        assert_eq!(parse_hash_key(""), None);
+    }
+
+    #[test]
+    fn sequence_numbers_round_trip_and_sort_as_strings() {
+        let a = SequencePosition {
+            stream_key: 3,
+            shard_index: 1,
+            offset: 9,
+        };
+        let b = SequencePosition {
+            stream_key: 3,
+            shard_index: 1,
+            offset: 10,
+        };
+        let (sa, sb) = (format_sequence(a), format_sequence(b));
+        assert_eq!(sa.len(), 56);
+        assert!(sa < sb);
+        assert_eq!(parse_sequence(&sa), Some(a));
+        let max = SequencePosition {
+            stream_key: u32::MAX,
+            shard_index: u32::MAX,
+            offset: u64::MAX,
+        };
+        assert_eq!(parse_sequence(&format_sequence(max)), Some(max));
+        assert_eq!(parse_sequence("12345"), None);
+        assert_eq!(parse_sequence(&sa.replace('4', "x")), None);
+    }
+
+    #[test]
+    fn stream_arns_name_their_stream() {
+        let arn = stream_arn("us-east-1", "000000000000", "clicks");
+        assert_eq!(arn, "arn:aws:kinesis:us-east-1:000000000000:stream/clicks");
+        assert_eq!(stream_name_from_arn(&arn), Some("clicks"));
+        assert_eq!(
+            stream_name_from_arn("arn:aws:s3:us-east-1:000000000000:stream/x"),
+            None
+        );
+        assert_eq!(
+            stream_name_from_arn("arn:aws:kinesis:us-east-1:1:stream/x"),
+            None
+        );
+    }
+}

@@ -1,0 +1,225 @@
+//! HTTP front ends: the Kinesis API (HTTP/1.1 and cleartext HTTP/2 with prior knowledge on
+//! one port) and the observability port (`/metrics`, `/healthz`, `/readyz`).
+//!
+//! The one place a request is decoded into an operation is [`handle_kinesis`].
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use super::ops;
+use super::protocol::{ApiError, ErrorKind, JSON_CONTENT_TYPE, Operation};
+use super::state::Broker;
+
+/// Largest request body accepted: a 10 MiB PutRecords in base64 with its JSON around it.
+pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+/// How long in-flight requests get to finish at shutdown.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
+
+static REQUEST_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+fn request_id() -> String {
+    let n = REQUEST_COUNTER.fetch_add(1, Ordering::Relaxed);
+    let pid = std::process::id();
+    format!(
+        "{pid:08x}-{:04x}-{:04x}-{:012x}",
+        (n >> 48) as u16,
+        (n >> 32) as u16,
+        n & 0xffff_ffff_ffff
+    )
+}
+
+fn respond(status: u16, body: Vec<u8>, content_type: &'static str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() =
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static(content_type),
+    );
+    response
+}
+
+fn error_response(error: &ApiError) -> Response<Full<Bytes>> {
+    let mut response = respond(error.kind.status(), error.body(), JSON_CONTENT_TYPE);
+    if let Ok(value) = HeaderValue::from_str(error.kind.type_name()) {
+        response.headers_mut().insert("x-amzn-ErrorType", value);
+    }
+    response
+}
+
+/// Serves one Kinesis API request.
+pub async fn handle_kinesis(
+    broker: Arc<Broker>,
+    request: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let started = Instant::now();
+    let id = request_id();
+    let target = request
+        .headers()
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok());
+    let operation = Operation::from_target(target);
+    let is_cbor = request
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.contains("cbor"));
+    let method = request.method().clone();
+    let result = match (method, operation.clone()) {
+        (Method::POST, Ok(operation)) if !is_cbor => {
+            match Limited::new(request.into_body(), MAX_BODY_BYTES)
+                .collect()
+                .await
+            {
+                Ok(body) => ops::dispatch(&broker, operation, &body.to_bytes()).await,
+                Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(ApiError::new(
+                    ErrorKind::RequestEntityTooLarge,
+                    format!("Request body exceeds {MAX_BODY_BYTES} bytes."),
+                )),
+                Err(error) => Err(ApiError::new(
+                    ErrorKind::Serialization,
+                    format!("Could not read the request body: {error}"),
+                )),
+            }
+        }
+        (Method::POST, Ok(_)) => Err(ApiError::new(
+            ErrorKind::Serialization,
+            "The CBOR protocol is not served yet; use application/x-amz-json-1.1.",
+        )),
+        (_, Err(error)) => Err(error),
+        (_, Ok(_)) => Err(ApiError::new(
+            ErrorKind::UnknownOperation,
+            "Kinesis operations are POST requests.",
+        )),
+    };
+    let operation = operation.ok();
+    let mut response = match &result {
+        Ok(body) => respond(200, body.clone(), JSON_CONTENT_TYPE),
+        Err(error) => {
+            if error.kind == ErrorKind::InternalFailure {
+                tracing::warn!(request_id = %id, %error, "request failed");
+            }
+            error_response(error)
+        }
+    };
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(error) => error.kind.type_name(),
+    };
+    broker
+        .metrics
+        .observe(operation, outcome, started.elapsed().as_secs_f64());
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response
+            .headers_mut()
+            .insert("x-amzn-RequestId", value.clone());
+        response.headers_mut().insert("x-amz-id-2", value);
+    }
+    Ok(response)
+}
+
+/// Serves the observability endpoints; with `test_clock`, also `POST /debug/advance-clock?ms=N`.
+pub async fn handle_observability(
+    broker: Arc<Broker>,
+    ready: watch::Receiver<bool>,
+    test_clock: bool,
+    request: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let text = "text/plain; charset=utf-8";
+    let response = match (request.method(), request.uri().path()) {
+        (&Method::GET, "/metrics") => {
+            broker.refresh_gauges();
+            respond(200, broker.metrics.render(), "text/plain; version=0.0.4")
+        }
+        (&Method::GET, "/healthz") => match broker.store.failure() {
+            None => respond(200, b"ok\n".to_vec(), text),
+            Some(reason) => respond(
+                503,
+                format!("storage failed: {reason}\n").into_bytes(),
+                text,
+            ),
+        },
+        (&Method::GET, "/readyz") if *ready.borrow() && broker.store.failure().is_none() => {
+            respond(200, b"ready\n".to_vec(), text)
+        }
+        (&Method::GET, "/readyz") => respond(503, b"not ready\n".to_vec(), text),
+        (&Method::POST, "/debug/advance-clock") if test_clock => {
+            let ms = request
+                .uri()
+                .query()
+                .and_then(|q| q.strip_prefix("ms="))
+                .and_then(|v| v.parse::<i64>().ok());
+            match ms {
+                Some(ms) => {
+                    broker.clock.advance(ms);
+                    respond(
+                        200,
+                        format!("{}\n", broker.clock.now_ms()).into_bytes(),
+                        text,
+                    )
+                }
+                None => respond(400, b"expected ?ms=<milliseconds>\n".to_vec(), text),
+            }
+        }
+        _ => respond(404, b"not found\n".to_vec(), text),
+    };
+    Ok(response)
+}
+
+/// Accepts connections on `listener` and serves each with `handler` over HTTP/1.1 or h2c,
+/// until `shutdown` flips; then lets in-flight requests finish for up to [`DRAIN_TIMEOUT`].
+pub async fn serve<H, F>(listener: TcpListener, handler: H, mut shutdown: watch::Receiver<bool>)
+where
+    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send + 'static,
+{
+    let graceful = GracefulShutdown::new();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http2().max_concurrent_streams(1024);
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = shutdown.changed() => break,
+        };
+        let (stream, _peer): (_, SocketAddr) = match accepted {
+            Ok(pair) => pair,
+            Err(error) => {
+                tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let handler = handler.clone();
+        let connection = builder
+            .serve_connection(TokioIo::new(stream), service_fn(handler))
+            .into_owned();
+        let watched = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(error) = watched.await {
+                tracing::debug!(%error, "connection ended with an error");
+            }
+        });
+    }
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("in-flight requests did not finish before the drain timeout");
+    }
+}

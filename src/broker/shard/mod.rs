@@ -1,0 +1,260 @@
+//! Durable per-shard logs: segment files per shard, one fsynced journal per volume, a single
+//! writer thread, and recovery that truncates each shard to its checkpoint and replays the
+//! journal, stopping at the first entry whose checksum, length or sequence is wrong.
+//!
+//! See "Shard storage" in the design notes; [`writer`] holds the commit protocol.
+
+pub mod batch;
+pub mod checkpoint;
+pub mod fs;
+pub mod log;
+mod recovery;
+pub mod writer;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{mpsc, oneshot};
+
+pub use log::{ReadLimits, ReadOutcome, ShardKey, ShardLog};
+pub use recovery::RecoveryReport;
+pub use writer::{AppendPart, Appended};
+
+use fs::FileSystem;
+use writer::Command;
+
+/// Why a storage call failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// A file operation failed.
+    #[error("{path}: {message}")]
+    Io {
+        /// The file or folder.
+        path: String,
+        /// The operating system's error.
+        message: String,
+    },
+    /// The writer stopped after an earlier failure and takes no more writes.
+    #[error("storage writer stopped after an earlier failure: {0}")]
+    Stopped(String),
+    /// A write named a shard the store does not have.
+    #[error("unknown shard {0:?}")]
+    UnknownShard(ShardKey),
+    /// A stored file does not check out.
+    #[error("corrupt storage: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    /// Maps an I/O error on `path` into a store error.
+    pub fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+        move |error| StoreError::Io {
+            path: path.display().to_string(),
+            message: error.to_string(),
+        }
+    }
+}
+
+/// Storage settings.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Sync the journal before acknowledging (`Fsync` durability).
+    pub fsync: bool,
+    /// Size at which a segment rolls.
+    pub segment_bytes: u64,
+    /// Journal size that forces a checkpoint.
+    pub journal_bytes: u64,
+    /// Longest time between checkpoints.
+    pub checkpoint_interval: Duration,
+    /// Depth of the writer's queue.
+    pub queue_depth: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            fsync: true,
+            segment_bytes: 128 * 1024 * 1024,
+            journal_bytes: 1024 * 1024 * 1024,
+            checkpoint_interval: Duration::from_secs(30),
+            queue_depth: 4096,
+        }
+    }
+}
+
+/// The broker's wall clock, with an offset tests can move forward.
+#[derive(Debug, Clone, Default)]
+pub struct Clock {
+    offset_ms: Arc<AtomicI64>,
+}
+
+impl Clock {
+    /// Milliseconds since the Unix epoch, offset included.
+    pub fn now_ms(&self) -> u64 {
+        let real = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        (real + self.offset_ms.load(Ordering::Relaxed)).max(0) as u64
+    }
+
+    /// Moves the clock forward by `ms` (a test knob for retention).
+    pub fn advance(&self, ms: i64) {
+        self.offset_ms.fetch_add(ms, Ordering::Relaxed);
+    }
+}
+
+/// The shard logs of a data directory and the writer that appends to them.
+pub struct Store {
+    queue: mpsc::Sender<Command>,
+    logs: RwLock<HashMap<ShardKey, Arc<ShardLog>>>,
+    clock: Clock,
+    dir: PathBuf,
+    failure: Arc<std::sync::Mutex<Option<String>>>,
+}
+
+impl Store {
+    /// Opens (recovering) the store in `dir` for the given shards and stream retentions, and
+    /// starts its writer. Shards of other streams found on disk are deleted.
+    pub fn open(
+        dir: &Path,
+        fs: Arc<dyn FileSystem>,
+        options: StoreOptions,
+        clock: Clock,
+        shards: &[ShardKey],
+        retention_ms: HashMap<u32, u64>,
+    ) -> Result<(Self, RecoveryReport), StoreError> {
+        let (writer, report) = recovery::recover(
+            dir,
+            fs,
+            options.clone(),
+            clock.clone(),
+            shards,
+            retention_ms,
+        )?;
+        let failure = writer.shared_failure.clone();
+        let logs = writer
+            .shards
+            .iter()
+            .map(|(key, shard)| (*key, shard.log.clone()))
+            .collect();
+        let (queue, receiver) = mpsc::channel(options.queue_depth);
+        std::thread::Builder::new()
+            .name("brook-writer".into())
+            .spawn(move || writer.run(receiver))
+            .map_err(StoreError::io(dir))?;
+        let ticker = queue.clone();
+        std::thread::Builder::new()
+            .name("brook-ticker".into())
+            .spawn(move || {
+                while !ticker.is_closed() {
+                    std::thread::sleep(writer::TICK);
+                    if ticker.try_send(Command::Tick).is_err() && ticker.is_closed() {
+                        break;
+                    }
+                }
+            })
+            .map_err(StoreError::io(dir))?;
+        let store = Self {
+            queue,
+            logs: RwLock::new(logs),
+            clock,
+            dir: dir.to_path_buf(),
+            failure,
+        };
+        Ok((store, report))
+    }
+
+    /// The store's data directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Why the writer stopped, if it did: it then takes no more writes.
+    pub fn failure(&self) -> Option<String> {
+        self.failure
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The clock the store stamps arrival times with.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Command,
+    ) -> Result<T, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send(make(reply))
+            .await
+            .map_err(|_| StoreError::Stopped("the writer has shut down".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Stopped("the writer has shut down".into()))?
+    }
+
+    /// Appends parts atomically (all or none) and returns once they are committed.
+    pub async fn append(&self, parts: Vec<AppendPart>) -> Result<Vec<Appended>, StoreError> {
+        self.ask(|reply| Command::Append { parts, reply }).await
+    }
+
+    /// Starts empty shards.
+    pub async fn add_shards(&self, shards: Vec<ShardKey>) -> Result<(), StoreError> {
+        let logs = self
+            .ask(|reply| Command::AddShards { shards, reply })
+            .await?;
+        let mut map = self
+            .logs
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for log in logs {
+            map.insert(log.key, log);
+        }
+        Ok(())
+    }
+
+    /// Deletes a stream's shards and their files.
+    pub async fn drop_stream(&self, stream_key: u32) -> Result<(), StoreError> {
+        self.logs
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .retain(|key, _| key.stream_key != stream_key);
+        self.ask(|reply| Command::DropStream { stream_key, reply })
+            .await
+    }
+
+    /// Sets the retention the writer applies to a stream's segments.
+    pub async fn set_retention(
+        &self,
+        stream_key: u32,
+        retention_ms: u64,
+    ) -> Result<(), StoreError> {
+        self.queue
+            .send(Command::SetRetention {
+                stream_key,
+                retention_ms,
+            })
+            .await
+            .map_err(|_| StoreError::Stopped("the writer has shut down".into()))
+    }
+
+    /// A shard's log, for reading.
+    pub fn log(&self, key: ShardKey) -> Option<Arc<ShardLog>> {
+        self.logs
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&key)
+            .cloned()
+    }
+
+    /// Checkpoints and stops the writer; later writes fail.
+    pub async fn shutdown(&self) -> Result<(), StoreError> {
+        self.ask(|reply| Command::Shutdown { reply }).await
+    }
+}

@@ -1,0 +1,308 @@
+//! Recovery: cut every shard back to its checkpoint, replay the journal generations after
+//! it until the first entry that does not check out, then checkpoint so the next start has
+//! nothing to replay. Work is bounded by the journal, not by the data stored.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{self, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::batch::{BatchHeader, HEADER_LEN, SealedBody, verify_body};
+use super::checkpoint::{
+    CHECKPOINT_FILE, Checkpoint, ShardCheckpoint, decode_index, index_path, journal_path,
+    segment_path, shard_dir,
+};
+use super::fs::FileSystem;
+use super::log::{SegmentView, ShardKey, ShardLog, ShardView};
+use super::writer::{ShardWriter, Writer};
+use super::{Clock, StoreError, StoreOptions};
+
+/// Replayed bytes after which staged segment writes are flushed.
+const REPLAY_FLUSH_BYTES: usize = 4 * 1024 * 1024;
+
+/// What recovery found and did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// Journal batches replayed into segments.
+    pub replayed_batches: u64,
+    /// Journal batches skipped because their shard already held them or their stream is gone.
+    pub skipped_batches: u64,
+    /// Bytes of journal dropped at a torn or corrupt tail.
+    pub dropped_bytes: u64,
+    /// Why replay stopped early, if it did.
+    pub stopped_because: Option<String>,
+}
+
+pub(super) fn recover(
+    dir: &Path,
+    fs: Arc<dyn FileSystem>,
+    options: StoreOptions,
+    clock: Clock,
+    shards: &[ShardKey],
+    retention_ms: HashMap<u32, u64>,
+) -> Result<(Writer, RecoveryReport), StoreError> {
+    let journal_dir = dir.join("journal");
+    std::fs::create_dir_all(&journal_dir).map_err(StoreError::io(&journal_dir))?;
+    std::fs::create_dir_all(dir.join("streams")).map_err(StoreError::io(dir))?;
+    let checkpoint = read_checkpoint(dir)?;
+    let durable: HashMap<ShardKey, &ShardCheckpoint> =
+        checkpoint.shards.iter().map(|s| (s.key, s)).collect();
+    remove_unknown_streams(dir, shards)?;
+
+    let now = clock.now_ms();
+    let mut writers = HashMap::with_capacity(shards.len());
+    for &key in shards {
+        let view = restore_shard(fs.as_ref(), dir, key, durable.get(&key).copied())?;
+        let log = Arc::new(ShardLog::new(key, view));
+        let writer = ShardWriter::resume(fs.as_ref(), log, shard_dir(dir, key), now)?;
+        writers.insert(key, writer);
+    }
+
+    let generations = journal_generations(&journal_dir, checkpoint.journal_generation)?;
+    let last_generation = generations
+        .last()
+        .copied()
+        .unwrap_or(checkpoint.journal_generation);
+    let journal_file = journal_path(dir, last_generation);
+    let mut writer = Writer {
+        journal: fs
+            .open_append(&journal_file)
+            .map_err(StoreError::io(&journal_file))?,
+        fs: fs.clone(),
+        dir: dir.to_path_buf(),
+        options,
+        clock,
+        journal_generation: last_generation,
+        journal_len: 0,
+        shards: writers,
+        retention_ms,
+        last_checkpoint: Instant::now(),
+        failure: None,
+        shared_failure: Default::default(),
+    };
+    let mut report = RecoveryReport::default();
+    for generation in generations {
+        replay_generation(&mut writer, &journal_path(dir, generation), &mut report)?;
+        if report.stopped_because.is_some() {
+            break;
+        }
+    }
+    // Old generations other than the last are deleted by this checkpoint's successors; make
+    // sure none lingers in front of the one being replaced.
+    for generation in journal_generations(&journal_dir, 0)? {
+        if generation < writer.journal_generation {
+            let path = journal_path(dir, generation);
+            fs.remove_file(&path).map_err(StoreError::io(&path))?;
+        }
+    }
+    writer.checkpoint()?;
+    if report.dropped_bytes > 0 || report.stopped_because.is_some() {
+        tracing::warn!(
+            dropped_bytes = report.dropped_bytes,
+            reason = report.stopped_because.as_deref().unwrap_or(""),
+            "recovery dropped a torn or corrupt journal tail; nothing after it was acknowledged"
+        );
+    }
+    tracing::info!(
+        replayed = report.replayed_batches,
+        skipped = report.skipped_batches,
+        shards = writer.shards.len(),
+        "storage recovered"
+    );
+    Ok((writer, report))
+}
+
+fn read_checkpoint(dir: &Path) -> Result<Checkpoint, StoreError> {
+    let path = dir.join(CHECKPOINT_FILE);
+    match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map_err(|e| StoreError::Corrupt(format!("{}: {e}", path.display()))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Checkpoint::default()),
+        Err(e) => Err(StoreError::io(&path)(e)),
+    }
+}
+
+fn remove_unknown_streams(dir: &Path, shards: &[ShardKey]) -> Result<(), StoreError> {
+    let known: HashSet<String> = shards.iter().map(|k| k.stream_key.to_string()).collect();
+    let streams = dir.join("streams");
+    for entry in std::fs::read_dir(&streams).map_err(StoreError::io(&streams))? {
+        let entry = entry.map_err(StoreError::io(&streams))?;
+        if !known.contains(&*entry.file_name().to_string_lossy()) {
+            std::fs::remove_dir_all(entry.path()).map_err(StoreError::io(&entry.path()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Cuts a shard's files back to what the checkpoint says is durable and loads their indexes.
+fn restore_shard(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    key: ShardKey,
+    durable: Option<&ShardCheckpoint>,
+) -> Result<ShardView, StoreError> {
+    let shard_dir = shard_dir(dir, key);
+    let mut view = ShardView::default();
+    let mut kept: HashSet<PathBuf> = HashSet::new();
+    if let Some(durable) = durable {
+        view.next_offset = durable.next_offset;
+        view.last_arrival_ms = durable.last_arrival_ms;
+        for segment in &durable.segments {
+            let path = segment_path(&shard_dir, segment.base_offset);
+            if !path.exists() {
+                // Retention deleted it after the checkpoint was written.
+                continue;
+            }
+            let mut file = fs.open_append(&path).map_err(StoreError::io(&path))?;
+            if file.len().map_err(StoreError::io(&path))? != segment.len {
+                file.truncate(segment.len).map_err(StoreError::io(&path))?;
+            }
+            let index = match std::fs::read(index_path(&path)) {
+                Ok(bytes) => decode_index(&bytes, segment.len),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+                Err(e) => return Err(StoreError::io(&path)(e)),
+            };
+            view.segments.push(SegmentView {
+                base_offset: segment.base_offset,
+                end_offset: segment.end_offset,
+                len: segment.len,
+                last_arrival_ms: segment.last_arrival_ms,
+                file: fs.open_read(&path).map_err(StoreError::io(&path))?,
+                index,
+                path: path.clone(),
+            });
+            kept.insert(path.clone());
+            kept.insert(index_path(&path));
+        }
+    }
+    if let Ok(entries) = std::fs::read_dir(&shard_dir) {
+        for entry in entries.flatten() {
+            if !kept.contains(&entry.path()) {
+                // Written after the checkpoint: the journal holds whatever of it was durable.
+                fs.remove_file(&entry.path())
+                    .map_err(StoreError::io(&entry.path()))?;
+            }
+        }
+    }
+    Ok(view)
+}
+
+fn journal_generations(journal_dir: &Path, from: u64) -> Result<Vec<u64>, StoreError> {
+    let mut generations: Vec<u64> = std::fs::read_dir(journal_dir)
+        .map_err(StoreError::io(journal_dir))?
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            name.strip_suffix(".log")?.parse().ok()
+        })
+        .filter(|generation| *generation >= from)
+        .collect();
+    generations.sort_unstable();
+    Ok(generations)
+}
+
+fn replay_generation(
+    writer: &mut Writer,
+    path: &Path,
+    report: &mut RecoveryReport,
+) -> Result<(), StoreError> {
+    let file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(StoreError::io(path)(e)),
+    };
+    let file_len = file.metadata().map_err(StoreError::io(path))?.len();
+    let mut reader = BufReader::with_capacity(1 << 20, file);
+    let mut position = 0u64;
+    let mut staged = 0usize;
+    let mut touched: HashSet<ShardKey> = HashSet::new();
+    let now = writer.clock.now_ms();
+    while position < file_len {
+        let entry = match read_entry(&mut reader) {
+            Ok(entry) => entry,
+            Err(reason) => {
+                report.dropped_bytes += file_len - position;
+                report.stopped_because =
+                    Some(format!("{} at byte {position}: {reason}", path.display()));
+                break;
+            }
+        };
+        let (header, body) = entry;
+        let key = ShardKey {
+            stream_key: header.stream_key,
+            shard_index: header.shard_index,
+        };
+        let retention = writer
+            .retention_ms
+            .get(&key.stream_key)
+            .copied()
+            .unwrap_or(86_400_000);
+        let Some(shard) = writer.shards.get_mut(&key) else {
+            report.skipped_batches += 1;
+            position += header.total_len();
+            continue;
+        };
+        if header.base_offset < shard.next_offset {
+            report.skipped_batches += 1;
+            position += header.total_len();
+            continue;
+        }
+        if header.base_offset > shard.next_offset {
+            report.dropped_bytes += file_len - position;
+            report.stopped_because = Some(format!(
+                "{} at byte {position}: shard {key:?} expected offset {} but found {}",
+                path.display(),
+                shard.next_offset,
+                header.base_offset
+            ));
+            break;
+        }
+        let sealed = SealedBody {
+            records: header.record_count,
+            crc: header.body_crc,
+            bytes: body,
+        };
+        shard.stage(
+            writer.fs.as_ref(),
+            &writer.options,
+            retention,
+            &sealed,
+            now,
+            header.arrival_ms,
+        )?;
+        staged += sealed.bytes.len() + HEADER_LEN;
+        touched.insert(key);
+        report.replayed_batches += 1;
+        position += header.total_len();
+        if staged >= REPLAY_FLUSH_BYTES {
+            flush_touched(writer, &mut touched)?;
+            staged = 0;
+        }
+    }
+    flush_touched(writer, &mut touched)
+}
+
+fn flush_touched(writer: &mut Writer, touched: &mut HashSet<ShardKey>) -> Result<(), StoreError> {
+    for key in touched.drain() {
+        if let Some(shard) = writer.shards.get_mut(&key) {
+            shard.flush_round()?;
+            shard.publish(writer.fs.as_ref())?;
+        }
+    }
+    Ok(())
+}
+
+fn read_entry(reader: &mut impl Read) -> Result<(BatchHeader, Vec<u8>), String> {
+    let mut header_bytes = [0u8; HEADER_LEN];
+    reader
+        .read_exact(&mut header_bytes)
+        .map_err(|e| format!("header: {e}"))?;
+    let header = BatchHeader::decode(&header_bytes).map_err(|e| e.to_string())?;
+    let mut body = vec![0u8; header.body_len as usize];
+    reader
+        .read_exact(&mut body)
+        .map_err(|e| format!("body: {e}"))?;
+    verify_body(&header, &body).map_err(|e| e.to_string())?;
+    Ok((header, body))
+}

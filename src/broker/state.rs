@@ -1,0 +1,298 @@
+//! The broker's state: the catalog (control plane, serialized and persisted), the live view
+//! of every stream the data plane routes with, the store, and the iterator codec.
+//!
+//! The data plane only reads [`LiveStream`] snapshots; every control-plane change builds a
+//! new snapshot from the persisted catalog and swaps it in.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+
+use super::catalog::{Catalog, StreamRecord};
+use super::iterator::IteratorCodec;
+use super::limits::{QuotaSettings, ShardQuota};
+use super::metrics::{Metrics, ShardMetrics};
+use super::protocol::{ApiError, ErrorKind};
+use super::routing::{HashRange, shard_id, stream_arn};
+use super::shard::fs::FileSystem;
+use super::shard::{Clock, ShardKey, ShardLog, Store};
+
+/// Settings of a broker that the API layer needs.
+#[derive(Debug, Clone)]
+pub struct ApiSettings {
+    /// Region in ARNs.
+    pub region: String,
+    /// Account id in ARNs and messages.
+    pub account: String,
+    /// Default per-shard quotas.
+    pub quotas: QuotaSettings,
+    /// How long a stream stays CREATING or DELETING.
+    pub transition_ms: u64,
+    /// Most open shards over all streams.
+    pub shard_limit: u32,
+}
+
+/// One shard as the data plane uses it.
+pub struct LiveShard {
+    /// Its store key.
+    pub key: ShardKey,
+    /// Its Kinesis id.
+    pub id: String,
+    /// Its hash keys.
+    pub range: HashRange,
+    /// Parent shard index.
+    pub parent: Option<u32>,
+    /// Other parent of a merge.
+    pub adjacent_parent: Option<u32>,
+    /// Offset one past its last record once closed.
+    pub closed_at_offset: Option<u64>,
+    /// Its log.
+    pub log: Arc<ShardLog>,
+    /// Its quotas.
+    pub quota: Arc<ShardQuota>,
+    /// Its metrics.
+    pub metrics: ShardMetrics,
+}
+
+/// A stream as the data plane uses it.
+pub struct LiveStream {
+    /// The persisted configuration this snapshot was built from.
+    pub record: StreamRecord,
+    /// The stream's ARN.
+    pub arn: String,
+    /// Every shard by index.
+    pub shards: Vec<LiveShard>,
+    /// Positions in `shards` of the open shards, by ascending hash range.
+    open: Vec<usize>,
+}
+
+impl LiveStream {
+    /// The open shard whose hash range holds `hash`.
+    pub fn route(&self, hash: u128) -> Option<&LiveShard> {
+        let at = self
+            .open
+            .partition_point(|&i| self.shards[i].range.end < hash);
+        self.open
+            .get(at)
+            .map(|&i| &self.shards[i])
+            .filter(|s| s.range.contains(hash))
+    }
+
+    /// The shard with Kinesis id `id`.
+    pub fn shard(&self, id: &str) -> Option<&LiveShard> {
+        let index = super::routing::parse_shard_id(id)?;
+        self.shards
+            .get(index as usize)
+            .filter(|s| s.key.shard_index == index)
+    }
+
+    /// CREATING, ACTIVE or DELETING at `now_ms`.
+    pub fn status(&self, now_ms: u64, transition_ms: u64) -> &'static str {
+        if self.record.deleting_since_ms.is_some() {
+            "DELETING"
+        } else if now_ms < self.record.created_ms + transition_ms {
+            "CREATING"
+        } else {
+            "ACTIVE"
+        }
+    }
+}
+
+/// Everything a broker holds.
+pub struct Broker {
+    /// API settings.
+    pub settings: ApiSettings,
+    /// The store.
+    pub store: Store,
+    /// The metrics.
+    pub metrics: Metrics,
+    /// Signs shard iterators.
+    pub iterators: IteratorCodec,
+    /// The clock.
+    pub clock: Clock,
+    /// The control plane: one change at a time, persisted before it is acknowledged.
+    pub catalog: tokio::sync::Mutex<Catalog>,
+    fs: Arc<dyn FileSystem>,
+    dir: PathBuf,
+    live: RwLock<HashMap<String, Arc<LiveStream>>>,
+    quotas: RwLock<HashMap<ShardKey, Arc<ShardQuota>>>,
+}
+
+impl Broker {
+    /// A broker over an opened store and its catalog.
+    pub fn new(
+        settings: ApiSettings,
+        store: Store,
+        catalog: Catalog,
+        fs: Arc<dyn FileSystem>,
+        iterators: IteratorCodec,
+    ) -> Self {
+        let clock = store.clock().clone();
+        let dir = store.dir().to_path_buf();
+        let broker = Self {
+            settings,
+            store,
+            metrics: Metrics::new(),
+            iterators,
+            clock,
+            catalog: tokio::sync::Mutex::new(Catalog::default()),
+            fs,
+            dir,
+            live: RwLock::new(HashMap::new()),
+            quotas: RwLock::new(HashMap::new()),
+        };
+        for record in catalog.streams.values() {
+            broker.publish(record);
+        }
+        *broker
+            .catalog
+            .try_lock()
+            .expect("no one else holds a new broker's catalog") = catalog;
+        broker
+    }
+
+    /// The live view of a stream.
+    pub fn stream(&self, name: &str) -> Option<Arc<LiveStream>> {
+        self.live
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(name)
+            .cloned()
+    }
+
+    /// Every live stream, by name.
+    pub fn streams(&self) -> Vec<Arc<LiveStream>> {
+        let mut streams: Vec<_> = self
+            .live
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect();
+        streams.sort_by(|a, b| a.record.name.cmp(&b.record.name));
+        streams
+    }
+
+    /// Resolves a stream named by name or ARN (both must agree when both are given).
+    pub fn resolve(
+        &self,
+        name: Option<&str>,
+        arn: Option<&str>,
+    ) -> Result<Arc<LiveStream>, ApiError> {
+        let from_arn = match arn {
+            Some(arn) => Some(super::routing::stream_name_from_arn(arn).ok_or_else(|| {
+                ApiError::constraint(arn, "streamARN", "Member must satisfy regular expression pattern: arn:aws.*:kinesis:.*:\\d{12}:stream/\\S+")
+            })?),
+            None => None,
+        };
+        let name = match (name, from_arn) {
+            (Some(name), Some(arn_name)) if name != arn_name => {
+                return Err(ApiError::new(
+                    ErrorKind::InvalidArgument,
+                    format!(
+                        "StreamName {name} does not match the stream in StreamARN {}",
+                        arn.unwrap_or("")
+                    ),
+                ));
+            }
+            (Some(name), _) => name,
+            (None, Some(arn_name)) => arn_name,
+            (None, None) => {
+                return Err(ApiError::new(
+                    ErrorKind::InvalidArgument,
+                    "Either StreamName or StreamARN should be provided.",
+                ));
+            }
+        };
+        super::ops::validate_stream_name(name)?;
+        self.stream(name)
+            .ok_or_else(|| ApiError::stream_not_found(name, &self.settings.account))
+    }
+
+    /// Builds and swaps in the live view of `record`.
+    pub fn publish(&self, record: &StreamRecord) {
+        let now = self.clock.now_ms();
+        let mut shards = Vec::with_capacity(record.shards.len());
+        for shard in &record.shards {
+            let key = ShardKey {
+                stream_key: record.key,
+                shard_index: shard.index,
+            };
+            let Some(log) = self.store.log(key) else {
+                tracing::error!(stream = %record.name, shard = shard.index, "shard missing from the store");
+                continue;
+            };
+            let quota = self
+                .quotas
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .entry(key)
+                .or_insert_with(|| Arc::new(ShardQuota::new(self.settings.quotas, now)))
+                .clone();
+            let id = shard_id(shard.index);
+            shards.push(LiveShard {
+                metrics: self.metrics.shard(&record.name, &id),
+                key,
+                id,
+                range: shard.hash_range,
+                parent: shard.parent,
+                adjacent_parent: shard.adjacent_parent,
+                closed_at_offset: shard.closed_at_offset,
+                log,
+                quota,
+            });
+        }
+        let mut open: Vec<usize> = (0..shards.len())
+            .filter(|&i| shards[i].closed_at_offset.is_none())
+            .collect();
+        open.sort_by_key(|&i| shards[i].range.start);
+        let live = LiveStream {
+            arn: stream_arn(&self.settings.region, &self.settings.account, &record.name),
+            record: record.clone(),
+            shards,
+            open,
+        };
+        self.live
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(record.name.clone(), Arc::new(live));
+    }
+
+    /// Removes a stream from the live view and its series from the metrics.
+    pub fn unpublish(&self, record: &StreamRecord) {
+        self.live
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&record.name);
+        let mut quotas = self
+            .quotas
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for key in record.shard_keys() {
+            quotas.remove(&key);
+            self.metrics
+                .forget_shard(&record.name, &shard_id(key.shard_index));
+        }
+    }
+
+    /// Persists the catalog.
+    pub fn save(&self, catalog: &Catalog) -> Result<(), ApiError> {
+        catalog.save(self.fs.as_ref(), &self.dir).map_err(|e| {
+            tracing::error!(error = %e, "could not persist the catalog");
+            ApiError::new(
+                ErrorKind::InternalFailure,
+                "The broker could not persist the change.",
+            )
+        })
+    }
+
+    /// Refreshes the stored-bytes gauges before a scrape.
+    pub fn refresh_gauges(&self) {
+        for stream in self.streams() {
+            for shard in &stream.shards {
+                let bytes: u64 = shard.log.view().segments.iter().map(|s| s.len).sum();
+                shard.metrics.stored_bytes.set(bytes as i64);
+            }
+        }
+    }
+}

@@ -1,0 +1,283 @@
+//! A real `brook broker` process on loopback ports, and AWS SDK clients pointed at it.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use aws_sdk_kinesis::Client;
+use aws_sdk_kinesis::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_kinesis::error::ProvideErrorMetadata;
+use aws_smithy_types::retry::RetryConfig;
+
+static NEXT_DIR: AtomicU32 = AtomicU32::new(0);
+
+/// A fresh, empty folder under the system's temporary directory, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    /// A new empty folder.
+    pub fn new(label: &str) -> Self {
+        let n = NEXT_DIR.fetch_add(1, Ordering::Relaxed);
+        let path =
+            std::env::temp_dir().join(format!("brook-test-{label}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("temporary folder");
+        Self(path)
+    }
+
+    /// The folder.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A running broker, killed when dropped.
+pub struct Broker {
+    child: Child,
+    /// Kinesis API endpoint URL.
+    pub endpoint: String,
+    /// Observability base URL.
+    pub metrics: String,
+    /// The process's standard error, where its logs go.
+    pub log_path: PathBuf,
+}
+
+/// How to start a broker.
+#[derive(Clone)]
+pub struct BrokerBuilder {
+    args: Vec<String>,
+    transition_ms: u64,
+}
+
+impl Default for BrokerBuilder {
+    fn default() -> Self {
+        Self {
+            args: vec!["--test-clock".into()],
+            transition_ms: 50,
+        }
+    }
+}
+
+impl BrokerBuilder {
+    /// How long streams stay CREATING and DELETING.
+    pub fn transition_ms(mut self, ms: u64) -> Self {
+        self.transition_ms = ms;
+        self
+    }
+
+    /// Adds command-line arguments.
+    pub fn arg(mut self, arg: impl Into<String>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    /// Starts a broker on `data_dir`.
+    pub fn start(&self, data_dir: &Path) -> Broker {
+        let log_path = data_dir.with_extension("log");
+        let log = std::fs::File::create(&log_path).expect("log file");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_brook"))
+            .arg("broker")
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--metrics-listen",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
+            .arg(data_dir)
+            .args(["--stream-transition-ms", &self.transition_ms.to_string()])
+            .args(&self.args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("brook broker starts");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("broker prints its address");
+        let endpoint = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .unwrap_or_else(|| {
+                panic!(
+                    "no address in {line:?}; log: {}",
+                    std::fs::read_to_string(&log_path).unwrap_or_default()
+                )
+            })
+            .to_owned();
+        let metrics = line
+            .split("metrics on ")
+            .nth(1)
+            .and_then(|rest| rest.strip_suffix("/metrics)\n"))
+            .expect("metrics address")
+            .to_owned();
+        Broker {
+            child,
+            endpoint,
+            metrics,
+            log_path,
+        }
+    }
+}
+
+impl Broker {
+    /// Starts a broker with default test settings.
+    pub fn start(data_dir: &Path) -> Self {
+        BrokerBuilder::default().start(data_dir)
+    }
+
+    /// An AWS SDK client for this broker that does not retry, so tests see every error.
+    pub fn client(&self) -> Client {
+        client_for(&self.endpoint)
+    }
+
+    /// `kill -9`.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then waits for a clean exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill runs");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait works") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "broker did not exit after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Moves the broker's clock forward.
+    pub fn advance_clock(&self, ms: i64) {
+        let url = format!("{}/debug/advance-clock?ms={ms}", self.metrics);
+        http_request("POST", &url);
+    }
+
+    /// GETs a path on the observability port: (status, body).
+    pub fn observe(&self, path: &str) -> (u16, String) {
+        http_request("GET", &format!("{}{path}", self.metrics))
+    }
+
+    /// The broker's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A minimal HTTP/1.1 exchange for the observability port (not the Kinesis API).
+pub fn http_request(method: &str, url: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").expect("http URL");
+    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let mut stream = std::net::TcpStream::connect(host).expect("connects");
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .expect("writes");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("reads");
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
+    (status, body)
+}
+
+/// An AWS SDK Kinesis client for `endpoint` with static test credentials and no retries.
+pub fn client_for(endpoint: &str) -> Client {
+    let config = aws_sdk_kinesis::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(Credentials::new(
+            "AKIDEXAMPLE",
+            "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+            None,
+            None,
+            "test",
+        ))
+        .http_client(aws_smithy_http_client::Builder::new().build_http())
+        .retry_config(RetryConfig::disabled())
+        .build();
+    Client::from_conf(config)
+}
+
+/// The error code (`__type`) of an SDK error, or its display when it has none.
+pub fn error_code<E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(
+    error: &aws_sdk_kinesis::error::SdkError<E, R>,
+) -> String {
+    match error.as_service_error() {
+        Some(service) => service.code().unwrap_or("no code").to_owned(),
+        None => format!("{error:?}"),
+    }
+}
+
+/// The error message of an SDK service error.
+pub fn error_message<E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(
+    error: &aws_sdk_kinesis::error::SdkError<E, R>,
+) -> String {
+    error
+        .as_service_error()
+        .and_then(|e| e.message())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Creates a stream and waits until it is ACTIVE, as a Kinesis client would.
+pub async fn create_active_stream(client: &Client, name: &str, shards: i32) {
+    client
+        .create_stream()
+        .stream_name(name)
+        .shard_count(shards)
+        .send()
+        .await
+        .expect("CreateStream");
+    wait_for_status(client, name, "ACTIVE").await;
+}
+
+/// Polls DescribeStreamSummary until the stream has `status`.
+pub async fn wait_for_status(client: &Client, name: &str, status: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let summary = client
+            .describe_stream_summary()
+            .stream_name(name)
+            .send()
+            .await
+            .expect("DescribeStreamSummary");
+        let description = summary.stream_description_summary().expect("a summary");
+        if description.stream_status().as_str() == status {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{name} never became {status}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
