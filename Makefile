@@ -37,5 +37,6 @@ crds:
 e2e:
 	@echo "make e2e: the end-to-end flow arrives with the operator; nothing to run yet."
 
-bench:
-	@echo "make bench: the load generator arrives with the broker; nothing to run yet."
+## bench: PutRecords/GetRecords throughput and PutRecord latency, fsync on and off.
+bench: build
+	$(BROOK) bench --seconds 5

@@ -4,4 +4,5 @@
 //! Kubernetes, and the Firehose-style delivery worker.
 
 pub mod api;
+pub mod bench;
 pub mod broker;

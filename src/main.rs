@@ -24,6 +24,8 @@ enum Command {
         #[arg(long)]
         out_dir: Option<PathBuf>,
     },
+    /// Measure a broker on loopback: PutRecords and GetRecords throughput, PutRecord latency.
+    Bench(BenchArgs),
     /// Print Brook's version.
     Version,
 }
@@ -98,12 +100,42 @@ struct BrokerArgs {
     test_clock: bool,
 }
 
+#[derive(clap::Args, Debug)]
+struct BenchArgs {
+    /// Seconds each throughput workload runs.
+    #[arg(long, default_value_t = 5.0)]
+    seconds: f64,
+    /// Concurrent producers.
+    #[arg(long, default_value_t = 8)]
+    producers: usize,
+    /// Where the benchmark brokers keep their data.
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
+}
+
+fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
+    let options = brook::bench::BenchOptions {
+        seconds: args.seconds,
+        producers: args.producers,
+        broker_exe: std::env::current_exe()?,
+        work_dir: args.work_dir.unwrap_or_else(brook::bench::default_work_dir),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let table = runtime.block_on(brook::bench::run(options))?;
+    println!("{table}");
+    Ok(())
+}
+
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("BROOK_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
@@ -142,6 +174,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Broker(args) => run_broker(args),
+        Command::Bench(args) => run_bench(args),
         Command::Crd { out_dir } => print_crds(out_dir),
         Command::Version => {
             println!("brook {}", env!("CARGO_PKG_VERSION"));

@@ -145,15 +145,19 @@ impl Store {
             .name("brook-writer".into())
             .spawn(move || writer.run(receiver))
             .map_err(StoreError::io(dir))?;
-        let ticker = queue.clone();
+        // The ticker holds a weak handle, so dropping the store closes the queue and the
+        // writer exits.
+        let ticker = queue.downgrade();
         std::thread::Builder::new()
             .name("brook-ticker".into())
             .spawn(move || {
-                while !ticker.is_closed() {
+                loop {
                     std::thread::sleep(writer::TICK);
-                    if ticker.try_send(Command::Tick).is_err() && ticker.is_closed() {
+                    let Some(queue) = ticker.upgrade() else { break };
+                    if queue.is_closed() {
                         break;
                     }
+                    let _ = queue.try_send(Command::Tick);
                 }
             })
             .map_err(StoreError::io(dir))?;

@@ -586,7 +586,8 @@ impl Writer {
                 .unwrap_or(86_400_000);
             shard.expire(self.fs.as_ref(), now.saturating_sub(retention))?;
         }
-        if self.last_checkpoint.elapsed() >= self.options.checkpoint_interval {
+        let idle = self.journal_len == 0 && !self.shards.values().any(|s| s.dirty);
+        if !idle && self.last_checkpoint.elapsed() >= self.options.checkpoint_interval {
             self.checkpoint()?;
         }
         Ok(())

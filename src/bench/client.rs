@@ -1,0 +1,99 @@
+//! A lean Kinesis client for load generation: one HTTP/1.1 keep-alive connection per
+//! producer, requests exactly as the AWS SDK shapes them (JSON 1.1, `X-Amz-Target`), bodies
+//! prepared once so the client costs as little as possible.
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+/// Why a benchmark request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The connection failed.
+    #[error("connection: {0}")]
+    Connect(#[from] std::io::Error),
+    /// HTTP failed.
+    #[error("http: {0}")]
+    Http(#[from] hyper::Error),
+    /// The request could not be built.
+    #[error("request: {0}")]
+    Request(#[from] http::Error),
+    /// The broker answered with an error.
+    #[error("status {status}: {body}")]
+    Status {
+        /// HTTP status.
+        status: u16,
+        /// Response body.
+        body: String,
+    },
+}
+
+/// One keep-alive connection to a broker.
+pub struct Connection {
+    sender: SendRequest<Full<Bytes>>,
+    host: String,
+}
+
+impl Connection {
+    /// Connects to `address`.
+    pub async fn open(address: SocketAddr) -> Result<Self, ClientError> {
+        let stream = TcpStream::connect(address).await?;
+        stream.set_nodelay(true)?;
+        let (sender, connection) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(Self {
+            sender,
+            host: address.to_string(),
+        })
+    }
+
+    /// Calls `operation` with a JSON body and returns the response body.
+    pub async fn call(&mut self, operation: &str, body: Bytes) -> Result<Bytes, ClientError> {
+        let request = Request::post("/")
+            .header("host", &self.host)
+            .header("x-amz-target", format!("Kinesis_20131202.{operation}"))
+            .header("content-type", "application/x-amz-json-1.1")
+            .body(Full::new(body))?;
+        self.sender.ready().await?;
+        let response = self.sender.send_request(request).await?;
+        let status = response.status().as_u16();
+        let body = response.into_body().collect().await?.to_bytes();
+        if status != 200 {
+            return Err(ClientError::Status {
+                status,
+                body: String::from_utf8_lossy(&body).into_owned(),
+            });
+        }
+        Ok(body)
+    }
+}
+
+/// A PutRecords body of `count` records of `size` bytes, keys spread over the hash space.
+pub fn put_records_body(stream: &str, count: usize, size: usize, seed: usize) -> Bytes {
+    use base64::Engine;
+    let data = base64::engine::general_purpose::STANDARD.encode(vec![b'x'; size]);
+    let mut body = String::with_capacity(count * (data.len() + 48) + 64);
+    body.push_str("{\"StreamName\":\"");
+    body.push_str(stream);
+    body.push_str("\",\"Records\":[");
+    for i in 0..count {
+        if i > 0 {
+            body.push(',');
+        }
+        body.push_str("{\"Data\":\"");
+        body.push_str(&data);
+        body.push_str("\",\"PartitionKey\":\"key-");
+        body.push_str(&(seed * 100_003 + i).to_string());
+        body.push_str("\"}");
+    }
+    body.push_str("]}");
+    Bytes::from(body)
+}

@@ -1,0 +1,382 @@
+//! `brook bench`: starts brokers on loopback (fsync on and off) and measures PutRecords
+//! throughput, GetRecords throughput and PutRecord latency at half of peak, then prints a
+//! table. Timings live here, never in pass/fail tests.
+
+pub mod client;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use client::{ClientError, Connection, put_records_body};
+
+/// Why a benchmark could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// A broker could not be started.
+    #[error("starting a broker: {0}")]
+    Start(String),
+    /// A request failed.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+}
+
+/// Benchmark settings.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// Seconds each throughput workload runs.
+    pub seconds: f64,
+    /// Concurrent producers.
+    pub producers: usize,
+    /// The `brook` executable that serves as the broker.
+    pub broker_exe: PathBuf,
+    /// Where the brokers keep their data.
+    pub work_dir: PathBuf,
+}
+
+struct BrokerProcess {
+    child: Child,
+    address: SocketAddr,
+}
+
+impl Drop for BrokerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_broker(options: &BenchOptions, durability: &str) -> Result<BrokerProcess, BenchError> {
+    use std::io::BufRead;
+    let dir = options.work_dir.join(durability);
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut child = Command::new(&options.broker_exe)
+        .args([
+            "broker",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ])
+        .args([
+            "--durability",
+            durability,
+            "--no-quotas",
+            "--stream-transition-ms",
+            "0",
+        ])
+        .arg("--data-dir")
+        .arg(&dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| BenchError::Start(e.to_string()))?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| BenchError::Start("no stdout".into()))?;
+    let mut line = String::new();
+    std::io::BufReader::new(stdout)
+        .read_line(&mut line)
+        .map_err(|e| BenchError::Start(e.to_string()))?;
+    let address = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("http://"))
+        .and_then(|a| a.parse().ok())
+        .ok_or_else(|| BenchError::Start(format!("unexpected first line {line:?}")))?;
+    Ok(BrokerProcess { child, address })
+}
+
+/// One row of the results table.
+#[derive(Debug, Clone, Default)]
+pub struct Row {
+    /// What was measured.
+    pub workload: String,
+    /// Durability of the broker.
+    pub durability: String,
+    /// Records per second.
+    pub records_per_second: f64,
+    /// MiB of data per second.
+    pub mib_per_second: f64,
+    /// Latency percentiles in milliseconds (p50, p99, p99.9), for latency rows.
+    pub latency_ms: Option<(f64, f64, f64)>,
+}
+
+async fn create_stream(address: SocketAddr, name: &str, shards: u32) -> Result<(), BenchError> {
+    let mut connection = Connection::open(address).await?;
+    let body = format!("{{\"StreamName\":\"{name}\",\"ShardCount\":{shards}}}");
+    connection.call("CreateStream", Bytes::from(body)).await?;
+    Ok(())
+}
+
+/// Closed-loop PutRecords from `producers` connections for `seconds`.
+async fn put_throughput(
+    address: SocketAddr,
+    stream: &str,
+    producers: usize,
+    batch: usize,
+    size: usize,
+    seconds: f64,
+) -> Result<(f64, f64), BenchError> {
+    let stored = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for producer in 0..producers {
+        let body = put_records_body(stream, batch, size, producer);
+        let stored = stored.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut connection = Connection::open(address).await?;
+            while Instant::now() < deadline {
+                let response = connection.call("PutRecords", body.clone()).await?;
+                let failed = failed_count(&response);
+                stored.fetch_add((batch - failed) as u64, Ordering::Relaxed);
+            }
+            Ok::<_, BenchError>(())
+        }));
+    }
+    for task in tasks {
+        task.await.map_err(|e| BenchError::Start(e.to_string()))??;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let records = stored.load(Ordering::Relaxed) as f64;
+    Ok((
+        records / elapsed,
+        records * size as f64 / elapsed / 1_048_576.0,
+    ))
+}
+
+fn failed_count(response: &[u8]) -> usize {
+    let text = std::str::from_utf8(response).unwrap_or("");
+    text.split("\"FailedRecordCount\":")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+fn json_string_after<'a>(text: &'a str, key: &str) -> Option<&'a str> {
+    let start = text.find(key)? + key.len();
+    let rest = text[start..].trim_start_matches([':', ' ', '"']);
+    rest.split('"').next()
+}
+
+/// Drains every shard from TRIM_HORIZON with GetRecords (10,000 records a call).
+async fn get_throughput(
+    address: SocketAddr,
+    stream: &str,
+    shards: u32,
+    size: usize,
+) -> Result<(f64, f64), BenchError> {
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for shard in 0..shards {
+        let stream = stream.to_owned();
+        tasks.push(tokio::spawn(async move {
+            let mut connection = Connection::open(address).await?;
+            let body = format!(
+                "{{\"StreamName\":\"{stream}\",\"ShardId\":\"shardId-{shard:012}\",\"ShardIteratorType\":\"TRIM_HORIZON\"}}"
+            );
+            let response = connection.call("GetShardIterator", Bytes::from(body)).await?;
+            let text = String::from_utf8_lossy(&response).into_owned();
+            let mut iterator = json_string_after(&text, "\"ShardIterator\"").unwrap_or_default().to_owned();
+            let mut records = 0u64;
+            loop {
+                let body = format!("{{\"ShardIterator\":\"{iterator}\",\"Limit\":10000}}");
+                let response = connection.call("GetRecords", Bytes::from(body)).await?;
+                let text = std::str::from_utf8(&response).unwrap_or("");
+                let count = text.matches("\"SequenceNumber\"").count() as u64;
+                if count == 0 {
+                    return Ok::<_, BenchError>(records);
+                }
+                records += count;
+                iterator = json_string_after(text, "\"NextShardIterator\"").unwrap_or_default().to_owned();
+            }
+        }));
+    }
+    let mut records = 0;
+    for task in tasks {
+        records += task.await.map_err(|e| BenchError::Start(e.to_string()))??;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    Ok((
+        records as f64 / elapsed,
+        records as f64 * size as f64 / elapsed / 1_048_576.0,
+    ))
+}
+
+/// Closed-loop PutRecord rate with `producers` connections.
+async fn put_record_peak(
+    address: SocketAddr,
+    stream: &str,
+    producers: usize,
+    seconds: f64,
+) -> Result<f64, BenchError> {
+    let done = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for producer in 0..producers {
+        let body = Bytes::from(format!(
+            "{{\"StreamName\":\"{stream}\",\"PartitionKey\":\"p{producer}\",\"Data\":\"{}\"}}",
+            "eHh4".repeat(34)
+        ));
+        let done = done.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut connection = Connection::open(address).await?;
+            while Instant::now() < deadline {
+                connection.call("PutRecord", body.clone()).await?;
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok::<_, BenchError>(())
+        }));
+    }
+    for task in tasks {
+        task.await.map_err(|e| BenchError::Start(e.to_string()))??;
+    }
+    Ok(done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64())
+}
+
+/// PutRecord latency at a fixed offered rate (open loop over `producers` connections).
+async fn put_record_latency(
+    address: SocketAddr,
+    stream: &str,
+    producers: usize,
+    rate: f64,
+    seconds: f64,
+) -> Result<(f64, f64, f64), BenchError> {
+    let per_producer = Duration::from_secs_f64(producers as f64 / rate.max(1.0));
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+    let mut tasks = Vec::new();
+    for producer in 0..producers {
+        let body = Bytes::from(format!(
+            "{{\"StreamName\":\"{stream}\",\"PartitionKey\":\"l{producer}\",\"Data\":\"{}\"}}",
+            "eHh4".repeat(34)
+        ));
+        tasks.push(tokio::spawn(async move {
+            let mut connection = Connection::open(address).await?;
+            let mut ticks = tokio::time::interval(per_producer);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+            let mut latencies = Vec::new();
+            while Instant::now() < deadline {
+                let scheduled = ticks.tick().await;
+                connection.call("PutRecord", body.clone()).await?;
+                // Measured from when the request was due, so queueing behind a slow one counts.
+                latencies.push(scheduled.elapsed().as_secs_f64() * 1000.0);
+            }
+            Ok::<_, BenchError>(latencies)
+        }));
+    }
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.map_err(|e| BenchError::Start(e.to_string()))??);
+    }
+    all.sort_by(f64::total_cmp);
+    let at = |q: f64| {
+        all.get(((all.len() as f64 * q) as usize).min(all.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0.0)
+    };
+    Ok((at(0.50), at(0.99), at(0.999)))
+}
+
+/// Runs every workload against a broker with `durability` and returns its rows.
+pub async fn run_durability(
+    options: &BenchOptions,
+    durability: &str,
+) -> Result<Vec<Row>, BenchError> {
+    let broker = start_broker(options, durability)?;
+    let address = broker.address;
+    let producers = options.producers;
+    let seconds = options.seconds;
+    let mut rows = Vec::new();
+    let row = |workload: String, (rps, mibps): (f64, f64)| Row {
+        workload,
+        durability: durability.to_owned(),
+        records_per_second: rps,
+        mib_per_second: mibps,
+        latency_ms: None,
+    };
+    create_stream(address, "bench4", 4).await?;
+    create_stream(address, "bench1", 1).await?;
+    create_stream(address, "large4", 4).await?;
+    create_stream(address, "latency", 4).await?;
+    let small4 = put_throughput(address, "bench4", producers, 500, 100, seconds).await?;
+    rows.push(row(
+        format!("PutRecords 100 B x500, {producers} producers, 4 shards"),
+        small4,
+    ));
+    let small1 = put_throughput(address, "bench1", producers, 500, 100, seconds).await?;
+    rows.push(row(
+        format!("PutRecords 100 B x500, {producers} producers, 1 shard"),
+        small1,
+    ));
+    let single = put_throughput(address, "bench1", 1, 500, 100, seconds).await?;
+    rows.push(row(
+        "PutRecords 100 B x500, 1 producer, 1 shard".into(),
+        single,
+    ));
+    let large = put_throughput(address, "large4", producers, 500, 10 * 1024, seconds).await?;
+    rows.push(row(
+        format!("PutRecords 10 KiB x500, {producers} producers, 4 shards"),
+        large,
+    ));
+    let read = get_throughput(address, "large4", 4, 10 * 1024).await?;
+    rows.push(row(
+        "GetRecords 10 KiB records, 4 shards drained".into(),
+        read,
+    ));
+    let peak = put_record_peak(address, "latency", producers, seconds.min(3.0)).await?;
+    rows.push(row(
+        format!("PutRecord 100 B peak, {producers} producers"),
+        (peak, peak * 100.0 / 1_048_576.0),
+    ));
+    let (p50, p99, p999) =
+        put_record_latency(address, "latency", producers, peak / 2.0, seconds).await?;
+    rows.push(Row {
+        latency_ms: Some((p50, p99, p999)),
+        ..row(
+            format!("PutRecord latency at half of peak ({:.0}/s)", peak / 2.0),
+            (peak / 2.0, peak * 50.0 / 1_048_576.0),
+        )
+    });
+    drop(broker);
+    let _ = std::fs::remove_dir_all(options.work_dir.join(durability));
+    Ok(rows)
+}
+
+/// Renders rows as a Markdown table.
+pub fn render(rows: &[Row], cores: usize) -> String {
+    let mut out =
+        format!("Brook broker on loopback, {cores} cores, load generator on the same machine\n\n");
+    out.push_str("| workload | durability | records/s | MiB/s | p50 ms | p99 ms | p99.9 ms |\n");
+    out.push_str("| --- | --- | ---: | ---: | ---: | ---: | ---: |\n");
+    for row in rows {
+        let (p50, p99, p999) = match row.latency_ms {
+            Some((a, b, c)) => (format!("{a:.2}"), format!("{b:.2}"), format!("{c:.2}")),
+            None => ("".into(), "".into(), "".into()),
+        };
+        out.push_str(&format!(
+            "| {} | {} | {:.0} | {:.1} | {p50} | {p99} | {p999} |\n",
+            row.workload, row.durability, row.records_per_second, row.mib_per_second
+        ));
+    }
+    out
+}
+
+/// Runs the whole benchmark and returns the table.
+pub async fn run(options: BenchOptions) -> Result<String, BenchError> {
+    let mut rows = run_durability(&options, "fsync").await?;
+    rows.extend(run_durability(&options, "async").await?);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    Ok(render(&rows, cores))
+}
+
+/// The default work folder for benchmark brokers.
+pub fn default_work_dir() -> PathBuf {
+    Path::new(".bench").join("data")
+}

@@ -1,0 +1,381 @@
+//! Durability below the process, where `kill -9` cannot look: a file layer that records and
+//! fails calls shows that no acknowledgement leaves before the journal sync that covers it,
+//! that a failed sync fails its writes and stops the writer, and that recovery from a journal
+//! cut at every byte of its last batches keeps exactly the whole batches before the cut.
+
+mod support;
+
+use std::collections::HashMap;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use brook::broker::shard::batch::{BodyBuilder, records};
+use brook::broker::shard::fs::{FileSystem, LogFile, ReadFile, RealFs};
+use brook::broker::shard::{AppendPart, Clock, ReadLimits, ShardKey, Store, StoreOptions};
+use support::broker::TempDir;
+
+const SHARD: ShardKey = ShardKey {
+    stream_key: 1,
+    shard_index: 0,
+};
+
+/// What the file layer saw of the journal, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Event {
+    Append(usize),
+    SyncStarted,
+    SyncReturned,
+}
+
+/// Wraps the real file system: records journal calls, can hold a sync until released, and
+/// can fail the next sync.
+#[derive(Default)]
+struct Recording {
+    events: Mutex<Vec<Event>>,
+    hold_sync: Mutex<bool>,
+    released: Condvar,
+    fail_next_sync: AtomicBool,
+}
+
+impl Recording {
+    fn record(&self, event: Event) {
+        self.events.lock().expect("lock").push(event);
+    }
+
+    fn hold(&self, hold: bool) {
+        *self.hold_sync.lock().expect("lock") = hold;
+        self.released.notify_all();
+    }
+}
+
+struct RecordingFs(Arc<Recording>);
+
+struct RecordingFile {
+    inner: Box<dyn LogFile>,
+    journal: bool,
+    recording: Arc<Recording>,
+}
+
+impl LogFile for RecordingFile {
+    fn append(&mut self, buf: &[u8]) -> io::Result<()> {
+        if self.journal {
+            self.recording.record(Event::Append(buf.len()));
+        }
+        self.inner.append(buf)
+    }
+
+    fn sync_data(&mut self) -> io::Result<()> {
+        if !self.journal {
+            return self.inner.sync_data();
+        }
+        self.recording.record(Event::SyncStarted);
+        let mut held = self.recording.hold_sync.lock().expect("lock");
+        while *held {
+            held = self.recording.released.wait(held).expect("wait");
+        }
+        drop(held);
+        if self.recording.fail_next_sync.swap(false, Ordering::SeqCst) {
+            return Err(io::Error::other("injected fsync failure"));
+        }
+        let result = self.inner.sync_data();
+        self.recording.record(Event::SyncReturned);
+        result
+    }
+
+    fn truncate(&mut self, len: u64) -> io::Result<()> {
+        self.inner.truncate(len)
+    }
+
+    fn len(&self) -> io::Result<u64> {
+        self.inner.len()
+    }
+}
+
+impl FileSystem for RecordingFs {
+    fn open_append(&self, path: &Path) -> io::Result<Box<dyn LogFile>> {
+        let journal = path.components().any(|c| c.as_os_str() == "journal");
+        Ok(Box::new(RecordingFile {
+            inner: RealFs.open_append(path)?,
+            journal,
+            recording: self.0.clone(),
+        }))
+    }
+
+    fn open_read(&self, path: &Path) -> io::Result<Arc<dyn ReadFile>> {
+        RealFs.open_read(path)
+    }
+
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        RealFs.sync_dir(path)
+    }
+
+    fn write_atomic(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
+        RealFs.write_atomic(path, bytes)
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        RealFs.remove_file(path)
+    }
+}
+
+fn open(dir: &Path, fs: Arc<dyn FileSystem>) -> Store {
+    let options = StoreOptions {
+        checkpoint_interval: Duration::from_secs(3600),
+        ..StoreOptions::default()
+    };
+    let (store, _) = Store::open(dir, fs, options, Clock::default(), &[SHARD], HashMap::new())
+        .expect("store opens");
+    store
+}
+
+fn part(label: &str, count: usize) -> AppendPart {
+    let mut body = BodyBuilder::default();
+    for i in 0..count {
+        body.push(label, format!("{label}-{i}").as_bytes());
+    }
+    AppendPart {
+        shard: SHARD,
+        body: body.finish(),
+    }
+}
+
+fn stored_data(store: &Store) -> Vec<String> {
+    let log = store.log(SHARD).expect("shard");
+    let limits = ReadLimits {
+        max_records: 100_000,
+        max_bytes: u64::MAX,
+        not_before_ms: 0,
+    };
+    let outcome = log.read(0, limits).expect("read");
+    outcome
+        .batches
+        .iter()
+        .flat_map(|batch| {
+            records(&batch.body)
+                .skip(batch.skip as usize)
+                .take(batch.take as usize)
+                .map(|r| String::from_utf8(r.expect("record").data.to_vec()).expect("utf-8"))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_acknowledgement_leaves_before_the_sync_that_covers_it_returns() {
+    let dir = TempDir::new("ack-order");
+    let recording = Arc::new(Recording::default());
+    let store = Arc::new(open(dir.path(), Arc::new(RecordingFs(recording.clone()))));
+    store.add_shards(vec![SHARD]).await.expect("shard");
+    recording.events.lock().expect("lock").clear();
+    recording.hold(true);
+    let writer = store.clone();
+    let append = tokio::spawn(async move { writer.append(vec![part("a", 3)]).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !append.is_finished(),
+        "acknowledged while the journal sync was still running"
+    );
+    assert_eq!(
+        *recording.events.lock().expect("lock"),
+        [Event::Append(48 + 3 * (2 + 1 + 4 + 3)), Event::SyncStarted]
+    );
+    assert!(
+        stored_data(&store).is_empty(),
+        "readers saw records before their sync"
+    );
+    recording.hold(false);
+    let landed = append.await.expect("task").expect("append");
+    assert_eq!(landed[0].base_offset, 0);
+    assert_eq!(
+        recording.events.lock().expect("lock").last(),
+        Some(&Event::SyncReturned)
+    );
+    assert_eq!(stored_data(&store), ["a-0", "a-1", "a-2"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_sync_fails_the_writes_it_covered_and_stops_the_writer() {
+    let dir = TempDir::new("failed-sync");
+    let recording = Arc::new(Recording::default());
+    let store = open(dir.path(), Arc::new(RecordingFs(recording.clone())));
+    store.add_shards(vec![SHARD]).await.expect("shard");
+    store
+        .append(vec![part("before", 2)])
+        .await
+        .expect("a healthy append");
+    recording.fail_next_sync.store(true, Ordering::SeqCst);
+    let failed = store.append(vec![part("doomed", 2)]).await;
+    assert!(
+        failed.is_err(),
+        "a write whose sync failed was acknowledged"
+    );
+    assert!(
+        store.failure().is_some(),
+        "the writer reports why it stopped"
+    );
+    let after = store.append(vec![part("after", 1)]).await;
+    assert!(
+        matches!(after, Err(brook::broker::shard::StoreError::Stopped(_))),
+        "the writer kept going after a failed sync: {after:?}"
+    );
+    assert_eq!(
+        stored_data(&store),
+        ["before-0", "before-1"],
+        "readers never see unsynced records"
+    );
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read dir").flatten() {
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy");
+        }
+    }
+}
+
+fn journal_file(dir: &Path) -> PathBuf {
+    std::fs::read_dir(dir.join("journal"))
+        .expect("journal dir")
+        .flatten()
+        .map(|e| e.path())
+        .max()
+        .expect("a journal file")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recovery_from_a_journal_cut_at_every_byte_keeps_exactly_the_whole_batches_before_it() {
+    let dir = TempDir::new("cut-source");
+    let store = open(dir.path(), Arc::new(RealFs));
+    store.add_shards(vec![SHARD]).await.expect("shard");
+    let mut boundaries = vec![(0u64, Vec::<String>::new())];
+    let mut expected = Vec::new();
+    for batch in 0..6 {
+        let label = format!("b{batch}");
+        store
+            .append(vec![part(&label, batch + 1)])
+            .await
+            .expect("append");
+        expected.extend((0..=batch).map(|i| format!("{label}-{i}")));
+        let len = std::fs::metadata(journal_file(dir.path()))
+            .expect("journal")
+            .len();
+        boundaries.push((len, expected.clone()));
+    }
+    // Crash: the journal and segments are copied as the writer left them, without a checkpoint.
+    let snapshot = TempDir::new("cut-snapshot");
+    copy_dir(dir.path(), snapshot.path());
+    drop(store);
+
+    let total = boundaries.last().expect("boundaries").0;
+    let last_batches_start = boundaries[boundaries.len() - 4].0;
+    for cut in last_batches_start..=total {
+        let trial = TempDir::new("cut-trial");
+        copy_dir(snapshot.path(), trial.path());
+        let journal = journal_file(trial.path());
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&journal)
+            .expect("open")
+            .set_len(cut)
+            .expect("cut");
+        let store = open(trial.path(), Arc::new(RealFs));
+        let whole = boundaries
+            .iter()
+            .rev()
+            .find(|(end, _)| *end <= cut)
+            .expect("a boundary");
+        assert_eq!(stored_data(&store), whole.1, "journal cut at byte {cut}");
+        // Recovery leaves a store that appends after what it kept.
+        let landed = store
+            .append(vec![part("next", 1)])
+            .await
+            .expect("append after recovery");
+        assert_eq!(
+            landed[0].base_offset,
+            whole.1.len() as u64,
+            "cut at byte {cut}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_byte_in_the_journal_stops_replay_at_the_batch_it_damages() {
+    let dir = TempDir::new("corrupt");
+    let store = open(dir.path(), Arc::new(RealFs));
+    store.add_shards(vec![SHARD]).await.expect("shard");
+    store.append(vec![part("keep", 2)]).await.expect("append");
+    let keep_len = std::fs::metadata(journal_file(dir.path()))
+        .expect("journal")
+        .len();
+    store
+        .append(vec![part("damaged", 2)])
+        .await
+        .expect("append");
+    store.append(vec![part("after", 2)]).await.expect("append");
+    let snapshot = TempDir::new("corrupt-snapshot");
+    copy_dir(dir.path(), snapshot.path());
+    drop(store);
+    let journal = journal_file(snapshot.path());
+    let mut bytes = std::fs::read(&journal).expect("journal");
+    bytes[keep_len as usize + 60] ^= 0x40;
+    std::fs::write(&journal, bytes).expect("write");
+    let store = open(snapshot.path(), Arc::new(RealFs));
+    assert_eq!(stored_data(&store), ["keep-0", "keep-1"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkpoints_make_segments_durable_and_recovery_reads_them_back() {
+    let dir = TempDir::new("checkpoint");
+    let options = StoreOptions {
+        checkpoint_interval: Duration::from_millis(200),
+        segment_bytes: 1024,
+        ..StoreOptions::default()
+    };
+    let (store, _) = Store::open(
+        dir.path(),
+        Arc::new(RealFs),
+        options.clone(),
+        Clock::default(),
+        &[SHARD],
+        HashMap::new(),
+    )
+    .expect("open");
+    store.add_shards(vec![SHARD]).await.expect("shard");
+    let mut expected = Vec::new();
+    for batch in 0..40 {
+        let label = format!("c{batch}");
+        store.append(vec![part(&label, 20)]).await.expect("append");
+        expected.extend((0..20).map(|i| format!("{label}-{i}")));
+    }
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let segments = std::fs::read_dir(dir.path().join("streams/1/0"))
+        .expect("shard dir")
+        .flatten()
+        .count();
+    assert!(
+        segments > 4,
+        "segments roll at their size limit: {segments} files"
+    );
+    drop(store);
+    let (reopened, report) = Store::open(
+        dir.path(),
+        Arc::new(RealFs),
+        options,
+        Clock::default(),
+        &[SHARD],
+        HashMap::new(),
+    )
+    .expect("reopen");
+    assert_eq!(
+        report.replayed_batches, 0,
+        "the checkpoint already covered every batch"
+    );
+    assert_eq!(stored_data(&reopened), expected);
+}
