@@ -2,19 +2,48 @@
 
 CARGO ?= cargo
 BROOK := target/release/brook
+TOOLS := .tools
+AWS_CLI := $(TOOLS)/venv/bin/aws
+NODE_SDK := $(TOOLS)/node/node_modules/@aws-sdk/client-kinesis
+# Pinned so the tests stay reproducible (newer JS SDK releases drop Node 20).
+AWSCLI_VERSION := 1.46.3
+NODE_SDK_VERSION := 3.1143.0
 
-.PHONY: build run test unit lint fmt crds e2e bench
+.PHONY: build run test unit lint fmt crds e2e bench debug-build cli-test node-test
 
 build:
 	$(CARGO) build --release --locked
 
+## run: the broker on its embedded defaults (data in ./brook-data, API on 127.0.0.1:4567).
 run: build
-	@echo "The Kinesis broker (brook broker) lands with its issue; until then brook serves its CRDs:"
-	$(BROOK) version
-	$(BROOK) crd | head -n 20
+	@echo "Kinesis API on http://127.0.0.1:4567, metrics on http://127.0.0.1:9100/metrics. Try:"
+	@echo "  aws --endpoint-url http://127.0.0.1:4567 kinesis create-stream --stream-name demo --shard-count 2"
+	@echo "  aws --endpoint-url http://127.0.0.1:4567 kinesis put-record --stream-name demo --partition-key k --data aGVsbG8="
+	@echo "  aws --endpoint-url http://127.0.0.1:4567 kinesis list-shards --stream-name demo"
+	@echo "(any credentials work until authentication is configured; Ctrl-C stops it cleanly)"
+	$(BROOK) broker
 
-## test: lint, then every unit and integration test.
-test: lint unit
+## test: lint, the AWS CLI and Node SDK checks, then every Rust unit and integration test.
+test: lint cli-test node-test unit
+
+debug-build:
+	$(CARGO) build --locked
+
+$(AWS_CLI):
+	python3 -m venv $(TOOLS)/venv || (apt-get update && apt-get install -y python3-venv && python3 -m venv $(TOOLS)/venv)
+	$(TOOLS)/venv/bin/pip install --quiet awscli==$(AWSCLI_VERSION)
+
+$(NODE_SDK):
+	command -v npm >/dev/null || (apt-get update && apt-get install -y nodejs npm)
+	npm install --prefix $(TOOLS)/node --no-audit --no-fund --silent @aws-sdk/client-kinesis@$(NODE_SDK_VERSION)
+
+## cli-test: the AWS CLI against a broker.
+cli-test: $(AWS_CLI) debug-build
+	AWS=$(AWS_CLI) bash tests/cli/kinesis-cli.sh
+
+## node-test: the AWS SDK for JavaScript v3 over h2c against a broker.
+node-test: $(NODE_SDK) debug-build
+	bash tests/node/run.sh
 
 unit:
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \

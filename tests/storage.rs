@@ -379,3 +379,67 @@ async fn checkpoints_make_segments_durable_and_recovery_reads_them_back() {
     );
     assert_eq!(stored_data(&reopened), expected);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_deletes_whole_expired_segments() {
+    let dir = TempDir::new("retention-files");
+    let options = StoreOptions {
+        segment_bytes: 512,
+        ..StoreOptions::default()
+    };
+    let clock = Clock::default();
+    let retention = HashMap::from([(SHARD.stream_key, 24 * 3_600_000u64)]);
+    let (store, _) = Store::open(
+        dir.path(),
+        Arc::new(RealFs),
+        options,
+        clock.clone(),
+        &[SHARD],
+        retention,
+    )
+    .expect("open");
+    store.add_shards(vec![SHARD]).await.expect("shard");
+    for batch in 0..20 {
+        store
+            .append(vec![part(&format!("old{batch}"), 5)])
+            .await
+            .expect("append");
+    }
+    let segment_files = |dir: &Path| {
+        std::fs::read_dir(dir.join("streams/1/0"))
+            .expect("shard dir")
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "seg"))
+            .count()
+    };
+    let before = segment_files(dir.path());
+    assert!(before > 3, "small segments rolled: {before}");
+    clock.advance(25 * 3_600_000);
+    store.append(vec![part("fresh", 1)]).await.expect("append");
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    let after = segment_files(dir.path());
+    assert_eq!(
+        after, 1,
+        "every sealed segment older than the retention went, the active one stayed"
+    );
+    let log = store.log(SHARD).expect("shard");
+    let cutoff = clock.now_ms() - 24 * 3_600_000;
+    let limits = ReadLimits {
+        max_records: 1000,
+        max_bytes: u64::MAX,
+        not_before_ms: cutoff,
+    };
+    let outcome = log.read(0, limits).expect("read");
+    let data: Vec<Vec<u8>> = outcome
+        .batches
+        .iter()
+        .flat_map(|b| {
+            records(&b.body)
+                .skip(b.skip as usize)
+                .take(b.take as usize)
+                .map(|r| r.expect("record").data.to_vec())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(data, [b"fresh-0".to_vec()]);
+}

@@ -1,6 +1,8 @@
 //! The broker's Prometheus metrics: per stream and shard throughput, throttling, iterator age
 //! and stored bytes (the autoscaler reads these), and request latency per operation.
 
+use std::sync::OnceLock;
+
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
@@ -22,25 +24,129 @@ pub struct Metrics {
     latency: HistogramVec,
 }
 
-/// Handles to one shard's series, so the hot path does no label lookups.
+/// One shard's series, created on first use so an idle shard costs no series at all.
 #[derive(Clone)]
 pub struct ShardMetrics {
+    inner: std::sync::Arc<ShardSeries>,
+}
+
+struct ShardSeries {
+    stream: String,
+    shard: String,
+    vectors: ShardVectors,
+    incoming_bytes: OnceLock<IntCounter>,
+    incoming_records: OnceLock<IntCounter>,
+    outgoing_bytes: OnceLock<IntCounter>,
+    outgoing_records: OnceLock<IntCounter>,
+    write_throttled: OnceLock<IntCounter>,
+    read_throttled: OnceLock<IntCounter>,
+    iterator_age: OnceLock<IntGauge>,
+    stored_bytes: OnceLock<IntGauge>,
+}
+
+#[derive(Clone)]
+struct ShardVectors {
+    incoming_bytes: IntCounterVec,
+    incoming_records: IntCounterVec,
+    outgoing_bytes: IntCounterVec,
+    outgoing_records: IntCounterVec,
+    throttled: IntCounterVec,
+    iterator_age: IntGaugeVec,
+    stored_bytes: IntGaugeVec,
+}
+
+impl ShardMetrics {
+    fn labels(&self) -> [&str; 2] {
+        [&self.inner.stream, &self.inner.shard]
+    }
+
     /// Bytes written (data and partition keys).
-    pub incoming_bytes: IntCounter,
+    pub fn incoming_bytes(&self) -> &IntCounter {
+        self.inner.incoming_bytes.get_or_init(|| {
+            self.inner
+                .vectors
+                .incoming_bytes
+                .with_label_values(&self.labels())
+        })
+    }
+
     /// Records written.
-    pub incoming_records: IntCounter,
+    pub fn incoming_records(&self) -> &IntCounter {
+        self.inner.incoming_records.get_or_init(|| {
+            self.inner
+                .vectors
+                .incoming_records
+                .with_label_values(&self.labels())
+        })
+    }
+
     /// Bytes returned by GetRecords.
-    pub outgoing_bytes: IntCounter,
+    pub fn outgoing_bytes(&self) -> &IntCounter {
+        self.inner.outgoing_bytes.get_or_init(|| {
+            self.inner
+                .vectors
+                .outgoing_bytes
+                .with_label_values(&self.labels())
+        })
+    }
+
     /// Records returned by GetRecords.
-    pub outgoing_records: IntCounter,
+    pub fn outgoing_records(&self) -> &IntCounter {
+        self.inner.outgoing_records.get_or_init(|| {
+            self.inner
+                .vectors
+                .outgoing_records
+                .with_label_values(&self.labels())
+        })
+    }
+
     /// Writes refused by the quota.
-    pub write_throttled: IntCounter,
+    pub fn write_throttled(&self) -> &IntCounter {
+        self.inner.write_throttled.get_or_init(|| {
+            self.inner.vectors.throttled.with_label_values(&[
+                &self.inner.stream,
+                &self.inner.shard,
+                "write",
+            ])
+        })
+    }
+
     /// Reads refused by the quota.
-    pub read_throttled: IntCounter,
+    pub fn read_throttled(&self) -> &IntCounter {
+        self.inner.read_throttled.get_or_init(|| {
+            self.inner.vectors.throttled.with_label_values(&[
+                &self.inner.stream,
+                &self.inner.shard,
+                "read",
+            ])
+        })
+    }
+
     /// Milliseconds the last GetRecords was behind the tip.
-    pub iterator_age: IntGauge,
-    /// Bytes stored in the shard's segments.
-    pub stored_bytes: IntGauge,
+    pub fn iterator_age(&self) -> &IntGauge {
+        self.inner.iterator_age.get_or_init(|| {
+            self.inner
+                .vectors
+                .iterator_age
+                .with_label_values(&self.labels())
+        })
+    }
+
+    /// Bytes stored in the shard's segments; set only once the shard holds data.
+    pub fn set_stored_bytes(&self, bytes: u64) {
+        if bytes == 0 && self.inner.stored_bytes.get().is_none() {
+            return;
+        }
+        self.inner
+            .stored_bytes
+            .get_or_init(|| {
+                self.inner
+                    .vectors
+                    .stored_bytes
+                    .with_label_values(&self.labels())
+            })
+            .set(bytes as i64);
+    }
 }
 
 fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -131,22 +237,30 @@ impl Metrics {
         metrics
     }
 
-    /// Series handles for one shard.
+    /// Series handles for one shard, created lazily.
     pub fn shard(&self, stream: &str, shard_id: &str) -> ShardMetrics {
-        let labels = [stream, shard_id];
         ShardMetrics {
-            incoming_bytes: self.incoming_bytes.with_label_values(&labels),
-            incoming_records: self.incoming_records.with_label_values(&labels),
-            outgoing_bytes: self.outgoing_bytes.with_label_values(&labels),
-            outgoing_records: self.outgoing_records.with_label_values(&labels),
-            write_throttled: self
-                .throttled
-                .with_label_values(&[stream, shard_id, "write"]),
-            read_throttled: self
-                .throttled
-                .with_label_values(&[stream, shard_id, "read"]),
-            iterator_age: self.iterator_age.with_label_values(&labels),
-            stored_bytes: self.stored_bytes.with_label_values(&labels),
+            inner: std::sync::Arc::new(ShardSeries {
+                stream: stream.to_owned(),
+                shard: shard_id.to_owned(),
+                vectors: ShardVectors {
+                    incoming_bytes: self.incoming_bytes.clone(),
+                    incoming_records: self.incoming_records.clone(),
+                    outgoing_bytes: self.outgoing_bytes.clone(),
+                    outgoing_records: self.outgoing_records.clone(),
+                    throttled: self.throttled.clone(),
+                    iterator_age: self.iterator_age.clone(),
+                    stored_bytes: self.stored_bytes.clone(),
+                },
+                incoming_bytes: OnceLock::new(),
+                incoming_records: OnceLock::new(),
+                outgoing_bytes: OnceLock::new(),
+                outgoing_records: OnceLock::new(),
+                write_throttled: OnceLock::new(),
+                read_throttled: OnceLock::new(),
+                iterator_age: OnceLock::new(),
+                stored_bytes: OnceLock::new(),
+            }),
         }
     }
 

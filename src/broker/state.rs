@@ -291,7 +291,7 @@ impl Broker {
         for stream in self.streams() {
             for shard in &stream.shards {
                 let bytes: u64 = shard.log.view().segments.iter().map(|s| s.len).sum();
-                shard.metrics.stored_bytes.set(bytes as i64);
+                shard.metrics.set_stored_bytes(bytes);
             }
         }
     }

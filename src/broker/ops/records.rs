@@ -145,7 +145,7 @@ fn ingest(
         })?;
         let shard_position = shard.key.shard_index as usize;
         if !shard.quota.admit_write(size as u64, now) {
-            shard.metrics.write_throttled.inc();
+            shard.metrics.write_throttled().inc();
             outcomes.push(Outcome::Throttled {
                 shard: shard_position,
             });
@@ -163,8 +163,8 @@ fn ingest(
             shard: shard_position,
         });
         body.push(key, &scratch[range]);
-        shard.metrics.incoming_records.inc();
-        shard.metrics.incoming_bytes.inc_by(size as u64);
+        shard.metrics.incoming_records().inc();
+        shard.metrics.incoming_bytes().inc_by(size as u64);
     }
     let parts = bodies
         .into_iter()
@@ -411,7 +411,7 @@ pub(super) async fn get_records(broker: &Arc<Broker>, body: &[u8]) -> Result<Vec
             )
         })?;
     if !shard.quota.admit_read(now) {
-        shard.metrics.read_throttled.inc();
+        shard.metrics.read_throttled().inc();
         return Err(ApiError::new(
             ErrorKind::ProvisionedThroughputExceeded,
             throttled_message(broker, &stream, shard),
@@ -498,9 +498,9 @@ pub(super) async fn get_records(broker: &Arc<Broker>, body: &[u8]) -> Result<Vec
         ",\"NextShardIterator\":\"{next}\",\"MillisBehindLatest\":{behind}}}"
     );
     shard.quota.charge_read(bytes, now);
-    shard.metrics.outgoing_records.inc_by(count);
-    shard.metrics.outgoing_bytes.inc_by(bytes);
-    shard.metrics.iterator_age.set(behind as i64);
+    shard.metrics.outgoing_records().inc_by(count);
+    shard.metrics.outgoing_bytes().inc_by(bytes);
+    shard.metrics.iterator_age().set(behind as i64);
     Ok(out.into_bytes())
 }
 
