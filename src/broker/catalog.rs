@@ -83,6 +83,12 @@ pub struct StreamRecord {
     pub tags: BTreeMap<String, String>,
     /// Set once DeleteStream was called; the stream goes when this time passes.
     pub deleting_since_ms: Option<u64>,
+    /// The stream reports UPDATING until this time, after a reshard or mode change.
+    #[serde(default)]
+    pub updating_until_ms: Option<u64>,
+    /// When UpdateShardCount last ran, for Kinesis's ten-per-day limit.
+    #[serde(default)]
+    pub scaling_history_ms: Vec<u64>,
 }
 
 impl StreamRecord {
@@ -111,6 +117,8 @@ impl StreamRecord {
             shards,
             tags: BTreeMap::new(),
             deleting_since_ms: None,
+            updating_until_ms: None,
+            scaling_history_ms: Vec::new(),
         }
     }
 

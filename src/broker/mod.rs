@@ -10,6 +10,7 @@ pub mod limits;
 pub mod metrics;
 pub mod ops;
 pub mod protocol;
+pub mod reshard;
 pub mod routing;
 pub mod server;
 pub mod shard;

@@ -92,6 +92,12 @@ impl LiveStream {
             "DELETING"
         } else if now_ms < self.record.created_ms + transition_ms {
             "CREATING"
+        } else if self
+            .record
+            .updating_until_ms
+            .is_some_and(|until| now_ms < until)
+        {
+            "UPDATING"
         } else {
             "ACTIVE"
         }

@@ -2,6 +2,7 @@
 //! encode the response. Validation messages follow the API model's constraints.
 
 mod records;
+mod reshard;
 mod streams;
 
 use std::sync::Arc;
@@ -36,6 +37,9 @@ pub async fn dispatch(
         Operation::PutRecords => records::put_records(broker, body).await,
         Operation::GetShardIterator => records::get_shard_iterator(broker, body).await,
         Operation::GetRecords => records::get_records(broker, body).await,
+        Operation::SplitShard => reshard::split_shard(broker, body).await,
+        Operation::MergeShards => reshard::merge_shards(broker, body).await,
+        Operation::UpdateShardCount => reshard::update_shard_count(broker, body).await,
     }
 }
 

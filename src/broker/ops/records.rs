@@ -21,7 +21,7 @@ use crate::broker::routing::{
     SequencePosition, format_sequence, parse_hash_key, parse_sequence, partition_hash,
 };
 use crate::broker::shard::batch::{BodyBuilder, records};
-use crate::broker::shard::{AppendPart, ReadLimits};
+use crate::broker::shard::{AppendPart, Appended, ReadLimits, StoreError};
 use crate::broker::state::{Broker, LiveShard, LiveStream};
 
 /// Base64 as clients send it: standard alphabet, padding optional.
@@ -33,6 +33,7 @@ const MAX_PUT_RECORDS: usize = 500;
 const MAX_GET_RECORDS: u32 = 10_000;
 const MAX_GET_BYTES: u64 = 10 * 1024 * 1024;
 const MIB: usize = 1024 * 1024;
+const MAX_REROUTES: u64 = 50;
 
 /// What happened to one record of a put.
 enum Outcome {
@@ -188,12 +189,43 @@ fn throttled_message(broker: &Broker, stream: &LiveStream, shard: &LiveShard) ->
     )
 }
 
-fn store_failure(error: crate::broker::shard::StoreError) -> ApiError {
+fn store_failure(error: StoreError) -> ApiError {
     tracing::error!(%error, "a write failed");
     ApiError::new(
         ErrorKind::InternalFailure,
         "The broker could not store the records.",
     )
+}
+
+/// Routes, admits and stores records. A shard closed by a concurrent reshard refuses the
+/// whole write; the records are then routed again with the stream's new shards, so none is
+/// written twice and none goes to a closed shard.
+async fn store_routed(
+    broker: &Broker,
+    mut stream: Arc<LiveStream>,
+    entries: &[PutRecordsEntry<'_>],
+    member: &str,
+) -> Result<(Arc<LiveStream>, Ingest, Vec<Appended>), ApiError> {
+    for attempt in 0.. {
+        let mut ingest = ingest(broker, &stream, entries, member)?;
+        if ingest.parts.is_empty() {
+            return Ok((stream, ingest, Vec::new()));
+        }
+        let parts = std::mem::take(&mut ingest.parts);
+        match broker.store.append(parts).await {
+            Ok(landed) => return Ok((stream, ingest, landed)),
+            Err(StoreError::ShardClosed(_)) if attempt < MAX_REROUTES => {
+                // The reshard publishes the children right after closing the parents.
+                tokio::time::sleep(std::time::Duration::from_millis(1 + attempt)).await;
+                stream = broker.resolve(Some(&stream.record.name), None)?;
+            }
+            Err(error) => return Err(store_failure(error)),
+        }
+    }
+    Err(ApiError::new(
+        ErrorKind::InternalFailure,
+        "The records could not be routed.",
+    ))
 }
 
 pub(super) async fn put_records(broker: &Arc<Broker>, body: &[u8]) -> Result<Vec<u8>, ApiError> {
@@ -208,16 +240,7 @@ pub(super) async fn put_records(broker: &Arc<Broker>, body: &[u8]) -> Result<Vec
             "Member must have length between 1 and 500",
         ));
     }
-    let ingest = ingest(broker, &stream, &entries, "records")?;
-    let landed = if ingest.parts.is_empty() {
-        Vec::new()
-    } else {
-        broker
-            .store
-            .append(ingest.parts)
-            .await
-            .map_err(store_failure)?
-    };
+    let (stream, ingest, landed) = store_routed(broker, stream, &entries, "records").await?;
     let mut failed = 0;
     let results = ingest
         .outcomes
@@ -255,7 +278,8 @@ pub(super) async fn put_record(broker: &Arc<Broker>, body: &[u8]) -> Result<Vec<
     let input: PutRecordInput = json::decode(body)?;
     let stream = broker.resolve(input.stream_name.as_deref(), input.stream_arn.as_deref())?;
     writable(broker, &stream)?;
-    let ingest = ingest(broker, &stream, std::slice::from_ref(&input.record), "")?;
+    let (stream, ingest, landed) =
+        store_routed(broker, stream, std::slice::from_ref(&input.record), "").await?;
     let (part, at, shard) = match ingest.outcomes.first() {
         Some(&Outcome::Stored { part, at, shard }) => (part, at, shard),
         Some(&Outcome::Throttled { shard }) => {
@@ -271,11 +295,6 @@ pub(super) async fn put_record(broker: &Arc<Broker>, body: &[u8]) -> Result<Vec<
             ));
         }
     };
-    let landed = broker
-        .store
-        .append(ingest.parts)
-        .await
-        .map_err(store_failure)?;
     let shard = &stream.shards[shard];
     Ok(json::encode(&PutRecordOutput {
         shard_id: shard.id.clone(),
@@ -487,21 +506,57 @@ pub(super) async fn get_records(broker: &Arc<Broker>, body: &[u8]) -> Result<Vec
             .last_arrival_ms
             .saturating_sub(last_arrival.unwrap_or(outcome.last_arrival_ms))
     };
-    let next = broker.iterators.encode(&IteratorPosition {
-        stream_name: stream.record.name.clone(),
-        shard: shard.key,
-        offset: outcome.next_offset,
-        issued_ms: now,
-    });
-    let _ = write!(
-        out,
-        ",\"NextShardIterator\":\"{next}\",\"MillisBehindLatest\":{behind}}}"
-    );
+    match shard.closed_at_offset {
+        // The end of a closed shard: no next iterator, and the children to read next.
+        Some(end) if outcome.next_offset >= end => {
+            let _ = write!(out, ",\"MillisBehindLatest\":{behind},\"ChildShards\":");
+            out.push_str(&child_shards(&stream, shard.key.shard_index).to_string());
+            out.push('}');
+        }
+        _ => {
+            let next = broker.iterators.encode(&IteratorPosition {
+                stream_name: stream.record.name.clone(),
+                shard: shard.key,
+                offset: outcome.next_offset,
+                issued_ms: now,
+            });
+            let _ = write!(
+                out,
+                ",\"NextShardIterator\":\"{next}\",\"MillisBehindLatest\":{behind}}}"
+            );
+        }
+    }
     shard.quota.charge_read(bytes, now);
     shard.metrics.outgoing_records().inc_by(count);
     shard.metrics.outgoing_bytes().inc_by(bytes);
     shard.metrics.iterator_age().set(behind as i64);
     Ok(out.into_bytes())
+}
+
+/// The shards a closed shard split or merged into, as GetRecords reports them.
+pub fn child_shards(stream: &LiveStream, parent: u32) -> serde_json::Value {
+    let children: Vec<serde_json::Value> = stream
+        .record
+        .shards
+        .iter()
+        .filter(|s| s.parent == Some(parent) || s.adjacent_parent == Some(parent))
+        .map(|s| {
+            let parents: Vec<String> = [s.parent, s.adjacent_parent]
+                .into_iter()
+                .flatten()
+                .map(crate::broker::routing::shard_id)
+                .collect();
+            serde_json::json!({
+                "ShardId": crate::broker::routing::shard_id(s.index),
+                "ParentShards": parents,
+                "HashKeyRange": {
+                    "StartingHashKey": s.hash_range.start.to_string(),
+                    "EndingHashKey": s.hash_range.end.to_string(),
+                },
+            })
+        })
+        .collect();
+    serde_json::Value::Array(children)
 }
 
 /// A compact UTC rendering of epoch milliseconds for messages.

@@ -374,3 +374,42 @@ pub struct EnhancedMetrics {
     /// Enabled shard-level metrics.
     pub shard_level_metrics: Vec<String>,
 }
+
+/// SplitShard's input.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SplitShardInput {
+    /// The stream.
+    #[serde(flatten)]
+    pub stream: StreamRef,
+    /// The shard to split.
+    pub shard_to_split: Option<String>,
+    /// The first hash key of the upper child.
+    pub new_starting_hash_key: Option<String>,
+}
+
+/// MergeShards's input.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct MergeShardsInput {
+    /// The stream.
+    #[serde(flatten)]
+    pub stream: StreamRef,
+    /// One shard.
+    pub shard_to_merge: Option<String>,
+    /// The shard adjacent to it.
+    pub adjacent_shard_to_merge: Option<String>,
+}
+
+/// UpdateShardCount's input.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct UpdateShardCountInput {
+    /// The stream.
+    #[serde(flatten)]
+    pub stream: StreamRef,
+    /// Open shards wanted.
+    pub target_shard_count: Option<i64>,
+    /// Only `UNIFORM_SCALING`.
+    pub scaling_type: Option<String>,
+}

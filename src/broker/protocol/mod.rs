@@ -155,11 +155,17 @@ pub enum Operation {
     ListTagsForStream,
     /// DescribeLimits.
     DescribeLimits,
+    /// SplitShard.
+    SplitShard,
+    /// MergeShards.
+    MergeShards,
+    /// UpdateShardCount.
+    UpdateShardCount,
 }
 
 impl Operation {
     /// Every operation, for metrics registration.
-    pub const ALL: [Operation; 16] = [
+    pub const ALL: [Operation; 19] = [
         Self::CreateStream,
         Self::DeleteStream,
         Self::DescribeStream,
@@ -176,6 +182,9 @@ impl Operation {
         Self::RemoveTagsFromStream,
         Self::ListTagsForStream,
         Self::DescribeLimits,
+        Self::SplitShard,
+        Self::MergeShards,
+        Self::UpdateShardCount,
     ];
 
     /// The operation's name as in the API model.
@@ -197,6 +206,9 @@ impl Operation {
             Self::RemoveTagsFromStream => "RemoveTagsFromStream",
             Self::ListTagsForStream => "ListTagsForStream",
             Self::DescribeLimits => "DescribeLimits",
+            Self::SplitShard => "SplitShard",
+            Self::MergeShards => "MergeShards",
+            Self::UpdateShardCount => "UpdateShardCount",
         }
     }
 

@@ -40,6 +40,9 @@ pub enum StoreError {
     /// The writer stopped after an earlier failure and takes no more writes.
     #[error("storage writer stopped after an earlier failure: {0}")]
     Stopped(String),
+    /// A write named a shard that a reshard closed; route it again.
+    #[error("shard {0:?} is closed")]
+    ShardClosed(ShardKey),
     /// A write named a shard the store does not have.
     #[error("unknown shard {0:?}")]
     UnknownShard(ShardKey),
@@ -231,6 +234,11 @@ impl Store {
             .retain(|key, _| key.stream_key != stream_key);
         self.ask(|reply| Command::DropStream { stream_key, reply })
             .await
+    }
+
+    /// Closes a shard; returns the offset one past its last record.
+    pub async fn close_shard(&self, shard: ShardKey) -> Result<u64, StoreError> {
+        self.ask(|reply| Command::CloseShard { shard, reply }).await
     }
 
     /// Sets the retention the writer applies to a stream's segments.

@@ -66,6 +66,13 @@ pub enum Command {
         /// Done.
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
+    /// Close a shard: later appends to it are refused with [`StoreError::ShardClosed`].
+    CloseShard {
+        /// The shard.
+        shard: ShardKey,
+        /// The offset one past its last record.
+        reply: oneshot::Sender<Result<u64, StoreError>>,
+    },
     /// Set a stream's retention, which decides segment roll age and deletion.
     SetRetention {
         /// The stream's key.
@@ -108,6 +115,7 @@ pub(super) struct ShardWriter {
     active: Option<ActiveSegment>,
     sealed: Vec<SealedSegment>,
     dirty: bool,
+    pub(super) closed: bool,
     round: Vec<u8>,
     round_index: Vec<IndexEntry>,
     round_new_segment: bool,
@@ -149,6 +157,7 @@ impl ShardWriter {
             active,
             sealed: Vec::new(),
             dirty: false,
+            closed: false,
             round: Vec::new(),
             round_index: Vec::new(),
             round_new_segment: false,
@@ -453,6 +462,16 @@ impl Writer {
                 let result = self.checked(|w| w.drop_stream(stream_key));
                 let _ = reply.send(result);
             }
+            Command::CloseShard { shard, reply } => {
+                let result = match self.shards.get_mut(&shard) {
+                    Some(writer) => {
+                        writer.closed = true;
+                        Ok(writer.next_offset)
+                    }
+                    None => Err(StoreError::UnknownShard(shard)),
+                };
+                let _ = reply.send(result);
+            }
             Command::SetRetention {
                 stream_key,
                 retention_ms,
@@ -511,6 +530,15 @@ impl Writer {
         for (parts, reply) in appends {
             if let Some(missing) = parts.iter().find(|p| !self.shards.contains_key(&p.shard)) {
                 let _ = reply.send(Err(StoreError::UnknownShard(missing.shard)));
+                continue;
+            }
+            // A shard closed by a reshard takes nothing more: the request is refused whole, so
+            // its sender can route it again without writing any record twice.
+            if let Some(closed) = parts
+                .iter()
+                .find(|p| self.shards.get(&p.shard).is_some_and(|s| s.closed))
+            {
+                let _ = reply.send(Err(StoreError::ShardClosed(closed.shard)));
                 continue;
             }
             let mut landed = Vec::with_capacity(parts.len());
