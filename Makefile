@@ -40,6 +40,7 @@ $(NODE_SDK):
 ## cli-test: the AWS CLI against a broker.
 cli-test: $(AWS_CLI) debug-build
 	AWS=$(AWS_CLI) bash tests/cli/kinesis-cli.sh
+	AWS=$(AWS_CLI) bash tests/cli/kinesis-cli-auth.sh
 
 ## node-test: the AWS SDK for JavaScript v3 over h2c against a broker.
 node-test: $(NODE_SDK) debug-build

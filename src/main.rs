@@ -95,6 +95,10 @@ struct BrokerArgs {
     /// Log format.
     #[arg(long, env = "BROOK_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// SigV4 credentials: a folder with one file per access key id (a mounted Secret) or a
+    /// file of ACCESS_KEY_ID=SECRET lines. Without it the API accepts any signature.
+    #[arg(long, env = "BROOK_CREDENTIALS")]
+    credentials: Option<PathBuf>,
     /// Accept POST /debug/advance-clock?ms=N on the metrics port (for tests of retention).
     #[arg(long, hide = true)]
     test_clock: bool,
@@ -162,6 +166,7 @@ fn run_broker(args: BrokerArgs) -> anyhow::Result<()> {
         shard_limit: args.shard_limit,
         checkpoint_interval: std::time::Duration::from_secs(args.checkpoint_seconds.max(1)),
         test_clock: args.test_clock,
+        credentials: args.credentials,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -4,6 +4,7 @@
 //! SIGTERM drains in-flight requests and checkpoints so nothing acknowledged is lost and
 //! nothing is left to replay.
 
+pub mod auth;
 pub mod catalog;
 pub mod iterator;
 pub mod limits;
@@ -46,6 +47,9 @@ pub enum BrokerError {
     /// The catalog could not be read or written.
     #[error(transparent)]
     Catalog(#[from] catalog::CatalogError),
+    /// The credentials could not be loaded.
+    #[error(transparent)]
+    Credentials(#[from] auth::CredentialsError),
     /// Storage could not be recovered or shut down.
     #[error(transparent)]
     Store(#[from] shard::StoreError),
@@ -84,6 +88,8 @@ pub struct BrokerOptions {
     pub checkpoint_interval: Duration,
     /// Accept `POST /debug/advance-clock` on the metrics port (tests only).
     pub test_clock: bool,
+    /// SigV4 credentials (a folder of key-id files or an `id=secret` file); open when absent.
+    pub credentials: Option<PathBuf>,
 }
 
 fn data_dir_error(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> BrokerError + '_ {
@@ -206,17 +212,30 @@ pub async fn run(options: BrokerOptions) -> Result<(), BrokerError> {
         },
         stopped.clone(),
     ));
+    if let Some(path) = options.credentials.clone() {
+        tokio::spawn(reload_credentials(broker.clone(), path));
+    }
     // The first line on stdout tells scripts and tests where the broker listens.
     println!(
         "brook broker listening on http://{api_address} (metrics on http://{metrics_address}/metrics)"
     );
-    tracing::info!(
-        api = %api_address,
-        metrics = %metrics_address,
-        data_dir = %options.data_dir.display(),
-        fsync = options.fsync,
-        "broker started; requests are accepted whatever credentials sign them (authentication is not configured)"
-    );
+    match &options.credentials {
+        Some(path) => tracing::info!(
+            api = %api_address,
+            metrics = %metrics_address,
+            data_dir = %options.data_dir.display(),
+            fsync = options.fsync,
+            credentials = %path.display(),
+            "broker started; every request must carry a valid SigV4 signature"
+        ),
+        None => tracing::warn!(
+            api = %api_address,
+            metrics = %metrics_address,
+            data_dir = %options.data_dir.display(),
+            fsync = options.fsync,
+            "broker started without credentials: requests are accepted whatever signs them (pass --credentials to require SigV4)"
+        ),
+    }
 
     wait_for_signal().await;
     tracing::info!("shutting down: draining in-flight requests");
@@ -227,6 +246,19 @@ pub async fn run(options: BrokerOptions) -> Result<(), BrokerError> {
     broker.store.shutdown().await?;
     tracing::info!("shut down cleanly");
     Ok(())
+}
+
+/// Reloads the credentials every few seconds, so a rotated Kubernetes Secret takes effect
+/// without a restart; a file that cannot be read keeps the previous credentials.
+async fn reload_credentials(broker: Arc<Broker>, path: PathBuf) {
+    let mut ticks = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        ticks.tick().await;
+        match auth::Credentials::load(&path) {
+            Ok(credentials) => broker.set_credentials(Some(credentials)),
+            Err(error) => tracing::warn!(%error, "keeping the previous credentials"),
+        }
+    }
 }
 
 async fn wait_for_signal() {

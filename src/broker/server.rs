@@ -21,6 +21,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use super::auth;
 use super::ops;
 use super::protocol::{ApiError, ErrorKind, JSON_CONTENT_TYPE, Operation};
 use super::state::Broker;
@@ -79,34 +80,41 @@ pub async fn handle_kinesis(
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|t| t.contains("cbor"));
-    let method = request.method().clone();
-    let result = match (method, operation.clone()) {
-        (Method::POST, Ok(operation)) if !is_cbor => {
-            match Limited::new(request.into_body(), MAX_BODY_BYTES)
-                .collect()
-                .await
-            {
-                Ok(body) => ops::dispatch(&broker, operation, &body.to_bytes()).await,
-                Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(ApiError::new(
+    let (parts, body) = request.into_parts();
+    let result = async {
+        if parts.method != Method::POST {
+            return Err(ApiError::new(
+                ErrorKind::UnknownOperation,
+                "Kinesis operations are POST requests.",
+            ));
+        }
+        let body = match Limited::new(body, MAX_BODY_BYTES).collect().await {
+            Ok(body) => body.to_bytes(),
+            Err(error) if error.is::<http_body_util::LengthLimitError>() => {
+                return Err(ApiError::new(
                     ErrorKind::RequestEntityTooLarge,
                     format!("Request body exceeds {MAX_BODY_BYTES} bytes."),
-                )),
-                Err(error) => Err(ApiError::new(
+                ));
+            }
+            Err(error) => {
+                return Err(ApiError::new(
                     ErrorKind::Serialization,
                     format!("Could not read the request body: {error}"),
-                )),
+                ));
             }
+        };
+        // As AWS does, the signature is checked before anything else about the request.
+        authenticate(&broker, &parts, &body)?;
+        let operation = operation.clone()?;
+        if is_cbor {
+            return Err(ApiError::new(
+                ErrorKind::Serialization,
+                "The CBOR protocol is not served yet; use application/x-amz-json-1.1.",
+            ));
         }
-        (Method::POST, Ok(_)) => Err(ApiError::new(
-            ErrorKind::Serialization,
-            "The CBOR protocol is not served yet; use application/x-amz-json-1.1.",
-        )),
-        (_, Err(error)) => Err(error),
-        (_, Ok(_)) => Err(ApiError::new(
-            ErrorKind::UnknownOperation,
-            "Kinesis operations are POST requests.",
-        )),
-    };
+        ops::dispatch(&broker, operation, &body).await
+    }
+    .await;
     let operation = operation.ok();
     let mut response = match &result {
         Ok(body) => respond(200, body.clone(), JSON_CONTENT_TYPE),
@@ -131,6 +139,42 @@ pub async fn handle_kinesis(
         response.headers_mut().insert("x-amz-id-2", value);
     }
     Ok(response)
+}
+
+/// Checks the request's SigV4 signature when the broker has credentials.
+fn authenticate(
+    broker: &Broker,
+    parts: &http::request::Parts,
+    body: &[u8],
+) -> Result<(), ApiError> {
+    let Some(credentials) = broker.credentials() else {
+        return Ok(());
+    };
+    let headers = parts
+        .headers
+        .iter()
+        .map(|(name, value)| {
+            (
+                name.as_str().to_owned(),
+                String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            )
+        })
+        .chain(
+            parts
+                .uri
+                .authority()
+                .filter(|_| !parts.headers.contains_key(http::header::HOST))
+                .map(|a| ("host".to_owned(), a.to_string())),
+        )
+        .collect();
+    let request = auth::SignedRequest {
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+        query: parts.uri.query().unwrap_or(""),
+        headers,
+        body,
+    };
+    auth::verify(&request, &credentials, broker.clock.now_ms()).map(|_| ())
 }
 
 /// Serves the observability endpoints; with `test_clock`, also `POST /debug/advance-clock?ms=N`.

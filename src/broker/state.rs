@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
+use super::auth::Credentials;
 use super::catalog::{Catalog, StreamRecord};
 use super::iterator::IteratorCodec;
 use super::limits::{QuotaSettings, ShardQuota};
@@ -122,6 +123,7 @@ pub struct Broker {
     dir: PathBuf,
     live: RwLock<HashMap<String, Arc<LiveStream>>>,
     quotas: RwLock<HashMap<ShardKey, Arc<ShardQuota>>>,
+    credentials: RwLock<Option<Arc<Credentials>>>,
 }
 
 impl Broker {
@@ -146,6 +148,7 @@ impl Broker {
             dir,
             live: RwLock::new(HashMap::new()),
             quotas: RwLock::new(HashMap::new()),
+            credentials: RwLock::new(None),
         };
         for record in catalog.streams.values() {
             broker.publish(record);
@@ -155,6 +158,22 @@ impl Broker {
             .try_lock()
             .expect("no one else holds a new broker's catalog") = catalog;
         broker
+    }
+
+    /// The SigV4 credentials requests must be signed with; `None` leaves the API open.
+    pub fn credentials(&self) -> Option<Arc<Credentials>> {
+        self.credentials
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Replaces the credentials.
+    pub fn set_credentials(&self, credentials: Option<Credentials>) {
+        *self
+            .credentials
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = credentials.map(Arc::new);
     }
 
     /// The live view of a stream.

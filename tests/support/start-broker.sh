@@ -6,7 +6,7 @@ BROOK=${BROOK:-target/debug/brook}
 BROKER_DIR=$(mktemp -d)
 mkfifo "$BROKER_DIR/out"
 "$BROOK" broker --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 --data-dir "$BROKER_DIR/data" \
-  --stream-transition-ms 0 >"$BROKER_DIR/out" 2>"$BROKER_DIR/log" &
+  --stream-transition-ms 0 ${BROKER_ARGS:-} >"$BROKER_DIR/out" 2>"$BROKER_DIR/log" &
 BROKER_PID=$!
 read -r FIRST_LINE <"$BROKER_DIR/out"
 # Keep draining stdout so the broker never blocks on a full pipe.

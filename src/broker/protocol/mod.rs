@@ -39,6 +39,14 @@ pub enum ErrorKind {
     RequestEntityTooLarge,
     /// The broker failed; the request may be retried.
     InternalFailure,
+    /// The request carries no signature.
+    MissingAuthenticationToken,
+    /// The Authorization header is malformed or incomplete.
+    IncompleteSignature,
+    /// The signature does not match, or its date is outside the allowed skew.
+    InvalidSignature,
+    /// The access key id is unknown.
+    UnrecognizedClient,
 }
 
 impl ErrorKind {
@@ -58,6 +66,10 @@ impl ErrorKind {
             Self::AccessDenied => "AccessDeniedException",
             Self::RequestEntityTooLarge => "RequestEntityTooLargeException",
             Self::InternalFailure => "InternalFailure",
+            Self::MissingAuthenticationToken => "MissingAuthenticationTokenException",
+            Self::IncompleteSignature => "IncompleteSignatureException",
+            Self::InvalidSignature => "InvalidSignatureException",
+            Self::UnrecognizedClient => "UnrecognizedClientException",
         }
     }
 
@@ -66,6 +78,9 @@ impl ErrorKind {
         match self {
             Self::InternalFailure => 500,
             Self::RequestEntityTooLarge => 413,
+            Self::MissingAuthenticationToken
+            | Self::IncompleteSignature
+            | Self::InvalidSignature => 403,
             _ => 400,
         }
     }

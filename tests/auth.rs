@@ -1,0 +1,178 @@
+//! SigV4 authentication against a broker given credentials: the real SDK's signatures pass
+//! with the right key; a wrong secret, an unknown key, a tampered body, a stale date and an
+//! unsigned request each fail with the error AWS gives, and never with data.
+
+mod support;
+
+use std::time::{Duration, SystemTime};
+
+use aws_sdk_kinesis::Client;
+use aws_sdk_kinesis::config::{
+    BehaviorVersion, ConfigBag, Credentials, Intercept, Region, RuntimeComponents,
+};
+use aws_smithy_async::time::StaticTimeSource;
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextMut;
+use aws_smithy_types::body::SdkBody;
+use aws_smithy_types::retry::RetryConfig;
+use support::broker::{BrokerBuilder, TempDir, error_code, http_request};
+
+const KEY_ID: &str = "AKIDBROOKPRODUCER1";
+const SECRET: &str = "brook-test-secret-0123456789abcdefghij";
+
+fn config(endpoint: &str, key: &str, secret: &str) -> aws_sdk_kinesis::config::Builder {
+    aws_sdk_kinesis::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(Credentials::new(key, secret, None, None, "test"))
+        .http_client(aws_smithy_http_client::Builder::new().build_http())
+        .retry_config(RetryConfig::disabled())
+}
+
+fn client(endpoint: &str, key: &str, secret: &str) -> Client {
+    Client::from_conf(config(endpoint, key, secret).build())
+}
+
+/// Replaces the body after the SDK signed the request, as a man in the middle would.
+#[derive(Debug)]
+struct TamperBody;
+
+impl Intercept for TamperBody {
+    fn name(&self) -> &'static str {
+        "TamperBody"
+    }
+
+    fn modify_before_transmit(
+        &self,
+        context: &mut BeforeTransmitInterceptorContextMut<'_>,
+        _components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        *context.request_mut().body_mut() = SdkBody::from("{\"Limit\":1}");
+        Ok(())
+    }
+}
+
+fn credentials_folder(dir: &TempDir) -> std::path::PathBuf {
+    // A mounted Secret: one file per access key id, its content the secret.
+    let folder = dir.path().join("credentials");
+    std::fs::create_dir_all(&folder).expect("folder");
+    std::fs::write(folder.join(KEY_ID), format!("{SECRET}\n")).expect("key file");
+    folder
+}
+
+#[tokio::test]
+async fn only_requests_signed_with_a_known_key_and_secret_get_through() {
+    let dir = TempDir::new("auth");
+    let data = TempDir::new("auth-data");
+    let folder = credentials_folder(&dir);
+    let broker = BrokerBuilder::default()
+        .arg("--credentials")
+        .arg(folder.to_string_lossy())
+        .start(data.path());
+    assert!(
+        broker
+            .log()
+            .contains("every request must carry a valid SigV4 signature"),
+        "{}",
+        broker.log()
+    );
+
+    let good = client(&broker.endpoint, KEY_ID, SECRET);
+    good.create_stream()
+        .stream_name("private")
+        .shard_count(1)
+        .send()
+        .await
+        .expect("signed CreateStream");
+    let listed = good
+        .list_streams()
+        .send()
+        .await
+        .expect("signed ListStreams");
+    assert_eq!(listed.stream_names(), ["private"]);
+
+    let wrong_secret = client(&broker.endpoint, KEY_ID, "not-the-secret")
+        .list_streams()
+        .send()
+        .await;
+    assert_eq!(
+        error_code(&wrong_secret.expect_err("wrong secret")),
+        "InvalidSignatureException"
+    );
+
+    let stranger = client(&broker.endpoint, "AKIDSTRANGER", SECRET)
+        .list_streams()
+        .send()
+        .await;
+    assert_eq!(
+        error_code(&stranger.expect_err("unknown key")),
+        "UnrecognizedClientException"
+    );
+
+    let tampering = Client::from_conf(
+        config(&broker.endpoint, KEY_ID, SECRET)
+            .interceptor(TamperBody)
+            .build(),
+    );
+    let tampered = tampering.list_streams().send().await;
+    assert_eq!(
+        error_code(&tampered.expect_err("tampered body")),
+        "InvalidSignatureException"
+    );
+
+    let ten_minutes_ago = SystemTime::now() - Duration::from_secs(600);
+    let stale = Client::from_conf(
+        config(&broker.endpoint, KEY_ID, SECRET)
+            .time_source(StaticTimeSource::new(ten_minutes_ago))
+            .build(),
+    );
+    assert_eq!(
+        error_code(&stale.list_streams().send().await.expect_err("stale date")),
+        "InvalidSignatureException"
+    );
+
+    let (status, body) = tokio::task::spawn_blocking({
+        let endpoint = broker.endpoint.clone();
+        move || http_request("POST", &format!("{endpoint}/"))
+    })
+    .await
+    .expect("raw request");
+    assert_eq!(status, 403);
+    assert!(
+        body.contains("MissingAuthenticationTokenException"),
+        "{body}"
+    );
+    assert!(
+        !body.contains("private"),
+        "an unsigned request saw data: {body}"
+    );
+}
+
+#[tokio::test]
+async fn rotated_credentials_take_effect_without_a_restart() {
+    let dir = TempDir::new("auth-rotate");
+    let data = TempDir::new("auth-rotate-data");
+    let folder = credentials_folder(&dir);
+    let broker = BrokerBuilder::default()
+        .arg("--credentials")
+        .arg(folder.to_string_lossy())
+        .start(data.path());
+    let next = client(&broker.endpoint, "AKIDROTATED", "rotated-secret");
+    assert_eq!(
+        error_code(&next.list_streams().send().await.expect_err("not yet known")),
+        "UnrecognizedClientException"
+    );
+    std::fs::write(folder.join("AKIDROTATED"), "rotated-secret").expect("new key");
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        match next.list_streams().send().await {
+            Ok(_) => break,
+            Err(_) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(250)).await
+            }
+            Err(error) => panic!("the rotated key never took effect: {error:?}"),
+        }
+    }
+}
