@@ -17,7 +17,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Serve the Kinesis Data Streams API from a local data directory.
-    Broker(BrokerArgs),
+    Broker(Box<BrokerArgs>),
     /// Print the CustomResourceDefinitions as YAML, one document each, or write them to a folder.
     Crd {
         /// Write one file per CRD into this folder instead of printing them.
@@ -99,6 +99,12 @@ struct BrokerArgs {
     /// file of ACCESS_KEY_ID=SECRET lines. Without it the API accepts any signature.
     #[arg(long, env = "BROOK_CREDENTIALS")]
     credentials: Option<PathBuf>,
+    /// PEM certificate chain for TLS on the API port (with --tls-key); reloaded when it changes.
+    #[arg(long, env = "BROOK_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, env = "BROOK_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Accept POST /debug/advance-clock?ms=N on the metrics port (for tests of retention).
     #[arg(long, hide = true)]
     test_clock: bool,
@@ -167,6 +173,7 @@ fn run_broker(args: BrokerArgs) -> anyhow::Result<()> {
         checkpoint_interval: std::time::Duration::from_secs(args.checkpoint_seconds.max(1)),
         test_clock: args.test_clock,
         credentials: args.credentials,
+        tls: args.tls_cert.zip(args.tls_key),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -178,7 +185,7 @@ fn run_broker(args: BrokerArgs) -> anyhow::Result<()> {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Broker(args) => run_broker(args),
+        Command::Broker(args) => run_broker(*args),
         Command::Bench(args) => run_bench(args),
         Command::Crd { out_dir } => print_crds(out_dir),
         Command::Version => {

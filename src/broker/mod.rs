@@ -16,6 +16,7 @@ pub mod routing;
 pub mod server;
 pub mod shard;
 pub mod state;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -47,6 +48,9 @@ pub enum BrokerError {
     /// The catalog could not be read or written.
     #[error(transparent)]
     Catalog(#[from] catalog::CatalogError),
+    /// The TLS certificate could not be loaded.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
     /// The credentials could not be loaded.
     #[error(transparent)]
     Credentials(#[from] auth::CredentialsError),
@@ -90,6 +94,8 @@ pub struct BrokerOptions {
     pub test_clock: bool,
     /// SigV4 credentials (a folder of key-id files or an `id=secret` file); open when absent.
     pub credentials: Option<PathBuf>,
+    /// PEM certificate chain and private key: the API then speaks TLS only.
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 fn data_dir_error(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> BrokerError + '_ {
@@ -197,9 +203,19 @@ pub async fn run(options: BrokerOptions) -> Result<(), BrokerError> {
     let (stop, stopped) = watch::channel(false);
     let (ready_tx, ready) = watch::channel(true);
 
+    let tls = match &options.tls {
+        Some((cert, key)) => {
+            let reloading = Arc::new(tls::ReloadingTls::load(cert.clone(), key.clone())?);
+            tokio::spawn(reloading.clone().watch());
+            Some(reloading)
+        }
+        None => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let api_broker = broker.clone();
     let api_task = tokio::spawn(server::serve(
         api,
+        tls,
         move |request| server::handle_kinesis(api_broker.clone(), request),
         stopped.clone(),
     ));
@@ -207,6 +223,7 @@ pub async fn run(options: BrokerOptions) -> Result<(), BrokerError> {
     let test_clock = options.test_clock;
     let obs_task = tokio::spawn(server::serve(
         observability,
+        None,
         move |request| {
             server::handle_observability(obs_broker.clone(), ready.clone(), test_clock, request)
         },
@@ -215,10 +232,6 @@ pub async fn run(options: BrokerOptions) -> Result<(), BrokerError> {
     if let Some(path) = options.credentials.clone() {
         tokio::spawn(reload_credentials(broker.clone(), path));
     }
-    // The first line on stdout tells scripts and tests where the broker listens.
-    println!(
-        "brook broker listening on http://{api_address} (metrics on http://{metrics_address}/metrics)"
-    );
     match &options.credentials {
         Some(path) => tracing::info!(
             api = %api_address,
@@ -237,6 +250,11 @@ pub async fn run(options: BrokerOptions) -> Result<(), BrokerError> {
         ),
     }
 
+    // The first line on stdout tells scripts and tests where the broker listens; it comes
+    // after the start-up log so whoever reads it can rely on the log being written.
+    println!(
+        "brook broker listening on {scheme}://{api_address} (metrics on http://{metrics_address}/metrics)"
+    );
     wait_for_signal().await;
     tracing::info!("shutting down: draining in-flight requests");
     let _ = ready_tx.send(false);

@@ -25,9 +25,12 @@ use super::auth;
 use super::ops;
 use super::protocol::{ApiError, ErrorKind, JSON_CONTENT_TYPE, Operation};
 use super::state::Broker;
+use super::tls::ReloadingTls;
 
 /// Largest request body accepted: a 10 MiB PutRecords in base64 with its JSON around it.
 pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+/// How long a client gets to finish a TLS handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long in-flight requests get to finish at shutdown.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -227,8 +230,12 @@ pub async fn handle_observability(
 
 /// Accepts connections on `listener` and serves each with `handler` over HTTP/1.1 or h2c,
 /// until `shutdown` flips; then lets in-flight requests finish for up to [`DRAIN_TIMEOUT`].
-pub async fn serve<H, F>(listener: TcpListener, handler: H, mut shutdown: watch::Receiver<bool>)
-where
+pub async fn serve<H, F>(
+    listener: TcpListener,
+    tls: Option<Arc<ReloadingTls>>,
+    handler: H,
+    mut shutdown: watch::Receiver<bool>,
+) where
     H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send + 'static,
 {
@@ -250,12 +257,38 @@ where
         };
         let _ = stream.set_nodelay(true);
         let handler = handler.clone();
-        let connection = builder
-            .serve_connection(TokioIo::new(stream), service_fn(handler))
-            .into_owned();
-        let watched = graceful.watch(connection);
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            if let Err(error) = watched.await {
+            let service = service_fn(handler);
+            let result = match tls {
+                Some(tls) => {
+                    // The handshake runs in the connection's own task, so a slow client
+                    // never holds up the accept loop.
+                    let acceptor = tokio_rustls::TlsAcceptor::from(tls.config());
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(secured)) => {
+                            let connection = builder
+                                .serve_connection(TokioIo::new(secured), service)
+                                .into_owned();
+                            watcher.watch(connection).await
+                        }
+                        Ok(Err(error)) => {
+                            tracing::debug!(%error, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => return,
+                    }
+                }
+                None => {
+                    let connection = builder
+                        .serve_connection(TokioIo::new(stream), service)
+                        .into_owned();
+                    watcher.watch(connection).await
+                }
+            };
+            if let Err(error) = result {
                 tracing::debug!(%error, "connection ended with an error");
             }
         });

@@ -106,7 +106,7 @@ impl BrokerBuilder {
             .expect("broker prints its address");
         let endpoint = line
             .split_whitespace()
-            .find(|w| w.starts_with("http://"))
+            .find(|w| w.starts_with("http://") || w.starts_with("https://"))
             .unwrap_or_else(|| {
                 panic!(
                     "no address in {line:?}; log: {}",

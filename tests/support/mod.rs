@@ -4,3 +4,4 @@
 
 pub mod apiserver;
 pub mod broker;
+pub mod pki;

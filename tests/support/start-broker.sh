@@ -11,7 +11,7 @@ BROKER_PID=$!
 read -r FIRST_LINE <"$BROKER_DIR/out"
 # Keep draining stdout so the broker never blocks on a full pipe.
 cat "$BROKER_DIR/out" >/dev/null &
-ENDPOINT=$(echo "$FIRST_LINE" | grep -o 'http://[0-9.:]*' | head -n1)
+ENDPOINT=$(echo "$FIRST_LINE" | grep -oE 'https?://[0-9.:]*' | head -n1)
 stop_broker() {
   kill "$BROKER_PID" 2>/dev/null || true
   wait "$BROKER_PID" 2>/dev/null || true

@@ -1,0 +1,116 @@
+//! TLS on the Kinesis port: the AWS SDK trusting a test CA talks HTTPS to the broker, and a
+//! rotated certificate is served without a restart.
+
+mod support;
+
+use std::time::Duration;
+
+use aws_sdk_kinesis::Client;
+use aws_sdk_kinesis::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_kinesis::primitives::Blob;
+use aws_smithy_http_client::tls::{self, TlsContext, TrustStore};
+use aws_smithy_types::retry::RetryConfig;
+use support::broker::{BrokerBuilder, TempDir};
+
+fn https_client(endpoint: &str, ca_pem: &std::path::Path) -> Client {
+    let context = TlsContext::builder()
+        .with_trust_store(
+            TrustStore::empty()
+                .with_native_roots(false)
+                .with_pem_certificate(std::fs::read(ca_pem).expect("CA")),
+        )
+        .build()
+        .expect("TLS context");
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .tls_context(context)
+        .build_https();
+    let config = aws_sdk_kinesis::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(Credentials::new(
+            "AKIDEXAMPLE",
+            "secret",
+            None,
+            None,
+            "test",
+        ))
+        .http_client(http)
+        .retry_config(RetryConfig::disabled())
+        .build();
+    Client::from_conf(config)
+}
+
+#[tokio::test]
+async fn the_sdk_talks_https_to_a_broker_with_a_certificate_and_follows_its_rotation() {
+    let dir = TempDir::new("tls");
+    let data = TempDir::new("tls-data");
+    let first = support::pki::make(&dir.path().join("first"), "first");
+    let cert = dir.path().join("tls.crt");
+    let key = dir.path().join("tls.key");
+    std::fs::copy(&first.cert, &cert).expect("cert");
+    std::fs::copy(&first.key, &key).expect("key");
+    let broker = BrokerBuilder::default()
+        .arg("--tls-cert")
+        .arg(cert.to_string_lossy())
+        .arg("--tls-key")
+        .arg(key.to_string_lossy())
+        .start(data.path());
+    assert!(
+        broker.endpoint.starts_with("https://"),
+        "{}",
+        broker.endpoint
+    );
+
+    let client = https_client(&broker.endpoint, &first.ca_pem);
+    client
+        .create_stream()
+        .stream_name("secure")
+        .shard_count(1)
+        .send()
+        .await
+        .expect("CreateStream over TLS");
+    support::broker::wait_for_status(&client, "secure", "ACTIVE").await;
+    let put = client
+        .put_record()
+        .stream_name("secure")
+        .partition_key("k")
+        .data(Blob::new("sealed"))
+        .send()
+        .await;
+    assert_eq!(
+        put.expect("PutRecord over TLS").shard_id(),
+        "shardId-000000000000"
+    );
+
+    let second = support::pki::make(&dir.path().join("second"), "second");
+    let untrusting = https_client(&broker.endpoint, &second.ca_pem);
+    assert!(
+        untrusting.list_streams().send().await.is_err(),
+        "a client trusting another CA connected"
+    );
+
+    // cert-manager style rotation: the files change in place.
+    std::fs::copy(&second.cert, &cert).expect("rotate cert");
+    std::fs::copy(&second.key, &key).expect("rotate key");
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        match https_client(&broker.endpoint, &second.ca_pem)
+            .list_streams()
+            .send()
+            .await
+        {
+            Ok(listed) => {
+                assert_eq!(listed.stream_names(), ["secure"]);
+                break;
+            }
+            Err(_) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(250)).await
+            }
+            Err(error) => panic!("the rotated certificate was never served: {error:?}"),
+        }
+    }
+}
