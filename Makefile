@@ -4,12 +4,14 @@ CARGO ?= cargo
 BROOK := target/release/brook
 TOOLS := .tools
 AWS_CLI := $(TOOLS)/venv/bin/aws
+PYTHON_TOOLS := $(TOOLS)/venv/.installed-awscli-$(AWSCLI_VERSION)-boto3-$(BOTO3_VERSION)
 NODE_SDK := $(TOOLS)/node/node_modules/@aws-sdk/client-kinesis
 # Pinned so the tests stay reproducible (newer JS SDK releases drop Node 20).
 AWSCLI_VERSION := 1.46.3
+BOTO3_VERSION := 1.44.8
 NODE_SDK_VERSION := 3.1143.0
 
-.PHONY: build run test unit lint fmt crds e2e bench debug-build cli-test node-test
+.PHONY: build run test unit lint fmt crds e2e bench debug-build cli-test node-test python-test
 
 build:
 	$(CARGO) build --release --locked
@@ -24,23 +26,28 @@ run: build
 	$(BROOK) broker
 
 ## test: lint, the AWS CLI and Node SDK checks, then every Rust unit and integration test.
-test: lint cli-test node-test unit
+test: lint cli-test node-test python-test unit
 
 debug-build:
 	$(CARGO) build --locked
 
-$(AWS_CLI):
-	python3 -m venv $(TOOLS)/venv || (apt-get update && apt-get install -y python3-venv && python3 -m venv $(TOOLS)/venv)
-	$(TOOLS)/venv/bin/pip install --quiet awscli==$(AWSCLI_VERSION)
+$(PYTHON_TOOLS):
+	test -x $(TOOLS)/venv/bin/pip || python3 -m venv $(TOOLS)/venv || (apt-get update && apt-get install -y python3-venv && python3 -m venv $(TOOLS)/venv)
+	$(TOOLS)/venv/bin/pip install --quiet awscli==$(AWSCLI_VERSION) boto3==$(BOTO3_VERSION)
+	touch $@
 
 $(NODE_SDK):
 	command -v npm >/dev/null || (apt-get update && apt-get install -y nodejs npm)
 	npm install --prefix $(TOOLS)/node --no-audit --no-fund --silent @aws-sdk/client-kinesis@$(NODE_SDK_VERSION)
 
 ## cli-test: the AWS CLI against a broker.
-cli-test: $(AWS_CLI) debug-build
+cli-test: $(PYTHON_TOOLS) debug-build
 	AWS=$(AWS_CLI) bash tests/cli/kinesis-cli.sh
 	AWS=$(AWS_CLI) bash tests/cli/kinesis-cli-auth.sh
+
+## python-test: boto3's subscribe_to_shard against a broker.
+python-test: $(PYTHON_TOOLS) debug-build
+	bash tests/python/run.sh
 
 ## node-test: the AWS SDK for JavaScript v3 over h2c against a broker.
 node-test: $(NODE_SDK) debug-build

@@ -62,6 +62,20 @@ pub struct ShardRecord {
     pub closed_ms: Option<u64>,
 }
 
+/// An enhanced fan-out consumer registered on a stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsumerRecord {
+    /// The consumer's name, unique within its stream.
+    pub name: String,
+    /// When it was registered, epoch milliseconds (its ARN carries the seconds).
+    pub created_ms: u64,
+    /// Set once DeregisterStreamConsumer was called.
+    pub deleting_since_ms: Option<u64>,
+    /// Tags given at registration or with TagResource.
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
 /// A stream's configuration and lineage.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StreamRecord {
@@ -89,6 +103,9 @@ pub struct StreamRecord {
     /// When UpdateShardCount last ran, for Kinesis's ten-per-day limit.
     #[serde(default)]
     pub scaling_history_ms: Vec<u64>,
+    /// Registered enhanced fan-out consumers.
+    #[serde(default)]
+    pub consumers: Vec<ConsumerRecord>,
 }
 
 impl StreamRecord {
@@ -119,6 +136,7 @@ impl StreamRecord {
             deleting_since_ms: None,
             updating_until_ms: None,
             scaling_history_ms: Vec::new(),
+            consumers: Vec::new(),
         }
     }
 

@@ -1,9 +1,11 @@
 //! Kinesis's addressing, as pure functions: shard ids, the 128-bit hash key space and how
 //! CreateStream divides it, MD5 partition-key routing, sequence numbers and ARNs.
 //!
-//! Sequence numbers are formatted from (stream key, shard index, offset) and never stored:
-//! `49` followed by the 54-digit decimal of `stream_key << 96 | shard_index << 64 | offset`,
+//! Sequence numbers are formatted from (stream key, shard index, ordinal) and never stored:
+//! `49` followed by the 54-digit decimal of `stream_key << 96 | shard_index << 64 | ordinal`,
 //! so they are 56 digits long like Kinesis's and compare the same as strings and as numbers.
+//! A record's ordinal is its offset plus one; ordinal 0 is the shard's starting sequence
+//! number, below every record's, as in Kinesis.
 
 use md5::{Digest, Md5};
 
@@ -88,23 +90,53 @@ pub fn parse_hash_key(text: &str) -> Option<u128> {
 const SEQUENCE_PREFIX: &str = "49";
 const SEQUENCE_DIGITS: usize = 54;
 
-/// Where a sequence number points: a stream, one of its shards and an offset in that shard.
+/// Where a sequence number points: a stream, one of its shards and an ordinal in that shard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SequencePosition {
     /// The stream's internal key (distinct for a stream recreated under the same name).
     pub stream_key: u32,
     /// The shard's index.
     pub shard_index: u32,
-    /// The record's offset in its shard.
-    pub offset: u64,
+    /// A record's offset plus one; 0 for the shard's starting sequence number.
+    pub ordinal: u64,
 }
 
-/// Formats a record's sequence number.
+impl SequencePosition {
+    /// The offset an `AT_SEQUENCE_NUMBER` iterator starts at.
+    pub fn at_offset(&self) -> u64 {
+        self.ordinal.saturating_sub(1)
+    }
+
+    /// The offset an `AFTER_SEQUENCE_NUMBER` iterator starts at.
+    pub fn after_offset(&self) -> u64 {
+        self.ordinal
+    }
+}
+
+/// Formats a sequence number.
 pub fn format_sequence(position: SequencePosition) -> String {
     let value = (u128::from(position.stream_key) << 96)
         | (u128::from(position.shard_index) << 64)
-        | u128::from(position.offset);
+        | u128::from(position.ordinal);
     format!("{SEQUENCE_PREFIX}{value:0SEQUENCE_DIGITS$}")
+}
+
+/// The sequence number of the record at `offset`.
+pub fn record_sequence(stream_key: u32, shard_index: u32, offset: u64) -> String {
+    format_sequence(SequencePosition {
+        stream_key,
+        shard_index,
+        ordinal: offset + 1,
+    })
+}
+
+/// A shard's starting sequence number: below every record's.
+pub fn shard_start_sequence(stream_key: u32, shard_index: u32) -> String {
+    format_sequence(SequencePosition {
+        stream_key,
+        shard_index,
+        ordinal: 0,
+    })
 }
 
 /// Reads back a sequence number Brook formatted; `None` for anything else.
@@ -117,7 +149,7 @@ pub fn parse_sequence(text: &str) -> Option<SequencePosition> {
     Some(SequencePosition {
         stream_key: u32::try_from(value >> 96).ok()?,
         shard_index: (value >> 64) as u32,
-        offset: value as u64,
+        ordinal: value as u64,
     })
 }
 
@@ -233,12 +265,12 @@ mod tests {
         let a = SequencePosition {
             stream_key: 3,
             shard_index: 1,
-            offset: 9,
+            ordinal: 9,
         };
         let b = SequencePosition {
             stream_key: 3,
             shard_index: 1,
-            offset: 10,
+            ordinal: 10,
         };
         let (sa, sb) = (format_sequence(a), format_sequence(b));
         assert_eq!(sa.len(), 56);
@@ -247,11 +279,22 @@ mod tests {
         let max = SequencePosition {
             stream_key: u32::MAX,
             shard_index: u32::MAX,
-            offset: u64::MAX,
+            ordinal: u64::MAX,
         };
         assert_eq!(parse_sequence(&format_sequence(max)), Some(max));
         assert_eq!(parse_sequence("12345"), None);
         assert_eq!(parse_sequence(&sa.replace('4', "x")), None);
+    }
+
+    #[test]
+    fn a_shards_starting_sequence_number_is_below_its_first_record() {
+        let start = shard_start_sequence(2, 5);
+        let first = record_sequence(2, 5, 0);
+        assert!(start < first);
+        let parsed = parse_sequence(&first).expect("parses");
+        assert_eq!((parsed.at_offset(), parsed.after_offset()), (0, 1));
+        let parsed = parse_sequence(&start).expect("parses");
+        assert_eq!((parsed.at_offset(), parsed.after_offset()), (0, 0));
     }
 
     #[test]

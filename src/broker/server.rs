@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -23,7 +24,7 @@ use tokio::sync::watch;
 
 use super::auth;
 use super::ops;
-use super::protocol::{ApiError, ErrorKind, JSON_CONTENT_TYPE, Operation};
+use super::protocol::{ApiError, ErrorKind, JSON_CONTENT_TYPE, Operation, eventstream};
 use super::state::Broker;
 use super::tls::ReloadingTls;
 
@@ -47,8 +48,8 @@ fn request_id() -> String {
     )
 }
 
-fn respond(status: u16, body: Vec<u8>, content_type: &'static str) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(body)));
+fn respond(status: u16, body: Vec<u8>, content_type: &'static str) -> Response<ResponseBody> {
+    let mut response = Response::new(Full::new(Bytes::from(body)).boxed());
     *response.status_mut() =
         StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     response.headers_mut().insert(
@@ -58,7 +59,7 @@ fn respond(status: u16, body: Vec<u8>, content_type: &'static str) -> Response<F
     response
 }
 
-fn error_response(error: &ApiError) -> Response<Full<Bytes>> {
+fn error_response(error: &ApiError) -> Response<ResponseBody> {
     let mut response = respond(error.kind.status(), error.body(), JSON_CONTENT_TYPE);
     if let Ok(value) = HeaderValue::from_str(error.kind.type_name()) {
         response.headers_mut().insert("x-amzn-ErrorType", value);
@@ -66,11 +67,41 @@ fn error_response(error: &ApiError) -> Response<Full<Bytes>> {
     response
 }
 
+/// The body of every response: a whole JSON document or a stream of events.
+pub type ResponseBody = BoxBody<Bytes, Infallible>;
+
+/// What an operation answers with.
+enum Reply {
+    /// A JSON document.
+    Json(Vec<u8>),
+    /// Event stream messages, sent as they come.
+    Events(tokio::sync::mpsc::Receiver<Bytes>),
+}
+
+/// A response body fed by a channel; it ends when the sender goes.
+struct ChannelBody {
+    events: tokio::sync::mpsc::Receiver<Bytes>,
+}
+
+impl http_body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
+        self.events
+            .poll_recv(cx)
+            .map(|event| event.map(|bytes| Ok(http_body::Frame::data(bytes))))
+    }
+}
+
 /// Serves one Kinesis API request.
 pub async fn handle_kinesis(
     broker: Arc<Broker>,
     request: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+) -> Result<Response<ResponseBody>, Infallible> {
     let started = Instant::now();
     let id = request_id();
     let target = request
@@ -115,22 +146,36 @@ pub async fn handle_kinesis(
                 "The CBOR protocol is not served yet; use application/x-amz-json-1.1.",
             ));
         }
-        ops::dispatch(&broker, operation, &body).await
+        if operation == Operation::SubscribeToShard {
+            let events = ops::subscribe::subscribe(&broker, &body).await?;
+            return Ok(Reply::Events(events));
+        }
+        ops::dispatch(&broker, operation, &body)
+            .await
+            .map(Reply::Json)
     }
     .await;
     let operation = operation.ok();
-    let mut response = match &result {
-        Ok(body) => respond(200, body.clone(), JSON_CONTENT_TYPE),
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(error) => error.kind.type_name(),
+    };
+    let mut response = match result {
+        Ok(Reply::Json(body)) => respond(200, body, JSON_CONTENT_TYPE),
+        Ok(Reply::Events(events)) => {
+            let mut response = Response::new(ChannelBody { events }.boxed());
+            response.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static(eventstream::CONTENT_TYPE),
+            );
+            response
+        }
         Err(error) => {
             if error.kind == ErrorKind::InternalFailure {
                 tracing::warn!(request_id = %id, %error, "request failed");
             }
-            error_response(error)
+            error_response(&error)
         }
-    };
-    let outcome = match &result {
-        Ok(_) => "ok",
-        Err(error) => error.kind.type_name(),
     };
     broker
         .metrics
@@ -186,7 +231,7 @@ pub async fn handle_observability(
     ready: watch::Receiver<bool>,
     test_clock: bool,
     request: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+) -> Result<Response<ResponseBody>, Infallible> {
     let text = "text/plain; charset=utf-8";
     let response = match (request.method(), request.uri().path()) {
         (&Method::GET, "/metrics") => {
@@ -237,7 +282,7 @@ pub async fn serve<H, F>(
     mut shutdown: watch::Receiver<bool>,
 ) where
     H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
-    F: Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send + 'static,
+    F: Future<Output = Result<Response<ResponseBody>, Infallible>> + Send + 'static,
 {
     let graceful = GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());

@@ -117,6 +117,8 @@ pub struct Broker {
     pub iterators: IteratorCodec,
     /// The clock.
     pub clock: Clock,
+    /// SubscribeToShard calls in progress.
+    pub subscriptions: super::ops::subscribe::Subscriptions,
     /// The control plane: one change at a time, persisted before it is acknowledged.
     pub catalog: tokio::sync::Mutex<Catalog>,
     fs: Arc<dyn FileSystem>,
@@ -143,6 +145,7 @@ impl Broker {
             metrics: Metrics::new(),
             iterators,
             clock,
+            subscriptions: Default::default(),
             catalog: tokio::sync::Mutex::new(Catalog::default()),
             fs,
             dir,

@@ -1,9 +1,11 @@
 //! The operations, one module per group: decode the request, call the stream or the store,
 //! encode the response. Validation messages follow the API model's constraints.
 
+mod consumers;
 mod records;
 mod reshard;
 mod streams;
+pub mod subscribe;
 
 use std::sync::Arc;
 
@@ -40,6 +42,14 @@ pub async fn dispatch(
         Operation::SplitShard => reshard::split_shard(broker, body).await,
         Operation::MergeShards => reshard::merge_shards(broker, body).await,
         Operation::UpdateShardCount => reshard::update_shard_count(broker, body).await,
+        Operation::RegisterStreamConsumer => consumers::register(broker, body).await,
+        Operation::DescribeStreamConsumer => consumers::describe_consumer(broker, body),
+        Operation::ListStreamConsumers => consumers::list_consumers(broker, body),
+        Operation::DeregisterStreamConsumer => consumers::deregister(broker, body).await,
+        Operation::SubscribeToShard => Err(ApiError::new(
+            ErrorKind::InternalFailure,
+            "SubscribeToShard answers with an event stream, not a JSON body.",
+        )),
     }
 }
 

@@ -18,7 +18,7 @@ use crate::broker::protocol::json::{
 };
 use crate::broker::protocol::{ApiError, ErrorKind, timestamp_ms, write_timestamp};
 use crate::broker::routing::{
-    SequencePosition, format_sequence, parse_hash_key, parse_sequence, partition_hash,
+    SequencePosition, parse_hash_key, parse_sequence, partition_hash, record_sequence,
 };
 use crate::broker::shard::batch::{BodyBuilder, records};
 use crate::broker::shard::{AppendPart, Appended, ReadLimits, StoreError};
@@ -247,11 +247,11 @@ pub(super) async fn put_records(broker: &Arc<Broker>, body: &[u8]) -> Result<Vec
         .iter()
         .map(|outcome| match *outcome {
             Outcome::Stored { part, at, shard } => PutRecordsResultEntry {
-                sequence_number: Some(format_sequence(SequencePosition {
-                    stream_key: stream.record.key,
-                    shard_index: stream.shards[ingest.part_shards[part]].key.shard_index,
-                    offset: landed[part].base_offset + u64::from(at),
-                })),
+                sequence_number: Some(record_sequence(
+                    stream.record.key,
+                    stream.shards[ingest.part_shards[part]].key.shard_index,
+                    landed[part].base_offset + u64::from(at),
+                )),
                 shard_id: Some(stream.shards[shard].id.clone()),
                 error_code: None,
                 error_message: None,
@@ -298,11 +298,11 @@ pub(super) async fn put_record(broker: &Arc<Broker>, body: &[u8]) -> Result<Vec<
     let shard = &stream.shards[shard];
     Ok(json::encode(&PutRecordOutput {
         shard_id: shard.id.clone(),
-        sequence_number: format_sequence(SequencePosition {
-            stream_key: stream.record.key,
-            shard_index: shard.key.shard_index,
-            offset: landed[part].base_offset + u64::from(at),
-        }),
+        sequence_number: record_sequence(
+            stream.record.key,
+            shard.key.shard_index,
+            landed[part].base_offset + u64::from(at),
+        ),
         encryption_type: "NONE",
     }))
 }
@@ -328,7 +328,7 @@ pub(super) async fn get_shard_iterator(
         )
     })?;
     let (tip, _) = shard.log.tip();
-    let sequence_offset = |kind: &str| -> Result<u64, ApiError> {
+    let sequence_position = |kind: &str| -> Result<SequencePosition, ApiError> {
         let text = input.starting_sequence_number.as_deref().ok_or_else(|| {
             ApiError::new(
                 ErrorKind::InvalidArgument,
@@ -348,7 +348,7 @@ pub(super) async fn get_shard_iterator(
                 ),
             ));
         }
-        Ok(position.offset)
+        Ok(position)
     };
     let within_tip = |offset: u64| -> Result<u64, ApiError> {
         if offset > tip {
@@ -365,8 +365,10 @@ pub(super) async fn get_shard_iterator(
     let offset = match iterator_type.as_str() {
         "TRIM_HORIZON" => 0,
         "LATEST" => tip,
-        "AT_SEQUENCE_NUMBER" => within_tip(sequence_offset("AT_SEQUENCE_NUMBER")?)?,
-        "AFTER_SEQUENCE_NUMBER" => within_tip(sequence_offset("AFTER_SEQUENCE_NUMBER")? + 1)?,
+        "AT_SEQUENCE_NUMBER" => within_tip(sequence_position("AT_SEQUENCE_NUMBER")?.at_offset())?,
+        "AFTER_SEQUENCE_NUMBER" => {
+            within_tip(sequence_position("AFTER_SEQUENCE_NUMBER")?.after_offset())?
+        }
         "AT_TIMESTAMP" => {
             let at = input.timestamp.and_then(timestamp_ms).ok_or_else(|| {
                 ApiError::new(ErrorKind::InvalidArgument, "Must specify timestampInMillis parameter for iterator of type AT_TIMESTAMP. Current request has no timestamp parameter.")
@@ -454,50 +456,10 @@ pub(super) async fn get_records(broker: &Arc<Broker>, body: &[u8]) -> Result<Vec
             )
         })?;
 
-    let mut out = String::with_capacity(
-        outcome
-            .batches
-            .iter()
-            .map(|b| b.body.len() * 4 / 3 + 160 * b.take as usize)
-            .sum::<usize>()
-            + 512,
-    );
-    out.push_str("{\"Records\":[");
-    let (mut count, mut bytes, mut last_arrival) = (0u64, 0u64, None);
-    for batch in &outcome.batches {
-        let picked = records(&batch.body)
-            .skip(batch.skip as usize)
-            .take(batch.take as usize);
-        for (i, record) in picked.enumerate() {
-            let record =
-                record.map_err(|e| ApiError::new(ErrorKind::InternalFailure, e.to_string()))?;
-            if count > 0 {
-                out.push(',');
-            }
-            let offset = batch.header.base_offset + u64::from(batch.skip) + i as u64;
-            let _ = write!(
-                out,
-                "{{\"SequenceNumber\":\"{}\",\"ApproximateArrivalTimestamp\":",
-                format_sequence(SequencePosition {
-                    stream_key: stream.record.key,
-                    shard_index: shard.key.shard_index,
-                    offset
-                })
-            );
-            write_timestamp(&mut out, batch.header.arrival_ms);
-            out.push_str(",\"Data\":\"");
-            STANDARD.encode_string(record.data, &mut out);
-            out.push_str("\",\"PartitionKey\":");
-            out.push_str(
-                &serde_json::to_string(record.partition_key).unwrap_or_else(|_| "\"\"".into()),
-            );
-            out.push_str(",\"EncryptionType\":\"NONE\"}");
-            count += 1;
-            bytes += (record.data.len() + record.partition_key.len()) as u64;
-        }
-        last_arrival = Some(batch.header.arrival_ms);
-    }
-    out.push(']');
+    let mut out = String::with_capacity(json_capacity(&outcome));
+    out.push('{');
+    let written = write_records(&mut out, stream.record.key, shard.key.shard_index, &outcome)?;
+    let (count, bytes, last_arrival) = (written.count, written.bytes, written.last_arrival_ms);
     let caught_up = outcome.next_offset >= outcome.committed_offset;
     let behind = if caught_up {
         0
@@ -531,6 +493,72 @@ pub(super) async fn get_records(broker: &Arc<Broker>, body: &[u8]) -> Result<Vec
     shard.metrics.outgoing_bytes().inc_by(bytes);
     shard.metrics.iterator_age().set(behind as i64);
     Ok(out.into_bytes())
+}
+
+/// What [`write_records`] wrote.
+pub(super) struct Written {
+    /// Records written.
+    pub count: u64,
+    /// Data and key bytes written.
+    pub bytes: u64,
+    /// Arrival time of the last batch written from.
+    pub last_arrival_ms: Option<u64>,
+}
+
+/// A capacity that holds the JSON of a read without reallocating.
+pub(super) fn json_capacity(outcome: &crate::broker::shard::ReadOutcome) -> usize {
+    outcome
+        .batches
+        .iter()
+        .map(|b| b.body.len() * 4 / 3 + 160 * b.take as usize)
+        .sum::<usize>()
+        + 512
+}
+
+/// Writes `"Records":[...]` for a read, as GetRecords and SubscribeToShard both return it.
+pub(super) fn write_records(
+    out: &mut String,
+    stream_key: u32,
+    shard_index: u32,
+    outcome: &crate::broker::shard::ReadOutcome,
+) -> Result<Written, ApiError> {
+    out.push_str("\"Records\":[");
+    let mut written = Written {
+        count: 0,
+        bytes: 0,
+        last_arrival_ms: None,
+    };
+    for batch in &outcome.batches {
+        let picked = records(&batch.body)
+            .skip(batch.skip as usize)
+            .take(batch.take as usize);
+        for (i, record) in picked.enumerate() {
+            let record =
+                record.map_err(|e| ApiError::new(ErrorKind::InternalFailure, e.to_string()))?;
+            if written.count > 0 {
+                out.push(',');
+            }
+            let offset = batch.header.base_offset + u64::from(batch.skip) + i as u64;
+            let _ = write!(
+                out,
+                "{{\"SequenceNumber\":\"{}\",\"ApproximateArrivalTimestamp\":",
+                record_sequence(stream_key, shard_index, offset)
+            );
+            write_timestamp(out, batch.header.arrival_ms);
+            out.push_str(",\"Data\":\"");
+            STANDARD.encode_string(record.data, out);
+            out.push_str("\",\"PartitionKey\":");
+            out.push_str(
+                &serde_json::to_string(record.partition_key).unwrap_or_else(|_| "\"\"".into()),
+            );
+            out.push_str(",\"EncryptionType\":\"NONE\"}");
+            written.count += 1;
+            written.bytes += (record.data.len() + record.partition_key.len()) as u64;
+        }
+        written.last_arrival_ms = Some(batch.header.arrival_ms);
+    }
+    out.push(']');
+    Ok(written)
 }
 
 /// The shards a closed shard split or merged into, as GetRecords reports them.

@@ -14,7 +14,7 @@ use crate::broker::protocol::json::{
     ListStreamsInput, ListTagsInput, RemoveTagsInput, RetentionInput, StreamRef,
 };
 use crate::broker::protocol::{ApiError, ErrorKind, timestamp_ms};
-use crate::broker::routing::{SequencePosition, format_sequence, parse_shard_id, shard_id};
+use crate::broker::routing::{parse_shard_id, record_sequence, shard_id, shard_start_sequence};
 use crate::broker::state::{Broker, LiveShard, LiveStream};
 
 const MAX_TAGS: usize = 50;
@@ -173,6 +173,15 @@ pub(super) async fn delete_stream(broker: &Arc<Broker>, body: &[u8]) -> Result<V
             ),
         ));
     }
+    if !record.consumers.is_empty() && input.enforce_consumer_deletion != Some(true) {
+        return Err(ApiError::new(
+            ErrorKind::ResourceInUse,
+            format!(
+                "Stream {} under account {} has registered consumers; deregister them or set EnforceConsumerDeletion.",
+                record.name, broker.settings.account
+            ),
+        ));
+    }
     record.deleting_since_ms = Some(broker.clock.now_ms());
     let record = record.clone();
     broker.save(&updated)?;
@@ -215,16 +224,16 @@ pub async fn finish_delete(broker: &Broker, name: &str, key: u32) -> Result<(), 
 }
 
 fn shard_json(stream: &LiveStream, shard: &LiveShard) -> Value {
-    let sequence = |offset: u64| {
-        format_sequence(SequencePosition {
-            stream_key: stream.record.key,
-            shard_index: shard.key.shard_index,
-            offset,
-        })
-    };
-    let mut range = json!({"StartingSequenceNumber": sequence(0)});
+    let (stream_key, index) = (stream.record.key, shard.key.shard_index);
+    let start = shard_start_sequence(stream_key, index);
+    let mut range = json!({"StartingSequenceNumber": start});
     if let Some(closed) = shard.closed_at_offset {
-        range["EndingSequenceNumber"] = json!(sequence(closed.saturating_sub(1)));
+        // The last record's sequence number; a shard closed empty ends where it starts.
+        let end = match closed {
+            0 => shard_start_sequence(stream_key, index),
+            n => record_sequence(stream_key, index, n - 1),
+        };
+        range["EndingSequenceNumber"] = json!(end);
     }
     let mut out = json!({
         "ShardId": shard.id,
@@ -301,7 +310,7 @@ pub(super) fn describe_stream_summary(
         "EnhancedMonitoring": [{"ShardLevelMetrics": []}],
         "EncryptionType": "NONE",
         "OpenShardCount": stream.record.open_shard_count(),
-        "ConsumerCount": 0,
+        "ConsumerCount": stream.record.consumers.len(),
         "MaxRecordSizeInKiB": stream.record.max_record_size_kib,
     });
     Ok(json::encode(&json!({"StreamDescriptionSummary": summary})))

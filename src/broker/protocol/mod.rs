@@ -1,6 +1,7 @@
 //! The Kinesis wire protocol: operations named by `X-Amz-Target`, the JSON 1.1 codec, and
 //! errors in the shape Kinesis gives them. Nothing outside this module parses request bytes.
 
+pub mod eventstream;
 pub mod json;
 
 use std::fmt::Write;
@@ -176,11 +177,21 @@ pub enum Operation {
     MergeShards,
     /// UpdateShardCount.
     UpdateShardCount,
+    /// RegisterStreamConsumer.
+    RegisterStreamConsumer,
+    /// DescribeStreamConsumer.
+    DescribeStreamConsumer,
+    /// ListStreamConsumers.
+    ListStreamConsumers,
+    /// DeregisterStreamConsumer.
+    DeregisterStreamConsumer,
+    /// SubscribeToShard.
+    SubscribeToShard,
 }
 
 impl Operation {
     /// Every operation, for metrics registration.
-    pub const ALL: [Operation; 19] = [
+    pub const ALL: [Operation; 24] = [
         Self::CreateStream,
         Self::DeleteStream,
         Self::DescribeStream,
@@ -200,6 +211,11 @@ impl Operation {
         Self::SplitShard,
         Self::MergeShards,
         Self::UpdateShardCount,
+        Self::RegisterStreamConsumer,
+        Self::DescribeStreamConsumer,
+        Self::ListStreamConsumers,
+        Self::DeregisterStreamConsumer,
+        Self::SubscribeToShard,
     ];
 
     /// The operation's name as in the API model.
@@ -224,6 +240,11 @@ impl Operation {
             Self::SplitShard => "SplitShard",
             Self::MergeShards => "MergeShards",
             Self::UpdateShardCount => "UpdateShardCount",
+            Self::RegisterStreamConsumer => "RegisterStreamConsumer",
+            Self::DescribeStreamConsumer => "DescribeStreamConsumer",
+            Self::ListStreamConsumers => "ListStreamConsumers",
+            Self::DeregisterStreamConsumer => "DeregisterStreamConsumer",
+            Self::SubscribeToShard => "SubscribeToShard",
         }
     }
 

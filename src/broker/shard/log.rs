@@ -74,6 +74,8 @@ pub struct ShardLog {
     /// Which shard.
     pub key: ShardKey,
     view: RwLock<ShardView>,
+    /// Woken after every commit, for subscribers waiting at the tip.
+    pub committed: tokio::sync::Notify,
 }
 
 /// One batch read back, with the records of it a reader asked for.
@@ -135,6 +137,7 @@ impl ShardLog {
         Self {
             key,
             view: RwLock::new(view),
+            committed: tokio::sync::Notify::new(),
         }
     }
 

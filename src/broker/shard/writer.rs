@@ -296,6 +296,8 @@ impl ShardWriter {
         }
         view.next_offset = self.next_offset;
         view.last_arrival_ms = self.last_arrival_ms;
+        drop(view);
+        self.log.committed.notify_waiters();
         Ok(())
     }
 

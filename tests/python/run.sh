@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Runs the boto3 test against a fresh broker.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+PYTHON=${PYTHON:-.tools/venv/bin/python}
+source tests/support/start-broker.sh
+"$PYTHON" tests/python/subscribe_to_shard.py
