@@ -74,6 +74,9 @@ pub struct ConsumerRecord {
     /// Tags given at registration or with TagResource.
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
+    /// The consumer's resource policy (an IAM policy document), if any.
+    #[serde(default)]
+    pub policy: Option<String>,
 }
 
 /// A stream's configuration and lineage.
@@ -106,6 +109,21 @@ pub struct StreamRecord {
     /// Registered enhanced fan-out consumers.
     #[serde(default)]
     pub consumers: Vec<ConsumerRecord>,
+    /// Shard-level metrics enabled with EnableEnhancedMonitoring (all are exported anyway).
+    #[serde(default)]
+    pub enhanced_metrics: Vec<String>,
+    /// The key id given to StartStreamEncryption; see the README for what it means here.
+    #[serde(default)]
+    pub encryption_key: Option<String>,
+    /// Warm throughput of an on-demand stream, MiB/s.
+    #[serde(default)]
+    pub warm_throughput_mibps: Option<u64>,
+    /// AUTO or USER_PARTITION_KEY.
+    #[serde(default)]
+    pub record_distribution: Option<String>,
+    /// The stream's resource policy (an IAM policy document), if any.
+    #[serde(default)]
+    pub policy: Option<String>,
 }
 
 impl StreamRecord {
@@ -137,6 +155,11 @@ impl StreamRecord {
             updating_until_ms: None,
             scaling_history_ms: Vec::new(),
             consumers: Vec::new(),
+            enhanced_metrics: Vec::new(),
+            encryption_key: None,
+            warm_throughput_mibps: None,
+            record_distribution: None,
+            policy: None,
         }
     }
 
@@ -169,6 +192,9 @@ pub struct Catalog {
     pub next_key: u32,
     /// Streams by name.
     pub streams: BTreeMap<String, StreamRecord>,
+    /// The account's minimum throughput billing commitment: status and since when.
+    #[serde(default)]
+    pub billing_commitment: Option<(String, u64)>,
 }
 
 impl Catalog {

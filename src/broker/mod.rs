@@ -10,6 +10,7 @@ pub mod iterator;
 pub mod limits;
 pub mod metrics;
 pub mod ops;
+pub mod policy;
 pub mod protocol;
 pub mod reshard;
 pub mod routing;

@@ -138,8 +138,9 @@ pub async fn handle_kinesis(
             }
         };
         // As AWS does, the signature is checked before anything else about the request.
-        authenticate(&broker, &parts, &body)?;
+        let caller = authenticate(&broker, &parts, &body)?;
         let operation = operation.clone()?;
+        ops::authorize(&broker, operation, &body, caller.as_deref())?;
         if is_cbor {
             return Err(ApiError::new(
                 ErrorKind::Serialization,
@@ -189,14 +190,15 @@ pub async fn handle_kinesis(
     Ok(response)
 }
 
-/// Checks the request's SigV4 signature when the broker has credentials.
+/// Checks the request's SigV4 signature when the broker has credentials; returns the
+/// caller's access key id.
 fn authenticate(
     broker: &Broker,
     parts: &http::request::Parts,
     body: &[u8],
-) -> Result<(), ApiError> {
+) -> Result<Option<String>, ApiError> {
     let Some(credentials) = broker.credentials() else {
-        return Ok(());
+        return Ok(None);
     };
     let headers = parts
         .headers
@@ -222,7 +224,7 @@ fn authenticate(
         headers,
         body,
     };
-    auth::verify(&request, &credentials, broker.clock.now_ms()).map(|_| ())
+    auth::verify(&request, &credentials, broker.clock.now_ms()).map(Some)
 }
 
 /// Serves the observability endpoints; with `test_clock`, also `POST /debug/advance-clock?ms=N`.

@@ -188,6 +188,17 @@ impl Broker {
             .cloned()
     }
 
+    /// Whether any stream or consumer has a resource policy.
+    pub fn has_policies(&self) -> bool {
+        self.live
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .any(|s| {
+                s.record.policy.is_some() || s.record.consumers.iter().any(|c| c.policy.is_some())
+            })
+    }
+
     /// Every live stream, by name.
     pub fn streams(&self) -> Vec<Arc<LiveStream>> {
         let mut streams: Vec<_> = self

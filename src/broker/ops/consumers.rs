@@ -152,6 +152,7 @@ pub(super) async fn register(broker: &Arc<Broker>, body: &[u8]) -> Result<Vec<u8
         created_ms: broker.clock.now_ms(),
         deleting_since_ms: None,
         tags: input.tags.unwrap_or_default(),
+        policy: None,
     };
     record.consumers.push(consumer.clone());
     let record = record.clone();

@@ -1,6 +1,7 @@
 //! The operations, one module per group: decode the request, call the stream or the store,
 //! encode the response. Validation messages follow the API model's constraints.
 
+mod admin;
 mod consumers;
 mod records;
 mod reshard;
@@ -46,11 +47,127 @@ pub async fn dispatch(
         Operation::DescribeStreamConsumer => consumers::describe_consumer(broker, body),
         Operation::ListStreamConsumers => consumers::list_consumers(broker, body),
         Operation::DeregisterStreamConsumer => consumers::deregister(broker, body).await,
+        Operation::EnableEnhancedMonitoring => admin::monitoring(broker, body, true).await,
+        Operation::DisableEnhancedMonitoring => admin::monitoring(broker, body, false).await,
+        Operation::StartStreamEncryption => admin::encryption(broker, body, true).await,
+        Operation::StopStreamEncryption => admin::encryption(broker, body, false).await,
+        Operation::TagResource => admin::tag_resource(broker, body).await,
+        Operation::UntagResource => admin::untag_resource(broker, body).await,
+        Operation::ListTagsForResource => admin::list_tags_for_resource(broker, body).await,
+        Operation::UpdateMaxRecordSize => admin::update_max_record_size(broker, body).await,
+        Operation::UpdateStreamWarmThroughput => admin::update_warm_throughput(broker, body).await,
+        Operation::DescribeAccountSettings => admin::describe_account_settings(broker).await,
+        Operation::UpdateAccountSettings => admin::update_account_settings(broker, body).await,
+        Operation::UpdateStreamMode => admin::update_stream_mode(broker, body).await,
+        Operation::PutResourcePolicy => admin::put_resource_policy(broker, body).await,
+        Operation::GetResourcePolicy => admin::get_resource_policy(broker, body).await,
+        Operation::DeleteResourcePolicy => admin::delete_resource_policy(broker, body).await,
+        Operation::UpdateStreamRecordDistributionStrategy => {
+            admin::update_record_distribution(broker, body).await
+        }
         Operation::SubscribeToShard => Err(ApiError::new(
             ErrorKind::InternalFailure,
             "SubscribeToShard answers with an event stream, not a JSON body.",
         )),
     }
+}
+
+/// Enforces resource policies for an authenticated caller: an explicit Deny or, on a
+/// resource that has a policy, the lack of a matching Allow refuses the call.
+pub fn authorize(
+    broker: &Broker,
+    operation: Operation,
+    body: &[u8],
+    caller: Option<&str>,
+) -> Result<(), ApiError> {
+    use crate::broker::policy::{self, Caller, Decision};
+    let Some(access_key) = caller else {
+        return Ok(());
+    };
+    if !broker.has_policies() {
+        return Ok(());
+    }
+    let value: serde_json::Value = serde_json::from_slice(body).unwrap_or(serde_json::Value::Null);
+    let field = |name: &str| value.get(name).and_then(serde_json::Value::as_str);
+    let consumer_arn =
+        field("ConsumerARN").or(field("ResourceARN").filter(|a| a.contains("/consumer/")));
+    let (resource, texts): (String, Vec<String>) = if let Some(arn) = consumer_arn {
+        let Ok((stream, consumer)) = consumers::resolve_consumer(broker, arn) else {
+            return Ok(());
+        };
+        (
+            arn.to_owned(),
+            [consumer.policy.clone(), stream.record.policy.clone()]
+                .into_iter()
+                .flatten()
+                .collect(),
+        )
+    } else {
+        let stream_arn = field("StreamARN").or(field("ResourceARN"));
+        let name = match (field("StreamName"), stream_arn, field("ShardIterator")) {
+            (None, None, Some(iterator)) => broker
+                .iterators
+                .decode(iterator, broker.clock.now_ms())
+                .ok()
+                .map(|p| p.stream_name),
+            (name, arn, _) => broker
+                .resolve(name, arn)
+                .ok()
+                .map(|s| s.record.name.clone()),
+        };
+        let Some(stream) = name.and_then(|n| broker.stream(&n)) else {
+            return Ok(());
+        };
+        (
+            stream.arn.clone(),
+            stream.record.policy.iter().cloned().collect(),
+        )
+    };
+    let parsed: Vec<policy::Policy> = texts.iter().filter_map(|t| policy::parse(t).ok()).collect();
+    let refs: Vec<&policy::Policy> = parsed.iter().collect();
+    let account = &broker.settings.account;
+    let action = format!("kinesis:{}", operation.name());
+    let caller = Caller {
+        access_key,
+        account,
+    };
+    let user = format!("arn:aws:iam::{account}:user/{access_key}");
+    match policy::evaluate(&refs, &caller, &action, &resource) {
+        Decision::Allow => Ok(()),
+        Decision::ExplicitDeny => Err(ApiError::new(
+            ErrorKind::AccessDenied,
+            format!(
+                "User: {user} is not authorized to perform: {action} on resource: {resource} with an explicit deny in a resource-based policy"
+            ),
+        )),
+        Decision::ImplicitDeny => Err(ApiError::new(
+            ErrorKind::AccessDenied,
+            format!(
+                "User: {user} is not authorized to perform: {action} on resource: {resource} because no resource-based policy allows the {action} action"
+            ),
+        )),
+    }
+}
+
+/// Applies `edit` to a stream's persisted record under the catalog lock, saves the catalog
+/// and swaps the live view; returns the new record and what `edit` returned.
+pub(super) async fn modify_stream<T>(
+    broker: &Arc<Broker>,
+    name: &str,
+    edit: impl FnOnce(&mut crate::broker::catalog::StreamRecord) -> Result<T, ApiError>,
+) -> Result<(crate::broker::catalog::StreamRecord, T), ApiError> {
+    let mut catalog = broker.catalog.lock().await;
+    let mut updated = catalog.clone();
+    let record = updated
+        .streams
+        .get_mut(name)
+        .ok_or_else(|| ApiError::stream_not_found(name, &broker.settings.account))?;
+    let answer = edit(record)?;
+    let record = record.clone();
+    broker.save(&updated)?;
+    *catalog = updated;
+    broker.publish(&record);
+    Ok((record, answer))
 }
 
 /// Checks a stream name against the model: `[a-zA-Z0-9_.-]+`, 1 to 128 characters.

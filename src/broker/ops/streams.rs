@@ -287,9 +287,13 @@ pub(super) fn describe_stream(broker: &Arc<Broker>, body: &[u8]) -> Result<Vec<u
         "HasMoreShards": candidates.len() > limit,
         "RetentionPeriodHours": stream.record.retention_hours,
         "StreamCreationTimestamp": seconds(stream.record.created_ms),
-        "EnhancedMonitoring": [{"ShardLevelMetrics": []}],
-        "EncryptionType": "NONE",
+        "EnhancedMonitoring": [{"ShardLevelMetrics": stream.record.enhanced_metrics}],
+        "EncryptionType": if stream.record.encryption_key.is_some() { "KMS" } else { "NONE" },
     });
+    let mut description = description;
+    if let Some(key) = &stream.record.encryption_key {
+        description["KeyId"] = json!(key);
+    }
     Ok(json::encode(&json!({"StreamDescription": description})))
 }
 
@@ -307,12 +311,22 @@ pub(super) fn describe_stream_summary(
         "StreamModeDetails": stream_mode_json(&stream),
         "RetentionPeriodHours": stream.record.retention_hours,
         "StreamCreationTimestamp": seconds(stream.record.created_ms),
-        "EnhancedMonitoring": [{"ShardLevelMetrics": []}],
-        "EncryptionType": "NONE",
+        "EnhancedMonitoring": [{"ShardLevelMetrics": stream.record.enhanced_metrics}],
+        "EncryptionType": if stream.record.encryption_key.is_some() { "KMS" } else { "NONE" },
         "OpenShardCount": stream.record.open_shard_count(),
         "ConsumerCount": stream.record.consumers.len(),
         "MaxRecordSizeInKiB": stream.record.max_record_size_kib,
     });
+    let mut summary = summary;
+    if let Some(key) = &stream.record.encryption_key {
+        summary["KeyId"] = json!(key);
+    }
+    if let Some(mibps) = stream.record.warm_throughput_mibps {
+        summary["WarmThroughput"] = json!({"TargetMiBps": mibps, "CurrentMiBps": mibps});
+    }
+    if let Some(strategy) = &stream.record.record_distribution {
+        summary["RecordDistributionStrategy"] = json!(strategy);
+    }
     Ok(json::encode(&json!({"StreamDescriptionSummary": summary})))
 }
 

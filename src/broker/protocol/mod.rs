@@ -187,11 +187,43 @@ pub enum Operation {
     DeregisterStreamConsumer,
     /// SubscribeToShard.
     SubscribeToShard,
+    /// EnableEnhancedMonitoring.
+    EnableEnhancedMonitoring,
+    /// DisableEnhancedMonitoring.
+    DisableEnhancedMonitoring,
+    /// StartStreamEncryption.
+    StartStreamEncryption,
+    /// StopStreamEncryption.
+    StopStreamEncryption,
+    /// TagResource.
+    TagResource,
+    /// UntagResource.
+    UntagResource,
+    /// ListTagsForResource.
+    ListTagsForResource,
+    /// UpdateMaxRecordSize.
+    UpdateMaxRecordSize,
+    /// UpdateStreamWarmThroughput.
+    UpdateStreamWarmThroughput,
+    /// DescribeAccountSettings.
+    DescribeAccountSettings,
+    /// UpdateAccountSettings.
+    UpdateAccountSettings,
+    /// UpdateStreamMode.
+    UpdateStreamMode,
+    /// PutResourcePolicy.
+    PutResourcePolicy,
+    /// GetResourcePolicy.
+    GetResourcePolicy,
+    /// DeleteResourcePolicy.
+    DeleteResourcePolicy,
+    /// UpdateStreamRecordDistributionStrategy.
+    UpdateStreamRecordDistributionStrategy,
 }
 
 impl Operation {
     /// Every operation, for metrics registration.
-    pub const ALL: [Operation; 24] = [
+    pub const ALL: [Operation; 40] = [
         Self::CreateStream,
         Self::DeleteStream,
         Self::DescribeStream,
@@ -216,6 +248,22 @@ impl Operation {
         Self::ListStreamConsumers,
         Self::DeregisterStreamConsumer,
         Self::SubscribeToShard,
+        Self::EnableEnhancedMonitoring,
+        Self::DisableEnhancedMonitoring,
+        Self::StartStreamEncryption,
+        Self::StopStreamEncryption,
+        Self::TagResource,
+        Self::UntagResource,
+        Self::ListTagsForResource,
+        Self::UpdateMaxRecordSize,
+        Self::UpdateStreamWarmThroughput,
+        Self::DescribeAccountSettings,
+        Self::UpdateAccountSettings,
+        Self::UpdateStreamMode,
+        Self::PutResourcePolicy,
+        Self::GetResourcePolicy,
+        Self::DeleteResourcePolicy,
+        Self::UpdateStreamRecordDistributionStrategy,
     ];
 
     /// The operation's name as in the API model.
@@ -245,6 +293,24 @@ impl Operation {
             Self::ListStreamConsumers => "ListStreamConsumers",
             Self::DeregisterStreamConsumer => "DeregisterStreamConsumer",
             Self::SubscribeToShard => "SubscribeToShard",
+            Self::EnableEnhancedMonitoring => "EnableEnhancedMonitoring",
+            Self::DisableEnhancedMonitoring => "DisableEnhancedMonitoring",
+            Self::StartStreamEncryption => "StartStreamEncryption",
+            Self::StopStreamEncryption => "StopStreamEncryption",
+            Self::TagResource => "TagResource",
+            Self::UntagResource => "UntagResource",
+            Self::ListTagsForResource => "ListTagsForResource",
+            Self::UpdateMaxRecordSize => "UpdateMaxRecordSize",
+            Self::UpdateStreamWarmThroughput => "UpdateStreamWarmThroughput",
+            Self::DescribeAccountSettings => "DescribeAccountSettings",
+            Self::UpdateAccountSettings => "UpdateAccountSettings",
+            Self::UpdateStreamMode => "UpdateStreamMode",
+            Self::PutResourcePolicy => "PutResourcePolicy",
+            Self::GetResourcePolicy => "GetResourcePolicy",
+            Self::DeleteResourcePolicy => "DeleteResourcePolicy",
+            Self::UpdateStreamRecordDistributionStrategy => {
+                "UpdateStreamRecordDistributionStrategy"
+            }
         }
     }
 

@@ -1,0 +1,435 @@
+//! The rest of the stream operations through the AWS SDK for Rust: monitoring, encryption
+//! settings, resource tags, record size, stream mode, warm throughput, distribution,
+//! account settings, and resource policies enforced for authenticated callers.
+
+mod support;
+
+use aws_sdk_kinesis::Client;
+use aws_sdk_kinesis::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_kinesis::primitives::Blob;
+use aws_sdk_kinesis::types::{
+    EncryptionType, MetricsName, MinimumThroughputBillingCommitmentInput,
+    MinimumThroughputBillingCommitmentInputStatus, ShardIteratorType, StreamMode,
+    StreamModeDetails,
+};
+use aws_smithy_types::retry::RetryConfig;
+use support::broker::{
+    Broker, BrokerBuilder, TempDir, create_active_stream, error_code, wait_for_status,
+};
+
+const ARN: &str = "arn:aws:kinesis:us-east-1:000000000000:stream/tuned";
+
+/// Every stream operation of the Kinesis API model (the queue and channel operations of the
+/// newest model excepted).
+const STREAM_OPERATIONS: [&str; 40] = [
+    "AddTagsToStream",
+    "CreateStream",
+    "DecreaseStreamRetentionPeriod",
+    "DeleteResourcePolicy",
+    "DeleteStream",
+    "DeregisterStreamConsumer",
+    "DescribeAccountSettings",
+    "DescribeLimits",
+    "DescribeStream",
+    "DescribeStreamConsumer",
+    "DescribeStreamSummary",
+    "DisableEnhancedMonitoring",
+    "EnableEnhancedMonitoring",
+    "GetRecords",
+    "GetResourcePolicy",
+    "GetShardIterator",
+    "IncreaseStreamRetentionPeriod",
+    "ListShards",
+    "ListStreamConsumers",
+    "ListStreams",
+    "ListTagsForResource",
+    "ListTagsForStream",
+    "MergeShards",
+    "PutRecord",
+    "PutRecords",
+    "PutResourcePolicy",
+    "RegisterStreamConsumer",
+    "RemoveTagsFromStream",
+    "SplitShard",
+    "StartStreamEncryption",
+    "StopStreamEncryption",
+    "SubscribeToShard",
+    "TagResource",
+    "UntagResource",
+    "UpdateAccountSettings",
+    "UpdateMaxRecordSize",
+    "UpdateShardCount",
+    "UpdateStreamMode",
+    "UpdateStreamRecordDistributionStrategy",
+    "UpdateStreamWarmThroughput",
+];
+
+#[tokio::test]
+async fn no_stream_operation_of_the_api_model_is_unknown() {
+    let dir = TempDir::new("all-operations");
+    let broker = Broker::start(dir.path());
+    for operation in STREAM_OPERATIONS {
+        let endpoint = broker.endpoint.clone();
+        let (status, body) = tokio::task::spawn_blocking(move || {
+            use std::io::{Read, Write};
+            let host = endpoint.trim_start_matches("http://").to_owned();
+            let mut stream = std::net::TcpStream::connect(&host).expect("connects");
+            let request = format!(
+                "POST / HTTP/1.1\r\nHost: {host}\r\nX-Amz-Target: Kinesis_20131202.{operation}\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+            );
+            stream.write_all(request.as_bytes()).expect("write");
+            let mut response = String::new();
+            stream.read_to_string(&mut response).expect("read");
+            let status: u16 = response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+            (status, response)
+        })
+        .await
+        .expect("request");
+        assert!(
+            !body.contains("UnknownOperationException"),
+            "{operation} is unknown"
+        );
+        assert!(status == 200 || status == 400, "{operation}: {status}");
+    }
+}
+
+#[tokio::test]
+async fn stream_settings_change_and_show_in_descriptions() {
+    let dir = TempDir::new("settings");
+    let broker = BrokerBuilder::default()
+        .transition_ms(0)
+        .arg("--no-quotas")
+        .start(dir.path());
+    let client = broker.client();
+    create_active_stream(&client, "tuned", 1).await;
+
+    let enabled = client
+        .enable_enhanced_monitoring()
+        .stream_name("tuned")
+        .shard_level_metrics(MetricsName::IncomingBytes)
+        .send()
+        .await
+        .expect("enable");
+    assert_eq!(
+        enabled.desired_shard_level_metrics(),
+        [MetricsName::IncomingBytes]
+    );
+    let all = client
+        .enable_enhanced_monitoring()
+        .stream_name("tuned")
+        .shard_level_metrics(MetricsName::All)
+        .send()
+        .await
+        .expect("enable all");
+    assert_eq!(all.desired_shard_level_metrics().len(), 7);
+    let disabled = client
+        .disable_enhanced_monitoring()
+        .stream_name("tuned")
+        .shard_level_metrics(MetricsName::IncomingBytes)
+        .send()
+        .await
+        .expect("disable");
+    assert_eq!(disabled.desired_shard_level_metrics().len(), 6);
+
+    client
+        .start_stream_encryption()
+        .stream_name("tuned")
+        .encryption_type(EncryptionType::Kms)
+        .key_id("alias/brook")
+        .send()
+        .await
+        .expect("start encryption");
+    wait_for_status(&client, "tuned", "ACTIVE").await;
+    let summary = client
+        .describe_stream_summary()
+        .stream_name("tuned")
+        .send()
+        .await
+        .expect("summary");
+    let summary = summary.stream_description_summary().expect("summary");
+    assert_eq!(summary.encryption_type(), Some(&EncryptionType::Kms));
+    assert_eq!(summary.key_id(), Some("alias/brook"));
+    assert_eq!(
+        summary.enhanced_monitoring()[0].shard_level_metrics().len(),
+        6
+    );
+    client
+        .stop_stream_encryption()
+        .stream_name("tuned")
+        .encryption_type(EncryptionType::Kms)
+        .key_id("alias/brook")
+        .send()
+        .await
+        .expect("stop encryption");
+
+    client
+        .tag_resource()
+        .resource_arn(ARN)
+        .tags("team", "data")
+        .send()
+        .await
+        .expect("TagResource");
+    let tags = client
+        .list_tags_for_resource()
+        .resource_arn(ARN)
+        .send()
+        .await
+        .expect("ListTagsForResource");
+    assert_eq!(
+        tags.tags()
+            .iter()
+            .map(|t| (t.key(), t.value()))
+            .collect::<Vec<_>>(),
+        [("team", Some("data"))]
+    );
+    client
+        .untag_resource()
+        .resource_arn(ARN)
+        .tag_keys("team")
+        .send()
+        .await
+        .expect("UntagResource");
+    assert!(
+        client
+            .list_tags_for_resource()
+            .resource_arn(ARN)
+            .send()
+            .await
+            .expect("list")
+            .tags()
+            .is_empty()
+    );
+
+    let two_mib = vec![1u8; 2 * 1024 * 1024];
+    let refused = client
+        .put_record()
+        .stream_name("tuned")
+        .partition_key("k")
+        .data(Blob::new(two_mib.clone()))
+        .send()
+        .await;
+    assert_eq!(
+        error_code(&refused.expect_err("over 1 MiB")),
+        "ValidationException"
+    );
+    client
+        .update_max_record_size()
+        .stream_arn(ARN)
+        .max_record_size_in_kib(4096)
+        .send()
+        .await
+        .expect("UpdateMaxRecordSize");
+    client
+        .put_record()
+        .stream_name("tuned")
+        .partition_key("k")
+        .data(Blob::new(two_mib))
+        .send()
+        .await
+        .expect("2 MiB after the update");
+
+    let provisioned = client
+        .update_stream_warm_throughput()
+        .stream_arn(ARN)
+        .warm_throughput_mibps(10)
+        .send()
+        .await;
+    assert_eq!(
+        error_code(&provisioned.expect_err("provisioned")),
+        "ValidationException"
+    );
+    client
+        .update_stream_mode()
+        .stream_arn(ARN)
+        .stream_mode_details(
+            StreamModeDetails::builder()
+                .stream_mode(StreamMode::OnDemand)
+                .build()
+                .expect("mode"),
+        )
+        .send()
+        .await
+        .expect("UpdateStreamMode");
+    wait_for_status(&client, "tuned", "ACTIVE").await;
+    let warm = client
+        .update_stream_warm_throughput()
+        .stream_arn(ARN)
+        .warm_throughput_mibps(10)
+        .send()
+        .await
+        .expect("warm");
+    assert_eq!(
+        warm.warm_throughput().and_then(|w| w.target_mibps()),
+        Some(10)
+    );
+    let summary = client
+        .describe_stream_summary()
+        .stream_name("tuned")
+        .send()
+        .await
+        .expect("summary");
+    let summary = summary.stream_description_summary().expect("summary");
+    assert_eq!(
+        summary.stream_mode_details().map(|m| m.stream_mode()),
+        Some(&StreamMode::OnDemand)
+    );
+
+    let settings = client
+        .update_account_settings()
+        .minimum_throughput_billing_commitment(
+            MinimumThroughputBillingCommitmentInput::builder()
+                .status(MinimumThroughputBillingCommitmentInputStatus::Enabled)
+                .build()
+                .expect("commitment"),
+        )
+        .send()
+        .await
+        .expect("UpdateAccountSettings");
+    assert!(settings.minimum_throughput_billing_commitment().is_some());
+    let described = client
+        .describe_account_settings()
+        .send()
+        .await
+        .expect("DescribeAccountSettings");
+    assert_eq!(
+        described
+            .minimum_throughput_billing_commitment()
+            .map(|c| c.status().as_str()),
+        Some("ENABLED")
+    );
+}
+
+fn signed_client(endpoint: &str, key: &str) -> Client {
+    let config = aws_sdk_kinesis::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(Credentials::new(
+            key,
+            format!("{key}-secret"),
+            None,
+            None,
+            "test",
+        ))
+        .http_client(aws_smithy_http_client::Builder::new().build_http())
+        .retry_config(RetryConfig::disabled())
+        .build();
+    Client::from_conf(config)
+}
+
+#[tokio::test]
+async fn resource_policies_allow_and_deny_actions_for_each_access_key() {
+    let dir = TempDir::new("policies");
+    let data = TempDir::new("policies-data");
+    let credentials = dir.path().join("credentials");
+    std::fs::write(&credentials, "AKIDWRITER=AKIDWRITER-secret\nAKIDREADER=AKIDREADER-secret\nAKIDSTRANGER=AKIDSTRANGER-secret\n").expect("file");
+    let broker = BrokerBuilder::default()
+        .transition_ms(0)
+        .arg("--no-quotas")
+        .arg("--credentials")
+        .arg(credentials.to_string_lossy())
+        .start(data.path());
+    let writer = signed_client(&broker.endpoint, "AKIDWRITER");
+    let reader = signed_client(&broker.endpoint, "AKIDREADER");
+    let stranger = signed_client(&broker.endpoint, "AKIDSTRANGER");
+    create_active_stream(&writer, "tuned", 1).await;
+    let policy = r#"{"Version":"2012-10-17","Statement":[
+        {"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::000000000000:user/AKIDWRITER"},"Action":"kinesis:*","Resource":"arn:aws:kinesis:us-east-1:000000000000:stream/tuned"},
+        {"Effect":"Allow","Principal":{"AWS":"AKIDREADER"},"Action":["kinesis:Get*","kinesis:Describe*","kinesis:List*","kinesis:Put*"],"Resource":"*"},
+        {"Effect":"Deny","Principal":{"AWS":"AKIDREADER"},"Action":"kinesis:Put*","Resource":"*"}]}"#;
+    let conditional = r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"kinesis:*","Resource":"*","Condition":{"IpAddress":{"aws:SourceIp":"10.0.0.0/8"}}}]}"#;
+    let refused = writer
+        .put_resource_policy()
+        .resource_arn(ARN)
+        .policy(conditional)
+        .send()
+        .await;
+    assert_eq!(
+        error_code(&refused.expect_err("conditions are not evaluated")),
+        "InvalidArgumentException"
+    );
+    writer
+        .put_resource_policy()
+        .resource_arn(ARN)
+        .policy(policy)
+        .send()
+        .await
+        .expect("PutResourcePolicy");
+    assert_eq!(
+        writer
+            .get_resource_policy()
+            .resource_arn(ARN)
+            .send()
+            .await
+            .expect("GetResourcePolicy")
+            .policy(),
+        policy
+    );
+
+    writer
+        .put_record()
+        .stream_name("tuned")
+        .partition_key("k")
+        .data(Blob::new("by writer"))
+        .send()
+        .await
+        .expect("the writer writes");
+    let denied = reader
+        .put_record()
+        .stream_name("tuned")
+        .partition_key("k")
+        .data(Blob::new("by reader"))
+        .send()
+        .await;
+    assert_eq!(
+        error_code(&denied.expect_err("explicit deny")),
+        "AccessDeniedException"
+    );
+    let iterator = reader
+        .get_shard_iterator()
+        .stream_name("tuned")
+        .shard_id("shardId-000000000000")
+        .shard_iterator_type(ShardIteratorType::TrimHorizon)
+        .send()
+        .await
+        .expect("the reader reads");
+    let records = reader
+        .get_records()
+        .shard_iterator(iterator.shard_iterator().expect("it"))
+        .send()
+        .await
+        .expect("GetRecords");
+    assert_eq!(records.records().len(), 1);
+    let outsider = stranger
+        .describe_stream_summary()
+        .stream_name("tuned")
+        .send()
+        .await;
+    assert_eq!(
+        error_code(&outsider.expect_err("no allow for the stranger")),
+        "AccessDeniedException"
+    );
+    let no_policy_write = stranger
+        .put_resource_policy()
+        .resource_arn(ARN)
+        .policy("{\"Statement\":[]}")
+        .send()
+        .await;
+    assert_eq!(
+        error_code(&no_policy_write.expect_err("stranger cannot replace the policy")),
+        "AccessDeniedException"
+    );
+
+    writer
+        .delete_resource_policy()
+        .resource_arn(ARN)
+        .send()
+        .await
+        .expect("DeleteResourcePolicy");
+    stranger
+        .describe_stream_summary()
+        .stream_name("tuned")
+        .send()
+        .await
+        .expect("open again without a policy");
+}
