@@ -4,5 +4,6 @@
 //! Kubernetes, and the Firehose-style delivery worker.
 
 pub mod api;
+pub mod autoscale;
 pub mod bench;
 pub mod broker;

@@ -105,6 +105,18 @@ struct BrokerArgs {
     /// PEM private key for --tls-cert.
     #[arg(long, env = "BROOK_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// How often ON_DEMAND streams measure their write demand, in milliseconds.
+    #[arg(long, default_value_t = 10_000)]
+    on_demand_interval_ms: u64,
+    /// How long demand must hold before an ON_DEMAND stream adds shards, in seconds.
+    #[arg(long, default_value_t = 60)]
+    on_demand_scale_up_seconds: u64,
+    /// How long demand must stay low before an ON_DEMAND stream removes shards, in seconds.
+    #[arg(long, default_value_t = 300)]
+    on_demand_scale_down_seconds: u64,
+    /// Share of each shard's write quota an ON_DEMAND stream aims to fill, in percent.
+    #[arg(long, default_value_t = 70, value_parser = clap::value_parser!(u32).range(1..=100))]
+    on_demand_target_percent: u32,
     /// Accept POST /debug/advance-clock?ms=N on the metrics port (for tests of retention).
     #[arg(long, hide = true)]
     test_clock: bool,
@@ -174,6 +186,12 @@ fn run_broker(args: BrokerArgs) -> anyhow::Result<()> {
         test_clock: args.test_clock,
         credentials: args.credentials,
         tls: args.tls_cert.zip(args.tls_key),
+        on_demand: brook::broker::on_demand::OnDemandSettings {
+            interval: std::time::Duration::from_millis(args.on_demand_interval_ms.max(10)),
+            scale_up_window: std::time::Duration::from_secs(args.on_demand_scale_up_seconds),
+            scale_down_window: std::time::Duration::from_secs(args.on_demand_scale_down_seconds),
+            target_utilization_percent: args.on_demand_target_percent,
+        },
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

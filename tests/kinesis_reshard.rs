@@ -442,3 +442,87 @@ async fn the_end_of_a_closed_shard_names_its_children_and_has_no_next_iterator()
         "ResourceNotFoundException"
     );
 }
+
+async fn open_shards(client: &Client, stream: &str) -> i32 {
+    client
+        .describe_stream_summary()
+        .stream_name(stream)
+        .send()
+        .await
+        .expect("summary")
+        .stream_description_summary()
+        .expect("summary")
+        .open_shard_count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_on_demand_stream_follows_its_write_demand() {
+    use aws_sdk_kinesis::types::{StreamMode, StreamModeDetails};
+    let dir = TempDir::new("on-demand-scaling");
+    let broker = BrokerBuilder::default()
+        .transition_ms(0)
+        .arg("--no-quotas")
+        .arg("--write-records-per-second")
+        .arg("100")
+        .arg("--on-demand-interval-ms")
+        .arg("200")
+        .arg("--on-demand-scale-up-seconds")
+        .arg("0")
+        .arg("--on-demand-scale-down-seconds")
+        .arg("1")
+        .start(dir.path());
+    let client = broker.client();
+    client
+        .create_stream()
+        .stream_name("elastic")
+        .stream_mode_details(
+            StreamModeDetails::builder()
+                .stream_mode(StreamMode::OnDemand)
+                .build()
+                .expect("mode"),
+        )
+        .send()
+        .await
+        .expect("CreateStream");
+    wait_for_status(&client, "elastic", "ACTIVE").await;
+    assert_eq!(open_shards(&client, "elastic").await, 4);
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let mut peak = 4;
+    while peak <= 4 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the stream never scaled up under load"
+        );
+        let entries = (0..100)
+            .map(|i| {
+                PutRecordsRequestEntry::builder()
+                    .partition_key(format!("k{i}"))
+                    .data(Blob::new("x"))
+                    .build()
+                    .expect("entry")
+            })
+            .collect();
+        client
+            .put_records()
+            .stream_name("elastic")
+            .set_records(Some(entries))
+            .send()
+            .await
+            .expect("PutRecords");
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        peak = peak.max(open_shards(&client, "elastic").await);
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let now_open = open_shards(&client, "elastic").await;
+        if now_open < peak {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the stream never scaled down once idle"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

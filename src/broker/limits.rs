@@ -69,11 +69,14 @@ impl TokenBucket {
     }
 }
 
-/// A shard's four buckets.
+/// A shard's four buckets, and the write demand it has seen (admitted or not), which the
+/// ON_DEMAND autoscaler measures.
 #[derive(Debug)]
 pub struct ShardQuota {
     settings: QuotaSettings,
     buckets: Mutex<Buckets>,
+    demanded_bytes: std::sync::atomic::AtomicU64,
+    demanded_records: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Debug)]
@@ -95,7 +98,23 @@ impl ShardQuota {
                 read_bytes: TokenBucket::new(settings.read_bytes_per_second, now_ms),
                 read_calls: TokenBucket::new(settings.read_calls_per_second, now_ms),
             }),
+            demanded_bytes: Default::default(),
+            demanded_records: Default::default(),
         }
+    }
+
+    /// The quotas this shard enforces (or only measures).
+    pub fn settings(&self) -> QuotaSettings {
+        self.settings
+    }
+
+    /// Bytes and records ever offered to this shard for writing, admitted or not.
+    pub fn demand(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (
+            self.demanded_bytes.load(Relaxed),
+            self.demanded_records.load(Relaxed),
+        )
     }
 
     fn buckets(&self) -> std::sync::MutexGuard<'_, Buckets> {
@@ -106,6 +125,10 @@ impl ShardQuota {
 
     /// Admits a record of `bytes` for writing, or refuses it when the quota is spent.
     pub fn admit_write(&self, bytes: u64, now_ms: u64) -> bool {
+        self.demanded_bytes
+            .fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
+        self.demanded_records
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if !self.settings.enforce {
             return true;
         }

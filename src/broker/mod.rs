@@ -9,6 +9,7 @@ pub mod catalog;
 pub mod iterator;
 pub mod limits;
 pub mod metrics;
+pub mod on_demand;
 pub mod ops;
 pub mod policy;
 pub mod protocol;
@@ -97,6 +98,8 @@ pub struct BrokerOptions {
     pub credentials: Option<PathBuf>,
     /// PEM certificate chain and private key: the API then speaks TLS only.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// How ON_DEMAND streams rescale themselves.
+    pub on_demand: on_demand::OnDemandSettings,
 }
 
 fn data_dir_error(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> BrokerError + '_ {
@@ -233,6 +236,7 @@ pub async fn run(options: BrokerOptions) -> Result<(), BrokerError> {
     if let Some(path) = options.credentials.clone() {
         tokio::spawn(reload_credentials(broker.clone(), path));
     }
+    tokio::spawn(on_demand::run(broker.clone(), options.on_demand));
     match &options.credentials {
         Some(path) => tracing::info!(
             api = %api_address,

@@ -4,7 +4,7 @@
 mod admin;
 mod consumers;
 mod records;
-mod reshard;
+pub mod reshard;
 mod streams;
 pub mod subscribe;
 

@@ -235,3 +235,18 @@ pub(super) async fn update_shard_count(
         "TargetShardCount": target,
     })))
 }
+
+/// Scales a stream's open shards to `target` with uniform scaling, outside Kinesis's
+/// ten-per-day limit (the ON_DEMAND autoscaler's path).
+pub async fn scale_to(broker: &Arc<Broker>, name: &str, target: u32) -> Result<(), ApiError> {
+    let stream = broker.resolve(Some(name), None)?;
+    let ceiling = broker.settings.shard_limit;
+    apply(
+        broker,
+        &stream,
+        |record, now| reshard::uniform_scaling(record, target, ceiling, now),
+        false,
+    )
+    .await?;
+    Ok(())
+}

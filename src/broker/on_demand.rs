@@ -1,0 +1,125 @@
+//! ON_DEMAND streams in a standalone broker: a task that measures each stream's write
+//! demand and rescales its shards with [`crate::autoscale::decide`], the same decision the
+//! operator's autoscaler makes.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::autoscale::{Observation, ScalingPolicy, decide};
+
+use super::catalog::StreamMode;
+use super::state::Broker;
+
+/// How the ON_DEMAND autoscaler behaves.
+#[derive(Debug, Clone, Copy)]
+pub struct OnDemandSettings {
+    /// Time between measurements.
+    pub interval: Duration,
+    /// How long demand must hold before adding shards.
+    pub scale_up_window: Duration,
+    /// How long demand must stay low before removing shards.
+    pub scale_down_window: Duration,
+    /// Share of the write quota to fill, in percent.
+    pub target_utilization_percent: u32,
+}
+
+struct Measured {
+    stream_key: u32,
+    last_totals: (u64, u64),
+    last_ms: u64,
+    history: VecDeque<Observation>,
+}
+
+/// Measures and rescales every ON_DEMAND stream, forever.
+pub async fn run(broker: Arc<Broker>, settings: OnDemandSettings) {
+    let mut measured: HashMap<String, Measured> = HashMap::new();
+    let keep_ms = settings
+        .scale_up_window
+        .max(settings.scale_down_window)
+        .as_millis() as u64
+        + 1000;
+    loop {
+        tokio::time::sleep(settings.interval).await;
+        let now = broker.clock.now_ms();
+        for stream in broker.streams() {
+            if stream.record.mode != StreamMode::OnDemand
+                || stream.status(now, broker.settings.transition_ms) != "ACTIVE"
+            {
+                continue;
+            }
+            let totals = stream
+                .shards
+                .iter()
+                .map(|s| s.quota.demand())
+                .fold((0, 0), |a, d| (a.0 + d.0, a.1 + d.1));
+            let entry = measured
+                .entry(stream.record.name.clone())
+                .or_insert(Measured {
+                    stream_key: stream.record.key,
+                    last_totals: totals,
+                    last_ms: now,
+                    history: VecDeque::new(),
+                });
+            if entry.stream_key != stream.record.key {
+                *entry = Measured {
+                    stream_key: stream.record.key,
+                    last_totals: totals,
+                    last_ms: now,
+                    history: VecDeque::new(),
+                };
+                continue;
+            }
+            let seconds = now.saturating_sub(entry.last_ms) as f64 / 1000.0;
+            if seconds <= 0.0 {
+                continue;
+            }
+            entry.history.push_back(Observation {
+                at_ms: now,
+                bytes_per_second: totals.0.saturating_sub(entry.last_totals.0) as f64 / seconds,
+                records_per_second: totals.1.saturating_sub(entry.last_totals.1) as f64 / seconds,
+            });
+            entry.last_totals = totals;
+            entry.last_ms = now;
+            while entry
+                .history
+                .front()
+                .is_some_and(|o| o.at_ms + keep_ms < now)
+            {
+                entry.history.pop_front();
+            }
+            let quota = stream
+                .shards
+                .first()
+                .map(|s| s.quota.settings())
+                .unwrap_or(broker.settings.quotas);
+            let policy = ScalingPolicy {
+                min_shards: 1,
+                max_shards: broker.settings.shard_limit,
+                target_utilization_percent: settings.target_utilization_percent,
+                scale_up_window_ms: settings.scale_up_window.as_millis() as u64,
+                scale_down_window_ms: settings.scale_down_window.as_millis() as u64,
+                shard_bytes_per_second: quota.write_bytes_per_second as f64,
+                shard_records_per_second: quota.write_records_per_second as f64,
+            };
+            let open = stream.record.open_shard_count() as u32;
+            let history: Vec<Observation> = entry.history.iter().copied().collect();
+            let decision = decide(open, &history, &policy, now);
+            if decision.desired_shards != open {
+                tracing::info!(stream = %stream.record.name, from = open, to = decision.desired_shards, reason = %decision.reason, "on-demand rescale");
+                if let Err(error) = super::ops::reshard::scale_to(
+                    &broker,
+                    &stream.record.name,
+                    decision.desired_shards,
+                )
+                .await
+                {
+                    tracing::warn!(stream = %stream.record.name, %error, "on-demand rescale failed");
+                }
+                // Measure the new shards from scratch.
+                entry.history.clear();
+            }
+        }
+        measured.retain(|name, _| broker.stream(name).is_some());
+    }
+}
