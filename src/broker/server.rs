@@ -24,7 +24,7 @@ use tokio::sync::watch;
 
 use super::auth;
 use super::ops;
-use super::protocol::{ApiError, ErrorKind, JSON_CONTENT_TYPE, Operation, eventstream};
+use super::protocol::{ApiError, ErrorKind, JSON_CONTENT_TYPE, Operation, cbor, eventstream};
 use super::state::Broker;
 use super::tls::ReloadingTls;
 
@@ -140,15 +140,16 @@ pub async fn handle_kinesis(
         // As AWS does, the signature is checked before anything else about the request.
         let caller = authenticate(&broker, &parts, &body)?;
         let operation = operation.clone()?;
+        // CBOR requests are transcoded to the JSON shapes the operations read, and their
+        // answers back, so both protocols run the same code.
+        let body = if is_cbor {
+            Bytes::from(cbor::request_to_json(&body)?)
+        } else {
+            body
+        };
         ops::authorize(&broker, operation, &body, caller.as_deref())?;
-        if is_cbor {
-            return Err(ApiError::new(
-                ErrorKind::Serialization,
-                "The CBOR protocol is not served yet; use application/x-amz-json-1.1.",
-            ));
-        }
         if operation == Operation::SubscribeToShard {
-            let events = ops::subscribe::subscribe(&broker, &body).await?;
+            let events = ops::subscribe::subscribe(&broker, &body, is_cbor).await?;
             return Ok(Reply::Events(events));
         }
         ops::dispatch(&broker, operation, &body)
@@ -162,6 +163,9 @@ pub async fn handle_kinesis(
         Err(error) => error.kind.type_name(),
     };
     let mut response = match result {
+        Ok(Reply::Json(body)) if is_cbor => {
+            respond(200, cbor::json_to_cbor(&body), cbor::CONTENT_TYPE)
+        }
         Ok(Reply::Json(body)) => respond(200, body, JSON_CONTENT_TYPE),
         Ok(Reply::Events(events)) => {
             let mut response = Response::new(ChannelBody { events }.boxed());
@@ -175,7 +179,19 @@ pub async fn handle_kinesis(
             if error.kind == ErrorKind::InternalFailure {
                 tracing::warn!(request_id = %id, %error, "request failed");
             }
-            error_response(&error)
+            if is_cbor {
+                let mut response = respond(
+                    error.kind.status(),
+                    cbor::json_to_cbor(&error.body()),
+                    cbor::CONTENT_TYPE,
+                );
+                if let Ok(value) = HeaderValue::from_str(error.kind.type_name()) {
+                    response.headers_mut().insert("x-amzn-ErrorType", value);
+                }
+                response
+            } else {
+                error_response(&error)
+            }
         }
     };
     broker

@@ -77,6 +77,7 @@ struct SubscribeInput {
 pub async fn subscribe(
     broker: &Arc<Broker>,
     body: &[u8],
+    cbor: bool,
 ) -> Result<mpsc::Receiver<Bytes>, ApiError> {
     let input: SubscribeInput = json::decode(body)?;
     let arn = required(input.consumer_arn, "consumerARN")?;
@@ -171,7 +172,7 @@ pub async fn subscribe(
             subscriptions: &broker.subscriptions,
             key,
         };
-        push_events(&broker, &stream_name, &arn, shard_key, offset, sender).await;
+        push_events(&broker, &stream_name, &arn, shard_key, offset, cbor, sender).await;
         drop(lease);
     });
     Ok(receiver)
@@ -179,19 +180,30 @@ pub async fn subscribe(
 
 /// Sends events until the subscription's lifetime ends, the client goes, the shard's end is
 /// delivered, or the stream or consumer disappears.
+#[allow(clippy::too_many_arguments)]
 async fn push_events(
     broker: &Broker,
     stream_name: &str,
     arn: &str,
     shard_key: ShardKey,
     mut offset: u64,
+    cbor: bool,
     sender: mpsc::Sender<Bytes>,
 ) {
-    if sender
-        .send(Bytes::from(eventstream::event("initial-response", b"{}")))
-        .await
-        .is_err()
-    {
+    // Events speak the protocol the subscription was requested in.
+    let event = |kind: &str, json: &[u8]| -> Bytes {
+        if cbor {
+            let payload = crate::broker::protocol::cbor::json_to_cbor(json);
+            Bytes::from(eventstream::event_with_type(
+                kind,
+                &payload,
+                crate::broker::protocol::cbor::CONTENT_TYPE,
+            ))
+        } else {
+            Bytes::from(eventstream::event(kind, json))
+        }
+    };
+    if sender.send(event("initial-response", b"{}")).await.is_err() {
         return;
     }
     let deadline = Instant::now() + SUBSCRIPTION_LIFETIME;
@@ -283,10 +295,7 @@ async fn push_events(
             }
             payload.push('}');
             if sender
-                .send(Bytes::from(eventstream::event(
-                    "SubscribeToShardEvent",
-                    payload.as_bytes(),
-                )))
+                .send(event("SubscribeToShardEvent", payload.as_bytes()))
                 .await
                 .is_err()
             {

@@ -33,13 +33,18 @@ pub fn message(headers: &[(&str, &str)], payload: &[u8]) -> Vec<u8> {
 
 /// An event of `event_type` with a JSON payload.
 pub fn event(event_type: &str, json: &[u8]) -> Vec<u8> {
+    event_with_type(event_type, json, "application/x-amz-json-1.1")
+}
+
+/// An event of `event_type` with a payload of `content_type`.
+pub fn event_with_type(event_type: &str, payload: &[u8], content_type: &str) -> Vec<u8> {
     message(
         &[
             (":message-type", "event"),
             (":event-type", event_type),
-            (":content-type", "application/x-amz-json-1.1"),
+            (":content-type", content_type),
         ],
-        json,
+        payload,
     )
 }
 
