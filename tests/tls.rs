@@ -86,6 +86,44 @@ async fn the_sdk_talks_https_to_a_broker_with_a_certificate_and_follows_its_rota
         "shardId-000000000000"
     );
 
+    // Enhanced fan-out over TLS: SubscribeToShard's event stream arrives intact.
+    let consumer = client
+        .register_stream_consumer()
+        .stream_arn("arn:aws:kinesis:us-east-1:000000000000:stream/secure")
+        .consumer_name("secure-reader")
+        .send()
+        .await
+        .expect("RegisterStreamConsumer over TLS");
+    let arn = consumer
+        .consumer()
+        .expect("consumer")
+        .consumer_arn()
+        .to_owned();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut subscription = client
+        .subscribe_to_shard()
+        .consumer_arn(&arn)
+        .shard_id("shardId-000000000000")
+        .starting_position(
+            aws_sdk_kinesis::types::StartingPosition::builder()
+                .r#type(aws_sdk_kinesis::types::ShardIteratorType::TrimHorizon)
+                .build()
+                .expect("position"),
+        )
+        .send()
+        .await
+        .expect("SubscribeToShard over TLS");
+    let event = tokio::time::timeout(Duration::from_secs(10), subscription.event_stream.recv())
+        .await
+        .expect("an event")
+        .expect("well formed")
+        .expect("open");
+    let aws_sdk_kinesis::types::SubscribeToShardEventStream::SubscribeToShardEvent(event) = event
+    else {
+        panic!("unexpected event");
+    };
+    assert_eq!(event.records()[0].data().as_ref(), b"sealed");
+
     let second = support::pki::make(&dir.path().join("second"), "second");
     let untrusting = https_client(&broker.endpoint, &second.ca_pem);
     assert!(

@@ -76,6 +76,32 @@ impl Connection {
     }
 }
 
+impl Connection {
+    /// Calls `operation` and returns the streaming response body (for SubscribeToShard).
+    pub async fn stream(
+        &mut self,
+        operation: &str,
+        body: Bytes,
+    ) -> Result<hyper::body::Incoming, ClientError> {
+        let request = Request::post("/")
+            .header("host", &self.host)
+            .header("x-amz-target", format!("Kinesis_20131202.{operation}"))
+            .header("content-type", "application/x-amz-json-1.1")
+            .body(Full::new(body))?;
+        self.sender.ready().await?;
+        let response = self.sender.send_request(request).await?;
+        let status = response.status().as_u16();
+        if status != 200 {
+            let body = response.into_body().collect().await?.to_bytes();
+            return Err(ClientError::Status {
+                status,
+                body: String::from_utf8_lossy(&body).into_owned(),
+            });
+        }
+        Ok(response.into_body())
+    }
+}
+
 /// A PutRecords body of `count` records of `size` bytes, keys spread over the hash space.
 pub fn put_records_body(stream: &str, count: usize, size: usize, seed: usize) -> Bytes {
     use base64::Engine;

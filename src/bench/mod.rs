@@ -3,6 +3,7 @@
 //! table. Timings live here, never in pass/fail tests.
 
 pub mod client;
+pub mod fanout;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -344,6 +345,13 @@ pub async fn run_durability(
             (peak / 2.0, peak * 50.0 / 1_048_576.0),
         )
     });
+    if durability == "fsync" {
+        for consumers in [1, 5, 20] {
+            let mut row = fanout::fanout(address, consumers, 4, seconds.min(5.0)).await?;
+            row.durability = durability.to_owned();
+            rows.push(row);
+        }
+    }
     drop(broker);
     let _ = std::fs::remove_dir_all(options.work_dir.join(durability));
     Ok(rows)
@@ -373,7 +381,13 @@ pub async fn run(options: BenchOptions) -> Result<String, BenchError> {
     let mut rows = run_durability(&options, "fsync").await?;
     rows.extend(run_durability(&options, "async").await?);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    Ok(render(&rows, cores))
+    let mut out = render(&rows, cores);
+    out.push_str(&format!(
+        "\nSigV4 verification (in-process, one core): {:.1} µs for a 1 KiB body, {:.1} µs for a 70 KiB PutRecords body\n",
+        fanout::sigv4_cost(1024),
+        fanout::sigv4_cost(70 * 1024)
+    ));
+    Ok(out)
 }
 
 /// The default work folder for benchmark brokers.

@@ -3,7 +3,8 @@
 const assert = require("node:assert/strict");
 const {
   KinesisClient, CreateStreamCommand, DescribeStreamSummaryCommand, PutRecordCommand,
-  GetShardIteratorCommand, GetRecordsCommand,
+  GetShardIteratorCommand, GetRecordsCommand, RegisterStreamConsumerCommand,
+  DescribeStreamConsumerCommand, SubscribeToShardCommand,
 } = require("@aws-sdk/client-kinesis");
 
 async function main() {
@@ -33,6 +34,29 @@ async function main() {
   assert.equal(new TextDecoder().decode(records.Records[0].Data), "over h2c");
   assert.equal(records.Records[0].SequenceNumber, put.SequenceNumber);
   assert.ok(records.Records[0].ApproximateArrivalTimestamp instanceof Date);
+  passed++;
+
+  // Enhanced fan-out over the same HTTP/2 connection: SubscribeToShard's event stream.
+  const consumer = await client.send(new RegisterStreamConsumerCommand({
+    StreamARN: summary.StreamDescriptionSummary.StreamARN, ConsumerName: "node-reader",
+  }));
+  for (let i = 0; i < 200; i++) {
+    const described = await client.send(new DescribeStreamConsumerCommand({ ConsumerARN: consumer.Consumer.ConsumerARN }));
+    if (described.ConsumerDescription.ConsumerStatus === "ACTIVE") break;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  const subscription = await client.send(new SubscribeToShardCommand({
+    ConsumerARN: consumer.Consumer.ConsumerARN, ShardId: put.ShardId,
+    StartingPosition: { Type: "TRIM_HORIZON" },
+  }));
+  let delivered = [];
+  for await (const event of subscription.EventStream) {
+    if (event.SubscribeToShardEvent) {
+      delivered = delivered.concat(event.SubscribeToShardEvent.Records.map((r) => new TextDecoder().decode(r.Data)));
+      if (delivered.length > 0) break;
+    }
+  }
+  assert.deepEqual(delivered, ["over h2c"]);
   passed++;
   client.destroy();
   console.log(`node-sdk-h2c: ${passed} passed, 0 failed`);
