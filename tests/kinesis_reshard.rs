@@ -526,3 +526,79 @@ async fn an_on_demand_stream_follows_its_write_demand() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+#[tokio::test]
+async fn closed_shards_leave_listings_once_past_retention() {
+    let dir = TempDir::new("closed-expiry");
+    let broker = BrokerBuilder::default()
+        .transition_ms(0)
+        .arg("--on-demand-interval-ms")
+        .arg("100")
+        .start(dir.path());
+    let client = broker.client();
+    create_active_stream(&client, "aging", 1).await;
+    client
+        .put_record()
+        .stream_name("aging")
+        .partition_key("k")
+        .data(Blob::new("old"))
+        .send()
+        .await
+        .expect("put");
+    let half = (u128::MAX / 2 + 1).to_string();
+    client
+        .split_shard()
+        .stream_name("aging")
+        .shard_to_split("shardId-000000000000")
+        .new_starting_hash_key(&half)
+        .send()
+        .await
+        .expect("split");
+    let listed = client
+        .list_shards()
+        .stream_name("aging")
+        .send()
+        .await
+        .expect("ListShards");
+    assert_eq!(
+        listed.shards().len(),
+        3,
+        "the closed parent stays listed within retention"
+    );
+
+    broker.advance_clock(25 * 3600 * 1000);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let listed = client
+            .list_shards()
+            .stream_name("aging")
+            .send()
+            .await
+            .expect("ListShards");
+        if listed.shards().len() == 2 {
+            assert!(
+                listed
+                    .shards()
+                    .iter()
+                    .all(|s| s.shard_id() != "shardId-000000000000")
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the expired parent is still listed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let gone = client
+        .get_shard_iterator()
+        .stream_name("aging")
+        .shard_id("shardId-000000000000")
+        .shard_iterator_type(ShardIteratorType::TrimHorizon)
+        .send()
+        .await;
+    assert_eq!(
+        error_code(&gone.expect_err("an expired shard")),
+        "ResourceNotFoundException"
+    );
+}

@@ -60,6 +60,9 @@ pub struct ShardRecord {
     pub closed_at_offset: Option<u64>,
     /// When it was closed, epoch milliseconds.
     pub closed_ms: Option<u64>,
+    /// Closed longer ago than the retention period: no longer listed or readable.
+    #[serde(default)]
+    pub expired: bool,
 }
 
 /// An enhanced fan-out consumer registered on a stream.
@@ -140,6 +143,7 @@ impl StreamRecord {
                 created_ms: now_ms,
                 closed_at_offset: None,
                 closed_ms: None,
+                expired: false,
             })
             .collect();
         Self {

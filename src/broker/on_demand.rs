@@ -121,5 +121,37 @@ pub async fn run(broker: Arc<Broker>, settings: OnDemandSettings) {
             }
         }
         measured.retain(|name, _| broker.stream(name).is_some());
+        expire_closed_shards(&broker, now).await;
+    }
+}
+
+/// Marks shards closed longer ago than their stream's retention as expired: their records
+/// are gone (the store deletes their segments), so they leave listings, as in Kinesis.
+pub async fn expire_closed_shards(broker: &Arc<Broker>, now_ms: u64) {
+    for stream in broker.streams() {
+        let retention = stream.record.retention_ms();
+        let due = stream.record.shards.iter().any(|s| {
+            !s.expired
+                && s.closed_ms
+                    .is_some_and(|closed| closed + retention < now_ms)
+        });
+        if !due {
+            continue;
+        }
+        let result = super::ops::modify_stream(broker, &stream.record.name, |record| {
+            for shard in &mut record.shards {
+                if shard
+                    .closed_ms
+                    .is_some_and(|closed| closed + retention < now_ms)
+                {
+                    shard.expired = true;
+                }
+            }
+            Ok(())
+        })
+        .await;
+        if let Err(error) = result {
+            tracing::warn!(stream = %stream.record.name, %error, "could not expire closed shards");
+        }
     }
 }

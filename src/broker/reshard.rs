@@ -112,6 +112,7 @@ impl Builder {
             created_ms: self.now_ms,
             closed_at_offset: None,
             closed_ms: None,
+            expired: false,
         });
         self.added.push(index);
         index

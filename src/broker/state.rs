@@ -47,6 +47,8 @@ pub struct LiveShard {
     pub adjacent_parent: Option<u32>,
     /// Offset one past its last record once closed.
     pub closed_at_offset: Option<u64>,
+    /// Closed longer ago than the retention period: hidden and unreadable.
+    pub expired: bool,
     /// Its log.
     pub log: Arc<ShardLog>,
     /// Its quotas.
@@ -84,7 +86,7 @@ impl LiveStream {
         let index = super::routing::parse_shard_id(id)?;
         self.shards
             .get(index as usize)
-            .filter(|s| s.key.shard_index == index)
+            .filter(|s| s.key.shard_index == index && !s.expired)
     }
 
     /// CREATING, ACTIVE or DELETING at `now_ms`.
@@ -277,6 +279,7 @@ impl Broker {
                 parent: shard.parent,
                 adjacent_parent: shard.adjacent_parent,
                 closed_at_offset: shard.closed_at_offset,
+                expired: shard.expired,
                 log,
                 quota,
             });

@@ -151,7 +151,7 @@ pub fn authorize(
 
 /// Applies `edit` to a stream's persisted record under the catalog lock, saves the catalog
 /// and swaps the live view; returns the new record and what `edit` returned.
-pub(super) async fn modify_stream<T>(
+pub async fn modify_stream<T>(
     broker: &Arc<Broker>,
     name: &str,
     edit: impl FnOnce(&mut crate::broker::catalog::StreamRecord) -> Result<T, ApiError>,

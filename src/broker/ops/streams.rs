@@ -270,7 +270,7 @@ pub(super) fn describe_stream(broker: &Arc<Broker>, body: &[u8]) -> Result<Vec<u
     let candidates: Vec<&LiveShard> = stream
         .shards
         .iter()
-        .filter(|s| after.is_none_or(|a| s.key.shard_index > a))
+        .filter(|s| !s.expired && after.is_none_or(|a| s.key.shard_index > a))
         .collect();
     let shards: Vec<Value> = candidates
         .iter()
@@ -460,7 +460,7 @@ pub(super) fn list_shards(broker: &Arc<Broker>, body: &[u8]) -> Result<Vec<u8>, 
     let candidates: Vec<&LiveShard> = stream
         .shards
         .iter()
-        .filter(|s| after.is_none_or(|a| s.key.shard_index > a))
+        .filter(|s| !s.expired && after.is_none_or(|a| s.key.shard_index > a))
         .filter(|s| (filter.keep)(s))
         .collect();
     let page = &candidates[..candidates.len().min(max)];

@@ -343,7 +343,13 @@ impl ShardWriter {
 
     /// Deletes sealed segments whose newest record is older than `cutoff_ms`.
     fn expire(&mut self, fs: &dyn FileSystem, cutoff_ms: u64) -> Result<(), StoreError> {
-        let active_base = self.active.as_ref().map(|a| a.base_offset);
+        // A closed shard takes no more writes, so its last segment may go too once it is
+        // past retention.
+        let active_base = if self.closed {
+            None
+        } else {
+            self.active.as_ref().map(|a| a.base_offset)
+        };
         let expired: Vec<PathBuf> = {
             let mut view = self.log.view_mut();
             let keep_from = view
@@ -356,6 +362,9 @@ impl ShardWriter {
         for path in expired {
             // A sealed segment still waiting for its checkpoint sync goes too.
             self.sealed.retain(|s| s.path != path);
+            if self.active.as_ref().is_some_and(|a| a.path == path) {
+                self.active = None;
+            }
             fs.remove_file(&path).map_err(StoreError::io(&path))?;
             fs.remove_file(&index_path(&path))
                 .map_err(StoreError::io(&path))?;
