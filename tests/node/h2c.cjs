@@ -1,4 +1,4 @@
-// The AWS SDK for JavaScript v3 on its default request handler, which speaks HTTP/2 (h2c
+// The AWS SDK for JavaScript v3 on its default request handler, which speaks HTTP/2 (h2c, or h2 over TLS
 // with prior knowledge on an http:// endpoint) to Kinesis: a put and get round trip.
 const assert = require("node:assert/strict");
 const {
@@ -59,11 +59,13 @@ async function main() {
   assert.deepEqual(delivered, ["over h2c"]);
   passed++;
   client.destroy();
-  console.log(`node-sdk-h2c: ${passed} passed, 0 failed`);
+  console.log(`${process.env.TEST_LABEL || "node-sdk-h2c"}: ${passed} passed, 0 failed`);
+  // The open subscription would keep the process alive until the broker ends it.
+  process.exit(0);
 }
 
 main().catch((error) => {
   console.error(error);
-  console.log("node-sdk-h2c: 0 passed, 1 failed");
+  console.log(`${process.env.TEST_LABEL || "node-sdk-h2c"}: 0 passed, 1 failed`);
   process.exit(1);
 });
