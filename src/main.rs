@@ -26,6 +26,15 @@ enum Command {
     },
     /// Measure a broker on loopback: PutRecords and GetRecords throughput, PutRecord latency.
     Bench(BenchArgs),
+    /// Compare Brook with the Kinesis emulators installed by `make bench-compare`.
+    BenchCompare(CompareArgs),
+    /// Serve a no-op Kinesis API (the comparison's ceiling).
+    #[command(hide = true)]
+    BenchNoop {
+        /// Address to listen on.
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+    },
     /// Print Brook's version.
     Version,
 }
@@ -117,6 +126,13 @@ struct BrokerArgs {
     /// Share of each shard's write quota an ON_DEMAND stream aims to fill, in percent.
     #[arg(long, default_value_t = 70, value_parser = clap::value_parser!(u32).range(1..=100))]
     on_demand_target_percent: u32,
+    /// Per-stream quota overrides: a YAML or JSON map of stream name to any of
+    /// writeBytesPerSecond, writeRecordsPerSecond, readBytesPerSecond, readCallsPerSecond, enforce.
+    #[arg(long, env = "BROOK_STREAM_QUOTAS")]
+    stream_quotas: Option<PathBuf>,
+    /// How long a SubscribeToShard call lasts, in seconds (Kinesis: 300).
+    #[arg(long, default_value_t = 300, hide = true)]
+    subscription_seconds: u64,
     /// Accept POST /debug/advance-clock?ms=N on the metrics port (for tests of retention).
     #[arg(long, hide = true)]
     test_clock: bool,
@@ -133,6 +149,77 @@ struct BenchArgs {
     /// Where the benchmark brokers keep their data.
     #[arg(long)]
     work_dir: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+struct CompareArgs {
+    /// Where the peers were installed.
+    #[arg(long, default_value = ".bench/peers")]
+    peers_dir: PathBuf,
+    /// Runs of each throughput workload (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Seconds each throughput workload runs.
+    #[arg(long, default_value_t = 3.0)]
+    seconds: f64,
+    /// Only these targets (comma-separated names); all when absent.
+    #[arg(long)]
+    only: Option<String>,
+    /// Where to write the Markdown report.
+    #[arg(long, default_value = "docs/benchmarks.md")]
+    report: PathBuf,
+    /// Where to write the chart data (JSON lines).
+    #[arg(long, default_value = ".bench/compare.jsonl")]
+    chart_data: PathBuf,
+}
+
+fn run_compare(args: CompareArgs) -> anyhow::Result<()> {
+    let exe = std::env::current_exe()?;
+    let work = PathBuf::from(".bench/compare");
+    let only: Option<Vec<String>> = args.only.map(|o| o.split(',').map(str::to_owned).collect());
+    let targets: Vec<_> = brook::bench::compare::targets(&exe, &args.peers_dir)
+        .into_iter()
+        .filter(|t| only.as_ref().is_none_or(|o| o.contains(&t.name)))
+        .collect();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let mut results = Vec::new();
+    for target in targets {
+        eprintln!("measuring {} ...", target.name);
+        let figures = runtime.block_on(brook::bench::compare::measure(
+            &target,
+            &work,
+            args.runs,
+            args.seconds,
+        ));
+        if let Some(failure) = &figures.failure {
+            eprintln!("  {}: {failure}", target.name);
+        }
+        results.push((target, figures));
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let date = k8s_openapi::jiff::Zoned::now()
+        .strftime("%Y-%m-%d")
+        .to_string();
+    let command = format!(
+        "make bench-compare (runs {}, {} s each)",
+        args.runs, args.seconds
+    );
+    let report = brook::bench::compare::render(&results, cores, &date, &command);
+    if let Some(parent) = args.report.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(&args.report, &report)?;
+    if let Some(parent) = args.chart_data.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(
+        &args.chart_data,
+        brook::bench::compare::chart_data(&results),
+    )?;
+    println!("{report}");
+    Ok(())
 }
 
 fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
@@ -186,6 +273,8 @@ fn run_broker(args: BrokerArgs) -> anyhow::Result<()> {
         test_clock: args.test_clock,
         credentials: args.credentials,
         tls: args.tls_cert.zip(args.tls_key),
+        stream_quotas: args.stream_quotas,
+        subscription_lifetime: std::time::Duration::from_secs(args.subscription_seconds.max(1)),
         on_demand: brook::broker::on_demand::OnDemandSettings {
             interval: std::time::Duration::from_millis(args.on_demand_interval_ms.max(10)),
             scale_up_window: std::time::Duration::from_secs(args.on_demand_scale_up_seconds),
@@ -205,6 +294,14 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Broker(args) => run_broker(*args),
         Command::Bench(args) => run_bench(args),
+        Command::BenchCompare(args) => run_compare(args),
+        Command::BenchNoop { listen } => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(brook::bench::noop::serve(listen))?;
+            Ok(())
+        }
         Command::Crd { out_dir } => print_crds(out_dir),
         Command::Version => {
             println!("brook {}", env!("CARGO_PKG_VERSION"));

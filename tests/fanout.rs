@@ -325,3 +325,36 @@ async fn subscribers_receive_records_from_before_and_after_subscribing_and_the_s
         "the subscription ends after the shard's end: {after_end:?}"
     );
 }
+
+#[tokio::test]
+async fn a_subscription_ends_when_its_lifetime_is_over() {
+    let dir = TempDir::new("subscription-lifetime");
+    let broker = BrokerBuilder::default()
+        .transition_ms(0)
+        .arg("--subscription-seconds")
+        .arg("2")
+        .start(dir.path());
+    let client = broker.client();
+    create_active_stream(&client, "fan", 1).await;
+    let arn = active_consumer(&client, "short").await;
+    let mut subscription = subscribe(
+        &client,
+        &arn,
+        "shardId-000000000000",
+        ShardIteratorType::Latest,
+    )
+    .await;
+    let started = std::time::Instant::now();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), subscription.event_stream.recv()).await
+        {
+            Ok(Ok(Some(_))) => continue,
+            Ok(Ok(None)) => break,
+            other => panic!("the subscription should end cleanly: {other:?}"),
+        }
+    }
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "it lasted its lifetime"
+    );
+}

@@ -6,6 +6,8 @@ mod support;
 use aws_sdk_kinesis::Client;
 use aws_sdk_kinesis::primitives::{Blob, DateTime};
 use aws_sdk_kinesis::types::{PutRecordsRequestEntry, ShardIteratorType};
+use std::collections::HashMap;
+
 use md5::{Digest, Md5};
 use support::broker::{
     Broker, BrokerBuilder, TempDir, create_active_stream, error_code, error_message,
@@ -647,5 +649,42 @@ async fn puts_to_a_creating_stream_or_a_missing_one_are_refused() {
             "brook_requests_total{operation=\"PutRecord\",outcome=\"ResourceNotFoundException\"} 1"
         ),
         "{body}"
+    );
+}
+
+#[tokio::test]
+async fn quotas_can_differ_per_stream() {
+    let dir = TempDir::new("stream-quotas");
+    let quotas = dir.path().join("quotas.yaml");
+    std::fs::write(&quotas, "loud:\n  writeRecordsPerSecond: 5000\n").expect("quota file");
+    let data = TempDir::new("stream-quotas-data");
+    let broker = BrokerBuilder::default()
+        .arg("--stream-quotas")
+        .arg(quotas.to_string_lossy())
+        .start(data.path());
+    let client = broker.client();
+    create_active_stream(&client, "loud", 1).await;
+    create_active_stream(&client, "quiet", 1).await;
+    let mut failed = HashMap::new();
+    for stream in ["loud", "quiet"] {
+        let mut count = 0;
+        for _ in 0..3 {
+            let records = (0..500).map(|i| entry(&format!("k{i}"), "x")).collect();
+            let put = client
+                .put_records()
+                .stream_name(stream)
+                .set_records(Some(records))
+                .send()
+                .await
+                .expect("PutRecords");
+            count += put.failed_record_count().unwrap_or(0);
+        }
+        failed.insert(stream, count);
+    }
+    assert_eq!(failed["loud"], 0, "5000 records/s take 1500 at once");
+    assert!(
+        failed["quiet"] >= 400,
+        "the default 1000 records/s does not: {}",
+        failed["quiet"]
     );
 }

@@ -23,6 +23,9 @@ pub enum ClientError {
     /// The request could not be built.
     #[error("request: {0}")]
     Request(#[from] http::Error),
+    /// No answer in time.
+    #[error("no answer within {0:?}")]
+    Timeout(std::time::Duration),
     /// The broker answered with an error.
     #[error("status {status}: {body}")]
     Status {
@@ -37,6 +40,7 @@ pub enum ClientError {
 pub struct Connection {
     sender: SendRequest<Full<Bytes>>,
     host: String,
+    address: SocketAddr,
 }
 
 impl Connection {
@@ -52,18 +56,42 @@ impl Connection {
         Ok(Self {
             sender,
             host: address.to_string(),
+            address,
         })
     }
 
     /// Calls `operation` with a JSON body and returns the response body.
     pub async fn call(&mut self, operation: &str, body: Bytes) -> Result<Bytes, ClientError> {
-        let request = Request::post("/")
-            .header("host", &self.host)
-            .header("x-amz-target", format!("Kinesis_20131202.{operation}"))
-            .header("content-type", "application/x-amz-json-1.1")
-            .body(Full::new(body))?;
-        self.sender.ready().await?;
-        let response = self.sender.send_request(request).await?;
+        // A server that stops answering is a result to report, not a benchmark that hangs.
+        match tokio::time::timeout(CALL_TIMEOUT, self.call_once(operation, body)).await {
+            Ok(result) => result,
+            Err(_) => Err(ClientError::Timeout(CALL_TIMEOUT)),
+        }
+    }
+
+    async fn call_once(&mut self, operation: &str, body: Bytes) -> Result<Bytes, ClientError> {
+        // Some servers close keep-alive connections (after an idle spell, or after every
+        // response); reconnect once, as an SDK would.
+        if self.sender.ready().await.is_err() {
+            *self = Self::open(self.address).await?;
+        }
+        let response = match self
+            .sender
+            .send_request(self.request(operation, body.clone())?)
+            .await
+        {
+            Ok(response) => response,
+            Err(error)
+                if error.is_closed() || error.is_incomplete_message() || error.is_canceled() =>
+            {
+                *self = Self::open(self.address).await?;
+                self.sender.ready().await?;
+                self.sender
+                    .send_request(self.request(operation, body)?)
+                    .await?
+            }
+            Err(error) => return Err(error.into()),
+        };
         let status = response.status().as_u16();
         let body = response.into_body().collect().await?.to_bytes();
         if status != 200 {
@@ -74,20 +102,45 @@ impl Connection {
         }
         Ok(body)
     }
-}
 
-impl Connection {
+    /// A request as the AWS SDK sends it, signed with SigV4 (emulators check for a signature).
+    fn request(&self, operation: &str, body: Bytes) -> Result<Request<Full<Bytes>>, ClientError> {
+        let target = format!("Kinesis_20131202.{operation}");
+        let amz_date = crate::broker::auth::format_amz_date(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+        );
+        let signed = crate::broker::auth::SignedRequest {
+            method: "POST",
+            path: "/",
+            query: "",
+            headers: vec![
+                ("content-type".into(), "application/x-amz-json-1.1".into()),
+                ("host".into(), self.host.clone()),
+                ("x-amz-date".into(), amz_date.clone()),
+                ("x-amz-target".into(), target.clone()),
+            ],
+            body: &body,
+        };
+        let authorization =
+            crate::broker::auth::sign(&signed, BENCH_KEY, BENCH_SECRET, "us-east-1");
+        Ok(Request::post("/")
+            .header("host", &self.host)
+            .header("x-amz-target", target)
+            .header("x-amz-date", amz_date)
+            .header("authorization", authorization)
+            .header("content-type", "application/x-amz-json-1.1")
+            .body(Full::new(body))?)
+    }
+
     /// Calls `operation` and returns the streaming response body (for SubscribeToShard).
     pub async fn stream(
         &mut self,
         operation: &str,
         body: Bytes,
     ) -> Result<hyper::body::Incoming, ClientError> {
-        let request = Request::post("/")
-            .header("host", &self.host)
-            .header("x-amz-target", format!("Kinesis_20131202.{operation}"))
-            .header("content-type", "application/x-amz-json-1.1")
-            .body(Full::new(body))?;
+        let request = self.request(operation, body)?;
         self.sender.ready().await?;
         let response = self.sender.send_request(request).await?;
         let status = response.status().as_u16();
@@ -101,6 +154,14 @@ impl Connection {
         Ok(response.into_body())
     }
 }
+
+/// Longest wait for one answer.
+pub const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The access key the load generator signs with.
+pub const BENCH_KEY: &str = "AKIDBROOKBENCH";
+/// Its secret.
+pub const BENCH_SECRET: &str = "brook-bench-secret";
 
 /// A PutRecords body of `count` records of `size` bytes, keys spread over the hash space.
 pub fn put_records_body(stream: &str, count: usize, size: usize, seed: usize) -> Bytes {

@@ -3,7 +3,9 @@
 //! table. Timings live here, never in pass/fail tests.
 
 pub mod client;
+pub mod compare;
 pub mod fanout;
+pub mod noop;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -210,21 +212,33 @@ async fn get_throughput(
     ))
 }
 
-/// Closed-loop PutRecord rate with `producers` connections.
+/// Closed-loop PutRecord rate with `producers` connections and 100-byte records.
 async fn put_record_peak(
     address: SocketAddr,
     stream: &str,
     producers: usize,
     seconds: f64,
 ) -> Result<f64, BenchError> {
+    put_record_peak_sized(address, stream, producers, 100, seconds).await
+}
+
+/// Closed-loop PutRecord rate with `producers` connections and records of `size` bytes.
+async fn put_record_peak_sized(
+    address: SocketAddr,
+    stream: &str,
+    producers: usize,
+    size: usize,
+    seconds: f64,
+) -> Result<f64, BenchError> {
+    use base64::Engine;
+    let data = base64::engine::general_purpose::STANDARD.encode(vec![b'x'; size]);
     let done = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
     let started = Instant::now();
     let mut tasks = Vec::new();
     for producer in 0..producers {
         let body = Bytes::from(format!(
-            "{{\"StreamName\":\"{stream}\",\"PartitionKey\":\"p{producer}\",\"Data\":\"{}\"}}",
-            "eHh4".repeat(34)
+            "{{\"StreamName\":\"{stream}\",\"PartitionKey\":\"p{producer}\",\"Data\":\"{data}\"}}"
         ));
         let done = done.clone();
         tasks.push(tokio::spawn(async move {

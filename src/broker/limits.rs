@@ -32,6 +32,52 @@ impl Default for QuotaSettings {
     }
 }
 
+/// Per-stream quota overrides, as a `--stream-quotas` file (YAML or JSON) gives them:
+/// stream name to the settings that differ from the broker's defaults.
+#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct QuotaOverride {
+    /// Bytes per second written.
+    pub write_bytes_per_second: Option<u64>,
+    /// Records per second written.
+    pub write_records_per_second: Option<u64>,
+    /// Bytes per second read through GetRecords.
+    pub read_bytes_per_second: Option<u64>,
+    /// GetRecords calls per second.
+    pub read_calls_per_second: Option<u64>,
+    /// Whether requests beyond the quotas are refused.
+    pub enforce: Option<bool>,
+}
+
+impl QuotaOverride {
+    /// The defaults with this override's fields applied.
+    pub fn apply(&self, defaults: QuotaSettings) -> QuotaSettings {
+        QuotaSettings {
+            write_bytes_per_second: self
+                .write_bytes_per_second
+                .unwrap_or(defaults.write_bytes_per_second),
+            write_records_per_second: self
+                .write_records_per_second
+                .unwrap_or(defaults.write_records_per_second),
+            read_bytes_per_second: self
+                .read_bytes_per_second
+                .unwrap_or(defaults.read_bytes_per_second),
+            read_calls_per_second: self
+                .read_calls_per_second
+                .unwrap_or(defaults.read_calls_per_second),
+            enforce: self.enforce.unwrap_or(defaults.enforce),
+        }
+    }
+}
+
+/// Reads a `--stream-quotas` file: a map of stream name to [`QuotaOverride`].
+pub fn load_overrides(
+    path: &std::path::Path,
+) -> Result<std::collections::HashMap<String, QuotaOverride>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    serde_yaml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
 /// A token bucket refilled continuously at `rate` tokens per second up to `rate` tokens.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TokenBucket {
@@ -202,6 +248,24 @@ mod tests {
             "8 MiB of debt remain after one second"
         );
         assert!(quota.admit_read(5000), "repaid after five seconds");
+    }
+
+    #[test]
+    fn a_stream_override_changes_only_what_it_names() {
+        let parsed: std::collections::HashMap<String, QuotaOverride> = serde_yaml::from_str(
+            "clicks: {writeRecordsPerSecond: 5000}\naudit: {enforce: false}\n",
+        )
+        .expect("yaml");
+        let clicks = parsed["clicks"].apply(QuotaSettings::default());
+        assert_eq!(clicks.write_records_per_second, 5000);
+        assert_eq!(clicks.write_bytes_per_second, 1024 * 1024);
+        assert!(!parsed["audit"].apply(QuotaSettings::default()).enforce);
+        assert!(
+            serde_yaml::from_str::<std::collections::HashMap<String, QuotaOverride>>(
+                "x: {writeRecords: 1}"
+            )
+            .is_err()
+        );
     }
 
     #[test]

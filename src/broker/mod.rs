@@ -100,6 +100,10 @@ pub struct BrokerOptions {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// How ON_DEMAND streams rescale themselves.
     pub on_demand: on_demand::OnDemandSettings,
+    /// A YAML or JSON file of per-stream quota overrides.
+    pub stream_quotas: Option<PathBuf>,
+    /// How long a SubscribeToShard call lasts.
+    pub subscription_lifetime: Duration,
 }
 
 fn data_dir_error(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> BrokerError + '_ {
@@ -163,12 +167,21 @@ pub fn open(options: &BrokerOptions, fs: Arc<dyn FileSystem>) -> Result<Broker, 
     if report.dropped_bytes > 0 {
         tracing::warn!(?report, "recovered with a torn journal tail");
     }
+    let stream_quotas = match &options.stream_quotas {
+        Some(path) => limits::load_overrides(path).map_err(|message| BrokerError::DataDir {
+            path: path.display().to_string(),
+            message,
+        })?,
+        None => HashMap::new(),
+    };
     let settings = ApiSettings {
         region: options.region.clone(),
         account: options.account.clone(),
         quotas: options.quotas,
         transition_ms: options.transition_ms,
         shard_limit: options.shard_limit,
+        stream_quotas,
+        subscription_lifetime: options.subscription_lifetime,
     };
     let key = iterator_key(fs.as_ref(), dir)?;
     Ok(Broker::new(

@@ -31,6 +31,10 @@ pub struct ApiSettings {
     pub transition_ms: u64,
     /// Most open shards over all streams.
     pub shard_limit: u32,
+    /// Quota overrides by stream name.
+    pub stream_quotas: HashMap<String, super::limits::QuotaOverride>,
+    /// How long a SubscribeToShard call lasts (Kinesis: five minutes).
+    pub subscription_lifetime: std::time::Duration,
 }
 
 /// One shard as the data plane uses it.
@@ -268,7 +272,14 @@ impl Broker {
                 .write()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .entry(key)
-                .or_insert_with(|| Arc::new(ShardQuota::new(self.settings.quotas, now)))
+                .or_insert_with(|| {
+                    let settings = self
+                        .settings
+                        .stream_quotas
+                        .get(&record.name)
+                        .map_or(self.settings.quotas, |o| o.apply(self.settings.quotas));
+                    Arc::new(ShardQuota::new(settings, now))
+                })
                 .clone();
             let id = shard_id(shard.index);
             shards.push(LiveShard {

@@ -23,8 +23,6 @@ use crate::broker::routing::{SequencePosition, format_sequence, parse_sequence};
 use crate::broker::shard::{ReadLimits, ShardKey};
 use crate::broker::state::Broker;
 
-/// How long a subscription lasts.
-pub const SUBSCRIPTION_LIFETIME: Duration = Duration::from_secs(300);
 /// Longest silence before an event without records.
 const HEARTBEAT: Duration = Duration::from_secs(5);
 /// Bytes per second one consumer reads from one shard.
@@ -206,7 +204,7 @@ async fn push_events(
     if sender.send(event("initial-response", b"{}")).await.is_err() {
         return;
     }
-    let deadline = Instant::now() + SUBSCRIPTION_LIFETIME;
+    let deadline = Instant::now() + broker.settings.subscription_lifetime;
     let mut budget = TokenBucket::new(CONSUMER_BYTES_PER_SECOND, broker.clock.now_ms());
     let mut last_event = Instant::now();
     while Instant::now() < deadline {

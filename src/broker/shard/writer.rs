@@ -22,6 +22,8 @@ use super::fs::{FileSystem, LogFile};
 use super::log::{INDEX_STRIDE, IndexEntry, SegmentView, ShardKey, ShardLog, ShardView};
 use super::{Clock, StoreError, StoreOptions};
 
+/// Capacity a shard's round buffer keeps between rounds.
+const ROUND_BUFFER_KEEP: usize = 256 * 1024;
 /// Most commands one round takes from the queue.
 const MAX_ROUND_COMMANDS: usize = 1024;
 
@@ -257,6 +259,10 @@ impl ShardWriter {
             .map_err(StoreError::io(&active.path))?;
         active.len += self.round.len() as u64;
         self.round.clear();
+        // An idle shard keeps no large buffer: memory stays a few KiB per shard.
+        if self.round.capacity() > ROUND_BUFFER_KEEP {
+            self.round.shrink_to(ROUND_BUFFER_KEEP);
+        }
         Ok(())
     }
 

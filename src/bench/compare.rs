@@ -1,0 +1,552 @@
+//! `brook bench-compare`: Brook side by side with the Kinesis emulators people run today,
+//! one after another on loopback with the same load generator and workloads, plus a no-op
+//! ceiling that decodes requests as a Kinesis server must and stores nothing.
+//!
+//! Peers are installed by `make bench-compare` into `.bench/peers`; a missing peer is
+//! reported as such, never silently skipped.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::client::Connection;
+use super::{BenchError, get_throughput, put_record_peak_sized, put_throughput};
+
+/// How to start one server under test.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Name in the table.
+    pub name: String,
+    /// Its persistence, stated in the table.
+    pub persistence: String,
+    /// Program and arguments; `{port}` and `{dir}` are replaced.
+    pub command: Vec<String>,
+    /// Environment; `{port}` and `{dir}` are replaced.
+    pub env: Vec<(String, String)>,
+    /// Working directory, when the server needs one.
+    pub cwd: Option<PathBuf>,
+}
+
+/// Figures for one target.
+#[derive(Debug, Clone, Default)]
+pub struct Figures {
+    /// PutRecords 100 B x500, one producer, records/s.
+    pub put_1: Option<f64>,
+    /// PutRecords 100 B x500, eight producers, records/s.
+    pub put_8: Option<f64>,
+    /// PutRecord 1 KiB, eight producers, records/s.
+    pub put_record: Option<f64>,
+    /// Mixed: producers and consumers together, records/s written.
+    pub mixed: Option<f64>,
+    /// GetRecords draining what the fill stored, MiB/s.
+    pub get_mib: Option<f64>,
+    /// CreateStream until ACTIVE, milliseconds (median).
+    pub create_ms: Option<f64>,
+    /// DescribeStream, milliseconds (median).
+    pub describe_ms: Option<f64>,
+    /// MiB stored by the fill.
+    pub stored_mib: Option<f64>,
+    /// Resident memory right after the fill, MiB.
+    pub rss_holding_mib: Option<f64>,
+    /// Peak RSS over the fill and the drain, MiB.
+    pub rss_filled_mib: Option<f64>,
+    /// Peak RSS after creating 1,000 streams, MiB.
+    pub rss_streams_mib: Option<f64>,
+    /// Why the target could not run, if it could not.
+    pub failure: Option<String>,
+}
+
+struct Running {
+    child: Child,
+    address: SocketAddr,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        kill_descendants(self.child.id());
+    }
+}
+
+fn free_port() -> Result<u16, BenchError> {
+    let listener =
+        TcpListener::bind("127.0.0.1:0").map_err(|e| BenchError::Start(e.to_string()))?;
+    listener
+        .local_addr()
+        .map(|a| a.port())
+        .map_err(|e| BenchError::Start(e.to_string()))
+}
+
+fn expand(text: &str, port: u16, dir: &Path) -> String {
+    text.replace("{port}", &port.to_string())
+        .replace("{tlsport}", &(port.wrapping_add(1)).to_string())
+        .replace("{dir}", &dir.display().to_string())
+}
+
+fn children_of(pid: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_string_lossy().parse::<u32>().ok())
+        .filter(|candidate| {
+            std::fs::read_to_string(format!("/proc/{candidate}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    stat.rsplit(')')
+                        .next()
+                        .and_then(|rest| rest.split_whitespace().nth(1))
+                        .and_then(|p| p.parse::<u32>().ok())
+                })
+                == Some(pid)
+        })
+        .collect()
+}
+
+fn kill_descendants(pid: u32) {
+    for child in children_of(pid) {
+        kill_descendants(child);
+        let _ = Command::new("kill")
+            .args(["-9", &child.to_string()])
+            .status();
+    }
+}
+
+/// Resident memory of a process and its descendants now, MiB.
+fn current_rss_mib(pid: u32) -> f64 {
+    let own = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .unwrap_or(0.0);
+    own / 1024.0
+        + children_of(pid)
+            .into_iter()
+            .map(current_rss_mib)
+            .sum::<f64>()
+}
+
+/// Peak resident memory of a process and its descendants, MiB.
+fn peak_rss_mib(pid: u32) -> f64 {
+    let own = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .unwrap_or(0.0);
+    own / 1024.0 + children_of(pid).into_iter().map(peak_rss_mib).sum::<f64>()
+}
+
+async fn start(target: &Target, work: &Path) -> Result<Running, BenchError> {
+    let port = free_port()?;
+    let dir = work.join(&target.name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| BenchError::Start(e.to_string()))?;
+    let (program, args) = target
+        .command
+        .split_first()
+        .ok_or_else(|| BenchError::Start("empty command".into()))?;
+    let mut command = Command::new(expand(program, port, &dir));
+    let log = std::fs::File::create(work.join(format!("{}.log", target.name)))
+        .map_err(|e| BenchError::Start(e.to_string()))?;
+    let log_err = log
+        .try_clone()
+        .map_err(|e| BenchError::Start(e.to_string()))?;
+    command
+        .args(args.iter().map(|a| expand(a, port, &dir)))
+        .stdout(Stdio::from(log))
+        .stderr(Stdio::from(log_err));
+    for (key, value) in &target.env {
+        command.env(key, expand(value, port, &dir));
+    }
+    if let Some(cwd) = &target.cwd {
+        command.current_dir(cwd);
+    }
+    let child = command
+        .spawn()
+        .map_err(|e| BenchError::Start(format!("{}: {e}", target.name)))?;
+    let running = Running {
+        child,
+        address: SocketAddr::from(([127, 0, 0, 1], port)),
+    };
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        if let Ok(mut connection) = Connection::open(running.address).await
+            && connection
+                .call("ListStreams", Bytes::from_static(b"{}"))
+                .await
+                .is_ok()
+        {
+            return Ok(running);
+        }
+        if Instant::now() > deadline {
+            return Err(BenchError::Start(format!(
+                "{} did not answer ListStreams",
+                target.name
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Creates a stream and waits until DescribeStreamSummary says ACTIVE; returns milliseconds.
+async fn create_ready(address: SocketAddr, name: &str, shards: u32) -> Result<f64, BenchError> {
+    let started = Instant::now();
+    let mut connection = Connection::open(address).await?;
+    connection
+        .call(
+            "CreateStream",
+            Bytes::from(format!(
+                "{{\"StreamName\":\"{name}\",\"ShardCount\":{shards}}}"
+            )),
+        )
+        .await?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let answer = connection
+            .call(
+                "DescribeStreamSummary",
+                Bytes::from(format!("{{\"StreamName\":\"{name}\"}}")),
+            )
+            .await?;
+        if String::from_utf8_lossy(&answer).contains("\"ACTIVE\"") {
+            return Ok(started.elapsed().as_secs_f64() * 1000.0);
+        }
+        if Instant::now() > deadline {
+            return Err(BenchError::Start(format!(
+                "stream {name} never became ACTIVE"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn median(mut values: Vec<f64>) -> Option<f64> {
+    values.retain(|v| v.is_finite());
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied()
+}
+
+/// Runs every workload `runs` times against one target.
+pub async fn measure(target: &Target, work: &Path, runs: usize, seconds: f64) -> Figures {
+    match measure_inner(target, work, runs, seconds).await {
+        Ok(figures) => figures,
+        Err(error) => Figures {
+            failure: Some(error.to_string()),
+            ..Figures::default()
+        },
+    }
+}
+
+async fn measure_inner(
+    target: &Target,
+    work: &Path,
+    runs: usize,
+    seconds: f64,
+) -> Result<Figures, BenchError> {
+    let mut figures = Figures::default();
+    let (mut put_1, mut put_8, mut put_record, mut mixed, mut create, mut describe) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
+    for run in 0..runs {
+        let server = start(target, work).await?;
+        let address = server.address;
+        for i in 0..5 {
+            create.push(create_ready(address, &format!("latency{run}x{i}"), 1).await?);
+        }
+        let mut connection = Connection::open(address).await?;
+        for _ in 0..50 {
+            let started = Instant::now();
+            connection
+                .call(
+                    "DescribeStream",
+                    Bytes::from(format!("{{\"StreamName\":\"latency{run}x0\"}}")),
+                )
+                .await?;
+            describe.push(started.elapsed().as_secs_f64() * 1000.0);
+        }
+        create_ready(address, "bench", 4).await?;
+        put_1.push(
+            put_throughput(address, "bench", 1, 500, 100, seconds)
+                .await?
+                .0,
+        );
+        put_8.push(
+            put_throughput(address, "bench", 8, 500, 100, seconds)
+                .await?
+                .0,
+        );
+        put_record.push(put_record_peak_sized(address, "bench", 8, 1024, seconds).await?);
+        // Mixed: producers while consumers drain the same stream.
+        let consumers = tokio::spawn(get_throughput(address, "bench", 4, 100));
+        mixed.push(
+            put_throughput(address, "bench", 4, 500, 100, seconds)
+                .await?
+                .0,
+        );
+        let _ = consumers.await;
+    }
+    figures.put_1 = median(put_1);
+    figures.put_8 = median(put_8);
+    figures.put_record = median(put_record);
+    figures.mixed = median(mixed);
+    figures.create_ms = median(create);
+    figures.describe_ms = median(describe);
+
+    // Storage and memory: fill up to 1 GiB (or 60 s), drain it, then 1,000 streams.
+    let server = start(target, work).await?;
+    let address = server.address;
+    create_ready(address, "fill", 4).await?;
+    let fill_seconds = 60.0;
+    let started = Instant::now();
+    let mut stored = 0.0;
+    while stored < 1024.0 && started.elapsed().as_secs_f64() < fill_seconds {
+        let (rps, _) = put_throughput(address, "fill", 8, 100, 10 * 1024, 2.0).await?;
+        stored += rps * 2.0 * 10.0 / 1024.0;
+    }
+    figures.stored_mib = Some(stored);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    figures.rss_holding_mib = Some(current_rss_mib(server.child.id()));
+    figures.get_mib = Some(get_throughput(address, "fill", 4, 10 * 1024).await?.1);
+    figures.rss_filled_mib = Some(peak_rss_mib(server.child.id()));
+    drop(server);
+    let server = start(target, work).await?;
+    let address = server.address;
+    let mut connection = Connection::open(address).await?;
+    for i in 0..1000 {
+        connection
+            .call(
+                "CreateStream",
+                Bytes::from(format!("{{\"StreamName\":\"many{i}\",\"ShardCount\":1}}")),
+            )
+            .await?;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    figures.rss_streams_mib = Some(peak_rss_mib(server.child.id()));
+    Ok(figures)
+}
+
+/// The targets `make bench-compare` knows, given the folder peers were installed into.
+pub fn targets(brook: &Path, peers: &Path) -> Vec<Target> {
+    let peers = &std::fs::canonicalize(peers).unwrap_or_else(|_| peers.to_path_buf());
+    let s = |v: &str| v.to_owned();
+    let path = |p: &str| peers.join(p).display().to_string();
+    let brook = brook.display().to_string();
+    let brook_target = |durability: &str| Target {
+        name: format!("brook-{durability}"),
+        persistence: format!("disk, {durability}"),
+        command: vec![
+            brook.clone(),
+            s("broker"),
+            s("--listen"),
+            s("127.0.0.1:{port}"),
+            s("--metrics-listen"),
+            s("127.0.0.1:0"),
+            s("--data-dir"),
+            s("{dir}"),
+            s("--durability"),
+            s(durability),
+            s("--no-quotas"),
+            s("--stream-transition-ms"),
+            s("0"),
+        ],
+        env: vec![],
+        cwd: None,
+    };
+    vec![
+        brook_target("fsync"),
+        brook_target("async"),
+        Target {
+            name: s("noop-ceiling"),
+            persistence: s("none (decodes and answers only)"),
+            command: vec![
+                brook.clone(),
+                s("bench-noop"),
+                s("--listen"),
+                s("127.0.0.1:{port}"),
+            ],
+            env: vec![],
+            cwd: None,
+        },
+        Target {
+            name: s("ferrokinesis"),
+            persistence: s("memory"),
+            command: ferro(&path("ferrokinesis/bin/ferrokinesis"), false),
+            env: vec![],
+            cwd: None,
+        },
+        Target {
+            name: s("ferrokinesis-wal"),
+            persistence: s("disk, WAL + snapshots"),
+            command: ferro(&path("ferrokinesis/bin/ferrokinesis"), true),
+            env: vec![],
+            cwd: None,
+        },
+        Target {
+            name: s("kinesalite"),
+            persistence: s("memory"),
+            command: vec![
+                s("node"),
+                path("node/node_modules/kinesalite/cli.js"),
+                s("--port"),
+                s("{port}"),
+                s("--createStreamMs"),
+                s("0"),
+                s("--deleteStreamMs"),
+                s("0"),
+                s("--updateStreamMs"),
+                s("0"),
+                s("--shardLimit"),
+                s("100000"),
+            ],
+            env: vec![],
+            cwd: None,
+        },
+        Target {
+            name: s("kinesis-mock"),
+            persistence: s("memory"),
+            command: vec![s("node"), path("node/node_modules/kinesis-local/main.js")],
+            // kinesis-mock reads its TLS keystore (server.json) from the working directory.
+            cwd: Some(peers.join("node/node_modules/kinesis-local")),
+            env: vec![
+                (s("KINESIS_MOCK_PLAIN_PORT"), s("{port}")),
+                (s("KINESIS_MOCK_TLS_PORT"), s("{tlsport}")),
+                (s("CREATE_STREAM_DURATION"), s("0ms")),
+                (s("DELETE_STREAM_DURATION"), s("0ms")),
+                (s("SHARD_LIMIT"), s("100000")),
+                (s("LOG_LEVEL"), s("WARN")),
+            ],
+        },
+        Target {
+            name: s("moto"),
+            persistence: s("memory"),
+            command: vec![path("venv/bin/moto_server"), s("-p"), s("{port}")],
+            env: vec![],
+            cwd: None,
+        },
+    ]
+}
+
+fn ferro(binary: &str, durable: bool) -> Vec<String> {
+    let mut command: Vec<String> = [
+        binary,
+        "--port",
+        "{port}",
+        "--create-stream-ms",
+        "0",
+        "--delete-stream-ms",
+        "0",
+        "--update-stream-ms",
+        "0",
+        "--shard-limit",
+        "100000",
+        "--log-level",
+        "error",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    if durable {
+        command.extend(["--state-dir".to_owned(), "{dir}".to_owned()]);
+    }
+    command
+}
+
+/// Where peers are installed by default.
+pub fn default_peers_dir() -> PathBuf {
+    PathBuf::from(".bench/peers")
+}
+
+fn cell(value: Option<f64>, decimals: usize) -> String {
+    value.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.decimals$}"))
+}
+
+/// Brook's advantage over a peer for one figure: higher-is-better figures divide Brook by
+/// the peer, lower-is-better ones the peer by Brook, so above 1 always means Brook is ahead.
+fn advantage(brook: Option<f64>, peer: Option<f64>, higher_is_better: bool) -> String {
+    match (brook, peer) {
+        (Some(b), Some(p)) if b > 0.0 && p > 0.0 => {
+            format!("{:.1}x", if higher_is_better { b / p } else { p / b })
+        }
+        _ => "n/a".to_owned(),
+    }
+}
+
+/// The Markdown report: absolute figures per target, then Brook (fsync) against each peer.
+pub fn render(results: &[(Target, Figures)], cores: usize, date: &str, command: &str) -> String {
+    let mut out = format!(
+        "# Benchmarks: Brook and the Kinesis emulators\n\nRun on {date} with `{command}` on a machine with {cores} cores; every server and the load generator share them. Each throughput figure is the median of the runs the command names; the load generator is Brook's own (one HTTP/1.1 keep-alive connection per producer, bodies shaped as the AWS SDK sends them).\n\n## Absolute figures\n\n"
+    );
+    out.push_str("| target | persistence | PutRecords x500, 1 producer (rec/s) | PutRecords x500, 8 producers (rec/s) | PutRecord 1 KiB, 8 producers (rec/s) | mixed put with 4 readers (rec/s) | GetRecords drain (MiB/s) | CreateStream to ACTIVE (ms) | DescribeStream (ms) | accepted by fill (MiB) | RSS holding it (MiB) | peak RSS fill and drain (MiB) | peak RSS 1,000 streams (MiB) |\n");
+    out.push_str("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+    for (target, f) in results {
+        if let Some(failure) = &f.failure {
+            out.push_str(&format!(
+                "| {} | {} | could not run: {failure} ||||||||||||\n",
+                target.name, target.persistence
+            ));
+            continue;
+        }
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            target.name,
+            target.persistence,
+            cell(f.put_1, 0),
+            cell(f.put_8, 0),
+            cell(f.put_record, 0),
+            cell(f.mixed, 0),
+            cell(f.get_mib, 1),
+            cell(f.create_ms, 1),
+            cell(f.describe_ms, 2),
+            cell(f.stored_mib, 0),
+            cell(f.rss_holding_mib, 0),
+            cell(f.rss_filled_mib, 0),
+            cell(f.rss_streams_mib, 0),
+        ));
+    }
+    if let Some((_, brook)) = results.iter().find(|(t, _)| t.name == "brook-fsync") {
+        out.push_str("\n## Brook (fsync) against each target\n\nAbove 1x means Brook is ahead: throughput is Brook ÷ target, latency and memory target ÷ Brook.\n\n");
+        out.push_str("| target | PutRecords, 1 producer | PutRecords, 8 producers | PutRecord 1 KiB | mixed | GetRecords | CreateStream | DescribeStream | RSS holding | peak RSS | RSS 1,000 streams |\n");
+        out.push_str(
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+        );
+        for (target, f) in results.iter().filter(|(t, _)| t.name != "brook-fsync") {
+            out.push_str(&format!(
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+                target.name,
+                advantage(brook.put_1, f.put_1, true),
+                advantage(brook.put_8, f.put_8, true),
+                advantage(brook.put_record, f.put_record, true),
+                advantage(brook.mixed, f.mixed, true),
+                advantage(brook.get_mib, f.get_mib, true),
+                advantage(brook.create_ms, f.create_ms, false),
+                advantage(brook.describe_ms, f.describe_ms, false),
+                advantage(brook.rss_holding_mib, f.rss_holding_mib, false),
+                advantage(brook.rss_filled_mib, f.rss_filled_mib, false),
+                advantage(brook.rss_streams_mib, f.rss_streams_mib, false),
+            ));
+        }
+    }
+    out.push_str("\nThe `noop-ceiling` row is a server that parses every request and decodes every record as a Kinesis server must, answers well-formed responses and stores nothing: it is also what the load generator alone can push.\n\n![PutRecords throughput](benchmarks.png)\n");
+    out
+}
+
+/// The figures as JSON lines for the chart script.
+pub fn chart_data(results: &[(Target, Figures)]) -> String {
+    results
+        .iter()
+        .map(|(t, f)| {
+            serde_json::json!({"name": t.name, "put_8": f.put_8, "put_1": f.put_1, "get_mib": f.get_mib, "rss_filled_mib": f.rss_holding_mib}).to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
