@@ -90,25 +90,7 @@ bench-compare: build bench-peers
 	$(PEERS)/venv/bin/python src/bench/chart.py .bench/compare.jsonl docs/benchmarks.png
 
 e2e:
-	@echo "make PEERS := .bench/peers
-FERROKINESIS_VERSION := 0.7.0
-KINESALITE_VERSION := 3.3.3
-KINESIS_LOCAL_VERSION := 0.6.2
-MOTO_VERSION := 5.2.5
-
-## bench-peers: install the emulators Brook is compared with (into .bench/, which git ignores).
-bench-peers:
-	test -x $(PEERS)/ferrokinesis/bin/ferrokinesis || $(CARGO) install ferrokinesis --version $(FERROKINESIS_VERSION) --locked --root $(PEERS)/ferrokinesis
-	test -d $(PEERS)/node/node_modules/kinesis-local || npm install --prefix $(PEERS)/node --no-audit --no-fund --silent kinesalite@$(KINESALITE_VERSION) kinesis-local@$(KINESIS_LOCAL_VERSION)
-	test -x $(PEERS)/venv/bin/moto_server || (python3 -m venv $(PEERS)/venv && $(PEERS)/venv/bin/pip install --quiet "moto[server]==$(MOTO_VERSION)" matplotlib)
-	$(PEERS)/venv/bin/python -c "import matplotlib" 2>/dev/null || $(PEERS)/venv/bin/pip install --quiet matplotlib
-
-## bench-compare: Brook side by side with ferrokinesis, kinesalite, kinesis-mock and moto.
-bench-compare: build bench-peers
-	$(BROOK) bench-compare --peers-dir $(PEERS) --runs 3 --seconds 2 --report docs/benchmarks.md --chart-data .bench/compare.jsonl
-	$(PEERS)/venv/bin/python src/bench/chart.py .bench/compare.jsonl docs/benchmarks.png
-
-e2e: the end-to-end flow arrives with the operator; nothing to run yet."
+	@echo "make e2e: the end-to-end flow arrives with the operator; nothing to run yet."
 
 ## bench: PutRecords/GetRecords throughput and PutRecord latency, fsync on and off.
 bench: build

@@ -443,3 +443,76 @@ async fn retention_deletes_whole_expired_segments() {
         .collect();
     assert_eq!(data, [b"fresh-0".to_vec()]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_land_on_the_right_record_in_sealed_segments_before_and_after_recovery() {
+    let dir = TempDir::new("sealed-index");
+    let options = StoreOptions {
+        segment_bytes: 2 * 1024 * 1024,
+        checkpoint_interval: Duration::from_secs(3600),
+        ..StoreOptions::default()
+    };
+    let open_store = || {
+        Store::open(
+            dir.path(),
+            Arc::new(RealFs),
+            options.clone(),
+            Clock::default(),
+            &[SHARD],
+            HashMap::new(),
+        )
+        .expect("open")
+        .0
+    };
+    let store = open_store();
+    store.add_shards(vec![SHARD]).await.expect("shard");
+    let payload = vec![b'p'; 4000];
+    for batch in 0..60u64 {
+        let mut body = BodyBuilder::default();
+        for i in 0..20u64 {
+            let mut data = format!("{:06}|", batch * 20 + i).into_bytes();
+            data.extend_from_slice(&payload);
+            body.push("k", &data);
+        }
+        store
+            .append(vec![AppendPart {
+                shard: SHARD,
+                body: body.finish(),
+            }])
+            .await
+            .expect("append");
+    }
+    let segments = std::fs::read_dir(dir.path().join("streams/1/0"))
+        .expect("shard dir")
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "seg"))
+        .count();
+    assert!(
+        segments >= 2,
+        "the shard rolled into sealed segments: {segments}"
+    );
+    let check = |store: &Store| {
+        let log = store.log(SHARD).expect("shard");
+        for offset in [0u64, 17, 333, 600, 871, 1199] {
+            let limits = ReadLimits {
+                max_records: 1,
+                max_bytes: u64::MAX,
+                not_before_ms: 0,
+            };
+            let outcome = log.read(offset, limits).expect("read");
+            let batch = &outcome.batches[0];
+            let record = records(&batch.body)
+                .nth(batch.skip as usize)
+                .expect("a record")
+                .expect("intact");
+            assert_eq!(
+                &record.data[..7],
+                format!("{offset:06}|").as_bytes(),
+                "read at offset {offset}"
+            );
+        }
+    };
+    check(&store);
+    drop(store);
+    check(&open_store());
+}

@@ -15,6 +15,19 @@ use super::fs::ReadFile;
 
 /// Bytes of log between two sparse index entries.
 pub const INDEX_STRIDE: u64 = 64 * 1024;
+/// Of a sealed segment's index entries, one in this many stays in memory (one per MiB of
+/// log), so memory stays small however much a shard holds; the `.idx` file keeps them all.
+pub const SEALED_INDEX_THINNING: usize = 16;
+
+/// The in-memory index of a sealed segment: every [`SEALED_INDEX_THINNING`]th entry, always
+/// keeping the first.
+pub fn thin_index(index: &[IndexEntry]) -> Vec<IndexEntry> {
+    index
+        .iter()
+        .step_by(SEALED_INDEX_THINNING)
+        .copied()
+        .collect()
+}
 const READ_CHUNK: usize = 256 * 1024;
 
 /// Identifies a shard across the broker: its stream's key and its index.

@@ -175,6 +175,11 @@ fn restore_shard(
             kept.insert(path.clone());
             kept.insert(index_path(&path));
         }
+        // Every segment but the last is sealed: a coarser index of it is enough in memory.
+        let sealed = view.segments.len().saturating_sub(1);
+        for segment in &mut view.segments[..sealed] {
+            segment.index = super::log::thin_index(&segment.index);
+        }
     }
     if let Ok(entries) = std::fs::read_dir(&shard_dir) {
         for entry in entries.flatten() {

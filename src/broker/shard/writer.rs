@@ -184,6 +184,12 @@ impl ShardWriter {
                 a.len >= options.segment_bytes || now_ms.saturating_sub(a.created_ms) >= roll_age
             });
         if must_roll && let Some(old) = self.active.take() {
+            // A sealed segment no longer grows: keep a coarser index of it in memory.
+            if let Some(segment) = self.log.view_mut().segments.last_mut()
+                && segment.base_offset == old.base_offset
+            {
+                segment.index = super::log::thin_index(&segment.index);
+            }
             self.sealed.push(SealedSegment {
                 file: old.file,
                 path: old.path,
