@@ -117,34 +117,37 @@ fn kill_descendants(pid: u32) {
     }
 }
 
-/// Resident memory of a process and its descendants now, MiB.
-fn current_rss_mib(pid: u32) -> f64 {
+/// A memory figure of `/proc/<pid>/status` (`VmRSS`, `VmHWM`) summed over a process and
+/// its descendants, MiB.
+fn tree_memory_mib(pid: u32, field: &str) -> f64 {
     let own = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            s.lines().find_map(|l| l.strip_prefix(field)).and_then(|v| {
+                v.trim_start_matches(':')
+                    .trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+            })
         })
         .unwrap_or(0.0);
     own / 1024.0
         + children_of(pid)
             .into_iter()
-            .map(current_rss_mib)
+            .map(|c| tree_memory_mib(c, field))
             .sum::<f64>()
+}
+
+/// Resident memory of a process and its descendants now, MiB.
+fn current_rss_mib(pid: u32) -> f64 {
+    tree_memory_mib(pid, "VmRSS")
 }
 
 /// Peak resident memory of a process and its descendants, MiB.
 fn peak_rss_mib(pid: u32) -> f64 {
-    let own = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        })
-        .unwrap_or(0.0);
-    own / 1024.0 + children_of(pid).into_iter().map(peak_rss_mib).sum::<f64>()
+    tree_memory_mib(pid, "VmHWM")
 }
 
 async fn start(target: &Target, work: &Path) -> Result<Running, BenchError> {

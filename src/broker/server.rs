@@ -59,8 +59,17 @@ fn respond(status: u16, body: Vec<u8>, content_type: &'static str) -> Response<R
     response
 }
 
-fn error_response(error: &ApiError) -> Response<ResponseBody> {
-    let mut response = respond(error.kind.status(), error.body(), JSON_CONTENT_TYPE);
+/// An error in the request's protocol: JSON, or CBOR when the request was CBOR.
+fn error_response(error: &ApiError, is_cbor: bool) -> Response<ResponseBody> {
+    let mut response = if is_cbor {
+        respond(
+            error.kind.status(),
+            cbor::json_to_cbor(&error.body()),
+            cbor::CONTENT_TYPE,
+        )
+    } else {
+        respond(error.kind.status(), error.body(), JSON_CONTENT_TYPE)
+    };
     if let Ok(value) = HeaderValue::from_str(error.kind.type_name()) {
         response.headers_mut().insert("x-amzn-ErrorType", value);
     }
@@ -179,19 +188,7 @@ pub async fn handle_kinesis(
             if error.kind == ErrorKind::InternalFailure {
                 tracing::warn!(request_id = %id, %error, "request failed");
             }
-            if is_cbor {
-                let mut response = respond(
-                    error.kind.status(),
-                    cbor::json_to_cbor(&error.body()),
-                    cbor::CONTENT_TYPE,
-                );
-                if let Ok(value) = HeaderValue::from_str(error.kind.type_name()) {
-                    response.headers_mut().insert("x-amzn-ErrorType", value);
-                }
-                response
-            } else {
-                error_response(&error)
-            }
+            error_response(&error, is_cbor)
         }
     };
     broker

@@ -132,6 +132,7 @@ pub struct Broker {
     live: RwLock<HashMap<String, Arc<LiveStream>>>,
     quotas: RwLock<HashMap<ShardKey, Arc<ShardQuota>>>,
     credentials: RwLock<Option<Arc<Credentials>>>,
+    policies_present: std::sync::atomic::AtomicBool,
 }
 
 impl Broker {
@@ -158,6 +159,7 @@ impl Broker {
             live: RwLock::new(HashMap::new()),
             quotas: RwLock::new(HashMap::new()),
             credentials: RwLock::new(None),
+            policies_present: std::sync::atomic::AtomicBool::new(false),
         };
         for record in catalog.streams.values() {
             broker.publish(record);
@@ -196,13 +198,18 @@ impl Broker {
 
     /// Whether any stream or consumer has a resource policy.
     pub fn has_policies(&self) -> bool {
-        self.live
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .values()
-            .any(|s| {
-                s.record.policy.is_some() || s.record.consumers.iter().any(|c| c.policy.is_some())
-            })
+        self.policies_present
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Recomputes [`Broker::has_policies`] after the live view changed, so the request path
+    /// reads one flag instead of walking every stream.
+    fn refresh_policy_flag(&self, live: &HashMap<String, Arc<LiveStream>>) {
+        let present = live.values().any(|s| {
+            s.record.policy.is_some() || s.record.consumers.iter().any(|c| c.policy.is_some())
+        });
+        self.policies_present
+            .store(present, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Every live stream, by name.
@@ -305,18 +312,24 @@ impl Broker {
             shards,
             open,
         };
-        self.live
+        let mut streams = self
+            .live
             .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(record.name.clone(), Arc::new(live));
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        streams.insert(record.name.clone(), Arc::new(live));
+        self.refresh_policy_flag(&streams);
     }
 
     /// Removes a stream from the live view and its series from the metrics.
     pub fn unpublish(&self, record: &StreamRecord) {
-        self.live
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(&record.name);
+        {
+            let mut streams = self
+                .live
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            streams.remove(&record.name);
+            self.refresh_policy_flag(&streams);
+        }
         let mut quotas = self
             .quotas
             .write()

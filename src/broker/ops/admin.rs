@@ -282,9 +282,8 @@ enum Resource {
 }
 
 fn resource(broker: &Broker, arn: &str) -> Result<Resource, ApiError> {
-    if let Some((stream_arn, name, _)) = parse_consumer_arn(arn) {
+    if parse_consumer_arn(arn).is_some() {
         let (stream, consumer) = super::consumers::resolve_consumer(broker, arn)?;
-        let _ = (stream_arn, name);
         return Ok(Resource::Consumer(
             stream.record.name.clone(),
             consumer.name,

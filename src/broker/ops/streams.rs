@@ -629,23 +629,14 @@ pub(super) async fn change_retention(
     Ok(b"{}".to_vec())
 }
 
+/// Applies `edit` to the stream a request names, through the shared catalog path.
 async fn edit_tags(
     broker: &Arc<Broker>,
     stream: &StreamRef,
     edit: impl FnOnce(&mut StreamRecord) -> Result<(), ApiError>,
 ) -> Result<Vec<u8>, ApiError> {
     let live = broker.resolve(stream.stream_name.as_deref(), stream.stream_arn.as_deref())?;
-    let mut catalog = broker.catalog.lock().await;
-    let mut updated = catalog.clone();
-    let record = updated
-        .streams
-        .get_mut(&live.record.name)
-        .ok_or_else(|| ApiError::stream_not_found(&live.record.name, &broker.settings.account))?;
-    edit(record)?;
-    let record = record.clone();
-    broker.save(&updated)?;
-    *catalog = updated;
-    broker.publish(&record);
+    super::modify_stream(broker, &live.record.name, edit).await?;
     Ok(b"{}".to_vec())
 }
 
