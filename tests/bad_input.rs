@@ -11,7 +11,7 @@ use aws_sdk_kinesis::types::ShardIteratorType;
 use brook::bench::client::{ClientError, Connection};
 use bytes::Bytes;
 use serde_json::Value;
-use support::broker::{BrokerBuilder, TempDir, create_active_stream};
+use support::broker::{BrokerBuilder, TempDir, create_active_stream, raw_post};
 
 const OPERATIONS: [&str; 16] = [
     "CreateStream",
@@ -34,30 +34,11 @@ const OPERATIONS: [&str; 16] = [
 
 /// Sends raw bytes with raw headers; returns (status, parsed JSON body).
 fn raw(endpoint: &str, target: Option<&str>, body: &[u8]) -> (u16, Value) {
-    use std::io::{Read, Write};
-    let host = endpoint.trim_start_matches("http://");
-    let mut stream = std::net::TcpStream::connect(host).expect("connects");
-    let mut head = format!(
-        "POST / HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: {}\r\nConnection: close\r\n",
-        body.len()
-    );
-    if let Some(target) = target {
-        head.push_str(&format!("X-Amz-Target: {target}\r\n"));
-    }
-    head.push_str("\r\n");
-    stream.write_all(head.as_bytes()).expect("head");
-    // An oversized body may be refused before it is all sent.
-    let _ = stream.write_all(body);
-    let mut response = Vec::new();
-    let _ = stream.read_to_end(&mut response);
-    let text = String::from_utf8_lossy(&response).into_owned();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = text.split("\r\n\r\n").nth(1).unwrap_or("");
-    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+    let answer = raw_post(endpoint, target, "application/x-amz-json-1.1", body);
+    (
+        answer.status,
+        serde_json::from_slice(&answer.body).unwrap_or(Value::Null),
+    )
 }
 
 fn kinesis(operation: &str) -> String {

@@ -7,11 +7,10 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
 
 use minicbor::data::{Tag, Type};
 use minicbor::{Decoder, Encoder};
-use support::broker::{BrokerBuilder, TempDir};
+use support::broker::{BrokerBuilder, TempDir, raw_post};
 
 /// A decoded CBOR item.
 #[derive(Debug, Clone, PartialEq)]
@@ -84,35 +83,20 @@ fn read(d: &mut Decoder<'_>) -> Item {
 
 /// POSTs a CBOR body; returns the status, content type and decoded body.
 fn call(endpoint: &str, operation: &str, body: &[u8]) -> (u16, String, Item) {
-    let host = endpoint.trim_start_matches("http://");
-    let mut stream = std::net::TcpStream::connect(host).expect("connects");
-    let head = format!(
-        "POST / HTTP/1.1\r\nHost: {host}\r\nX-Amz-Target: Kinesis_20131202.{operation}\r\nContent-Type: application/x-amz-cbor-1.1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).expect("head");
-    stream.write_all(body).expect("body");
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).expect("response");
-    let split = response
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("headers end")
-        + 4;
-    let headers = String::from_utf8_lossy(&response[..split]).to_lowercase();
-    let status = headers
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let content_type = headers
+    let target = format!("Kinesis_20131202.{operation}");
+    let answer = raw_post(endpoint, Some(&target), "application/x-amz-cbor-1.1", body);
+    let content_type = answer
+        .head
         .lines()
         .find_map(|l| l.strip_prefix("content-type: "))
         .unwrap_or_default()
         .trim()
         .to_owned();
-    let item = read(&mut Decoder::new(&response[split..]));
-    (status, content_type, item)
+    (
+        answer.status,
+        content_type,
+        read(&mut Decoder::new(&answer.body)),
+    )
 }
 
 fn now_ms() -> u64 {

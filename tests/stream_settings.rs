@@ -14,7 +14,7 @@ use aws_sdk_kinesis::types::{
 };
 use aws_smithy_types::retry::RetryConfig;
 use support::broker::{
-    Broker, BrokerBuilder, TempDir, create_active_stream, error_code, wait_for_status,
+    Broker, BrokerBuilder, TempDir, create_active_stream, error_code, raw_post, wait_for_status,
 };
 
 const ARN: &str = "arn:aws:kinesis:us-east-1:000000000000:stream/tuned";
@@ -71,17 +71,17 @@ async fn no_stream_operation_of_the_api_model_is_unknown() {
     for operation in STREAM_OPERATIONS {
         let endpoint = broker.endpoint.clone();
         let (status, body) = tokio::task::spawn_blocking(move || {
-            use std::io::{Read, Write};
-            let host = endpoint.trim_start_matches("http://").to_owned();
-            let mut stream = std::net::TcpStream::connect(&host).expect("connects");
-            let request = format!(
-                "POST / HTTP/1.1\r\nHost: {host}\r\nX-Amz-Target: Kinesis_20131202.{operation}\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+            let target = format!("Kinesis_20131202.{operation}");
+            let answer = raw_post(
+                &endpoint,
+                Some(&target),
+                "application/x-amz-json-1.1",
+                b"{}",
             );
-            stream.write_all(request.as_bytes()).expect("write");
-            let mut response = String::new();
-            stream.read_to_string(&mut response).expect("read");
-            let status: u16 = response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-            (status, response)
+            (
+                answer.status,
+                String::from_utf8_lossy(&answer.body).into_owned(),
+            )
         })
         .await
         .expect("request");

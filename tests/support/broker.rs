@@ -222,6 +222,57 @@ pub fn http_request(method: &str, url: &str) -> (u16, String) {
     (status, body)
 }
 
+/// The answer to a hand-made request: status, lowercase head, body.
+pub struct RawAnswer {
+    /// HTTP status.
+    pub status: u16,
+    /// Status line and headers, lowercased.
+    pub head: String,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+/// POSTs `body` as it is, for requests no SDK would send (malformed bodies, missing targets,
+/// other protocols); `target` is the whole `X-Amz-Target` value.
+pub fn raw_post(
+    endpoint: &str,
+    target: Option<&str>,
+    content_type: &str,
+    body: &[u8],
+) -> RawAnswer {
+    use std::io::{Read, Write};
+    let host = endpoint.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(host).expect("connects");
+    let mut head = format!(
+        "POST / HTTP/1.1\r\nHost: {host}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    if let Some(target) = target {
+        head.push_str(&format!("X-Amz-Target: {target}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).expect("head");
+    // An oversized body may be refused before it is all sent.
+    let _ = stream.write_all(body);
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    let split = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(response.len(), |at| at + 4);
+    let head = String::from_utf8_lossy(&response[..split]).to_lowercase();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    RawAnswer {
+        status,
+        head,
+        body: response[split..].to_vec(),
+    }
+}
+
 /// An AWS SDK Kinesis client for `endpoint` with static test credentials and no retries.
 pub fn client_for(endpoint: &str) -> Client {
     let config = aws_sdk_kinesis::Config::builder()
