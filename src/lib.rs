@@ -7,3 +7,4 @@ pub mod api;
 pub mod autoscale;
 pub mod bench;
 pub mod broker;
+pub mod operator;

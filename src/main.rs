@@ -78,16 +78,16 @@ struct BrokerArgs {
     #[arg(long, env = "BROOK_ACCOUNT", default_value = "000000000000")]
     account: String,
     /// Write quota per shard, bytes per second.
-    #[arg(long, default_value_t = 1024 * 1024)]
+    #[arg(long, env = "BROOK_WRITE_BYTES_PER_SECOND", default_value_t = 1024 * 1024)]
     write_bytes_per_second: u64,
     /// Write quota per shard, records per second.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, env = "BROOK_WRITE_RECORDS_PER_SECOND", default_value_t = 1000)]
     write_records_per_second: u64,
     /// Read quota per shard, bytes per second.
-    #[arg(long, default_value_t = 2 * 1024 * 1024)]
+    #[arg(long, env = "BROOK_READ_BYTES_PER_SECOND", default_value_t = 2 * 1024 * 1024)]
     read_bytes_per_second: u64,
     /// Read quota per shard, GetRecords calls per second.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, env = "BROOK_READ_CALLS_PER_SECOND", default_value_t = 5)]
     read_calls_per_second: u64,
     /// Measure quotas but never refuse a request for them.
     #[arg(long, env = "BROOK_NO_QUOTAS")]
@@ -130,6 +130,14 @@ struct BrokerArgs {
     /// writeBytesPerSecond, writeRecordsPerSecond, readBytesPerSecond, readCallsPerSecond, enforce.
     #[arg(long, env = "BROOK_STREAM_QUOTAS")]
     stream_quotas: Option<PathBuf>,
+    /// The Kubernetes resource that configures this broker, such as `Stream shop/orders`:
+    /// control-plane calls (CreateStream, UpdateShardCount, ...) are then refused unless signed
+    /// with an admin key. Set by the operator.
+    #[arg(long, env = "BROOK_MANAGED_BY", requires = "admin_credentials")]
+    managed_by: Option<String>,
+    /// The operator's admin keys, in the formats of --credentials.
+    #[arg(long, env = "BROOK_ADMIN_CREDENTIALS")]
+    admin_credentials: Option<PathBuf>,
     /// How long a SubscribeToShard call lasts, in seconds (Kinesis: 300).
     #[arg(long, default_value_t = 300, hide = true)]
     subscription_seconds: u64,
@@ -272,6 +280,8 @@ fn run_broker(args: BrokerArgs) -> anyhow::Result<()> {
         checkpoint_interval: std::time::Duration::from_secs(args.checkpoint_seconds.max(1)),
         test_clock: args.test_clock,
         credentials: args.credentials,
+        managed_by: args.managed_by,
+        admin_credentials: args.admin_credentials,
         tls: args.tls_cert.zip(args.tls_key),
         stream_quotas: args.stream_quotas,
         subscription_lifetime: std::time::Duration::from_secs(args.subscription_seconds.max(1)),

@@ -98,6 +98,17 @@ impl Credentials {
     pub fn is_empty(&self) -> bool {
         self.secrets.is_empty()
     }
+
+    /// Whether `access_key` is one of these keys.
+    pub fn contains(&self, access_key: &str) -> bool {
+        self.secrets.contains_key(access_key)
+    }
+}
+
+/// The access key id a request claims to be signed with, if its Authorization header parses.
+pub fn access_key_of<'a>(request: &'a SignedRequest<'_>) -> Option<&'a str> {
+    let header = request.header("authorization")?;
+    parse_authorization(header).ok().map(|auth| auth.access_key)
 }
 
 /// The parts of a request that its signature covers.

@@ -104,6 +104,11 @@ pub struct BrokerOptions {
     pub stream_quotas: Option<PathBuf>,
     /// How long a SubscribeToShard call lasts.
     pub subscription_lifetime: Duration,
+    /// The Kubernetes resource that owns the broker's configuration, such as
+    /// `Stream shop/orders`: control-plane calls are refused unless signed with an admin key.
+    pub managed_by: Option<String>,
+    /// The operator's admin keys (same formats as `credentials`), reloaded like them.
+    pub admin_credentials: Option<PathBuf>,
 }
 
 fn data_dir_error(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> BrokerError + '_ {
@@ -182,6 +187,7 @@ pub fn open(options: &BrokerOptions, fs: Arc<dyn FileSystem>) -> Result<Broker, 
         shard_limit: options.shard_limit,
         stream_quotas,
         subscription_lifetime: options.subscription_lifetime,
+        managed_by: options.managed_by.clone(),
     };
     let key = iterator_key(fs.as_ref(), dir)?;
     Ok(Broker::new(
@@ -205,6 +211,14 @@ async fn bind(address: SocketAddr) -> Result<TcpListener, BrokerError> {
 /// Runs the broker until SIGTERM or Ctrl-C, then shuts down cleanly.
 pub async fn run(options: BrokerOptions) -> Result<(), BrokerError> {
     let broker = Arc::new(open(&options, Arc::new(RealFs))?);
+    // Keys are in place before the first request is served; unreadable keys stop the start
+    // rather than leave the API open.
+    if let Some(path) = &options.credentials {
+        broker.set_credentials(Some(auth::Credentials::load(path)?));
+    }
+    if let Some(path) = &options.admin_credentials {
+        broker.set_admin_credentials(Some(auth::Credentials::load(path)?));
+    }
     let api = bind(options.listen).await?;
     let observability = bind(options.metrics_listen).await?;
     let api_address = api.local_addr().map_err(|e| BrokerError::Listen {
@@ -247,7 +261,24 @@ pub async fn run(options: BrokerOptions) -> Result<(), BrokerError> {
         stopped.clone(),
     ));
     if let Some(path) = options.credentials.clone() {
-        tokio::spawn(reload_credentials(broker.clone(), path));
+        tokio::spawn(reload_credentials(
+            broker.clone(),
+            path,
+            Broker::set_credentials,
+        ));
+    }
+    if let Some(path) = options.admin_credentials.clone() {
+        tokio::spawn(reload_credentials(
+            broker.clone(),
+            path,
+            Broker::set_admin_credentials,
+        ));
+    }
+    if let Some(owner) = &options.managed_by {
+        tracing::info!(
+            managed_by = %owner,
+            "managed broker: control-plane calls need the operator's admin key"
+        );
     }
     tokio::spawn(on_demand::run(broker.clone(), options.on_demand));
     match &options.credentials {
@@ -286,12 +317,16 @@ pub async fn run(options: BrokerOptions) -> Result<(), BrokerError> {
 
 /// Reloads the credentials every few seconds, so a rotated Kubernetes Secret takes effect
 /// without a restart; a file that cannot be read keeps the previous credentials.
-async fn reload_credentials(broker: Arc<Broker>, path: PathBuf) {
+async fn reload_credentials(
+    broker: Arc<Broker>,
+    path: PathBuf,
+    install: fn(&Broker, Option<auth::Credentials>),
+) {
     let mut ticks = tokio::time::interval(Duration::from_secs(5));
     loop {
         ticks.tick().await;
         match auth::Credentials::load(&path) {
-            Ok(credentials) => broker.set_credentials(Some(credentials)),
+            Ok(credentials) => install(&broker, Some(credentials)),
             Err(error) => tracing::warn!(%error, "keeping the previous credentials"),
         }
     }

@@ -149,6 +149,7 @@ pub async fn handle_kinesis(
         // As AWS does, the signature is checked before anything else about the request.
         let caller = authenticate(&broker, &parts, &body)?;
         let operation = operation.clone()?;
+        ops::refuse_unmanaged_change(&broker, operation, &caller)?;
         // CBOR requests are transcoded to the JSON shapes the operations read, and their
         // answers back, so both protocols run the same code.
         let body = if is_cbor {
@@ -156,7 +157,7 @@ pub async fn handle_kinesis(
         } else {
             body
         };
-        ops::authorize(&broker, operation, &body, caller.as_deref())?;
+        ops::authorize(&broker, operation, &body, &caller)?;
         if operation == Operation::SubscribeToShard {
             let events = ops::subscribe::subscribe(&broker, &body, is_cbor).await?;
             return Ok(Reply::Events(events));
@@ -203,16 +204,18 @@ pub async fn handle_kinesis(
     Ok(response)
 }
 
-/// Checks the request's SigV4 signature when the broker has credentials; returns the
-/// caller's access key id.
+/// Checks the request's SigV4 signature: against the operator's admin keys when it names
+/// one, otherwise against the clients' keys when the broker has any.
 fn authenticate(
     broker: &Broker,
     parts: &http::request::Parts,
     body: &[u8],
-) -> Result<Option<String>, ApiError> {
-    let Some(credentials) = broker.credentials() else {
-        return Ok(None);
-    };
+) -> Result<ops::Caller, ApiError> {
+    let admin = broker.admin_credentials();
+    let clients = broker.credentials();
+    if admin.is_none() && clients.is_none() {
+        return Ok(ops::Caller::Anonymous);
+    }
     let headers = parts
         .headers
         .iter()
@@ -237,7 +240,16 @@ fn authenticate(
         headers,
         body,
     };
-    auth::verify(&request, &credentials, broker.clock.now_ms()).map(Some)
+    let now_ms = broker.clock.now_ms();
+    if let Some(admin) = admin
+        && auth::access_key_of(&request).is_some_and(|key| admin.contains(key))
+    {
+        return auth::verify(&request, &admin, now_ms).map(|_| ops::Caller::Admin);
+    }
+    match clients {
+        Some(clients) => auth::verify(&request, &clients, now_ms).map(ops::Caller::Client),
+        None => Ok(ops::Caller::Anonymous),
+    }
 }
 
 /// Serves the observability endpoints; with `test_clock`, also `POST /debug/advance-clock?ms=N`.

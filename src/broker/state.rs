@@ -35,6 +35,9 @@ pub struct ApiSettings {
     pub stream_quotas: HashMap<String, super::limits::QuotaOverride>,
     /// How long a SubscribeToShard call lasts (Kinesis: five minutes).
     pub subscription_lifetime: std::time::Duration,
+    /// The Kubernetes resource that owns this broker's configuration (`Stream shop/orders`);
+    /// control-plane calls then need the operator's admin key.
+    pub managed_by: Option<String>,
 }
 
 /// One shard as the data plane uses it.
@@ -132,6 +135,7 @@ pub struct Broker {
     live: RwLock<HashMap<String, Arc<LiveStream>>>,
     quotas: RwLock<HashMap<ShardKey, Arc<ShardQuota>>>,
     credentials: RwLock<Option<Arc<Credentials>>>,
+    admin_credentials: RwLock<Option<Arc<Credentials>>>,
     policies_present: std::sync::atomic::AtomicBool,
 }
 
@@ -159,6 +163,7 @@ impl Broker {
             live: RwLock::new(HashMap::new()),
             quotas: RwLock::new(HashMap::new()),
             credentials: RwLock::new(None),
+            admin_credentials: RwLock::new(None),
             policies_present: std::sync::atomic::AtomicBool::new(false),
         };
         for record in catalog.streams.values() {
@@ -183,6 +188,22 @@ impl Broker {
     pub fn set_credentials(&self, credentials: Option<Credentials>) {
         *self
             .credentials
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = credentials.map(Arc::new);
+    }
+
+    /// The operator's admin keys of a managed broker.
+    pub fn admin_credentials(&self) -> Option<Arc<Credentials>> {
+        self.admin_credentials
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Replaces the admin keys.
+    pub fn set_admin_credentials(&self, credentials: Option<Credentials>) {
+        *self
+            .admin_credentials
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = credentials.map(Arc::new);
     }

@@ -72,18 +72,84 @@ pub async fn dispatch(
     }
 }
 
+/// Who sent a request, as its signature shows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Caller {
+    /// Nothing was checked: the broker has no keys.
+    Anonymous,
+    /// A client key, by access key id.
+    Client(String),
+    /// The operator's admin key of a managed broker.
+    Admin,
+}
+
+/// The operations that change what the operator declares for a stream: a managed broker
+/// takes them only from the operator. Consumer registration stays open, as the Kinesis Client
+/// Library registers its own enhanced fan-out consumer.
+pub fn is_declared_configuration(operation: Operation) -> bool {
+    matches!(
+        operation,
+        Operation::CreateStream
+            | Operation::DeleteStream
+            | Operation::UpdateShardCount
+            | Operation::SplitShard
+            | Operation::MergeShards
+            | Operation::IncreaseStreamRetentionPeriod
+            | Operation::DecreaseStreamRetentionPeriod
+            | Operation::UpdateStreamMode
+            | Operation::UpdateMaxRecordSize
+    )
+}
+
+/// Refuses, on a managed broker, a change of declared configuration from anyone but the
+/// operator, naming the resource to edit instead.
+pub fn refuse_unmanaged_change(
+    broker: &Broker,
+    operation: Operation,
+    caller: &Caller,
+) -> Result<(), ApiError> {
+    let Some(owner) = &broker.settings.managed_by else {
+        return Ok(());
+    };
+    if *caller == Caller::Admin || !is_declared_configuration(operation) {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        ErrorKind::AccessDenied,
+        managed_refusal(owner, operation.name()),
+    ))
+}
+
+/// The message of a refused control-plane call: what is refused and which resource to edit.
+fn managed_refusal(owner: &str, operation: &str) -> String {
+    let hint = owner
+        .split_once(' ')
+        .and_then(|(kind, rest)| {
+            let (namespace, name) = rest.split_once('/')?;
+            Some(format!(
+                " (kubectl -n {namespace} edit {} {name})",
+                kind.to_lowercase()
+            ))
+        })
+        .unwrap_or_default();
+    format!(
+        "This broker is managed by Kubernetes: {operation} through the Kinesis API is refused. Edit the {owner} resource instead{hint}; the operator applies the change."
+    )
+}
+
 /// Enforces resource policies for an authenticated caller: an explicit Deny or, on a
 /// resource that has a policy, the lack of a matching Allow refuses the call.
 pub fn authorize(
     broker: &Broker,
     operation: Operation,
     body: &[u8],
-    caller: Option<&str>,
+    caller: &Caller,
 ) -> Result<(), ApiError> {
-    use crate::broker::policy::{self, Caller, Decision};
-    let Some(access_key) = caller else {
+    use crate::broker::policy::{self, Caller as PolicyCaller, Decision};
+    let Caller::Client(access_key) = caller else {
         return Ok(());
     };
+    let access_key = access_key.as_str();
     if !broker.has_policies() {
         return Ok(());
     }
@@ -127,7 +193,7 @@ pub fn authorize(
     let refs: Vec<&policy::Policy> = parsed.iter().collect();
     let account = &broker.settings.account;
     let action = format!("kinesis:{}", operation.name());
-    let caller = Caller {
+    let caller = PolicyCaller {
         access_key,
         account,
     };

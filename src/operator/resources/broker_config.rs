@@ -1,0 +1,187 @@
+//! The ConfigMap that configures a Stream's brokers, read by the pods as environment
+//! variables. Its content hash goes on the pod template, so any change rolls the pods.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use sha2::{Digest, Sha256};
+
+use super::{BrokerDefaults, ChildNames, KINESIS_PORT, METRICS_PORT, child_meta};
+use crate::api::Stream;
+use crate::api::stream::Durability;
+
+/// Access key id of the operator's admin key in every managed broker.
+pub const ADMIN_ACCESS_KEY_ID: &str = "brook-operator";
+/// Where the broker pods mount their data volume.
+pub const DATA_MOUNT_PATH: &str = "/var/lib/brook";
+/// Where the broker pods mount the operator's admin key.
+pub const ADMIN_MOUNT_PATH: &str = "/etc/brook/admin";
+/// Where the broker pods mount the clients' SigV4 keys, when the Stream asks for auth.
+pub const CREDENTIALS_MOUNT_PATH: &str = "/etc/brook/credentials";
+
+/// The broker configuration of a Stream, as environment variables of the broker container.
+pub fn broker_environment(stream: &Stream, defaults: &BrokerDefaults) -> BTreeMap<String, String> {
+    let name = stream.metadata.name.as_deref().unwrap_or_default();
+    let namespace = stream.metadata.namespace.as_deref().unwrap_or("default");
+    let limits = &stream.spec.limits;
+    let mut env = BTreeMap::from([
+        ("BROOK_LISTEN".to_owned(), format!("0.0.0.0:{KINESIS_PORT}")),
+        (
+            "BROOK_METRICS_LISTEN".to_owned(),
+            format!("0.0.0.0:{METRICS_PORT}"),
+        ),
+        (
+            "BROOK_DATA_DIR".to_owned(),
+            format!("{DATA_MOUNT_PATH}/data"),
+        ),
+        ("BROOK_LOG_FORMAT".to_owned(), "json".to_owned()),
+        (
+            "BROOK_DURABILITY".to_owned(),
+            match stream.spec.durability {
+                Durability::Fsync => "fsync",
+                Durability::Async => "async",
+            }
+            .to_owned(),
+        ),
+        ("BROOK_REGION".to_owned(), defaults.region.clone()),
+        ("BROOK_ACCOUNT".to_owned(), defaults.account.clone()),
+        (
+            "BROOK_WRITE_BYTES_PER_SECOND".to_owned(),
+            limits.write_bytes_per_second.to_string(),
+        ),
+        (
+            "BROOK_WRITE_RECORDS_PER_SECOND".to_owned(),
+            limits.write_records_per_second.to_string(),
+        ),
+        (
+            "BROOK_READ_BYTES_PER_SECOND".to_owned(),
+            limits.read_bytes_per_second.to_string(),
+        ),
+        (
+            "BROOK_READ_CALLS_PER_SECOND".to_owned(),
+            limits.read_calls_per_second.to_string(),
+        ),
+        ("BROOK_NO_QUOTAS".to_owned(), (!limits.enforce).to_string()),
+        (
+            "BROOK_MANAGED_BY".to_owned(),
+            format!("Stream {namespace}/{name}"),
+        ),
+        (
+            "BROOK_ADMIN_CREDENTIALS".to_owned(),
+            ADMIN_MOUNT_PATH.to_owned(),
+        ),
+    ]);
+    if stream.spec.auth.is_some() {
+        env.insert(
+            "BROOK_CREDENTIALS".to_owned(),
+            CREDENTIALS_MOUNT_PATH.to_owned(),
+        );
+    }
+    env
+}
+
+/// The ConfigMap holding [`broker_environment`].
+pub fn broker_config_map(stream: &Stream, defaults: &BrokerDefaults) -> ConfigMap {
+    let name = stream.metadata.name.as_deref().unwrap_or_default();
+    ConfigMap {
+        metadata: child_meta(stream, &ChildNames::for_stream(name).config_map),
+        data: Some(broker_environment(stream, defaults)),
+        ..ConfigMap::default()
+    }
+}
+
+/// A short digest of a ConfigMap's data, for the pod template annotation that rolls the pods
+/// when the configuration changes.
+pub fn config_hash(config: &ConfigMap) -> String {
+    let mut digest = Sha256::new();
+    for (key, value) in config.data.iter().flatten() {
+        digest.update(key.as_bytes());
+        digest.update([0]);
+        digest.update(value.as_bytes());
+        digest.update([0]);
+    }
+    digest
+        .finalize()
+        .iter()
+        .take(8)
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::common::SecretReference;
+    use crate::api::stream::Auth;
+    use crate::operator::resources::fixtures::stream;
+
+    fn defaults() -> BrokerDefaults {
+        BrokerDefaults::for_this_version()
+    }
+
+    #[test]
+    fn a_default_stream_configures_kinesis_quotas_fsync_and_managed_mode() {
+        let config = broker_config_map(&stream("orders"), &defaults());
+        assert_eq!(
+            config.metadata.name.as_deref(),
+            Some("orders-broker-config")
+        );
+        let data = config.data.expect("data");
+        let expected = [
+            ("BROOK_LISTEN", "0.0.0.0:4567"),
+            ("BROOK_METRICS_LISTEN", "0.0.0.0:9100"),
+            ("BROOK_DATA_DIR", "/var/lib/brook/data"),
+            ("BROOK_LOG_FORMAT", "json"),
+            ("BROOK_DURABILITY", "fsync"),
+            ("BROOK_REGION", "us-east-1"),
+            ("BROOK_ACCOUNT", "000000000000"),
+            ("BROOK_WRITE_BYTES_PER_SECOND", "1048576"),
+            ("BROOK_WRITE_RECORDS_PER_SECOND", "1000"),
+            ("BROOK_READ_BYTES_PER_SECOND", "2097152"),
+            ("BROOK_READ_CALLS_PER_SECOND", "5"),
+            ("BROOK_NO_QUOTAS", "false"),
+            ("BROOK_MANAGED_BY", "Stream shop/orders"),
+            ("BROOK_ADMIN_CREDENTIALS", "/etc/brook/admin"),
+        ];
+        for (key, value) in expected {
+            assert_eq!(data.get(key).map(String::as_str), Some(value), "{key}");
+        }
+        assert_eq!(data.len(), expected.len(), "no other keys: {data:?}");
+    }
+
+    #[test]
+    fn every_quota_durability_and_auth_setting_reaches_the_config() {
+        let mut custom = stream("orders");
+        custom.spec.limits.write_bytes_per_second = 11;
+        custom.spec.limits.write_records_per_second = 12;
+        custom.spec.limits.read_bytes_per_second = 13;
+        custom.spec.limits.read_calls_per_second = 14;
+        custom.spec.limits.enforce = false;
+        custom.spec.durability = Durability::Async;
+        custom.spec.auth = Some(Auth {
+            credentials_secret_ref: SecretReference {
+                name: "producers".to_owned(),
+            },
+        });
+        let data = broker_config_map(&custom, &defaults()).data.expect("data");
+        assert_eq!(data["BROOK_WRITE_BYTES_PER_SECOND"], "11");
+        assert_eq!(data["BROOK_WRITE_RECORDS_PER_SECOND"], "12");
+        assert_eq!(data["BROOK_READ_BYTES_PER_SECOND"], "13");
+        assert_eq!(data["BROOK_READ_CALLS_PER_SECOND"], "14");
+        assert_eq!(data["BROOK_NO_QUOTAS"], "true");
+        assert_eq!(data["BROOK_DURABILITY"], "async");
+        assert_eq!(data["BROOK_CREDENTIALS"], "/etc/brook/credentials");
+    }
+
+    #[test]
+    fn the_config_hash_changes_with_the_config_and_only_then() {
+        let base = broker_config_map(&stream("orders"), &defaults());
+        let same = broker_config_map(&stream("orders"), &defaults());
+        assert_eq!(config_hash(&base), config_hash(&same));
+        assert_eq!(config_hash(&base).len(), 16);
+        let mut changed_stream = stream("orders");
+        changed_stream.spec.durability = Durability::Async;
+        let changed = broker_config_map(&changed_stream, &defaults());
+        assert_ne!(config_hash(&base), config_hash(&changed));
+    }
+}

@@ -1,0 +1,292 @@
+//! The StatefulSet of a Stream's broker pods: one PersistentVolumeClaim per pod, probes on
+//! the broker's health endpoints, a locked-down security context, pods spread over nodes.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{
+    StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
+    StatefulSetUpdateStrategy,
+};
+use k8s_openapi::api::core::v1::{
+    Capabilities, ConfigMapEnvSource, Container, ContainerPort, EmptyDirVolumeSource,
+    EnvFromSource, EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector, PersistentVolumeClaim,
+    PersistentVolumeClaimSpec, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile,
+    SecretVolumeSource, SecurityContext, TopologySpreadConstraint, Volume, VolumeMount,
+    VolumeResourceRequirements,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::broker_config::{ADMIN_MOUNT_PATH, CREDENTIALS_MOUNT_PATH, DATA_MOUNT_PATH};
+use super::{
+    BrokerDefaults, ChildNames, KINESIS_PORT, KINESIS_PORT_NAME, METRICS_PORT, METRICS_PORT_NAME,
+    child_labels, child_meta, selector_labels,
+};
+use crate::api::Stream;
+use crate::api::stream::{DeletionPolicy, ImagePullPolicy};
+
+/// Name of each broker pod's data volume claim.
+pub const DATA_VOLUME: &str = "data";
+/// Pod template annotation that holds the broker configuration's hash.
+pub const CONFIG_HASH_ANNOTATION: &str = "brook.dev/config-hash";
+/// User and group the broker runs as: the distroless `nonroot` user.
+const BROKER_UID: i64 = 65532;
+/// Time a broker gets between SIGTERM and SIGKILL: draining requests, a final journal sync
+/// and checkpoint take seconds; the margin covers a slow volume.
+const TERMINATION_GRACE_SECONDS: i64 = 60;
+
+fn http_probe(path: &str, period: i32, failures: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.to_owned()),
+            port: IntOrString::String(METRICS_PORT_NAME.to_owned()),
+            scheme: Some("HTTP".to_owned()),
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(period),
+        failure_threshold: Some(failures),
+        timeout_seconds: Some(2),
+        ..Probe::default()
+    }
+}
+
+fn secret_volume(name: &str, secret: &str) -> Volume {
+    Volume {
+        name: name.to_owned(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(secret.to_owned()),
+            default_mode: Some(0o440),
+            ..SecretVolumeSource::default()
+        }),
+        ..Volume::default()
+    }
+}
+
+fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
+    VolumeMount {
+        name: name.to_owned(),
+        mount_path: path.to_owned(),
+        read_only: read_only.then_some(true),
+        ..VolumeMount::default()
+    }
+}
+
+fn broker_container(stream: &Stream, defaults: &BrokerDefaults) -> Container {
+    let name = stream.metadata.name.as_deref().unwrap_or_default();
+    let brokers = &stream.spec.brokers;
+    let mut mounts = vec![
+        mount(DATA_VOLUME, DATA_MOUNT_PATH, false),
+        mount("admin-key", ADMIN_MOUNT_PATH, true),
+        mount("tmp", "/tmp", false),
+    ];
+    if stream.spec.auth.is_some() {
+        mounts.push(mount("credentials", CREDENTIALS_MOUNT_PATH, true));
+    }
+    Container {
+        name: "broker".to_owned(),
+        image: Some(
+            brokers
+                .image
+                .clone()
+                .unwrap_or_else(|| defaults.image.clone()),
+        ),
+        image_pull_policy: brokers.image_pull_policy.map(|policy| {
+            match policy {
+                ImagePullPolicy::Always => "Always",
+                ImagePullPolicy::IfNotPresent => "IfNotPresent",
+                ImagePullPolicy::Never => "Never",
+            }
+            .to_owned()
+        }),
+        args: Some(vec!["broker".to_owned()]),
+        env_from: Some(vec![EnvFromSource {
+            config_map_ref: Some(ConfigMapEnvSource {
+                name: ChildNames::for_stream(name).config_map,
+                optional: Some(false),
+            }),
+            ..EnvFromSource::default()
+        }]),
+        env: Some(vec![EnvVar {
+            name: "BROOK_POD_NAME".to_owned(),
+            value_from: Some(EnvVarSource {
+                field_ref: Some(ObjectFieldSelector {
+                    field_path: "metadata.name".to_owned(),
+                    api_version: None,
+                }),
+                ..EnvVarSource::default()
+            }),
+            value: None,
+        }]),
+        ports: Some(vec![
+            ContainerPort {
+                name: Some(KINESIS_PORT_NAME.to_owned()),
+                container_port: KINESIS_PORT,
+                protocol: Some("TCP".to_owned()),
+                ..ContainerPort::default()
+            },
+            ContainerPort {
+                name: Some(METRICS_PORT_NAME.to_owned()),
+                container_port: METRICS_PORT,
+                protocol: Some("TCP".to_owned()),
+                ..ContainerPort::default()
+            },
+        ]),
+        resources: brokers.resources.clone(),
+        // Recovery replays the journal before the broker answers; the startup probe gives it
+        // five minutes before liveness takes over.
+        startup_probe: Some(http_probe("/healthz", 5, 60)),
+        liveness_probe: Some(http_probe("/healthz", 10, 3)),
+        readiness_probe: Some(http_probe("/readyz", 5, 2)),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            run_as_non_root: Some(true),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".to_owned()]),
+                add: None,
+            }),
+            ..SecurityContext::default()
+        }),
+        volume_mounts: Some(mounts),
+        ..Container::default()
+    }
+}
+
+fn pod_spec(stream: &Stream, defaults: &BrokerDefaults) -> PodSpec {
+    let name = stream.metadata.name.as_deref().unwrap_or_default();
+    let names = ChildNames::for_stream(name);
+    let brokers = &stream.spec.brokers;
+    let mut volumes = vec![
+        secret_volume("admin-key", &names.admin_secret),
+        Volume {
+            name: "tmp".to_owned(),
+            empty_dir: Some(EmptyDirVolumeSource {
+                size_limit: Some(Quantity("64Mi".to_owned())),
+                ..EmptyDirVolumeSource::default()
+            }),
+            ..Volume::default()
+        },
+    ];
+    if let Some(auth) = &stream.spec.auth {
+        volumes.push(secret_volume(
+            "credentials",
+            &auth.credentials_secret_ref.name,
+        ));
+    }
+    PodSpec {
+        containers: vec![broker_container(stream, defaults)],
+        // The brokers never call the Kubernetes API.
+        automount_service_account_token: Some(false),
+        enable_service_links: Some(false),
+        termination_grace_period_seconds: Some(TERMINATION_GRACE_SECONDS),
+        security_context: Some(PodSecurityContext {
+            run_as_non_root: Some(true),
+            run_as_user: Some(BROKER_UID),
+            run_as_group: Some(BROKER_UID),
+            fs_group: Some(BROKER_UID),
+            fs_group_change_policy: Some("OnRootMismatch".to_owned()),
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".to_owned(),
+                localhost_profile: None,
+            }),
+            ..PodSecurityContext::default()
+        }),
+        topology_spread_constraints: Some(vec![TopologySpreadConstraint {
+            max_skew: 1,
+            topology_key: "kubernetes.io/hostname".to_owned(),
+            when_unsatisfiable: "ScheduleAnyway".to_owned(),
+            label_selector: Some(LabelSelector {
+                match_labels: Some(selector_labels(name)),
+                match_expressions: None,
+            }),
+            ..TopologySpreadConstraint::default()
+        }]),
+        node_selector: (!brokers.node_selector.is_empty()).then(|| brokers.node_selector.clone()),
+        tolerations: (!brokers.tolerations.is_empty()).then(|| brokers.tolerations.clone()),
+        volumes: Some(volumes),
+        ..PodSpec::default()
+    }
+}
+
+fn data_claim(stream: &Stream) -> PersistentVolumeClaim {
+    let storage = &stream.spec.brokers.storage;
+    let name = stream.metadata.name.as_deref().unwrap_or_default();
+    PersistentVolumeClaim {
+        metadata: ObjectMeta {
+            name: Some(DATA_VOLUME.to_owned()),
+            labels: Some(child_labels(name)),
+            ..ObjectMeta::default()
+        },
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec!["ReadWriteOnce".to_owned()]),
+            storage_class_name: storage.storage_class_name.clone(),
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(BTreeMap::from([(
+                    "storage".to_owned(),
+                    Quantity(storage.size.clone()),
+                )])),
+                limits: None,
+            }),
+            ..PersistentVolumeClaimSpec::default()
+        }),
+        status: None,
+    }
+}
+
+/// The StatefulSet of a Stream's brokers; `config_hash` is the hash of the broker ConfigMap,
+/// whose change rolls the pods.
+pub fn statefulset(stream: &Stream, defaults: &BrokerDefaults, config_hash: &str) -> StatefulSet {
+    let name = stream.metadata.name.as_deref().unwrap_or_default();
+    let names = ChildNames::for_stream(name);
+    StatefulSet {
+        metadata: child_meta(stream, &names.statefulset),
+        spec: Some(StatefulSetSpec {
+            replicas: Some(stream.spec.brokers.replicas),
+            service_name: Some(names.headless_service),
+            selector: LabelSelector {
+                match_labels: Some(selector_labels(name)),
+                match_expressions: None,
+            },
+            // Brokers do not depend on each other to start; starting them together halves
+            // the time a new stream waits.
+            pod_management_policy: Some("Parallel".to_owned()),
+            update_strategy: Some(StatefulSetUpdateStrategy {
+                type_: Some("RollingUpdate".to_owned()),
+                rolling_update: None,
+            }),
+            persistent_volume_claim_retention_policy: Some(
+                StatefulSetPersistentVolumeClaimRetentionPolicy {
+                    when_deleted: Some(
+                        match stream.spec.deletion_policy {
+                            DeletionPolicy::Delete => "Delete",
+                            DeletionPolicy::Retain => "Retain",
+                        }
+                        .to_owned(),
+                    ),
+                    // Scaling brokers down keeps the volumes: their shards come back with
+                    // the pod.
+                    when_scaled: Some("Retain".to_owned()),
+                },
+            ),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(child_labels(name)),
+                    annotations: Some(BTreeMap::from([(
+                        CONFIG_HASH_ANNOTATION.to_owned(),
+                        config_hash.to_owned(),
+                    )])),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(pod_spec(stream, defaults)),
+            },
+            volume_claim_templates: Some(vec![data_claim(stream)]),
+            ..StatefulSetSpec::default()
+        }),
+        status: None,
+    }
+}
+
+#[cfg(test)]
+#[path = "statefulset_tests.rs"]
+mod tests;
