@@ -35,8 +35,53 @@ enum Command {
         #[arg(long)]
         listen: std::net::SocketAddr,
     },
+    /// Reconcile Stream and Consumer resources into running brokers (in a cluster, or with
+    /// the kubeconfig of KUBECONFIG).
+    Operator(OperatorArgs),
+    /// Print a plain-manifest install of the operator (namespace, RBAC, Deployment).
+    Install {
+        /// Namespace the operator runs in.
+        #[arg(long, default_value = "brook-system")]
+        namespace: String,
+        /// Image of the operator and, by default, of the brokers.
+        #[arg(long, default_value_t = brook::operator::resources::BrokerDefaults::for_this_version().image)]
+        image: String,
+    },
     /// Print Brook's version.
     Version,
+}
+
+#[derive(clap::Args, Debug)]
+struct OperatorArgs {
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(
+        long,
+        env = "BROOK_OPERATOR_METRICS_LISTEN",
+        default_value = "0.0.0.0:9090"
+    )]
+    metrics_listen: std::net::SocketAddr,
+    /// Reconcile only this namespace's resources (all namespaces when absent).
+    #[arg(long, env = "BROOK_WATCH_NAMESPACE")]
+    watch_namespace: Option<String>,
+    /// This replica's name in leader election (the pod name).
+    #[arg(long, env = "BROOK_OPERATOR_IDENTITY")]
+    identity: Option<String>,
+    /// Namespace of the leader-election Lease (the operator's own).
+    #[arg(long, env = "BROOK_OPERATOR_NAMESPACE")]
+    lease_namespace: Option<String>,
+    /// Image of the broker pods when a Stream names none.
+    #[arg(long, env = "BROOK_BROKER_IMAGE", default_value_t = brook::operator::resources::BrokerDefaults::for_this_version().image)]
+    broker_image: String,
+    /// Reach every stream's brokers at this host:port instead of its Service's cluster DNS
+    /// name (for an operator run outside the cluster through a port-forward).
+    #[arg(long, env = "BROOK_BROKER_ADDRESS")]
+    broker_address: Option<String>,
+    /// Seconds between re-checks of a serving resource against its brokers.
+    #[arg(long, default_value_t = 60)]
+    recheck_seconds: u64,
+    /// Log format.
+    #[arg(long, env = "BROOK_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
 }
 
 /// Log output format.
@@ -299,6 +344,32 @@ fn run_broker(args: BrokerArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn run_operator(args: OperatorArgs) -> anyhow::Result<()> {
+    init_logging(args.log_format);
+    let mut defaults = brook::operator::resources::BrokerDefaults::for_this_version();
+    defaults.image = args.broker_image;
+    let leader_election = match (args.lease_namespace, args.identity) {
+        (Some(namespace), Some(identity)) => Some((namespace, identity)),
+        _ => None,
+    };
+    let options = brook::operator::OperatorOptions {
+        metrics_listen: args.metrics_listen,
+        watch_namespace: args.watch_namespace,
+        leader_election,
+        defaults,
+        brokers: match args.broker_address {
+            Some(address) => brook::operator::BrokerAddresses::Fixed(address),
+            None => brook::operator::BrokerAddresses::ClusterDns,
+        },
+        recheck: std::time::Duration::from_secs(args.recheck_seconds.max(1)),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(brook::operator::runner::run(options))?;
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
@@ -313,6 +384,14 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Crd { out_dir } => print_crds(out_dir),
+        Command::Operator(args) => run_operator(args),
+        Command::Install { namespace, image } => {
+            print!(
+                "{}",
+                brook::operator::install::install_yaml(&namespace, &image)?
+            );
+            Ok(())
+        }
         Command::Version => {
             println!("brook {}", env!("CARGO_PKG_VERSION"));
             Ok(())

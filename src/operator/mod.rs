@@ -1,4 +1,363 @@
 //! `brook operator`: turns `Stream` and `Consumer` resources into running brokers and keeps
-//! them as declared.
+//! them as declared. One controller per kind; a reconcile is a pipeline of pure decisions
+//! (`resources`, `status`) with thin I/O around them (`apply`, `kinesis`).
 
+pub mod apply;
+pub mod consumer;
+pub mod context;
+pub mod install;
+pub mod kinesis;
+pub mod leader;
 pub mod resources;
+pub mod runner;
+pub mod status;
+pub mod stream;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Client, CustomResourceExt, ResourceExt};
+use serde::de::DeserializeOwned;
+use tracing::Instrument;
+
+pub use context::{BrokerAddresses, Context, OperatorMetrics, ReconcileError};
+
+use crate::api::{Consumer, Stream};
+
+/// Why the operator could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum OperatorError {
+    /// No Kubernetes client could be configured (no in-cluster account, no kubeconfig).
+    #[error("no Kubernetes configuration: {0}")]
+    Config(String),
+    /// The telemetry port could not be bound.
+    #[error("cannot listen on {address}: {message}")]
+    Listen {
+        /// The address.
+        address: SocketAddr,
+        /// What failed.
+        message: String,
+    },
+    /// Leadership was lost; the process exits so a restart starts clean.
+    #[error("lost the leader lease")]
+    LostLease,
+}
+
+/// How the operator runs.
+#[derive(Clone, Debug)]
+pub struct OperatorOptions {
+    /// Address of `/metrics`, `/healthz` and `/readyz`.
+    pub metrics_listen: SocketAddr,
+    /// Only this namespace's resources; every namespace when absent.
+    pub watch_namespace: Option<String>,
+    /// Leader election: the Lease's namespace and this replica's identity; off when absent.
+    pub leader_election: Option<(String, String)>,
+    /// Image, region and account of the brokers.
+    pub defaults: resources::BrokerDefaults,
+    /// Where the brokers are reached.
+    pub brokers: BrokerAddresses,
+    /// How often a serving resource is re-checked against its brokers.
+    pub recheck: Duration,
+}
+
+/// Per-object failure counts, for exponential backoff in the error policy.
+#[derive(Default)]
+struct Backoff(Mutex<HashMap<String, u32>>);
+
+impl Backoff {
+    fn next(&self, key: &str) -> Duration {
+        let mut failures = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let count = failures.entry(key.to_owned()).or_insert(0);
+        *count = count.saturating_add(1);
+        backoff_delay(*count)
+    }
+
+    fn reset(&self, key: &str) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+    }
+}
+
+/// The retry delay after `failures` consecutive failures: 1 s doubling up to 5 minutes.
+pub fn backoff_delay(failures: u32) -> Duration {
+    let exponent = failures.saturating_sub(1).min(9);
+    Duration::from_secs((1u64 << exponent).min(300))
+}
+
+fn object_key(object: &DynamicObject) -> String {
+    format!(
+        "{}/{}",
+        object.namespace().unwrap_or_default(),
+        object.name_any()
+    )
+}
+
+/// Reads a watched object as its typed resource; a malformed one is an error message.
+pub fn parse_object<K: DeserializeOwned>(object: &DynamicObject) -> Result<K, String> {
+    serde_json::to_value(object)
+        .and_then(serde_json::from_value)
+        .map_err(|e| e.to_string())
+}
+
+/// A resource the operator cannot read: its status says so and, if it is being deleted, the
+/// finalizer is released so its namespace never hangs. The other resources carry on.
+pub async fn handle_malformed(
+    ctx: &Context,
+    object: &DynamicObject,
+    resource: &ApiResource,
+    finalizer: &str,
+    problem: &str,
+) -> Result<Action, ReconcileError> {
+    let namespace = object
+        .namespace()
+        .ok_or(ReconcileError::Unnamed("namespace"))?;
+    let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &namespace, resource);
+    let name = object.name_any();
+    let finalizers = object.finalizers();
+    if object.metadata.deletion_timestamp.is_some() {
+        if let Some(index) = finalizers.iter().position(|f| f == finalizer) {
+            let patch = serde_json::json!([
+                {"op": "test", "path": format!("/metadata/finalizers/{index}"), "value": finalizer},
+                {"op": "remove", "path": format!("/metadata/finalizers/{index}")},
+            ]);
+            let patch: json_patch::Patch = serde_json::from_value(patch)
+                .map_err(|e| ReconcileError::Finalizer(e.to_string()))?;
+            api.patch(&name, &PatchParams::default(), &Patch::<()>::Json(patch))
+                .await?;
+        }
+        return Ok(Action::await_change());
+    }
+    let message = format!("the operator cannot read this resource: {problem}");
+    let already = object.data["status"]["conditions"]
+        .as_array()
+        .is_some_and(|c| c.iter().any(|c| c["message"] == message.as_str()));
+    if !already {
+        let now = k8s_openapi::jiff::Timestamp::now().to_string();
+        let conditions: Vec<serde_json::Value> = [("Ready", "False"), ("Degraded", "True")]
+            .iter()
+            .map(|(type_, status)| {
+                serde_json::json!({"type": type_, "status": status, "reason": "MalformedResource",
+                    "message": message, "lastTransitionTime": now})
+            })
+            .collect();
+        let patch = serde_json::json!({"status": {"conditions": conditions}});
+        api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+    }
+    Ok(Action::await_change())
+}
+
+async fn reconcile_stream_object(
+    object: Arc<DynamicObject>,
+    ctx: Arc<Context>,
+) -> Result<Action, ReconcileError> {
+    let started = Instant::now();
+    let result = match parse_object::<Stream>(&object) {
+        Ok(stream) => stream::reconcile(Arc::new(stream), ctx.clone()).await,
+        Err(problem) => {
+            let resource = ApiResource::erase::<Stream>(&());
+            handle_malformed(&ctx, &object, &resource, stream::FINALIZER, &problem).await
+        }
+    };
+    ctx.metrics.observe(
+        "stream",
+        started.elapsed().as_secs_f64(),
+        result.as_ref().err(),
+    );
+    result
+}
+
+async fn reconcile_consumer_object(
+    object: Arc<DynamicObject>,
+    ctx: Arc<Context>,
+) -> Result<Action, ReconcileError> {
+    let started = Instant::now();
+    let result = match parse_object::<Consumer>(&object) {
+        Ok(consumer) => consumer::reconcile(Arc::new(consumer), ctx.clone()).await,
+        Err(problem) => {
+            let resource = ApiResource::erase::<Consumer>(&());
+            handle_malformed(&ctx, &object, &resource, consumer::FINALIZER, &problem).await
+        }
+    };
+    ctx.metrics.observe(
+        "consumer",
+        started.elapsed().as_secs_f64(),
+        result.as_ref().err(),
+    );
+    result
+}
+
+fn dynamic_api(
+    client: &Client,
+    namespace: Option<&str>,
+    resource: &ApiResource,
+) -> Api<DynamicObject> {
+    match namespace {
+        Some(namespace) => Api::namespaced_with(client.clone(), namespace, resource),
+        None => Api::all_with(client.clone(), resource),
+    }
+}
+
+fn typed_api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(namespace) => Api::namespaced(client.clone(), namespace),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Whether the API server serves the Prometheus Operator's ServiceMonitor kind.
+pub async fn serves_service_monitors(client: &Client) -> bool {
+    match kube::discovery::group(client, "monitoring.coreos.com").await {
+        Ok(group) => group
+            .versioned_resources("v1")
+            .iter()
+            .any(|(resource, _)| resource.kind == "ServiceMonitor"),
+        Err(_) => false,
+    }
+}
+
+/// Runs both controllers until `shutdown` resolves.
+pub async fn run_controllers(
+    ctx: Arc<Context>,
+    namespace: Option<String>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + Clone + 'static,
+) {
+    let client = ctx.client.clone();
+    let ns = namespace.as_deref();
+    let config = watcher::Config::default();
+    let stream_resource = ApiResource::erase::<Stream>(&());
+    let consumer_resource = ApiResource::erase::<Consumer>(&());
+    let stream_backoff = Arc::new(Backoff::default());
+    let consumer_backoff = Arc::new(Backoff::default());
+
+    let stream_errors = stream_backoff.clone();
+    let streams = Controller::new_with(
+        dynamic_api(&client, ns, &stream_resource),
+        config.clone(),
+        stream_resource.clone(),
+    )
+    .owns(typed_api::<StatefulSet>(&client, ns), config.clone())
+    .owns(typed_api::<Service>(&client, ns), config.clone())
+    .owns(typed_api::<ConfigMap>(&client, ns), config.clone())
+    .owns(typed_api::<PodDisruptionBudget>(&client, ns), config.clone())
+    .graceful_shutdown_on(shutdown.clone())
+    .run(
+        move |object, ctx| {
+            let key = object_key(&object);
+            let span = tracing::info_span!("reconcile", controller = "stream", resource = %key);
+            let backoff = stream_backoff.clone();
+            async move {
+                let result = reconcile_stream_object(object, ctx).await;
+                if result.is_ok() {
+                    backoff.reset(&key);
+                }
+                result
+            }
+            .instrument(span)
+        },
+        move |object, error, _ctx| {
+            let key = object_key(&object);
+            let delay = stream_errors.next(&key);
+            tracing::warn!(controller = "stream", resource = %key, error = %error, retry_in = ?delay, "reconcile failed");
+            Action::requeue(delay)
+        },
+        ctx.clone(),
+    )
+    .for_each(|_| async {});
+
+    let consumers_controller = Controller::new_with(
+        dynamic_api(&client, ns, &consumer_resource),
+        config.clone(),
+        consumer_resource.clone(),
+    );
+    let consumer_store = consumers_controller.store();
+    let mapped_resource = consumer_resource.clone();
+    let consumer_errors = consumer_backoff.clone();
+    let consumers = consumers_controller
+        // A Stream that changes (becomes Ready, goes away) wakes the Consumers that read it.
+        .watches_with(
+            dynamic_api(&client, ns, &stream_resource),
+            stream_resource.clone(),
+            config.clone(),
+            move |stream: DynamicObject| {
+                let namespace = stream.namespace();
+                let name = stream.name_any();
+                consumer_store
+                    .state()
+                    .into_iter()
+                    .filter(|c| c.namespace() == namespace && c.data["spec"]["streamName"] == name.as_str())
+                    .map(|c| ObjectRef::from_obj_with(c.as_ref(), mapped_resource.clone()))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .graceful_shutdown_on(shutdown)
+        .run(
+            move |object, ctx| {
+                let key = object_key(&object);
+                let span =
+                    tracing::info_span!("reconcile", controller = "consumer", resource = %key);
+                let backoff = consumer_backoff.clone();
+                async move {
+                    let result = reconcile_consumer_object(object, ctx).await;
+                    if result.is_ok() {
+                        backoff.reset(&key);
+                    }
+                    result
+                }
+                .instrument(span)
+            },
+            move |object, error, _ctx| {
+                let key = object_key(&object);
+                let delay = consumer_errors.next(&key);
+                tracing::warn!(controller = "consumer", resource = %key, error = %error, retry_in = ?delay, "reconcile failed");
+                Action::requeue(delay)
+            },
+            ctx,
+        )
+        .for_each(|_| async {});
+    futures::join!(streams, consumers);
+}
+
+/// The CRDs the controllers need, by name, for the start-up check.
+pub fn required_crds() -> Vec<String> {
+    [Stream::crd_name(), Consumer::crd_name()]
+        .into_iter()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_back_off_from_one_second_to_five_minutes() {
+        let delays: Vec<u64> = (1..=11).map(|n| backoff_delay(n).as_secs()).collect();
+        assert_eq!(delays, [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300]);
+    }
+
+    #[test]
+    fn a_resource_that_does_not_fit_its_type_is_reported_not_panicked_on() {
+        let resource = ApiResource::erase::<Stream>(&());
+        let mut object = DynamicObject::new("orders", &resource).within("shop");
+        object.data = serde_json::json!({"spec": {"shards": "many"}});
+        let problem = parse_object::<Stream>(&object).expect_err("shards must be a number");
+        assert!(problem.contains("invalid type"), "{problem}");
+        object.data = serde_json::json!({"spec": {"shards": 3}});
+        let stream = parse_object::<Stream>(&object).expect("a well-formed Stream");
+        assert_eq!(stream.spec.shards, 3);
+    }
+}

@@ -343,3 +343,18 @@ pub async fn wait_for_status(client: &Client, name: &str, status: &str) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Polls DescribeStreamSummary until the stream is gone.
+pub async fn wait_for_absent(client: &Client, name: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while client
+        .describe_stream_summary()
+        .stream_name(name)
+        .send()
+        .await
+        .is_ok()
+    {
+        assert!(Instant::now() < deadline, "{name} still exists");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -4,4 +4,6 @@
 
 pub mod apiserver;
 pub mod broker;
+pub mod mock_kube;
+pub mod operator;
 pub mod pki;

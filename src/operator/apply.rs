@@ -1,0 +1,91 @@
+//! Server-side apply that writes only when something would change: the live object is read
+//! first, and a desired object whose every field the live one already holds is not sent.
+//! A steady reconcile therefore makes reads only, and never wakes its own watches.
+
+use std::fmt::Debug;
+
+use kube::api::{Api, Patch, PatchParams};
+use kube::{Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::resources::MANAGER;
+
+/// Whether every field set in `desired` has the same value in `live`: objects compare key by
+/// key (extra live keys, such as defaults and status, are ignored), lists item by item.
+pub fn is_subset(desired: &Value, live: &Value) -> bool {
+    match (desired, live) {
+        (Value::Null, _) => true,
+        (Value::Object(want), Value::Object(have)) => want.iter().all(|(key, value)| {
+            value.is_null() || have.get(key).is_some_and(|live| is_subset(value, live))
+        }),
+        (Value::Array(want), Value::Array(have)) => {
+            want.len() == have.len() && want.iter().zip(have).all(|(w, h)| is_subset(w, h))
+        }
+        (want, have) => want == have,
+    }
+}
+
+/// Applies `desired` with the operator's field manager unless the live object already
+/// matches it; returns the live object either way, and whether a write was made.
+pub async fn apply<K>(api: &Api<K>, desired: &K) -> Result<(K, bool), kube::Error>
+where
+    K: Resource + Clone + Serialize + DeserializeOwned + Debug,
+{
+    let name = desired.name_any();
+    if let Some(live) = api.get_opt(&name).await? {
+        let wanted = serde_json::to_value(desired).map_err(kube::Error::SerdeError)?;
+        let have = serde_json::to_value(&live).map_err(kube::Error::SerdeError)?;
+        if is_subset(&wanted, &have) {
+            return Ok((live, false));
+        }
+    }
+    let params = PatchParams::apply(MANAGER).force();
+    let live = api.patch(&name, &params, &Patch::Apply(desired)).await?;
+    Ok((live, true))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn defaults_and_status_on_the_live_object_do_not_count_as_drift() {
+        let desired = json!({"spec": {"replicas": 3, "template": {"labels": {"a": "b"}}}});
+        let live = json!({
+            "metadata": {"resourceVersion": "7"},
+            "spec": {"replicas": 3, "revisionHistoryLimit": 10, "template": {"labels": {"a": "b"}}},
+            "status": {"readyReplicas": 1},
+        });
+        assert!(is_subset(&desired, &live));
+    }
+
+    #[test]
+    fn a_changed_or_missing_field_is_drift() {
+        let desired = json!({"spec": {"replicas": 3, "image": "brook:1"}});
+        assert!(!is_subset(
+            &desired,
+            &json!({"spec": {"replicas": 2, "image": "brook:1"}})
+        ));
+        assert!(!is_subset(&desired, &json!({"spec": {"replicas": 3}})));
+    }
+
+    #[test]
+    fn lists_compare_item_by_item_and_by_length() {
+        let desired = json!({"ports": [{"name": "kinesis", "port": 4567}]});
+        assert!(is_subset(
+            &desired,
+            &json!({"ports": [{"name": "kinesis", "port": 4567, "protocol": "TCP"}]})
+        ));
+        assert!(!is_subset(
+            &desired,
+            &json!({"ports": [{"name": "kinesis", "port": 4567}, {"name": "x", "port": 1}]})
+        ));
+        assert!(!is_subset(
+            &desired,
+            &json!({"ports": [{"name": "kinesis", "port": 4568}]})
+        ));
+    }
+}

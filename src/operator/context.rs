@@ -1,0 +1,216 @@
+//! What every reconcile shares: the Kubernetes client, the event recorder, where the brokers
+//! are reached, the operator's metrics; and the error a reconcile can end with.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::Client;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+
+use super::kinesis::AdminError;
+use super::resources::{BrokerDefaults, KINESIS_PORT, MANAGER};
+
+/// Why a reconcile failed; the controller retries it with backoff.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    /// A Kubernetes API call failed.
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    /// Adding or removing the finalizer failed.
+    #[error("finalizer: {0}")]
+    Finalizer(String),
+    /// A broker admin call failed in a way a retry may fix.
+    #[error(transparent)]
+    Broker(#[from] AdminError),
+    /// The resource has no namespace or name.
+    #[error("the resource has no {0}")]
+    Unnamed(&'static str),
+    /// The system could not supply randomness for a new admin key.
+    #[error("no randomness for a new admin key: {0}")]
+    Randomness(String),
+}
+
+impl ReconcileError {
+    /// A stable short label for metrics and logs.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Kube(_) => "kubernetes_api",
+            Self::Finalizer(_) => "finalizer",
+            Self::Broker(AdminError::Unreachable { .. }) => "broker_unreachable",
+            Self::Broker(_) => "broker_api",
+            Self::Unnamed(_) => "unnamed",
+            Self::Randomness(_) => "randomness",
+        }
+    }
+}
+
+/// How the operator reaches a stream's brokers.
+#[derive(Clone, Debug)]
+pub enum BrokerAddresses {
+    /// The client Service's cluster DNS name (in a cluster).
+    ClusterDns,
+    /// One fixed `host:port` for every stream (tests, or an operator run outside the cluster
+    /// through a port-forward).
+    Fixed(String),
+}
+
+impl BrokerAddresses {
+    /// `host:port` of the Kinesis API of the stream `name` in `namespace`.
+    pub fn address(&self, namespace: &str, name: &str) -> String {
+        match self {
+            Self::ClusterDns => format!("{name}.{namespace}.svc:{KINESIS_PORT}"),
+            Self::Fixed(address) => address.clone(),
+        }
+    }
+}
+
+/// Reconcile counts, durations and errors per controller.
+#[derive(Clone)]
+pub struct OperatorMetrics {
+    /// The registry `/metrics` renders.
+    pub registry: Registry,
+    reconciles: IntCounterVec,
+    failures: IntCounterVec,
+    durations: HistogramVec,
+}
+
+impl OperatorMetrics {
+    /// Registers the operator's metrics in a fresh registry.
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let reconciles = IntCounterVec::new(
+            Opts::new(
+                "brook_operator_reconciles_total",
+                "Reconciles run, by controller and outcome",
+            ),
+            &["controller", "outcome"],
+        )
+        .expect("valid metric");
+        let failures = IntCounterVec::new(
+            Opts::new(
+                "brook_operator_reconcile_errors_total",
+                "Reconciles that failed, by controller and error",
+            ),
+            &["controller", "error"],
+        )
+        .expect("valid metric");
+        let durations = HistogramVec::new(
+            HistogramOpts::new(
+                "brook_operator_reconcile_duration_seconds",
+                "Time one reconcile takes, by controller",
+            )
+            .buckets(vec![0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+            &["controller"],
+        )
+        .expect("valid metric");
+        for collector in [
+            Box::new(reconciles.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(failures.clone()),
+            Box::new(durations.clone()),
+        ] {
+            registry
+                .register(collector)
+                .expect("metric registered once");
+        }
+        Self {
+            registry,
+            reconciles,
+            failures,
+            durations,
+        }
+    }
+
+    /// Counts one reconcile of `controller` that took `seconds` and ended with `error`.
+    pub fn observe(&self, controller: &str, seconds: f64, error: Option<&ReconcileError>) {
+        let outcome = if error.is_some() { "error" } else { "ok" };
+        self.reconciles
+            .with_label_values(&[controller, outcome])
+            .inc();
+        self.durations
+            .with_label_values(&[controller])
+            .observe(seconds);
+        if let Some(error) = error {
+            self.failures
+                .with_label_values(&[controller, error.label()])
+                .inc();
+        }
+    }
+}
+
+impl Default for OperatorMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Everything a reconcile needs.
+pub struct Context {
+    /// The Kubernetes client.
+    pub client: Client,
+    /// Image, region and account of the brokers.
+    pub defaults: BrokerDefaults,
+    /// Where the brokers are reached.
+    pub brokers: BrokerAddresses,
+    /// Whether the Prometheus Operator's ServiceMonitor kind is served.
+    pub service_monitors: bool,
+    /// How often a serving resource is re-checked against the brokers.
+    pub recheck: Duration,
+    /// Reconcile metrics.
+    pub metrics: OperatorMetrics,
+    recorder: Recorder,
+}
+
+impl Context {
+    /// A context for `client`; events are reported as `instance` (the pod name).
+    pub fn new(
+        client: Client,
+        defaults: BrokerDefaults,
+        brokers: BrokerAddresses,
+        service_monitors: bool,
+        instance: Option<String>,
+    ) -> Arc<Self> {
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: MANAGER.to_owned(),
+                instance,
+            },
+        );
+        Arc::new(Self {
+            client,
+            defaults,
+            brokers,
+            service_monitors,
+            recheck: Duration::from_secs(60),
+            metrics: OperatorMetrics::new(),
+            recorder,
+        })
+    }
+
+    /// Publishes a Kubernetes Event about `object`; a failure is logged, never fatal.
+    pub async fn event(
+        &self,
+        object: &ObjectReference,
+        warning: bool,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
+        let event = Event {
+            type_: if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: reason.to_owned(),
+            note: Some(note),
+            action: action.to_owned(),
+            secondary: None,
+        };
+        if let Err(error) = self.recorder.publish(&event, object).await {
+            tracing::warn!(%error, reason, "could not publish an event");
+        }
+    }
+}

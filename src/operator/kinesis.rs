@@ -1,0 +1,358 @@
+//! The operator's Kinesis admin client: JSON 1.1 calls signed with the stream's admin key,
+//! sent to the brokers' client Service. Only the handful of control-plane calls the operator
+//! makes; the answers are read into the few fields it decides on.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+
+use crate::broker::auth;
+
+/// How long one admin call may take before the brokers count as unreachable.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why an admin call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// No connection, or the connection broke before an answer.
+    #[error("brokers at {endpoint} are unreachable: {message}")]
+    Unreachable {
+        /// Where the call went.
+        endpoint: String,
+        /// What failed.
+        message: String,
+    },
+    /// The brokers answered with a Kinesis error.
+    #[error("{operation} failed with {code}: {message}")]
+    Api {
+        /// The operation.
+        operation: &'static str,
+        /// The Kinesis error code, such as `LimitExceededException`.
+        code: String,
+        /// The error message.
+        message: String,
+    },
+    /// The answer was not the JSON the operation returns.
+    #[error("{operation} answered with an unreadable body: {message}")]
+    Decode {
+        /// The operation.
+        operation: &'static str,
+        /// What could not be read.
+        message: String,
+    },
+}
+
+impl AdminError {
+    /// The Kinesis error code of an API error.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            Self::Api { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+
+    /// Whether the named stream or consumer does not exist.
+    pub fn is_not_found(&self) -> bool {
+        self.code() == Some("ResourceNotFoundException")
+    }
+}
+
+/// What the operator reads of a stream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StreamSummary {
+    /// CREATING, ACTIVE, UPDATING or DELETING.
+    pub status: String,
+    /// The stream's ARN.
+    pub arn: String,
+    /// Open shards.
+    pub open_shards: i32,
+    /// Retention in hours.
+    pub retention_hours: i32,
+    /// Largest record in KiB.
+    pub max_record_size_kib: i32,
+}
+
+/// What the operator reads of a consumer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsumerSummary {
+    /// The consumer's ARN.
+    pub arn: String,
+    /// CREATING, ACTIVE or DELETING.
+    pub status: String,
+}
+
+/// An admin client for one stream's brokers.
+#[derive(Clone, Debug)]
+pub struct BrokerAdmin {
+    /// `host:port` of the brokers' Kinesis API.
+    pub address: String,
+    access_key: String,
+    secret: String,
+    region: String,
+}
+
+impl BrokerAdmin {
+    /// A client for the brokers at `address` (`host:port`), signing with the admin key.
+    pub fn new(address: String, access_key: &str, secret: &str, region: &str) -> Self {
+        Self {
+            address,
+            access_key: access_key.to_owned(),
+            secret: secret.to_owned(),
+            region: region.to_owned(),
+        }
+    }
+
+    fn unreachable(&self, message: impl ToString) -> AdminError {
+        AdminError::Unreachable {
+            endpoint: self.address.clone(),
+            message: message.to_string(),
+        }
+    }
+
+    /// Calls `operation` with `body` and returns the decoded answer.
+    async fn call(&self, operation: &'static str, body: Value) -> Result<Value, AdminError> {
+        match tokio::time::timeout(CALL_TIMEOUT, self.call_once(operation, body)).await {
+            Ok(result) => result,
+            Err(_) => Err(self.unreachable(format!("no answer within {CALL_TIMEOUT:?}"))),
+        }
+    }
+
+    async fn call_once(&self, operation: &'static str, body: Value) -> Result<Value, AdminError> {
+        let body = serde_json::to_vec(&body).map_err(|e| AdminError::Decode {
+            operation,
+            message: e.to_string(),
+        })?;
+        let amz_date = auth::format_amz_date(now_ms());
+        let target = format!("Kinesis_20131202.{operation}");
+        let headers = vec![
+            ("host".to_owned(), self.address.clone()),
+            ("x-amz-date".to_owned(), amz_date.clone()),
+            ("x-amz-target".to_owned(), target.clone()),
+            (
+                "content-type".to_owned(),
+                "application/x-amz-json-1.1".to_owned(),
+            ),
+        ];
+        let signed = auth::SignedRequest {
+            method: "POST",
+            path: "/",
+            query: "",
+            headers,
+            body: &body,
+        };
+        let authorization = auth::sign(&signed, &self.access_key, &self.secret, &self.region);
+        let request = http::Request::post("/")
+            .header("host", &self.address)
+            .header("x-amz-date", amz_date)
+            .header("x-amz-target", target)
+            .header("content-type", "application/x-amz-json-1.1")
+            .header("authorization", authorization)
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| self.unreachable(e))?;
+        let stream = TcpStream::connect(&self.address)
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        let status = response.status();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| self.unreachable(e))?
+            .to_bytes();
+        let value: Value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).map_err(|e| AdminError::Decode {
+                operation,
+                message: e.to_string(),
+            })?
+        };
+        if status.is_success() {
+            return Ok(value);
+        }
+        let code = value["__type"]
+            .as_str()
+            .map(|t| t.rsplit('#').next().unwrap_or(t).to_owned())
+            .unwrap_or_else(|| format!("HTTP {status}"));
+        let message = value["message"]
+            .as_str()
+            .or(value["Message"].as_str())
+            .unwrap_or_default()
+            .to_owned();
+        Err(AdminError::Api {
+            operation,
+            code,
+            message,
+        })
+    }
+
+    /// The stream's summary, or `None` when the brokers do not have it.
+    pub async fn describe_stream(&self, name: &str) -> Result<Option<StreamSummary>, AdminError> {
+        let operation = "DescribeStreamSummary";
+        let answer = match self.call(operation, json!({"StreamName": name})).await {
+            Ok(answer) => answer,
+            Err(error) if error.is_not_found() => return Ok(None),
+            Err(error) => return Err(error),
+        };
+        let summary = &answer["StreamDescriptionSummary"];
+        let text = |field: &str| summary[field].as_str().map(str::to_owned);
+        let number = |field: &str| summary[field].as_i64().and_then(|n| i32::try_from(n).ok());
+        let missing = |field: &str| AdminError::Decode {
+            operation,
+            message: format!("no {field}"),
+        };
+        Ok(Some(StreamSummary {
+            status: text("StreamStatus").ok_or_else(|| missing("StreamStatus"))?,
+            arn: text("StreamARN").ok_or_else(|| missing("StreamARN"))?,
+            open_shards: number("OpenShardCount").ok_or_else(|| missing("OpenShardCount"))?,
+            retention_hours: number("RetentionPeriodHours")
+                .ok_or_else(|| missing("RetentionPeriodHours"))?,
+            max_record_size_kib: number("MaxRecordSizeInKiB").unwrap_or(1024),
+        }))
+    }
+
+    /// Creates a provisioned stream.
+    pub async fn create_stream(&self, name: &str, shards: i32) -> Result<(), AdminError> {
+        self.call(
+            "CreateStream",
+            json!({"StreamName": name, "ShardCount": shards,
+                   "StreamModeDetails": {"StreamMode": "PROVISIONED"}}),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Deletes a stream with its consumers.
+    pub async fn delete_stream(&self, name: &str) -> Result<(), AdminError> {
+        self.call(
+            "DeleteStream",
+            json!({"StreamName": name, "EnforceConsumerDeletion": true}),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Reshards towards `target` open shards (uniform scaling).
+    pub async fn update_shard_count(&self, name: &str, target: i32) -> Result<(), AdminError> {
+        self.call(
+            "UpdateShardCount",
+            json!({"StreamName": name, "TargetShardCount": target,
+                   "ScalingType": "UNIFORM_SCALING"}),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Sets the retention, increasing or decreasing it as `from` compares.
+    pub async fn set_retention(&self, name: &str, from: i32, to: i32) -> Result<(), AdminError> {
+        let operation = if to > from {
+            "IncreaseStreamRetentionPeriod"
+        } else {
+            "DecreaseStreamRetentionPeriod"
+        };
+        self.call(
+            operation,
+            json!({"StreamName": name, "RetentionPeriodHours": to}),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Sets the largest record size.
+    pub async fn set_max_record_size(&self, name: &str, kib: i32) -> Result<(), AdminError> {
+        self.call(
+            "UpdateMaxRecordSize",
+            json!({"StreamName": name, "MaxRecordSizeInKiB": kib}),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// The consumer's ARN and status, or `None` when it is not registered.
+    pub async fn describe_consumer(
+        &self,
+        stream_arn: &str,
+        consumer: &str,
+    ) -> Result<Option<ConsumerSummary>, AdminError> {
+        let operation = "DescribeStreamConsumer";
+        let answer = match self
+            .call(
+                operation,
+                json!({"StreamARN": stream_arn, "ConsumerName": consumer}),
+            )
+            .await
+        {
+            Ok(answer) => answer,
+            Err(error) if error.is_not_found() => return Ok(None),
+            Err(error) => return Err(error),
+        };
+        consumer_summary(operation, &answer["ConsumerDescription"]).map(Some)
+    }
+
+    /// Registers a consumer.
+    pub async fn register_consumer(
+        &self,
+        stream_arn: &str,
+        consumer: &str,
+    ) -> Result<ConsumerSummary, AdminError> {
+        let operation = "RegisterStreamConsumer";
+        let answer = self
+            .call(
+                operation,
+                json!({"StreamARN": stream_arn, "ConsumerName": consumer}),
+            )
+            .await?;
+        consumer_summary(operation, &answer["Consumer"])
+    }
+
+    /// Deregisters a consumer.
+    pub async fn deregister_consumer(
+        &self,
+        stream_arn: &str,
+        consumer: &str,
+    ) -> Result<(), AdminError> {
+        self.call(
+            "DeregisterStreamConsumer",
+            json!({"StreamARN": stream_arn, "ConsumerName": consumer}),
+        )
+        .await
+        .map(drop)
+    }
+}
+
+fn consumer_summary(operation: &'static str, value: &Value) -> Result<ConsumerSummary, AdminError> {
+    let text = |field: &str| {
+        value[field]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or(AdminError::Decode {
+                operation,
+                message: format!("no {field}"),
+            })
+    };
+    Ok(ConsumerSummary {
+        arn: text("ConsumerARN")?,
+        status: text("ConsumerStatus")?,
+    })
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default()
+}

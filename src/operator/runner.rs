@@ -1,0 +1,168 @@
+//! The operator process: Kubernetes client, telemetry endpoints, leader election, the
+//! controllers, and a graceful stop on SIGTERM or a lost lease.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::FutureExt;
+use http::{Method, Request, Response};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use kube::Client;
+use tokio::sync::watch;
+
+use super::install::LEASE_NAME;
+use super::leader::Elector;
+use super::{Context, OperatorError, OperatorOptions, run_controllers, serves_service_monitors};
+use crate::broker::server::{ResponseBody, serve};
+
+fn respond(status: u16, body: impl Into<Bytes>) -> Response<ResponseBody> {
+    let mut response = Response::new(Full::new(body.into()).map_err(|e| match e {}).boxed());
+    *response.status_mut() = http::StatusCode::from_u16(status).unwrap_or_default();
+    response
+}
+
+/// `/metrics`, `/healthz` (the process runs) and `/readyz` (this replica leads and its
+/// controllers run, or it stands by as a healthy follower).
+async fn telemetry(
+    ctx: Arc<Context>,
+    ready: watch::Receiver<bool>,
+    request: Request<Incoming>,
+) -> Result<Response<ResponseBody>, Infallible> {
+    Ok(match (request.method(), request.uri().path()) {
+        (&Method::GET, "/metrics") => {
+            let mut text = String::new();
+            let families = ctx.metrics.registry.gather();
+            match prometheus::TextEncoder::new().encode_utf8(&families, &mut text) {
+                Ok(()) => respond(200, text),
+                Err(error) => respond(500, error.to_string()),
+            }
+        }
+        (&Method::GET, "/healthz") => respond(200, "ok\n"),
+        (&Method::GET, "/readyz") if *ready.borrow() => respond(200, "ready\n"),
+        (&Method::GET, "/readyz") => respond(503, "starting\n"),
+        _ => respond(404, "not found\n"),
+    })
+}
+
+async fn terminated() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Runs the operator until SIGTERM, Ctrl-C or the loss of its leader lease.
+pub async fn run(options: OperatorOptions) -> Result<(), OperatorError> {
+    let client = Client::try_default()
+        .await
+        .map_err(|e| OperatorError::Config(e.to_string()))?;
+    let service_monitors = serves_service_monitors(&client).await;
+    tracing::info!(
+        service_monitors,
+        "ServiceMonitors {}",
+        if service_monitors {
+            "are served: each Stream gets one"
+        } else {
+            "are not served (no Prometheus Operator): none are created"
+        }
+    );
+    let identity = options.leader_election.as_ref().map(|(_, id)| id.clone());
+    let mut ctx = Context::new(
+        client.clone(),
+        options.defaults.clone(),
+        options.brokers.clone(),
+        service_monitors,
+        identity,
+    );
+    if let Some(context) = Arc::get_mut(&mut ctx) {
+        context.recheck = options.recheck;
+    }
+
+    let listener = tokio::net::TcpListener::bind(options.metrics_listen)
+        .await
+        .map_err(|e| OperatorError::Listen {
+            address: options.metrics_listen,
+            message: e.to_string(),
+        })?;
+    let (ready_tx, ready) = watch::channel(false);
+    let (stop_tx, stop) = watch::channel(false);
+    let telemetry_ctx = ctx.clone();
+    let telemetry_task = tokio::spawn(serve(
+        listener,
+        None,
+        move |request| telemetry(telemetry_ctx.clone(), ready.clone(), request),
+        stop.clone(),
+    ));
+    println!(
+        "brook operator started (metrics on http://{}/metrics)",
+        options.metrics_listen
+    );
+
+    let elector = options
+        .leader_election
+        .as_ref()
+        .map(|(namespace, identity)| {
+            Elector::new(
+                client.clone(),
+                namespace,
+                LEASE_NAME,
+                identity,
+                std::time::Duration::from_secs(15),
+            )
+        });
+    if let Some(elector) = &elector {
+        // A follower is healthy and ready: it serves its endpoints and waits its turn.
+        let _ = ready_tx.send(true);
+        tracing::info!("waiting for the leader lease");
+        tokio::select! {
+            _ = elector.acquire() => tracing::info!("leading"),
+            _ = terminated() => {
+                let _ = stop_tx.send(true);
+                let _ = telemetry_task.await;
+                return Ok(());
+            }
+        }
+    }
+    let _ = ready_tx.send(true);
+
+    let lost = Arc::new(tokio::sync::Notify::new());
+    let shutdown = {
+        let lost = lost.clone();
+        async move {
+            tokio::select! {
+                _ = terminated() => tracing::info!("shutting down: finishing running reconciles"),
+                _ = lost.notified() => tracing::error!("lost the leader lease: stopping"),
+            }
+        }
+        .shared()
+    };
+    let holder = elector.map(|elector| {
+        let lost = lost.clone();
+        tokio::spawn(async move {
+            elector.hold().await;
+            lost.notify_one();
+            true
+        })
+    });
+    run_controllers(ctx, options.watch_namespace.clone(), shutdown).await;
+    let _ = stop_tx.send(true);
+    let _ = telemetry_task.await;
+    if let Some(holder) = holder
+        && holder.is_finished()
+        && holder.await.unwrap_or(false)
+    {
+        return Err(OperatorError::LostLease);
+    }
+    tracing::info!("stopped cleanly");
+    Ok(())
+}

@@ -1,0 +1,250 @@
+//! Pure status decisions: where a reconcile got to, in, the status a human reads, out.
+//! Conditions keep their transition time unless they flip, so an unchanged situation yields
+//! an identical status and the controller skips the write.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use crate::api::common::{condition, condition_types, merge_condition};
+use crate::api::stream::StreamStatus;
+use crate::api::{ConsumerStatus, consumer::ConsumerState};
+
+/// Where a Stream's reconcile got to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StreamPhase {
+    /// The spec breaks a rule the schema could not check.
+    InvalidSpec(String),
+    /// The StatefulSet has no ready broker yet.
+    WaitingForBrokers {
+        /// Ready broker pods.
+        ready: i32,
+        /// Declared broker pods.
+        declared: i32,
+    },
+    /// Brokers are ready but do not answer the admin calls.
+    BrokersUnreachable(String),
+    /// The stream is being created, resharded or updated by the brokers.
+    Changing {
+        /// Short CamelCase reason, such as `Resharding`.
+        reason: &'static str,
+        /// What is happening, for humans.
+        message: String,
+    },
+    /// The brokers refused a change; the reason is their error code.
+    ChangeRefused {
+        /// The Kinesis error code.
+        code: String,
+        /// What was refused and why.
+        message: String,
+    },
+    /// Serving as declared.
+    Serving,
+}
+
+/// What the brokers report of the stream, when they were reached.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StreamFacts {
+    /// The stream's ARN.
+    pub arn: Option<String>,
+    /// Open shards.
+    pub open_shards: Option<i32>,
+    /// Kinesis endpoint of the client Service.
+    pub endpoint: String,
+    /// Label selector of the broker pods.
+    pub selector: String,
+}
+
+/// The shard count of the next UpdateShardCount call towards `desired`: Kinesis allows at
+/// most doubling or halving per call, so larger changes take several steps.
+pub fn next_shard_step(open: i32, desired: i32) -> i32 {
+    if desired > open {
+        desired.min(open.saturating_mul(2))
+    } else if desired < open {
+        desired.max((open + 1) / 2)
+    } else {
+        open
+    }
+}
+
+fn conditions_for(
+    previous: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+    generation: Option<i64>,
+    now: &Time,
+    ready: (bool, &str, String),
+    progressing: (bool, &str, String),
+    degraded: (bool, &str, String),
+) -> Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+    let mut conditions = previous.to_vec();
+    for (type_, (status, reason, message)) in [
+        (condition_types::READY, ready),
+        (condition_types::PROGRESSING, progressing),
+        (condition_types::DEGRADED, degraded),
+    ] {
+        conditions = merge_condition(
+            &conditions,
+            condition(type_, status, reason, message, generation, now.clone()),
+        );
+    }
+    conditions
+}
+
+/// The status of a Stream after a reconcile that reached `phase`.
+pub fn stream_status(
+    previous: Option<&StreamStatus>,
+    generation: Option<i64>,
+    phase: &StreamPhase,
+    facts: &StreamFacts,
+    now: Time,
+) -> StreamStatus {
+    let previous = previous.cloned().unwrap_or_default();
+    let ok = |reason: &'static str| (false, reason, String::new());
+    let (ready, progressing, degraded) = match phase {
+        StreamPhase::InvalidSpec(message) => (
+            (false, "InvalidSpec", message.clone()),
+            ok("InvalidSpec"),
+            (true, "InvalidSpec", message.clone()),
+        ),
+        StreamPhase::WaitingForBrokers { ready, declared } => {
+            let message = format!("{ready} of {declared} broker pods are ready");
+            (
+                (false, "WaitingForBrokers", message.clone()),
+                (true, "WaitingForBrokers", message),
+                ok("AsExpected"),
+            )
+        }
+        StreamPhase::BrokersUnreachable(message) => (
+            (false, "BrokersUnreachable", message.clone()),
+            ok("BrokersUnreachable"),
+            (true, "BrokersUnreachable", message.clone()),
+        ),
+        StreamPhase::Changing { reason, message } => (
+            (false, *reason, message.clone()),
+            (true, *reason, message.clone()),
+            ok("AsExpected"),
+        ),
+        StreamPhase::ChangeRefused { code, message } => (
+            (true, "ServingWithDrift", message.clone()),
+            ok("ChangeRefused"),
+            (true, code.trim_end_matches("Exception"), message.clone()),
+        ),
+        StreamPhase::Serving => {
+            let message = format!(
+                "{} open shards served at {}",
+                facts.open_shards.unwrap_or_default(),
+                facts.endpoint
+            );
+            (
+                (true, "Serving", message),
+                ok("Reconciled"),
+                ok("AsExpected"),
+            )
+        }
+    };
+    let conditions = conditions_for(
+        &previous.conditions,
+        generation,
+        &now,
+        ready,
+        progressing,
+        degraded,
+    );
+    StreamStatus {
+        observed_generation: generation,
+        conditions,
+        open_shards: facts.open_shards.or(previous.open_shards),
+        selector: Some(facts.selector.clone()),
+        stream_arn: facts.arn.clone().or(previous.stream_arn),
+        endpoint: Some(facts.endpoint.clone()),
+        autoscaling: previous.autoscaling,
+    }
+}
+
+/// Where a Consumer's reconcile got to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConsumerPhase {
+    /// The spec breaks a rule the schema could not check.
+    InvalidSpec(String),
+    /// The Stream it reads does not exist or is not serving yet.
+    WaitingForStream {
+        /// `StreamNotFound` or `StreamNotReady`.
+        reason: &'static str,
+        /// What it waits for.
+        message: String,
+    },
+    /// The stream's brokers do not answer.
+    BrokersUnreachable(String),
+    /// The brokers refused the registration.
+    RegistrationRefused(String),
+    /// Registered; `state` says whether it is active yet.
+    Registered {
+        /// The consumer's ARN.
+        arn: String,
+        /// Its state in the stream.
+        state: ConsumerState,
+    },
+}
+
+/// The status of a Consumer after a reconcile that reached `phase`.
+pub fn consumer_status(
+    previous: Option<&ConsumerStatus>,
+    generation: Option<i64>,
+    phase: &ConsumerPhase,
+    now: Time,
+) -> ConsumerStatus {
+    let previous = previous.cloned().unwrap_or_default();
+    let ok = |reason: &'static str| (false, reason, String::new());
+    let (ready, progressing, degraded) = match phase {
+        ConsumerPhase::InvalidSpec(message) => (
+            (false, "InvalidSpec", message.clone()),
+            ok("InvalidSpec"),
+            (true, "InvalidSpec", message.clone()),
+        ),
+        ConsumerPhase::WaitingForStream { reason, message } => (
+            (false, *reason, message.clone()),
+            (true, *reason, message.clone()),
+            ok("AsExpected"),
+        ),
+        ConsumerPhase::BrokersUnreachable(message) => (
+            (false, "BrokersUnreachable", message.clone()),
+            ok("BrokersUnreachable"),
+            (true, "BrokersUnreachable", message.clone()),
+        ),
+        ConsumerPhase::RegistrationRefused(message) => (
+            (false, "RegistrationRefused", message.clone()),
+            ok("RegistrationRefused"),
+            (true, "RegistrationRefused", message.clone()),
+        ),
+        ConsumerPhase::Registered { state, .. } if *state == ConsumerState::Active => (
+            (true, "Active", "registered and active".to_owned()),
+            ok("Reconciled"),
+            ok("AsExpected"),
+        ),
+        ConsumerPhase::Registered { .. } => (
+            (false, "Registering", "registration in progress".to_owned()),
+            (true, "Registering", "registration in progress".to_owned()),
+            ok("AsExpected"),
+        ),
+    };
+    let conditions = conditions_for(
+        &previous.conditions,
+        generation,
+        &now,
+        ready,
+        progressing,
+        degraded,
+    );
+    let (arn, state) = match phase {
+        ConsumerPhase::Registered { arn, state } => (Some(arn.clone()), Some(*state)),
+        _ => (previous.consumer_arn.clone(), previous.consumer_status),
+    };
+    ConsumerStatus {
+        observed_generation: generation,
+        conditions,
+        consumer_arn: arn,
+        consumer_status: state,
+        ..previous
+    }
+}
+
+#[cfg(test)]
+#[path = "status_tests.rs"]
+mod tests;

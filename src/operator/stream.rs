@@ -1,0 +1,499 @@
+//! The Stream controller: fetch → validate → build → apply the children → bring the stream in
+//! the brokers to the declared shards, retention and record size → status. Deletion goes
+//! through a finalizer that deletes the stream in the brokers, then the children.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::Action;
+use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
+use kube::{Resource, ResourceExt};
+
+use super::apply::apply;
+use super::context::{Context, ReconcileError};
+use super::kinesis::{AdminError, BrokerAdmin};
+use super::resources::{
+    self, ADMIN_ACCESS_KEY_ID, ChildNames, MANAGER, SERVICE_MONITOR_RESOURCE, STREAM_LABEL,
+};
+use super::status::{StreamFacts, StreamPhase, next_shard_step, stream_status};
+use crate::api::Stream;
+use crate::api::stream::DeletionPolicy;
+use crate::api::validation::validate_stream;
+
+/// The finalizer that holds a Stream until its brokers have let the stream go.
+pub const FINALIZER: &str = "brook.dev/stream-cleanup";
+/// How soon a stream that is changing is looked at again.
+const CHANGING_REQUEUE: Duration = Duration::from_secs(2);
+/// How soon brokers that are starting or unreachable are tried again.
+const WAITING_REQUEUE: Duration = Duration::from_secs(10);
+
+fn now() -> Time {
+    Time(Timestamp::now())
+}
+
+/// Reconciles one Stream, as the controller runtime calls it.
+pub async fn reconcile(stream: Arc<Stream>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
+    let namespace = stream
+        .namespace()
+        .ok_or(ReconcileError::Unnamed("namespace"))?;
+    let api: Api<Stream> = Api::namespaced(ctx.client.clone(), &namespace);
+    finalizer(&api, FINALIZER, stream, |event| async {
+        match event {
+            FinalizerEvent::Apply(stream) => apply_stream(&stream, &ctx).await,
+            FinalizerEvent::Cleanup(stream) => cleanup(&stream, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|error| match error {
+        kube::runtime::finalizer::Error::ApplyFailed(inner)
+        | kube::runtime::finalizer::Error::CleanupFailed(inner) => inner,
+        other => ReconcileError::Finalizer(other.to_string()),
+    })
+}
+
+/// The admin key of a stream's brokers, created on first need.
+pub async fn admin_secret(
+    ctx: &Context,
+    stream: &Stream,
+    namespace: &str,
+) -> Result<String, ReconcileError> {
+    let names = ChildNames::for_stream(&stream.name_any());
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+    let existing = secrets
+        .get_opt(&names.admin_secret)
+        .await?
+        .and_then(|secret| secret.data)
+        .and_then(|data| data.get(ADMIN_ACCESS_KEY_ID).cloned());
+    if let Some(key) = existing {
+        return Ok(String::from_utf8_lossy(&key.0).trim().to_owned());
+    }
+    let mut random = [0u8; 24];
+    getrandom::fill(&mut random).map_err(|e| ReconcileError::Randomness(e.to_string()))?;
+    let key: String = random.iter().map(|b| format!("{b:02x}")).collect();
+    let secret = Secret {
+        metadata: resources::child_meta(stream, &names.admin_secret),
+        string_data: Some([(ADMIN_ACCESS_KEY_ID.to_owned(), key.clone())].into()),
+        type_: Some("Opaque".to_owned()),
+        ..Secret::default()
+    };
+    match secrets.create(&PostParams::default(), &secret).await {
+        Ok(_) => Ok(key),
+        // Another reconcile created it first; use theirs.
+        Err(kube::Error::Api(status)) if status.code == 409 => {
+            Box::pin(admin_secret(ctx, stream, namespace)).await
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// Applies every child in order; returns the live StatefulSet.
+async fn apply_children(
+    ctx: &Context,
+    stream: &Stream,
+    namespace: &str,
+) -> Result<StatefulSet, ReconcileError> {
+    let client = &ctx.client;
+    let config = resources::broker_config_map(stream, &ctx.defaults);
+    let hash = resources::config_hash(&config);
+    apply(
+        &Api::<ConfigMap>::namespaced(client.clone(), namespace),
+        &config,
+    )
+    .await?;
+    let services: Api<Service> = Api::namespaced(client.clone(), namespace);
+    apply(&services, &resources::headless_service(stream)).await?;
+    apply(&services, &resources::client_service(stream)).await?;
+    let sets: Api<StatefulSet> = Api::namespaced(client.clone(), namespace);
+    let (set, _) = apply(&sets, &resources::statefulset(stream, &ctx.defaults, &hash)).await?;
+    apply(
+        &Api::<PodDisruptionBudget>::namespaced(client.clone(), namespace),
+        &resources::pod_disruption_budget(stream),
+    )
+    .await?;
+    if ctx.service_monitors {
+        let monitors: Api<DynamicObject> =
+            Api::namespaced_with(client.clone(), namespace, &*SERVICE_MONITOR_RESOURCE);
+        apply(&monitors, &resources::service_monitor(stream)).await?;
+    }
+    Ok(set)
+}
+
+async fn write_status(
+    ctx: &Context,
+    stream: &Stream,
+    phase: &StreamPhase,
+    facts: &StreamFacts,
+) -> Result<(), ReconcileError> {
+    let next = stream_status(
+        stream.status.as_ref(),
+        stream.metadata.generation,
+        phase,
+        facts,
+        now(),
+    );
+    if stream.status.as_ref() == Some(&next) {
+        return Ok(());
+    }
+    let api: Api<Stream> = Api::namespaced(
+        ctx.client.clone(),
+        stream.metadata.namespace.as_deref().unwrap_or_default(),
+    );
+    let patch = serde_json::json!({
+        "apiVersion": Stream::api_version(&()),
+        "kind": Stream::kind(&()),
+        "status": next,
+    });
+    api.patch_status(
+        &stream.name_any(),
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+    Ok(())
+}
+
+async fn apply_stream(stream: &Stream, ctx: &Context) -> Result<Action, ReconcileError> {
+    let name = stream.name_any();
+    let namespace = stream
+        .namespace()
+        .ok_or(ReconcileError::Unnamed("namespace"))?;
+    let reference = stream.object_ref(&());
+    let mut facts = StreamFacts {
+        arn: None,
+        open_shards: None,
+        endpoint: resources::client_endpoint(&name, &namespace),
+        selector: resources::selector_string(&name),
+    };
+    if let Err(problems) = validate_stream(&name, &stream.spec) {
+        let message = problems
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ");
+        if !has_reason(stream, "InvalidSpec") {
+            ctx.event(&reference, true, "InvalidSpec", "Validate", message.clone())
+                .await;
+        }
+        write_status(ctx, stream, &StreamPhase::InvalidSpec(message), &facts).await?;
+        return Ok(Action::await_change());
+    }
+
+    let admin_key = admin_secret(ctx, stream, &namespace).await?;
+    let set = apply_children(ctx, stream, &namespace).await?;
+    let ready = set
+        .status
+        .as_ref()
+        .and_then(|s| s.ready_replicas)
+        .unwrap_or(0);
+    if ready == 0 {
+        let phase = StreamPhase::WaitingForBrokers {
+            ready,
+            declared: stream.spec.brokers.replicas,
+        };
+        write_status(ctx, stream, &phase, &facts).await?;
+        return Ok(Action::requeue(WAITING_REQUEUE));
+    }
+
+    let admin = BrokerAdmin::new(
+        ctx.brokers.address(&namespace, &name),
+        ADMIN_ACCESS_KEY_ID,
+        &admin_key,
+        &ctx.defaults.region,
+    );
+    let (phase, requeue) = match converge(ctx, stream, &admin, &mut facts).await {
+        Ok(outcome) => outcome,
+        Err(AdminError::Unreachable { message, .. }) => {
+            if !has_reason(stream, "BrokersUnreachable") {
+                ctx.event(
+                    &reference,
+                    true,
+                    "BrokersUnreachable",
+                    "Reconcile",
+                    message.clone(),
+                )
+                .await;
+            }
+            (StreamPhase::BrokersUnreachable(message), WAITING_REQUEUE)
+        }
+        Err(error) => return Err(error.into()),
+    };
+    write_status(ctx, stream, &phase, &facts).await?;
+    Ok(Action::requeue(requeue))
+}
+
+fn has_reason(stream: &Stream, reason: &str) -> bool {
+    stream
+        .status
+        .as_ref()
+        .is_some_and(|s| s.conditions.iter().any(|c| c.reason == reason))
+}
+
+/// One step towards the declared stream: create it, reshard it, change its retention or
+/// record size, or report it serving.
+async fn converge(
+    ctx: &Context,
+    stream: &Stream,
+    admin: &BrokerAdmin,
+    facts: &mut StreamFacts,
+) -> Result<(StreamPhase, Duration), AdminError> {
+    let name = stream.name_any();
+    let reference = stream.object_ref(&());
+    let spec = &stream.spec;
+    let Some(summary) = admin.describe_stream(&name).await? else {
+        admin.create_stream(&name, spec.shards).await?;
+        // A stream the status already knew was lost by the brokers or deleted behind the
+        // operator's back.
+        let recreated = stream
+            .status
+            .as_ref()
+            .and_then(|s| s.stream_arn.as_ref())
+            .is_some();
+        let (reason, note) = if recreated {
+            (
+                "StreamRecreated",
+                format!(
+                    "the brokers no longer had stream {name}; created it again with {} shards",
+                    spec.shards
+                ),
+            )
+        } else {
+            (
+                "StreamCreated",
+                format!("created stream {name} with {} shards", spec.shards),
+            )
+        };
+        ctx.event(&reference, recreated, reason, "CreateStream", note)
+            .await;
+        let phase = StreamPhase::Changing {
+            reason: "Creating",
+            message: format!("creating stream {name}"),
+        };
+        return Ok((phase, CHANGING_REQUEUE));
+    };
+    facts.arn = Some(summary.arn.clone());
+    facts.open_shards = Some(summary.open_shards);
+    if summary.status != "ACTIVE" {
+        let phase = StreamPhase::Changing {
+            reason: if summary.status == "CREATING" {
+                "Creating"
+            } else {
+                "Updating"
+            },
+            message: format!("the stream is {}", summary.status),
+        };
+        return Ok((phase, CHANGING_REQUEUE));
+    }
+    let refused = |error: AdminError| match error {
+        AdminError::Api { code, message, .. } => Ok((
+            StreamPhase::ChangeRefused { code, message },
+            WAITING_REQUEUE * 6,
+        )),
+        other => Err(other),
+    };
+    if summary.open_shards != spec.shards {
+        let step = next_shard_step(summary.open_shards, spec.shards);
+        if let Err(error) = admin.update_shard_count(&name, step).await {
+            return refused(error);
+        }
+        ctx.event(
+            &reference,
+            false,
+            "Resharding",
+            "UpdateShardCount",
+            format!(
+                "resharding from {} to {step} open shards (declared {})",
+                summary.open_shards, spec.shards
+            ),
+        )
+        .await;
+        let phase = StreamPhase::Changing {
+            reason: "Resharding",
+            message: format!(
+                "resharding from {} to {} open shards",
+                summary.open_shards, spec.shards
+            ),
+        };
+        return Ok((phase, CHANGING_REQUEUE));
+    }
+    if summary.retention_hours != spec.retention_hours {
+        if let Err(error) = admin
+            .set_retention(&name, summary.retention_hours, spec.retention_hours)
+            .await
+        {
+            return refused(error);
+        }
+        ctx.event(
+            &reference,
+            false,
+            "RetentionChanged",
+            "ChangeRetention",
+            format!(
+                "retention changed from {} to {} hours",
+                summary.retention_hours, spec.retention_hours
+            ),
+        )
+        .await;
+        let phase = StreamPhase::Changing {
+            reason: "ChangingRetention",
+            message: format!("retention to {} hours", spec.retention_hours),
+        };
+        return Ok((phase, CHANGING_REQUEUE));
+    }
+    if summary.max_record_size_kib != spec.max_record_size_kib {
+        if let Err(error) = admin
+            .set_max_record_size(&name, spec.max_record_size_kib)
+            .await
+        {
+            return refused(error);
+        }
+        ctx.event(
+            &reference,
+            false,
+            "MaxRecordSizeChanged",
+            "UpdateMaxRecordSize",
+            format!(
+                "largest record changed from {} to {} KiB",
+                summary.max_record_size_kib, spec.max_record_size_kib
+            ),
+        )
+        .await;
+        let phase = StreamPhase::Changing {
+            reason: "ChangingMaxRecordSize",
+            message: format!("largest record to {} KiB", spec.max_record_size_kib),
+        };
+        return Ok((phase, CHANGING_REQUEUE));
+    }
+    Ok((StreamPhase::Serving, ctx.recheck))
+}
+
+/// Deletion: the stream goes from the brokers (unless its data is retained), then the
+/// children; brokers that are gone or unreachable never hold the finalizer.
+async fn cleanup(stream: &Stream, ctx: &Context) -> Result<Action, ReconcileError> {
+    let name = stream.name_any();
+    let namespace = stream
+        .namespace()
+        .ok_or(ReconcileError::Unnamed("namespace"))?;
+    let reference = stream.object_ref(&());
+    let names = ChildNames::for_stream(&name);
+    let client = ctx.client.clone();
+    let retain = stream.spec.deletion_policy == DeletionPolicy::Retain;
+    if !retain {
+        let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
+        let key = secrets
+            .get_opt(&names.admin_secret)
+            .await?
+            .and_then(|s| s.data)
+            .and_then(|d| d.get(ADMIN_ACCESS_KEY_ID).cloned());
+        if let Some(key) = key {
+            let admin = BrokerAdmin::new(
+                ctx.brokers.address(&namespace, &name),
+                ADMIN_ACCESS_KEY_ID,
+                String::from_utf8_lossy(&key.0).trim(),
+                &ctx.defaults.region,
+            );
+            match admin.delete_stream(&name).await {
+                Ok(()) => {
+                    ctx.event(
+                        &reference,
+                        false,
+                        "StreamDeleted",
+                        "DeleteStream",
+                        format!("deleted stream {name} in the brokers"),
+                    )
+                    .await;
+                }
+                Err(error) if error.is_not_found() => {}
+                Err(error) => {
+                    ctx.event(
+                        &reference,
+                        true,
+                        "BrokersGone",
+                        "DeleteStream",
+                        format!("could not delete stream {name} in the brokers ({error}); releasing the Stream anyway so its namespace is not held"),
+                    )
+                    .await;
+                }
+            }
+        }
+    }
+    let params = DeleteParams::background();
+    delete_ignoring_absent(
+        &Api::<StatefulSet>::namespaced(client.clone(), &namespace),
+        &names.statefulset,
+        &params,
+    )
+    .await?;
+    let services: Api<Service> = Api::namespaced(client.clone(), &namespace);
+    delete_ignoring_absent(&services, &names.client_service, &params).await?;
+    delete_ignoring_absent(&services, &names.headless_service, &params).await?;
+    delete_ignoring_absent(
+        &Api::<PodDisruptionBudget>::namespaced(client.clone(), &namespace),
+        &names.pod_disruption_budget,
+        &params,
+    )
+    .await?;
+    delete_ignoring_absent(
+        &Api::<ConfigMap>::namespaced(client.clone(), &namespace),
+        &names.config_map,
+        &params,
+    )
+    .await?;
+    delete_ignoring_absent(
+        &Api::<Secret>::namespaced(client.clone(), &namespace),
+        &names.admin_secret,
+        &params,
+    )
+    .await?;
+    if ctx.service_monitors {
+        let monitors: Api<DynamicObject> =
+            Api::namespaced_with(client.clone(), &namespace, &*SERVICE_MONITOR_RESOURCE);
+        delete_ignoring_absent(&monitors, &names.service_monitor, &params).await?;
+    }
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &namespace);
+    let selector = format!("{STREAM_LABEL}={name}");
+    let listed = claims
+        .list(&ListParams::default().labels(&selector))
+        .await?;
+    let claim_names: Vec<String> = listed.items.iter().map(ResourceExt::name_any).collect();
+    if retain {
+        if !claim_names.is_empty() {
+            ctx.event(
+                &reference,
+                false,
+                "VolumesRetained",
+                "Delete",
+                format!(
+                    "deletionPolicy Retain keeps the brokers' volumes {}; a Stream named {name} in this namespace picks them up again, or delete them yourself",
+                    claim_names.join(", ")
+                ),
+            )
+            .await;
+        }
+    } else {
+        for claim in &claim_names {
+            delete_ignoring_absent(&claims, claim, &params).await?;
+        }
+    }
+    Ok(Action::await_change())
+}
+
+async fn delete_ignoring_absent<K>(
+    api: &Api<K>,
+    name: &str,
+    params: &DeleteParams,
+) -> Result<(), kube::Error>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match api.delete(name, params).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(error) => Err(error),
+    }
+}

@@ -1,0 +1,436 @@
+//! The Stream controller against a mocked API server and a real managed broker: create,
+//! a steady reconcile that writes nothing, scaling, retention, drift repair, unreachable
+//! brokers, and deletion with each deletion policy.
+
+mod support;
+
+use serde_json::json;
+use support::operator::{
+    CLAIMS, CONFIG_MAPS, Harness, NAMESPACE, PDBS, SECRETS, SERVICE_MONITORS, SERVICES,
+    STATEFULSETS, STREAMS, condition,
+};
+
+async fn describe(harness: &Harness, name: &str) -> (i32, i32) {
+    let summary = harness
+        .kinesis()
+        .describe_stream_summary()
+        .stream_name(name)
+        .send()
+        .await
+        .expect("the brokers have the stream");
+    let summary = summary.stream_description_summary().expect("a summary");
+    (summary.open_shard_count(), summary.retention_period_hours())
+}
+
+fn owned_by_stream(object: &serde_json::Value, name: &str) -> bool {
+    object["metadata"]["ownerReferences"][0]["kind"] == "Stream"
+        && object["metadata"]["ownerReferences"][0]["name"] == name
+        && object["metadata"]["ownerReferences"][0]["controller"] == true
+}
+
+#[tokio::test]
+async fn a_new_stream_gets_its_brokers_then_its_stream_and_a_steady_reconcile_writes_nothing() {
+    let harness = Harness::with_broker("op-create", "orders");
+    harness.seed_admin_secret("orders");
+    harness.apply_stream("orders", json!({"shards": 2}));
+
+    // First reconcile: the finalizer goes on, nothing else.
+    harness.reconcile_stream("orders").await.expect("reconcile");
+    let stream = harness.stream("orders").expect("stream");
+    assert_eq!(
+        stream.metadata.finalizers,
+        Some(vec!["brook.dev/stream-cleanup".to_owned()])
+    );
+
+    // Second: every child, each owned by the Stream; no broker is ready yet.
+    harness.reconcile_stream("orders").await.expect("reconcile");
+    for (collection, name) in [
+        (CONFIG_MAPS, "orders-broker-config"),
+        (SERVICES, "orders-brokers"),
+        (SERVICES, "orders"),
+        (STATEFULSETS, "orders"),
+        (PDBS, "orders"),
+    ] {
+        let child = harness
+            .mock
+            .get(collection, name)
+            .unwrap_or_else(|| panic!("{name} in {collection}"));
+        assert!(owned_by_stream(&child, "orders"), "{name} is owned");
+    }
+    assert!(
+        harness.mock.list(SERVICE_MONITORS).is_empty(),
+        "no ServiceMonitor without the Prometheus Operator"
+    );
+    let status = harness
+        .stream("orders")
+        .and_then(|s| s.status)
+        .expect("status");
+    assert_eq!(
+        condition(&status.conditions, "Progressing"),
+        ("True".to_owned(), "WaitingForBrokers".to_owned())
+    );
+    assert_eq!(
+        condition(&status.conditions, "Ready"),
+        ("False".to_owned(), "WaitingForBrokers".to_owned())
+    );
+    assert_eq!(status.observed_generation, Some(1));
+    assert_eq!(
+        status.endpoint.as_deref(),
+        Some("http://orders.shop.svc:4567")
+    );
+    assert!(
+        harness
+            .kinesis()
+            .describe_stream_summary()
+            .stream_name("orders")
+            .send()
+            .await
+            .is_err(),
+        "the stream waits for ready brokers"
+    );
+
+    harness.brokers_ready("orders", 3);
+    let ready = harness.reconcile_until_ready("orders").await;
+    assert_eq!(describe(&harness, "orders").await, (2, 24));
+    let status = ready.status.expect("status");
+    assert_eq!(status.open_shards, Some(2));
+    assert_eq!(
+        status.stream_arn.as_deref(),
+        Some("arn:aws:kinesis:us-east-1:000000000000:stream/orders")
+    );
+    assert_eq!(
+        condition(&status.conditions, "Degraded"),
+        ("False".to_owned(), "AsExpected".to_owned())
+    );
+    let events = harness.mock.events(NAMESPACE);
+    assert!(
+        events
+            .iter()
+            .any(|(kind, reason, _)| kind == "Normal" && reason == "StreamCreated"),
+        "{events:?}"
+    );
+
+    harness.mock.clear_log();
+    harness.reconcile_stream("orders").await.expect("reconcile");
+    assert_eq!(
+        harness.mock.writes(),
+        Vec::<String>::new(),
+        "a steady reconcile only reads"
+    );
+}
+
+#[tokio::test]
+async fn declared_shards_retention_and_record_size_reach_the_brokers() {
+    let harness = Harness::with_broker("op-scale", "orders");
+    harness.seed_admin_secret("orders");
+    harness.apply_stream("orders", json!({"shards": 1}));
+    harness.reconcile_stream("orders").await.expect("finalizer");
+    harness.reconcile_stream("orders").await.expect("children");
+    harness.brokers_ready("orders", 1);
+    harness.reconcile_until_ready("orders").await;
+    assert_eq!(describe(&harness, "orders").await, (1, 24));
+
+    // From 1 to 5 takes three doubling-limited steps: 2, 4, 5.
+    harness.apply_stream(
+        "orders",
+        json!({"shards": 5, "retentionHours": 72, "maxRecordSizeKiB": 2048}),
+    );
+    let stream = harness.reconcile_until_ready("orders").await;
+    assert_eq!(describe(&harness, "orders").await, (5, 72));
+    let summary = harness
+        .kinesis()
+        .describe_stream_summary()
+        .stream_name("orders")
+        .send()
+        .await
+        .expect("summary");
+    assert_eq!(
+        summary
+            .stream_description_summary()
+            .and_then(|s| s.max_record_size_in_kib()),
+        Some(2048)
+    );
+    let status = stream.status.expect("status");
+    assert_eq!(status.open_shards, Some(5));
+    assert_eq!(status.observed_generation, Some(2));
+    let reasons: Vec<String> = harness
+        .mock
+        .events(NAMESPACE)
+        .into_iter()
+        .map(|(_, reason, _)| reason)
+        .collect();
+    for expected in ["Resharding", "RetentionChanged", "MaxRecordSizeChanged"] {
+        assert!(
+            reasons.iter().any(|r| r == expected),
+            "{expected} in {reasons:?}"
+        );
+    }
+
+    // And back down, with a retention decrease.
+    harness.apply_stream("orders", json!({"shards": 2, "retentionHours": 24}));
+    harness.reconcile_until_ready("orders").await;
+    assert_eq!(describe(&harness, "orders").await, (2, 24));
+
+    // A config change (durability) changes the ConfigMap and rolls the pods through the
+    // pod template's hash.
+    let hash = |harness: &Harness| {
+        harness.mock.get(STATEFULSETS, "orders").expect("set")["spec"]["template"]["metadata"]
+            ["annotations"]["brook.dev/config-hash"]
+            .clone()
+    };
+    let before = hash(&harness);
+    harness.apply_stream("orders", json!({"shards": 2, "durability": "Async"}));
+    harness.reconcile_until_ready("orders").await;
+    let config = harness
+        .mock
+        .get(CONFIG_MAPS, "orders-broker-config")
+        .expect("config");
+    assert_eq!(config["data"]["BROOK_DURABILITY"], "async");
+    assert_ne!(before, hash(&harness));
+}
+
+#[tokio::test]
+async fn a_stream_deleted_behind_the_operators_back_is_recreated_with_a_warning() {
+    let harness = Harness::with_broker("op-drift", "orders");
+    harness.seed_admin_secret("orders");
+    harness.apply_stream("orders", json!({"shards": 2}));
+    harness.reconcile_stream("orders").await.expect("finalizer");
+    harness.reconcile_stream("orders").await.expect("children");
+    harness.brokers_ready("orders", 1);
+    harness.reconcile_until_ready("orders").await;
+
+    // Someone with the admin key deletes the stream through the Kinesis API.
+    let admin = admin_client(&harness);
+    admin
+        .delete_stream()
+        .stream_name("orders")
+        .send()
+        .await
+        .expect("admin delete");
+    support::broker::wait_for_absent(&admin, "orders").await;
+
+    harness.reconcile_until_ready("orders").await;
+    assert_eq!(describe(&harness, "orders").await, (2, 24));
+    let events = harness.mock.events(NAMESPACE);
+    assert!(
+        events
+            .iter()
+            .any(|(kind, reason, _)| kind == "Warning" && reason == "StreamRecreated"),
+        "{events:?}"
+    );
+}
+
+fn admin_client(harness: &Harness) -> aws_sdk_kinesis::Client {
+    use aws_sdk_kinesis::config::{BehaviorVersion, Credentials, Region};
+    let config = aws_sdk_kinesis::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(&harness.broker.as_ref().expect("broker").endpoint)
+        .credentials_provider(Credentials::new(
+            "brook-operator",
+            support::operator::ADMIN_SECRET,
+            None,
+            None,
+            "test",
+        ))
+        .http_client(aws_smithy_http_client::Builder::new().build_http())
+        .build();
+    aws_sdk_kinesis::Client::from_conf(config)
+}
+
+#[tokio::test]
+async fn unreachable_brokers_make_the_stream_degraded_and_it_is_retried() {
+    let harness = Harness::without_broker("op-unreachable");
+    harness.apply_stream("orders", json!({"shards": 1}));
+    harness.reconcile_stream("orders").await.expect("finalizer");
+    harness.reconcile_stream("orders").await.expect("children");
+    harness.brokers_ready("orders", 1);
+    let action = harness.reconcile_stream("orders").await.expect("reconcile");
+    assert_eq!(
+        format!("{action:?}"),
+        format!(
+            "{:?}",
+            kube::runtime::controller::Action::requeue(std::time::Duration::from_secs(10))
+        ),
+        "retried in ten seconds"
+    );
+    let status = harness
+        .stream("orders")
+        .and_then(|s| s.status)
+        .expect("status");
+    assert_eq!(
+        condition(&status.conditions, "Degraded"),
+        ("True".to_owned(), "BrokersUnreachable".to_owned())
+    );
+    assert_eq!(
+        condition(&status.conditions, "Ready"),
+        ("False".to_owned(), "BrokersUnreachable".to_owned())
+    );
+    // The admin Secret was generated: a random key in the Secret the pods mount.
+    let secret = harness
+        .mock
+        .get(SECRETS, "orders-broker-admin")
+        .expect("admin secret");
+    let key = secret["data"]["brook-operator"].as_str().expect("key");
+    assert!(key.len() >= 40, "{key}");
+    let events = harness.mock.events(NAMESPACE);
+    assert!(
+        events
+            .iter()
+            .any(|(kind, reason, _)| kind == "Warning" && reason == "BrokersUnreachable"),
+        "{events:?}"
+    );
+    // A second failing round does not rewrite an identical status.
+    harness.mock.clear_log();
+    harness.reconcile_stream("orders").await.expect("reconcile");
+    assert!(
+        harness
+            .mock
+            .writes()
+            .iter()
+            .all(|w| !w.contains("/status") && !w.contains("/events")),
+        "{:?}",
+        harness.mock.writes()
+    );
+}
+
+fn seed_claims(harness: &Harness, stream: &str, count: usize) {
+    for index in 0..count {
+        harness.mock.insert(
+            CLAIMS,
+            json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                "metadata": {"name": format!("data-{stream}-{index}"), "namespace": NAMESPACE,
+                    "labels": {"brook.dev/stream": stream}},
+                "spec": {"accessModes": ["ReadWriteOnce"]}}),
+        );
+    }
+}
+
+#[tokio::test]
+async fn deleting_a_stream_deletes_it_in_the_brokers_then_its_children_and_volumes() {
+    let harness = Harness::with_broker("op-delete", "orders").with_service_monitors();
+    harness.seed_admin_secret("orders");
+    harness.apply_stream("orders", json!({"shards": 1}));
+    harness.reconcile_stream("orders").await.expect("finalizer");
+    harness.reconcile_stream("orders").await.expect("children");
+    assert!(
+        harness.mock.get(SERVICE_MONITORS, "orders").is_some(),
+        "a ServiceMonitor where the Prometheus Operator is installed"
+    );
+    harness.brokers_ready("orders", 1);
+    harness.reconcile_until_ready("orders").await;
+    seed_claims(&harness, "orders", 3);
+
+    harness.mock.delete(STREAMS, "orders");
+    harness.reconcile_stream("orders").await.expect("cleanup");
+
+    let gone = harness
+        .kinesis()
+        .describe_stream_summary()
+        .stream_name("orders")
+        .send()
+        .await;
+    assert!(
+        gone.is_err() || {
+            let status = gone
+                .as_ref()
+                .ok()
+                .and_then(|s| s.stream_description_summary())
+                .map(|s| s.stream_status().as_str().to_owned());
+            status.as_deref() == Some("DELETING")
+        },
+        "the stream is deleted in the brokers"
+    );
+    for (collection, name) in [
+        (STATEFULSETS, "orders"),
+        (SERVICES, "orders"),
+        (SERVICES, "orders-brokers"),
+        (CONFIG_MAPS, "orders-broker-config"),
+        (PDBS, "orders"),
+        (SECRETS, "orders-broker-admin"),
+        (SERVICE_MONITORS, "orders"),
+    ] {
+        assert!(
+            harness.mock.get(collection, name).is_none(),
+            "{name} deleted"
+        );
+    }
+    assert!(harness.mock.list(CLAIMS).is_empty(), "volumes deleted");
+    assert!(
+        harness.stream("orders").is_none(),
+        "the finalizer was released and the Stream is gone"
+    );
+}
+
+#[tokio::test]
+async fn retain_keeps_the_volumes_and_says_so() {
+    let harness = Harness::with_broker("op-retain", "orders");
+    harness.seed_admin_secret("orders");
+    harness.apply_stream("orders", json!({"shards": 1, "deletionPolicy": "Retain"}));
+    harness.reconcile_stream("orders").await.expect("finalizer");
+    harness.reconcile_stream("orders").await.expect("children");
+    harness.brokers_ready("orders", 1);
+    harness.reconcile_until_ready("orders").await;
+    seed_claims(&harness, "orders", 2);
+
+    harness.mock.delete(STREAMS, "orders");
+    harness.reconcile_stream("orders").await.expect("cleanup");
+    assert_eq!(harness.mock.list(CLAIMS).len(), 2, "volumes kept");
+    assert!(harness.mock.get(STATEFULSETS, "orders").is_none());
+    assert!(harness.stream("orders").is_none());
+    let events = harness.mock.events(NAMESPACE);
+    let retained = events
+        .iter()
+        .find(|(_, reason, _)| reason == "VolumesRetained")
+        .unwrap_or_else(|| panic!("{events:?}"));
+    assert!(retained.2.contains("data-orders-0"), "{}", retained.2);
+    // The stream's data stays with the volumes: the brokers were not told to delete it.
+    assert_eq!(describe(&harness, "orders").await, (1, 24));
+}
+
+#[tokio::test]
+async fn brokers_that_are_gone_never_hold_a_stream_in_terminating() {
+    let harness = Harness::without_broker("op-gone");
+    harness.apply_stream("orders", json!({"shards": 1}));
+    harness.reconcile_stream("orders").await.expect("finalizer");
+    harness.reconcile_stream("orders").await.expect("children");
+    harness.mock.delete(STREAMS, "orders");
+    harness.reconcile_stream("orders").await.expect("cleanup");
+    assert!(harness.stream("orders").is_none(), "finalizer released");
+    let events = harness.mock.events(NAMESPACE);
+    assert!(
+        events
+            .iter()
+            .any(|(kind, reason, _)| kind == "Warning" && reason == "BrokersGone"),
+        "{events:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_invalid_spec_is_degraded_and_builds_nothing() {
+    let harness = Harness::without_broker("op-invalid");
+    // The schema would refuse this; a resource stored before the rule existed still arrives.
+    harness.apply_stream(
+        "orders",
+        json!({"shards": 1, "autoscaling": {"enabled": true, "minShards": 8, "maxShards": 2,
+            "prometheus": {"url": "http://prometheus:9090"}}}),
+    );
+    harness.reconcile_stream("orders").await.expect("finalizer");
+    harness.reconcile_stream("orders").await.expect("reconcile");
+    assert!(harness.mock.get(STATEFULSETS, "orders").is_none());
+    let status = harness
+        .stream("orders")
+        .and_then(|s| s.status)
+        .expect("status");
+    assert_eq!(
+        condition(&status.conditions, "Degraded"),
+        ("True".to_owned(), "InvalidSpec".to_owned())
+    );
+    let message = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Degraded")
+        .map(|c| c.message.clone())
+        .unwrap_or_default();
+    assert!(message.contains("minShards"), "{message}");
+}

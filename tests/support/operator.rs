@@ -1,0 +1,228 @@
+//! A harness for reconcile tests: a mocked API server, a real managed `brook broker` on
+//! loopback reached through the operator's address override, and helpers to drive reconciles
+//! the way the controller runtime would.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use brook::api::{Consumer, Stream};
+use brook::operator::resources::BrokerDefaults;
+use brook::operator::{BrokerAddresses, Context};
+use kube::runtime::controller::Action;
+use serde_json::{Value, json};
+
+use super::broker::{Broker, BrokerBuilder, TempDir};
+use super::mock_kube::MockKube;
+
+/// The namespace every harness resource lives in.
+pub const NAMESPACE: &str = "shop";
+/// Collection path of the Streams.
+pub const STREAMS: &str = "/apis/brook.dev/v1alpha1/namespaces/shop/streams";
+/// Collection path of the Consumers.
+pub const CONSUMERS: &str = "/apis/brook.dev/v1alpha1/namespaces/shop/consumers";
+/// Collection path of the StatefulSets.
+pub const STATEFULSETS: &str = "/apis/apps/v1/namespaces/shop/statefulsets";
+/// Collection path of the Secrets.
+pub const SECRETS: &str = "/api/v1/namespaces/shop/secrets";
+/// Collection path of the Services.
+pub const SERVICES: &str = "/api/v1/namespaces/shop/services";
+/// Collection path of the ConfigMaps.
+pub const CONFIG_MAPS: &str = "/api/v1/namespaces/shop/configmaps";
+/// Collection path of the PodDisruptionBudgets.
+pub const PDBS: &str = "/apis/policy/v1/namespaces/shop/poddisruptionbudgets";
+/// Collection path of the PersistentVolumeClaims.
+pub const CLAIMS: &str = "/api/v1/namespaces/shop/persistentvolumeclaims";
+/// Collection path of the ServiceMonitors.
+pub const SERVICE_MONITORS: &str = "/apis/monitoring.coreos.com/v1/namespaces/shop/servicemonitors";
+/// The admin secret the tests seed, so the broker can start before the first reconcile.
+pub const ADMIN_SECRET: &str = "0123456789abcdef0123456789abcdef0123456789abcdef";
+
+/// A mocked cluster with one real broker.
+pub struct Harness {
+    /// The mocked API server.
+    pub mock: MockKube,
+    /// The operator's context, its brokers overridden to the loopback broker.
+    pub ctx: Arc<Context>,
+    /// The broker process (None when the test wants unreachable brokers).
+    pub broker: Option<Broker>,
+    /// Where the broker keeps its data.
+    pub dir: TempDir,
+}
+
+impl Harness {
+    /// A mocked cluster whose stream `stream` is served by a managed broker on loopback.
+    pub fn with_broker(label: &str, stream: &str) -> Self {
+        let dir = TempDir::new(label);
+        let admin = dir.path().join("admin");
+        std::fs::create_dir_all(&admin).expect("admin folder");
+        std::fs::write(admin.join("brook-operator"), ADMIN_SECRET).expect("admin key");
+        let broker = BrokerBuilder::default()
+            .arg("--managed-by")
+            .arg(format!("Stream {NAMESPACE}/{stream}"))
+            .arg("--admin-credentials")
+            .arg(admin.display().to_string())
+            .start(&dir.path().join("data"));
+        let address = broker.endpoint.trim_start_matches("http://").to_owned();
+        Self::build(dir, Some(broker), address, false)
+    }
+
+    /// A mocked cluster whose brokers never answer (a closed loopback port).
+    pub fn without_broker(label: &str) -> Self {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let address = closed.local_addr().expect("address").to_string();
+        drop(closed);
+        Self::build(TempDir::new(label), None, address, false)
+    }
+
+    /// The same, with the Prometheus Operator's ServiceMonitor kind served.
+    pub fn with_service_monitors(mut self) -> Self {
+        let address = match &self.broker {
+            Some(broker) => broker.endpoint.trim_start_matches("http://").to_owned(),
+            None => "127.0.0.1:1".to_owned(),
+        };
+        let mut ctx = Context::new(
+            self.ctx.client.clone(),
+            BrokerDefaults::for_this_version(),
+            BrokerAddresses::Fixed(address),
+            true,
+            Some("test".to_owned()),
+        );
+        Arc::get_mut(&mut ctx).expect("fresh context").recheck = Duration::from_secs(60);
+        self.ctx = ctx;
+        self
+    }
+
+    fn build(dir: TempDir, broker: Option<Broker>, address: String, monitors: bool) -> Self {
+        let (mock, client) = MockKube::start();
+        let ctx = Context::new(
+            client,
+            BrokerDefaults::for_this_version(),
+            BrokerAddresses::Fixed(address),
+            monitors,
+            Some("test".to_owned()),
+        );
+        Self {
+            mock,
+            ctx,
+            broker,
+            dir,
+        }
+    }
+
+    /// Seeds the admin Secret of `stream` as an earlier reconcile would have created it.
+    pub fn seed_admin_secret(&self, stream: &str) {
+        let encoded = base64::engine::general_purpose::STANDARD.encode(ADMIN_SECRET);
+        self.mock.insert(
+            SECRETS,
+            json!({"apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": format!("{stream}-broker-admin"), "namespace": NAMESPACE},
+                "data": {"brook-operator": encoded}}),
+        );
+    }
+
+    /// Applies a Stream as `kubectl apply` would.
+    pub fn apply_stream(&self, name: &str, spec: Value) {
+        match self.mock.get(STREAMS, name) {
+            Some(_) => {
+                self.mock
+                    .modify(STREAMS, name, |object| object["spec"] = spec);
+            }
+            None => {
+                self.mock.insert(
+                    STREAMS,
+                    json!({"apiVersion": "brook.dev/v1alpha1", "kind": "Stream",
+                        "metadata": {"name": name, "namespace": NAMESPACE}, "spec": spec}),
+                );
+            }
+        }
+    }
+
+    /// The Stream as stored.
+    pub fn stream(&self, name: &str) -> Option<Stream> {
+        self.mock
+            .get(STREAMS, name)
+            .map(|v| serde_json::from_value(v).expect("a Stream"))
+    }
+
+    /// One reconcile of the stored Stream.
+    pub async fn reconcile_stream(
+        &self,
+        name: &str,
+    ) -> Result<Action, brook::operator::ReconcileError> {
+        let stream = self.stream(name).expect("the Stream exists");
+        brook::operator::stream::reconcile(Arc::new(stream), self.ctx.clone()).await
+    }
+
+    /// Marks the StatefulSet's pods ready, as the kubelet would.
+    pub fn brokers_ready(&self, name: &str, ready: i32) {
+        self.mock.modify(STATEFULSETS, name, |set| {
+            set["status"] = json!({"replicas": ready, "readyReplicas": ready});
+        });
+    }
+
+    /// Reconciles until the Stream's Ready condition is `True` for its current generation.
+    pub async fn reconcile_until_ready(&self, name: &str) -> Stream {
+        for _ in 0..100 {
+            self.reconcile_stream(name).await.expect("reconcile");
+            let stream = self.stream(name).expect("the Stream exists");
+            if is_ready(
+                stream.status.as_ref().map(|s| &s.conditions),
+                stream.metadata.generation,
+                stream.status.as_ref().and_then(|s| s.observed_generation),
+            ) {
+                return stream;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!(
+            "Stream {name} never became Ready: {:?}",
+            self.stream(name).and_then(|s| s.status)
+        );
+    }
+
+    /// The Consumer as stored.
+    pub fn consumer(&self, name: &str) -> Option<Consumer> {
+        self.mock
+            .get(CONSUMERS, name)
+            .map(|v| serde_json::from_value(v).expect("a Consumer"))
+    }
+
+    /// One reconcile of the stored Consumer.
+    pub async fn reconcile_consumer(
+        &self,
+        name: &str,
+    ) -> Result<Action, brook::operator::ReconcileError> {
+        let consumer = self.consumer(name).expect("the Consumer exists");
+        brook::operator::consumer::reconcile(Arc::new(consumer), self.ctx.clone()).await
+    }
+
+    /// An AWS SDK client for the broker, as a producer would use it.
+    pub fn kinesis(&self) -> aws_sdk_kinesis::Client {
+        self.broker.as_ref().expect("a broker").client()
+    }
+}
+
+/// Whether `conditions` hold Ready=True and the status describes `generation`.
+pub fn is_ready(
+    conditions: Option<&Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>>,
+    generation: Option<i64>,
+    observed: Option<i64>,
+) -> bool {
+    observed == generation
+        && conditions.is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// The (status, reason) of the condition `type_`.
+pub fn condition(
+    conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+    type_: &str,
+) -> (String, String) {
+    conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| (c.status.clone(), c.reason.clone()))
+        .unwrap_or_else(|| panic!("no {type_} condition in {conditions:?}"))
+}
