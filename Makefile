@@ -70,6 +70,7 @@ fmt:
 ## crds: regenerate crds/ from the Rust types (a test fails while it is stale).
 crds:
 	$(CARGO) run --quiet --locked -- crd --out-dir crds
+	$(CARGO) run --quiet --locked -- install > deploy/operator.yaml
 
 PEERS := .bench/peers
 FERROKINESIS_VERSION := 0.7.0
@@ -89,8 +90,10 @@ bench-compare: build bench-peers
 	$(BROOK) bench-compare --peers-dir $(PEERS) --runs 3 --seconds 2 --report docs/benchmarks.md --chart-data .bench/compare.jsonl
 	$(PEERS)/venv/bin/python src/bench/chart.py .bench/compare.jsonl docs/benchmarks.png
 
-e2e:
-	@echo "make e2e: the end-to-end flow arrives with the operator; nothing to run yet."
+## e2e: the operator's whole flow on the cluster KUBECONFIG names (skips without one);
+## E2E_NO_NODES=1 runs it against a node-less kube-apiserver and etcd from KUBEBUILDER_ASSETS.
+e2e: debug-build $(PYTHON_TOOLS)
+	AWS=$(AWS_CLI) bash tests/e2e/run.sh
 
 ## bench: PutRecords/GetRecords throughput and PutRecord latency, fsync on and off.
 bench: build

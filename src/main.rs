@@ -183,6 +183,16 @@ struct BrokerArgs {
     /// The operator's admin keys, in the formats of --credentials.
     #[arg(long, env = "BROOK_ADMIN_CREDENTIALS")]
     admin_credentials: Option<PathBuf>,
+    /// This pod's name; with --home-pod naming another pod, the broker forwards every
+    /// request to --home-url instead of serving it.
+    #[arg(long, env = "BROOK_POD_NAME")]
+    pod_name: Option<String>,
+    /// The pod that holds the stream (set by the operator).
+    #[arg(long, env = "BROOK_HOME_POD")]
+    home_pod: Option<String>,
+    /// Kinesis API URL of the home pod, such as http://orders-0.orders-brokers.shop.svc:4567.
+    #[arg(long, env = "BROOK_HOME_URL")]
+    home_url: Option<http::Uri>,
     /// How long a SubscribeToShard call lasts, in seconds (Kinesis: 300).
     #[arg(long, default_value_t = 300, hide = true)]
     subscription_seconds: u64,
@@ -306,6 +316,23 @@ fn init_logging(format: LogFormat) {
 
 fn run_broker(args: BrokerArgs) -> anyhow::Result<()> {
     init_logging(args.log_format);
+    if let (Some(me), Some(home)) = (&args.pod_name, &args.home_pod)
+        && me != home
+    {
+        let url = args
+            .home_url
+            .clone()
+            .context("--home-url is needed when this pod is not the home pod")?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
+        runtime.block_on(brook::broker::forward::run(
+            args.listen,
+            args.metrics_listen,
+            url,
+        ))?;
+        return Ok(());
+    }
     let options = brook::broker::BrokerOptions {
         listen: args.listen,
         metrics_listen: args.metrics_listen,

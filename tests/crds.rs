@@ -255,3 +255,15 @@ fn printer_columns_name_fields_that_exist() {
         );
     }
 }
+
+#[test]
+fn the_committed_operator_install_matches_what_brook_install_generates() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/operator.yaml");
+    let committed = std::fs::read_to_string(&path).expect("deploy/operator.yaml exists");
+    let image = brook::operator::resources::BrokerDefaults::for_this_version().image;
+    assert_eq!(
+        committed,
+        brook::operator::install::install_yaml("brook-system", &image).expect("renders"),
+        "deploy/operator.yaml is stale; run `make crds` and commit the result"
+    );
+}

@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod catalog;
+pub mod forward;
 pub mod iterator;
 pub mod limits;
 pub mod metrics;
@@ -199,7 +200,7 @@ pub fn open(options: &BrokerOptions, fs: Arc<dyn FileSystem>) -> Result<Broker, 
     ))
 }
 
-async fn bind(address: SocketAddr) -> Result<TcpListener, BrokerError> {
+pub(crate) async fn bind(address: SocketAddr) -> Result<TcpListener, BrokerError> {
     TcpListener::bind(address)
         .await
         .map_err(|e| BrokerError::Listen {
@@ -332,7 +333,7 @@ async fn reload_credentials(
     }
 }
 
-async fn wait_for_signal() {
+pub(crate) async fn wait_for_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

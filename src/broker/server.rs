@@ -48,7 +48,11 @@ fn request_id() -> String {
     )
 }
 
-fn respond(status: u16, body: Vec<u8>, content_type: &'static str) -> Response<ResponseBody> {
+pub(crate) fn respond(
+    status: u16,
+    body: Vec<u8>,
+    content_type: &'static str,
+) -> Response<ResponseBody> {
     let mut response = Response::new(Full::new(Bytes::from(body)).boxed());
     *response.status_mut() =
         StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -60,7 +64,7 @@ fn respond(status: u16, body: Vec<u8>, content_type: &'static str) -> Response<R
 }
 
 /// An error in the request's protocol: JSON, or CBOR when the request was CBOR.
-fn error_response(error: &ApiError, is_cbor: bool) -> Response<ResponseBody> {
+pub(crate) fn error_response(error: &ApiError, is_cbor: bool) -> Response<ResponseBody> {
     let mut response = if is_cbor {
         respond(
             error.kind.status(),

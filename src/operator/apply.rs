@@ -33,8 +33,21 @@ pub async fn apply<K>(api: &Api<K>, desired: &K) -> Result<(K, bool), kube::Erro
 where
     K: Resource + Clone + Serialize + DeserializeOwned + Debug,
 {
+    let live = api.get_opt(&desired.name_any()).await?;
+    apply_over(api, desired, live).await
+}
+
+/// [`apply`] for a caller that already read the live object.
+pub async fn apply_over<K>(
+    api: &Api<K>,
+    desired: &K,
+    live: Option<K>,
+) -> Result<(K, bool), kube::Error>
+where
+    K: Resource + Clone + Serialize + DeserializeOwned + Debug,
+{
     let name = desired.name_any();
-    if let Some(live) = api.get_opt(&name).await? {
+    if let Some(live) = live {
         let wanted = serde_json::to_value(desired).map_err(kube::Error::SerdeError)?;
         let have = serde_json::to_value(&live).map_err(kube::Error::SerdeError)?;
         if is_subset(&wanted, &have) {

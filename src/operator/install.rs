@@ -178,6 +178,12 @@ pub fn deployment(namespace: &str, image: &str) -> Deployment {
                         env: Some(vec![
                             env("BROOK_OPERATOR_IDENTITY", "metadata.name"),
                             env("BROOK_OPERATOR_NAMESPACE", "metadata.namespace"),
+                            // The brokers run the operator's own build unless a Stream says otherwise.
+                            EnvVar {
+                                name: "BROOK_BROKER_IMAGE".to_owned(),
+                                value: Some(image.to_owned()),
+                                value_from: None,
+                            },
                         ]),
                         ports: Some(vec![ContainerPort {
                             name: Some("metrics".to_owned()),

@@ -184,6 +184,10 @@ impl BrokerAdmin {
         if status.is_success() {
             return Ok(value);
         }
+        // A forwarding broker whose home pod is down answers 503: the brokers are not there.
+        if status == http::StatusCode::SERVICE_UNAVAILABLE {
+            return Err(self.unreachable(value["message"].as_str().unwrap_or("503")));
+        }
         let code = value["__type"]
             .as_str()
             .map(|t| t.rsplit('#').next().unwrap_or(t).to_owned())

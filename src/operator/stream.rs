@@ -15,7 +15,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::{Resource, ResourceExt};
 
-use super::apply::apply;
+use super::apply::{apply, apply_over};
 use super::context::{Context, ReconcileError};
 use super::kinesis::{AdminError, BrokerAdmin};
 use super::resources::{
@@ -110,7 +110,23 @@ async fn apply_children(
     apply(&services, &resources::headless_service(stream)).await?;
     apply(&services, &resources::client_service(stream)).await?;
     let sets: Api<StatefulSet> = Api::namespaced(client.clone(), namespace);
-    let (set, _) = apply(&sets, &resources::statefulset(stream, &ctx.defaults, &hash)).await?;
+    let mut desired = resources::statefulset(stream, &ctx.defaults, &hash);
+    let live = sets.get_opt(&stream.name_any()).await?;
+    if let Some(live) = &live
+        && resources::keep_live_claim_templates(&mut desired, live)
+        // Once per edit of the spec, not on every re-check.
+        && stream.status.as_ref().and_then(|s| s.observed_generation) != stream.metadata.generation
+    {
+        ctx.event(
+            &stream.object_ref(&()),
+            true,
+            "StorageChangeNotApplied",
+            "Apply",
+            "Kubernetes does not change the volumes of existing brokers: the declared storage applies to new Streams only; the brokers keep their volumes".to_owned(),
+        )
+        .await;
+    }
+    let (set, _) = apply_over(&sets, &desired, live).await?;
     apply(
         &Api::<PodDisruptionBudget>::namespaced(client.clone(), namespace),
         &resources::pod_disruption_budget(stream),

@@ -41,6 +41,8 @@ pub enum ErrorKind {
     RequestEntityTooLarge,
     /// The broker failed; the request may be retried.
     InternalFailure,
+    /// The broker that holds the stream cannot be reached right now; retry.
+    ServiceUnavailable,
     /// The request carries no signature.
     MissingAuthenticationToken,
     /// The Authorization header is malformed or incomplete.
@@ -68,6 +70,7 @@ impl ErrorKind {
             Self::AccessDenied => "AccessDeniedException",
             Self::RequestEntityTooLarge => "RequestEntityTooLargeException",
             Self::InternalFailure => "InternalFailure",
+            Self::ServiceUnavailable => "ServiceUnavailable",
             Self::MissingAuthenticationToken => "MissingAuthenticationTokenException",
             Self::IncompleteSignature => "IncompleteSignatureException",
             Self::InvalidSignature => "InvalidSignatureException",
@@ -79,6 +82,7 @@ impl ErrorKind {
     pub fn status(self) -> u16 {
         match self {
             Self::InternalFailure => 500,
+            Self::ServiceUnavailable => 503,
             Self::RequestEntityTooLarge => 413,
             Self::MissingAuthenticationToken
             | Self::IncompleteSignature

@@ -71,6 +71,16 @@ pub fn broker_environment(stream: &Stream, defaults: &BrokerDefaults) -> BTreeMa
             ADMIN_MOUNT_PATH.to_owned(),
         ),
     ]);
+    // Pod 0 holds the stream; the other pods forward to it (see `broker::forward`).
+    let names = super::ChildNames::for_stream(name);
+    env.insert("BROOK_HOME_POD".to_owned(), format!("{name}-0"));
+    env.insert(
+        "BROOK_HOME_URL".to_owned(),
+        format!(
+            "http://{name}-0.{}.{namespace}.svc:{KINESIS_PORT}",
+            names.headless_service
+        ),
+    );
     if stream.spec.auth.is_some() {
         env.insert(
             "BROOK_CREDENTIALS".to_owned(),
@@ -142,6 +152,11 @@ mod tests {
             ("BROOK_NO_QUOTAS", "false"),
             ("BROOK_MANAGED_BY", "Stream shop/orders"),
             ("BROOK_ADMIN_CREDENTIALS", "/etc/brook/admin"),
+            ("BROOK_HOME_POD", "orders-0"),
+            (
+                "BROOK_HOME_URL",
+                "http://orders-0.orders-brokers.shop.svc:4567",
+            ),
         ];
         for (key, value) in expected {
             assert_eq!(data.get(key).map(String::as_str), Some(value), "{key}");

@@ -22,7 +22,7 @@ pub use broker_config::{ADMIN_ACCESS_KEY_ID, broker_config_map, config_hash};
 pub use pdb::pod_disruption_budget;
 pub use service_monitor::{SERVICE_MONITOR_RESOURCE, service_monitor};
 pub use services::{client_service, headless_service};
-pub use statefulset::{DATA_VOLUME, statefulset};
+pub use statefulset::{DATA_VOLUME, keep_live_claim_templates, statefulset};
 
 /// Port of the Kinesis API in the broker pods and on the client Service.
 pub const KINESIS_PORT: i32 = 4567;

@@ -287,6 +287,40 @@ pub fn statefulset(stream: &Stream, defaults: &BrokerDefaults, config_hash: &str
     }
 }
 
+/// Keeps the live volume claim templates in `desired`: Kubernetes refuses any change to them,
+/// so a changed storage spec cannot be applied to existing brokers. Returns whether the
+/// declared storage differs from what the brokers have.
+pub fn keep_live_claim_templates(desired: &mut StatefulSet, live: &StatefulSet) -> bool {
+    let live_claims = live
+        .spec
+        .as_ref()
+        .and_then(|s| s.volume_claim_templates.clone());
+    let Some(spec) = desired.spec.as_mut() else {
+        return false;
+    };
+    let storage_of = |claims: &Option<Vec<PersistentVolumeClaim>>| {
+        claims.as_ref().map(|claims| {
+            claims
+                .iter()
+                .map(|c| {
+                    let spec = c.spec.clone().unwrap_or_default();
+                    (
+                        c.metadata.name.clone(),
+                        spec.storage_class_name,
+                        spec.resources.and_then(|r| r.requests),
+                    )
+                })
+                .collect::<Vec<_>>()
+        })
+    };
+    let differs = live_claims.is_some()
+        && storage_of(&spec.volume_claim_templates) != storage_of(&live_claims);
+    if live_claims.is_some() {
+        spec.volume_claim_templates = live_claims;
+    }
+    differs
+}
+
 #[cfg(test)]
 #[path = "statefulset_tests.rs"]
 mod tests;

@@ -296,3 +296,22 @@ fn every_broker_field_of_the_spec_reaches_the_statefulset() {
                 && m.read_only == Some(true))
     );
 }
+
+#[test]
+fn a_storage_change_keeps_the_live_claim_templates_and_is_reported() {
+    let live = build(&stream("orders"));
+    let mut bigger = stream("orders");
+    bigger.spec.brokers.storage.size = "20Gi".to_owned();
+    bigger.spec.brokers.replicas = 4;
+    let mut desired = build(&bigger);
+    assert!(keep_live_claim_templates(&mut desired, &live), "reported");
+    let spec = desired.spec.expect("spec");
+    assert_eq!(
+        spec.volume_claim_templates,
+        live.spec.clone().expect("spec").volume_claim_templates,
+        "the immutable templates are not touched"
+    );
+    assert_eq!(spec.replicas, Some(4), "everything else still applies");
+    let mut same = build(&stream("orders"));
+    assert!(!keep_live_claim_templates(&mut same, &live));
+}

@@ -1,0 +1,203 @@
+//! Broker pods other than a stream's home forward every request to it: through any pod a
+//! client sees one stream, signatures made for the forwarding pod verify at home, event
+//! streams flow through, and a missing home is a retryable ServiceUnavailable.
+
+mod support;
+
+use std::time::Duration;
+
+use aws_sdk_kinesis::Client;
+use aws_sdk_kinesis::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_kinesis::primitives::Blob;
+use aws_sdk_kinesis::types::{ShardIteratorType, StartingPosition, SubscribeToShardEventStream};
+use aws_smithy_types::retry::RetryConfig;
+use support::broker::{
+    Broker, BrokerBuilder, TempDir, create_active_stream, error_code, http_request,
+};
+
+const KEY_ID: &str = "AKIDFORWARDED";
+const SECRET: &str = "forwarded-secret-0123456789abcdefghij";
+
+fn signed(endpoint: &str) -> Client {
+    let config = aws_sdk_kinesis::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(Credentials::new(KEY_ID, SECRET, None, None, "test"))
+        .http_client(aws_smithy_http_client::Builder::new().build_http())
+        .retry_config(RetryConfig::disabled())
+        .build();
+    Client::from_conf(config)
+}
+
+fn forwarder(dir: &TempDir, home: &str) -> Broker {
+    BrokerBuilder::default()
+        .arg("--pod-name")
+        .arg("orders-1")
+        .arg("--home-pod")
+        .arg("orders-0")
+        .arg("--home-url")
+        .arg(home)
+        .start(&dir.path().join("forwarder"))
+}
+
+#[tokio::test]
+async fn every_pod_serves_the_home_pods_stream_with_signatures_and_event_streams_intact() {
+    let dir = TempDir::new("forwarding");
+    let credentials = dir.path().join("credentials");
+    std::fs::write(&credentials, format!("{KEY_ID}={SECRET}\n")).expect("credentials");
+    let home = BrokerBuilder::default()
+        .arg("--credentials")
+        .arg(credentials.display().to_string())
+        .start(&dir.path().join("home"));
+    let other = forwarder(&dir, &home.endpoint);
+    assert_ne!(home.endpoint, other.endpoint);
+
+    let through_other = signed(&other.endpoint);
+    let at_home = signed(&home.endpoint);
+    create_active_stream(&through_other, "orders", 2).await;
+    let mut sequences = Vec::new();
+    for n in 0..20 {
+        let put = through_other
+            .put_record()
+            .stream_name("orders")
+            .partition_key(format!("customer-{n}"))
+            .data(Blob::new(format!("order-{n}")))
+            .send()
+            .await
+            .expect("a put through the forwarding pod");
+        sequences.push(put.sequence_number().to_owned());
+    }
+    // The home broker holds what the other pod accepted, and vice versa.
+    let mut seen = 0;
+    for client in [&at_home, &through_other] {
+        let shards = client
+            .list_shards()
+            .stream_name("orders")
+            .send()
+            .await
+            .expect("shards");
+        let mut total = 0;
+        for shard in shards.shards() {
+            let iterator = client
+                .get_shard_iterator()
+                .stream_name("orders")
+                .shard_id(shard.shard_id())
+                .shard_iterator_type(ShardIteratorType::TrimHorizon)
+                .send()
+                .await
+                .expect("iterator")
+                .shard_iterator()
+                .expect("an iterator")
+                .to_owned();
+            let records = client
+                .get_records()
+                .shard_iterator(iterator)
+                .send()
+                .await
+                .expect("records");
+            total += records.records().len();
+        }
+        assert_eq!(total, 20);
+        seen += 1;
+    }
+    assert_eq!(seen, 2);
+
+    // A wrong signature is refused at home, through the forwarder.
+    let forged = Client::from_conf(
+        aws_sdk_kinesis::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .endpoint_url(&other.endpoint)
+            .credentials_provider(Credentials::new(KEY_ID, "wrong", None, None, "test"))
+            .http_client(aws_smithy_http_client::Builder::new().build_http())
+            .retry_config(RetryConfig::disabled())
+            .build(),
+    );
+    let refused = forged
+        .list_streams()
+        .send()
+        .await
+        .expect_err("a forged signature");
+    assert_eq!(error_code(&refused), "InvalidSignatureException");
+
+    // SubscribeToShard's event stream flows through the forwarding pod.
+    let arn = at_home
+        .describe_stream_summary()
+        .stream_name("orders")
+        .send()
+        .await
+        .expect("summary")
+        .stream_description_summary()
+        .expect("summary")
+        .stream_arn()
+        .to_owned();
+    let consumer = through_other
+        .register_stream_consumer()
+        .stream_arn(&arn)
+        .consumer_name("audit")
+        .send()
+        .await
+        .expect("register")
+        .consumer()
+        .expect("consumer")
+        .consumer_arn()
+        .to_owned();
+    for _ in 0..100 {
+        let described = at_home
+            .describe_stream_consumer()
+            .consumer_arn(&consumer)
+            .send()
+            .await
+            .expect("describe consumer");
+        if described
+            .consumer_description()
+            .is_some_and(|c| c.consumer_status().as_str() == "ACTIVE")
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut subscription = through_other
+        .subscribe_to_shard()
+        .consumer_arn(&consumer)
+        .shard_id("shardId-000000000000")
+        .starting_position(
+            StartingPosition::builder()
+                .r#type(ShardIteratorType::TrimHorizon)
+                .build()
+                .expect("position"),
+        )
+        .send()
+        .await
+        .expect("subscribe through the forwarding pod");
+    let event = tokio::time::timeout(Duration::from_secs(10), subscription.event_stream.recv())
+        .await
+        .expect("an event within ten seconds")
+        .expect("a well-formed event")
+        .expect("the stream is open");
+    assert!(matches!(
+        event,
+        SubscribeToShardEventStream::SubscribeToShardEvent(_)
+    ));
+}
+
+#[tokio::test]
+async fn a_forwarder_without_its_home_is_unready_and_answers_service_unavailable() {
+    let dir = TempDir::new("forwarding-down");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let home = format!("http://{}", closed.local_addr().expect("address"));
+    drop(closed);
+    let other = forwarder(&dir, &home);
+    let (status, _) = http_request("GET", &format!("{}/readyz", other.metrics));
+    assert_eq!(status, 503);
+    let (status, _) = http_request("GET", &format!("{}/healthz", other.metrics));
+    assert_eq!(status, 200);
+    let error = other
+        .client()
+        .list_streams()
+        .send()
+        .await
+        .expect_err("no home broker");
+    assert_eq!(error_code(&error), "ServiceUnavailable");
+}
