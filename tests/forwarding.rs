@@ -6,28 +6,17 @@ mod support;
 
 use std::time::Duration;
 
-use aws_sdk_kinesis::Client;
-use aws_sdk_kinesis::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::{ShardIteratorType, StartingPosition, SubscribeToShardEventStream};
-use aws_smithy_types::retry::RetryConfig;
 use support::broker::{
-    Broker, BrokerBuilder, TempDir, create_active_stream, error_code, http_request,
+    Broker, BrokerBuilder, TempDir, create_active_stream, error_code, http_request, signed_client,
 };
 
 const KEY_ID: &str = "AKIDFORWARDED";
 const SECRET: &str = "forwarded-secret-0123456789abcdefghij";
 
-fn signed(endpoint: &str) -> Client {
-    let config = aws_sdk_kinesis::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(endpoint)
-        .credentials_provider(Credentials::new(KEY_ID, SECRET, None, None, "test"))
-        .http_client(aws_smithy_http_client::Builder::new().build_http())
-        .retry_config(RetryConfig::disabled())
-        .build();
-    Client::from_conf(config)
+fn signed(endpoint: &str) -> aws_sdk_kinesis::Client {
+    signed_client(endpoint, KEY_ID, SECRET)
 }
 
 fn forwarder(dir: &TempDir, home: &str) -> Broker {
@@ -104,16 +93,7 @@ async fn every_pod_serves_the_home_pods_stream_with_signatures_and_event_streams
     assert_eq!(seen, 2);
 
     // A wrong signature is refused at home, through the forwarder.
-    let forged = Client::from_conf(
-        aws_sdk_kinesis::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
-            .endpoint_url(&other.endpoint)
-            .credentials_provider(Credentials::new(KEY_ID, "wrong", None, None, "test"))
-            .http_client(aws_smithy_http_client::Builder::new().build_http())
-            .retry_config(RetryConfig::disabled())
-            .build(),
-    );
+    let forged = signed_client(&other.endpoint, KEY_ID, "wrong");
     let refused = forged
         .list_streams()
         .send()

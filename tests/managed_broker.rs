@@ -4,27 +4,14 @@
 
 mod support;
 
-use aws_sdk_kinesis::Client;
-use aws_sdk_kinesis::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::ScalingType;
-use aws_smithy_types::retry::RetryConfig;
-use support::broker::{BrokerBuilder, TempDir, error_code, error_message, wait_for_status};
+use support::broker::{
+    BrokerBuilder, TempDir, error_code, error_message, signed_client, wait_for_status,
+};
 
 const ADMIN_KEY: &str = "brook-operator";
 const ADMIN_SECRET: &str = "admin-secret-0123456789abcdefghijklmn";
-
-fn signed_client(endpoint: &str, key: &str, secret: &str) -> Client {
-    let config = aws_sdk_kinesis::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(endpoint)
-        .credentials_provider(Credentials::new(key, secret, None, None, "test"))
-        .http_client(aws_smithy_http_client::Builder::new().build_http())
-        .retry_config(RetryConfig::disabled())
-        .build();
-    Client::from_conf(config)
-}
 
 fn managed_broker(dir: &TempDir) -> support::broker::Broker {
     // The admin key as the operator mounts it: a Secret folder, one file per key id.

@@ -13,12 +13,7 @@ use support::mock_kube::MockKube;
 use support::operator::{CONSUMERS, Harness, NAMESPACE, STREAMS, condition};
 
 async fn ready_stream(harness: &Harness) {
-    harness.seed_admin_secret("orders");
-    harness.apply_stream("orders", json!({"shards": 2}));
-    harness.reconcile_stream("orders").await.expect("finalizer");
-    harness.reconcile_stream("orders").await.expect("children");
-    harness.brokers_ready("orders", 1);
-    harness.reconcile_until_ready("orders").await;
+    harness.serving_stream("orders", json!({"shards": 2})).await;
 }
 
 fn apply_consumer(harness: &Harness, name: &str, spec: serde_json::Value) {

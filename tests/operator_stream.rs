@@ -122,12 +122,7 @@ async fn a_new_stream_gets_its_brokers_then_its_stream_and_a_steady_reconcile_wr
 #[tokio::test]
 async fn declared_shards_retention_and_record_size_reach_the_brokers() {
     let harness = Harness::with_broker("op-scale", "orders");
-    harness.seed_admin_secret("orders");
-    harness.apply_stream("orders", json!({"shards": 1}));
-    harness.reconcile_stream("orders").await.expect("finalizer");
-    harness.reconcile_stream("orders").await.expect("children");
-    harness.brokers_ready("orders", 1);
-    harness.reconcile_until_ready("orders").await;
+    harness.serving_stream("orders", json!({"shards": 1})).await;
     assert_eq!(describe(&harness, "orders").await, (1, 24));
 
     // From 1 to 5 takes three doubling-limited steps: 2, 4, 5.
@@ -192,12 +187,7 @@ async fn declared_shards_retention_and_record_size_reach_the_brokers() {
 #[tokio::test]
 async fn a_stream_deleted_behind_the_operators_back_is_recreated_with_a_warning() {
     let harness = Harness::with_broker("op-drift", "orders");
-    harness.seed_admin_secret("orders");
-    harness.apply_stream("orders", json!({"shards": 2}));
-    harness.reconcile_stream("orders").await.expect("finalizer");
-    harness.reconcile_stream("orders").await.expect("children");
-    harness.brokers_ready("orders", 1);
-    harness.reconcile_until_ready("orders").await;
+    harness.serving_stream("orders", json!({"shards": 2})).await;
 
     // Someone with the admin key deletes the stream through the Kinesis API.
     let admin = admin_client(&harness);
@@ -221,21 +211,8 @@ async fn a_stream_deleted_behind_the_operators_back_is_recreated_with_a_warning(
 }
 
 fn admin_client(harness: &Harness) -> aws_sdk_kinesis::Client {
-    use aws_sdk_kinesis::config::{BehaviorVersion, Credentials, Region};
-    let config = aws_sdk_kinesis::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(&harness.broker.as_ref().expect("broker").endpoint)
-        .credentials_provider(Credentials::new(
-            "brook-operator",
-            support::operator::ADMIN_SECRET,
-            None,
-            None,
-            "test",
-        ))
-        .http_client(aws_smithy_http_client::Builder::new().build_http())
-        .build();
-    aws_sdk_kinesis::Client::from_conf(config)
+    let endpoint = &harness.broker.as_ref().expect("broker").endpoint;
+    support::broker::signed_client(endpoint, "brook-operator", support::operator::ADMIN_SECRET)
 }
 
 #[tokio::test]
@@ -365,12 +342,9 @@ async fn deleting_a_stream_deletes_it_in_the_brokers_then_its_children_and_volum
 #[tokio::test]
 async fn retain_keeps_the_volumes_and_says_so() {
     let harness = Harness::with_broker("op-retain", "orders");
-    harness.seed_admin_secret("orders");
-    harness.apply_stream("orders", json!({"shards": 1, "deletionPolicy": "Retain"}));
-    harness.reconcile_stream("orders").await.expect("finalizer");
-    harness.reconcile_stream("orders").await.expect("children");
-    harness.brokers_ready("orders", 1);
-    harness.reconcile_until_ready("orders").await;
+    harness
+        .serving_stream("orders", json!({"shards": 1, "deletionPolicy": "Retain"}))
+        .await;
     seed_claims(&harness, "orders", 2);
 
     harness.mock.delete(STREAMS, "orders");

@@ -7,14 +7,14 @@ use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use kube::runtime::controller::Action;
-use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::{Resource, ResourceExt};
 
-use super::context::{Context, ReconcileError};
+use super::apply::apply_status;
+use super::context::{Context, ReconcileError, finalized};
 use super::kinesis::{AdminError, BrokerAdmin};
-use super::resources::{ADMIN_ACCESS_KEY_ID, ChildNames, MANAGER};
+use super::resources::{ADMIN_ACCESS_KEY_ID, ChildNames};
 use super::status::{ConsumerPhase, consumer_status};
 use crate::api::common::condition_types;
 use crate::api::consumer::ConsumerState;
@@ -40,22 +40,15 @@ pub async fn reconcile(
     consumer: Arc<Consumer>,
     ctx: Arc<Context>,
 ) -> Result<Action, ReconcileError> {
-    let namespace = consumer
-        .namespace()
-        .ok_or(ReconcileError::Unnamed("namespace"))?;
-    let api: Api<Consumer> = Api::namespaced(ctx.client.clone(), &namespace);
-    finalizer(&api, FINALIZER, consumer, |event| async {
-        match event {
-            FinalizerEvent::Apply(consumer) => apply_consumer(&consumer, &ctx).await,
-            FinalizerEvent::Cleanup(consumer) => cleanup(&consumer, &ctx).await,
-        }
-    })
+    let ctx = ctx.as_ref();
+    finalized(
+        consumer,
+        ctx,
+        FINALIZER,
+        |consumer| async move { apply_consumer(&consumer, ctx).await },
+        |consumer| async move { cleanup(&consumer, ctx).await },
+    )
     .await
-    .map_err(|error| match error {
-        kube::runtime::finalizer::Error::ApplyFailed(inner)
-        | kube::runtime::finalizer::Error::CleanupFailed(inner) => inner,
-        other => ReconcileError::Finalizer(other.to_string()),
-    })
 }
 
 /// The admin client and ARN of a consumer's stream, when the stream serves; otherwise why not.
@@ -123,17 +116,7 @@ async fn write_status(
         ctx.client.clone(),
         consumer.metadata.namespace.as_deref().unwrap_or_default(),
     );
-    let patch = serde_json::json!({
-        "apiVersion": Consumer::api_version(&()),
-        "kind": Consumer::kind(&()),
-        "status": next,
-    });
-    api.patch_status(
-        &consumer.name_any(),
-        &PatchParams::apply(MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await?;
+    apply_status(&api, &consumer.name_any(), &next).await?;
     Ok(())
 }
 

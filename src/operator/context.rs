@@ -145,6 +145,31 @@ impl Default for OperatorMetrics {
     }
 }
 
+/// Per-object failure counts, for exponential backoff in the error policy.
+#[derive(Default)]
+pub struct Backoff(std::sync::Mutex<std::collections::HashMap<String, u32>>);
+
+impl Backoff {
+    /// Counts a failure of `key` and returns how long to wait before the retry.
+    pub fn next(&self, key: &str) -> Duration {
+        let mut failures = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let count = failures.entry(key.to_owned()).or_insert(0);
+        *count = count.saturating_add(1);
+        backoff_delay(*count)
+    }
+
+    /// Forgets the failures of `key` after a success.
+    pub fn reset(&self, key: &str) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+    }
+}
+
+/// The retry delay after `failures` consecutive failures: 1 s doubling up to 5 minutes.
+pub fn backoff_delay(failures: u32) -> Duration {
+    let exponent = failures.saturating_sub(1).min(9);
+    Duration::from_secs((1u64 << exponent).min(300))
+}
+
 /// Everything a reconcile needs.
 pub struct Context {
     /// The Kubernetes client.
@@ -159,6 +184,8 @@ pub struct Context {
     pub recheck: Duration,
     /// Reconcile metrics.
     pub metrics: OperatorMetrics,
+    /// Failure counts behind the error policy's backoff.
+    pub backoff: Backoff,
     recorder: Recorder,
 }
 
@@ -185,6 +212,7 @@ impl Context {
             service_monitors,
             recheck: Duration::from_secs(60),
             metrics: OperatorMetrics::new(),
+            backoff: Backoff::default(),
             recorder,
         })
     }
@@ -212,5 +240,88 @@ impl Context {
         if let Err(error) = self.recorder.publish(&event, object).await {
             tracing::warn!(%error, reason, "could not publish an event");
         }
+    }
+}
+
+/// Runs `apply` or, once the object is being deleted, `cleanup`, behind the finalizer
+/// `name`: the finalizer goes on before the first apply and comes off after a cleanup that
+/// succeeded.
+pub async fn finalized<K, A, C, FA, FC>(
+    object: Arc<K>,
+    ctx: &Context,
+    name: &str,
+    apply: A,
+    cleanup: C,
+) -> Result<kube::runtime::controller::Action, ReconcileError>
+where
+    K: kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + serde::Serialize
+        + std::fmt::Debug,
+    A: FnOnce(Arc<K>) -> FA,
+    C: FnOnce(Arc<K>) -> FC,
+    FA: std::future::Future<Output = Result<kube::runtime::controller::Action, ReconcileError>>,
+    FC: std::future::Future<Output = Result<kube::runtime::controller::Action, ReconcileError>>,
+{
+    use kube::runtime::finalizer::{Error, Event as FinalizerEvent, finalizer};
+    let namespace = kube::ResourceExt::namespace(object.as_ref())
+        .ok_or(ReconcileError::Unnamed("namespace"))?;
+    let api: kube::Api<K> = kube::Api::namespaced(ctx.client.clone(), &namespace);
+    finalizer(&api, name, object, |event| async move {
+        match event {
+            FinalizerEvent::Apply(object) => apply(object).await,
+            FinalizerEvent::Cleanup(object) => cleanup(object).await,
+        }
+    })
+    .await
+    .map_err(|error| match error {
+        Error::ApplyFailed(inner) | Error::CleanupFailed(inner) => inner,
+        other => ReconcileError::Finalizer(other.to_string()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_back_off_from_one_second_to_five_minutes_and_reset_on_success() {
+        let delays: Vec<u64> = (1..=11).map(|n| backoff_delay(n).as_secs()).collect();
+        assert_eq!(delays, [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300]);
+        let backoff = Backoff::default();
+        assert_eq!(backoff.next("stream/shop/orders"), Duration::from_secs(1));
+        assert_eq!(backoff.next("stream/shop/orders"), Duration::from_secs(2));
+        assert_eq!(backoff.next("stream/shop/other"), Duration::from_secs(1));
+        backoff.reset("stream/shop/orders");
+        assert_eq!(backoff.next("stream/shop/orders"), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn reconcile_metrics_count_outcomes_errors_and_durations_per_controller() {
+        let metrics = OperatorMetrics::new();
+        metrics.observe("stream", 0.02, None);
+        metrics.observe("stream", 0.5, Some(&ReconcileError::Unnamed("namespace")));
+        let mut text = String::new();
+        prometheus::TextEncoder::new()
+            .encode_utf8(&metrics.registry.gather(), &mut text)
+            .expect("renders");
+        assert!(
+            text.contains(r#"brook_operator_reconciles_total{controller="stream",outcome="ok"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"brook_operator_reconciles_total{controller="stream",outcome="error"} 1"#
+            )
+        );
+        assert!(text.contains(
+            r#"brook_operator_reconcile_errors_total{controller="stream",error="unnamed"} 1"#
+        ));
+        assert!(
+            text.contains(
+                r#"brook_operator_reconcile_duration_seconds_count{controller="stream"} 2"#
+            )
+        );
     }
 }

@@ -13,9 +13,8 @@ pub mod runner;
 pub mod status;
 pub mod stream;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -26,7 +25,7 @@ use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
-use kube::{Client, CustomResourceExt, ResourceExt};
+use kube::{Client, ResourceExt};
 use serde::de::DeserializeOwned;
 use tracing::Instrument;
 
@@ -68,29 +67,6 @@ pub struct OperatorOptions {
     pub brokers: BrokerAddresses,
     /// How often a serving resource is re-checked against its brokers.
     pub recheck: Duration,
-}
-
-/// Per-object failure counts, for exponential backoff in the error policy.
-#[derive(Default)]
-struct Backoff(Mutex<HashMap<String, u32>>);
-
-impl Backoff {
-    fn next(&self, key: &str) -> Duration {
-        let mut failures = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let count = failures.entry(key.to_owned()).or_insert(0);
-        *count = count.saturating_add(1);
-        backoff_delay(*count)
-    }
-
-    fn reset(&self, key: &str) {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
-    }
-}
-
-/// The retry delay after `failures` consecutive failures: 1 s doubling up to 5 minutes.
-pub fn backoff_delay(failures: u32) -> Duration {
-    let exponent = failures.saturating_sub(1).min(9);
-    Duration::from_secs((1u64 << exponent).min(300))
 }
 
 fn object_key(object: &DynamicObject) -> String {
@@ -156,44 +132,77 @@ pub async fn handle_malformed(
     Ok(Action::await_change())
 }
 
+/// Reconciles a watched object as its typed resource `K` with `reconcile`, or reports it
+/// malformed; counts the outcome in the metrics under `controller`.
+async fn reconcile_object<K, F, Fut>(
+    object: Arc<DynamicObject>,
+    ctx: Arc<Context>,
+    controller: &'static str,
+    finalizer: &'static str,
+    reconcile: F,
+) -> Result<Action, ReconcileError>
+where
+    K: kube::Resource<DynamicType = ()> + DeserializeOwned,
+    F: FnOnce(Arc<K>, Arc<Context>) -> Fut,
+    Fut: std::future::Future<Output = Result<Action, ReconcileError>>,
+{
+    let started = Instant::now();
+    let key = format!("{controller}/{}", object_key(&object));
+    let span = tracing::info_span!("reconcile", controller, resource = %object_key(&object));
+    let result = async {
+        match parse_object::<K>(&object) {
+            Ok(typed) => reconcile(Arc::new(typed), ctx.clone()).await,
+            Err(problem) => {
+                let resource = ApiResource::erase::<K>(&());
+                handle_malformed(&ctx, &object, &resource, finalizer, &problem).await
+            }
+        }
+    }
+    .instrument(span)
+    .await;
+    ctx.metrics.observe(
+        controller,
+        started.elapsed().as_secs_f64(),
+        result.as_ref().err(),
+    );
+    if result.is_ok() {
+        ctx.backoff.reset(&key);
+    }
+    result
+}
+
+/// The error policy of `controller`: log, then retry with a per-object exponential backoff.
+fn error_policy(
+    controller: &'static str,
+) -> impl Fn(Arc<DynamicObject>, &ReconcileError, Arc<Context>) -> Action {
+    move |object, error, ctx| {
+        let resource = object_key(&object);
+        let delay = ctx.backoff.next(&format!("{controller}/{resource}"));
+        tracing::warn!(controller, %resource, %error, retry_in = ?delay, "reconcile failed");
+        Action::requeue(delay)
+    }
+}
+
 async fn reconcile_stream_object(
     object: Arc<DynamicObject>,
     ctx: Arc<Context>,
 ) -> Result<Action, ReconcileError> {
-    let started = Instant::now();
-    let result = match parse_object::<Stream>(&object) {
-        Ok(stream) => stream::reconcile(Arc::new(stream), ctx.clone()).await,
-        Err(problem) => {
-            let resource = ApiResource::erase::<Stream>(&());
-            handle_malformed(&ctx, &object, &resource, stream::FINALIZER, &problem).await
-        }
-    };
-    ctx.metrics.observe(
-        "stream",
-        started.elapsed().as_secs_f64(),
-        result.as_ref().err(),
-    );
-    result
+    reconcile_object::<Stream, _, _>(object, ctx, "stream", stream::FINALIZER, stream::reconcile)
+        .await
 }
 
 async fn reconcile_consumer_object(
     object: Arc<DynamicObject>,
     ctx: Arc<Context>,
 ) -> Result<Action, ReconcileError> {
-    let started = Instant::now();
-    let result = match parse_object::<Consumer>(&object) {
-        Ok(consumer) => consumer::reconcile(Arc::new(consumer), ctx.clone()).await,
-        Err(problem) => {
-            let resource = ApiResource::erase::<Consumer>(&());
-            handle_malformed(&ctx, &object, &resource, consumer::FINALIZER, &problem).await
-        }
-    };
-    ctx.metrics.observe(
+    reconcile_object::<Consumer, _, _>(
+        object,
+        ctx,
         "consumer",
-        started.elapsed().as_secs_f64(),
-        result.as_ref().err(),
-    );
-    result
+        consumer::FINALIZER,
+        consumer::reconcile,
+    )
+    .await
 }
 
 fn dynamic_api(
@@ -240,10 +249,6 @@ pub async fn run_controllers(
     let config = watcher::Config::default();
     let stream_resource = ApiResource::erase::<Stream>(&());
     let consumer_resource = ApiResource::erase::<Consumer>(&());
-    let stream_backoff = Arc::new(Backoff::default());
-    let consumer_backoff = Arc::new(Backoff::default());
-
-    let stream_errors = stream_backoff.clone();
     let streams = Controller::new_with(
         dynamic_api(&client, ns, &stream_resource),
         config.clone(),
@@ -252,30 +257,12 @@ pub async fn run_controllers(
     .owns(typed_api::<StatefulSet>(&client, ns), config.clone())
     .owns(typed_api::<Service>(&client, ns), config.clone())
     .owns(typed_api::<ConfigMap>(&client, ns), config.clone())
-    .owns(typed_api::<PodDisruptionBudget>(&client, ns), config.clone())
-    .graceful_shutdown_on(shutdown.clone())
-    .run(
-        move |object, ctx| {
-            let key = object_key(&object);
-            let span = tracing::info_span!("reconcile", controller = "stream", resource = %key);
-            let backoff = stream_backoff.clone();
-            async move {
-                let result = reconcile_stream_object(object, ctx).await;
-                if result.is_ok() {
-                    backoff.reset(&key);
-                }
-                result
-            }
-            .instrument(span)
-        },
-        move |object, error, _ctx| {
-            let key = object_key(&object);
-            let delay = stream_errors.next(&key);
-            tracing::warn!(controller = "stream", resource = %key, error = %error, retry_in = ?delay, "reconcile failed");
-            Action::requeue(delay)
-        },
-        ctx.clone(),
+    .owns(
+        typed_api::<PodDisruptionBudget>(&client, ns),
+        config.clone(),
     )
+    .graceful_shutdown_on(shutdown.clone())
+    .run(reconcile_stream_object, error_policy("stream"), ctx.clone())
     .for_each(|_| async {});
 
     let consumers_controller = Controller::new_with(
@@ -285,7 +272,6 @@ pub async fn run_controllers(
     );
     let consumer_store = consumers_controller.store();
     let mapped_resource = consumer_resource.clone();
-    let consumer_errors = consumer_backoff.clone();
     let consumers = consumers_controller
         // A Stream that changes (becomes Ready, goes away) wakes the Consumers that read it.
         .watches_with(
@@ -298,56 +284,22 @@ pub async fn run_controllers(
                 consumer_store
                     .state()
                     .into_iter()
-                    .filter(|c| c.namespace() == namespace && c.data["spec"]["streamName"] == name.as_str())
+                    .filter(|c| {
+                        c.namespace() == namespace && c.data["spec"]["streamName"] == name.as_str()
+                    })
                     .map(|c| ObjectRef::from_obj_with(c.as_ref(), mapped_resource.clone()))
                     .collect::<Vec<_>>()
             },
         )
         .graceful_shutdown_on(shutdown)
-        .run(
-            move |object, ctx| {
-                let key = object_key(&object);
-                let span =
-                    tracing::info_span!("reconcile", controller = "consumer", resource = %key);
-                let backoff = consumer_backoff.clone();
-                async move {
-                    let result = reconcile_consumer_object(object, ctx).await;
-                    if result.is_ok() {
-                        backoff.reset(&key);
-                    }
-                    result
-                }
-                .instrument(span)
-            },
-            move |object, error, _ctx| {
-                let key = object_key(&object);
-                let delay = consumer_errors.next(&key);
-                tracing::warn!(controller = "consumer", resource = %key, error = %error, retry_in = ?delay, "reconcile failed");
-                Action::requeue(delay)
-            },
-            ctx,
-        )
+        .run(reconcile_consumer_object, error_policy("consumer"), ctx)
         .for_each(|_| async {});
     futures::join!(streams, consumers);
-}
-
-/// The CRDs the controllers need, by name, for the start-up check.
-pub fn required_crds() -> Vec<String> {
-    [Stream::crd_name(), Consumer::crd_name()]
-        .into_iter()
-        .map(str::to_owned)
-        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn retries_back_off_from_one_second_to_five_minutes() {
-        let delays: Vec<u64> = (1..=11).map(|n| backoff_delay(n).as_secs()).collect();
-        assert_eq!(delays, [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300]);
-    }
 
     #[test]
     fn a_resource_that_does_not_fit_its_type_is_reported_not_panicked_on() {

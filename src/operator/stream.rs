@@ -10,20 +10,19 @@ use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret, Servi
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, PostParams};
 use kube::runtime::controller::Action;
-use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::{Resource, ResourceExt};
 
-use super::apply::{apply, apply_over};
-use super::context::{Context, ReconcileError};
-use super::kinesis::{AdminError, BrokerAdmin};
+use super::apply::{apply, apply_over, apply_status};
+use super::context::{Context, ReconcileError, finalized};
+use super::kinesis::{AdminError, BrokerAdmin, StreamSummary};
 use super::resources::{
-    self, ADMIN_ACCESS_KEY_ID, ChildNames, MANAGER, SERVICE_MONITOR_RESOURCE, STREAM_LABEL,
+    self, ADMIN_ACCESS_KEY_ID, ChildNames, SERVICE_MONITOR_RESOURCE, STREAM_LABEL,
 };
 use super::status::{StreamFacts, StreamPhase, next_shard_step, stream_status};
 use crate::api::Stream;
-use crate::api::stream::DeletionPolicy;
+use crate::api::stream::{DeletionPolicy, StreamSpec};
 use crate::api::validation::validate_stream;
 
 /// The finalizer that holds a Stream until its brokers have let the stream go.
@@ -39,22 +38,15 @@ fn now() -> Time {
 
 /// Reconciles one Stream, as the controller runtime calls it.
 pub async fn reconcile(stream: Arc<Stream>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
-    let namespace = stream
-        .namespace()
-        .ok_or(ReconcileError::Unnamed("namespace"))?;
-    let api: Api<Stream> = Api::namespaced(ctx.client.clone(), &namespace);
-    finalizer(&api, FINALIZER, stream, |event| async {
-        match event {
-            FinalizerEvent::Apply(stream) => apply_stream(&stream, &ctx).await,
-            FinalizerEvent::Cleanup(stream) => cleanup(&stream, &ctx).await,
-        }
-    })
+    let ctx = ctx.as_ref();
+    finalized(
+        stream,
+        ctx,
+        FINALIZER,
+        |stream| async move { apply_stream(&stream, ctx).await },
+        |stream| async move { cleanup(&stream, ctx).await },
+    )
     .await
-    .map_err(|error| match error {
-        kube::runtime::finalizer::Error::ApplyFailed(inner)
-        | kube::runtime::finalizer::Error::CleanupFailed(inner) => inner,
-        other => ReconcileError::Finalizer(other.to_string()),
-    })
 }
 
 /// The admin key of a stream's brokers, created on first need.
@@ -160,17 +152,7 @@ async fn write_status(
         ctx.client.clone(),
         stream.metadata.namespace.as_deref().unwrap_or_default(),
     );
-    let patch = serde_json::json!({
-        "apiVersion": Stream::api_version(&()),
-        "kind": Stream::kind(&()),
-        "status": next,
-    });
-    api.patch_status(
-        &stream.name_any(),
-        &PatchParams::apply(MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await?;
+    apply_status(&api, &stream.name_any(), &next).await?;
     Ok(())
 }
 
@@ -305,87 +287,113 @@ async fn converge(
         };
         return Ok((phase, CHANGING_REQUEUE));
     }
-    let refused = |error: AdminError| match error {
-        AdminError::Api { code, message, .. } => Ok((
-            StreamPhase::ChangeRefused { code, message },
-            WAITING_REQUEUE * 6,
-        )),
-        other => Err(other),
+    let Some(change) = next_change(&summary, spec) else {
+        return Ok((StreamPhase::Serving, ctx.recheck));
     };
-    if summary.open_shards != spec.shards {
-        let step = next_shard_step(summary.open_shards, spec.shards);
-        if let Err(error) = admin.update_shard_count(&name, step).await {
-            return refused(error);
+    let applied = match change {
+        StreamChange::Reshard { to, .. } => admin.update_shard_count(&name, to).await,
+        StreamChange::Retention { from, to } => admin.set_retention(&name, from, to).await,
+        StreamChange::MaxRecordSize { to, .. } => admin.set_max_record_size(&name, to).await,
+    };
+    match applied {
+        Ok(()) => {}
+        Err(AdminError::Api { code, message, .. }) => {
+            let phase = StreamPhase::ChangeRefused { code, message };
+            return Ok((phase, WAITING_REQUEUE * 6));
         }
-        ctx.event(
-            &reference,
-            false,
-            "Resharding",
-            "UpdateShardCount",
-            format!(
-                "resharding from {} to {step} open shards (declared {})",
-                summary.open_shards, spec.shards
-            ),
-        )
+        Err(other) => return Err(other),
+    }
+    let (reason, action, note) = change.event();
+    ctx.event(&reference, false, reason, action, note.clone())
         .await;
-        let phase = StreamPhase::Changing {
-            reason: "Resharding",
-            message: format!(
-                "resharding from {} to {} open shards",
-                summary.open_shards, spec.shards
+    let phase = StreamPhase::Changing {
+        reason: change.progress_reason(),
+        message: note,
+    };
+    Ok((phase, CHANGING_REQUEUE))
+}
+
+/// One change that brings a serving stream closer to its spec.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StreamChange {
+    /// UpdateShardCount to `to` open shards on the way to `declared`.
+    Reshard {
+        /// Open shards now.
+        from: i32,
+        /// Open shards after this step.
+        to: i32,
+        /// Open shards declared.
+        declared: i32,
+    },
+    /// Retention from `from` to `to` hours.
+    Retention {
+        /// Hours now.
+        from: i32,
+        /// Hours declared.
+        to: i32,
+    },
+    /// Largest record from `from` to `to` KiB.
+    MaxRecordSize {
+        /// KiB now.
+        from: i32,
+        /// KiB declared.
+        to: i32,
+    },
+}
+
+impl StreamChange {
+    /// The Event's reason, action and note.
+    fn event(self) -> (&'static str, &'static str, String) {
+        match self {
+            Self::Reshard { from, to, declared } => (
+                "Resharding",
+                "UpdateShardCount",
+                format!("resharding from {from} to {to} open shards (declared {declared})"),
             ),
-        };
-        return Ok((phase, CHANGING_REQUEUE));
+            Self::Retention { from, to } => (
+                "RetentionChanged",
+                "ChangeRetention",
+                format!("retention changed from {from} to {to} hours"),
+            ),
+            Self::MaxRecordSize { from, to } => (
+                "MaxRecordSizeChanged",
+                "UpdateMaxRecordSize",
+                format!("largest record changed from {from} to {to} KiB"),
+            ),
+        }
+    }
+
+    /// The Progressing reason while the change is under way.
+    fn progress_reason(self) -> &'static str {
+        match self {
+            Self::Reshard { .. } => "Resharding",
+            Self::Retention { .. } => "ChangingRetention",
+            Self::MaxRecordSize { .. } => "ChangingMaxRecordSize",
+        }
+    }
+}
+
+/// The next change a serving stream needs, shards first, or `None` when it is as declared.
+pub fn next_change(summary: &StreamSummary, spec: &StreamSpec) -> Option<StreamChange> {
+    if summary.open_shards != spec.shards {
+        return Some(StreamChange::Reshard {
+            from: summary.open_shards,
+            to: next_shard_step(summary.open_shards, spec.shards),
+            declared: spec.shards,
+        });
     }
     if summary.retention_hours != spec.retention_hours {
-        if let Err(error) = admin
-            .set_retention(&name, summary.retention_hours, spec.retention_hours)
-            .await
-        {
-            return refused(error);
-        }
-        ctx.event(
-            &reference,
-            false,
-            "RetentionChanged",
-            "ChangeRetention",
-            format!(
-                "retention changed from {} to {} hours",
-                summary.retention_hours, spec.retention_hours
-            ),
-        )
-        .await;
-        let phase = StreamPhase::Changing {
-            reason: "ChangingRetention",
-            message: format!("retention to {} hours", spec.retention_hours),
-        };
-        return Ok((phase, CHANGING_REQUEUE));
+        return Some(StreamChange::Retention {
+            from: summary.retention_hours,
+            to: spec.retention_hours,
+        });
     }
-    if summary.max_record_size_kib != spec.max_record_size_kib {
-        if let Err(error) = admin
-            .set_max_record_size(&name, spec.max_record_size_kib)
-            .await
-        {
-            return refused(error);
-        }
-        ctx.event(
-            &reference,
-            false,
-            "MaxRecordSizeChanged",
-            "UpdateMaxRecordSize",
-            format!(
-                "largest record changed from {} to {} KiB",
-                summary.max_record_size_kib, spec.max_record_size_kib
-            ),
-        )
-        .await;
-        let phase = StreamPhase::Changing {
-            reason: "ChangingMaxRecordSize",
-            message: format!("largest record to {} KiB", spec.max_record_size_kib),
-        };
-        return Ok((phase, CHANGING_REQUEUE));
-    }
-    Ok((StreamPhase::Serving, ctx.recheck))
+    (summary.max_record_size_kib != spec.max_record_size_kib).then_some(
+        StreamChange::MaxRecordSize {
+            from: summary.max_record_size_kib,
+            to: spec.max_record_size_kib,
+        },
+    )
 }
 
 /// Deletion: the stream goes from the brokers (unless its data is retained), then the
@@ -511,5 +519,52 @@ where
         Ok(_) => Ok(()),
         Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
         Err(error) => Err(error),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(shards: i32, hours: i32, kib: i32) -> StreamSummary {
+        StreamSummary {
+            status: "ACTIVE".to_owned(),
+            arn: "arn".to_owned(),
+            open_shards: shards,
+            retention_hours: hours,
+            max_record_size_kib: kib,
+        }
+    }
+
+    fn spec(shards: i32, hours: i32, kib: i32) -> StreamSpec {
+        let mut spec: StreamSpec = serde_json::from_value(serde_json::json!({})).expect("defaults");
+        spec.shards = shards;
+        spec.retention_hours = hours;
+        spec.max_record_size_kib = kib;
+        spec
+    }
+
+    #[test]
+    fn shards_change_first_then_retention_then_record_size() {
+        assert_eq!(
+            next_change(&summary(1, 24, 1024), &spec(5, 48, 2048)),
+            Some(StreamChange::Reshard {
+                from: 1,
+                to: 2,
+                declared: 5
+            })
+        );
+        assert_eq!(
+            next_change(&summary(5, 24, 1024), &spec(5, 48, 2048)),
+            Some(StreamChange::Retention { from: 24, to: 48 })
+        );
+        assert_eq!(
+            next_change(&summary(5, 48, 1024), &spec(5, 48, 2048)),
+            Some(StreamChange::MaxRecordSize {
+                from: 1024,
+                to: 2048
+            })
+        );
+        assert_eq!(next_change(&summary(5, 48, 2048), &spec(5, 48, 2048)), None);
     }
 }

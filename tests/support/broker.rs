@@ -358,3 +358,16 @@ pub async fn wait_for_absent(client: &Client, name: &str) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// An AWS SDK Kinesis client for `endpoint` that signs with `key` and `secret`, no retries.
+pub fn signed_client(endpoint: &str, key: &str, secret: &str) -> Client {
+    let config = aws_sdk_kinesis::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(Credentials::new(key, secret, None, None, "test"))
+        .http_client(aws_smithy_http_client::Builder::new().build_http())
+        .retry_config(RetryConfig::disabled())
+        .build();
+    Client::from_conf(config)
+}

@@ -183,6 +183,17 @@ impl Harness {
         );
     }
 
+    /// Seeds the admin key, applies the Stream, marks one broker ready and reconciles until
+    /// the Stream serves, as a user would find it after `kubectl apply`.
+    pub async fn serving_stream(&self, name: &str, spec: Value) -> Stream {
+        self.seed_admin_secret(name);
+        self.apply_stream(name, spec);
+        self.reconcile_stream(name).await.expect("finalizer");
+        self.reconcile_stream(name).await.expect("children");
+        self.brokers_ready(name, 1);
+        self.reconcile_until_ready(name).await
+    }
+
     /// The Consumer as stored.
     pub fn consumer(&self, name: &str) -> Option<Consumer> {
         self.mock
