@@ -1,19 +1,27 @@
 //! A mocked Kubernetes API server behind kube's `Client`, in the tower-test pattern: the
 //! client's requests arrive on a `tower_test::mock` handle and a small in-memory object store
 //! answers them (GET, LIST by label, POST, PUT with resourceVersion checks, server-side apply,
-//! merge and JSON patches, DELETE with finalizers and deletionTimestamp). Every request is
-//! logged, so a test can assert which writes a reconcile made.
+//! merge and JSON patches, DELETE with finalizers and deletionTimestamp, and WATCH streams
+//! of every change after a resourceVersion, so whole controllers run against it). Every
+//! request is logged, so a test can assert which writes a reconcile made.
 
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
+use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 
 use base64::Engine;
+use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
 use kube::Client;
 use kube::client::Body;
 use serde_json::{Value, json};
+
+/// The body of the mock's answers: a whole document, or a watch stream.
+pub type MockBody = UnsyncBoxBody<Bytes, Infallible>;
 
 /// One request as the mock saw it.
 #[derive(Clone, Debug)]
@@ -33,31 +41,45 @@ impl Logged {
     }
 }
 
+/// One change, as a watch reports it.
+struct Change {
+    version: u64,
+    collection: String,
+    kind: &'static str,
+    object: Value,
+}
+
 #[derive(Default)]
 struct State {
     /// Objects by collection path (`/api/v1/namespaces/shop/secrets`) and name.
     objects: BTreeMap<String, BTreeMap<String, Value>>,
     log: Vec<Logged>,
     next_version: u64,
+    history: Vec<Change>,
 }
 
 /// The mocked API server.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct MockKube {
     state: Arc<Mutex<State>>,
+    changed: Arc<tokio::sync::Notify>,
 }
 
-fn status(code: u16, reason: &str, message: &str) -> Response<Body> {
+fn status(code: u16, reason: &str, message: &str) -> Response<MockBody> {
     let body = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
         "message": message, "reason": reason, "code": code});
     respond(code, &body)
 }
 
-fn respond(code: u16, body: &Value) -> Response<Body> {
+fn respond(code: u16, body: &Value) -> Response<MockBody> {
     Response::builder()
         .status(StatusCode::from_u16(code).expect("status code"))
         .header("content-type", "application/json")
-        .body(Body::from(serde_json::to_vec(body).expect("json")))
+        .body(
+            Full::new(Bytes::from(serde_json::to_vec(body).expect("json")))
+                .map_err(|never| match never {})
+                .boxed_unsync(),
+        )
         .expect("response")
 }
 
@@ -115,8 +137,11 @@ fn query_param(query: &str, name: &str) -> Option<String> {
 impl MockKube {
     /// A mocked API server and a kube `Client` that talks to it.
     pub fn start() -> (Self, Client) {
-        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-        let mock = Self::default();
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<MockBody>>();
+        let mock = Self {
+            state: Arc::default(),
+            changed: Arc::default(),
+        };
         let server = mock.clone();
         tokio::spawn(async move {
             while let Some((request, respond)) = handle.next_request().await {
@@ -127,7 +152,47 @@ impl MockKube {
         (mock, Client::new(service, "default"))
     }
 
-    async fn answer(&self, request: Request<Body>) -> Response<Body> {
+    /// A watch: every change of `collection` after `version`, then each new one as it comes.
+    fn watch(&self, collection: String, version: u64) -> Response<MockBody> {
+        let state = self.state.clone();
+        let changed = self.changed.clone();
+        let events = futures::stream::unfold(version, move |mut cursor| {
+            let state = state.clone();
+            let changed = changed.clone();
+            let collection = collection.clone();
+            async move {
+                loop {
+                    let notified = changed.notified();
+                    let lines: Vec<u8> = {
+                        let state = state.lock().expect("mock state");
+                        let mut lines = Vec::new();
+                        let after = cursor;
+                        for change in state.history.iter().filter(|c| c.version > after) {
+                            cursor = change.version;
+                            if change.collection == collection {
+                                let line = json!({"type": change.kind, "object": change.object});
+                                lines.extend(serde_json::to_vec(&line).expect("json"));
+                                lines.push(b'\n');
+                            }
+                        }
+                        lines
+                    };
+                    if !lines.is_empty() {
+                        let frame = http_body::Frame::data(Bytes::from(lines));
+                        return Some((Ok::<_, Infallible>(frame), cursor));
+                    }
+                    notified.await;
+                }
+            }
+        });
+        Response::builder()
+            .status(200)
+            .header("content-type", "application/json")
+            .body(StreamBody::new(events).boxed_unsync())
+            .expect("response")
+    }
+
+    async fn answer(&self, request: Request<Body>) -> Response<MockBody> {
         let method = request.method().clone();
         let path = request.uri().path().to_owned();
         let query = request.uri().query().unwrap_or_default().to_owned();
@@ -143,6 +208,36 @@ impl MockKube {
             .await
             .unwrap_or_default();
         let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        let (collection, name, _) = split(&path);
+        if method == Method::GET
+            && name.is_none()
+            && query_param(&query, "watch").as_deref() == Some("true")
+        {
+            let version = query_param(&query, "resourceVersion")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            self.state.lock().expect("mock state").log.push(Logged {
+                method: method.clone(),
+                path: format!("{path}?watch"),
+                content_type,
+            });
+            return self.watch(collection, version);
+        }
+        let response = self.answer_now(method.clone(), &path, &query, &content_type, body);
+        self.changed.notify_waiters();
+        response
+    }
+
+    fn answer_now(
+        &self,
+        method: Method,
+        path: &str,
+        query: &str,
+        content_type: &str,
+        body: Value,
+    ) -> Response<MockBody> {
+        let (query, content_type) = (query.to_owned(), content_type.to_owned());
+        let path = path.to_owned();
         let mut state = self.state.lock().expect("mock state");
         state.log.push(Logged {
             method: method.clone(),
@@ -314,13 +409,37 @@ impl MockKube {
         let unfinalized = object["metadata"]["finalizers"]
             .as_array()
             .is_none_or(|f| f.is_empty());
-        let objects = state.objects.entry(collection.to_owned()).or_default();
         if deleting && unfinalized {
-            objects.remove(&name);
+            Self::remove(state, collection, &name, object.clone());
         } else {
-            objects.insert(name, object.clone());
+            let kind = if live.is_some() { "MODIFIED" } else { "ADDED" };
+            state
+                .objects
+                .entry(collection.to_owned())
+                .or_default()
+                .insert(name, object.clone());
+            state.history.push(Change {
+                version,
+                collection: collection.to_owned(),
+                kind,
+                object: object.clone(),
+            });
         }
         object
+    }
+
+    fn remove(state: &mut State, collection: &str, name: &str, last: Value) {
+        if let Some(objects) = state.objects.get_mut(collection) {
+            objects.remove(name);
+        }
+        state.next_version += 1;
+        let version = state.next_version;
+        state.history.push(Change {
+            version,
+            collection: collection.to_owned(),
+            kind: "DELETED",
+            object: last,
+        });
     }
 
     /// Stores `object` in `collection` (a seeded resource, such as the Stream under test).
@@ -335,7 +454,10 @@ impl MockKube {
             .get(collection)
             .and_then(|o| o.get(&name))
             .cloned();
-        Self::admit(&mut state, collection, object, live.as_ref())
+        let stored = Self::admit(&mut state, collection, object, live.as_ref());
+        drop(state);
+        self.changed.notify_waiters();
+        stored
     }
 
     /// The object `name` in `collection`.
@@ -369,7 +491,25 @@ impl MockKube {
             .unwrap_or_else(|| panic!("no {name} in {collection}"));
         let mut next = live.clone();
         change(&mut next);
-        Self::admit(&mut state, collection, next, Some(&live))
+        let stored = Self::admit(&mut state, collection, next, Some(&live));
+        drop(state);
+        self.changed.notify_waiters();
+        stored
+    }
+
+    /// Removes `name` at once, as a user's `kubectl delete` of an object without finalizers.
+    pub fn remove_now(&self, collection: &str, name: &str) {
+        let mut state = self.state.lock().expect("mock state");
+        let live = state
+            .objects
+            .get(collection)
+            .and_then(|o| o.get(name))
+            .cloned();
+        if let Some(live) = live {
+            Self::remove(&mut state, collection, name, live);
+        }
+        drop(state);
+        self.changed.notify_waiters();
     }
 
     /// Deletes `name` as `kubectl delete` would: marked while finalizers remain.

@@ -1,0 +1,137 @@
+//! The controllers as they run in the operator, with their watches, against a mocked API
+//! server that streams changes: a Stream becomes Ready on its own, a deleted or hand-edited
+//! child is put back, a malformed Stream is reported without stalling the others, and a
+//! Consumer registers once its Stream serves.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use futures::FutureExt;
+use serde_json::{Value, json};
+use support::operator::{
+    CONFIG_MAPS, CONSUMERS, Harness, NAMESPACE, SERVICES, STATEFULSETS, STREAMS,
+};
+
+/// Polls `check` until it holds, for up to twenty seconds.
+async fn eventually(what: &str, check: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn has_condition(object: Option<Value>, type_: &str, status: &str, reason: &str) -> bool {
+    object.is_some_and(|o| {
+        o["status"]["conditions"]
+            .as_array()
+            .is_some_and(|conditions| {
+                conditions
+                    .iter()
+                    .any(|c| c["type"] == type_ && c["status"] == status && c["reason"] == reason)
+            })
+    })
+}
+
+#[tokio::test]
+async fn the_controllers_converge_on_their_own_and_put_back_what_was_changed_by_hand() {
+    let harness = Harness::with_broker("op-controllers", "orders");
+    harness.seed_admin_secret("orders");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = async move {
+        let _ = stopped.await;
+    }
+    .shared();
+    let controllers = tokio::spawn(brook::operator::run_controllers(
+        harness.ctx.clone(),
+        Some(NAMESPACE.to_owned()),
+        shutdown,
+    ));
+
+    // A malformed Stream first: it must not keep the good one from being served.
+    harness.mock.insert(
+        STREAMS,
+        json!({"apiVersion": "brook.dev/v1alpha1", "kind": "Stream",
+            "metadata": {"name": "broken", "namespace": NAMESPACE}, "spec": {"shards": "many"}}),
+    );
+    harness.apply_stream("orders", json!({"shards": 2}));
+    let mock = &harness.mock;
+    eventually("the StatefulSet", || {
+        mock.get(STATEFULSETS, "orders").is_some()
+    })
+    .await;
+    harness.brokers_ready("orders", 1);
+    eventually("Stream orders Ready", || {
+        has_condition(mock.get(STREAMS, "orders"), "Ready", "True", "Serving")
+    })
+    .await;
+    eventually("Stream broken reported", || {
+        has_condition(
+            mock.get(STREAMS, "broken"),
+            "Degraded",
+            "True",
+            "MalformedResource",
+        )
+    })
+    .await;
+    let summary = harness
+        .kinesis()
+        .describe_stream_summary()
+        .stream_name("orders")
+        .send()
+        .await
+        .expect("the stream exists in the brokers");
+    assert_eq!(
+        summary
+            .stream_description_summary()
+            .map(|s| s.open_shard_count()),
+        Some(2)
+    );
+
+    // Someone deletes the client Service and edits the broker configuration by hand.
+    mock.remove_now(SERVICES, "orders");
+    mock.modify(CONFIG_MAPS, "orders-broker-config", |config| {
+        config["data"]["BROOK_DURABILITY"] = json!("async");
+    });
+    eventually("the Service put back", || {
+        mock.get(SERVICES, "orders").is_some()
+    })
+    .await;
+    eventually("the configuration put back", || {
+        mock.get(CONFIG_MAPS, "orders-broker-config")
+            .is_some_and(|c| c["data"]["BROOK_DURABILITY"] == "fsync")
+    })
+    .await;
+
+    // A Consumer of the serving stream registers without further prompting.
+    mock.insert(
+        CONSUMERS,
+        json!({"apiVersion": "brook.dev/v1alpha1", "kind": "Consumer",
+            "metadata": {"name": "billing", "namespace": NAMESPACE},
+            "spec": {"streamName": "orders"}}),
+    );
+    eventually("Consumer billing Ready", || {
+        has_condition(mock.get(CONSUMERS, "billing"), "Ready", "True", "Active")
+    })
+    .await;
+
+    // The reconcile metrics counted both controllers.
+    let mut text = String::new();
+    prometheus::TextEncoder::new()
+        .encode_utf8(&harness.ctx.metrics.registry.gather(), &mut text)
+        .expect("metrics render");
+    assert!(
+        text.contains(r#"brook_operator_reconciles_total{controller="stream",outcome="ok"}"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"brook_operator_reconciles_total{controller="consumer",outcome="ok"}"#)
+    );
+
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(10), controllers)
+        .await
+        .expect("the controllers stop on shutdown")
+        .expect("no panic");
+}
