@@ -283,3 +283,21 @@ async fn one_of_two_operator_replicas_leads_and_the_other_takes_over_when_it_sto
     assert_eq!(stored["spec"]["holderIdentity"], "operator-b");
     assert_eq!(stored["spec"]["leaseTransitions"], 1);
 }
+
+#[tokio::test]
+async fn service_monitors_are_detected_from_discovery_not_assumed() {
+    let (mock, client) = MockKube::start();
+    assert!(
+        !brook::operator::serves_service_monitors(&client).await,
+        "no Prometheus Operator, no ServiceMonitors"
+    );
+    mock.serve_group("monitoring.coreos.com", "v1", "PodMonitor", "podmonitors");
+    assert!(!brook::operator::serves_service_monitors(&client).await);
+    mock.serve_group(
+        "monitoring.coreos.com",
+        "v1",
+        "ServiceMonitor",
+        "servicemonitors",
+    );
+    assert!(brook::operator::serves_service_monitors(&client).await);
+}

@@ -165,8 +165,15 @@ where
         started.elapsed().as_secs_f64(),
         result.as_ref().err(),
     );
-    if result.is_ok() {
+    if let Ok(action) = &result {
         ctx.backoff.reset(&key);
+        tracing::info!(
+            controller,
+            resource = %object_key(&object),
+            duration_ms = started.elapsed().as_millis() as u64,
+            next = ?action,
+            "reconciled"
+        );
     }
     result
 }

@@ -56,6 +56,8 @@ struct State {
     log: Vec<Logged>,
     next_version: u64,
     history: Vec<Change>,
+    /// API groups served beyond the built-in ones: (group, version, kind, plural).
+    groups: Vec<(String, String, String, String)>,
 }
 
 /// The mocked API server.
@@ -152,6 +154,97 @@ impl MockKube {
         (mock, Client::new(service, "default"))
     }
 
+    /// Also serves the mock over HTTP on loopback, for processes that read a kubeconfig.
+    pub async fn serve_http(&self) -> std::net::SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = listener.local_addr().expect("address");
+        let mock = self.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let mock = mock.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(
+                        move |request: Request<hyper::body::Incoming>| {
+                            let mock = mock.clone();
+                            async move {
+                                let (parts, body) = request.into_parts();
+                                let bytes = body
+                                    .collect()
+                                    .await
+                                    .map(|b| b.to_bytes())
+                                    .unwrap_or_default();
+                                let request = Request::from_parts(parts, Body::from(bytes));
+                                Ok::<_, Infallible>(mock.answer(request).await)
+                            }
+                        },
+                    );
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        address
+    }
+
+    /// Serves `kind` (`plural`) in `group`/`version`, as installing a CRD would.
+    pub fn serve_group(&self, group: &str, version: &str, kind: &str, plural: &str) {
+        self.state.lock().expect("mock state").groups.push((
+            group.to_owned(),
+            version.to_owned(),
+            kind.to_owned(),
+            plural.to_owned(),
+        ));
+    }
+
+    /// Discovery: `/apis` lists the served groups, `/apis/<group>/<version>` their kinds.
+    fn discovery(&self, path: &str) -> Option<Response<MockBody>> {
+        let state = self.state.lock().expect("mock state");
+        let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+        match parts.as_slice() {
+            ["apis"] => {
+                let groups: Vec<Value> = state
+                    .groups
+                    .iter()
+                    .map(|(group, version, _, _)| {
+                        let gv = json!({"groupVersion": format!("{group}/{version}"), "version": version});
+                        json!({"name": group, "versions": [gv], "preferredVersion": gv})
+                    })
+                    .collect();
+                Some(respond(
+                    200,
+                    &json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}),
+                ))
+            }
+            ["apis", group, version] => {
+                let resources: Vec<Value> = state
+                    .groups
+                    .iter()
+                    .filter(|(g, v, _, _)| g == group && v == version)
+                    .map(|(_, _, kind, plural)| {
+                        json!({"name": plural, "singularName": "", "namespaced": true, "kind": kind,
+                            "verbs": ["get", "list", "watch", "create", "patch", "delete"]})
+                    })
+                    .collect();
+                if resources.is_empty() {
+                    return Some(status(
+                        404,
+                        "NotFound",
+                        "the server could not find the requested resource",
+                    ));
+                }
+                Some(respond(
+                    200,
+                    &json!({"kind": "APIResourceList", "apiVersion": "v1",
+                        "groupVersion": format!("{group}/{version}"), "resources": resources}),
+                ))
+            }
+            _ => None,
+        }
+    }
+
     /// A watch: every change of `collection` after `version`, then each new one as it comes.
     fn watch(&self, collection: String, version: u64) -> Response<MockBody> {
         let state = self.state.clone();
@@ -208,6 +301,11 @@ impl MockKube {
             .await
             .unwrap_or_default();
         let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        if method == Method::GET
+            && let Some(answer) = self.discovery(&path)
+        {
+            return answer;
+        }
         let (collection, name, _) = split(&path);
         if method == Method::GET
             && name.is_none()

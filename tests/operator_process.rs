@@ -1,0 +1,151 @@
+//! `brook operator` as a process: it reads a kubeconfig, takes the leader Lease, serves
+//! `/healthz`, `/readyz` and `/metrics`, logs JSON lines that name the resource, reconciles a
+//! Stream to Ready, and stops cleanly on SIGTERM.
+
+mod support;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use support::broker::http_request;
+use support::operator::{Harness, NAMESPACE, STATEFULSETS, STREAMS};
+
+async fn eventually(what: &str, check: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_process_leads_reconciles_reports_and_stops_cleanly() {
+    let harness = Harness::with_broker("op-process", "orders");
+    harness.seed_admin_secret("orders");
+    let api = harness.mock.serve_http().await;
+    let kubeconfig = harness.dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: mock\n  cluster: {{server: \"http://{api}\"}}\nusers:\n- name: mock\n  user: {{token: test}}\ncontexts:\n- name: mock\n  context: {{cluster: mock, user: mock, namespace: {NAMESPACE}}}\ncurrent-context: mock\n"
+        ),
+    )
+    .expect("kubeconfig");
+    let broker_address = harness
+        .broker
+        .as_ref()
+        .expect("broker")
+        .endpoint
+        .trim_start_matches("http://")
+        .to_owned();
+    let port = free_port();
+    let log_path = harness.dir.path().join("operator.log");
+    let mut operator = Command::new(env!("CARGO_BIN_EXE_brook"))
+        .args(["operator", "--metrics-listen", &format!("127.0.0.1:{port}")])
+        .args([
+            "--watch-namespace",
+            NAMESPACE,
+            "--broker-address",
+            &broker_address,
+        ])
+        .args([
+            "--identity",
+            "operator-a",
+            "--lease-namespace",
+            "brook-system",
+        ])
+        .args(["--log-format", "json"])
+        .env("KUBECONFIG", &kubeconfig)
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log_path).expect("log file"))
+        .spawn()
+        .expect("brook operator starts");
+    // The first line on stdout comes once the telemetry port listens.
+    let stdout = operator.stdout.take().expect("stdout");
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).expect("a line");
+    assert!(
+        line.starts_with("brook operator started"),
+        "{line}: {}",
+        std::fs::read_to_string(&log_path).unwrap_or_default()
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    eventually("/readyz", || {
+        http_request("GET", &format!("{base}/readyz")).0 == 200
+    })
+    .await;
+    assert_eq!(http_request("GET", &format!("{base}/healthz")).0, 200);
+    let mock = &harness.mock;
+    eventually("the leader Lease", || {
+        mock.get(
+            "/apis/coordination.k8s.io/v1/namespaces/brook-system/leases",
+            "brook-operator-leader",
+        )
+        .is_some_and(|l| l["spec"]["holderIdentity"] == "operator-a")
+    })
+    .await;
+
+    harness.apply_stream("orders", json!({"shards": 2}));
+    eventually("the StatefulSet", || {
+        mock.get(STATEFULSETS, "orders").is_some()
+    })
+    .await;
+    harness.brokers_ready("orders", 1);
+    eventually("Stream orders Ready", || {
+        mock.get(STREAMS, "orders").is_some_and(|s| {
+            s["status"]["conditions"].as_array().is_some_and(|c| {
+                c.iter()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            })
+        })
+    })
+    .await;
+
+    let (status, metrics) = http_request("GET", &format!("{base}/metrics"));
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains(r#"brook_operator_reconciles_total{controller="stream",outcome="ok"}"#),
+        "{metrics}"
+    );
+    assert!(metrics.contains("brook_operator_reconcile_duration_seconds_bucket"));
+
+    let terminated = Command::new("kill")
+        .args(["-TERM", &operator.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(terminated.success());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let exit = loop {
+        if let Some(status) = operator.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the operator did not stop on SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(exit.success(), "clean exit, got {exit:?}");
+
+    let log = std::fs::read_to_string(&log_path).expect("log");
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}")))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|line| line["fields"]["message"] == "reconciled"
+                && line["fields"]["resource"] == "shop/orders"
+                && line["fields"]["controller"] == "stream"),
+        "{log}"
+    );
+}
