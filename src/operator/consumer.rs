@@ -14,7 +14,6 @@ use kube::{Resource, ResourceExt};
 use super::apply::apply_status;
 use super::context::{Context, ReconcileError, finalized};
 use super::kinesis::{AdminError, BrokerAdmin};
-use super::resources::{ADMIN_ACCESS_KEY_ID, ChildNames};
 use super::status::{ConsumerPhase, consumer_status};
 use crate::api::common::condition_types;
 use crate::api::consumer::ConsumerState;
@@ -76,25 +75,12 @@ async fn stream_admin(
             message: format!("waiting for Stream {stream_name} to be Ready"),
         }));
     };
-    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
-        Api::namespaced(ctx.client.clone(), namespace);
-    let key = secrets
-        .get_opt(&ChildNames::for_stream(stream_name).admin_secret)
-        .await?
-        .and_then(|s| s.data)
-        .and_then(|d| d.get(ADMIN_ACCESS_KEY_ID).cloned());
-    let Some(key) = key else {
+    let Some(admin) = ctx.broker_admin(namespace, stream_name).await? else {
         return Ok(Err(ConsumerPhase::WaitingForStream {
             reason: "StreamNotReady",
             message: format!("waiting for the brokers of Stream {stream_name}"),
         }));
     };
-    let admin = BrokerAdmin::new(
-        ctx.brokers.address(namespace, stream_name),
-        ADMIN_ACCESS_KEY_ID,
-        String::from_utf8_lossy(&key.0).trim(),
-        &ctx.defaults.region,
-    );
     Ok(Ok((admin, arn)))
 }
 

@@ -9,8 +9,10 @@ use kube::Client;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
 
-use super::kinesis::AdminError;
-use super::resources::{BrokerDefaults, KINESIS_PORT, MANAGER};
+use k8s_openapi::api::core::v1::Secret;
+
+use super::kinesis::{AdminError, BrokerAdmin};
+use super::resources::{ADMIN_ACCESS_KEY_ID, BrokerDefaults, ChildNames, KINESIS_PORT, MANAGER};
 
 /// Why a reconcile failed; the controller retries it with backoff.
 #[derive(Debug, thiserror::Error)]
@@ -215,6 +217,33 @@ impl Context {
             backoff: Backoff::default(),
             recorder,
         })
+    }
+
+    /// An admin client for the brokers of stream `name` in `namespace`, signing with `key`.
+    pub fn admin_with_key(&self, namespace: &str, name: &str, key: &str) -> BrokerAdmin {
+        BrokerAdmin::new(
+            self.brokers.address(namespace, name),
+            ADMIN_ACCESS_KEY_ID,
+            key,
+            &self.defaults.region,
+        )
+    }
+
+    /// An admin client for the brokers of stream `name`, when its admin Secret exists.
+    pub async fn broker_admin(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<BrokerAdmin>, kube::Error> {
+        let secrets: kube::Api<Secret> = kube::Api::namespaced(self.client.clone(), namespace);
+        let key = secrets
+            .get_opt(&ChildNames::for_stream(name).admin_secret)
+            .await?
+            .and_then(|secret| secret.data)
+            .and_then(|data| data.get(ADMIN_ACCESS_KEY_ID).cloned());
+        Ok(key.map(|key| {
+            self.admin_with_key(namespace, name, String::from_utf8_lossy(&key.0).trim())
+        }))
     }
 
     /// Publishes a Kubernetes Event about `object`; a failure is logged, never fatal.

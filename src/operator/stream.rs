@@ -198,12 +198,7 @@ async fn apply_stream(stream: &Stream, ctx: &Context) -> Result<Action, Reconcil
         return Ok(Action::requeue(WAITING_REQUEUE));
     }
 
-    let admin = BrokerAdmin::new(
-        ctx.brokers.address(&namespace, &name),
-        ADMIN_ACCESS_KEY_ID,
-        &admin_key,
-        &ctx.defaults.region,
-    );
+    let admin = ctx.admin_with_key(&namespace, &name, &admin_key);
     let (phase, requeue) = match converge(ctx, stream, &admin, &mut facts).await {
         Ok(outcome) => outcome,
         Err(AdminError::Unreachable { message, .. }) => {
@@ -407,42 +402,33 @@ async fn cleanup(stream: &Stream, ctx: &Context) -> Result<Action, ReconcileErro
     let names = ChildNames::for_stream(&name);
     let client = ctx.client.clone();
     let retain = stream.spec.deletion_policy == DeletionPolicy::Retain;
-    if !retain {
-        let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
-        let key = secrets
-            .get_opt(&names.admin_secret)
-            .await?
-            .and_then(|s| s.data)
-            .and_then(|d| d.get(ADMIN_ACCESS_KEY_ID).cloned());
-        if let Some(key) = key {
-            let admin = BrokerAdmin::new(
-                ctx.brokers.address(&namespace, &name),
-                ADMIN_ACCESS_KEY_ID,
-                String::from_utf8_lossy(&key.0).trim(),
-                &ctx.defaults.region,
-            );
-            match admin.delete_stream(&name).await {
-                Ok(()) => {
-                    ctx.event(
-                        &reference,
-                        false,
-                        "StreamDeleted",
-                        "DeleteStream",
-                        format!("deleted stream {name} in the brokers"),
-                    )
-                    .await;
-                }
-                Err(error) if error.is_not_found() => {}
-                Err(error) => {
-                    ctx.event(
-                        &reference,
-                        true,
-                        "BrokersGone",
-                        "DeleteStream",
-                        format!("could not delete stream {name} in the brokers ({error}); releasing the Stream anyway so its namespace is not held"),
-                    )
-                    .await;
-                }
+    // With Retain the stream's data stays with the volumes, so the brokers keep it too.
+    let admin = match retain {
+        true => None,
+        false => ctx.broker_admin(&namespace, &name).await?,
+    };
+    if let Some(admin) = admin {
+        match admin.delete_stream(&name).await {
+            Ok(()) => {
+                ctx.event(
+                    &reference,
+                    false,
+                    "StreamDeleted",
+                    "DeleteStream",
+                    format!("deleted stream {name} in the brokers"),
+                )
+                .await;
+            }
+            Err(error) if error.is_not_found() => {}
+            Err(error) => {
+                ctx.event(
+                    &reference,
+                    true,
+                    "BrokersGone",
+                    "DeleteStream",
+                    format!("could not delete stream {name} in the brokers ({error}); releasing the Stream anyway so its namespace is not held"),
+                )
+                .await;
             }
         }
     }
