@@ -343,7 +343,11 @@ impl StreamChange {
             Self::Reshard { from, to, declared } => (
                 "Resharding",
                 "UpdateShardCount",
-                format!("resharding from {from} to {to} open shards (declared {declared})"),
+                // Kubernetes folds repeats of an Event into a series that keeps the first note,
+                // so the note names the declared count rather than this step's.
+                format!(
+                    "resharding from {from} toward {declared} open shards (at most double or half per step; next {to})"
+                ),
             ),
             Self::Retention { from, to } => (
                 "RetentionChanged",
