@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{bounded, required};
+use super::{bounded, modify_stream, required};
 use crate::broker::catalog::ConsumerRecord;
 use crate::broker::protocol::json;
 use crate::broker::protocol::{ApiError, ErrorKind};
@@ -123,42 +123,37 @@ pub(super) async fn register(broker: &Arc<Broker>, body: &[u8]) -> Result<Vec<u8
     check_name(&name)?;
     let stream = broker.resolve(None, Some(&stream_arn))?;
     let account = broker.settings.account.clone();
-    let mut catalog = broker.catalog.lock().await;
-    let mut updated = catalog.clone();
-    let record = updated
-        .streams
-        .get_mut(&stream.record.name)
-        .ok_or_else(|| ApiError::stream_not_found(&stream.record.name, &account))?;
-    if record.consumers.iter().any(|c| c.name == name) {
-        return Err(ApiError::new(
-            ErrorKind::ResourceInUse,
-            format!(
-                "Consumer {name} under stream {} under account {account} already exists.",
-                record.name
-            ),
-        ));
-    }
-    if record.consumers.len() >= MAX_CONSUMERS {
-        return Err(ApiError::new(
-            ErrorKind::LimitExceeded,
-            format!(
-                "Stream {} under account {account} already has {MAX_CONSUMERS} consumers.",
-                record.name
-            ),
-        ));
-    }
-    let consumer = ConsumerRecord {
-        name,
-        created_ms: broker.clock.now_ms(),
-        deleting_since_ms: None,
-        tags: input.tags.unwrap_or_default(),
-        policy: None,
-    };
-    record.consumers.push(consumer.clone());
-    let record = record.clone();
-    broker.save(&updated)?;
-    *catalog = updated;
-    broker.publish(&record);
+    let created_ms = broker.clock.now_ms();
+    let (record, consumer) = modify_stream(broker, &stream.record.name, |record| {
+        if record.consumers.iter().any(|c| c.name == name) {
+            return Err(ApiError::new(
+                ErrorKind::ResourceInUse,
+                format!(
+                    "Consumer {name} under stream {} under account {account} already exists.",
+                    record.name
+                ),
+            ));
+        }
+        if record.consumers.len() >= MAX_CONSUMERS {
+            return Err(ApiError::new(
+                ErrorKind::LimitExceeded,
+                format!(
+                    "Stream {} under account {account} already has {MAX_CONSUMERS} consumers.",
+                    record.name
+                ),
+            ));
+        }
+        let consumer = ConsumerRecord {
+            name,
+            created_ms,
+            deleting_since_ms: None,
+            tags: input.tags.unwrap_or_default(),
+            policy: None,
+        };
+        record.consumers.push(consumer.clone());
+        Ok(consumer)
+    })
+    .await?;
     let live = broker
         .stream(&record.name)
         .ok_or_else(|| ApiError::stream_not_found(&record.name, &account))?;
@@ -247,47 +242,36 @@ pub(super) async fn deregister(broker: &Arc<Broker>, body: &[u8]) -> Result<Vec<
     let input: ConsumerRefInput = json::decode(body)?;
     let (stream, consumer) = resolve_ref(broker, &input)?;
     let account = broker.settings.account.clone();
-    let mut catalog = broker.catalog.lock().await;
-    let mut updated = catalog.clone();
-    let record = updated
-        .streams
-        .get_mut(&stream.record.name)
-        .ok_or_else(|| ApiError::stream_not_found(&stream.record.name, &account))?;
-    let Some(entry) = record
-        .consumers
-        .iter_mut()
-        .find(|c| c.name == consumer.name)
-    else {
-        return Err(not_found(&consumer.name, &stream, &account));
-    };
-    if entry.deleting_since_ms.is_none() {
-        entry.deleting_since_ms = Some(broker.clock.now_ms());
-    }
-    let record = record.clone();
-    broker.save(&updated)?;
-    *catalog = updated;
-    broker.publish(&record);
-    drop(catalog);
+    let now = broker.clock.now_ms();
+    let (record, ()) = modify_stream(broker, &stream.record.name, |record| {
+        let Some(entry) = record
+            .consumers
+            .iter_mut()
+            .find(|c| c.name == consumer.name)
+        else {
+            return Err(not_found(&consumer.name, &stream, &account));
+        };
+        if entry.deleting_since_ms.is_none() {
+            entry.deleting_since_ms = Some(now);
+        }
+        Ok(())
+    })
+    .await?;
     let broker = broker.clone();
-    let (stream_name, consumer_name) = (record.name.clone(), consumer.name.clone());
+    let (stream_name, consumer_name) = (record.name, consumer.name.clone());
     tokio::spawn(async move {
         tokio::time::sleep(std::time::Duration::from_millis(
             broker.settings.transition_ms,
         ))
         .await;
-        let mut catalog = broker.catalog.lock().await;
-        let mut updated = catalog.clone();
-        let Some(record) = updated.streams.get_mut(&stream_name) else {
-            return;
-        };
-        record
-            .consumers
-            .retain(|c| c.name != consumer_name || c.deleting_since_ms.is_none());
-        let record = record.clone();
-        if broker.save(&updated).is_ok() {
-            *catalog = updated;
-            broker.publish(&record);
-        }
+        // A stream deleted meanwhile took the consumer with it; nothing left to do then.
+        let _ = modify_stream(&broker, &stream_name, |record| {
+            record
+                .consumers
+                .retain(|c| c.name != consumer_name || c.deleting_since_ms.is_none());
+            Ok(())
+        })
+        .await;
     });
     Ok(b"{}".to_vec())
 }

@@ -236,6 +236,19 @@ pub async fn modify_stream<T>(
     Ok((record, answer))
 }
 
+/// The first offset of `shard` whose arrival time is at or after `at_ms`, read off the async
+/// runtime since it may touch segment files. Shared by GetShardIterator and SubscribeToShard.
+pub(super) async fn offset_at_time(
+    shard: &crate::broker::state::LiveShard,
+    at_ms: u64,
+) -> Result<u64, ApiError> {
+    let log = shard.log.clone();
+    tokio::task::spawn_blocking(move || log.offset_at_time(at_ms))
+        .await
+        .map_err(|e| ApiError::new(ErrorKind::InternalFailure, e.to_string()))?
+        .map_err(|e| ApiError::new(ErrorKind::InternalFailure, e.to_string()))
+}
+
 /// Checks a stream name against the model: `[a-zA-Z0-9_.-]+`, 1 to 128 characters.
 pub fn validate_stream_name(name: &str) -> Result<(), ApiError> {
     if name.is_empty() || name.len() > 128 {

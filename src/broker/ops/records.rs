@@ -376,11 +376,7 @@ pub(super) async fn get_shard_iterator(
             if at > broker.clock.now_ms() {
                 tip
             } else {
-                let log = shard.log.clone();
-                tokio::task::spawn_blocking(move || log.offset_at_time(at))
-                    .await
-                    .map_err(|e| ApiError::new(ErrorKind::InternalFailure, e.to_string()))?
-                    .map_err(|e| ApiError::new(ErrorKind::InternalFailure, e.to_string()))?
+                super::offset_at_time(shard, at).await?
             }
         }
         other => {

@@ -593,39 +593,33 @@ pub(super) async fn change_retention(
             ),
         ));
     }
-    let mut catalog = broker.catalog.lock().await;
-    let mut updated = catalog.clone();
-    let record = updated
-        .streams
-        .get_mut(name)
-        .ok_or_else(|| ApiError::stream_not_found(name, &broker.settings.account))?;
-    let current = i64::from(record.retention_hours);
-    if increase && hours < current {
-        return Err(ApiError::new(
-            ErrorKind::InvalidArgument,
-            format!(
-                "Requested retention period ({hours} hours) for stream {name} can not be shorter than existing retention period ({current} hours). Use DecreaseRetentionPeriod API."
-            ),
-        ));
-    }
-    if !increase && hours > current {
-        return Err(ApiError::new(
-            ErrorKind::InvalidArgument,
-            format!(
-                "Requested retention period ({hours} hours) for stream {name} can not be longer than existing retention period ({current} hours). Use IncreaseRetentionPeriod API."
-            ),
-        ));
-    }
-    record.retention_hours = hours as u32;
-    let record = record.clone();
-    broker.save(&updated)?;
-    *catalog = updated;
+    let (record, ()) = super::modify_stream(broker, name, |record| {
+        let current = i64::from(record.retention_hours);
+        if increase && hours < current {
+            return Err(ApiError::new(
+                ErrorKind::InvalidArgument,
+                format!(
+                    "Requested retention period ({hours} hours) for stream {name} can not be shorter than existing retention period ({current} hours). Use DecreaseRetentionPeriod API."
+                ),
+            ));
+        }
+        if !increase && hours > current {
+            return Err(ApiError::new(
+                ErrorKind::InvalidArgument,
+                format!(
+                    "Requested retention period ({hours} hours) for stream {name} can not be longer than existing retention period ({current} hours). Use IncreaseRetentionPeriod API."
+                ),
+            ));
+        }
+        record.retention_hours = hours as u32;
+        Ok(())
+    })
+    .await?;
     broker
         .store
         .set_retention(record.key, record.retention_ms())
         .await
         .map_err(|e| ApiError::new(ErrorKind::InternalFailure, e.to_string()))?;
-    broker.publish(&record);
     Ok(b"{}".to_vec())
 }
 

@@ -135,11 +135,7 @@ pub async fn subscribe(
                     "A Timestamp is required for AT_TIMESTAMP.",
                 )
             })?;
-            let log = shard.log.clone();
-            tokio::task::spawn_blocking(move || log.offset_at_time(at))
-                .await
-                .map_err(|e| ApiError::new(ErrorKind::InternalFailure, e.to_string()))?
-                .map_err(|e| ApiError::new(ErrorKind::InternalFailure, e.to_string()))?
+            super::offset_at_time(shard, at).await?
         }
         other => {
             return Err(ApiError::constraint(
