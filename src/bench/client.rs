@@ -105,33 +105,15 @@ impl Connection {
 
     /// A request as the AWS SDK sends it, signed with SigV4 (emulators check for a signature).
     fn request(&self, operation: &str, body: Bytes) -> Result<Request<Full<Bytes>>, ClientError> {
-        let target = format!("Kinesis_20131202.{operation}");
-        let amz_date = crate::broker::auth::format_amz_date(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64),
-        );
-        let signed = crate::broker::auth::SignedRequest {
-            method: "POST",
-            path: "/",
-            query: "",
-            headers: vec![
-                ("content-type".into(), "application/x-amz-json-1.1".into()),
-                ("host".into(), self.host.clone()),
-                ("x-amz-date".into(), amz_date.clone()),
-                ("x-amz-target".into(), target.clone()),
-            ],
-            body: &body,
-        };
-        let authorization =
-            crate::broker::auth::sign(&signed, BENCH_KEY, BENCH_SECRET, "us-east-1");
-        Ok(Request::post("/")
-            .header("host", &self.host)
-            .header("x-amz-target", target)
-            .header("x-amz-date", amz_date)
-            .header("authorization", authorization)
-            .header("content-type", "application/x-amz-json-1.1")
-            .body(Full::new(body))?)
+        Ok(crate::broker::auth::signed_json_request(
+            &self.host,
+            operation,
+            body,
+            BENCH_KEY,
+            BENCH_SECRET,
+            "us-east-1",
+            crate::broker::shard::wall_clock_ms(),
+        )?)
     }
 
     /// Calls `operation` and returns the streaming response body (for SubscribeToShard).

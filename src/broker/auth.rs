@@ -366,6 +366,43 @@ pub fn sign(request: &SignedRequest<'_>, access_key: &str, secret: &str, region:
     )
 }
 
+/// A Kinesis JSON 1.1 request to `host` as the AWS SDK shapes it, signed with SigV4 at
+/// `now_ms`: what the operator's admin client and the load generator send.
+#[allow(clippy::too_many_arguments)]
+pub fn signed_json_request(
+    host: &str,
+    operation: &str,
+    body: bytes::Bytes,
+    access_key: &str,
+    secret: &str,
+    region: &str,
+    now_ms: u64,
+) -> Result<http::Request<http_body_util::Full<bytes::Bytes>>, http::Error> {
+    const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
+    let target = format!("Kinesis_20131202.{operation}");
+    let amz_date = format_amz_date(now_ms);
+    let signed = SignedRequest {
+        method: "POST",
+        path: "/",
+        query: "",
+        headers: vec![
+            ("content-type".into(), CONTENT_TYPE.into()),
+            ("host".into(), host.into()),
+            ("x-amz-date".into(), amz_date.clone()),
+            ("x-amz-target".into(), target.clone()),
+        ],
+        body: &body,
+    };
+    let authorization = sign(&signed, access_key, secret, region);
+    http::Request::post("/")
+        .header("host", host)
+        .header("x-amz-target", target)
+        .header("x-amz-date", amz_date)
+        .header("authorization", authorization)
+        .header("content-type", CONTENT_TYPE)
+        .body(http_body_util::Full::new(body))
+}
+
 /// Formats epoch milliseconds as an `x-amz-date`.
 pub fn format_amz_date(epoch_ms: u64) -> String {
     k8s_openapi::jiff::Timestamp::from_millisecond(epoch_ms as i64)

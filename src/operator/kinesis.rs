@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
@@ -126,33 +126,16 @@ impl BrokerAdmin {
             operation,
             message: e.to_string(),
         })?;
-        let amz_date = auth::format_amz_date(now_ms());
-        let target = format!("Kinesis_20131202.{operation}");
-        let headers = vec![
-            ("host".to_owned(), self.address.clone()),
-            ("x-amz-date".to_owned(), amz_date.clone()),
-            ("x-amz-target".to_owned(), target.clone()),
-            (
-                "content-type".to_owned(),
-                "application/x-amz-json-1.1".to_owned(),
-            ),
-        ];
-        let signed = auth::SignedRequest {
-            method: "POST",
-            path: "/",
-            query: "",
-            headers,
-            body: &body,
-        };
-        let authorization = auth::sign(&signed, &self.access_key, &self.secret, &self.region);
-        let request = http::Request::post("/")
-            .header("host", &self.address)
-            .header("x-amz-date", amz_date)
-            .header("x-amz-target", target)
-            .header("content-type", "application/x-amz-json-1.1")
-            .header("authorization", authorization)
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| self.unreachable(e))?;
+        let request = auth::signed_json_request(
+            &self.address,
+            operation,
+            Bytes::from(body),
+            &self.access_key,
+            &self.secret,
+            &self.region,
+            crate::broker::shard::wall_clock_ms(),
+        )
+        .map_err(|e| self.unreachable(e))?;
         let stream = TcpStream::connect(&self.address)
             .await
             .map_err(|e| self.unreachable(e))?;
@@ -352,11 +335,4 @@ fn consumer_summary(operation: &'static str, value: &Value) -> Result<ConsumerSu
         arn: text("ConsumerARN")?,
         status: text("ConsumerStatus")?,
     })
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or_default()
 }

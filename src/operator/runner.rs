@@ -4,10 +4,8 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use futures::FutureExt;
 use http::{Method, Request, Response};
-use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use kube::Client;
 use tokio::sync::watch;
@@ -15,13 +13,10 @@ use tokio::sync::watch;
 use super::install::LEASE_NAME;
 use super::leader::Elector;
 use super::{Context, OperatorError, OperatorOptions, run_controllers, serves_service_monitors};
-use crate::broker::server::{ResponseBody, serve};
+use crate::broker::server::{ResponseBody, respond, serve};
+use crate::broker::wait_for_signal;
 
-fn respond(status: u16, body: impl Into<Bytes>) -> Response<ResponseBody> {
-    let mut response = Response::new(Full::new(body.into()).map_err(|e| match e {}).boxed());
-    *response.status_mut() = http::StatusCode::from_u16(status).unwrap_or_default();
-    response
-}
+const TEXT: &str = "text/plain; charset=utf-8";
 
 /// `/metrics`, `/healthz` (the process runs) and `/readyz` (this replica leads and its
 /// controllers run, or it stands by as a healthy follower).
@@ -35,30 +30,15 @@ async fn telemetry(
             let mut text = String::new();
             let families = ctx.metrics.registry.gather();
             match prometheus::TextEncoder::new().encode_utf8(&families, &mut text) {
-                Ok(()) => respond(200, text),
-                Err(error) => respond(500, error.to_string()),
+                Ok(()) => respond(200, text.into_bytes(), TEXT),
+                Err(error) => respond(500, error.to_string().into_bytes(), TEXT),
             }
         }
-        (&Method::GET, "/healthz") => respond(200, "ok\n"),
-        (&Method::GET, "/readyz") if *ready.borrow() => respond(200, "ready\n"),
-        (&Method::GET, "/readyz") => respond(503, "starting\n"),
-        _ => respond(404, "not found\n"),
+        (&Method::GET, "/healthz") => respond(200, b"ok\n".to_vec(), TEXT),
+        (&Method::GET, "/readyz") if *ready.borrow() => respond(200, b"ready\n".to_vec(), TEXT),
+        (&Method::GET, "/readyz") => respond(503, b"starting\n".to_vec(), TEXT),
+        _ => respond(404, b"not found\n".to_vec(), TEXT),
     })
-}
-
-async fn terminated() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
 }
 
 /// Runs the operator until SIGTERM, Ctrl-C or the loss of its leader lease.
@@ -126,7 +106,7 @@ pub async fn run(options: OperatorOptions) -> Result<(), OperatorError> {
         tracing::info!("waiting for the leader lease");
         tokio::select! {
             _ = elector.acquire() => tracing::info!("leading"),
-            _ = terminated() => {
+            _ = wait_for_signal() => {
                 let _ = stop_tx.send(true);
                 let _ = telemetry_task.await;
                 return Ok(());
@@ -140,7 +120,7 @@ pub async fn run(options: OperatorOptions) -> Result<(), OperatorError> {
         let lost = lost.clone();
         async move {
             tokio::select! {
-                _ = terminated() => tracing::info!("shutting down: finishing running reconciles"),
+                _ = wait_for_signal() => tracing::info!("shutting down: finishing running reconciles"),
                 _ = lost.notified() => tracing::error!("lost the leader lease: stopping"),
             }
         }

@@ -65,13 +65,41 @@ pub fn next_shard_step(open: i32, desired: i32) -> i32 {
     }
 }
 
+/// One condition's (status, reason, message).
+type Verdict<'a> = (bool, &'a str, String);
+
+/// Not ready because something is wrong: Degraded with the same reason.
+fn failing<'a>(reason: &'a str, message: &str) -> [Verdict<'a>; 3] {
+    [
+        (false, reason, message.to_owned()),
+        (false, reason, String::new()),
+        (true, reason, message.to_owned()),
+    ]
+}
+
+/// Not ready yet because work is under way: Progressing with the same reason.
+fn under_way<'a>(reason: &'a str, message: &str) -> [Verdict<'a>; 3] {
+    [
+        (false, reason, message.to_owned()),
+        (true, reason, message.to_owned()),
+        (false, "AsExpected", String::new()),
+    ]
+}
+
+/// Ready and settled.
+fn settled<'a>(reason: &'a str, message: String) -> [Verdict<'a>; 3] {
+    [
+        (true, reason, message),
+        (false, "Reconciled", String::new()),
+        (false, "AsExpected", String::new()),
+    ]
+}
+
 fn conditions_for(
     previous: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
     generation: Option<i64>,
     now: &Time,
-    ready: (bool, &str, String),
-    progressing: (bool, &str, String),
-    degraded: (bool, &str, String),
+    [ready, progressing, degraded]: [Verdict<'_>; 3],
 ) -> Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
     let mut conditions = previous.to_vec();
     for (type_, (status, reason, message)) in [
@@ -96,57 +124,29 @@ pub fn stream_status(
     now: Time,
 ) -> StreamStatus {
     let previous = previous.cloned().unwrap_or_default();
-    let ok = |reason: &'static str| (false, reason, String::new());
-    let (ready, progressing, degraded) = match phase {
-        StreamPhase::InvalidSpec(message) => (
-            (false, "InvalidSpec", message.clone()),
-            ok("InvalidSpec"),
-            (true, "InvalidSpec", message.clone()),
+    let verdicts = match phase {
+        StreamPhase::InvalidSpec(message) => failing("InvalidSpec", message),
+        StreamPhase::WaitingForBrokers { ready, declared } => under_way(
+            "WaitingForBrokers",
+            &format!("{ready} of {declared} broker pods are ready"),
         ),
-        StreamPhase::WaitingForBrokers { ready, declared } => {
-            let message = format!("{ready} of {declared} broker pods are ready");
-            (
-                (false, "WaitingForBrokers", message.clone()),
-                (true, "WaitingForBrokers", message),
-                ok("AsExpected"),
-            )
-        }
-        StreamPhase::BrokersUnreachable(message) => (
-            (false, "BrokersUnreachable", message.clone()),
-            ok("BrokersUnreachable"),
-            (true, "BrokersUnreachable", message.clone()),
-        ),
-        StreamPhase::Changing { reason, message } => (
-            (false, *reason, message.clone()),
-            (true, *reason, message.clone()),
-            ok("AsExpected"),
-        ),
-        StreamPhase::ChangeRefused { code, message } => (
+        StreamPhase::BrokersUnreachable(message) => failing("BrokersUnreachable", message),
+        StreamPhase::Changing { reason, message } => under_way(reason, message),
+        StreamPhase::ChangeRefused { code, message } => [
             (true, "ServingWithDrift", message.clone()),
-            ok("ChangeRefused"),
+            (false, "ChangeRefused", String::new()),
             (true, code.trim_end_matches("Exception"), message.clone()),
-        ),
-        StreamPhase::Serving => {
-            let message = format!(
+        ],
+        StreamPhase::Serving => settled(
+            "Serving",
+            format!(
                 "{} open shards served at {}",
                 facts.open_shards.unwrap_or_default(),
                 facts.endpoint
-            );
-            (
-                (true, "Serving", message),
-                ok("Reconciled"),
-                ok("AsExpected"),
-            )
-        }
+            ),
+        ),
     };
-    let conditions = conditions_for(
-        &previous.conditions,
-        generation,
-        &now,
-        ready,
-        progressing,
-        degraded,
-    );
+    let conditions = conditions_for(&previous.conditions, generation, &now, verdicts);
     StreamStatus {
         observed_generation: generation,
         conditions,
@@ -191,47 +191,17 @@ pub fn consumer_status(
     now: Time,
 ) -> ConsumerStatus {
     let previous = previous.cloned().unwrap_or_default();
-    let ok = |reason: &'static str| (false, reason, String::new());
-    let (ready, progressing, degraded) = match phase {
-        ConsumerPhase::InvalidSpec(message) => (
-            (false, "InvalidSpec", message.clone()),
-            ok("InvalidSpec"),
-            (true, "InvalidSpec", message.clone()),
-        ),
-        ConsumerPhase::WaitingForStream { reason, message } => (
-            (false, *reason, message.clone()),
-            (true, *reason, message.clone()),
-            ok("AsExpected"),
-        ),
-        ConsumerPhase::BrokersUnreachable(message) => (
-            (false, "BrokersUnreachable", message.clone()),
-            ok("BrokersUnreachable"),
-            (true, "BrokersUnreachable", message.clone()),
-        ),
-        ConsumerPhase::RegistrationRefused(message) => (
-            (false, "RegistrationRefused", message.clone()),
-            ok("RegistrationRefused"),
-            (true, "RegistrationRefused", message.clone()),
-        ),
-        ConsumerPhase::Registered { state, .. } if *state == ConsumerState::Active => (
-            (true, "Active", "registered and active".to_owned()),
-            ok("Reconciled"),
-            ok("AsExpected"),
-        ),
-        ConsumerPhase::Registered { .. } => (
-            (false, "Registering", "registration in progress".to_owned()),
-            (true, "Registering", "registration in progress".to_owned()),
-            ok("AsExpected"),
-        ),
+    let verdicts = match phase {
+        ConsumerPhase::InvalidSpec(message) => failing("InvalidSpec", message),
+        ConsumerPhase::WaitingForStream { reason, message } => under_way(reason, message),
+        ConsumerPhase::BrokersUnreachable(message) => failing("BrokersUnreachable", message),
+        ConsumerPhase::RegistrationRefused(message) => failing("RegistrationRefused", message),
+        ConsumerPhase::Registered { state, .. } if *state == ConsumerState::Active => {
+            settled("Active", "registered and active".to_owned())
+        }
+        ConsumerPhase::Registered { .. } => under_way("Registering", "registration in progress"),
     };
-    let conditions = conditions_for(
-        &previous.conditions,
-        generation,
-        &now,
-        ready,
-        progressing,
-        degraded,
-    );
+    let conditions = conditions_for(&previous.conditions, generation, &now, verdicts);
     let (arn, state) = match phase {
         ConsumerPhase::Registered { arn, state } => (Some(arn.clone()), Some(*state)),
         _ => (previous.consumer_arn.clone(), previous.consumer_status),

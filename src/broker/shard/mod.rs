@@ -88,6 +88,13 @@ impl Default for StoreOptions {
     }
 }
 
+/// Milliseconds since the Unix epoch, as the system clock says.
+pub fn wall_clock_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// The broker's wall clock, with an offset tests can move forward.
 #[derive(Debug, Clone, Default)]
 pub struct Clock {
@@ -97,10 +104,7 @@ pub struct Clock {
 impl Clock {
     /// Milliseconds since the Unix epoch, offset included.
     pub fn now_ms(&self) -> u64 {
-        let real = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
-        (real + self.offset_ms.load(Ordering::Relaxed)).max(0) as u64
+        (wall_clock_ms() as i64 + self.offset_ms.load(Ordering::Relaxed)).max(0) as u64
     }
 
     /// Moves the clock forward by `ms` (a test knob for retention).
