@@ -67,7 +67,7 @@ async fn a_consumer_waits_for_its_stream_registers_and_deregisters_on_delete() {
         .expect("status");
     assert_eq!(
         condition(&status.conditions, "Ready"),
-        ("False".to_owned(), "StreamNotFound".to_owned())
+        ("False", "StreamNotFound")
     );
     let message = status
         .conditions

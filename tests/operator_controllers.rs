@@ -5,34 +5,14 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::FutureExt;
-use serde_json::{Value, json};
+use serde_json::json;
 use support::operator::{
-    CONFIG_MAPS, CONSUMERS, Harness, NAMESPACE, SERVICES, STATEFULSETS, STREAMS,
+    CONFIG_MAPS, CONSUMERS, Harness, NAMESPACE, SERVICES, STATEFULSETS, STREAMS, eventually,
+    has_condition,
 };
-
-/// Polls `check` until it holds, for up to twenty seconds.
-async fn eventually(what: &str, check: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-fn has_condition(object: Option<Value>, type_: &str, status: &str, reason: &str) -> bool {
-    object.is_some_and(|o| {
-        o["status"]["conditions"]
-            .as_array()
-            .is_some_and(|conditions| {
-                conditions
-                    .iter()
-                    .any(|c| c["type"] == type_ && c["status"] == status && c["reason"] == reason)
-            })
-    })
-}
 
 #[tokio::test]
 async fn the_controllers_converge_on_their_own_and_put_back_what_was_changed_by_hand() {

@@ -9,15 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use support::broker::http_request;
-use support::operator::{Harness, NAMESPACE, STATEFULSETS, STREAMS};
-
-async fn eventually(what: &str, check: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
+use support::operator::{Harness, NAMESPACE, STATEFULSETS, STREAMS, eventually};
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -67,11 +67,11 @@ async fn a_new_stream_gets_its_brokers_then_its_stream_and_a_steady_reconcile_wr
         .expect("status");
     assert_eq!(
         condition(&status.conditions, "Progressing"),
-        ("True".to_owned(), "WaitingForBrokers".to_owned())
+        ("True", "WaitingForBrokers")
     );
     assert_eq!(
         condition(&status.conditions, "Ready"),
-        ("False".to_owned(), "WaitingForBrokers".to_owned())
+        ("False", "WaitingForBrokers")
     );
     assert_eq!(status.observed_generation, Some(1));
     assert_eq!(
@@ -100,7 +100,7 @@ async fn a_new_stream_gets_its_brokers_then_its_stream_and_a_steady_reconcile_wr
     );
     assert_eq!(
         condition(&status.conditions, "Degraded"),
-        ("False".to_owned(), "AsExpected".to_owned())
+        ("False", "AsExpected")
     );
     let events = harness.mock.events(NAMESPACE);
     assert!(
@@ -237,11 +237,11 @@ async fn unreachable_brokers_make_the_stream_degraded_and_it_is_retried() {
         .expect("status");
     assert_eq!(
         condition(&status.conditions, "Degraded"),
-        ("True".to_owned(), "BrokersUnreachable".to_owned())
+        ("True", "BrokersUnreachable")
     );
     assert_eq!(
         condition(&status.conditions, "Ready"),
-        ("False".to_owned(), "BrokersUnreachable".to_owned())
+        ("False", "BrokersUnreachable")
     );
     // The admin Secret was generated: a random key in the Secret the pods mount.
     let secret = harness
@@ -398,7 +398,7 @@ async fn an_invalid_spec_is_degraded_and_builds_nothing() {
         .expect("status");
     assert_eq!(
         condition(&status.conditions, "Degraded"),
-        ("True".to_owned(), "InvalidSpec".to_owned())
+        ("True", "InvalidSpec")
     );
     let message = status
         .conditions

@@ -50,6 +50,19 @@ pub struct Harness {
     pub broker: Option<Broker>,
     /// Where the broker keeps its data.
     pub dir: TempDir,
+    /// `host:port` the operator reaches the brokers at.
+    address: String,
+}
+
+/// The operator's context for the mocked cluster, its brokers at `address`.
+fn context(client: kube::Client, address: &str, service_monitors: bool) -> Arc<Context> {
+    Context::new(
+        client,
+        BrokerDefaults::for_this_version(),
+        BrokerAddresses::Fixed(address.to_owned()),
+        service_monitors,
+        Some("test".to_owned()),
+    )
 }
 
 impl Harness {
@@ -66,7 +79,7 @@ impl Harness {
             .arg(admin.display().to_string())
             .start(&dir.path().join("data"));
         let address = broker.endpoint.trim_start_matches("http://").to_owned();
-        Self::build(dir, Some(broker), address, false)
+        Self::build(dir, Some(broker), address)
     }
 
     /// A mocked cluster whose brokers never answer (a closed loopback port).
@@ -74,41 +87,23 @@ impl Harness {
         let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let address = closed.local_addr().expect("address").to_string();
         drop(closed);
-        Self::build(TempDir::new(label), None, address, false)
+        Self::build(TempDir::new(label), None, address)
     }
 
     /// The same, with the Prometheus Operator's ServiceMonitor kind served.
     pub fn with_service_monitors(mut self) -> Self {
-        let address = match &self.broker {
-            Some(broker) => broker.endpoint.trim_start_matches("http://").to_owned(),
-            None => "127.0.0.1:1".to_owned(),
-        };
-        let mut ctx = Context::new(
-            self.ctx.client.clone(),
-            BrokerDefaults::for_this_version(),
-            BrokerAddresses::Fixed(address),
-            true,
-            Some("test".to_owned()),
-        );
-        Arc::get_mut(&mut ctx).expect("fresh context").recheck = Duration::from_secs(60);
-        self.ctx = ctx;
+        self.ctx = context(self.ctx.client.clone(), &self.address, true);
         self
     }
 
-    fn build(dir: TempDir, broker: Option<Broker>, address: String, monitors: bool) -> Self {
+    fn build(dir: TempDir, broker: Option<Broker>, address: String) -> Self {
         let (mock, client) = MockKube::start();
-        let ctx = Context::new(
-            client,
-            BrokerDefaults::for_this_version(),
-            BrokerAddresses::Fixed(address),
-            monitors,
-            Some("test".to_owned()),
-        );
         Self {
             mock,
-            ctx,
+            ctx: context(client, &address, false),
             broker,
             dir,
+            address,
         }
     }
 
@@ -227,13 +222,38 @@ pub fn is_ready(
 }
 
 /// The (status, reason) of the condition `type_`.
-pub fn condition(
-    conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+pub fn condition<'a>(
+    conditions: &'a [k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
     type_: &str,
-) -> (String, String) {
+) -> (&'a str, &'a str) {
     conditions
         .iter()
         .find(|c| c.type_ == type_)
-        .map(|c| (c.status.clone(), c.reason.clone()))
+        .map(|c| (c.status.as_str(), c.reason.as_str()))
         .unwrap_or_else(|| panic!("no {type_} condition in {conditions:?}"))
+}
+
+/// Polls `check` until it holds, for up to thirty seconds.
+pub async fn eventually(what: &str, check: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !check() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Whether a stored object's status has the condition `type_` with `status` and `reason`.
+pub fn has_condition(object: Option<Value>, type_: &str, status: &str, reason: &str) -> bool {
+    object.is_some_and(|o| {
+        o["status"]["conditions"]
+            .as_array()
+            .is_some_and(|conditions| {
+                conditions
+                    .iter()
+                    .any(|c| c["type"] == type_ && c["status"] == status && c["reason"] == reason)
+            })
+    })
 }
