@@ -1,7 +1,7 @@
 //! Brook: Amazon Kinesis, self-hosted on Kubernetes.
 //!
 //! One crate, one binary: the Kinesis-compatible broker, the operator that runs it on
-//! Kubernetes, and the Firehose-style delivery worker.
+//! Kubernetes (the Firehose-style delivery of `DeliveryStream` resources is not built yet).
 
 pub mod api;
 pub mod autoscale;

@@ -77,7 +77,7 @@ struct OperatorArgs {
     #[arg(long, env = "BROOK_BROKER_ADDRESS")]
     broker_address: Option<String>,
     /// Seconds between re-checks of a serving resource against its brokers.
-    #[arg(long, default_value_t = 60)]
+    #[arg(long, env = "BROOK_OPERATOR_RECHECK_SECONDS", default_value_t = 60)]
     recheck_seconds: u64,
     /// Log format.
     #[arg(long, env = "BROOK_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]

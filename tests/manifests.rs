@@ -177,321 +177,70 @@ fn remove(manifest: &mut Value, pointer: &str) {
         .unwrap_or_else(|| panic!("{pointer} is absent"));
 }
 
-/// One way to break a manifest and the words the API server's refusal must contain.
+/// One way to break a manifest and the field and words of the refusal a user sees; the cases
+/// live in `tests/manifests/breakages.yaml`, which the e2e also sends to a real API server.
+#[derive(serde::Deserialize)]
 struct Breakage {
-    kind: &'static str,
-    name: &'static str,
-    edit: fn(&mut Value),
-    refusal: &'static str,
+    kind: String,
+    name: String,
+    /// A JSON pointer to set to `value`.
+    #[serde(default)]
+    set: Option<String>,
+    #[serde(default)]
+    value: Value,
+    /// A JSON pointer to remove.
+    #[serde(default)]
+    remove: Option<String>,
+    /// The field the refusal names (empty for a rule on the whole object).
+    field: String,
+    /// Words of the refusal.
+    message: String,
 }
 
-const BREAKAGES: &[Breakage] = &[
-    Breakage {
-        kind: "Stream",
-        name: "clicks",
-        edit: |m| set(m, "/spec/shards", json!(0)),
-        refusal: "spec.shards: should be greater than or equal to 1",
-    },
-    Breakage {
-        kind: "Stream",
-        name: "clicks",
-        edit: |m| set(m, "/spec/shards", json!(10_001)),
-        refusal: "spec.shards: should be less than or equal to 10000",
-    },
-    Breakage {
-        kind: "Stream",
-        name: "clicks",
-        edit: |m| set(m, "/spec/shards", json!("four")),
-        refusal: "spec.shards: must be of type integer",
-    },
-    Breakage {
-        kind: "Stream",
-        name: "clicks",
-        edit: |m| set(m, "/spec/retentionHours", json!(23)),
-        refusal: "spec.retentionHours: should be greater than or equal to 24",
-    },
-    Breakage {
-        kind: "Stream",
-        name: "clicks",
-        edit: |m| set(m, "/spec/retentionHours", json!(8761)),
-        refusal: "spec.retentionHours: should be less than or equal to 8760",
-    },
-    Breakage {
-        kind: "Stream",
-        name: "clicks",
-        edit: |m| set(m, "/spec/maxRecordSizeKiB", json!(512)),
-        refusal: "spec.maxRecordSizeKiB: should be greater than or equal to 1024",
-    },
-    Breakage {
-        kind: "Stream",
-        name: "clicks",
-        edit: |m| set(m, "/spec/maxRecordSizeKiB", json!(10_241)),
-        refusal: "spec.maxRecordSizeKiB: should be less than or equal to 10240",
-    },
-    Breakage {
-        kind: "Stream",
-        name: "clicks",
-        edit: |m| set(m, "/spec/limits/writeBytesPerSecond", json!(0)),
-        refusal: "spec.limits.writeBytesPerSecond: should be greater than or equal to 1",
-    },
-    Breakage {
-        kind: "Stream",
-        name: "clicks",
-        edit: |m| set(m, "/spec/limits/readCallsPerSecond", json!(-5)),
-        refusal: "spec.limits.readCallsPerSecond: should be greater than or equal to 1",
-    },
-    Breakage {
-        kind: "Stream",
-        name: "clicks",
-        edit: |m| set(m, "/spec/autoscaling/minShards", json!(40)),
-        refusal: "minShards must not exceed maxShards",
-    },
-    Breakage {
-        kind: "Stream",
-        name: "clicks",
-        edit: |m| remove(m, "/spec/autoscaling/prometheus"),
-        refusal: "autoscaling needs a prometheus source when enabled",
-    },
-    Breakage {
-        kind: "Stream",
-        name: "clicks",
-        edit: |m| set(m, "/spec/autoscaling/targetUtilizationPercent", json!(101)),
-        refusal: "spec.autoscaling.targetUtilizationPercent: should be less than or equal to 100",
-    },
-    Breakage {
-        kind: "Stream",
-        name: "clicks",
-        edit: |m| set(m, "/spec/autoscaling/maxShards", json!(0)),
-        refusal: "spec.autoscaling.maxShards: should be greater than or equal to 1",
-    },
-    Breakage {
-        kind: "Stream",
-        name: "clicks",
-        edit: |m| {
-            set(
-                m,
-                "/spec/autoscaling/prometheus/url",
-                json!("prometheus:9090"),
-            )
-        },
-        refusal: "spec.autoscaling.prometheus.url: should match",
-    },
-    Breakage {
-        kind: "Stream",
-        name: "clicks",
-        edit: |m| set(m, "/spec/brokers/replicas", json!(0)),
-        refusal: "spec.brokers.replicas: should be greater than or equal to 1",
-    },
-    Breakage {
-        kind: "Stream",
-        name: "clicks",
-        edit: |m| set(m, "/spec/brokers/storage/size", json!("fifty gigs")),
-        refusal: "spec.brokers.storage.size: should match",
-    },
-    Breakage {
-        kind: "Stream",
-        name: "clicks",
-        edit: |m| set(m, "/spec/durability", json!("Sometimes")),
-        refusal: "spec.durability: unsupported value \"Sometimes\"",
-    },
-    Breakage {
-        kind: "Stream",
-        name: "clicks",
-        edit: |m| set(m, "/spec/deletionPolicy", json!("Keep")),
-        refusal: "spec.deletionPolicy: unsupported value \"Keep\"",
-    },
-    Breakage {
-        kind: "Stream",
-        name: "clicks",
-        edit: |m| set(m, "/spec/shardz", json!(3)),
-        refusal: "spec.shardz: unknown field",
-    },
-    Breakage {
-        kind: "Stream",
-        name: "clicks",
-        edit: |m| {
-            set(
-                m,
-                "/metadata/name",
-                json!("a-stream-name-that-is-far-too-long-for-its-statefulset"),
-            )
-        },
-        refusal: "a Stream name must be at most 52 characters",
-    },
-    Breakage {
-        kind: "DeliveryStream",
-        name: "clicks-archive",
-        edit: |m| set(m, "/spec/source/directPut", json!({})),
-        refusal: "set exactly one of stream and directPut",
-    },
-    Breakage {
-        kind: "DeliveryStream",
-        name: "clicks-archive",
-        edit: |m| remove(m, "/spec/source/stream"),
-        refusal: "set exactly one of stream and directPut",
-    },
-    Breakage {
-        kind: "DeliveryStream",
-        name: "clicks-archive",
-        edit: |m| {
-            set(
-                m,
-                "/spec/destination/http",
-                json!({"url": "https://example.com"}),
-            )
-        },
-        refusal: "set exactly one of s3 and http",
-    },
-    Breakage {
-        kind: "DeliveryStream",
-        name: "clicks-archive",
-        edit: |m| remove(m, "/spec/destination/s3"),
-        refusal: "set exactly one of s3 and http",
-    },
-    Breakage {
-        kind: "DeliveryStream",
-        name: "clicks-archive",
-        edit: |m| remove(m, "/spec/destination"),
-        refusal: ".spec.destination: Required value",
-    },
-    Breakage {
-        kind: "DeliveryStream",
-        name: "clicks-archive",
-        edit: |m| set(m, "/spec/buffering/sizeMiB", json!(0)),
-        refusal: "spec.buffering.sizeMiB: should be greater than or equal to 1",
-    },
-    Breakage {
-        kind: "DeliveryStream",
-        name: "clicks-archive",
-        edit: |m| set(m, "/spec/buffering/sizeMiB", json!(129)),
-        refusal: "spec.buffering.sizeMiB: should be less than or equal to 128",
-    },
-    Breakage {
-        kind: "DeliveryStream",
-        name: "clicks-archive",
-        edit: |m| set(m, "/spec/buffering/intervalSeconds", json!(901)),
-        refusal: "spec.buffering.intervalSeconds: should be less than or equal to 900",
-    },
-    Breakage {
-        kind: "DeliveryStream",
-        name: "clicks-archive",
-        edit: |m| set(m, "/spec/buffering/intervalSeconds", json!(-1)),
-        refusal: "spec.buffering.intervalSeconds: should be greater than or equal to 0",
-    },
-    Breakage {
-        kind: "DeliveryStream",
-        name: "clicks-archive",
-        edit: |m| set(m, "/spec/destination/s3/compression", json!("BROTLI")),
-        refusal: "spec.destination.s3.compression: unsupported value",
-    },
-    Breakage {
-        kind: "DeliveryStream",
-        name: "clicks-archive",
-        edit: |m| set(m, "/spec/destination/s3/bucket", json!("Clicks_Archive")),
-        refusal: "spec.destination.s3.bucket: should match",
-    },
-    Breakage {
-        kind: "DeliveryStream",
-        name: "clicks-archive",
-        edit: |m| set(m, "/spec/destination/s3/endpoint", json!("minio:9000")),
-        refusal: "spec.destination.s3.endpoint: should match",
-    },
-    Breakage {
-        kind: "DeliveryStream",
-        name: "clicks-archive",
-        edit: |m| {
-            set(
-                m,
-                "/spec/source/stream/startingPosition",
-                json!("AT_TIMESTAMP"),
-            )
-        },
-        refusal: "startingPosition AT_TIMESTAMP needs a timestamp",
-    },
-    Breakage {
-        kind: "DeliveryStream",
-        name: "clicks-archive",
-        edit: |m| set(m, "/spec/source/stream/startingPosition", json!("EARLIEST")),
-        refusal: "spec.source.stream.startingPosition: unsupported value",
-    },
-    Breakage {
-        kind: "DeliveryStream",
-        name: "clicks-archive",
-        edit: |m| set(m, "/spec/source/stream/name", json!("has space")),
-        refusal: "spec.source.stream.name: should match",
-    },
-    Breakage {
-        kind: "DeliveryStream",
-        name: "audit-forwarder",
-        edit: |m| {
-            set(
-                m,
-                "/spec/destination/http/url",
-                json!("ftp://collector/upload"),
-            )
-        },
-        refusal: "spec.destination.http.url: should match",
-    },
-    Breakage {
-        kind: "DeliveryStream",
-        name: "audit-forwarder",
-        edit: |m| {
-            set(
-                m,
-                "/spec/destination/http/retryDurationSeconds",
-                json!(7201),
-            )
-        },
-        refusal: "spec.destination.http.retryDurationSeconds: should be less than or equal to 7200",
-    },
-    Breakage {
-        kind: "DeliveryStream",
-        name: "audit-forwarder",
-        edit: |m| set(m, "/spec/destination/http/contentEncoding", json!("BROTLI")),
-        refusal: "spec.destination.http.contentEncoding: unsupported value",
-    },
-    Breakage {
-        kind: "Consumer",
-        name: "clicks-dashboard",
-        edit: |m| remove(m, "/spec/streamName"),
-        refusal: ".spec.streamName: Required value",
-    },
-    Breakage {
-        kind: "Consumer",
-        name: "clicks-dashboard",
-        edit: |m| set(m, "/spec/streamName", json!("clicks/raw")),
-        refusal: "spec.streamName: should match",
-    },
-    Breakage {
-        kind: "Consumer",
-        name: "clicks-dashboard",
-        edit: |m| set(m, "/spec/consumerName", json!("")),
-        refusal: "spec.consumerName: should be at least 1 chars long",
-    },
-];
+fn breakages() -> Vec<Breakage> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/manifests/breakages.yaml");
+    let text = std::fs::read_to_string(&path).expect("the breakage cases are readable");
+    serde_yaml::from_str(&text).expect("the breakage cases parse")
+}
+
+impl Breakage {
+    /// The example this case breaks, broken.
+    fn manifest(&self) -> Value {
+        let mut manifest = example(&self.kind, &self.name);
+        match (&self.set, &self.remove) {
+            (Some(pointer), None) => set(&mut manifest, pointer, self.value.clone()),
+            (None, Some(pointer)) => remove(&mut manifest, pointer),
+            _ => panic!("a case sets or removes exactly one pointer"),
+        }
+        manifest
+    }
+}
 
 #[test]
 fn every_schema_rule_refuses_a_manifest_that_breaks_it_and_so_does_the_operator() {
-    for (i, breakage) in BREAKAGES.iter().enumerate() {
-        let mut manifest = example(breakage.kind, breakage.name);
-        (breakage.edit)(&mut manifest);
-        let refusal = admit(&crd_for(breakage.kind), &manifest, None)
+    let cases = breakages();
+    assert!(cases.len() >= 40, "{} cases", cases.len());
+    for (i, breakage) in cases.iter().enumerate() {
+        let manifest = breakage.manifest();
+        let refusal = admit(&crd_for(&breakage.kind), &manifest, None)
             .err()
-            .unwrap_or_else(|| panic!("case {i} ({}) was admitted", breakage.refusal));
+            .unwrap_or_else(|| panic!("case {i} ({}) was admitted", breakage.message));
         assert!(
-            refusal.iter().any(|line| line.contains(breakage.refusal)),
-            "case {i}: expected {:?} among {refusal:#?}",
-            breakage.refusal
+            refusal.iter().any(|line| line.contains(&breakage.message))
+                && refusal.iter().any(|line| line.contains(&breakage.field)),
+            "case {i}: expected {:?} naming {:?} among {refusal:#?}",
+            breakage.message,
+            breakage.field
         );
         // Unknown fields are pruned, not refused, by a server without strict field validation;
         // the operator then never sees them, so there is nothing for it to refuse.
-        if breakage.refusal.contains("unknown field") {
+        if breakage.message.contains("unknown field") {
             continue;
         }
         assert!(
             operator_verdict(&manifest).is_err(),
             "case {i}: the operator accepts what the schema refuses ({})",
-            breakage.refusal
+            breakage.message
         );
     }
 }

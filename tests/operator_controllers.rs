@@ -96,6 +96,32 @@ async fn the_controllers_converge_on_their_own_and_put_back_what_was_changed_by_
     })
     .await;
 
+    // The children's kinds are listed and watched through Brook's label only, so the operator
+    // never caches the cluster's other ConfigMaps, Services, StatefulSets and PDBs.
+    let child_reads: Vec<_> = mock
+        .log()
+        .into_iter()
+        .filter(|request| {
+            request.method == "GET"
+                && [
+                    "/configmaps",
+                    "/services",
+                    "/statefulsets",
+                    "/poddisruptionbudgets",
+                ]
+                .iter()
+                .any(|kind| request.path.trim_end_matches("?watch").ends_with(kind))
+        })
+        .collect();
+    assert!(child_reads.len() >= 4, "{child_reads:?}");
+    for request in &child_reads {
+        assert_eq!(
+            request.label_selector, "app.kubernetes.io/managed-by=brook-operator",
+            "{} {}",
+            request.method, request.path
+        );
+    }
+
     // The reconcile metrics counted both controllers.
     let mut text = String::new();
     prometheus::TextEncoder::new()
@@ -107,6 +133,11 @@ async fn the_controllers_converge_on_their_own_and_put_back_what_was_changed_by_
     );
     assert!(
         text.contains(r#"brook_operator_reconciles_total{controller="consumer",outcome="ok"}"#)
+    );
+    // Applies are counted by kind: the Service and ConfigMap put back were written again.
+    assert!(
+        text.contains(r#"brook_operator_applies_total{kind="Service"}"#),
+        "{text}"
     );
 
     let _ = stop.send(());

@@ -408,3 +408,37 @@ async fn an_invalid_spec_is_degraded_and_builds_nothing() {
         .unwrap_or_default();
     assert!(message.contains("minShards"), "{message}");
 }
+
+#[tokio::test]
+async fn nothing_is_reapplied_in_a_namespace_that_is_being_deleted() {
+    let harness = Harness::without_broker("op-ns-terminating");
+    harness.apply_stream("orders", json!({"shards": 1}));
+    harness.reconcile_stream("orders").await.expect("finalizer");
+    harness.reconcile_stream("orders").await.expect("children");
+    // The namespace controller has started: it deleted the StatefulSet first.
+    harness.mock.insert(
+        "/api/v1/namespaces",
+        json!({"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": NAMESPACE, "deletionTimestamp": "2026-11-29T00:00:00Z",
+                "finalizers": ["kubernetes"]},
+            "status": {"phase": "Terminating"}}),
+    );
+    harness.mock.remove_now(STATEFULSETS, "orders");
+    harness.mock.clear_log();
+    harness.reconcile_stream("orders").await.expect("reconcile");
+    assert_eq!(
+        harness.mock.writes(),
+        Vec::<String>::new(),
+        "no child is re-created and no Event written while the namespace terminates"
+    );
+    assert!(harness.mock.get(STATEFULSETS, "orders").is_none());
+    // Then the Stream itself is deleted: its cleanup runs and releases it.
+    harness.mock.delete(STREAMS, "orders");
+    harness.reconcile_stream("orders").await.expect("cleanup");
+    assert!(harness.stream("orders").is_none(), "finalizer released");
+    let events = harness.mock.events(NAMESPACE);
+    assert!(
+        events.iter().all(|(_, reason, _)| reason != "BrokersGone"),
+        "an Event is new content a terminating namespace refuses: {events:?}"
+    );
+}

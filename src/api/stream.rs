@@ -223,7 +223,8 @@ fn default_window_seconds() -> i32 {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Brokers {
-    /// Broker pods; shards are spread over them.
+    /// Broker pods: the first holds the stream and the others forward requests to it (spreading
+    /// shards over the pods is not built yet).
     #[serde(default = "default_replicas")]
     #[schemars(range(min = 1, max = 100))]
     pub replicas: i32,

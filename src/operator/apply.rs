@@ -10,18 +10,50 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use super::quantity::same_amount;
 use super::resources::MANAGER;
 
+/// Keys whose values are maps of resource quantities, or a quantity themselves.
+const QUANTITY_MAPS: &[&str] = &["requests", "limits", "capacity"];
+const QUANTITY_FIELDS: &[&str] = &["sizeLimit"];
+
 /// Whether every field set in `desired` has the same value in `live`: objects compare key by
-/// key (extra live keys, such as defaults and status, are ignored), lists item by item.
+/// key (extra live keys, such as defaults and status, are ignored), lists item by item, and
+/// resource quantities by amount (the API server stores `0.5` CPU as `500m`).
 pub fn is_subset(desired: &Value, live: &Value) -> bool {
+    subset_at(desired, live, Place::Plain)
+}
+
+/// What the values being compared are.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Place {
+    Plain,
+    /// A map of resource name to quantity.
+    QuantityMap,
+    /// A quantity.
+    Quantity,
+}
+
+fn subset_at(desired: &Value, live: &Value, place: Place) -> bool {
     match (desired, live) {
         (Value::Null, _) => true,
         (Value::Object(want), Value::Object(have)) => want.iter().all(|(key, value)| {
-            value.is_null() || have.get(key).is_some_and(|live| is_subset(value, live))
+            let inner = match place {
+                Place::QuantityMap => Place::Quantity,
+                _ if QUANTITY_MAPS.contains(&key.as_str()) => Place::QuantityMap,
+                _ if QUANTITY_FIELDS.contains(&key.as_str()) => Place::Quantity,
+                _ => Place::Plain,
+            };
+            value.is_null()
+                || have
+                    .get(key)
+                    .is_some_and(|live| subset_at(value, live, inner))
         }),
         (Value::Array(want), Value::Array(have)) => {
-            want.len() == have.len() && want.iter().zip(have).all(|(w, h)| is_subset(w, h))
+            want.len() == have.len() && want.iter().zip(have).all(|(w, h)| subset_at(w, h, place))
+        }
+        (Value::String(want), Value::String(have)) if place == Place::Quantity => {
+            want == have || same_amount(want, have) == Some(true)
         }
         (want, have) => want == have,
     }
@@ -106,6 +138,29 @@ mod tests {
             &json!({"spec": {"replicas": 2, "image": "brook:1"}})
         ));
         assert!(!is_subset(&desired, &json!({"spec": {"replicas": 3}})));
+    }
+
+    #[test]
+    fn quantities_the_api_server_normalized_are_not_drift() {
+        let desired = json!({"containers": [{"resources": {
+            "requests": {"cpu": "0.5", "memory": "1Gi"},
+            "limits": {"cpu": "1000m"}
+        }}], "volumes": [{"emptyDir": {"sizeLimit": "0.5Gi"}}]});
+        let live = json!({"containers": [{"resources": {
+            "requests": {"cpu": "500m", "memory": "1073741824"},
+            "limits": {"cpu": "1"}
+        }}], "volumes": [{"emptyDir": {"sizeLimit": "512Mi"}}]});
+        assert!(is_subset(&desired, &live));
+        let grown = json!({"containers": [{"resources": {"requests": {"cpu": "600m"}}}]});
+        assert!(!is_subset(&grown, &live));
+    }
+
+    #[test]
+    fn strings_outside_quantities_compare_as_text() {
+        // "1" and "1.0" are one amount, but an annotation is text.
+        let desired = json!({"metadata": {"annotations": {"brook.dev/config-hash": "1"}}});
+        let live = json!({"metadata": {"annotations": {"brook.dev/config-hash": "1.0"}}});
+        assert!(!is_subset(&desired, &live));
     }
 
     #[test]

@@ -103,6 +103,7 @@ async fn write_status(
         consumer.metadata.namespace.as_deref().unwrap_or_default(),
     );
     apply_status(&api, &consumer.name_any(), &next).await?;
+    ctx.metrics.applied("Consumer/status");
     Ok(())
 }
 

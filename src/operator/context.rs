@@ -9,7 +9,7 @@ use kube::Client;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
 
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
 
 use super::kinesis::{AdminError, BrokerAdmin};
 use super::resources::{ADMIN_ACCESS_KEY_ID, BrokerDefaults, ChildNames, KINESIS_PORT, MANAGER};
@@ -76,6 +76,7 @@ pub struct OperatorMetrics {
     reconciles: IntCounterVec,
     failures: IntCounterVec,
     durations: HistogramVec,
+    applies: IntCounterVec,
 }
 
 impl OperatorMetrics {
@@ -107,10 +108,19 @@ impl OperatorMetrics {
             &["controller"],
         )
         .expect("valid metric");
+        let applies = IntCounterVec::new(
+            Opts::new(
+                "brook_operator_applies_total",
+                "Server-side applies sent, by kind (status writes as <Kind>/status); a steady state sends none",
+            ),
+            &["kind"],
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(reconciles.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(failures.clone()),
             Box::new(durations.clone()),
+            Box::new(applies.clone()),
         ] {
             registry
                 .register(collector)
@@ -121,7 +131,13 @@ impl OperatorMetrics {
             reconciles,
             failures,
             durations,
+            applies,
         }
+    }
+
+    /// Counts one server-side apply of `kind` that was sent to the API server.
+    pub fn applied(&self, kind: &str) {
+        self.applies.with_label_values(&[kind]).inc();
     }
 
     /// Counts one reconcile of `controller` that took `seconds` and ended with `error`.
@@ -246,6 +262,15 @@ impl Context {
         }))
     }
 
+    /// Whether `namespace` is being deleted (a namespace that cannot be found is not).
+    pub async fn namespace_terminating(&self, namespace: &str) -> Result<bool, kube::Error> {
+        let namespaces: kube::Api<Namespace> = kube::Api::all(self.client.clone());
+        Ok(namespaces
+            .get_opt(namespace)
+            .await?
+            .is_some_and(|live| is_terminating(&live)))
+    }
+
     /// Publishes a Kubernetes Event about `object`; a failure is logged, never fatal.
     pub async fn event(
         &self,
@@ -266,10 +291,23 @@ impl Context {
             action: action.to_owned(),
             secondary: None,
         };
+        // An Event is new content, which a namespace being deleted refuses.
+        if let Some(namespace) = object.namespace.as_deref()
+            && self.namespace_terminating(namespace).await.unwrap_or(false)
+        {
+            tracing::info!(reason, %namespace, "the namespace is being deleted: no Event");
+            return;
+        }
         if let Err(error) = self.recorder.publish(&event, object).await {
             tracing::warn!(%error, reason, "could not publish an event");
         }
     }
+}
+
+/// Whether a namespace is being deleted: it has a deletion timestamp or reports Terminating.
+pub fn is_terminating(namespace: &Namespace) -> bool {
+    namespace.metadata.deletion_timestamp.is_some()
+        || namespace.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Terminating")
 }
 
 /// Runs `apply` or, once the object is being deleted, `cleanup`, behind the finalizer
@@ -296,6 +334,12 @@ where
     use kube::runtime::finalizer::{Error, Event as FinalizerEvent, finalizer};
     let namespace = kube::ResourceExt::namespace(object.as_ref())
         .ok_or(ReconcileError::Unnamed("namespace"))?;
+    // Nothing may be created in a namespace that is being deleted: its objects are about to
+    // be deleted too, and their cleanup runs then.
+    if object.meta().deletion_timestamp.is_none() && ctx.namespace_terminating(&namespace).await? {
+        tracing::info!(%namespace, "the namespace is being deleted: nothing is applied");
+        return Ok(kube::runtime::controller::Action::await_change());
+    }
     let api: kube::Api<K> = kube::Api::namespaced(ctx.client.clone(), &namespace);
     finalizer(&api, name, object, |event| async move {
         match event {
@@ -304,15 +348,40 @@ where
         }
     })
     .await
-    .map_err(|error| match error {
-        Error::ApplyFailed(inner) | Error::CleanupFailed(inner) => inner,
-        other => ReconcileError::Finalizer(other.to_string()),
+    .or_else(|error| match error {
+        Error::ApplyFailed(inner) | Error::CleanupFailed(inner) => Err(inner),
+        // A reconcile queued before the object went away finds it gone: its cleanup is done.
+        Error::RemoveFinalizer(kube::Error::Api(status)) if status.code == 404 => {
+            Ok(kube::runtime::controller::Action::await_change())
+        }
+        other => Err(ReconcileError::Finalizer(other.to_string())),
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_namespace_is_terminating_once_deleted_or_reported_so() {
+        use k8s_openapi::api::core::v1::NamespaceStatus;
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+        let mut namespace = Namespace::default();
+        assert!(!is_terminating(&namespace));
+        namespace.status = Some(NamespaceStatus {
+            phase: Some("Active".to_owned()),
+            ..NamespaceStatus::default()
+        });
+        assert!(!is_terminating(&namespace));
+        namespace.metadata.deletion_timestamp = Some(Time(k8s_openapi::jiff::Timestamp::now()));
+        assert!(is_terminating(&namespace));
+        namespace.metadata.deletion_timestamp = None;
+        namespace.status = Some(NamespaceStatus {
+            phase: Some("Terminating".to_owned()),
+            ..NamespaceStatus::default()
+        });
+        assert!(is_terminating(&namespace));
+    }
 
     #[test]
     fn retries_back_off_from_one_second_to_five_minutes_and_reset_on_success() {

@@ -78,6 +78,8 @@ pub fn cluster_rules() -> Vec<PolicyRule> {
             &["get", "create", "patch", "delete"],
         ),
         rule(&["events.k8s.io"], &["events"], &["create", "patch"]),
+        // Nothing is applied in a namespace that is being deleted.
+        rule(&[""], &["namespaces"], &["get"]),
     ]
 }
 
@@ -287,6 +289,7 @@ mod tests {
             ("", "persistentvolumeclaims", "delete"),
             ("monitoring.coreos.com", "servicemonitors", "patch"),
             ("events.k8s.io", "events", "create"),
+            ("", "namespaces", "get"),
         ] {
             assert!(
                 allows(&rules, group, resource, verb),
@@ -300,6 +303,8 @@ mod tests {
             ("brook.dev", "streams", "delete"),
             ("coordination.k8s.io", "leases", "update"),
             ("", "nodes", "get"),
+            ("", "namespaces", "list"),
+            ("", "namespaces", "delete"),
         ] {
             assert!(
                 !allows(&rules, group, resource, verb),
@@ -317,7 +322,7 @@ mod tests {
 
     #[test]
     fn the_install_binds_the_roles_to_the_operator_service_account() {
-        let yaml = install_yaml("brook-system", "ghcr.io/brook-dev/brook:test").expect("yaml");
+        let yaml = install_yaml("brook-system", "registry.example/brook:test").expect("yaml");
         let documents: Vec<serde_yaml::Value> = serde_yaml::Deserializer::from_str(&yaml)
             .map(|d| serde::Deserialize::deserialize(d).expect("a YAML document"))
             .collect();
@@ -343,9 +348,6 @@ mod tests {
         }
         let pod = &documents[6]["spec"]["template"]["spec"];
         assert_eq!(pod["serviceAccountName"], "brook-operator");
-        assert_eq!(
-            pod["containers"][0]["image"],
-            "ghcr.io/brook-dev/brook:test"
-        );
+        assert_eq!(pod["containers"][0]["image"], "registry.example/brook:test");
     }
 }

@@ -8,6 +8,7 @@ pub mod context;
 pub mod install;
 pub mod kinesis;
 pub mod leader;
+pub mod quantity;
 pub mod resources;
 pub mod runner;
 pub mod status;
@@ -254,6 +255,8 @@ pub async fn run_controllers(
     let client = ctx.client.clone();
     let ns = namespace.as_deref();
     let config = watcher::Config::default();
+    // Only Brook's own children are watched (and cached), not every object of their kinds.
+    let children = watcher::Config::default().labels(&resources::managed_children_selector());
     let stream_resource = ApiResource::erase::<Stream>(&());
     let consumer_resource = ApiResource::erase::<Consumer>(&());
     let streams = Controller::new_with(
@@ -261,13 +264,10 @@ pub async fn run_controllers(
         config.clone(),
         stream_resource.clone(),
     )
-    .owns(typed_api::<StatefulSet>(&client, ns), config.clone())
-    .owns(typed_api::<Service>(&client, ns), config.clone())
-    .owns(typed_api::<ConfigMap>(&client, ns), config.clone())
-    .owns(
-        typed_api::<PodDisruptionBudget>(&client, ns),
-        config.clone(),
-    )
+    .owns(typed_api::<StatefulSet>(&client, ns), children.clone())
+    .owns(typed_api::<Service>(&client, ns), children.clone())
+    .owns(typed_api::<ConfigMap>(&client, ns), children.clone())
+    .owns(typed_api::<PodDisruptionBudget>(&client, ns), children)
     .graceful_shutdown_on(shutdown.clone())
     .run(reconcile_stream_object, error_policy("stream"), ctx.clone())
     .for_each(|_| async {});

@@ -84,6 +84,22 @@ pub async fn admin_secret(
     }
 }
 
+/// Applies one child and counts the write, if one was needed.
+async fn apply_child<K>(ctx: &Context, api: &Api<K>, desired: &K) -> Result<K, kube::Error>
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + serde::Serialize
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let (live, written) = apply(api, desired).await?;
+    if written {
+        ctx.metrics.applied(&K::kind(&()));
+    }
+    Ok(live)
+}
+
 /// Applies every child in order; returns the live StatefulSet.
 async fn apply_children(
     ctx: &Context,
@@ -93,14 +109,15 @@ async fn apply_children(
     let client = &ctx.client;
     let config = resources::broker_config_map(stream, &ctx.defaults);
     let hash = resources::config_hash(&config);
-    apply(
+    apply_child(
+        ctx,
         &Api::<ConfigMap>::namespaced(client.clone(), namespace),
         &config,
     )
     .await?;
     let services: Api<Service> = Api::namespaced(client.clone(), namespace);
-    apply(&services, &resources::headless_service(stream)).await?;
-    apply(&services, &resources::client_service(stream)).await?;
+    apply_child(ctx, &services, &resources::headless_service(stream)).await?;
+    apply_child(ctx, &services, &resources::client_service(stream)).await?;
     let sets: Api<StatefulSet> = Api::namespaced(client.clone(), namespace);
     let mut desired = resources::statefulset(stream, &ctx.defaults, &hash);
     let live = sets.get_opt(&stream.name_any()).await?;
@@ -118,8 +135,12 @@ async fn apply_children(
         )
         .await;
     }
-    let (set, _) = apply_over(&sets, &desired, live).await?;
-    apply(
+    let (set, written) = apply_over(&sets, &desired, live).await?;
+    if written {
+        ctx.metrics.applied("StatefulSet");
+    }
+    apply_child(
+        ctx,
         &Api::<PodDisruptionBudget>::namespaced(client.clone(), namespace),
         &resources::pod_disruption_budget(stream),
     )
@@ -127,7 +148,12 @@ async fn apply_children(
     if ctx.service_monitors {
         let monitors: Api<DynamicObject> =
             Api::namespaced_with(client.clone(), namespace, &*SERVICE_MONITOR_RESOURCE);
-        apply(&monitors, &resources::service_monitor(stream)).await?;
+        if apply(&monitors, &resources::service_monitor(stream))
+            .await?
+            .1
+        {
+            ctx.metrics.applied("ServiceMonitor");
+        }
     }
     Ok(set)
 }
@@ -153,6 +179,7 @@ async fn write_status(
         stream.metadata.namespace.as_deref().unwrap_or_default(),
     );
     apply_status(&api, &stream.name_any(), &next).await?;
+    ctx.metrics.applied("Stream/status");
     Ok(())
 }
 

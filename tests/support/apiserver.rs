@@ -303,7 +303,7 @@ pub fn validate_value(schema: &Value, value: &Value, path: &str, errors: &mut Ve
         && !allowed.contains(value)
     {
         errors.push(format!(
-            "{path}: unsupported value {value}; supported: {allowed:?}"
+            "{path}: Unsupported value: {value}: supported values: {allowed:?}"
         ));
     }
     match value {

@@ -32,6 +32,8 @@ pub struct Logged {
     pub path: String,
     /// Content type of the body.
     pub content_type: String,
+    /// The label selector of a list or watch, empty when none.
+    pub label_selector: String,
 }
 
 impl Logged {
@@ -106,7 +108,8 @@ fn split(path: &str) -> (String, Option<String>, Option<String>) {
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
     let base = if parts.first() == Some(&"api") { 2 } else { 3 };
     // base points at "namespaces" (namespaced) or at the plural (cluster-wide).
-    let collection_len = if parts.get(base) == Some(&"namespaces") {
+    // `/api/v1/namespaces/shop` is the Namespace `shop`, not a collection inside it.
+    let collection_len = if parts.get(base) == Some(&"namespaces") && parts.len() > base + 2 {
         base + 3
     } else {
         base + 1
@@ -246,13 +249,14 @@ impl MockKube {
     }
 
     /// A watch: every change of `collection` after `version`, then each new one as it comes.
-    fn watch(&self, collection: String, version: u64) -> Response<MockBody> {
+    fn watch(&self, collection: String, version: u64, selector: String) -> Response<MockBody> {
         let state = self.state.clone();
         let changed = self.changed.clone();
         let events = futures::stream::unfold(version, move |mut cursor| {
             let state = state.clone();
             let changed = changed.clone();
             let collection = collection.clone();
+            let selector = selector.clone();
             async move {
                 loop {
                     let notified = changed.notified();
@@ -262,7 +266,9 @@ impl MockKube {
                         let after = cursor;
                         for change in state.history.iter().filter(|c| c.version > after) {
                             cursor = change.version;
-                            if change.collection == collection {
+                            if change.collection == collection
+                                && label_matches(&change.object, &selector)
+                            {
                                 let line = json!({"type": change.kind, "object": change.object});
                                 lines.extend(serde_json::to_vec(&line).expect("json"));
                                 lines.push(b'\n');
@@ -314,12 +320,14 @@ impl MockKube {
             let version = query_param(&query, "resourceVersion")
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0);
+            let selector = query_param(&query, "labelSelector").unwrap_or_default();
             self.state.lock().expect("mock state").log.push(Logged {
                 method: method.clone(),
                 path: format!("{path}?watch"),
                 content_type,
+                label_selector: selector.clone(),
             });
-            return self.watch(collection, version);
+            return self.watch(collection, version, selector);
         }
         let response = self.answer_now(method.clone(), &path, &query, &content_type, body);
         self.changed.notify_waiters();
@@ -341,6 +349,7 @@ impl MockKube {
             method: method.clone(),
             path: path.clone(),
             content_type: content_type.clone(),
+            label_selector: query_param(&query, "labelSelector").unwrap_or_default(),
         });
         let (collection, name, sub) = split(&path);
         match (method.as_str(), name) {
@@ -490,8 +499,13 @@ impl MockKube {
             object["metadata"]["creationTimestamp"] = json!("2026-11-29T00:00:00Z");
             object["metadata"]["generation"] = json!(1);
             let parts: Vec<&str> = collection.trim_matches('/').split('/').collect();
-            if let Some(index) = parts.iter().position(|p| *p == "namespaces") {
-                object["metadata"]["namespace"] = json!(parts[index + 1]);
+            // A namespaced collection; `/api/v1/namespaces` itself holds Namespaces.
+            if let Some(namespace) = parts
+                .iter()
+                .position(|p| *p == "namespaces")
+                .and_then(|index| parts.get(index + 1))
+            {
+                object["metadata"]["namespace"] = json!(namespace);
             }
         }
         if let Some(data) = object.get("stringData").and_then(Value::as_object).cloned() {

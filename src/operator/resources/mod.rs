@@ -48,11 +48,16 @@ pub struct BrokerDefaults {
     pub account: String,
 }
 
+/// The image `make image` builds from this version: `localhost/brook:<version>`.
+pub fn default_image() -> String {
+    format!("localhost/brook:{}", env!("CARGO_PKG_VERSION"))
+}
+
 impl BrokerDefaults {
     /// The defaults of this build: its own version's image.
     pub fn for_this_version() -> Self {
         Self {
-            image: format!("ghcr.io/brook-dev/brook:{}", env!("CARGO_PKG_VERSION")),
+            image: default_image(),
             region: "us-east-1".to_owned(),
             account: "000000000000".to_owned(),
         }
@@ -121,13 +126,13 @@ pub fn selector_string(stream_name: &str) -> String {
         .join(",")
 }
 
+/// The label naming the manager of a child object.
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+
 /// Every label a child object carries: the selector labels plus ownership and version.
 pub fn child_labels(stream_name: &str) -> BTreeMap<String, String> {
     let mut labels = selector_labels(stream_name);
-    labels.insert(
-        "app.kubernetes.io/managed-by".to_owned(),
-        MANAGER.to_owned(),
-    );
+    labels.insert(MANAGED_BY_LABEL.to_owned(), MANAGER.to_owned());
     labels.insert("app.kubernetes.io/part-of".to_owned(), "brook".to_owned());
     labels.insert(STREAM_LABEL.to_owned(), stream_name.to_owned());
     labels
@@ -136,6 +141,11 @@ pub fn child_labels(stream_name: &str) -> BTreeMap<String, String> {
 /// The owner reference that lets Kubernetes garbage-collect a child with its Stream.
 pub fn owner_reference(stream: &Stream) -> Option<OwnerReference> {
     stream.controller_owner_ref(&())
+}
+
+/// The label selector that matches every child the operator makes, and nothing else.
+pub fn managed_children_selector() -> String {
+    format!("{MANAGED_BY_LABEL}={MANAGER}")
 }
 
 /// Metadata of a child object: name, the Stream's namespace, labels and owner reference.

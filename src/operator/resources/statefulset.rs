@@ -291,34 +291,64 @@ pub fn statefulset(stream: &Stream, defaults: &BrokerDefaults, config_hash: &str
 /// so a changed storage spec cannot be applied to existing brokers. Returns whether the
 /// declared storage differs from what the brokers have.
 pub fn keep_live_claim_templates(desired: &mut StatefulSet, live: &StatefulSet) -> bool {
-    let live_claims = live
+    let Some(live_claims) = live
         .spec
         .as_ref()
-        .and_then(|s| s.volume_claim_templates.clone());
+        .and_then(|s| s.volume_claim_templates.clone())
+    else {
+        return false;
+    };
     let Some(spec) = desired.spec.as_mut() else {
         return false;
     };
-    let storage_of = |claims: &Option<Vec<PersistentVolumeClaim>>| {
-        claims.as_ref().map(|claims| {
-            claims
-                .iter()
-                .map(|c| {
-                    let spec = c.spec.clone().unwrap_or_default();
-                    (
-                        c.metadata.name.clone(),
-                        spec.storage_class_name,
-                        spec.resources.and_then(|r| r.requests),
-                    )
-                })
-                .collect::<Vec<_>>()
+    let differs = !same_storage(
+        spec.volume_claim_templates.as_deref().unwrap_or_default(),
+        &live_claims,
+    );
+    // What the API server reports of a template (its status) is not part of what is applied.
+    let live_claims = live_claims
+        .into_iter()
+        .map(|claim| PersistentVolumeClaim {
+            status: None,
+            ..claim
         })
-    };
-    let differs = live_claims.is_some()
-        && storage_of(&spec.volume_claim_templates) != storage_of(&live_claims);
-    if live_claims.is_some() {
-        spec.volume_claim_templates = live_claims;
-    }
+        .collect();
+    spec.volume_claim_templates = Some(live_claims);
     differs
+}
+
+/// Whether two lists of claim templates ask for the same names, classes and sizes, with
+/// sizes compared by amount (`1.5Gi` is stored as `1536Mi`).
+fn same_storage(declared: &[PersistentVolumeClaim], live: &[PersistentVolumeClaim]) -> bool {
+    let requests = |claim: &PersistentVolumeClaim| {
+        claim
+            .spec
+            .as_ref()
+            .and_then(|s| s.resources.as_ref())
+            .and_then(|r| r.requests.clone())
+            .unwrap_or_default()
+    };
+    let class = |claim: &PersistentVolumeClaim| {
+        claim
+            .spec
+            .as_ref()
+            .and_then(|s| s.storage_class_name.clone())
+    };
+    declared.len() == live.len()
+        && declared.iter().zip(live).all(|(want, have)| {
+            let (want_requests, have_requests) = (requests(want), requests(have));
+            want.metadata.name == have.metadata.name
+                // A class left to the cluster's default is filled in by the API server.
+                && (class(want).is_none() || class(want) == class(have))
+                && want_requests.len() == have_requests.len()
+                && want_requests.iter().all(|(resource, amount)| {
+                    have_requests.get(resource).is_some_and(|live| {
+                        live.0 == amount.0
+                            || crate::operator::quantity::same_amount(&amount.0, &live.0)
+                                == Some(true)
+                    })
+                })
+        })
 }
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{ResourceRequirements, Toleration};
+use k8s_openapi::api::core::v1::{
+    PersistentVolumeClaimStatus, ResourceRequirements, Toleration, VolumeResourceRequirements,
+};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 use super::*;
@@ -69,7 +71,7 @@ fn a_default_stream_gets_three_brokers_with_a_ten_gib_volume_each() {
     let broker = container(&set);
     assert_eq!(
         broker.image.as_deref(),
-        Some(format!("ghcr.io/brook-dev/brook:{}", env!("CARGO_PKG_VERSION")).as_str())
+        Some(format!("localhost/brook:{}", env!("CARGO_PKG_VERSION")).as_str())
     );
     assert_eq!(broker.image_pull_policy, None);
     assert_eq!(broker.resources, None);
@@ -314,4 +316,48 @@ fn a_storage_change_keeps_the_live_claim_templates_and_is_reported() {
     assert_eq!(spec.replicas, Some(4), "everything else still applies");
     let mut same = build(&stream("orders"));
     assert!(!keep_live_claim_templates(&mut same, &live));
+}
+
+#[test]
+fn live_claim_templates_are_reapplied_without_status_and_compared_by_amount() {
+    // What a real API server returns: the size in its canonical form, the default class
+    // filled in, and a status on the template.
+    let mut written = stream("orders");
+    written.spec.brokers.storage.size = "1.5Gi".to_owned();
+    let mut live = build(&written);
+    let claims = live
+        .spec
+        .as_mut()
+        .and_then(|s| s.volume_claim_templates.as_mut())
+        .expect("claim templates");
+    let claim_spec = claims[0].spec.as_mut().expect("claim spec");
+    claim_spec.storage_class_name = Some("standard".to_owned());
+    claim_spec.resources = Some(VolumeResourceRequirements {
+        requests: Some(BTreeMap::from([(
+            "storage".to_owned(),
+            Quantity("1536Mi".to_owned()),
+        )])),
+        limits: None,
+    });
+    claims[0].status = Some(PersistentVolumeClaimStatus {
+        phase: Some("Pending".to_owned()),
+        ..PersistentVolumeClaimStatus::default()
+    });
+    let mut desired = build(&written);
+    assert!(
+        !keep_live_claim_templates(&mut desired, &live),
+        "1.5Gi and 1536Mi on the default class are the storage that was declared"
+    );
+    let kept = desired
+        .spec
+        .and_then(|s| s.volume_claim_templates)
+        .expect("templates");
+    assert_eq!(kept[0].status, None, "a template's status is never applied");
+    assert_eq!(
+        kept[0]
+            .spec
+            .as_ref()
+            .and_then(|s| s.storage_class_name.as_deref()),
+        Some("standard")
+    );
 }
