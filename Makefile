@@ -4,14 +4,18 @@ CARGO ?= cargo
 BROOK := target/release/brook
 TOOLS := .tools
 AWS_CLI := $(TOOLS)/venv/bin/aws
-PYTHON_TOOLS := $(TOOLS)/venv/.installed-awscli-$(AWSCLI_VERSION)-boto3-$(BOTO3_VERSION)
-NODE_SDK := $(TOOLS)/node/node_modules/@aws-sdk/client-kinesis
 # Pinned so the tests stay reproducible (newer JS SDK releases drop Node 20).
 AWSCLI_VERSION := 1.46.3
 BOTO3_VERSION := 1.44.8
 NODE_SDK_VERSION := 3.1143.0
+PYTHON_TOOLS := $(TOOLS)/venv/.installed-awscli-$(AWSCLI_VERSION)-boto3-$(BOTO3_VERSION)
+NODE_SDK := $(TOOLS)/node/node_modules/@aws-sdk/client-kinesis
 
-.PHONY: build run test unit lint fmt crds e2e bench bench-compare bench-peers debug-build cli-test node-test python-test
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
+## The one image of the operator and the brokers; `brook install` and the operator default to it.
+IMAGE ?= localhost/brook:$(VERSION)
+
+.PHONY: build run test unit lint fmt crds e2e image bench bench-compare bench-peers debug-build cli-test node-test python-test
 
 build:
 	$(CARGO) build --release --locked
@@ -90,8 +94,13 @@ bench-compare: build bench-peers
 	$(BROOK) bench-compare --peers-dir $(PEERS) --runs 3 --seconds 2 --report docs/benchmarks.md --chart-data .bench/compare.jsonl
 	$(PEERS)/venv/bin/python src/bench/chart.py .bench/compare.jsonl docs/benchmarks.png
 
-## e2e: the operator's whole flow on the cluster KUBECONFIG names (skips without one);
-## E2E_NO_NODES=1 runs it against a node-less kube-apiserver and etcd from KUBEBUILDER_ASSETS.
+## image: build $(IMAGE) with docker, podman or buildah (from the Dockerfile), or, with
+## K8S_LAB=<k8s-lab folder> and no container engine, import the built binary into the lab.
+image: debug-build
+	bash tests/e2e/image.sh $(IMAGE)
+
+## e2e: Brook's whole story on the cluster KUBECONFIG names (fails when none answers): the
+## image, the CRDs, the operator in the cluster, Streams, Consumers, data, failures, deletion.
 e2e: debug-build $(PYTHON_TOOLS)
 	AWS=$(AWS_CLI) bash tests/e2e/run.sh
 

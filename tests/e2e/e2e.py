@@ -1,0 +1,196 @@
+"""Helpers of `make e2e` that need more than kubectl and the shell.
+
+    e2e.py breakages NAMESPACE      every case of tests/manifests/breakages.yaml refused by the
+                                     API server (server-side dry-run) with its field and words
+    e2e.py put ENDPOINT STREAM N OUT put N records one by one; write the acknowledged ones to OUT
+    e2e.py verify ENDPOINT STREAM ACKED...
+                                     every acknowledged record is in the stream exactly once, in
+                                     its shard's order, with its data
+    e2e.py put-until ENDPOINT STREAM STOPFILE REPORT
+                                     put one record at a time until STOPFILE exists; write the
+                                     acknowledged records and the failures to REPORT (JSON)
+
+Credentials and region come from the usual AWS_* variables.
+"""
+
+import copy
+import json
+import os
+import subprocess
+import sys
+import time
+
+import boto3
+import botocore.config
+import yaml
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def kinesis(endpoint, attempts=1):
+    config = botocore.config.Config(
+        retries={"max_attempts": attempts, "mode": "standard"},
+        connect_timeout=5,
+        read_timeout=10,
+    )
+    return boto3.client("kinesis", endpoint_url=endpoint, config=config)
+
+
+def examples():
+    documents = []
+    folder = os.path.join(ROOT, "examples")
+    for name in sorted(os.listdir(folder)):
+        if name.endswith(".yaml"):
+            with open(os.path.join(folder, name)) as f:
+                documents += [d for d in yaml.safe_load_all(f) if d]
+    return documents
+
+
+def broken(case, documents):
+    manifest = copy.deepcopy(
+        next(
+            d
+            for d in documents
+            if d["kind"] == case["kind"] and d["metadata"]["name"] == case["name"]
+        )
+    )
+    pointer = case.get("set") or case.get("remove")
+    *parents, key = pointer.strip("/").split("/")
+    target = manifest
+    for part in parents:
+        target = target[part]
+    if "set" in case:
+        target[key] = case["value"]
+    else:
+        del target[key]
+    return manifest
+
+
+def breakages(namespace):
+    with open(os.path.join(ROOT, "tests/manifests/breakages.yaml")) as f:
+        cases = yaml.safe_load(f)
+    documents = examples()
+    failures = []
+    for case in cases:
+        manifest = broken(case, documents)
+        result = subprocess.run(
+            [os.environ.get("KUBECTL", "kubectl"), "-n", namespace, "create",
+             "--dry-run=server", "-o", "name", "-f", "-"],
+            input=yaml.safe_dump(manifest),
+            capture_output=True,
+            text=True,
+        )
+        said = result.stderr.strip()
+        what = f"{case['kind']} {case.get('set') or case.get('remove')}"
+        if result.returncode == 0:
+            failures.append(f"admitted: {what}")
+        elif case["message"] not in said or case["field"] not in said:
+            failures.append(f"{what}: refused without {case['field']!r} and {case['message']!r}: {said}")
+        else:
+            print(f"refused as expected: {what}: {said.splitlines()[0][:160]}")
+    for failure in failures:
+        print(f"FAIL: {failure}", file=sys.stderr)
+    print(f"{len(cases) - len(failures)} of {len(cases)} broken manifests refused with their message")
+    return 1 if failures else 0
+
+
+def put(endpoint, stream, count, out):
+    client = kinesis(endpoint, attempts=5)
+    acknowledged = []
+    for i in range(int(count)):
+        data = f"record-{i}-{time.time_ns()}".encode()
+        answer = client.put_record(StreamName=stream, PartitionKey=f"key-{i % 17}", Data=data)
+        acknowledged.append(
+            {"shard": answer["ShardId"], "sequence": answer["SequenceNumber"], "data": data.decode()}
+        )
+    with open(out, "w") as f:
+        json.dump(acknowledged, f)
+    print(f"{len(acknowledged)} records acknowledged")
+    return 0
+
+
+def read_shard(client, stream, shard):
+    iterator = client.get_shard_iterator(
+        StreamName=stream, ShardId=shard, ShardIteratorType="TRIM_HORIZON"
+    )["ShardIterator"]
+    records = []
+    while iterator:
+        answer = client.get_records(ShardIterator=iterator, Limit=10000)
+        records += answer["Records"]
+        # An open shard's iterator never ends: stop once it is caught up.
+        if not answer["Records"] and answer.get("MillisBehindLatest", 0) == 0:
+            break
+        iterator = answer.get("NextShardIterator")
+    return records
+
+
+def verify(endpoint, stream, *acked_files):
+    acknowledged = []
+    for path in acked_files:
+        with open(path) as f:
+            saved = json.load(f)
+        acknowledged += saved["acknowledged"] if isinstance(saved, dict) else saved
+    client = kinesis(endpoint, attempts=5)
+    shards = [s["ShardId"] for s in client.list_shards(StreamName=stream)["Shards"]]
+    stored = {}
+    for shard in shards:
+        for record in read_shard(client, stream, shard):
+            stored.setdefault(record["SequenceNumber"], []).append(
+                (shard, record["Data"].decode(errors="replace"))
+            )
+    problems = []
+    for record in acknowledged:
+        copies = stored.get(record["sequence"], [])
+        if len(copies) != 1:
+            problems.append(f"{record['sequence']}: {len(copies)} copies")
+        elif copies[0] != (record["shard"], record["data"]):
+            problems.append(f"{record['sequence']}: {copies[0]} instead of {record}")
+    by_shard = {}
+    for record in acknowledged:
+        by_shard.setdefault(record["shard"], []).append(int(record["sequence"]))
+    for shard, sequences in by_shard.items():
+        if sequences != sorted(sequences):
+            problems.append(f"{shard}: acknowledged out of order")
+    for problem in problems[:20]:
+        print(f"FAIL: {problem}", file=sys.stderr)
+    print(
+        f"{len(acknowledged) - len(problems)} of {len(acknowledged)} acknowledged records read back "
+        f"once, intact, from {len(shards)} shards"
+    )
+    return 1 if problems else 0
+
+
+def put_until(endpoint, stream, stop_file, report):
+    client = kinesis(endpoint, attempts=1)
+    acknowledged, failures, i = [], [], 0
+    while not os.path.exists(stop_file):
+        data = f"roll-{i}-{time.time_ns()}".encode()
+        try:
+            answer = client.put_record(StreamName=stream, PartitionKey=f"roll-{i % 13}", Data=data)
+            acknowledged.append(
+                {"shard": answer["ShardId"], "sequence": answer["SequenceNumber"], "data": data.decode()}
+            )
+        except Exception as error:  # every failure a client sees counts, whatever its kind
+            failures.append(type(error).__name__)
+            time.sleep(0.2)
+        i += 1
+    with open(report, "w") as f:
+        json.dump({"acknowledged": acknowledged, "failures": failures}, f)
+    return 0
+
+
+def main(argv):
+    commands = {
+        "breakages": breakages,
+        "put": put,
+        "verify": verify,
+        "put-until": put_until,
+    }
+    if len(argv) < 2 or argv[1] not in commands:
+        print(__doc__, file=sys.stderr)
+        return 2
+    return commands[argv[1]](*argv[2:])
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
