@@ -176,3 +176,96 @@ async fn rotated_credentials_take_effect_without_a_restart() {
         }
     }
 }
+
+/// Polls `list_streams` with `client` until `accepted(result)` holds, for up to 20 s (the
+/// broker re-reads its credentials every 5 s).
+async fn until_reloaded(
+    client: &Client,
+    what: &str,
+    accepted: impl Fn(Result<(), String>) -> bool,
+) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let outcome = client
+            .list_streams()
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| error_code(&e));
+        if accepted(outcome.clone()) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} never took effect: {outcome:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test]
+async fn hardening_a_removed_key_and_an_emptied_secret_are_revoked_within_the_reload_period() {
+    let dir = TempDir::new("auth-revoke");
+    let data = TempDir::new("auth-revoke-data");
+    let folder = credentials_folder(&dir);
+    std::fs::write(folder.join("AKIDSECOND"), "second-secret").expect("second key");
+    let broker = BrokerBuilder::default()
+        .arg("--credentials")
+        .arg(folder.to_string_lossy())
+        .start(data.path());
+    let first = client(&broker.endpoint, KEY_ID, SECRET);
+    let second = client(&broker.endpoint, "AKIDSECOND", "second-secret");
+    first.list_streams().send().await.expect("first key works");
+    second
+        .list_streams()
+        .send()
+        .await
+        .expect("second key works");
+
+    std::fs::remove_file(folder.join("AKIDSECOND")).expect("remove the second key");
+    until_reloaded(&second, "removing AKIDSECOND", |outcome| {
+        outcome == Err("UnrecognizedClientException".to_owned())
+    })
+    .await;
+    first
+        .list_streams()
+        .send()
+        .await
+        .expect("the key left in place still works");
+
+    // An emptied Secret means no keys at all, not the keys it had before.
+    std::fs::remove_file(folder.join(KEY_ID)).expect("empty the folder");
+    until_reloaded(&first, "emptying the credentials", |outcome| {
+        outcome == Err("UnrecognizedClientException".to_owned())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn hardening_a_signature_for_another_region_is_refused() {
+    let dir = TempDir::new("auth-region");
+    let data = TempDir::new("auth-region-data");
+    let folder = credentials_folder(&dir);
+    let broker = BrokerBuilder::default()
+        .arg("--credentials")
+        .arg(folder.to_string_lossy())
+        .start(data.path());
+    let elsewhere = Client::from_conf(
+        config(&broker.endpoint, KEY_ID, SECRET)
+            .region(Region::new("eu-west-1"))
+            .build(),
+    );
+    let error = elsewhere
+        .list_streams()
+        .send()
+        .await
+        .expect_err("signed for eu-west-1, served in us-east-1");
+    assert_eq!(error_code(&error), "InvalidSignatureException");
+    let message = format!("{:?}", error);
+    assert!(message.contains("eu-west-1/kinesis"), "{message}");
+    client(&broker.endpoint, KEY_ID, SECRET)
+        .list_streams()
+        .send()
+        .await
+        .expect("signed for the broker's region");
+}

@@ -433,3 +433,82 @@ async fn resource_policies_allow_and_deny_actions_for_each_access_key() {
         .await
         .expect("open again without a policy");
 }
+
+#[tokio::test]
+async fn hardening_resource_policies_fail_closed() {
+    let dir = TempDir::new("policies-closed");
+    let data = TempDir::new("policies-closed-data");
+    let credentials = dir.path().join("credentials");
+    std::fs::write(
+        &credentials,
+        "AKIDWRITER=AKIDWRITER-secret\nAKIDSTRANGER=AKIDSTRANGER-secret\n",
+    )
+    .expect("file");
+    let builder = BrokerBuilder::default()
+        .transition_ms(0)
+        .arg("--no-quotas")
+        .arg("--credentials")
+        .arg(credentials.to_string_lossy());
+    let mut broker = builder.start(data.path());
+    let writer = signed_client(&broker.endpoint, "AKIDWRITER");
+    create_active_stream(&writer, "tuned", 1).await;
+    let policy = r#"{"Statement":[{"Effect":"Allow","Principal":{"AWS":"AKIDWRITER"},"Action":"kinesis:*","Resource":"*"}]}"#;
+    writer
+        .put_resource_policy()
+        .resource_arn(ARN)
+        .policy(policy)
+        .send()
+        .await
+        .expect("PutResourcePolicy");
+
+    // What authorization cannot resolve is refused, not let through.
+    let ghost = writer
+        .describe_stream_consumer()
+        .consumer_arn(format!("{ARN}/consumer/ghost:1"))
+        .send()
+        .await;
+    let ghost = ghost.expect_err("an unresolvable consumer");
+    assert_eq!(error_code(&ghost), "AccessDeniedException");
+    assert!(
+        format!("{ghost:?}").contains("cannot be resolved"),
+        "{ghost:?}"
+    );
+    // A stream to be created is not there yet, and listing names no resource.
+    create_active_stream(&writer, "fresh", 1).await;
+    writer.list_streams().send().await.expect("ListStreams");
+
+    // A stored policy that no longer parses (written by another version, or by hand) refuses
+    // every call on its stream instead of dropping out of the evaluation.
+    let status = broker.terminate();
+    assert!(status.success(), "{status:?}");
+    // Edited as text: the catalog's 128-bit hash keys do not survive a generic JSON value.
+    let catalog_path = data.path().join("catalog.json");
+    let catalog = std::fs::read_to_string(&catalog_path).expect("catalog");
+    let stored = serde_json::to_string(policy).expect("a JSON string");
+    assert_eq!(catalog.matches(&stored).count(), 1, "{catalog}");
+    let broken = serde_json::to_string("{\"Statement\": [").expect("a JSON string");
+    std::fs::write(&catalog_path, catalog.replace(&stored, &broken)).expect("write");
+    broker = builder.start(data.path());
+    let writer = signed_client(&broker.endpoint, "AKIDWRITER");
+    let unreadable = writer
+        .put_record()
+        .stream_name("tuned")
+        .partition_key("k")
+        .data(Blob::new("x"))
+        .send()
+        .await
+        .expect_err("the policy cannot be read");
+    assert_eq!(error_code(&unreadable), "AccessDeniedException");
+    assert!(
+        format!("{unreadable:?}").contains("policy cannot be read"),
+        "{unreadable:?}"
+    );
+    writer
+        .put_record()
+        .stream_name("fresh")
+        .partition_key("k")
+        .data(Blob::new("x"))
+        .send()
+        .await
+        .expect("a stream without a policy is unaffected");
+}

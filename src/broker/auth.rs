@@ -39,6 +39,25 @@ pub enum CredentialsError {
     Empty(String),
 }
 
+/// What a reload of a credentials source does with what it read.
+#[derive(Debug)]
+pub enum Reload {
+    /// Serve exactly these keys; an empty source gives none, which revokes every key.
+    Install(Credentials),
+    /// The source could not be read or parsed: keep serving the last good keys.
+    KeepPrevious(CredentialsError),
+}
+
+/// Decides a reload: whatever the source now holds is served, an emptied source included; only
+/// a source that cannot be read (or is half-written) keeps the keys read before.
+pub fn reload_decision(loaded: Result<Credentials, CredentialsError>) -> Reload {
+    match loaded {
+        Ok(credentials) => Reload::Install(credentials),
+        Err(CredentialsError::Empty(_)) => Reload::Install(Credentials::default()),
+        Err(error) => Reload::KeepPrevious(error),
+    }
+}
+
 /// Access key ids and their secrets.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Credentials {
@@ -410,10 +429,20 @@ pub fn format_amz_date(epoch_ms: u64) -> String {
         .unwrap_or_default()
 }
 
-/// Verifies a request's SigV4 signature at `now_ms`; returns the caller's access key id.
+/// Whether two signatures are equal, compared in constant time: how long the comparison
+/// takes says nothing about how much of a forged signature was right.
+fn same_signature(expected: &str, provided: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    // Lengths are public (a SigV4 signature is always 64 hex digits).
+    expected.len() == provided.len() && bool::from(expected.as_bytes().ct_eq(provided.as_bytes()))
+}
+
+/// Verifies a request's SigV4 signature at `now_ms` for this endpoint's `region`; returns the
+/// caller's access key id.
 pub fn verify(
     request: &SignedRequest<'_>,
     credentials: &Credentials,
+    region: &str,
     now_ms: u64,
 ) -> Result<String, ApiError> {
     let Some(header) = request.header("authorization") else {
@@ -425,7 +454,14 @@ pub fn verify(
     let auth = parse_authorization(header)?;
     if auth.service != SERVICE {
         return Err(invalid(format!(
-            "Credential should be scoped to correct service: '{SERVICE}'."
+            "Credential should be scoped to correct service: '{SERVICE}'. The credential scope {}/{}/{} names service '{}'.",
+            auth.date, auth.region, auth.service, auth.service
+        )));
+    }
+    if auth.region != region {
+        return Err(invalid(format!(
+            "Credential should be scoped to a valid region: this endpoint serves '{region}', the credential scope {}/{}/{} names '{}'.",
+            auth.date, auth.region, auth.service, auth.region
         )));
     }
     for required in ["host", "x-amz-date"] {
@@ -479,8 +515,7 @@ pub fn verify(
         ));
     }
     let expected = expected_signature(request, &auth, amz_date, secret, &body_hash)?;
-    // The comparison is on hex digests of an HMAC; its timing reveals nothing usable.
-    if expected != auth.signature {
+    if !same_signature(&expected, auth.signature) {
         return Err(invalid(
             "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.",
         ));
@@ -554,7 +589,7 @@ mod tests {
     fn a_correctly_signed_request_passes_and_names_its_key() {
         let signed = sign(request(b"{}"), "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY");
         assert_eq!(
-            verify(&signed, &credentials(), SIGNED_AT + 1000),
+            verify(&signed, &credentials(), "us-east-1", SIGNED_AT + 1000),
             Ok("AKIDEXAMPLE".to_owned())
         );
     }
@@ -563,22 +598,34 @@ mod tests {
     fn a_wrong_secret_a_tampered_body_or_a_stale_date_fail() {
         let wrong = sign(request(b"{}"), "not-the-secret");
         assert_eq!(
-            verify(&wrong, &credentials(), SIGNED_AT).map_err(|e| e.kind),
+            verify(&wrong, &credentials(), "us-east-1", SIGNED_AT).map_err(|e| e.kind),
             Err(ErrorKind::InvalidSignature)
         );
         let mut tampered = sign(request(b"{}"), "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY");
         tampered.body = b"{\"Limit\":1}";
         assert_eq!(
-            verify(&tampered, &credentials(), SIGNED_AT).map_err(|e| e.kind),
+            verify(&tampered, &credentials(), "us-east-1", SIGNED_AT).map_err(|e| e.kind),
             Err(ErrorKind::InvalidSignature)
         );
         let fine = sign(request(b"{}"), "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY");
         assert_eq!(
-            verify(&fine, &credentials(), SIGNED_AT + MAX_SKEW_MS + 1).map_err(|e| e.kind),
+            verify(
+                &fine,
+                &credentials(),
+                "us-east-1",
+                SIGNED_AT + MAX_SKEW_MS + 1
+            )
+            .map_err(|e| e.kind),
             Err(ErrorKind::InvalidSignature)
         );
         assert_eq!(
-            verify(&fine, &credentials(), SIGNED_AT - MAX_SKEW_MS - 1).map_err(|e| e.kind),
+            verify(
+                &fine,
+                &credentials(),
+                "us-east-1",
+                SIGNED_AT - MAX_SKEW_MS - 1
+            )
+            .map_err(|e| e.kind),
             Err(ErrorKind::InvalidSignature)
         );
     }
@@ -586,7 +633,7 @@ mod tests {
     #[test]
     fn missing_malformed_or_unknown_credentials_get_their_own_errors() {
         assert_eq!(
-            verify(&request(b"{}"), &credentials(), SIGNED_AT).map_err(|e| e.kind),
+            verify(&request(b"{}"), &credentials(), "us-east-1", SIGNED_AT).map_err(|e| e.kind),
             Err(ErrorKind::MissingAuthenticationToken)
         );
         let mut malformed = request(b"{}");
@@ -595,13 +642,13 @@ mod tests {
             "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE".into(),
         ));
         assert_eq!(
-            verify(&malformed, &credentials(), SIGNED_AT).map_err(|e| e.kind),
+            verify(&malformed, &credentials(), "us-east-1", SIGNED_AT).map_err(|e| e.kind),
             Err(ErrorKind::IncompleteSignature)
         );
         let stranger = sign(request(b"{}"), "x");
         let others = Credentials::from_pairs([("SOMEONEELSE".to_owned(), "x".to_owned())]);
         assert_eq!(
-            verify(&stranger, &others, SIGNED_AT).map_err(|e| e.kind),
+            verify(&stranger, &others, "us-east-1", SIGNED_AT).map_err(|e| e.kind),
             Err(ErrorKind::UnrecognizedClient)
         );
     }
@@ -619,10 +666,66 @@ mod tests {
             .headers
             .push(("authorization".into(), authorization));
         assert_eq!(
-            verify(&request, &credentials(), SIGNED_AT),
+            verify(&request, &credentials(), "us-east-1", SIGNED_AT),
             Ok("AKIDEXAMPLE".to_owned())
         );
         assert_eq!(format_amz_date(SIGNED_AT), "20150830T123600Z");
+    }
+
+    #[test]
+    fn hardening_a_signature_scoped_to_another_region_is_refused_naming_the_scope() {
+        let signed = sign(request(b"{}"), "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY");
+        let refusal = verify(&signed, &credentials(), "eu-west-1", SIGNED_AT)
+            .expect_err("signed for us-east-1");
+        assert_eq!(refusal.kind, ErrorKind::InvalidSignature);
+        assert!(
+            refusal.message.contains("20150830/us-east-1/kinesis")
+                && refusal.message.contains("'eu-west-1'"),
+            "{}",
+            refusal.message
+        );
+    }
+
+    #[test]
+    fn hardening_signatures_compare_whole_and_in_constant_time() {
+        let signature = "a".repeat(64);
+        assert!(same_signature(&signature, &signature.clone()));
+        let mut last_wrong = signature.clone();
+        last_wrong.replace_range(63.., "b");
+        assert!(!same_signature(&signature, &last_wrong));
+        assert!(!same_signature(&signature, &signature[..63]));
+        assert!(!same_signature(&signature, ""));
+    }
+
+    #[test]
+    fn hardening_an_emptied_source_revokes_every_key_and_an_unreadable_one_keeps_them() {
+        let keys = credentials();
+        match reload_decision(Ok(keys.clone())) {
+            Reload::Install(installed) => assert_eq!(installed, keys),
+            other => panic!("{other:?}"),
+        }
+        match reload_decision(Err(CredentialsError::Empty("/keys".to_owned()))) {
+            Reload::Install(installed) => assert!(installed.is_empty()),
+            other => panic!("an empty source must revoke every key: {other:?}"),
+        }
+        for error in [
+            CredentialsError::Read {
+                path: "/keys".to_owned(),
+                message: "permission denied".to_owned(),
+            },
+            CredentialsError::Malformed { line: 2 },
+        ] {
+            assert!(matches!(
+                reload_decision(Err(error)),
+                Reload::KeepPrevious(_)
+            ));
+        }
+        let request = sign(request(b"{}"), "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY");
+        assert_eq!(
+            verify(&request, &Credentials::default(), "us-east-1", SIGNED_AT).map_err(|e| e.kind),
+            Err(ErrorKind::UnrecognizedClient),
+            "no keys: nothing gets through"
+        );
     }
 
     #[test]

@@ -22,6 +22,8 @@ pub struct Metrics {
     stored_bytes: IntGaugeVec,
     requests: IntCounterVec,
     latency: HistogramVec,
+    credential_reload_failures: IntCounterVec,
+    reroutes: IntCounter,
 }
 
 /// One shard's series, created on first use so an idle shard costs no series at all.
@@ -214,6 +216,16 @@ impl Metrics {
                 &["operation"],
             )
             .expect("static metric definition"),
+            reroutes: IntCounter::new(
+                "brook_put_reroutes_total",
+                "Writes routed again because a reshard closed their shard meanwhile.",
+            )
+            .expect("static metric definition"),
+            credential_reload_failures: counter(
+                "brook_credentials_reload_failures_total",
+                "Reloads of a credentials source that could not be read; the last good keys stay.",
+                &["source"],
+            ),
         };
         for collector in [
             Box::new(metrics.incoming_bytes.clone()) as Box<dyn prometheus::core::Collector>,
@@ -225,6 +237,8 @@ impl Metrics {
             Box::new(metrics.stored_bytes.clone()),
             Box::new(metrics.requests.clone()),
             Box::new(metrics.latency.clone()),
+            Box::new(metrics.credential_reload_failures.clone()),
+            Box::new(metrics.reroutes.clone()),
         ] {
             metrics
                 .registry
@@ -235,6 +249,23 @@ impl Metrics {
             metrics.latency.with_label_values(&[operation.name()]);
         }
         metrics
+    }
+
+    /// Counts a write routed again after a reshard closed its shard.
+    pub fn rerouted(&self) {
+        self.reroutes.inc();
+    }
+
+    /// Writes routed again so far.
+    pub fn reroutes(&self) -> u64 {
+        self.reroutes.get()
+    }
+
+    /// Counts a reload of the credentials `source` (`clients` or `admin`) that failed to read.
+    pub fn credentials_reload_failed(&self, source: &str) {
+        self.credential_reload_failures
+            .with_label_values(&[source])
+            .inc();
     }
 
     /// Series handles for one shard, created lazily.

@@ -214,11 +214,19 @@ pub async fn run(options: BrokerOptions) -> Result<(), BrokerError> {
     let broker = Arc::new(open(&options, Arc::new(RealFs))?);
     // Keys are in place before the first request is served; unreadable keys stop the start
     // rather than leave the API open.
-    if let Some(path) = &options.credentials {
-        broker.set_credentials(Some(auth::Credentials::load(path)?));
-    }
-    if let Some(path) = &options.admin_credentials {
-        broker.set_admin_credentials(Some(auth::Credentials::load(path)?));
+    for (path, install) in [
+        (
+            &options.credentials,
+            Broker::set_credentials as fn(&Broker, _),
+        ),
+        (&options.admin_credentials, Broker::set_admin_credentials),
+    ] {
+        if let Some(path) = path {
+            match auth::reload_decision(auth::Credentials::load(path)) {
+                auth::Reload::Install(credentials) => install(&broker, Some(credentials)),
+                auth::Reload::KeepPrevious(error) => return Err(error.into()),
+            }
+        }
     }
     let api = bind(options.listen).await?;
     let observability = bind(options.metrics_listen).await?;
@@ -265,6 +273,7 @@ pub async fn run(options: BrokerOptions) -> Result<(), BrokerError> {
         tokio::spawn(reload_credentials(
             broker.clone(),
             path,
+            "clients",
             Broker::set_credentials,
         ));
     }
@@ -272,6 +281,7 @@ pub async fn run(options: BrokerOptions) -> Result<(), BrokerError> {
         tokio::spawn(reload_credentials(
             broker.clone(),
             path,
+            "admin",
             Broker::set_admin_credentials,
         ));
     }
@@ -316,19 +326,27 @@ pub async fn run(options: BrokerOptions) -> Result<(), BrokerError> {
     Ok(())
 }
 
+/// How often the credentials are read again (a Kubernetes Secret mount changes within a minute).
+const CREDENTIALS_RELOAD: Duration = Duration::from_secs(5);
+
 /// Reloads the credentials every few seconds, so a rotated Kubernetes Secret takes effect
-/// without a restart; a file that cannot be read keeps the previous credentials.
+/// without a restart: a removed key is revoked, an emptied source revokes every key, and only
+/// a source that cannot be read keeps the last good keys (said in a log line and a metric).
 async fn reload_credentials(
     broker: Arc<Broker>,
     path: PathBuf,
+    source: &'static str,
     install: fn(&Broker, Option<auth::Credentials>),
 ) {
-    let mut ticks = tokio::time::interval(Duration::from_secs(5));
+    let mut ticks = tokio::time::interval(CREDENTIALS_RELOAD);
     loop {
         ticks.tick().await;
-        match auth::Credentials::load(&path) {
-            Ok(credentials) => install(&broker, Some(credentials)),
-            Err(error) => tracing::warn!(%error, "keeping the previous credentials"),
+        match auth::reload_decision(auth::Credentials::load(&path)) {
+            auth::Reload::Install(credentials) => install(&broker, Some(credentials)),
+            auth::Reload::KeepPrevious(error) => {
+                broker.metrics.credentials_reload_failed(source);
+                tracing::warn!(%error, source, "credentials unreadable: serving the last good keys");
+            }
         }
     }
 }

@@ -245,13 +245,14 @@ fn authenticate(
         body,
     };
     let now_ms = broker.clock.now_ms();
+    let region = broker.settings.region.as_str();
     if let Some(admin) = admin
         && auth::access_key_of(&request).is_some_and(|key| admin.contains(key))
     {
-        return auth::verify(&request, &admin, now_ms).map(|_| ops::Caller::Admin);
+        return auth::verify(&request, &admin, region, now_ms).map(|_| ops::Caller::Admin);
     }
     match clients {
-        Some(clients) => auth::verify(&request, &clients, now_ms).map(ops::Caller::Client),
+        Some(clients) => auth::verify(&request, &clients, region, now_ms).map(ops::Caller::Client),
         None => Ok(ops::Caller::Anonymous),
     }
 }

@@ -153,13 +153,25 @@ pub fn authorize(
     if !broker.has_policies() {
         return Ok(());
     }
+    let account = &broker.settings.account;
+    let action = format!("kinesis:{}", operation.name());
+    let user = format!("arn:aws:iam::{account}:user/{access_key}");
+    // Authorization fails closed: what cannot be resolved or read is refused, never let by.
+    let refuse = |resource: &str, why: &str| {
+        ApiError::new(
+            ErrorKind::AccessDenied,
+            format!(
+                "User: {user} is not authorized to perform: {action} on resource: {resource} because {why}"
+            ),
+        )
+    };
     let value: serde_json::Value = serde_json::from_slice(body).unwrap_or(serde_json::Value::Null);
     let field = |name: &str| value.get(name).and_then(serde_json::Value::as_str);
     let consumer_arn =
         field("ConsumerARN").or(field("ResourceARN").filter(|a| a.contains("/consumer/")));
     let (resource, texts): (String, Vec<String>) = if let Some(arn) = consumer_arn {
         let Ok((stream, consumer)) = consumers::resolve_consumer(broker, arn) else {
-            return Ok(());
+            return Err(refuse(arn, "the consumer cannot be resolved"));
         };
         (
             arn.to_owned(),
@@ -170,34 +182,52 @@ pub fn authorize(
         )
     } else {
         let stream_arn = field("StreamARN").or(field("ResourceARN"));
+        let named = field("StreamName").or(stream_arn);
         let name = match (field("StreamName"), stream_arn, field("ShardIterator")) {
-            (None, None, Some(iterator)) => broker
-                .iterators
-                .decode(iterator, broker.clock.now_ms())
-                .ok()
-                .map(|p| p.stream_name),
+            // No resource named (ListStreams, DescribeLimits, ...): no resource policy applies.
+            (None, None, None) => return Ok(()),
+            // An iterator that does not decode reads nothing: the operation refuses it.
+            (None, None, Some(iterator)) => {
+                match broker.iterators.decode(iterator, broker.clock.now_ms()) {
+                    Ok(position) => Some(position.stream_name),
+                    Err(_) => return Ok(()),
+                }
+            }
             (name, arn, _) => broker
                 .resolve(name, arn)
                 .ok()
                 .map(|s| s.record.name.clone()),
         };
         let Some(stream) = name.and_then(|n| broker.stream(&n)) else {
-            return Ok(());
+            // The one operation that names a stream which does not exist yet.
+            if operation == Operation::CreateStream {
+                return Ok(());
+            }
+            return Err(refuse(
+                named.unwrap_or("the stream of the shard iterator"),
+                "the stream cannot be resolved",
+            ));
         };
         (
             stream.arn.clone(),
             stream.record.policy.iter().cloned().collect(),
         )
     };
-    let parsed: Vec<policy::Policy> = texts.iter().filter_map(|t| policy::parse(t).ok()).collect();
+    let Ok(parsed) = texts
+        .iter()
+        .map(|text| policy::parse(text))
+        .collect::<Result<Vec<policy::Policy>, _>>()
+    else {
+        return Err(refuse(
+            &resource,
+            "its resource-based policy cannot be read",
+        ));
+    };
     let refs: Vec<&policy::Policy> = parsed.iter().collect();
-    let account = &broker.settings.account;
-    let action = format!("kinesis:{}", operation.name());
     let caller = PolicyCaller {
         access_key,
         account,
     };
-    let user = format!("arn:aws:iam::{account}:user/{access_key}");
     match policy::evaluate(&refs, &caller, &action, &resource) {
         Decision::Allow => Ok(()),
         Decision::ExplicitDeny => Err(ApiError::new(
