@@ -48,6 +48,18 @@ struct Ingest {
     parts: Vec<AppendPart>,
     part_shards: Vec<usize>,
     outcomes: Vec<Outcome>,
+    /// Per record, whether its shard's quota admitted it.
+    admitted: Vec<bool>,
+    /// Per part, the records and bytes it carries, counted in the metrics once stored.
+    part_sizes: Vec<(u64, u64)>,
+}
+
+/// How a routing decides admission: charge the quotas (the first routing of a request), or
+/// keep what the first routing decided (a routing again after a reshard: charged once).
+#[derive(Clone, Copy)]
+enum Admission<'a> {
+    Charge,
+    Decided(&'a [bool]),
 }
 
 fn writable(broker: &Broker, stream: &LiveStream) -> Result<(), ApiError> {
@@ -66,6 +78,7 @@ fn ingest(
     stream: &LiveStream,
     entries: &[PutRecordsEntry<'_>],
     member: &str,
+    admission: Admission<'_>,
 ) -> Result<Ingest, ApiError> {
     let max_record = stream.record.max_record_size_kib as usize * 1024;
     let request_limit = if max_record > MIB { 10 * MIB } else { 5 * MIB };
@@ -137,7 +150,9 @@ fn ingest(
     let mut part_shards: Vec<usize> = Vec::new();
     let mut part_of_shard: Vec<Option<usize>> = vec![None; stream.shards.len()];
     let mut outcomes = Vec::with_capacity(decoded.len());
-    for (key, range, hash, size) in decoded {
+    let mut admitted = Vec::with_capacity(decoded.len());
+    let mut part_sizes: Vec<(u64, u64)> = Vec::new();
+    for (i, (key, range, hash, size)) in decoded.into_iter().enumerate() {
         let shard = stream.route(hash).ok_or_else(|| {
             ApiError::new(
                 ErrorKind::InternalFailure,
@@ -145,8 +160,18 @@ fn ingest(
             )
         })?;
         let shard_position = shard.key.shard_index as usize;
-        if !shard.quota.admit_write(size as u64, now) {
-            shard.metrics.write_throttled().inc();
+        let admit = match admission {
+            Admission::Charge => {
+                let admit = shard.quota.admit_write(size as u64, now);
+                if !admit {
+                    shard.metrics.write_throttled().inc();
+                }
+                admit
+            }
+            Admission::Decided(decided) => decided.get(i).copied().unwrap_or(false),
+        };
+        admitted.push(admit);
+        if !admit {
             outcomes.push(Outcome::Throttled {
                 shard: shard_position,
             });
@@ -155,6 +180,7 @@ fn ingest(
         let part = *part_of_shard[shard_position].get_or_insert_with(|| {
             bodies.push(BodyBuilder::with_capacity(4096));
             part_shards.push(shard_position);
+            part_sizes.push((0, 0));
             bodies.len() - 1
         });
         let body = &mut bodies[part];
@@ -164,8 +190,8 @@ fn ingest(
             shard: shard_position,
         });
         body.push(key, &scratch[range]);
-        shard.metrics.incoming_records().inc();
-        shard.metrics.incoming_bytes().inc_by(size as u64);
+        part_sizes[part].0 += 1;
+        part_sizes[part].1 += size as u64;
     }
     let parts = bodies
         .into_iter()
@@ -179,6 +205,8 @@ fn ingest(
         parts,
         part_shards,
         outcomes,
+        admitted,
+        part_sizes,
     })
 }
 
@@ -206,15 +234,32 @@ async fn store_routed(
     entries: &[PutRecordsEntry<'_>],
     member: &str,
 ) -> Result<(Arc<LiveStream>, Ingest, Vec<Appended>), ApiError> {
+    // The quotas are charged on the first routing only: a routing again after a reshard keeps
+    // which records were admitted, so none is charged twice.
+    let mut decided: Option<Vec<bool>> = None;
     for attempt in 0.. {
-        let mut ingest = ingest(broker, &stream, entries, member)?;
+        let admission = match &decided {
+            None => Admission::Charge,
+            Some(admitted) => Admission::Decided(admitted),
+        };
+        let mut ingest = ingest(broker, &stream, entries, member, admission)?;
         if ingest.parts.is_empty() {
             return Ok((stream, ingest, Vec::new()));
         }
         let parts = std::mem::take(&mut ingest.parts);
         match broker.store.append(parts).await {
-            Ok(landed) => return Ok((stream, ingest, landed)),
+            Ok(landed) => {
+                for (&shard, &(records, bytes)) in ingest.part_shards.iter().zip(&ingest.part_sizes)
+                {
+                    let metrics = &stream.shards[shard].metrics;
+                    metrics.incoming_records().inc_by(records);
+                    metrics.incoming_bytes().inc_by(bytes);
+                }
+                return Ok((stream, ingest, landed));
+            }
             Err(StoreError::ShardClosed(_)) if attempt < MAX_REROUTES => {
+                decided = Some(std::mem::take(&mut ingest.admitted));
+                broker.metrics.rerouted();
                 // The reshard publishes the children right after closing the parents.
                 tokio::time::sleep(std::time::Duration::from_millis(1 + attempt)).await;
                 stream = broker.resolve(Some(&stream.record.name), None)?;

@@ -120,12 +120,20 @@ async fn apply(
         .add_shards(plan.added.iter().map(|&i| key(i)).collect())
         .await
         .map_err(internal)?;
+    // The parents close in the writer before the catalog is saved, so no write lands in a
+    // parent after its end offset is recorded; a failure on the way opens them again, and the
+    // stream stays as it was (a crash instead loses only the in-memory close: the saved
+    // catalog still names the parents open).
+    let mut closed = Vec::with_capacity(plan.closed.len());
     for &index in &plan.closed {
-        let offset = broker
-            .store
-            .close_shard(key(index))
-            .await
-            .map_err(internal)?;
+        let offset = match broker.store.close_shard(key(index)).await {
+            Ok(offset) => offset,
+            Err(error) => {
+                reopen(broker, &closed, &name).await;
+                return Err(internal(error));
+            }
+        };
+        closed.push(key(index));
         if let Some(shard) = plan.record.shards.iter_mut().find(|s| s.index == index) {
             shard.closed_at_offset = Some(offset);
         }
@@ -137,11 +145,25 @@ async fn apply(
     }
     let mut updated = catalog.clone();
     updated.streams.insert(name.clone(), plan.record.clone());
-    broker.save(&updated)?;
+    if let Err(error) = broker.save(&updated) {
+        reopen(broker, &closed, &name).await;
+        return Err(error);
+    }
     *catalog = updated;
     broker.publish(&plan.record);
     tracing::info!(stream = %name, added = ?plan.added, closed = ?plan.closed, "resharded");
     Ok(plan.record)
+}
+
+/// Opens again the parents a failed reshard closed.
+async fn reopen(broker: &Broker, closed: &[ShardKey], stream: &str) {
+    for &shard in closed {
+        if let Err(error) = broker.store.reopen_shard(shard).await {
+            // Only a stopped writer refuses; it refuses every write then, reported elsewhere.
+            tracing::error!(%error, %stream, ?shard, "could not reopen a parent shard");
+        }
+    }
+    tracing::warn!(%stream, "reshard undone: the catalog could not be saved");
 }
 
 pub(super) async fn split_shard(broker: &Arc<Broker>, body: &[u8]) -> Result<Vec<u8>, ApiError> {

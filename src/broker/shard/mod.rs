@@ -242,7 +242,22 @@ impl Store {
 
     /// Closes a shard; returns the offset one past its last record.
     pub async fn close_shard(&self, shard: ShardKey) -> Result<u64, StoreError> {
-        self.ask(|reply| Command::CloseShard { shard, reply }).await
+        self.ask(|reply| Command::SetShardClosed {
+            shard,
+            closed: true,
+            reply,
+        })
+        .await
+    }
+
+    /// Opens a shard closed by a reshard that did not complete; it takes writes again.
+    pub async fn reopen_shard(&self, shard: ShardKey) -> Result<u64, StoreError> {
+        self.ask(|reply| Command::SetShardClosed {
+            shard,
+            closed: false,
+            reply,
+        })
+        .await
     }
 
     /// Sets the retention the writer applies to a stream's segments.

@@ -68,10 +68,13 @@ pub enum Command {
         /// Done.
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
-    /// Close a shard: later appends to it are refused with [`StoreError::ShardClosed`].
-    CloseShard {
+    /// Close a shard (later appends to it are refused with [`StoreError::ShardClosed`]), or
+    /// open it again when the reshard that closed it could not be saved.
+    SetShardClosed {
         /// The shard.
         shard: ShardKey,
+        /// Closed or open.
+        closed: bool,
         /// The offset one past its last record.
         reply: oneshot::Sender<Result<u64, StoreError>>,
     },
@@ -485,10 +488,14 @@ impl Writer {
                 let result = self.checked(|w| w.drop_stream(stream_key));
                 let _ = reply.send(result);
             }
-            Command::CloseShard { shard, reply } => {
+            Command::SetShardClosed {
+                shard,
+                closed,
+                reply,
+            } => {
                 let result = match self.shards.get_mut(&shard) {
                     Some(writer) => {
-                        writer.closed = true;
+                        writer.closed = closed;
                         Ok(writer.next_offset)
                     }
                     None => Err(StoreError::UnknownShard(shard)),
