@@ -131,17 +131,28 @@ async fn acknowledged_records_survive_kill_9_at_any_point() {
     let dir = TempDir::new("crash");
     let builder = BrokerBuilder::default().arg("--no-quotas");
     let acked: Arc<Mutex<Vec<Acked>>> = Arc::default();
-    let kill_points_ms = [150u64, 420, 90, 700];
-    for (round, kill_after) in kill_points_ms.into_iter().enumerate() {
+    // Each round kills the broker once the producers have had this many more records
+    // acknowledged: kill points follow the writer's progress, not the clock, so a busy
+    // machine moves them nowhere; writes are in flight at every kill.
+    let kill_after_acks = [150usize, 420, 90, 700];
+    for (round, kill_after) in kill_after_acks.into_iter().enumerate() {
         let mut broker = builder.start(dir.path());
         let client = broker.client();
         if round == 0 {
             create_active_stream(&client, "durable", 3).await;
         }
+        let target = acked.lock().expect("lock").len() + kill_after;
         let producers: Vec<_> = (0..4)
             .map(|p| tokio::spawn(produce(broker.client(), round * 10 + p, acked.clone())))
             .collect();
-        tokio::time::sleep(Duration::from_millis(kill_after)).await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        while acked.lock().expect("lock").len() < target {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "round {round}: the producers stalled"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
         broker.kill();
         for producer in producers {
             producer.await.expect("producer task");

@@ -45,7 +45,7 @@ async fn every_pod_serves_the_home_pods_stream_with_signatures_and_event_streams
     let through_other = signed(&other.endpoint);
     let at_home = signed(&home.endpoint);
     create_active_stream(&through_other, "orders", 2).await;
-    let mut sequences = Vec::new();
+    let mut acknowledged = std::collections::BTreeMap::new();
     for n in 0..20 {
         let put = through_other
             .put_record()
@@ -55,10 +55,10 @@ async fn every_pod_serves_the_home_pods_stream_with_signatures_and_event_streams
             .send()
             .await
             .expect("a put through the forwarding pod");
-        sequences.push(put.sequence_number().to_owned());
+        acknowledged.insert(put.sequence_number().to_owned(), format!("order-{n}"));
     }
-    // The home broker holds what the other pod accepted, and vice versa.
-    let mut seen = 0;
+    // The home broker holds what the other pod accepted, under the sequence numbers the
+    // forwarder acknowledged, and reads through the forwarder return the same.
     for client in [&at_home, &through_other] {
         let shards = client
             .list_shards()
@@ -66,7 +66,7 @@ async fn every_pod_serves_the_home_pods_stream_with_signatures_and_event_streams
             .send()
             .await
             .expect("shards");
-        let mut total = 0;
+        let mut stored = std::collections::BTreeMap::new();
         for shard in shards.shards() {
             let iterator = client
                 .get_shard_iterator()
@@ -85,12 +85,15 @@ async fn every_pod_serves_the_home_pods_stream_with_signatures_and_event_streams
                 .send()
                 .await
                 .expect("records");
-            total += records.records().len();
+            for record in records.records() {
+                stored.insert(
+                    record.sequence_number().to_owned(),
+                    String::from_utf8_lossy(record.data().as_ref()).into_owned(),
+                );
+            }
         }
-        assert_eq!(total, 20);
-        seen += 1;
+        assert_eq!(stored, acknowledged);
     }
-    assert_eq!(seen, 2);
 
     // A wrong signature is refused at home, through the forwarder.
     let forged = signed_client(&other.endpoint, KEY_ID, "wrong");
@@ -123,19 +126,24 @@ async fn every_pod_serves_the_home_pods_stream_with_signatures_and_event_streams
         .expect("consumer")
         .consumer_arn()
         .to_owned();
-    for _ in 0..100 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
         let described = at_home
             .describe_stream_consumer()
             .consumer_arn(&consumer)
             .send()
             .await
             .expect("describe consumer");
-        if described
+        let status = described
             .consumer_description()
-            .is_some_and(|c| c.consumer_status().as_str() == "ACTIVE")
-        {
+            .map(|c| c.consumer_status().as_str().to_owned());
+        if status.as_deref() == Some("ACTIVE") {
             break;
         }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the consumer never became ACTIVE: {status:?}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let mut subscription = through_other

@@ -138,6 +138,20 @@ async fn produce(
     }
 }
 
+/// Waits until the producers have had `by` more records acknowledged, so every reshard step
+/// overlaps writes however busy the machine is.
+async fn until_acked_grows(acked: &Arc<Mutex<Vec<Vec<u8>>>>, by: usize) {
+    let target = acked.lock().expect("lock").len() + by;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while acked.lock().expect("lock").len() < target {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the producers stalled"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resharding_under_concurrent_writes_loses_nothing_and_keeps_key_order() {
     let dir = TempDir::new("reshard-writes");
@@ -152,7 +166,7 @@ async fn resharding_under_concurrent_writes_loses_nothing_and_keeps_key_order() 
         .map(|p| tokio::spawn(produce(broker.client(), p, stop.clone(), acked.clone())))
         .collect();
 
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    until_acked_grows(&acked, 100).await;
     let middle = (u128::MAX / 4).to_string();
     client
         .split_shard()
@@ -162,21 +176,32 @@ async fn resharding_under_concurrent_writes_loses_nothing_and_keeps_key_order() 
         .send()
         .await
         .expect("SplitShard");
-    let updating = client
-        .describe_stream_summary()
+    // Right after SplitShard the stream may still be UPDATING or already ACTIVE again; either
+    // way the parent's children are there.
+    let after_split = client
+        .describe_stream()
         .stream_name("elastic")
         .send()
         .await
-        .expect("summary");
-    assert_eq!(
-        updating
-            .stream_description_summary()
-            .expect("summary")
-            .stream_status(),
-        &StreamStatus::Updating
+        .expect("describe");
+    let description = after_split.stream_description().expect("description");
+    assert!(
+        matches!(
+            description.stream_status(),
+            StreamStatus::Updating | StreamStatus::Active
+        ),
+        "{:?}",
+        description.stream_status()
     );
+    let children: Vec<&str> = description
+        .shards()
+        .iter()
+        .filter(|s| s.parent_shard_id() == Some("shardId-000000000000"))
+        .map(|s| s.shard_id())
+        .collect();
+    assert_eq!(children, ["shardId-000000000002", "shardId-000000000003"]);
     wait_for_status(&client, "elastic", "ACTIVE").await;
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    until_acked_grows(&acked, 100).await;
     client
         .merge_shards()
         .stream_name("elastic")
@@ -186,7 +211,7 @@ async fn resharding_under_concurrent_writes_loses_nothing_and_keeps_key_order() 
         .await
         .expect("MergeShards");
     wait_for_status(&client, "elastic", "ACTIVE").await;
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    until_acked_grows(&acked, 100).await;
     client
         .update_shard_count()
         .stream_name("elastic")
@@ -196,7 +221,7 @@ async fn resharding_under_concurrent_writes_loses_nothing_and_keeps_key_order() 
         .await
         .expect("UpdateShardCount");
     wait_for_status(&client, "elastic", "ACTIVE").await;
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    until_acked_grows(&acked, 100).await;
     *stop.lock().expect("lock") = true;
     for producer in producers {
         producer.await.expect("producer");

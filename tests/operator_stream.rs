@@ -5,6 +5,7 @@
 mod support;
 
 use serde_json::json;
+use support::broker::error_code;
 use support::operator::{
     CLAIMS, CONFIG_MAPS, Harness, NAMESPACE, PDBS, SECRETS, SERVICE_MONITORS, SERVICES,
     STATEFULSETS, STREAMS, condition,
@@ -78,16 +79,14 @@ async fn a_new_stream_gets_its_brokers_then_its_stream_and_a_steady_reconcile_wr
         status.endpoint.as_deref(),
         Some("http://orders.shop.svc:4567")
     );
-    assert!(
-        harness
-            .kinesis()
-            .describe_stream_summary()
-            .stream_name("orders")
-            .send()
-            .await
-            .is_err(),
-        "the stream waits for ready brokers"
-    );
+    let waiting = harness
+        .kinesis()
+        .describe_stream_summary()
+        .stream_name("orders")
+        .send()
+        .await
+        .expect_err("the stream waits for ready brokers");
+    assert_eq!(error_code(&waiting), "ResourceNotFoundException");
 
     harness.brokers_ready("orders", 3);
     let ready = harness.reconcile_until_ready("orders").await;
@@ -307,17 +306,16 @@ async fn deleting_a_stream_deletes_it_in_the_brokers_then_its_children_and_volum
         .stream_name("orders")
         .send()
         .await;
-    assert!(
-        gone.is_err() || {
-            let status = gone
-                .as_ref()
-                .ok()
-                .and_then(|s| s.stream_description_summary())
-                .map(|s| s.stream_status().as_str().to_owned());
-            status.as_deref() == Some("DELETING")
-        },
-        "the stream is deleted in the brokers"
-    );
+    // Deleted in the brokers: gone already, or still DELETING.
+    match gone {
+        Err(error) => assert_eq!(error_code(&error), "ResourceNotFoundException"),
+        Ok(summary) => assert_eq!(
+            summary
+                .stream_description_summary()
+                .map(|s| s.stream_status().as_str()),
+            Some("DELETING")
+        ),
+    }
     for (collection, name) in [
         (STATEFULSETS, "orders"),
         (SERVICES, "orders"),

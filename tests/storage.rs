@@ -28,6 +28,8 @@ enum Event {
     Append(usize),
     SyncStarted,
     SyncReturned,
+    /// The test saw the append's acknowledgement.
+    Acknowledged,
 }
 
 /// Wraps the real file system: records journal calls, can hold a sync until released, and
@@ -37,12 +39,26 @@ struct Recording {
     events: Mutex<Vec<Event>>,
     hold_sync: Mutex<bool>,
     released: Condvar,
+    recorded: Condvar,
     fail_next_sync: AtomicBool,
 }
 
 impl Recording {
     fn record(&self, event: Event) {
         self.events.lock().expect("lock").push(event);
+        self.recorded.notify_all();
+    }
+
+    /// Blocks until `event` has been recorded (or fails after 60 s).
+    fn wait_for(&self, event: &Event) {
+        let events = self.events.lock().expect("lock");
+        let (events, timeout) = self
+            .recorded
+            .wait_timeout_while(events, Duration::from_secs(60), |events| {
+                !events.contains(event)
+            })
+            .expect("wait");
+        assert!(!timeout.timed_out(), "{event:?} never happened: {events:?}");
     }
 
     fn hold(&self, hold: bool) {
@@ -121,6 +137,18 @@ impl FileSystem for RecordingFs {
     }
 }
 
+/// Polls `done` every 20 ms until it holds; fails after 60 s.
+async fn eventually(what: &str, done: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never happened: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 fn open(dir: &Path, fs: Arc<dyn FileSystem>) -> Store {
     let options = StoreOptions {
         checkpoint_interval: Duration::from_secs(3600),
@@ -172,16 +200,18 @@ async fn no_acknowledgement_leaves_before_the_sync_that_covers_it_returns() {
     recording.events.lock().expect("lock").clear();
     recording.hold(true);
     let writer = store.clone();
-    let append = tokio::spawn(async move { writer.append(vec![part("a", 3)]).await });
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(
-        !append.is_finished(),
-        "acknowledged while the journal sync was still running"
-    );
-    assert_eq!(
-        *recording.events.lock().expect("lock"),
-        [Event::Append(48 + 3 * (2 + 1 + 4 + 3)), Event::SyncStarted]
-    );
+    let acknowledged = recording.clone();
+    let append = tokio::spawn(async move {
+        let landed = writer.append(vec![part("a", 3)]).await;
+        acknowledged.record(Event::Acknowledged);
+        landed
+    });
+    // The writer reached the journal sync, which is held: nothing may be acknowledged or
+    // readable until it returns.
+    let waiting = recording.clone();
+    tokio::task::spawn_blocking(move || waiting.wait_for(&Event::SyncStarted))
+        .await
+        .expect("wait");
     assert!(
         stored_data(&store).is_empty(),
         "readers saw records before their sync"
@@ -189,9 +219,15 @@ async fn no_acknowledgement_leaves_before_the_sync_that_covers_it_returns() {
     recording.hold(false);
     let landed = append.await.expect("task").expect("append");
     assert_eq!(landed[0].base_offset, 0);
+    // The order the file layer and the caller saw: the acknowledgement after the sync returned.
     assert_eq!(
-        recording.events.lock().expect("lock").last(),
-        Some(&Event::SyncReturned)
+        *recording.events.lock().expect("lock"),
+        [
+            Event::Append(48 + 3 * (2 + 1 + 4 + 3)),
+            Event::SyncStarted,
+            Event::SyncReturned,
+            Event::Acknowledged
+        ]
     );
     assert_eq!(stored_data(&store), ["a-0", "a-1", "a-2"]);
 }
@@ -354,7 +390,16 @@ async fn checkpoints_make_segments_durable_and_recovery_reads_them_back() {
         store.append(vec![part(&label, 20)]).await.expect("append");
         expected.extend((0..20).map(|i| format!("{label}-{i}")));
     }
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // A periodic checkpoint (every 200 ms) comes to cover every record appended.
+    let checkpointed = || -> Option<u64> {
+        let bytes = std::fs::read(dir.path().join("checkpoint.json")).ok()?;
+        let checkpoint: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+        checkpoint["shards"].as_array()?.first()?["next_offset"].as_u64()
+    };
+    eventually("a checkpoint of all 800 records", || {
+        checkpointed() == Some(800)
+    })
+    .await;
     let segments = std::fs::read_dir(dir.path().join("streams/1/0"))
         .expect("shard dir")
         .flatten()
@@ -416,12 +461,12 @@ async fn retention_deletes_whole_expired_segments() {
     assert!(before > 3, "small segments rolled: {before}");
     clock.advance(25 * 3_600_000);
     store.append(vec![part("fresh", 1)]).await.expect("append");
-    tokio::time::sleep(Duration::from_millis(2200)).await;
-    let after = segment_files(dir.path());
-    assert_eq!(
-        after, 1,
-        "every sealed segment older than the retention went, the active one stayed"
-    );
+    // The writer's housekeeping deletes them on its next rounds.
+    eventually(
+        "every sealed segment older than the retention deleted",
+        || segment_files(dir.path()) == 1,
+    )
+    .await;
     let log = store.log(SHARD).expect("shard");
     let cutoff = clock.now_ms() - 24 * 3_600_000;
     let limits = ReadLimits {
