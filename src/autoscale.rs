@@ -56,6 +56,14 @@ pub fn shards_for(observation: &Observation, policy: &ScalingPolicy) -> u32 {
     by_bytes.max(by_records).ceil().max(1.0) as u32
 }
 
+/// Whether the observations reach back over the whole `window` before `now_ms`: a stream
+/// measured for less time than its scale-down window is never scaled down.
+fn covers(history: &[Observation], window_ms: u64, now_ms: u64) -> bool {
+    history
+        .iter()
+        .any(|o| o.at_ms.saturating_add(window_ms) <= now_ms)
+}
+
 /// Decides the open shard count for a stream that has `current` open shards.
 pub fn decide(
     current: u32,
@@ -99,7 +107,7 @@ pub fn decide(
                 policy.target_utilization_percent
             ),
         )
-    } else if down < current {
+    } else if down < current && covers(history, policy.scale_down_window_ms, now_ms) {
         (
             bounded(down),
             format!(
@@ -170,12 +178,17 @@ mod tests {
         let mut history: Vec<_> = (0..30).map(|i| load(i * 10_000, 100.0)).collect();
         assert_eq!(
             decide(8, &history, &policy(), 290_000).desired_shards,
+            8,
+            "290 s of quiet is less than the 300 s window"
+        );
+        assert_eq!(
+            decide(8, &history, &policy(), 300_000).desired_shards,
             4,
             "half at most per step"
         );
         history.push(load(295_000, 6000.0));
         assert_eq!(
-            decide(8, &history, &policy(), 295_000).desired_shards,
+            decide(8, &history, &policy(), 300_000).desired_shards,
             8,
             "recent demand keeps them"
         );
@@ -188,7 +201,10 @@ mod tests {
             max_shards: 5,
             ..policy()
         };
-        assert_eq!(decide(4, &[load(0, 0.0)], &bounded, 0).desired_shards, 3);
+        assert_eq!(
+            decide(4, &[load(0, 0.0)], &bounded, 300_000).desired_shards,
+            3
+        );
         assert_eq!(
             decide(4, &[load(0, 100_000.0)], &bounded, 0).desired_shards,
             5
@@ -206,6 +222,19 @@ mod tests {
         let decision = decide(4, &[heavy], &policy(), 0);
         assert_eq!(decision.utilization_percent, 100);
         assert!(decision.reason.contains("6 shards"), "{}", decision.reason);
+    }
+
+    #[test]
+    fn hardening_one_quiet_sample_never_scales_down_a_stream_measured_for_less_than_its_window() {
+        // A new stream, or one just rescaled whose history was lost: quiet for 20 s only.
+        let history = [load(280_000, 0.0), load(300_000, 0.0)];
+        let decision = decide(8, &history, &policy(), 300_000);
+        assert_eq!(decision.desired_shards, 8, "{}", decision.reason);
+        // Scaling up needs no such wait.
+        assert_eq!(
+            decide(2, &[load(300_000, 5000.0)], &policy(), 300_000).desired_shards,
+            4
+        );
     }
 
     #[test]

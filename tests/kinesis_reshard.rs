@@ -480,23 +480,10 @@ async fn open_shards(client: &Client, stream: &str) -> i32 {
         .open_shard_count()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_on_demand_stream_follows_its_write_demand() {
+/// Creates the ON_DEMAND stream `elastic` (4 shards) and writes to it until it has scaled up;
+/// returns its open shards then.
+async fn load_until_scaled_up(client: &Client) -> i32 {
     use aws_sdk_kinesis::types::{StreamMode, StreamModeDetails};
-    let dir = TempDir::new("on-demand-scaling");
-    let broker = BrokerBuilder::default()
-        .transition_ms(0)
-        .arg("--no-quotas")
-        .arg("--write-records-per-second")
-        .arg("100")
-        .arg("--on-demand-interval-ms")
-        .arg("200")
-        .arg("--on-demand-scale-up-seconds")
-        .arg("0")
-        .arg("--on-demand-scale-down-seconds")
-        .arg("1")
-        .start(dir.path());
-    let client = broker.client();
     client
         .create_stream()
         .stream_name("elastic")
@@ -509,10 +496,9 @@ async fn an_on_demand_stream_follows_its_write_demand() {
         .send()
         .await
         .expect("CreateStream");
-    wait_for_status(&client, "elastic", "ACTIVE").await;
-    assert_eq!(open_shards(&client, "elastic").await, 4);
-
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    wait_for_status(client, "elastic", "ACTIVE").await;
+    assert_eq!(open_shards(client, "elastic").await, 4);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let mut peak = 4;
     while peak <= 4 {
         assert!(
@@ -536,8 +522,90 @@ async fn an_on_demand_stream_follows_its_write_demand() {
             .await
             .expect("PutRecords");
         tokio::time::sleep(Duration::from_millis(40)).await;
-        peak = peak.max(open_shards(&client, "elastic").await);
+        peak = peak.max(open_shards(client, "elastic").await);
     }
+    peak
+}
+
+/// Rounds the broker's ON_DEMAND autoscaler has made, from its metrics.
+fn on_demand_rounds(broker: &support::broker::Broker) -> u64 {
+    let (_, text) = broker.observe("/metrics");
+    text.lines()
+        .find_map(|line| line.strip_prefix("brook_on_demand_rounds_total "))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Waits until the autoscaler has made `rounds` more rounds.
+async fn after_rounds(broker: &support::broker::Broker, rounds: u64) {
+    let target = on_demand_rounds(broker) + rounds;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while on_demand_rounds(broker) < target {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the autoscaler stopped"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hardening_an_on_demand_stream_scales_down_only_after_its_whole_window() {
+    let dir = TempDir::new("on-demand-window");
+    let broker = BrokerBuilder::default()
+        .transition_ms(0)
+        .arg("--no-quotas")
+        .arg("--write-records-per-second")
+        .arg("100")
+        .arg("--on-demand-interval-ms")
+        .arg("50")
+        .arg("--on-demand-scale-up-seconds")
+        .arg("0")
+        .arg("--on-demand-scale-down-seconds")
+        .arg("600")
+        .start(dir.path());
+    let client = broker.client();
+    let peak = load_until_scaled_up(&client).await;
+    // Idle now, but measured for far less than the 600 s window (also after the rescale,
+    // which keeps the history): the shards stay.
+    after_rounds(&broker, 5).await;
+    assert_eq!(open_shards(&client, "elastic").await, peak);
+    broker.advance_clock(300_000);
+    after_rounds(&broker, 5).await;
+    assert_eq!(
+        open_shards(&client, "elastic").await,
+        peak,
+        "300 s of quiet is half the window"
+    );
+    // Once quiet samples cover the whole window, the stream scales down.
+    broker.advance_clock(700_000);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while open_shards(&client, "elastic").await >= peak {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the stream never scaled down after a quiet window"
+        );
+        after_rounds(&broker, 1).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_on_demand_stream_follows_its_write_demand() {
+    let dir = TempDir::new("on-demand-scaling");
+    let broker = BrokerBuilder::default()
+        .transition_ms(0)
+        .arg("--no-quotas")
+        .arg("--write-records-per-second")
+        .arg("100")
+        .arg("--on-demand-interval-ms")
+        .arg("200")
+        .arg("--on-demand-scale-up-seconds")
+        .arg("0")
+        .arg("--on-demand-scale-down-seconds")
+        .arg("1")
+        .start(dir.path());
+    let client = broker.client();
+    let peak = load_until_scaled_up(&client).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
         let now_open = open_shards(&client, "elastic").await;

@@ -24,6 +24,7 @@ pub struct Metrics {
     latency: HistogramVec,
     credential_reload_failures: IntCounterVec,
     reroutes: IntCounter,
+    on_demand_rounds: IntCounter,
 }
 
 /// One shard's series, created on first use so an idle shard costs no series at all.
@@ -221,6 +222,11 @@ impl Metrics {
                 "Writes routed again because a reshard closed their shard meanwhile.",
             )
             .expect("static metric definition"),
+            on_demand_rounds: IntCounter::new(
+                "brook_on_demand_rounds_total",
+                "Rounds of the ON_DEMAND autoscaler: every such stream measured and decided.",
+            )
+            .expect("static metric definition"),
             credential_reload_failures: counter(
                 "brook_credentials_reload_failures_total",
                 "Reloads of a credentials source that could not be read; the last good keys stay.",
@@ -239,6 +245,7 @@ impl Metrics {
             Box::new(metrics.latency.clone()),
             Box::new(metrics.credential_reload_failures.clone()),
             Box::new(metrics.reroutes.clone()),
+            Box::new(metrics.on_demand_rounds.clone()),
         ] {
             metrics
                 .registry
@@ -249,6 +256,11 @@ impl Metrics {
             metrics.latency.with_label_values(&[operation.name()]);
         }
         metrics
+    }
+
+    /// Counts one round of the ON_DEMAND autoscaler.
+    pub fn on_demand_evaluated(&self) {
+        self.on_demand_rounds.inc();
     }
 
     /// Counts a write routed again after a reshard closed its shard.

@@ -74,6 +74,12 @@ pub async fn run(broker: Arc<Broker>, settings: OnDemandSettings) {
             if seconds <= 0.0 {
                 continue;
             }
+            // Shards that expired leave the totals: measure from the new baseline.
+            if totals.0 < entry.last_totals.0 || totals.1 < entry.last_totals.1 {
+                entry.last_totals = totals;
+                entry.last_ms = now;
+                continue;
+            }
             entry.history.push_back(Observation {
                 at_ms: now,
                 bytes_per_second: totals.0.saturating_sub(entry.last_totals.0) as f64 / seconds,
@@ -81,9 +87,11 @@ pub async fn run(broker: Arc<Broker>, settings: OnDemandSettings) {
             });
             entry.last_totals = totals;
             entry.last_ms = now;
+            // Older samples go, but the newest of them stays: it shows how far back the
+            // measurements reach, which a scale-down's window must be covered by.
             while entry
                 .history
-                .front()
+                .get(1)
                 .is_some_and(|o| o.at_ms + keep_ms < now)
             {
                 entry.history.pop_front();
@@ -116,10 +124,11 @@ pub async fn run(broker: Arc<Broker>, settings: OnDemandSettings) {
                 {
                     tracing::warn!(stream = %stream.record.name, %error, "on-demand rescale failed");
                 }
-                // Measure the new shards from scratch.
-                entry.history.clear();
+                // The history is the stream's demand, whatever its shards: it is kept across
+                // the rescale, so the stabilization windows hold instead of starting over.
             }
         }
+        broker.metrics.on_demand_evaluated();
         measured.retain(|name, _| broker.stream(name).is_some());
         expire_closed_shards(&broker, now).await;
     }
