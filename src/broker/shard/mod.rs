@@ -284,6 +284,11 @@ impl Store {
             .cloned()
     }
 
+    /// Checkpoints now: syncs what was written since the last one and starts a new journal.
+    pub async fn checkpoint(&self) -> Result<(), StoreError> {
+        self.ask(|reply| Command::Checkpoint { reply }).await
+    }
+
     /// Checkpoints and stops the writer; later writes fail.
     pub async fn shutdown(&self) -> Result<(), StoreError> {
         self.ask(|reply| Command::Shutdown { reply }).await

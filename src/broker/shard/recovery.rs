@@ -48,9 +48,18 @@ pub(super) fn recover(
     let checkpoint = read_checkpoint(dir)?;
     let durable: HashMap<ShardKey, &ShardCheckpoint> =
         checkpoint.shards.iter().map(|s| (s.key, s)).collect();
+    let now = clock.now_ms();
+    // Before anything is changed: every segment the checkpoint lists is there, unless
+    // retention has expired all of its records.
+    let problems = missing_listed_segments(dir, &checkpoint, &retention_ms, now);
+    if !problems.is_empty() {
+        return Err(StoreError::Corrupt(format!(
+            "refusing to start, nothing was changed: the checkpoint lists data that is not on the volume: {}",
+            problems.join("; ")
+        )));
+    }
     remove_unknown_streams(dir, shards)?;
 
-    let now = clock.now_ms();
     let mut writers = HashMap::with_capacity(shards.len());
     for &key in shards {
         let view = restore_shard(fs.as_ref(), dir, key, durable.get(&key).copied())?;
@@ -113,6 +122,51 @@ pub(super) fn recover(
     Ok((writer, report))
 }
 
+/// Whether a segment whose newest record arrived at `last_arrival_ms` holds nothing that
+/// `retention_ms` still keeps at `now_ms`: only then may it be missing.
+pub fn expired_by_retention(last_arrival_ms: u64, retention_ms: u64, now_ms: u64) -> bool {
+    last_arrival_ms.saturating_add(retention_ms) < now_ms
+}
+
+/// The segments the checkpoint lists that are missing or shorter than it says, although they
+/// hold records within retention, each as a message.
+fn missing_listed_segments(
+    dir: &Path,
+    checkpoint: &Checkpoint,
+    retention_ms: &HashMap<u32, u64>,
+    now_ms: u64,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    for shard in &checkpoint.shards {
+        let retention = retention_ms
+            .get(&shard.key.stream_key)
+            .copied()
+            .unwrap_or(86_400_000);
+        for segment in &shard.segments {
+            if expired_by_retention(segment.last_arrival_ms, retention, now_ms) {
+                continue;
+            }
+            let path = segment_path(&shard_dir(dir, shard.key), segment.base_offset);
+            match std::fs::metadata(&path) {
+                Ok(meta) if meta.len() >= segment.len => {}
+                Ok(meta) => problems.push(format!(
+                    "{} holds {} bytes, {} were synced",
+                    path.display(),
+                    meta.len(),
+                    segment.len
+                )),
+                Err(_) => problems.push(format!(
+                    "{} (records {}..{}) is missing",
+                    path.display(),
+                    segment.base_offset,
+                    segment.end_offset
+                )),
+            }
+        }
+    }
+    problems
+}
+
 fn read_checkpoint(dir: &Path) -> Result<Checkpoint, StoreError> {
     let path = dir.join(CHECKPOINT_FILE);
     match std::fs::read(&path) {
@@ -151,7 +205,8 @@ fn restore_shard(
         for segment in &durable.segments {
             let path = segment_path(&shard_dir, segment.base_offset);
             if !path.exists() {
-                // Retention deleted it after the checkpoint was written.
+                // Retention deleted it after the checkpoint was written (a missing segment
+                // within retention stopped recovery before anything was changed).
                 continue;
             }
             let mut file = fs.open_append(&path).map_err(StoreError::io(&path))?;

@@ -87,6 +87,11 @@ pub enum Command {
     },
     /// Periodic housekeeping: checkpoint when due, delete expired segments.
     Tick,
+    /// Checkpoint now (whether due or not) and keep going.
+    Checkpoint {
+        /// Done.
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
     /// Checkpoint now and stop.
     Shutdown {
         /// Done.
@@ -120,6 +125,11 @@ pub(super) struct ShardWriter {
     active: Option<ActiveSegment>,
     sealed: Vec<SealedSegment>,
     dirty: bool,
+    /// Files were created in the shard's folder since the last checkpoint: their directory
+    /// entries are durable only once the folder is synced.
+    new_entries: bool,
+    /// The shard's folder itself was created since the last checkpoint.
+    new_folder: bool,
     pub(super) closed: bool,
     round: Vec<u8>,
     round_index: Vec<IndexEntry>,
@@ -162,6 +172,8 @@ impl ShardWriter {
             active,
             sealed: Vec::new(),
             dirty: false,
+            new_entries: false,
+            new_folder: false,
             closed: false,
             round: Vec::new(),
             round_index: Vec::new(),
@@ -200,7 +212,11 @@ impl ShardWriter {
             });
         }
         if self.active.is_none() {
-            std::fs::create_dir_all(&self.dir).map_err(StoreError::io(&self.dir))?;
+            if !self.dir.exists() {
+                std::fs::create_dir_all(&self.dir).map_err(StoreError::io(&self.dir))?;
+                self.new_folder = true;
+            }
+            self.new_entries = true;
             let path = segment_path(&self.dir, self.next_offset);
             let file = fs.open_append(&path).map_err(StoreError::io(&path))?;
             file.len().map_err(StoreError::io(&path))?;
@@ -323,16 +339,32 @@ impl ShardWriter {
                 .file
                 .sync_data()
                 .map_err(StoreError::io(&sealed.path))?;
-            append_index(fs, &sealed.path, &sealed.unpersisted_index)?;
+            self.new_entries |= append_index(fs, &sealed.path, &sealed.unpersisted_index)?;
         }
         if let Some(active) = self.active.as_mut() {
             active
                 .file
                 .sync_data()
                 .map_err(StoreError::io(&active.path))?;
-            append_index(fs, &active.path, &active.unpersisted_index)?;
+            self.new_entries |= append_index(fs, &active.path, &active.unpersisted_index)?;
             active.unpersisted_index.clear();
         }
+        // New segment and index files survive a power cut only once their folder is synced,
+        // and a new folder only once its parents are: all before the checkpoint names them.
+        if self.new_entries || self.new_folder {
+            fs.sync_dir(&self.dir).map_err(StoreError::io(&self.dir))?;
+        }
+        if self.new_folder {
+            let mut folder = self.dir.parent();
+            // The shard's folder is in its stream's, which is in `streams`.
+            for _ in 0..2 {
+                let Some(parent) = folder else { break };
+                fs.sync_dir(parent).map_err(StoreError::io(parent))?;
+                folder = parent.parent();
+            }
+        }
+        self.new_entries = false;
+        self.new_folder = false;
         self.dirty = false;
         Ok(())
     }
@@ -388,19 +420,22 @@ impl ShardWriter {
     }
 }
 
+/// Appends and syncs index entries; returns whether the index file was new.
 fn append_index(
     fs: &dyn FileSystem,
     segment: &Path,
     entries: &[IndexEntry],
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     if entries.is_empty() {
-        return Ok(());
+        return Ok(false);
     }
     let path = index_path(segment);
+    let created = !path.exists();
     let mut file = fs.open_append(&path).map_err(StoreError::io(&path))?;
     file.append(&encode_index(entries))
         .map_err(StoreError::io(&path))?;
-    file.sync_data().map_err(StoreError::io(&path))
+    file.sync_data().map_err(StoreError::io(&path))?;
+    Ok(created)
 }
 
 /// The writer thread's state.
@@ -510,6 +545,9 @@ impl Writer {
             }
             Command::Tick => {
                 let _ = self.checked(|w| w.housekeeping());
+            }
+            Command::Checkpoint { reply } => {
+                let _ = reply.send(self.checked(|w| w.checkpoint()));
             }
             Command::Append { .. } | Command::Shutdown { .. } => {}
         }
