@@ -227,17 +227,33 @@ async fn consumers_register_describe_list_and_deregister_within_kinesis_limits()
             .consumer_status(),
         &ConsumerStatus::Deleting
     );
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    let gone = client
-        .describe_stream_consumer()
-        .stream_arn(STREAM_ARN)
-        .consumer_name("dashboard")
-        .send()
-        .await;
-    assert_eq!(
-        error_code(&gone.expect_err("deregistered")),
-        "ResourceNotFoundException"
-    );
+    // DELETING lasts a moment; then the consumer is gone.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let described = client
+            .describe_stream_consumer()
+            .stream_arn(STREAM_ARN)
+            .consumer_name("dashboard")
+            .send()
+            .await;
+        match described {
+            Err(error) => {
+                assert_eq!(error_code(&error), "ResourceNotFoundException");
+                break;
+            }
+            Ok(still) => {
+                assert_eq!(
+                    still.consumer_description().map(|c| c.consumer_status()),
+                    Some(&ConsumerStatus::Deleting)
+                );
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the consumer never went"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
     client
         .delete_stream()
         .stream_name("fan")

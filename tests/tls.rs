@@ -99,7 +99,22 @@ async fn the_sdk_talks_https_to_a_broker_with_a_certificate_and_follows_its_rota
         .expect("consumer")
         .consumer_arn()
         .to_owned();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while client
+        .describe_stream_consumer()
+        .consumer_arn(&arn)
+        .send()
+        .await
+        .expect("DescribeStreamConsumer")
+        .consumer_description()
+        .is_none_or(|c| c.consumer_status().as_str() != "ACTIVE")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the consumer never became ACTIVE"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let mut subscription = client
         .subscribe_to_shard()
         .consumer_arn(&arn)
