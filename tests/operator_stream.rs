@@ -440,3 +440,22 @@ async fn nothing_is_reapplied_in_a_namespace_that_is_being_deleted() {
         "an Event is new content a terminating namespace refuses: {events:?}"
     );
 }
+
+#[tokio::test]
+async fn a_reconcile_queued_before_the_stream_went_finds_its_cleanup_done() {
+    let harness = Harness::without_broker("op-stale-cleanup");
+    harness.apply_stream("orders", json!({"shards": 1}));
+    harness.reconcile_stream("orders").await.expect("finalizer");
+    harness.reconcile_stream("orders").await.expect("children");
+    harness.mock.delete(STREAMS, "orders");
+    // The controller's cache still holds the Stream as it was when deletion began.
+    let stale = harness.stream("orders").expect("marked for deletion");
+    harness.reconcile_stream("orders").await.expect("cleanup");
+    assert!(harness.stream("orders").is_none(), "finalizer released");
+    let again =
+        brook::operator::stream::reconcile(std::sync::Arc::new(stale), harness.ctx.clone()).await;
+    assert!(
+        again.is_ok(),
+        "a second cleanup of a Stream already gone is done, not an error: {again:?}"
+    );
+}
