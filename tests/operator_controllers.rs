@@ -96,32 +96,6 @@ async fn the_controllers_converge_on_their_own_and_put_back_what_was_changed_by_
     })
     .await;
 
-    // The children's kinds are listed and watched through Brook's label only, so the operator
-    // never caches the cluster's other ConfigMaps, Services, StatefulSets and PDBs.
-    let child_reads: Vec<_> = mock
-        .log()
-        .into_iter()
-        .filter(|request| {
-            request.method == "GET"
-                && [
-                    "/configmaps",
-                    "/services",
-                    "/statefulsets",
-                    "/poddisruptionbudgets",
-                ]
-                .iter()
-                .any(|kind| request.path.trim_end_matches("?watch").ends_with(kind))
-        })
-        .collect();
-    assert!(child_reads.len() >= 4, "{child_reads:?}");
-    for request in &child_reads {
-        assert_eq!(
-            request.label_selector, "app.kubernetes.io/managed-by=brook-operator",
-            "{} {}",
-            request.method, request.path
-        );
-    }
-
     // The reconcile metrics counted both controllers.
     let mut text = String::new();
     prometheus::TextEncoder::new()
@@ -139,6 +113,69 @@ async fn the_controllers_converge_on_their_own_and_put_back_what_was_changed_by_
         text.contains(r#"brook_operator_applies_total{kind="Service"}"#),
         "{text}"
     );
+
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(10), controllers)
+        .await
+        .expect("the controllers stop on shutdown")
+        .expect("no panic");
+}
+
+#[tokio::test]
+async fn hardening_the_operator_lists_and_watches_only_brooks_children() {
+    let harness = Harness::with_broker("op-label-watch", "orders");
+    harness.seed_admin_secret("orders");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = async move {
+        let _ = stopped.await;
+    }
+    .shared();
+    let controllers = tokio::spawn(brook::operator::run_controllers(
+        harness.ctx.clone(),
+        Some(NAMESPACE.to_owned()),
+        shutdown,
+    ));
+    harness.apply_stream("orders", json!({"shards": 1}));
+    let mock = &harness.mock;
+    eventually("the StatefulSet", || {
+        mock.get(STATEFULSETS, "orders").is_some()
+    })
+    .await;
+    // The children's kinds are listed and watched through Brook's label only, so the operator
+    // never caches the cluster's other ConfigMaps, Services, StatefulSets and PDBs.
+    const KINDS: [&str; 4] = [
+        "/configmaps",
+        "/services",
+        "/statefulsets",
+        "/poddisruptionbudgets",
+    ];
+    let child_reads = || -> Vec<_> {
+        mock.log()
+            .into_iter()
+            .filter(|request| {
+                request.method == "GET"
+                    && KINDS
+                        .iter()
+                        .any(|kind| request.path.trim_end_matches("?watch").ends_with(kind))
+            })
+            .collect()
+    };
+    eventually("every kind of child listed or watched", || {
+        KINDS.iter().all(|kind| {
+            child_reads()
+                .iter()
+                .any(|r| r.path.trim_end_matches("?watch").ends_with(kind))
+        })
+    })
+    .await;
+    let child_reads = child_reads();
+    for request in &child_reads {
+        assert_eq!(
+            request.label_selector, "app.kubernetes.io/managed-by=brook-operator",
+            "{} {}",
+            request.method, request.path
+        );
+    }
 
     let _ = stop.send(());
     tokio::time::timeout(Duration::from_secs(10), controllers)

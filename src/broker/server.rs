@@ -282,6 +282,14 @@ pub async fn handle_observability(
             respond(200, b"ready\n".to_vec(), text)
         }
         (&Method::GET, "/readyz") => respond(503, b"not ready\n".to_vec(), text),
+        (&Method::POST, "/debug/freeze-clock") if test_clock => {
+            broker.clock.freeze();
+            respond(
+                200,
+                format!("{}\n", broker.clock.now_ms()).into_bytes(),
+                text,
+            )
+        }
         (&Method::POST, "/debug/advance-clock") if test_clock => {
             let ms = request
                 .uri()

@@ -141,7 +141,7 @@ mod tests {
     }
 
     #[test]
-    fn quantities_the_api_server_normalized_are_not_drift() {
+    fn hardening_quantities_the_api_server_normalized_are_not_drift() {
         let desired = json!({"containers": [{"resources": {
             "requests": {"cpu": "0.5", "memory": "1Gi"},
             "limits": {"cpu": "1000m"}

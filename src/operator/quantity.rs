@@ -100,7 +100,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_forms_the_api_server_normalizes_to_are_the_same_amount() {
+    fn hardening_the_forms_the_api_server_normalizes_to_are_the_same_amount() {
         for (written, stored) in [
             ("0.5", "500m"),
             ("1000m", "1"),

@@ -183,6 +183,12 @@ impl Broker {
         http_request("POST", &url);
     }
 
+    /// Stops the broker's clock (quotas then refill only when it is advanced).
+    pub fn freeze_clock(&self) {
+        let url = format!("{}/debug/freeze-clock", self.metrics);
+        http_request("POST", &url);
+    }
+
     /// GETs a path on the observability port: (status, body).
     pub fn observe(&self, path: &str) -> (u16, String) {
         http_request("GET", &format!("{}{path}", self.metrics))

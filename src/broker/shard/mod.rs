@@ -13,7 +13,7 @@ pub mod writer;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -95,21 +95,39 @@ pub fn wall_clock_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// The broker's wall clock, with an offset tests can move forward.
+/// The broker's wall clock, with an offset tests can move forward, and a test knob that
+/// stops it.
 #[derive(Debug, Clone, Default)]
 pub struct Clock {
     offset_ms: Arc<AtomicI64>,
+    /// When non-zero, the time the clock stands still at.
+    frozen_ms: Arc<AtomicU64>,
 }
 
 impl Clock {
     /// Milliseconds since the Unix epoch, offset included.
     pub fn now_ms(&self) -> u64 {
-        (wall_clock_ms() as i64 + self.offset_ms.load(Ordering::Relaxed)).max(0) as u64
+        match self.frozen_ms.load(Ordering::Relaxed) {
+            0 => (wall_clock_ms() as i64 + self.offset_ms.load(Ordering::Relaxed)).max(0) as u64,
+            frozen => frozen,
+        }
     }
 
     /// Moves the clock forward by `ms` (a test knob for retention).
     pub fn advance(&self, ms: i64) {
         self.offset_ms.fetch_add(ms, Ordering::Relaxed);
+        let frozen = self.frozen_ms.load(Ordering::Relaxed);
+        if frozen != 0 {
+            self.frozen_ms
+                .store((frozen as i64 + ms).max(1) as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// Stops the clock where it is (a test knob: quotas then refill only when it is advanced,
+    /// however slow the machine).
+    pub fn freeze(&self) {
+        self.frozen_ms
+            .store(self.now_ms().max(1), Ordering::Relaxed);
     }
 }
 

@@ -319,7 +319,7 @@ fn a_storage_change_keeps_the_live_claim_templates_and_is_reported() {
 }
 
 #[test]
-fn live_claim_templates_are_reapplied_without_status_and_compared_by_amount() {
+fn hardening_live_claim_templates_are_reapplied_without_status_and_compared_by_amount() {
     // What a real API server returns: the size in its canonical form, the default class
     // filled in, and a status on the template.
     let mut written = stream("orders");
