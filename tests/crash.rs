@@ -6,7 +6,6 @@ mod support;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use aws_sdk_kinesis::Client;
 use aws_sdk_kinesis::primitives::Blob;
@@ -145,14 +144,10 @@ async fn acknowledged_records_survive_kill_9_at_any_point() {
         let producers: Vec<_> = (0..4)
             .map(|p| tokio::spawn(produce(broker.client(), round * 10 + p, acked.clone())))
             .collect();
-        let deadline = std::time::Instant::now() + Duration::from_secs(120);
-        while acked.lock().expect("lock").len() < target {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "round {round}: the producers stalled"
-            );
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
+        support::eventually("the round's acknowledgements", || {
+            acked.lock().expect("lock").len() >= target
+        })
+        .await;
         broker.kill();
         for producer in producers {
             producer.await.expect("producer task");

@@ -142,14 +142,10 @@ async fn produce(
 /// overlaps writes however busy the machine is.
 async fn until_acked_grows(acked: &Arc<Mutex<Vec<Vec<u8>>>>, by: usize) {
     let target = acked.lock().expect("lock").len() + by;
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while acked.lock().expect("lock").len() < target {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the producers stalled"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    support::eventually("the producers to get more records acknowledged", || {
+        acked.lock().expect("lock").len() >= target
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -539,14 +535,10 @@ fn on_demand_rounds(broker: &support::broker::Broker) -> u64 {
 /// Waits until the autoscaler has made `rounds` more rounds.
 async fn after_rounds(broker: &support::broker::Broker, rounds: u64) {
     let target = on_demand_rounds(broker) + rounds;
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while on_demand_rounds(broker) < target {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the autoscaler stopped"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    support::eventually("more rounds of the autoscaler", || {
+        on_demand_rounds(broker) >= target
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

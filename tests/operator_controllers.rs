@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use serde_json::json;
+use support::eventually;
 use support::operator::{
-    CONFIG_MAPS, CONSUMERS, Harness, NAMESPACE, SERVICES, STATEFULSETS, STREAMS, eventually,
-    has_condition,
+    CONFIG_MAPS, CONSUMERS, Harness, NAMESPACE, SERVICES, STATEFULSETS, STREAMS, has_condition,
 };
 
 #[tokio::test]

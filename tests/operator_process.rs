@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use support::broker::http_request;
-use support::operator::{Harness, NAMESPACE, STATEFULSETS, STREAMS, eventually};
+use support::eventually;
+use support::operator::{Harness, NAMESPACE, STATEFULSETS, STREAMS};
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

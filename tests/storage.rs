@@ -16,6 +16,7 @@ use brook::broker::shard::batch::{BodyBuilder, records};
 use brook::broker::shard::fs::{FileSystem, LogFile, ReadFile, RealFs};
 use brook::broker::shard::{AppendPart, Clock, ReadLimits, ShardKey, Store, StoreOptions};
 use support::broker::TempDir;
+use support::eventually;
 
 const SHARD: ShardKey = ShardKey {
     stream_key: 1,
@@ -134,18 +135,6 @@ impl FileSystem for RecordingFs {
 
     fn remove_file(&self, path: &Path) -> io::Result<()> {
         RealFs.remove_file(path)
-    }
-}
-
-/// Polls `done` every 20 ms until it holds; fails after 60 s.
-async fn eventually(what: &str, done: impl Fn() -> bool) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while !done() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "never happened: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

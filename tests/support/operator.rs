@@ -233,18 +233,6 @@ pub fn condition<'a>(
         .unwrap_or_else(|| panic!("no {type_} condition in {conditions:?}"))
 }
 
-/// Polls `check` until it holds, for up to thirty seconds.
-pub async fn eventually(what: &str, check: impl Fn() -> bool) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while !check() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// Whether a stored object's status has the condition `type_` with `status` and `reason`.
 pub fn has_condition(object: Option<Value>, type_: &str, status: &str, reason: &str) -> bool {
     object.is_some_and(|o| {
