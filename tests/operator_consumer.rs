@@ -285,6 +285,36 @@ async fn one_of_two_operator_replicas_leads_and_the_other_takes_over_when_it_sto
 }
 
 #[tokio::test]
+async fn a_leader_that_stops_cleanly_hands_the_lease_over_at_once() {
+    let (_mock, client) = MockKube::start();
+    // A lease long enough that a takeover before it lapses can only come from a release.
+    let lease = Duration::from_secs(3600);
+    let first = Elector::new(
+        client.clone(),
+        "brook-system",
+        "leader",
+        "operator-a",
+        lease,
+    );
+    let second = Elector::new(client, "brook-system", "leader", "operator-b", lease);
+    assert!(first.try_lead().await.expect("round"));
+    assert!(!second.try_lead().await.expect("round"), "the second waits");
+    assert!(
+        !second.release().await.expect("release"),
+        "a follower has nothing to release"
+    );
+    assert!(
+        first.release().await.expect("release"),
+        "the leader lets go"
+    );
+    assert!(
+        second.try_lead().await.expect("round"),
+        "the follower takes the released lease at its next round"
+    );
+    assert!(!first.try_lead().await.expect("round"));
+}
+
+#[tokio::test]
 async fn service_monitors_are_detected_from_discovery_not_assumed() {
     let (mock, client) = MockKube::start();
     assert!(

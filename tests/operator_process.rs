@@ -127,6 +127,17 @@ async fn the_operator_process_leads_reconciles_reports_and_stops_cleanly() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(exit.success(), "clean exit, got {exit:?}");
+    // A clean stop hands the Lease over instead of letting it lapse.
+    let lease = mock
+        .get(
+            "/apis/coordination.k8s.io/v1/namespaces/brook-system/leases",
+            "brook-operator-leader",
+        )
+        .expect("the Lease");
+    assert!(
+        lease["spec"]["holderIdentity"].is_null(),
+        "the Lease was not released: {lease}"
+    );
 
     let log = std::fs::read_to_string(&log_path).expect("log");
     let lines: Vec<serde_json::Value> = log

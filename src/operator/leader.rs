@@ -72,6 +72,16 @@ pub fn next_spec(
     }
 }
 
+/// The Lease spec after `me` gives it up on a clean stop, so a follower takes it at its next
+/// round instead of waiting for it to lapse; `None` when `me` does not hold it.
+pub fn released_spec(lease: Option<&LeaseSpec>, me: &str) -> Option<LeaseSpec> {
+    let spec = lease?;
+    (spec.holder_identity.as_deref() == Some(me)).then(|| LeaseSpec {
+        holder_identity: None,
+        ..spec.clone()
+    })
+}
+
 /// Why a round of the election failed.
 #[derive(Debug, thiserror::Error)]
 pub enum LeaderError {
@@ -145,6 +155,32 @@ impl Elector {
         }
     }
 
+    /// Gives the Lease up if this candidate holds it; returns whether it did.
+    pub async fn release(&self) -> Result<bool, LeaderError> {
+        let live = self.api.get_opt(&self.name).await?;
+        let Some(spec) = released_spec(live.as_ref().and_then(|l| l.spec.as_ref()), &self.identity)
+        else {
+            return Ok(false);
+        };
+        let released = Lease {
+            metadata: ObjectMeta {
+                name: Some(self.name.clone()),
+                resource_version: live.and_then(|l| l.metadata.resource_version),
+                ..ObjectMeta::default()
+            },
+            spec: Some(spec),
+        };
+        match self
+            .api
+            .replace(&self.name, &PostParams::default(), &released)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(kube::Error::Api(status)) if status.code == 409 => Ok(false),
+            Err(error) => Err(error.into()),
+        }
+    }
+
     /// Waits until this candidate leads, trying every third of the lease duration.
     pub async fn acquire(&self) {
         loop {
@@ -180,6 +216,20 @@ impl Elector {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_holder_releases_a_lease_and_it_keeps_its_history() {
+        let held = next_spec(None, "a", Timestamp::UNIX_EPOCH, Duration::from_secs(15));
+        let released = released_spec(Some(&held), "a").expect("the holder releases");
+        assert_eq!(released.holder_identity, None);
+        assert_eq!(released.lease_transitions, held.lease_transitions);
+        assert_eq!(released_spec(Some(&held), "b"), None);
+        assert_eq!(released_spec(None, "a"), None);
+        assert_eq!(
+            decide(Some(&released), "b", Timestamp::UNIX_EPOCH),
+            LeaseAction::Take
+        );
+    }
 
     fn at(seconds: i64) -> Timestamp {
         Timestamp::from_second(seconds).expect("valid time")

@@ -92,13 +92,13 @@ pub async fn run(options: OperatorOptions) -> Result<(), OperatorError> {
         .leader_election
         .as_ref()
         .map(|(namespace, identity)| {
-            Elector::new(
+            Arc::new(Elector::new(
                 client.clone(),
                 namespace,
                 LEASE_NAME,
                 identity,
                 std::time::Duration::from_secs(15),
-            )
+            ))
         });
     if let Some(elector) = &elector {
         // A follower is healthy and ready: it serves its endpoints and waits its turn.
@@ -126,7 +126,7 @@ pub async fn run(options: OperatorOptions) -> Result<(), OperatorError> {
         }
         .shared()
     };
-    let holder = elector.map(|elector| {
+    let holder = elector.clone().map(|elector| {
         let lost = lost.clone();
         tokio::spawn(async move {
             elector.hold().await;
@@ -137,11 +137,22 @@ pub async fn run(options: OperatorOptions) -> Result<(), OperatorError> {
     run_controllers(ctx, options.watch_namespace.clone(), shutdown).await;
     let _ = stop_tx.send(true);
     let _ = telemetry_task.await;
-    if let Some(holder) = holder
-        && holder.is_finished()
-        && holder.await.unwrap_or(false)
-    {
-        return Err(OperatorError::LostLease);
+    if let Some(holder) = holder {
+        if holder.is_finished() {
+            if holder.await.unwrap_or(false) {
+                return Err(OperatorError::LostLease);
+            }
+        } else {
+            holder.abort();
+        }
+    }
+    // A clean stop hands the Lease over at once instead of letting it lapse.
+    if let Some(elector) = &elector {
+        match elector.release().await {
+            Ok(true) => tracing::info!("released the leader lease"),
+            Ok(false) => {}
+            Err(error) => tracing::warn!(%error, "could not release the leader lease"),
+        }
     }
     tracing::info!("stopped cleanly");
     Ok(())
