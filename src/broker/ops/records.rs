@@ -48,18 +48,16 @@ struct Ingest {
     parts: Vec<AppendPart>,
     part_shards: Vec<usize>,
     outcomes: Vec<Outcome>,
-    /// Per record, whether its shard's quota admitted it.
-    admitted: Vec<bool>,
     /// Per part, the records and bytes it carries, counted in the metrics once stored.
     part_sizes: Vec<(u64, u64)>,
 }
 
 /// How a routing decides admission: charge the quotas (the first routing of a request), or
-/// keep what the first routing decided (a routing again after a reshard: charged once).
+/// keep the outcomes the first routing decided (a routing again after a reshard: charged once).
 #[derive(Clone, Copy)]
 enum Admission<'a> {
     Charge,
-    Decided(&'a [bool]),
+    Decided(&'a [Outcome]),
 }
 
 fn writable(broker: &Broker, stream: &LiveStream) -> Result<(), ApiError> {
@@ -150,7 +148,6 @@ fn ingest(
     let mut part_shards: Vec<usize> = Vec::new();
     let mut part_of_shard: Vec<Option<usize>> = vec![None; stream.shards.len()];
     let mut outcomes = Vec::with_capacity(decoded.len());
-    let mut admitted = Vec::with_capacity(decoded.len());
     let mut part_sizes: Vec<(u64, u64)> = Vec::new();
     for (i, (key, range, hash, size)) in decoded.into_iter().enumerate() {
         let shard = stream.route(hash).ok_or_else(|| {
@@ -168,9 +165,10 @@ fn ingest(
                 }
                 admit
             }
-            Admission::Decided(decided) => decided.get(i).copied().unwrap_or(false),
+            Admission::Decided(decided) => {
+                matches!(decided.get(i), Some(Outcome::Stored { .. }))
+            }
         };
-        admitted.push(admit);
         if !admit {
             outcomes.push(Outcome::Throttled {
                 shard: shard_position,
@@ -205,7 +203,6 @@ fn ingest(
         parts,
         part_shards,
         outcomes,
-        admitted,
         part_sizes,
     })
 }
@@ -236,11 +233,11 @@ async fn store_routed(
 ) -> Result<(Arc<LiveStream>, Ingest, Vec<Appended>), ApiError> {
     // The quotas are charged on the first routing only: a routing again after a reshard keeps
     // which records were admitted, so none is charged twice.
-    let mut decided: Option<Vec<bool>> = None;
+    let mut decided: Option<Vec<Outcome>> = None;
     for attempt in 0.. {
         let admission = match &decided {
             None => Admission::Charge,
-            Some(admitted) => Admission::Decided(admitted),
+            Some(outcomes) => Admission::Decided(outcomes),
         };
         let mut ingest = ingest(broker, &stream, entries, member, admission)?;
         if ingest.parts.is_empty() {
@@ -258,7 +255,7 @@ async fn store_routed(
                 return Ok((stream, ingest, landed));
             }
             Err(StoreError::ShardClosed(_)) if attempt < MAX_REROUTES => {
-                decided = Some(std::mem::take(&mut ingest.admitted));
+                decided = Some(std::mem::take(&mut ingest.outcomes));
                 broker.metrics.rerouted();
                 // The reshard publishes the children right after closing the parents.
                 tokio::time::sleep(std::time::Duration::from_millis(1 + attempt)).await;

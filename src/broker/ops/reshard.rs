@@ -163,7 +163,7 @@ async fn reopen(broker: &Broker, closed: &[ShardKey], stream: &str) {
             tracing::error!(%error, %stream, ?shard, "could not reopen a parent shard");
         }
     }
-    tracing::warn!(%stream, "reshard undone: the catalog could not be saved");
+    tracing::warn!(%stream, "reshard undone: its parents take writes again");
 }
 
 pub(super) async fn split_shard(broker: &Arc<Broker>, body: &[u8]) -> Result<Vec<u8>, ApiError> {

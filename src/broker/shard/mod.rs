@@ -88,6 +88,17 @@ impl Default for StoreOptions {
     }
 }
 
+/// Retention of a stream the writer has not been told of: Kinesis's default, 24 hours.
+pub const DEFAULT_RETENTION_MS: u64 = 86_400_000;
+
+/// The retention of `stream_key` in `retention_ms`, or the default.
+pub fn retention_of(retention_ms: &HashMap<u32, u64>, stream_key: u32) -> u64 {
+    retention_ms
+        .get(&stream_key)
+        .copied()
+        .unwrap_or(DEFAULT_RETENTION_MS)
+}
+
 /// Milliseconds since the Unix epoch, as the system clock says.
 pub fn wall_clock_ms() -> u64 {
     SystemTime::now()

@@ -16,7 +16,7 @@ use super::checkpoint::{
 use super::fs::FileSystem;
 use super::log::{SegmentView, ShardKey, ShardLog, ShardView};
 use super::writer::{ShardWriter, Writer};
-use super::{Clock, StoreError, StoreOptions};
+use super::{Clock, StoreError, StoreOptions, retention_of};
 
 /// Replayed bytes after which staged segment writes are flushed.
 const REPLAY_FLUSH_BYTES: usize = 4 * 1024 * 1024;
@@ -138,10 +138,7 @@ fn missing_listed_segments(
 ) -> Vec<String> {
     let mut problems = Vec::new();
     for shard in &checkpoint.shards {
-        let retention = retention_ms
-            .get(&shard.key.stream_key)
-            .copied()
-            .unwrap_or(86_400_000);
+        let retention = retention_of(retention_ms, shard.key.stream_key);
         for segment in &shard.segments {
             if expired_by_retention(segment.last_arrival_ms, retention, now_ms) {
                 continue;
@@ -293,11 +290,7 @@ fn replay_generation(
             stream_key: header.stream_key,
             shard_index: header.shard_index,
         };
-        let retention = writer
-            .retention_ms
-            .get(&key.stream_key)
-            .copied()
-            .unwrap_or(86_400_000);
+        let retention = retention_of(&writer.retention_ms, key.stream_key);
         let Some(shard) = writer.shards.get_mut(&key) else {
             report.skipped_batches += 1;
             position += header.total_len();

@@ -20,7 +20,7 @@ use super::checkpoint::{
 };
 use super::fs::{FileSystem, LogFile};
 use super::log::{INDEX_STRIDE, IndexEntry, SegmentView, ShardKey, ShardLog, ShardView};
-use super::{Clock, StoreError, StoreOptions};
+use super::{Clock, StoreError, StoreOptions, retention_of};
 
 /// Capacity a shard's round buffer keeps between rounds.
 const ROUND_BUFFER_KEEP: usize = 256 * 1024;
@@ -611,11 +611,7 @@ impl Writer {
             }
             let mut landed = Vec::with_capacity(parts.len());
             for part in &parts {
-                let retention = self
-                    .retention_ms
-                    .get(&part.shard.stream_key)
-                    .copied()
-                    .unwrap_or(86_400_000);
+                let retention = retention_of(&self.retention_ms, part.shard.stream_key);
                 let Some(shard) = self.shards.get_mut(&part.shard) else {
                     continue;
                 };
@@ -675,11 +671,7 @@ impl Writer {
     fn housekeeping(&mut self) -> Result<(), StoreError> {
         let now = self.clock.now_ms();
         for (key, shard) in self.shards.iter_mut() {
-            let retention = self
-                .retention_ms
-                .get(&key.stream_key)
-                .copied()
-                .unwrap_or(86_400_000);
+            let retention = retention_of(&self.retention_ms, key.stream_key);
             shard.expire(self.fs.as_ref(), now.saturating_sub(retention))?;
         }
         let idle = self.journal_len == 0 && !self.shards.values().any(|s| s.dirty);
