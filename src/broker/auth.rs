@@ -34,28 +34,6 @@ pub enum CredentialsError {
         /// The line number.
         line: usize,
     },
-    /// No credentials at all.
-    #[error("no credentials in {0}")]
-    Empty(String),
-}
-
-/// What a reload of a credentials source does with what it read.
-#[derive(Debug)]
-pub enum Reload {
-    /// Serve exactly these keys; an empty source gives none, which revokes every key.
-    Install(Credentials),
-    /// The source could not be read or parsed: keep serving the last good keys.
-    KeepPrevious(CredentialsError),
-}
-
-/// Decides a reload: whatever the source now holds is served, an emptied source included; only
-/// a source that cannot be read (or is half-written) keeps the keys read before.
-pub fn reload_decision(loaded: Result<Credentials, CredentialsError>) -> Reload {
-    match loaded {
-        Ok(credentials) => Reload::Install(credentials),
-        Err(CredentialsError::Empty(_)) => Reload::Install(Credentials::default()),
-        Err(error) => Reload::KeepPrevious(error),
-    }
 }
 
 /// Access key ids and their secrets.
@@ -102,9 +80,7 @@ impl Credentials {
                 secrets.insert(id.trim().to_owned(), secret.trim().to_owned());
             }
         }
-        if secrets.is_empty() {
-            return Err(CredentialsError::Empty(path.display().to_string()));
-        }
+        // An empty source holds no keys, which revokes every key; it is not an error.
         Ok(Self { secrets })
     }
 
@@ -699,30 +675,27 @@ mod tests {
 
     #[test]
     fn hardening_an_emptied_source_revokes_every_key_and_an_unreadable_one_keeps_them() {
-        let keys = credentials();
-        match reload_decision(Ok(keys.clone())) {
-            Reload::Install(installed) => assert_eq!(installed, keys),
-            other => panic!("{other:?}"),
-        }
-        match reload_decision(Err(CredentialsError::Empty("/keys".to_owned()))) {
-            Reload::Install(installed) => assert!(installed.is_empty()),
-            other => panic!("an empty source must revoke every key: {other:?}"),
-        }
-        for error in [
-            CredentialsError::Read {
-                path: "/keys".to_owned(),
-                message: "permission denied".to_owned(),
-            },
-            CredentialsError::Malformed { line: 2 },
-        ] {
-            assert!(matches!(
-                reload_decision(Err(error)),
-                Reload::KeepPrevious(_)
-            ));
-        }
+        let dir = std::env::temp_dir().join(format!("brook-auth-empty-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("folder");
+        let empty = Credentials::load(&dir).expect("an empty source loads");
+        assert!(empty.is_empty(), "an empty source must revoke every key");
+        let file = dir.join("keys");
+        std::fs::write(&file, "AKIDEXAMPLE=secret\nnot a key line\n").expect("file");
+        assert!(
+            matches!(
+                Credentials::load(&file),
+                Err(CredentialsError::Malformed { line: 2 })
+            ),
+            "a half-written source is an error: the last good keys stay"
+        );
+        assert!(matches!(
+            Credentials::load(&dir.join("missing")),
+            Err(CredentialsError::Read { .. })
+        ));
+        std::fs::remove_dir_all(&dir).expect("clean up");
         let request = sign(request(b"{}"), "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY");
         assert_eq!(
-            verify(&request, &Credentials::default(), "us-east-1", SIGNED_AT).map_err(|e| e.kind),
+            verify(&request, &empty, "us-east-1", SIGNED_AT).map_err(|e| e.kind),
             Err(ErrorKind::UnrecognizedClient),
             "no keys: nothing gets through"
         );

@@ -214,19 +214,11 @@ pub async fn run(options: BrokerOptions) -> Result<(), BrokerError> {
     let broker = Arc::new(open(&options, Arc::new(RealFs))?);
     // Keys are in place before the first request is served; unreadable keys stop the start
     // rather than leave the API open.
-    for (path, install) in [
-        (
-            &options.credentials,
-            Broker::set_credentials as fn(&Broker, _),
-        ),
-        (&options.admin_credentials, Broker::set_admin_credentials),
-    ] {
-        if let Some(path) = path {
-            match auth::reload_decision(auth::Credentials::load(path)) {
-                auth::Reload::Install(credentials) => install(&broker, Some(credentials)),
-                auth::Reload::KeepPrevious(error) => return Err(error.into()),
-            }
-        }
+    if let Some(path) = &options.credentials {
+        broker.set_credentials(Some(auth::Credentials::load(path)?));
+    }
+    if let Some(path) = &options.admin_credentials {
+        broker.set_admin_credentials(Some(auth::Credentials::load(path)?));
     }
     let api = bind(options.listen).await?;
     let observability = bind(options.metrics_listen).await?;
@@ -341,9 +333,9 @@ async fn reload_credentials(
     let mut ticks = tokio::time::interval(CREDENTIALS_RELOAD);
     loop {
         ticks.tick().await;
-        match auth::reload_decision(auth::Credentials::load(&path)) {
-            auth::Reload::Install(credentials) => install(&broker, Some(credentials)),
-            auth::Reload::KeepPrevious(error) => {
+        match auth::Credentials::load(&path) {
+            Ok(credentials) => install(&broker, Some(credentials)),
+            Err(error) => {
                 broker.metrics.credentials_reload_failed(source);
                 tracing::warn!(%error, source, "credentials unreadable: serving the last good keys");
             }
