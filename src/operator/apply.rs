@@ -10,6 +10,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use super::context::OperatorMetrics;
 use super::quantity::same_amount;
 use super::resources::MANAGER;
 
@@ -60,13 +61,17 @@ fn subset_at(desired: &Value, live: &Value, place: Place) -> bool {
 }
 
 /// Applies `desired` with the operator's field manager unless the live object already
-/// matches it; returns the live object either way, and whether a write was made.
-pub async fn apply<K>(api: &Api<K>, desired: &K) -> Result<(K, bool), kube::Error>
+/// matches it, counting every write sent in `metrics`; returns the live object either way.
+pub async fn apply<K>(
+    api: &Api<K>,
+    desired: &K,
+    metrics: &OperatorMetrics,
+) -> Result<K, kube::Error>
 where
     K: Resource + Clone + Serialize + DeserializeOwned + Debug,
 {
     let live = api.get_opt(&desired.name_any()).await?;
-    apply_over(api, desired, live).await
+    apply_over(api, desired, live, metrics).await
 }
 
 /// [`apply`] for a caller that already read the live object.
@@ -74,28 +79,33 @@ pub async fn apply_over<K>(
     api: &Api<K>,
     desired: &K,
     live: Option<K>,
-) -> Result<(K, bool), kube::Error>
+    metrics: &OperatorMetrics,
+) -> Result<K, kube::Error>
 where
     K: Resource + Clone + Serialize + DeserializeOwned + Debug,
 {
-    let name = desired.name_any();
+    let wanted = serde_json::to_value(desired).map_err(kube::Error::SerdeError)?;
     if let Some(live) = live {
-        let wanted = serde_json::to_value(desired).map_err(kube::Error::SerdeError)?;
         let have = serde_json::to_value(&live).map_err(kube::Error::SerdeError)?;
         if is_subset(&wanted, &have) {
-            return Ok((live, false));
+            return Ok(live);
         }
     }
     let params = PatchParams::apply(MANAGER).force();
-    let live = api.patch(&name, &params, &Patch::Apply(desired)).await?;
-    Ok((live, true))
+    let live = api
+        .patch(&desired.name_any(), &params, &Patch::Apply(desired))
+        .await?;
+    metrics.applied(wanted["kind"].as_str().unwrap_or("unknown"));
+    Ok(live)
 }
 
-/// Writes `status` through the status subresource with the operator's field manager.
+/// Writes `status` through the status subresource with the operator's field manager, counted
+/// as `<Kind>/status` in `metrics`.
 pub async fn apply_status<K>(
     api: &Api<K>,
     name: &str,
     status: &impl Serialize,
+    metrics: &OperatorMetrics,
 ) -> Result<(), kube::Error>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
@@ -111,6 +121,7 @@ where
         &Patch::Apply(&patch),
     )
     .await?;
+    metrics.applied(&format!("{}/status", K::kind(&())));
     Ok(())
 }
 

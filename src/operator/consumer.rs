@@ -102,8 +102,7 @@ async fn write_status(
         ctx.client.clone(),
         consumer.metadata.namespace.as_deref().unwrap_or_default(),
     );
-    apply_status(&api, &consumer.name_any(), &next).await?;
-    ctx.metrics.applied("Consumer/status");
+    apply_status(&api, &consumer.name_any(), &next, &ctx.metrics).await?;
     Ok(())
 }
 

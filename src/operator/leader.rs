@@ -130,23 +130,28 @@ impl Elector {
             LeaseAction::Wait => return Ok(false),
             LeaseAction::Take | LeaseAction::Renew => {}
         }
+        let next = next_spec(spec, &self.identity, now, self.duration);
+        self.write(live, next).await
+    }
+
+    /// Writes `spec` over the `live` Lease (or creates it), only if nobody wrote it since it
+    /// was read; returns whether the write won.
+    async fn write(&self, live: Option<Lease>, spec: LeaseSpec) -> Result<bool, LeaderError> {
+        let exists = live.is_some();
         let next = Lease {
             metadata: ObjectMeta {
                 name: Some(self.name.clone()),
-                resource_version: live
-                    .as_ref()
-                    .and_then(|l| l.metadata.resource_version.clone()),
+                resource_version: live.and_then(|l| l.metadata.resource_version),
                 ..ObjectMeta::default()
             },
-            spec: Some(next_spec(spec, &self.identity, now, self.duration)),
+            spec: Some(spec),
         };
-        let written = match live {
-            None => self.api.create(&PostParams::default(), &next).await,
-            Some(_) => {
-                self.api
-                    .replace(&self.name, &PostParams::default(), &next)
-                    .await
-            }
+        let written = if exists {
+            self.api
+                .replace(&self.name, &PostParams::default(), &next)
+                .await
+        } else {
+            self.api.create(&PostParams::default(), &next).await
         };
         match written {
             Ok(_) => Ok(true),
@@ -158,26 +163,9 @@ impl Elector {
     /// Gives the Lease up if this candidate holds it; returns whether it did.
     pub async fn release(&self) -> Result<bool, LeaderError> {
         let live = self.api.get_opt(&self.name).await?;
-        let Some(spec) = released_spec(live.as_ref().and_then(|l| l.spec.as_ref()), &self.identity)
-        else {
-            return Ok(false);
-        };
-        let released = Lease {
-            metadata: ObjectMeta {
-                name: Some(self.name.clone()),
-                resource_version: live.and_then(|l| l.metadata.resource_version),
-                ..ObjectMeta::default()
-            },
-            spec: Some(spec),
-        };
-        match self
-            .api
-            .replace(&self.name, &PostParams::default(), &released)
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(kube::Error::Api(status)) if status.code == 409 => Ok(false),
-            Err(error) => Err(error.into()),
+        match released_spec(live.as_ref().and_then(|l| l.spec.as_ref()), &self.identity) {
+            Some(spec) => self.write(live, spec).await,
+            None => Ok(false),
         }
     }
 

@@ -84,22 +84,6 @@ pub async fn admin_secret(
     }
 }
 
-/// Applies one child and counts the write, if one was needed.
-async fn apply_child<K>(ctx: &Context, api: &Api<K>, desired: &K) -> Result<K, kube::Error>
-where
-    K: Resource<DynamicType = ()>
-        + Clone
-        + serde::Serialize
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug,
-{
-    let (live, written) = apply(api, desired).await?;
-    if written {
-        ctx.metrics.applied(&K::kind(&()));
-    }
-    Ok(live)
-}
-
 /// Applies every child in order; returns the live StatefulSet.
 async fn apply_children(
     ctx: &Context,
@@ -109,15 +93,20 @@ async fn apply_children(
     let client = &ctx.client;
     let config = resources::broker_config_map(stream, &ctx.defaults);
     let hash = resources::config_hash(&config);
-    apply_child(
-        ctx,
+    apply(
         &Api::<ConfigMap>::namespaced(client.clone(), namespace),
         &config,
+        &ctx.metrics,
     )
     .await?;
     let services: Api<Service> = Api::namespaced(client.clone(), namespace);
-    apply_child(ctx, &services, &resources::headless_service(stream)).await?;
-    apply_child(ctx, &services, &resources::client_service(stream)).await?;
+    apply(
+        &services,
+        &resources::headless_service(stream),
+        &ctx.metrics,
+    )
+    .await?;
+    apply(&services, &resources::client_service(stream), &ctx.metrics).await?;
     let sets: Api<StatefulSet> = Api::namespaced(client.clone(), namespace);
     let mut desired = resources::statefulset(stream, &ctx.defaults, &hash);
     let live = sets.get_opt(&stream.name_any()).await?;
@@ -135,25 +124,17 @@ async fn apply_children(
         )
         .await;
     }
-    let (set, written) = apply_over(&sets, &desired, live).await?;
-    if written {
-        ctx.metrics.applied("StatefulSet");
-    }
-    apply_child(
-        ctx,
+    let set = apply_over(&sets, &desired, live, &ctx.metrics).await?;
+    apply(
         &Api::<PodDisruptionBudget>::namespaced(client.clone(), namespace),
         &resources::pod_disruption_budget(stream),
+        &ctx.metrics,
     )
     .await?;
     if ctx.service_monitors {
         let monitors: Api<DynamicObject> =
             Api::namespaced_with(client.clone(), namespace, &*SERVICE_MONITOR_RESOURCE);
-        if apply(&monitors, &resources::service_monitor(stream))
-            .await?
-            .1
-        {
-            ctx.metrics.applied("ServiceMonitor");
-        }
+        apply(&monitors, &resources::service_monitor(stream), &ctx.metrics).await?;
     }
     Ok(set)
 }
@@ -178,8 +159,7 @@ async fn write_status(
         ctx.client.clone(),
         stream.metadata.namespace.as_deref().unwrap_or_default(),
     );
-    apply_status(&api, &stream.name_any(), &next).await?;
-    ctx.metrics.applied("Stream/status");
+    apply_status(&api, &stream.name_any(), &next, &ctx.metrics).await?;
     Ok(())
 }
 
