@@ -15,9 +15,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use brook::broker::shard::batch::{BodyBuilder, records};
+use brook::broker::shard::batch::BodyBuilder;
 use brook::broker::shard::fs::{FileSystem, LogFile, ReadFile, RealFs};
-use brook::broker::shard::{AppendPart, Clock, ReadLimits, ShardKey, Store, StoreOptions};
+use brook::broker::shard::{AppendPart, Clock, ShardKey, Store, StoreOptions};
 use support::broker::TempDir;
 
 type Inode = u64;
@@ -375,6 +375,30 @@ async fn append(
         .push(Op::Acknowledged { shard, data });
 }
 
+/// 160 batches of 1 to `largest` records over `shards` in turn, checkpointing every 30.
+async fn append_batches(
+    store: &Store,
+    recorder: &Mutex<Recorder>,
+    shards: &[ShardKey],
+    label: &str,
+    largest: usize,
+) {
+    for batch in 0..160 {
+        let shard = shards[batch % shards.len()];
+        append(
+            store,
+            recorder,
+            shard,
+            &format!("{label}{batch}"),
+            1 + batch % largest,
+        )
+        .await;
+        if batch % 30 == 29 {
+            store.checkpoint().await.expect("checkpoint");
+        }
+    }
+}
+
 /// The recorded run: appends, segment rolls, checkpoints, a reshard, more of each.
 async fn recorded_run(dir: &Path) -> Vec<Op> {
     let recorder = Arc::new(Mutex::new(Recorder::default()));
@@ -385,68 +409,20 @@ async fn recorded_run(dir: &Path) -> Vec<Op> {
     let (store, _) = Store::open(dir, fs, options(), Clock::default(), &[PARENT], retention())
         .expect("store opens");
     store.add_shards(vec![PARENT]).await.expect("shard");
-    for batch in 0..160 {
-        append(
-            &store,
-            &recorder,
-            PARENT,
-            &format!("p{batch}"),
-            1 + batch % 4,
-        )
-        .await;
-        if batch % 30 == 29 {
-            store.checkpoint().await.expect("checkpoint");
-        }
-    }
+    append_batches(&store, &recorder, &[PARENT], "p", 4).await;
     // A reshard: the children come, the parent closes.
     store.add_shards(CHILDREN.to_vec()).await.expect("children");
     store.close_shard(PARENT).await.expect("close the parent");
-    for batch in 0..160 {
-        let child = CHILDREN[batch % 2];
-        append(
-            &store,
-            &recorder,
-            child,
-            &format!("c{batch}"),
-            1 + batch % 3,
-        )
-        .await;
-        if batch % 30 == 29 {
-            store.checkpoint().await.expect("checkpoint");
-        }
-    }
+    append_batches(&store, &recorder, &CHILDREN, "c", 3).await;
     store.shutdown().await.expect("shutdown");
     recorder.lock().expect("lock").ops.clone()
 }
 
 /// Every record stored in each shard, in order.
 fn stored(store: &Store) -> HashMap<ShardKey, Vec<String>> {
-    let limits = ReadLimits {
-        max_records: 1_000_000,
-        max_bytes: u64::MAX,
-        not_before_ms: 0,
-    };
     all_shards()
         .into_iter()
-        .filter_map(|key| {
-            let log = store.log(key)?;
-            let outcome = log.read(0, limits).expect("read");
-            let data = outcome
-                .batches
-                .iter()
-                .flat_map(|batch| {
-                    records(&batch.body)
-                        .skip(batch.skip as usize)
-                        .take(batch.take as usize)
-                        .map(|r| {
-                            String::from_utf8(r.expect("a well-formed record").data.to_vec())
-                                .expect("utf-8")
-                        })
-                        .collect::<Vec<_>>()
-                })
-                .collect();
-            Some((key, data))
-        })
+        .filter_map(|key| Some((key, support::stored_records(store, key)?)))
         .collect()
 }
 

@@ -121,6 +121,23 @@ async fn call(broker: &Arc<Broker>, operation: Operation, body: Value) -> Result
         .map_err(|error| error.kind)
 }
 
+/// A broker in this process over `fs`, with the one-shard stream `orders`.
+async fn broker_with_orders(
+    dir: &Path,
+    quotas: QuotaSettings,
+    fs: Arc<CatalogGateFs>,
+) -> Arc<Broker> {
+    let broker = Arc::new(open(&options(dir, quotas), fs).expect("open"));
+    call(
+        &broker,
+        Operation::CreateStream,
+        json!({"StreamName": "orders", "ShardCount": 1}),
+    )
+    .await
+    .expect("CreateStream");
+    broker
+}
+
 async fn open_shards(broker: &Arc<Broker>, stream: &str) -> Vec<String> {
     let listed = call(
         broker,
@@ -141,14 +158,7 @@ async fn open_shards(broker: &Arc<Broker>, stream: &str) -> Vec<String> {
 async fn hardening_a_reshard_whose_catalog_save_fails_leaves_the_stream_writable() {
     let dir = TempDir::new("hardening-reshard");
     let fs = Arc::new(CatalogGateFs::default());
-    let broker = Arc::new(open(&options(dir.path(), unlimited()), fs.clone()).expect("open"));
-    call(
-        &broker,
-        Operation::CreateStream,
-        json!({"StreamName": "orders", "ShardCount": 1}),
-    )
-    .await
-    .expect("CreateStream");
+    let broker = broker_with_orders(dir.path(), unlimited(), fs.clone()).await;
     let put = json!({"StreamName": "orders", "PartitionKey": "k", "Data": "b25l"});
     call(&broker, Operation::PutRecord, put.clone())
         .await
@@ -198,14 +208,7 @@ async fn hardening_a_put_records_routed_again_across_a_reshard_is_charged_once()
         read_calls_per_second: 5,
         enforce: true,
     };
-    let broker = Arc::new(open(&options(dir.path(), quotas), fs.clone()).expect("open"));
-    call(
-        &broker,
-        Operation::CreateStream,
-        json!({"StreamName": "orders", "ShardCount": 1}),
-    )
-    .await
-    .expect("CreateStream");
+    let broker = broker_with_orders(dir.path(), quotas, fs.clone()).await;
 
     // The split closes the parent in the writer, then waits on its catalog save: a put that
     // arrives now is refused by the closed parent and routed again until the children show.

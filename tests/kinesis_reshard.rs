@@ -476,6 +476,27 @@ async fn open_shards(client: &Client, stream: &str) -> i32 {
         .open_shard_count()
 }
 
+/// A broker whose shards take 100 records/s, measured for ON_DEMAND scaling every
+/// `interval_ms`, scaling up at once and down after `scale_down_seconds` of low demand.
+fn on_demand_broker(
+    dir: &TempDir,
+    interval_ms: u64,
+    scale_down_seconds: u64,
+) -> support::broker::Broker {
+    BrokerBuilder::default()
+        .transition_ms(0)
+        .arg("--no-quotas")
+        .arg("--write-records-per-second")
+        .arg("100")
+        .arg("--on-demand-interval-ms")
+        .arg(interval_ms.to_string())
+        .arg("--on-demand-scale-up-seconds")
+        .arg("0")
+        .arg("--on-demand-scale-down-seconds")
+        .arg(scale_down_seconds.to_string())
+        .start(dir.path())
+}
+
 /// Creates the ON_DEMAND stream `elastic` (4 shards) and writes to it until it has scaled up;
 /// returns its open shards then.
 async fn load_until_scaled_up(client: &Client) -> i32 {
@@ -544,18 +565,7 @@ async fn after_rounds(broker: &support::broker::Broker, rounds: u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hardening_an_on_demand_stream_scales_down_only_after_its_whole_window() {
     let dir = TempDir::new("on-demand-window");
-    let broker = BrokerBuilder::default()
-        .transition_ms(0)
-        .arg("--no-quotas")
-        .arg("--write-records-per-second")
-        .arg("100")
-        .arg("--on-demand-interval-ms")
-        .arg("50")
-        .arg("--on-demand-scale-up-seconds")
-        .arg("0")
-        .arg("--on-demand-scale-down-seconds")
-        .arg("600")
-        .start(dir.path());
+    let broker = on_demand_broker(&dir, 50, 600);
     let client = broker.client();
     let peak = load_until_scaled_up(&client).await;
     // Idle now (the last loaded sample may still add shards once), but measured for far less
@@ -590,18 +600,7 @@ async fn hardening_an_on_demand_stream_scales_down_only_after_its_whole_window()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_on_demand_stream_follows_its_write_demand() {
     let dir = TempDir::new("on-demand-scaling");
-    let broker = BrokerBuilder::default()
-        .transition_ms(0)
-        .arg("--no-quotas")
-        .arg("--write-records-per-second")
-        .arg("100")
-        .arg("--on-demand-interval-ms")
-        .arg("200")
-        .arg("--on-demand-scale-up-seconds")
-        .arg("0")
-        .arg("--on-demand-scale-down-seconds")
-        .arg("1")
-        .start(dir.path());
+    let broker = on_demand_broker(&dir, 200, 1);
     let client = broker.client();
     let peak = load_until_scaled_up(&client).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(20);

@@ -14,20 +14,42 @@ use support::operator::{
     CONFIG_MAPS, CONSUMERS, Harness, NAMESPACE, SERVICES, STATEFULSETS, STREAMS, has_condition,
 };
 
+/// The operator's controllers running against the harness's mocked API server.
+struct Running {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    fn start(harness: &Harness) -> Self {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let shutdown = async move {
+            let _ = stopped.await;
+        }
+        .shared();
+        let task = tokio::spawn(brook::operator::run_controllers(
+            harness.ctx.clone(),
+            Some(NAMESPACE.to_owned()),
+            shutdown,
+        ));
+        Self { stop, task }
+    }
+
+    /// Shuts them down and checks they stop cleanly.
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        tokio::time::timeout(Duration::from_secs(10), self.task)
+            .await
+            .expect("the controllers stop on shutdown")
+            .expect("no panic");
+    }
+}
+
 #[tokio::test]
 async fn the_controllers_converge_on_their_own_and_put_back_what_was_changed_by_hand() {
     let harness = Harness::with_broker("op-controllers", "orders");
     harness.seed_admin_secret("orders");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let shutdown = async move {
-        let _ = stopped.await;
-    }
-    .shared();
-    let controllers = tokio::spawn(brook::operator::run_controllers(
-        harness.ctx.clone(),
-        Some(NAMESPACE.to_owned()),
-        shutdown,
-    ));
+    let controllers = Running::start(&harness);
 
     // A malformed Stream first: it must not keep the good one from being served.
     harness.mock.insert(
@@ -114,27 +136,14 @@ async fn the_controllers_converge_on_their_own_and_put_back_what_was_changed_by_
         "{text}"
     );
 
-    let _ = stop.send(());
-    tokio::time::timeout(Duration::from_secs(10), controllers)
-        .await
-        .expect("the controllers stop on shutdown")
-        .expect("no panic");
+    controllers.stop().await;
 }
 
 #[tokio::test]
 async fn hardening_the_operator_lists_and_watches_only_brooks_children() {
     let harness = Harness::with_broker("op-label-watch", "orders");
     harness.seed_admin_secret("orders");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let shutdown = async move {
-        let _ = stopped.await;
-    }
-    .shared();
-    let controllers = tokio::spawn(brook::operator::run_controllers(
-        harness.ctx.clone(),
-        Some(NAMESPACE.to_owned()),
-        shutdown,
-    ));
+    let controllers = Running::start(&harness);
     harness.apply_stream("orders", json!({"shards": 1}));
     let mock = &harness.mock;
     eventually("the StatefulSet", || {
@@ -177,9 +186,5 @@ async fn hardening_the_operator_lists_and_watches_only_brooks_children() {
         );
     }
 
-    let _ = stop.send(());
-    tokio::time::timeout(Duration::from_secs(10), controllers)
-        .await
-        .expect("the controllers stop on shutdown")
-        .expect("no panic");
+    controllers.stop().await;
 }

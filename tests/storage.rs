@@ -160,24 +160,7 @@ fn part(label: &str, count: usize) -> AppendPart {
 }
 
 fn stored_data(store: &Store) -> Vec<String> {
-    let log = store.log(SHARD).expect("shard");
-    let limits = ReadLimits {
-        max_records: 100_000,
-        max_bytes: u64::MAX,
-        not_before_ms: 0,
-    };
-    let outcome = log.read(0, limits).expect("read");
-    outcome
-        .batches
-        .iter()
-        .flat_map(|batch| {
-            records(&batch.body)
-                .skip(batch.skip as usize)
-                .take(batch.take as usize)
-                .map(|r| String::from_utf8(r.expect("record").data.to_vec()).expect("utf-8"))
-                .collect::<Vec<_>>()
-        })
-        .collect()
+    support::stored_records(store, SHARD).expect("shard")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

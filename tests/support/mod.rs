@@ -20,3 +20,32 @@ pub async fn eventually(what: &str, check: impl Fn() -> bool) {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+/// Every record stored in a shard's log, in order, as text; `None` for a shard the store does
+/// not have.
+pub fn stored_records(
+    store: &brook::broker::shard::Store,
+    shard: brook::broker::shard::ShardKey,
+) -> Option<Vec<String>> {
+    let limits = brook::broker::shard::ReadLimits {
+        max_records: 1_000_000,
+        max_bytes: u64::MAX,
+        not_before_ms: 0,
+    };
+    let outcome = store.log(shard)?.read(0, limits).expect("read");
+    let records = outcome
+        .batches
+        .iter()
+        .flat_map(|batch| {
+            brook::broker::shard::batch::records(&batch.body)
+                .skip(batch.skip as usize)
+                .take(batch.take as usize)
+                .map(|r| {
+                    String::from_utf8(r.expect("a well-formed record").data.to_vec())
+                        .expect("utf-8")
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    Some(records)
+}
