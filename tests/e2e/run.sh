@@ -68,6 +68,8 @@ eventually() {
 jsonpath() { "$KUBECTL" -n "${JSONPATH_NS:-$NS}" get "$1" -o "jsonpath=$2"; }
 equals() { [ "$(jsonpath "$1" "$2")" = "$3" ]; }
 leader() { "$KUBECTL" -n "$OPERATOR_NS" get lease brook-operator-leader -o 'jsonpath={.spec.holderIdentity}'; }
+# A released Lease (an operator that stopped cleanly) has no holder until a replica takes it.
+has_leader() { [ -n "$(leader 2>/dev/null)" ]; }
 operator_metrics() { "$KUBECTL" get --raw "/api/v1/namespaces/$OPERATOR_NS/pods/$(leader):9090/proxy/metrics"; }
 # The sum of a metric family's samples in the leader's /metrics.
 metric_sum() { operator_metrics | awk -v name="$1" '$1 ~ "^"name"({|$)" {sum += $2} END {printf "%d\n", sum}'; }
@@ -134,7 +136,7 @@ install() {
   [ "$(k auth can-i list secrets --as "$as" -A)" = no ] || fail "the operator may list Secrets"
   [ "$(k auth can-i delete pods --as "$as" -A)" = no ] || fail "the operator may delete pods"
   [ "$(k auth can-i patch statefulsets --as "$as" -A)" = yes ] || fail "the operator may not patch StatefulSets"
-  TIMEOUT=120 eventually leader
+  TIMEOUT=120 eventually has_leader
   echo "operator Ready, leader $(leader)"
 }
 
