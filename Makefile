@@ -7,15 +7,16 @@ AWS_CLI := $(TOOLS)/venv/bin/aws
 # Pinned so the tests stay reproducible (newer JS SDK releases drop Node 20).
 AWSCLI_VERSION := 1.46.3
 BOTO3_VERSION := 1.44.8
+HELM_SDK_VERSION := 0.2.2
 NODE_SDK_VERSION := 3.1143.0
-PYTHON_TOOLS := $(TOOLS)/venv/.installed-awscli-$(AWSCLI_VERSION)-boto3-$(BOTO3_VERSION)
+PYTHON_TOOLS := $(TOOLS)/venv/.installed-awscli-$(AWSCLI_VERSION)-boto3-$(BOTO3_VERSION)-helm-$(HELM_SDK_VERSION)
 NODE_SDK := $(TOOLS)/node/node_modules/@aws-sdk/client-kinesis
 
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
 ## The one image of the operator and the brokers; `brook install` and the operator default to it.
 IMAGE ?= localhost/brook:$(VERSION)
 
-.PHONY: build run test unit lint fmt crds e2e image bench bench-compare bench-peers debug-build cli-test node-test python-test
+.PHONY: build run test unit lint fmt crds generate system-tools e2e image bench bench-compare bench-peers debug-build cli-test node-test python-test
 
 build:
 	$(CARGO) build --release --locked
@@ -37,8 +38,13 @@ debug-build:
 
 $(PYTHON_TOOLS):
 	test -x $(TOOLS)/venv/bin/pip || python3 -m venv $(TOOLS)/venv || (apt-get update && apt-get install -y python3-venv && python3 -m venv $(TOOLS)/venv)
-	$(TOOLS)/venv/bin/pip install --quiet awscli==$(AWSCLI_VERSION) boto3==$(BOTO3_VERSION)
+	$(TOOLS)/venv/bin/pip install --quiet awscli==$(AWSCLI_VERSION) boto3==$(BOTO3_VERSION) helm-python-sdk==$(HELM_SDK_VERSION)
 	touch $@
+
+## system-tools: Lua (runs the Argo CD health check) and promtool (checks the alert rules).
+system-tools:
+	command -v lua5.4 >/dev/null && command -v promtool >/dev/null || \
+		(apt-get update && apt-get install -y --no-install-recommends lua5.4 prometheus)
 
 $(NODE_SDK):
 	command -v npm >/dev/null || (apt-get update && apt-get install -y nodejs npm)
@@ -57,7 +63,7 @@ python-test: $(PYTHON_TOOLS) debug-build
 node-test: $(NODE_SDK) debug-build
 	bash tests/node/run.sh
 
-unit:
+unit: $(PYTHON_TOOLS) system-tools
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		$(CARGO) nextest run --locked --no-fail-fast; \
 	else \
@@ -71,10 +77,11 @@ lint:
 fmt:
 	$(CARGO) fmt
 
-## crds: regenerate crds/ from the Rust types (a test fails while it is stale).
-crds:
-	$(CARGO) run --quiet --locked -- crd --out-dir crds
-	$(CARGO) run --quiet --locked -- install > deploy/operator.yaml
+## generate: regenerate crds/, deploy/operator.yaml, deploy/argocd/ and the chart's generated
+## parts from the Rust sources (a test fails while any is stale).
+generate:
+	$(CARGO) run --quiet --locked -- generate --root .
+crds: generate
 
 PEERS := .bench/peers
 FERROKINESIS_VERSION := 0.7.0

@@ -8,3 +8,4 @@ pub mod autoscale;
 pub mod bench;
 pub mod broker;
 pub mod operator;
+pub mod probe;

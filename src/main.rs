@@ -49,6 +49,22 @@ enum Command {
     },
     /// Print Brook's version.
     Version,
+    /// Write every generated file (crds/, deploy/operator.yaml, the chart's generated parts)
+    /// under a repository root.
+    #[command(hide = true)]
+    Generate {
+        /// The repository's root.
+        #[arg(long, default_value = ".")]
+        root: PathBuf,
+    },
+    /// GET an http:// URL and exit 0 on a 2xx answer (the image's health check and `helm test`).
+    Probe {
+        /// The URL, such as http://brook-operator:9090/readyz.
+        url: String,
+        /// Seconds to wait for the answer.
+        #[arg(long, default_value_t = 5)]
+        timeout_seconds: u64,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -423,6 +439,49 @@ fn main() -> anyhow::Result<()> {
             println!("brook {}", env!("CARGO_PKG_VERSION"));
             Ok(())
         }
+        Command::Generate { root } => generate(&root),
+        Command::Probe {
+            url,
+            timeout_seconds,
+        } => probe(&url, std::time::Duration::from_secs(timeout_seconds)),
+    }
+}
+
+fn generate(root: &std::path::Path) -> anyhow::Result<()> {
+    print_crds(Some(root.join("crds")))?;
+    let mut files = brook::operator::chart::generated_files(env!("CARGO_PKG_VERSION"))?;
+    files.extend(brook::operator::argocd::generated_files()?);
+    files.push(brook::operator::chart::GeneratedFile {
+        path: PathBuf::from("deploy/operator.yaml"),
+        content: brook::operator::install::install_yaml(
+            "brook-system",
+            &brook::operator::resources::BrokerDefaults::for_this_version().image,
+        )?,
+    });
+    for file in files {
+        let path = root.join(&file.path);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        std::fs::write(&path, file.content)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn probe(url: &str, timeout: std::time::Duration) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let status = runtime
+        .block_on(tokio::time::timeout(timeout, brook::probe::get_status(url)))
+        .map_err(|_| anyhow::anyhow!("no answer from {url} within {timeout:?}"))??;
+    if (200..300).contains(&status) {
+        println!("{url}: {status}");
+        Ok(())
+    } else {
+        anyhow::bail!("{url} answered {status}")
     }
 }
 

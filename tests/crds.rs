@@ -17,11 +17,11 @@ fn committed_crds_match_what_brook_crd_generates() {
     for crd in crds() {
         let file = crd_file_name(&crd);
         let committed = std::fs::read_to_string(dir.join(&file))
-            .unwrap_or_else(|e| panic!("crds/{file} is missing ({e}); run `make crds`"));
+            .unwrap_or_else(|e| panic!("crds/{file} is missing ({e}); run `make generate`"));
         assert_eq!(
             committed,
             crd_yaml(&crd).expect("CRD renders"),
-            "crds/{file} is stale; run `make crds` and commit the result"
+            "crds/{file} is stale; run `make generate` and commit the result"
         );
         expected_files.push(file);
     }
@@ -264,6 +264,6 @@ fn the_committed_operator_install_matches_what_brook_install_generates() {
     assert_eq!(
         committed,
         brook::operator::install::install_yaml("brook-system", &image).expect("renders"),
-        "deploy/operator.yaml is stale; run `make crds` and commit the result"
+        "deploy/operator.yaml is stale; run `make generate` and commit the result"
     );
 }

@@ -20,6 +20,7 @@ pub struct Metrics {
     throttled: IntCounterVec,
     iterator_age: IntGaugeVec,
     stored_bytes: IntGaugeVec,
+    open_shards: IntGaugeVec,
     requests: IntCounterVec,
     latency: HistogramVec,
     credential_reload_failures: IntCounterVec,
@@ -201,6 +202,11 @@ impl Metrics {
                 "Bytes held in a shard's segments.",
                 &shard,
             ),
+            open_shards: gauge(
+                "brook_open_shards",
+                "Open shards of a stream (the ones that take writes).",
+                &["stream"],
+            ),
             requests: counter(
                 "brook_requests_total",
                 "Kinesis API requests by operation and outcome.",
@@ -241,6 +247,7 @@ impl Metrics {
             Box::new(metrics.throttled.clone()),
             Box::new(metrics.iterator_age.clone()),
             Box::new(metrics.stored_bytes.clone()),
+            Box::new(metrics.open_shards.clone()),
             Box::new(metrics.requests.clone()),
             Box::new(metrics.latency.clone()),
             Box::new(metrics.credential_reload_failures.clone()),
@@ -325,6 +332,18 @@ impl Metrics {
         }
         let _ = self.iterator_age.remove_label_values(&labels);
         let _ = self.stored_bytes.remove_label_values(&labels);
+    }
+
+    /// Sets how many open shards `stream` has.
+    pub fn set_open_shards(&self, stream: &str, count: usize) {
+        self.open_shards
+            .with_label_values(&[stream])
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+
+    /// Drops a deleted stream's open-shards series.
+    pub fn forget_stream(&self, stream: &str) {
+        let _ = self.open_shards.remove_label_values(&[stream]);
     }
 
     /// Records one request's outcome and latency.

@@ -355,6 +355,7 @@ impl Broker {
             .quotas
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.metrics.forget_stream(&record.name);
         for key in record.shard_keys() {
             quotas.remove(&key);
             self.metrics
@@ -376,6 +377,8 @@ impl Broker {
     /// Refreshes the stored-bytes gauges before a scrape.
     pub fn refresh_gauges(&self) {
         for stream in self.streams() {
+            self.metrics
+                .set_open_shards(&stream.record.name, stream.open.len());
             for shard in &stream.shards {
                 let bytes: u64 = shard.log.view().segments.iter().map(|s| s.len).sum();
                 shard.metrics.set_stored_bytes(bytes);

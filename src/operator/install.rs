@@ -35,6 +35,14 @@ fn rule(groups: &[&str], resources: &[&str], verbs: &[&str]) -> PolicyRule {
 
 /// Everything the operator does across namespaces, and nothing more.
 pub fn cluster_rules() -> Vec<PolicyRule> {
+    let mut rules = namespaced_rules();
+    rules.extend(namespace_rules(None));
+    rules
+}
+
+/// What the operator does inside a namespace it watches: the rules of the Role bound in that
+/// namespace when the operator watches only one (`cluster_rules` holds them too).
+pub fn namespaced_rules() -> Vec<PolicyRule> {
     const OWNED: &[&str] = &[
         "get", "list", "watch", "create", "patch", "update", "delete",
     ];
@@ -78,9 +86,15 @@ pub fn cluster_rules() -> Vec<PolicyRule> {
             &["get", "create", "patch", "delete"],
         ),
         rule(&["events.k8s.io"], &["events"], &["create", "patch"]),
-        // Nothing is applied in a namespace that is being deleted.
-        rule(&[""], &["namespaces"], &["get"]),
     ]
+}
+
+/// The one cluster-scoped read: nothing is applied in a namespace that is being deleted. With
+/// `watched`, only that namespace may be read.
+pub fn namespace_rules(watched: Option<&str>) -> Vec<PolicyRule> {
+    let mut read = rule(&[""], &["namespaces"], &["get"]);
+    read.resource_names = watched.map(|namespace| vec![namespace.to_owned()]);
+    vec![read]
 }
 
 /// The rules of the operator's own namespace: its leader-election Lease.

@@ -3,6 +3,8 @@
 //! (`resources`, `status`) with thin I/O around them (`apply`, `kinesis`).
 
 pub mod apply;
+pub mod argocd;
+pub mod chart;
 pub mod consumer;
 pub mod context;
 pub mod install;

@@ -4,6 +4,7 @@
 
 pub mod apiserver;
 pub mod broker;
+pub mod helm;
 pub mod mock_kube;
 pub mod operator;
 pub mod pki;

@@ -17,7 +17,12 @@ pub static SERVICE_MONITOR_RESOURCE: std::sync::LazyLock<ApiResource> =
         )
     });
 
-/// A ServiceMonitor selecting the headless Service's metrics port, every 15 seconds.
+/// The `job` label of every broker's series, from this ServiceMonitor or a plain scrape config
+/// (the dashboard, the alerts and the autoscaler's queries select it).
+pub const BROKER_JOB: &str = "brook-broker";
+
+/// A ServiceMonitor selecting the headless Service's metrics port, every 15 seconds; the
+/// series are labelled `job="brook-broker"` whatever the Service is called.
 pub fn service_monitor(stream: &Stream) -> DynamicObject {
     let name = stream.metadata.name.as_deref().unwrap_or_default();
     let mut object = DynamicObject::new(
@@ -36,6 +41,7 @@ pub fn service_monitor(stream: &Stream) -> DynamicObject {
                 "path": "/metrics",
                 "interval": "15s",
                 "scheme": "http",
+                "relabelings": [{"targetLabel": "job", "replacement": BROKER_JOB}],
             }],
         }
     });
