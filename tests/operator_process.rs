@@ -4,73 +4,21 @@
 
 mod support;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 use support::broker::http_request;
 use support::eventually;
-use support::operator::{Harness, NAMESPACE, STATEFULSETS, STREAMS};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
+use support::operator::{Harness, STATEFULSETS, STREAMS};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_operator_process_leads_reconciles_reports_and_stops_cleanly() {
     let harness = Harness::with_broker("op-process", "orders");
     harness.seed_admin_secret("orders");
-    let api = harness.mock.serve_http().await;
-    let kubeconfig = harness.dir.path().join("kubeconfig");
-    std::fs::write(
-        &kubeconfig,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: mock\n  cluster: {{server: \"http://{api}\"}}\nusers:\n- name: mock\n  user: {{token: test}}\ncontexts:\n- name: mock\n  context: {{cluster: mock, user: mock, namespace: {NAMESPACE}}}\ncurrent-context: mock\n"
-        ),
-    )
-    .expect("kubeconfig");
-    let broker_address = harness
-        .broker
-        .as_ref()
-        .expect("broker")
-        .endpoint
-        .trim_start_matches("http://")
-        .to_owned();
-    let port = free_port();
-    let log_path = harness.dir.path().join("operator.log");
-    let mut operator = Command::new(env!("CARGO_BIN_EXE_brook"))
-        .args(["operator", "--metrics-listen", &format!("127.0.0.1:{port}")])
-        .args([
-            "--watch-namespace",
-            NAMESPACE,
-            "--broker-address",
-            &broker_address,
-        ])
-        .args([
-            "--identity",
-            "operator-a",
-            "--lease-namespace",
-            "brook-system",
-        ])
-        .args(["--log-format", "json"])
-        .env("KUBECONFIG", &kubeconfig)
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log_path).expect("log file"))
-        .spawn()
-        .expect("brook operator starts");
-    // The first line on stdout comes once the telemetry port listens.
-    let stdout = operator.stdout.take().expect("stdout");
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).expect("a line");
-    assert!(
-        line.starts_with("brook operator started"),
-        "{line}: {}",
-        std::fs::read_to_string(&log_path).unwrap_or_default()
-    );
-    let base = format!("http://127.0.0.1:{port}");
+    let mut operator = harness.start_operator_process("operator-a").await;
+    let base = operator.base.clone();
+    let log_path = operator.log_path.clone();
     eventually("/readyz", || {
         http_request("GET", &format!("{base}/readyz")).0 == 200
     })
@@ -111,13 +59,13 @@ async fn the_operator_process_leads_reconciles_reports_and_stops_cleanly() {
     assert!(metrics.contains("brook_operator_reconcile_duration_seconds_bucket"));
 
     let terminated = Command::new("kill")
-        .args(["-TERM", &operator.id().to_string()])
+        .args(["-TERM", &operator.child.id().to_string()])
         .status()
         .expect("kill");
     assert!(terminated.success());
     let deadline = Instant::now() + Duration::from_secs(15);
     let exit = loop {
-        if let Some(status) = operator.try_wait().expect("wait") {
+        if let Some(status) = operator.child.try_wait().expect("wait") {
             break status;
         }
         assert!(

@@ -68,11 +68,20 @@ fn context(client: kube::Client, address: &str, service_monitors: bool) -> Arc<C
 impl Harness {
     /// A mocked cluster whose stream `stream` is served by a managed broker on loopback.
     pub fn with_broker(label: &str, stream: &str) -> Self {
+        Self::with_broker_args(label, stream, &[])
+    }
+
+    /// The same, the broker started with extra `args`.
+    pub fn with_broker_args(label: &str, stream: &str, args: &[&str]) -> Self {
         let dir = TempDir::new(label);
         let admin = dir.path().join("admin");
         std::fs::create_dir_all(&admin).expect("admin folder");
         std::fs::write(admin.join("brook-operator"), ADMIN_SECRET).expect("admin key");
-        let broker = BrokerBuilder::default()
+        let mut builder = BrokerBuilder::default();
+        for arg in args {
+            builder = builder.arg(*arg);
+        }
+        let broker = builder
             .arg("--managed-by")
             .arg(format!("Stream {NAMESPACE}/{stream}"))
             .arg("--admin-credentials")
@@ -244,4 +253,73 @@ pub fn has_condition(object: Option<Value>, type_: &str, status: &str, reason: &
                     .any(|c| c["type"] == type_ && c["status"] == status && c["reason"] == reason)
             })
     })
+}
+
+/// `brook operator` as a process against a harness's mocked API server.
+pub struct OperatorProcess {
+    /// The process.
+    pub child: std::process::Child,
+    /// `http://127.0.0.1:<port>` of its `/metrics`, `/healthz` and `/readyz`.
+    pub base: String,
+    /// Its log (stderr).
+    pub log_path: std::path::PathBuf,
+}
+
+impl Harness {
+    /// Starts `brook operator` on the mocked API server (through a kubeconfig), watching the
+    /// harness namespace, reaching its broker, electing itself as `identity`; returns once its
+    /// telemetry port listens.
+    pub async fn start_operator_process(&self, identity: &str) -> OperatorProcess {
+        let api = self.mock.serve_http().await;
+        let kubeconfig = self.dir.path().join("kubeconfig");
+        std::fs::write(
+            &kubeconfig,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: mock\n  cluster: {{server: \"http://{api}\"}}\nusers:\n- name: mock\n  user: {{token: test}}\ncontexts:\n- name: mock\n  context: {{cluster: mock, user: mock, namespace: {NAMESPACE}}}\ncurrent-context: mock\n"
+            ),
+        )
+        .expect("kubeconfig");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        let log_path = self.dir.path().join("operator.log");
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_brook"))
+            .args(["operator", "--metrics-listen", &format!("127.0.0.1:{port}")])
+            .args([
+                "--watch-namespace",
+                NAMESPACE,
+                "--broker-address",
+                &self.address,
+            ])
+            .args(["--identity", identity, "--lease-namespace", "brook-system"])
+            .args(["--log-format", "json"])
+            .env("KUBECONFIG", &kubeconfig)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::fs::File::create(&log_path).expect("log file"))
+            .spawn()
+            .expect("brook operator starts");
+        // The first line on stdout comes once the telemetry port listens.
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)
+            .expect("a line");
+        assert!(
+            line.starts_with("brook operator started"),
+            "{line}: {}",
+            std::fs::read_to_string(&log_path).unwrap_or_default()
+        );
+        OperatorProcess {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            log_path,
+        }
+    }
+}
+
+impl Drop for OperatorProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
