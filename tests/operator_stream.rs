@@ -459,3 +459,57 @@ async fn a_reconcile_queued_before_the_stream_went_finds_its_cleanup_done() {
         "a second cleanup of a Stream already gone is done, not an error: {again:?}"
     );
 }
+
+#[tokio::test]
+async fn a_statefulset_selecting_by_an_earlier_builds_labels_is_replaced_keeping_its_pods() {
+    let harness = Harness::with_broker("op-selector", "orders");
+    harness.serving_stream("orders", json!({"shards": 1})).await;
+    // An earlier build selected the pods by app.kubernetes.io/instance, which Argo CD reads
+    // as its own tracking label; a selector cannot be changed in place.
+    let old_selector = json!({"matchLabels": {
+        "app.kubernetes.io/name": "brook-broker",
+        "app.kubernetes.io/instance": "orders",
+        "app.kubernetes.io/component": "broker"}});
+    harness.mock.modify(STATEFULSETS, "orders", |set| {
+        set["spec"]["selector"] = old_selector.clone();
+    });
+    harness.mock.clear_log();
+
+    harness.reconcile_stream("orders").await.expect("reconcile");
+    let deletes: Vec<_> = harness
+        .mock
+        .log()
+        .into_iter()
+        .filter(|r| r.method == http::Method::DELETE)
+        .collect();
+    assert_eq!(deletes.len(), 1, "{deletes:?}");
+    assert_eq!(deletes[0].path, format!("{STATEFULSETS}/orders"));
+    assert_eq!(
+        deletes[0].body["propagationPolicy"], "Orphan",
+        "the pods and their volumes are kept"
+    );
+    assert!(
+        harness
+            .mock
+            .events(NAMESPACE)
+            .iter()
+            .any(|(_, reason, _)| reason == "ReplacingStatefulSet"),
+        "{:?}",
+        harness.mock.events(NAMESPACE)
+    );
+
+    // The next reconcile makes the new set, which selects by brook.dev/stream.
+    harness.reconcile_stream("orders").await.expect("reconcile");
+    let set = harness.mock.get(STATEFULSETS, "orders").expect("a new set");
+    assert_eq!(
+        set["spec"]["selector"]["matchLabels"]["brook.dev/stream"],
+        "orders"
+    );
+    assert!(set["spec"]["selector"]["matchLabels"]["app.kubernetes.io/instance"].is_null());
+    assert!(
+        set["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/instance"].is_null(),
+        "no child carries Argo CD's tracking label"
+    );
+    harness.brokers_ready("orders", 1);
+    harness.reconcile_until_ready("orders").await;
+}

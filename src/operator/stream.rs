@@ -84,12 +84,13 @@ pub async fn admin_secret(
     }
 }
 
-/// Applies every child in order; returns the live StatefulSet.
+/// Applies every child in order; returns the live StatefulSet, or None while a StatefulSet of
+/// an earlier build is being replaced.
 async fn apply_children(
     ctx: &Context,
     stream: &Stream,
     namespace: &str,
-) -> Result<StatefulSet, ReconcileError> {
+) -> Result<Option<StatefulSet>, ReconcileError> {
     let client = &ctx.client;
     let config = resources::broker_config_map(stream, &ctx.defaults);
     let hash = resources::config_hash(&config);
@@ -110,6 +111,12 @@ async fn apply_children(
     let sets: Api<StatefulSet> = Api::namespaced(client.clone(), namespace);
     let mut desired = resources::statefulset(stream, &ctx.defaults, &hash);
     let live = sets.get_opt(&stream.name_any()).await?;
+    if let Some(old) = &live
+        && resources::selector_changed(&desired, old)
+    {
+        replace_statefulset(ctx, stream, &sets, old).await?;
+        return Ok(None);
+    }
     if let Some(live) = &live
         && resources::keep_live_claim_templates(&mut desired, live)
         // Once per edit of the spec, not on every re-check.
@@ -136,7 +143,34 @@ async fn apply_children(
             Api::namespaced_with(client.clone(), namespace, &*SERVICE_MONITOR_RESOURCE);
         apply(&monitors, &resources::service_monitor(stream), &ctx.metrics).await?;
     }
-    Ok(set)
+    Ok(Some(set))
+}
+
+/// A StatefulSet's selector cannot change: one that selects by an earlier build's labels is
+/// deleted with its pods orphaned (they keep serving, and their volumes stay), and the next
+/// reconcile creates the new one, which adopts them.
+async fn replace_statefulset(
+    ctx: &Context,
+    stream: &Stream,
+    sets: &Api<StatefulSet>,
+    old: &StatefulSet,
+) -> Result<(), ReconcileError> {
+    if old.metadata.deletion_timestamp.is_none() {
+        let orphan = DeleteParams {
+            propagation_policy: Some(kube::api::PropagationPolicy::Orphan),
+            ..DeleteParams::default()
+        };
+        sets.delete(&stream.name_any(), &orphan).await?;
+        ctx.event(
+            &stream.object_ref(&()),
+            false,
+            "ReplacingStatefulSet",
+            "Apply",
+            "The brokers' StatefulSet selects its pods by an earlier Brook's labels, which Kubernetes cannot change: it is replaced, its pods and volumes kept and adopted by the new one".to_owned(),
+        )
+        .await;
+    }
+    Ok(())
 }
 
 async fn write_status(
@@ -192,8 +226,8 @@ async fn apply_stream(stream: &Stream, ctx: &Context) -> Result<Action, Reconcil
     let admin_key = admin_secret(ctx, stream, &namespace).await?;
     let set = apply_children(ctx, stream, &namespace).await?;
     let ready = set
-        .status
         .as_ref()
+        .and_then(|set| set.status.as_ref())
         .and_then(|s| s.ready_replicas)
         .unwrap_or(0);
     if ready == 0 {

@@ -34,6 +34,8 @@ pub struct Logged {
     pub content_type: String,
     /// The label selector of a list or watch, empty when none.
     pub label_selector: String,
+    /// The request's JSON body (null when none), such as a DELETE's options.
+    pub body: Value,
 }
 
 impl Logged {
@@ -326,6 +328,7 @@ impl MockKube {
                 path: format!("{path}?watch"),
                 content_type,
                 label_selector: selector.clone(),
+                body: Value::Null,
             });
             return self.watch(collection, version, selector);
         }
@@ -350,6 +353,7 @@ impl MockKube {
             path: path.clone(),
             content_type: content_type.clone(),
             label_selector: query_param(&query, "labelSelector").unwrap_or_default(),
+            body: body.clone(),
         });
         let (collection, name, sub) = split(&path);
         match (method.as_str(), name) {

@@ -22,7 +22,7 @@ pub use broker_config::{ADMIN_ACCESS_KEY_ID, broker_config_map, config_hash};
 pub use pdb::pod_disruption_budget;
 pub use service_monitor::{SERVICE_MONITOR_RESOURCE, service_monitor};
 pub use services::{client_service, headless_service};
-pub use statefulset::{DATA_VOLUME, keep_live_claim_templates, statefulset};
+pub use statefulset::{DATA_VOLUME, keep_live_claim_templates, selector_changed, statefulset};
 
 /// Port of the Kinesis API in the broker pods and on the client Service.
 pub const KINESIS_PORT: i32 = 4567;
@@ -99,7 +99,10 @@ impl ChildNames {
     }
 }
 
-/// The labels that select a Stream's broker pods.
+/// The labels that select a Stream's broker pods. Not `app.kubernetes.io/instance`: Argo CD
+/// tracks the objects of an Application by that label, so children labelled with a Stream's
+/// name would count as objects of an Application of the same name, out of sync with its Git
+/// and pruned by it.
 pub fn selector_labels(stream_name: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
         (
@@ -107,13 +110,10 @@ pub fn selector_labels(stream_name: &str) -> BTreeMap<String, String> {
             "brook-broker".to_owned(),
         ),
         (
-            "app.kubernetes.io/instance".to_owned(),
-            stream_name.to_owned(),
-        ),
-        (
             "app.kubernetes.io/component".to_owned(),
             "broker".to_owned(),
         ),
+        (STREAM_LABEL.to_owned(), stream_name.to_owned()),
     ])
 }
 
@@ -134,7 +134,6 @@ pub fn child_labels(stream_name: &str) -> BTreeMap<String, String> {
     let mut labels = selector_labels(stream_name);
     labels.insert(MANAGED_BY_LABEL.to_owned(), MANAGER.to_owned());
     labels.insert("app.kubernetes.io/part-of".to_owned(), "brook".to_owned());
-    labels.insert(STREAM_LABEL.to_owned(), stream_name.to_owned());
     labels
 }
 
@@ -240,10 +239,18 @@ mod tests {
     }
 
     #[test]
+    fn no_child_carries_argo_cds_tracking_label() {
+        // Argo CD (label tracking) counts objects labelled app.kubernetes.io/instance=<app>
+        // as its Application's: a Stream named like its Application would lose its children.
+        assert!(!child_labels("orders").contains_key("app.kubernetes.io/instance"));
+        assert!(!selector_labels("orders").contains_key("app.kubernetes.io/instance"));
+    }
+
+    #[test]
     fn the_scale_selector_string_lists_every_selector_label() {
         assert_eq!(
             selector_string("orders"),
-            "app.kubernetes.io/component=broker,app.kubernetes.io/instance=orders,app.kubernetes.io/name=brook-broker"
+            "app.kubernetes.io/component=broker,app.kubernetes.io/name=brook-broker,brook.dev/stream=orders"
         );
     }
 }

@@ -351,6 +351,13 @@ fn same_storage(declared: &[PersistentVolumeClaim], live: &[PersistentVolumeClai
         })
 }
 
+/// Whether a live StatefulSet selects its pods otherwise than `desired` would: a selector
+/// cannot change, so such a set (made by an earlier build) has to be replaced.
+pub fn selector_changed(desired: &StatefulSet, live: &StatefulSet) -> bool {
+    let selector = |set: &StatefulSet| set.spec.as_ref().map(|spec| spec.selector.clone());
+    selector(desired) != selector(live)
+}
+
 #[cfg(test)]
 #[path = "statefulset_tests.rs"]
 mod tests;
