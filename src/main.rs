@@ -475,7 +475,7 @@ fn probe(url: &str, timeout: std::time::Duration) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let status = runtime
-        .block_on(tokio::time::timeout(timeout, brook::probe::get_status(url)))
+        .block_on(async { tokio::time::timeout(timeout, brook::probe::get_status(url)).await })
         .map_err(|_| anyhow::anyhow!("no answer from {url} within {timeout:?}"))??;
     if (200..300).contains(&status) {
         println!("{url}: {status}");

@@ -125,3 +125,32 @@ async fn an_idle_shard_costs_a_few_kib() {
     let per_shard = (after.saturating_sub(before)) as f64 / 4000.0;
     assert!(per_shard < 4.0, "an idle shard costs {per_shard:.2} KiB");
 }
+
+#[test]
+fn brook_probe_exits_zero_on_a_ready_answer_and_non_zero_otherwise() {
+    let dir = TempDir::new("probe");
+    let broker = BrokerBuilder::default().start(dir.path());
+    let probe = |url: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_brook"))
+            .args(["probe", url, "--timeout-seconds", "5"])
+            .output()
+            .expect("brook probe runs")
+    };
+    let ready = probe(&format!("{}/readyz", broker.metrics));
+    assert!(
+        ready.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ready.stderr)
+    );
+    let missing = probe(&format!("{}/no-such-page", broker.metrics));
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("answered 404"));
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a port");
+    let refused = probe(&format!("http://{closed}/readyz"));
+    assert!(!refused.status.success());
+    let not_http = probe("ftp://example/readyz");
+    assert!(!not_http.status.success());
+    assert!(String::from_utf8_lossy(&not_http.stderr).contains("not an http:// URL"));
+}

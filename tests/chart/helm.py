@@ -4,7 +4,11 @@ and the e2e. Every command prints one JSON document on stdout.
   helm.py render VALUES_JSON [NAMESPACE]   {"manifests": {template: text}, "notes": text}
   helm.py lint VALUES_JSON                 Helm's lint findings
   helm.py validate VALUES_JSON             {"error": null} or {"error": "<Helm's message>"}
-  helm.py install|upgrade CHART RELEASE NAMESPACE VALUES_JSON   the release (needs KUBECONFIG)
+  helm.py install|upgrade CHART RELEASE NAMESPACE VALUES_JSON [--take-ownership]
+                                           the release (needs KUBECONFIG); --take-ownership is
+                                           `helm install --take-ownership --force-conflicts`:
+                                           objects an earlier install left (such as CRDs
+                                           applied with kubectl) are adopted
   helm.py test|uninstall RELEASE NAMESPACE                      the result (needs KUBECONFIG)
 """
 
@@ -13,6 +17,7 @@ import os
 import sys
 
 import helm_python as helm
+import helm_python.config as helm_config
 
 CHART = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "charts", "brook")
 
@@ -38,6 +43,8 @@ def main(argv):
         return {"error": None}
     if command in ("install", "upgrade"):
         chart, release, namespace, values = argv[1], argv[2], argv[3], json.loads(argv[4])
+        if "--take-ownership" in argv[5:]:
+            take_ownership()
         with helm.Config(namespace=namespace) as config:
             action = config.install if command == "install" else config.upgrade
             extra = {"create_namespace": True} if command == "install" else {}
@@ -56,6 +63,20 @@ def main(argv):
             config.uninstall(release, wait="watcher", timeout=300)
         return {"uninstalled": release}
     raise SystemExit(f"unknown command {command}; see the docstring")
+
+
+def take_ownership():
+    """Adds Helm's take_ownership and force_conflicts options, which the SDK's Python layer
+    does not name, to the options its native install and upgrade calls receive."""
+    options = helm_config._opts
+
+    def with_ownership(**pairs):
+        if "create_namespace" in pairs or "reuse_values" in pairs:
+            pairs["take_ownership"] = True
+            pairs["force_conflicts"] = True
+        return options(**pairs)
+
+    helm_config._opts = with_ownership
 
 
 if __name__ == "__main__":

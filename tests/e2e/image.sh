@@ -40,5 +40,12 @@ for engine in docker podman buildah; do
     exit 0
   fi
 done
-echo "image.sh: no container engine answers (docker, podman, buildah) and K8S_LAB is not set; build $IMAGE yourself and run with E2E_IMAGE_READY=1" >&2
+cat >&2 <<EOF
+image.sh: no container engine answers, so $IMAGE cannot be built here. Install one:
+  Debian/Ubuntu: sudo apt-get install podman   (or buildah; or Docker Engine from docker.com)
+  Fedora/RHEL:   sudo dnf install podman
+  macOS:         brew install podman && podman machine init && podman machine start
+then run make image again. (On a k8s-lab cluster, K8S_LAB=<its folder> imports the binary
+without an engine; an image built elsewhere and already on the nodes: E2E_IMAGE_READY=1.)
+EOF
 exit 1

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # make e2e: Brook's whole story on the Kubernetes cluster KUBECONFIG names (kind, k3d, the lab
 # cluster, any). The operator runs in the cluster as a Deployment under its own ServiceAccount,
-# installed from `brook install`; the brokers are the same image.
+# installed with the Helm chart through Helm's own library (helm-python-sdk): an install of the
+# previous chart, an upgrade that changes a CRD, `helm test`, and `helm uninstall` at the end;
+# the brokers are the same image.
 #
 # Without a cluster that answers it fails: a skipped e2e is never reported as a passed one.
 # Variables: E2E_IMAGE (default localhost/brook:<version>-<hash of the binary>), E2E_IMAGE_READY=1 (the image is
@@ -113,8 +115,33 @@ install() {
     bash tests/e2e/image.sh "$IMAGE" "$BROOK"
   fi
 
-  step "1. CRDs Established, kubectl explain and printer columns"
-  k apply --server-side --force-conflicts -f crds/ >/dev/null
+  step "1. helm install of the previous chart, then helm upgrade: the CRD change is applied"
+  adopt_earlier_install
+  # The operator's pods (and the helm test pod) must pass the restricted Pod Security Standard.
+  k create namespace "$OPERATOR_NS" --dry-run=client -o yaml | k apply -f - >/dev/null
+  k label --overwrite namespace "$OPERATOR_NS" pod-security.kubernetes.io/enforce=restricted >/dev/null
+  # `brook install`'s plain manifests are admitted too (deploy/operator.yaml is its output).
+  k apply --dry-run=server -f deploy/operator.yaml >/dev/null || fail "the API server refuses deploy/operator.yaml"
+  # The previous chart: this one with a Stream CRD that lacks the Open printer column.
+  local previous="$WORK/chart-previous"
+  cp -r charts/brook "$previous"
+  "$PYTHON" - "$previous/templates/crds/streams.brook.dev.yaml" <<'PY'
+import sys
+path = sys.argv[1]
+lines = open(path).read().split("\n")
+start = lines.index("    - jsonPath: .status.openShards")
+del lines[start:start + 3]
+open(path, "w").write("\n".join(lines))
+PY
+  local values
+  values="$(printf '{"image": {"repository": "%s", "tag": "%s"}, "replicaCount": 2, "operator": {"recheckSeconds": %s}}' \
+    "${IMAGE%:*}" "${IMAGE##*:}" "$RECHECK")"
+  helm_py install "$previous" brook "$OPERATOR_NS" "$values" --take-ownership >/dev/null || fail "helm install of the previous chart"
+  [[ "$(printer_columns)" != *Open* ]] || fail "the previous chart's Stream CRD has the Open column"
+  echo "previous chart installed: Stream columns $(printer_columns)"
+  helm_py upgrade charts/brook brook "$OPERATOR_NS" "$values" >/dev/null || fail "helm upgrade"
+  [[ "$(printer_columns)" == *Open* ]] || fail "helm upgrade did not apply the CRD change: $(printer_columns)"
+  echo "upgraded: Stream columns $(printer_columns)"
   for crd in streams.brook.dev deliverystreams.brook.dev consumers.brook.dev; do
     k wait --for condition=established --timeout=60s "crd/$crd" >/dev/null
   done
@@ -124,10 +151,7 @@ install() {
     k get "$kind" -A >/dev/null 2>&1 || fail "kubectl get $kind"
   done
 
-  step "the operator, installed from brook install, under its own ServiceAccount"
-  "$BROOK" install --image "$IMAGE" | k apply -f - >/dev/null
-  # Re-checks every $RECHECK s, so the steady state below is observed over two of them.
-  k -n "$OPERATOR_NS" set env deployment/brook-operator "BROOK_OPERATOR_RECHECK_SECONDS=$RECHECK" >/dev/null
+  step "the operator from the chart, under its own ServiceAccount; helm test"
   k -n "$OPERATOR_NS" rollout status deployment/brook-operator --timeout=300s >/dev/null || fail "the operator Deployment did not roll out"
   local account
   account="$(JSONPATH_NS=$OPERATOR_NS jsonpath deployment/brook-operator '{.spec.template.spec.serviceAccountName}')"
@@ -137,7 +161,34 @@ install() {
   [ "$(k auth can-i delete pods --as "$as" -A)" = no ] || fail "the operator may delete pods"
   [ "$(k auth can-i patch statefulsets --as "$as" -A)" = yes ] || fail "the operator may not patch StatefulSets"
   TIMEOUT=120 eventually has_leader
-  echo "operator Ready, leader $(leader)"
+  helm_py test brook "$OPERATOR_NS" >/dev/null || fail "helm test: the operator does not answer /readyz through its Service"
+  echo "operator Ready, leader $(leader); helm test passed"
+}
+
+helm_py() { "$PYTHON" tests/chart/helm.py "$@"; }
+printer_columns() { k get crd streams.brook.dev -o 'jsonpath={.spec.versions[0].additionalPrinterColumns[*].name}'; }
+
+# A cluster that ran an earlier e2e (or a plain `brook install`) holds Brook's CRDs and maybe a
+# plain operator install; the release is installed with --take-ownership (as docs/install.md
+# tells users in that case) after the plain operator install is removed.
+adopt_earlier_install() {
+  helm_py uninstall brook "$OPERATOR_NS" >/dev/null 2>&1 || true
+  if k -n "$OPERATOR_NS" get deployment brook-operator >/dev/null 2>&1; then
+    "$BROOK" install --image "$IMAGE" | "$PYTHON" -c 'import sys; print("---".join(d for d in sys.stdin.read().split("---") if "kind: Namespace" not in d))' \
+      | k delete --ignore-not-found -f - >/dev/null
+  fi
+}
+
+uninstall() {
+  step "9. helm uninstall: the operator and its RBAC go, the CRDs (and so every Stream) stay"
+  helm_py uninstall brook "$OPERATOR_NS" >/dev/null || fail "helm uninstall"
+  TIMEOUT=120 eventually sh -c "! $KUBECTL -n $OPERATOR_NS get deployment brook-operator"
+  ! k get clusterrole "brook-operator-$OPERATOR_NS" >/dev/null 2>&1 || fail "the ClusterRole outlived the release"
+  ! k -n "$OPERATOR_NS" get serviceaccount brook-operator >/dev/null 2>&1 || fail "the ServiceAccount outlived the release"
+  for crd in streams.brook.dev deliverystreams.brook.dev consumers.brook.dev; do
+    k get crd "$crd" >/dev/null 2>&1 || fail "helm uninstall deleted CRD $crd (and with it every $crd object)"
+  done
+  echo "release gone; CRDs kept"
 }
 
 fresh_namespace() {
@@ -180,6 +231,11 @@ serve() {
     equals "$object" '{.metadata.ownerReferences[0].kind}/{.metadata.ownerReferences[0].name}' Stream/clicks \
       || fail "$object is not owned by Stream clicks"
   done
+  # GitOps: what the operator did (finalizer, status, defaults) is no difference from Git for
+  # a client-side diff (the steady Stream below checks the server-side one).
+  kn diff -f examples/stream.yaml -f examples/consumer.yaml >"$WORK/diff" 2>&1 \
+    || fail "kubectl diff reports a difference from the applied files: $(cat "$WORK/diff")"
+  echo "kubectl diff: no difference from the applied files after reconcile"
 }
 
 data_path() {
@@ -322,10 +378,14 @@ reconciled_since() { [ "$(reconciled_count "$1")" -ge "$2" ]; }
 
 steady() {
   step "6. steady state: no writes over two re-checks, with quantities the API server normalizes"
-  kn apply -f - >/dev/null <<'EOF'
+  cat >"$WORK/steady.yaml" <<'EOF'
 apiVersion: brook.dev/v1alpha1
 kind: Stream
-metadata: {name: steady}
+metadata:
+  name: steady
+  # As Argo CD marks what it syncs (label tracking, and annotation tracking since v2.2).
+  labels: {app.kubernetes.io/instance: steady}
+  annotations: {argocd.argoproj.io/tracking-id: "steady:brook.dev/Stream:brook-e2e/steady"}
 spec:
   shards: 2
   brokers:
@@ -335,10 +395,22 @@ spec:
       limits: {cpu: "1000m", memory: "1073741824"}
     storage: {size: "0.5Gi"}
 EOF
+  # Server-side, as Argo CD applies with ServerSideApply=true.
+  kn apply --server-side -f "$WORK/steady.yaml" >/dev/null
   kn wait --for=condition=Ready stream/steady --timeout=300s >/dev/null || fail "Stream steady not Ready"
   equals statefulset/steady '{.spec.template.spec.containers[0].resources.requests.cpu}' 50m \
     || fail "the API server did not normalize cpu 0.05 (got $(jsonpath statefulset/steady '{.spec.template.spec.containers[0].resources.requests.cpu}'))"
   TIMEOUT=60 eventually equals statefulset/steady '{.status.readyReplicas}' 1
+  local children="statefulsets,services,configmaps,poddisruptionbudgets,secrets,pods,persistentvolumeclaims"
+  [ -z "$(kn get "$children" -l app.kubernetes.io/instance=steady -o name)" ] \
+    || fail "children carry Argo CD's tracking label: $(kn get "$children" -l app.kubernetes.io/instance=steady -o name)"
+  ! says tracking-id kn get "$children" -l brook.dev/stream=steady -o 'jsonpath={.items[*].metadata.annotations}' \
+    || fail "children carry Argo CD's tracking annotation"
+  [ -n "$(kn get "$children" -l brook.dev/stream=steady -o name)" ] || fail "no children of steady found by brook.dev/stream"
+  echo "no child of a Stream carries Argo CD's tracking label or annotation"
+  kn diff --server-side -f "$WORK/steady.yaml" >"$WORK/diff" 2>&1 \
+    || fail "kubectl diff --server-side reports a difference: $(cat "$WORK/diff")"
+  echo "kubectl diff --server-side: no difference from the applied file after reconcile"
   versions steady >"$WORK/versions-before"
   local applies reconciles
   applies="$(metric_sum brook_operator_applies_total)"
@@ -392,6 +464,8 @@ deletion() {
 
   step "8. deleting namespaces that hold Streams and Consumers finishes, also after their brokers went first"
   fresh_namespace "$NS_GONE"
+  # Broker pods pass the restricted Pod Security Standard too.
+  k label namespace "$NS_GONE" pod-security.kubernetes.io/enforce=restricted >/dev/null
   k -n "$NS_GONE" apply -f - >/dev/null <<'EOF'
 apiVersion: brook.dev/v1alpha1
 kind: Stream
@@ -428,5 +502,6 @@ kill_broker
 steady
 failover
 deletion
+uninstall
 echo
 echo "PASS: e2e on the cluster in $((SECONDS - STARTED)) s"
