@@ -49,6 +49,11 @@ enum Command {
     },
     /// Print Brook's version.
     Version,
+    /// The shard autoscaler's decision, off any cluster.
+    Autoscale {
+        #[command(subcommand)]
+        command: AutoscaleCommand,
+    },
     /// Write every generated file (crds/, deploy/operator.yaml, the chart's generated parts)
     /// under a repository root.
     #[command(hide = true)]
@@ -65,6 +70,54 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         timeout_seconds: u64,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum AutoscaleCommand {
+    /// Replay a load trace through the real decision: shards over time, throttled seconds,
+    /// shard-hours against the ideal, scale actions.
+    Simulate(SimulateArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct SimulateArgs {
+    /// step, diurnal, spiky, ramp or noisy (every one of them when neither this nor
+    /// --trace-file is given).
+    #[arg(long)]
+    trace: Option<String>,
+    /// A recorded series: `<second> <records per second>` per line.
+    #[arg(long, conflicts_with = "trace")]
+    trace_file: Option<PathBuf>,
+    /// Seconds between evaluations.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    period_seconds: u64,
+    /// Seconds each sample averages over (the PromQL rate window).
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    window_seconds: u64,
+    /// Target utilization of the write quotas, percent.
+    #[arg(long, default_value_t = 70, value_parser = clap::value_parser!(u32).range(1..=100))]
+    target_percent: u32,
+    /// Scale-up stabilization window, seconds.
+    #[arg(long, default_value_t = 0)]
+    scale_up_seconds: u64,
+    /// Scale-down stabilization window, seconds.
+    #[arg(long, default_value_t = 300)]
+    scale_down_seconds: u64,
+    /// Open shards at the start.
+    #[arg(long, default_value_t = 4)]
+    initial_shards: u32,
+    /// Fewest and most shards.
+    #[arg(long, default_value_t = 1)]
+    min_shards: u32,
+    /// Most shards.
+    #[arg(long, default_value_t = 64)]
+    max_shards: u32,
+    /// Bytes per record.
+    #[arg(long, default_value_t = 500.0)]
+    record_bytes: f64,
+    /// Stop the metrics from this second on, as a lost Prometheus would.
+    #[arg(long)]
+    lose_metrics_after_seconds: Option<u64>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -178,14 +231,16 @@ struct BrokerArgs {
     /// How often ON_DEMAND streams measure their write demand, in milliseconds.
     #[arg(long, default_value_t = 10_000)]
     on_demand_interval_ms: u64,
-    /// How long demand must hold before an ON_DEMAND stream adds shards, in seconds.
-    #[arg(long, default_value_t = 60)]
+    /// How long demand must hold before an ON_DEMAND stream adds shards, in seconds (0: at
+    /// once, as Kinesis on-demand does).
+    #[arg(long, default_value_t = 0)]
     on_demand_scale_up_seconds: u64,
     /// How long demand must stay low before an ON_DEMAND stream removes shards, in seconds.
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, default_value_t = 900)]
     on_demand_scale_down_seconds: u64,
-    /// Share of each shard's write quota an ON_DEMAND stream aims to fill, in percent.
-    #[arg(long, default_value_t = 70, value_parser = clap::value_parser!(u32).range(1..=100))]
+    /// Share of each shard's write quota an ON_DEMAND stream aims to fill, in percent (50:
+    /// room for twice the demand, as Kinesis on-demand absorbs twice the previous peak).
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=100))]
     on_demand_target_percent: u32,
     /// Per-stream quota overrides: a YAML or JSON map of stream name to any of
     /// writeBytesPerSecond, writeRecordsPerSecond, readBytesPerSecond, readCallsPerSecond, enforce.
@@ -440,11 +495,56 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Generate { root } => generate(&root),
+        Command::Autoscale {
+            command: AutoscaleCommand::Simulate(args),
+        } => simulate(args),
         Command::Probe {
             url,
             timeout_seconds,
         } => probe(&url, std::time::Duration::from_secs(timeout_seconds)),
     }
+}
+
+fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
+    use brook::autoscale::simulate::{Settings, Trace, render, simulate};
+    let traces = match (&args.trace, &args.trace_file) {
+        (Some(name), _) => vec![Trace::named(name)?],
+        (None, Some(path)) => vec![Trace::parse(
+            &std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?,
+        )?],
+        (None, None) => ["step", "diurnal", "spiky", "ramp", "noisy"]
+            .iter()
+            .map(|name| Trace::named(name))
+            .collect::<Result<_, _>>()?,
+    };
+    let defaults = Settings::default();
+    let settings = Settings {
+        period_s: args.period_seconds,
+        window_s: args.window_seconds,
+        record_bytes: args.record_bytes,
+        initial_shards: args.initial_shards,
+        metrics_lost_at_s: args.lose_metrics_after_seconds,
+        policy: brook::autoscale::ScalingPolicy {
+            min_shards: args.min_shards,
+            max_shards: args.max_shards,
+            target_utilization_percent: args.target_percent,
+            scale_up_window_ms: args.scale_up_seconds * 1000,
+            scale_down_window_ms: args.scale_down_seconds * 1000,
+            ..defaults.policy
+        },
+        ..defaults
+    };
+    let mut out = std::io::stdout().lock();
+    for trace in traces {
+        let text = render(&simulate(&trace, &settings), &settings);
+        match writeln!(out, "{text}") {
+            // A reader that stopped reading (`| head`) is not an error.
+            Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+            other => other?,
+        }
+    }
+    Ok(())
 }
 
 fn generate(root: &std::path::Path) -> anyhow::Result<()> {

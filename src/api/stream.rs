@@ -173,7 +173,8 @@ pub struct Autoscaling {
     #[serde(default = "default_target_utilization")]
     #[schemars(range(min = 1, max = 100))]
     pub target_utilization_percent: i32,
-    /// How long demand must stay high before shards are added, in seconds.
+    /// How long demand must stay high before shards are added, in seconds (0: the latest
+    /// sample decides; raise it to ride out bursts shorter than it).
     #[serde(default = "default_scale_up_stabilization")]
     #[schemars(range(min = 0, max = 3600))]
     pub scale_up_stabilization_seconds: i32,
@@ -196,7 +197,7 @@ fn default_target_utilization() -> i32 {
     70
 }
 fn default_scale_up_stabilization() -> i32 {
-    60
+    0
 }
 fn default_scale_down_stabilization() -> i32 {
     300
@@ -216,7 +217,7 @@ pub struct PrometheusSource {
 }
 
 fn default_window_seconds() -> i32 {
-    120
+    60
 }
 
 /// The broker pods: their number, image, resources and volumes.

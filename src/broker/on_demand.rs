@@ -6,7 +6,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::autoscale::{Observation, ScalingPolicy, decide};
+use crate::autoscale::{Inputs, Observation, ScalingPolicy, decide};
 
 use super::catalog::StreamMode;
 use super::state::Broker;
@@ -80,11 +80,12 @@ pub async fn run(broker: Arc<Broker>, settings: OnDemandSettings) {
                 entry.last_ms = now;
                 continue;
             }
-            entry.history.push_back(Observation {
-                at_ms: now,
-                bytes_per_second: totals.0.saturating_sub(entry.last_totals.0) as f64 / seconds,
-                records_per_second: totals.1.saturating_sub(entry.last_totals.1) as f64 / seconds,
-            });
+            // Demand counts what the quotas refused too, so nothing is throttled on top.
+            entry.history.push_back(Observation::new(
+                now,
+                totals.0.saturating_sub(entry.last_totals.0) as f64 / seconds,
+                totals.1.saturating_sub(entry.last_totals.1) as f64 / seconds,
+            ));
             entry.last_totals = totals;
             entry.last_ms = now;
             // Older samples go, but the newest of them stays: it shows how far back the
@@ -107,12 +108,25 @@ pub async fn run(broker: Arc<Broker>, settings: OnDemandSettings) {
                 target_utilization_percent: settings.target_utilization_percent,
                 scale_up_window_ms: settings.scale_up_window.as_millis() as u64,
                 scale_down_window_ms: settings.scale_down_window.as_millis() as u64,
-                shard_bytes_per_second: quota.write_bytes_per_second as f64,
-                shard_records_per_second: quota.write_records_per_second as f64,
+                // Measured every interval: three missed intervals make the demand stale.
+                max_sample_age_ms: 3 * settings.interval.as_millis() as u64,
+                ..ScalingPolicy::with_quotas(
+                    quota.write_bytes_per_second as f64,
+                    quota.write_records_per_second as f64,
+                )
             };
             let open = stream.record.open_shard_count() as u32;
             let history: Vec<Observation> = entry.history.iter().copied().collect();
-            let decision = decide(open, &history, &policy, now);
+            let decision = decide(
+                &Inputs {
+                    current: open,
+                    history: &history,
+                    shards: &[],
+                    last_scale_ms: None,
+                    now_ms: now,
+                },
+                &policy,
+            );
             if decision.desired_shards != open {
                 tracing::info!(stream = %stream.record.name, from = open, to = decision.desired_shards, reason = %decision.reason, "on-demand rescale");
                 if let Err(error) = super::ops::reshard::scale_to(
