@@ -19,6 +19,7 @@
 //! - One shard far hotter than the rest is split (at the middle of its hash range) instead of
 //!   doubling the stream; scaling down by one merges the coldest adjacent pair.
 
+pub mod queries;
 pub mod simulate;
 #[cfg(test)]
 mod tests;

@@ -61,6 +61,19 @@ impl AdminError {
     }
 }
 
+/// An open shard as ListShards reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenShard {
+    /// Its id.
+    pub shard_id: String,
+    /// First hash key it owns.
+    pub starting_hash_key: u128,
+    /// Last hash key it owns.
+    pub ending_hash_key: u128,
+    /// The shard it was split or merged from.
+    pub parent_shard_id: Option<String>,
+}
+
 /// What the operator reads of a stream.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StreamSummary {
@@ -239,6 +252,75 @@ impl BrokerAdmin {
             "UpdateShardCount",
             json!({"StreamName": name, "TargetShardCount": target,
                    "ScalingType": "UNIFORM_SCALING"}),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// The open shards with their hash ranges and parents, in hash-key order.
+    pub async fn open_shards(&self, name: &str) -> Result<Vec<OpenShard>, AdminError> {
+        let operation = "ListShards";
+        let answer = self
+            .call(
+                operation,
+                json!({"StreamName": name,
+                       "ShardFilter": {"Type": "AT_LATEST"}}),
+            )
+            .await?;
+        let decode = |message: String| AdminError::Decode { operation, message };
+        let mut shards = answer["Shards"]
+            .as_array()
+            .ok_or_else(|| decode("no Shards".into()))?
+            .iter()
+            .map(|shard| {
+                let key = |field: &str| {
+                    shard["HashKeyRange"][field]
+                        .as_str()
+                        .and_then(|k| k.parse::<u128>().ok())
+                        .ok_or_else(|| decode(format!("no {field} in {shard}")))
+                };
+                Ok(OpenShard {
+                    shard_id: shard["ShardId"]
+                        .as_str()
+                        .ok_or_else(|| decode(format!("no ShardId in {shard}")))?
+                        .to_owned(),
+                    starting_hash_key: key("StartingHashKey")?,
+                    ending_hash_key: key("EndingHashKey")?,
+                    parent_shard_id: shard["ParentShardId"].as_str().map(str::to_owned),
+                })
+            })
+            .collect::<Result<Vec<_>, AdminError>>()?;
+        shards.sort_by_key(|s| s.starting_hash_key);
+        Ok(shards)
+    }
+
+    /// Splits one shard at `new_starting_hash_key`.
+    pub async fn split_shard(
+        &self,
+        name: &str,
+        shard_id: &str,
+        new_starting_hash_key: u128,
+    ) -> Result<(), AdminError> {
+        self.call(
+            "SplitShard",
+            json!({"StreamName": name, "ShardToSplit": shard_id,
+                   "NewStartingHashKey": new_starting_hash_key.to_string()}),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Merges two adjacent shards.
+    pub async fn merge_shards(
+        &self,
+        name: &str,
+        shard_id: &str,
+        adjacent_shard_id: &str,
+    ) -> Result<(), AdminError> {
+        self.call(
+            "MergeShards",
+            json!({"StreamName": name, "ShardToMerge": shard_id,
+                   "AdjacentShardToMerge": adjacent_shard_id}),
         )
         .await
         .map(drop)

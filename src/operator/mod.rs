@@ -4,12 +4,14 @@
 
 pub mod apply;
 pub mod argocd;
+pub mod autoscaler;
 pub mod chart;
 pub mod consumer;
 pub mod context;
 pub mod install;
 pub mod kinesis;
 pub mod leader;
+pub mod prometheus;
 pub mod quantity;
 pub mod resources;
 pub mod runner;

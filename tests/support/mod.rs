@@ -8,6 +8,7 @@ pub mod helm;
 pub mod mock_kube;
 pub mod operator;
 pub mod pki;
+pub mod prometheus;
 
 /// Polls `check` every 20 ms until it holds; fails naming `what` after a minute. For waiting
 /// on an event the test cannot be told of, never for letting time pass.
