@@ -21,6 +21,16 @@ use support::prometheus::Prometheus;
 
 const PERIOD: Duration = Duration::from_secs(1);
 
+fn prometheus_client(url: &str, credentials: Credentials) -> PrometheusClient {
+    PrometheusClient::new(&ClientSettings {
+        url: url.to_owned(),
+        credentials,
+        ca_pem: None,
+        timeout: Duration::from_secs(3),
+    })
+    .expect("client")
+}
+
 fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -73,13 +83,7 @@ async fn autoscaling_follows_a_load_step_up_and_back_down_through_a_real_prometh
     create_active_stream(&client, "clicks", 1).await;
     let prometheus =
         Prometheus::scraping(&[broker.metrics.trim_start_matches("http://")], "shop").await;
-    let metrics = PrometheusClient::new(&ClientSettings {
-        url: prometheus.url.clone(),
-        credentials: Credentials::None,
-        ca_pem: None,
-        timeout: Duration::from_secs(5),
-    })
-    .expect("client");
+    let metrics = prometheus_client(&prometheus.url, Credentials::None);
     let admin = BrokerAdmin::new(
         broker.endpoint.trim_start_matches("http://").to_owned(),
         "AKIDAUTOSCALER",
@@ -217,13 +221,10 @@ async fn autoscaling_reports_an_unreachable_or_unscraped_prometheus_and_holds() 
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a port");
-    let unreachable = PrometheusClient::new(&ClientSettings {
-        url: format!("http://{closed}"),
-        credentials: Credentials::Bearer("token".into()),
-        ca_pem: None,
-        timeout: Duration::from_secs(2),
-    })
-    .expect("client");
+    let unreachable = prometheus_client(
+        &format!("http://{closed}"),
+        Credentials::Bearer("token".into()),
+    );
     let queries = QueryTemplates::default();
     let target = Target {
         namespace: "shop",
@@ -245,13 +246,7 @@ async fn autoscaling_reports_an_unreachable_or_unscraped_prometheus_and_holds() 
 
     // A Prometheus that answers but does not scrape this stream.
     let prometheus = Prometheus::scraping(&["127.0.0.1:9"], "elsewhere").await;
-    let unscraped = PrometheusClient::new(&ClientSettings {
-        url: prometheus.url.clone(),
-        credentials: Credentials::None,
-        ca_pem: None,
-        timeout: Duration::from_secs(5),
-    })
-    .expect("client");
+    let unscraped = prometheus_client(&prometheus.url, Credentials::None);
     let evaluation = autoscaler
         .evaluate(&unscraped, &admin, &target, &policy, now_ms(), true)
         .await

@@ -54,8 +54,15 @@ pub struct Autoscaler {
     streams: Mutex<HashMap<String, StreamState>>,
 }
 
-fn key(target: &Target<'_>) -> String {
-    format!("{}/{}", target.namespace, target.stream)
+impl Target<'_> {
+    fn key(&self) -> String {
+        format!("{}/{}", self.namespace, self.stream)
+    }
+
+    /// `template` with this stream's namespace, name and window.
+    fn query(&self, template: &str) -> String {
+        render(template, self.namespace, self.stream, self.window_seconds)
+    }
 }
 
 /// Joins the open shards with their measured loads; a shard without series has none.
@@ -111,16 +118,8 @@ impl Autoscaler {
         target: &Target<'_>,
         at: Option<(u64, u64, u64)>,
     ) -> Result<Option<Vec<Observation>>, PrometheusError> {
-        let query = |template: &str| {
-            render(
-                template,
-                target.namespace,
-                target.stream,
-                target.window_seconds,
-            )
-        };
         let run = |template: &str| {
-            let query = query(template);
+            let query = target.query(template);
             async move {
                 match at {
                     Some((start, end, step)) => prometheus.range(&query, start, end, step).await,
@@ -148,7 +147,7 @@ impl Autoscaler {
         now_ms: u64,
         apply: bool,
     ) -> Result<Evaluation, AdminError> {
-        let key = key(target);
+        let key = target.key();
         let mut state = self.lock().get(&key).cloned().unwrap_or_default();
         let keep_ms = policy.scale_down_window_ms.max(policy.scale_up_window_ms) + 60_000;
         let mut metrics_error = None;
@@ -181,18 +180,10 @@ impl Autoscaler {
 
         let open = admin.open_shards(target.stream).await?;
         let shards = if metrics_error.is_none() {
-            let query = |template: &str| {
-                render(
-                    template,
-                    target.namespace,
-                    target.stream,
-                    target.window_seconds,
-                )
-            };
             let (bytes, records, throttled) = (
-                query(&target.queries.shard_incoming_bytes),
-                query(&target.queries.shard_incoming_records),
-                query(&target.queries.shard_throttled),
+                target.query(&target.queries.shard_incoming_bytes),
+                target.query(&target.queries.shard_incoming_records),
+                target.query(&target.queries.shard_throttled),
             );
             match futures::try_join!(
                 prometheus.instant(&bytes, None),

@@ -226,6 +226,27 @@ impl PrometheusClient {
         }
     }
 
+    /// Sends `request` over `io` (plain TCP or TLS) with HTTP/1.1.
+    async fn send<S>(
+        &self,
+        io: S,
+        request: http::Request<Empty<Bytes>>,
+    ) -> Result<http::Response<hyper::body::Incoming>, PrometheusError>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        sender
+            .send_request(request)
+            .await
+            .map_err(|e| self.unreachable(e))
+    }
+
     async fn get_once(&self, path: &str) -> Result<Value, PrometheusError> {
         let tcp = TcpStream::connect((self.host.as_str(), self.port))
             .await
@@ -240,16 +261,7 @@ impl PrometheusClient {
             .body(Empty::<Bytes>::new())
             .map_err(|e| self.unreachable(e))?;
         let response = match &self.tls {
-            None => {
-                let (mut sender, connection) =
-                    hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-                        .await
-                        .map_err(|e| self.unreachable(e))?;
-                tokio::spawn(async move {
-                    let _ = connection.await;
-                });
-                sender.send_request(request).await
-            }
+            None => self.send(tcp, request).await?,
             Some(config) => {
                 let name =
                     ServerName::try_from(self.host.clone()).map_err(|e| self.unreachable(e))?;
@@ -257,17 +269,9 @@ impl PrometheusClient {
                     .connect(name, tcp)
                     .await
                     .map_err(|e| self.unreachable(e))?;
-                let (mut sender, connection) =
-                    hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                        .await
-                        .map_err(|e| self.unreachable(e))?;
-                tokio::spawn(async move {
-                    let _ = connection.await;
-                });
-                sender.send_request(request).await
+                self.send(stream, request).await?
             }
-        }
-        .map_err(|e| self.unreachable(e))?;
+        };
         let status = response.status();
         let body = response
             .into_body()
