@@ -74,7 +74,8 @@ fn facts() -> StreamFacts {
         arn: Some("arn:aws:kinesis:us-east-1:000000000000:stream/clicks".to_owned()),
         open_shards: Some(4),
         endpoint: "http://clicks.shop.svc:4567".to_owned(),
-        selector: "app.kubernetes.io/instance=clicks".to_owned(),
+        selector: "brook.dev/stream=clicks".to_owned(),
+        autoscaling: None,
     }
 }
 

@@ -167,9 +167,9 @@ fn every_cel_rule_compiles_and_fits_the_cost_budget() {
         );
         total_rules += count_rules(&schema);
     }
-    // Stream: name length, autoscaling bounds and source; DeliveryStream: one source, one
-    // destination, AT_TIMESTAMP; Consumer: both names immutable.
-    assert_eq!(total_rules, 8);
+    // Stream: name length, autoscaling bounds and source, one Prometheus auth; DeliveryStream:
+    // one source, one destination, AT_TIMESTAMP; Consumer: both names immutable.
+    assert_eq!(total_rules, 9);
 }
 
 #[test]

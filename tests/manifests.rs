@@ -119,8 +119,8 @@ fn every_example_is_admitted_parses_validates_and_round_trips() {
         }
     }
     assert_eq!(
-        brook_documents, 4,
-        "one example per kind, two DeliveryStreams"
+        brook_documents, 5,
+        "two Streams (one autoscaled), a Consumer, two DeliveryStreams"
     );
 }
 

@@ -11,7 +11,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::{SecretReference, conditions_schema, string_map_schema};
+use super::common::{SecretKeyReference, SecretReference, conditions_schema, string_map_schema};
 
 /// Most open shards one stream may declare.
 pub const MAX_SHARDS: i32 = 10_000;
@@ -47,6 +47,7 @@ pub const MAX_STREAM_NAME_LENGTH: usize = 52;
         label_selector_path = ".status.selector"
     ),
     printcolumn(name = "Shards", type_ = "integer", json_path = ".spec.shards"),
+    printcolumn(name = "Desired", type_ = "integer", json_path = ".status.autoscaling.desiredShards", description = "open shards the autoscaler wants"),
     printcolumn(name = "Open", type_ = "integer", json_path = ".status.openShards"),
     printcolumn(name = "Retention", type_ = "integer", json_path = ".spec.retentionHours", description = "retention in hours"),
     printcolumn(name = "Status", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason"),
@@ -182,9 +183,17 @@ pub struct Autoscaling {
     #[serde(default = "default_scale_down_stabilization")]
     #[schemars(range(min = 0, max = 86400))]
     pub scale_down_stabilization_seconds: i32,
+    /// Seconds between evaluations.
+    #[serde(default = "default_period_seconds")]
+    #[schemars(range(min = 1, max = 3600))]
+    pub period_seconds: i32,
     /// Where the throughput metrics are read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prometheus: Option<PrometheusSource>,
+}
+
+fn default_period_seconds() -> i32 {
+    30
 }
 
 fn default_min_shards() -> i32 {
@@ -204,16 +213,69 @@ fn default_scale_down_stabilization() -> i32 {
 }
 
 /// A Prometheus server that scrapes the brokers.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!(has(self.bearerTokenSecretRef) && has(self.basicAuthSecretRef))").message("use bearerTokenSecretRef or basicAuthSecretRef, not both"))]
 pub struct PrometheusSource {
     /// Base URL of the Prometheus HTTP API, such as `http://prometheus:9090`.
     #[schemars(regex(pattern = r"^https?://[^\s]+$"), length(max = 2048))]
     pub url: String,
     /// Window over which throughput is averaged, in seconds.
     #[serde(default = "default_window_seconds")]
-    #[schemars(range(min = 30, max = 3600))]
+    #[schemars(range(min = 5, max = 3600))]
     pub window_seconds: i32,
+    /// Bound on each query, in seconds.
+    #[serde(default = "default_timeout_seconds")]
+    #[schemars(range(min = 1, max = 120))]
+    pub timeout_seconds: i32,
+    /// A Secret key holding a bearer token sent with every query.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bearer_token_secret_ref: Option<SecretKeyReference>,
+    /// A Secret with `username` and `password` keys for basic auth.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basic_auth_secret_ref: Option<SecretReference>,
+    /// A Secret key holding PEM certificates to trust for an `https://` URL instead of the
+    /// system's roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_secret_ref: Option<SecretKeyReference>,
+    /// PromQL that replaces the default queries, for a Prometheus that labels the brokers'
+    /// series otherwise. Placeholders: `$namespace`, `$stream`, `$window`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queries: Option<PrometheusQueries>,
+}
+
+/// Replacements of the autoscaler's default queries; each one absent keeps its default.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PrometheusQueries {
+    /// Bytes per second written to the stream, one series.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 4096))]
+    pub incoming_bytes: Option<String>,
+    /// Records per second written to the stream, one series.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 4096))]
+    pub incoming_records: Option<String>,
+    /// Writes per second refused by the stream's quotas, one series.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 4096))]
+    pub throttled: Option<String>,
+    /// Bytes per second written, one series per `shard` label.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 4096))]
+    pub shard_incoming_bytes: Option<String>,
+    /// Records per second written, one series per `shard` label.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 4096))]
+    pub shard_incoming_records: Option<String>,
+    /// Writes per second refused, one series per `shard` label.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 4096))]
+    pub shard_throttled: Option<String>,
+}
+
+fn default_timeout_seconds() -> i32 {
+    10
 }
 
 fn default_window_seconds() -> i32 {
@@ -363,7 +425,7 @@ pub struct StreamStatus {
 }
 
 /// The autoscaler's latest decision and why.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AutoscalingStatus {
     /// Open shards the autoscaler wants.
@@ -378,4 +440,8 @@ pub struct AutoscalingStatus {
     /// Why the autoscaler wants what it wants, for humans.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Why the metrics or the brokers could not be used at the last evaluation; absent when
+    /// they could.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
 }

@@ -171,10 +171,27 @@ pub fn validate_stream(name: &str, spec: &StreamSpec) -> Result<(), Vec<Validati
             problems.range(
                 "spec.autoscaling.prometheus.windowSeconds",
                 prometheus.window_seconds,
-                30,
+                5,
                 3600,
             );
+            problems.range(
+                "spec.autoscaling.prometheus.timeoutSeconds",
+                prometheus.timeout_seconds,
+                1,
+                120,
+            );
+            problems.require(
+                prometheus.bearer_token_secret_ref.is_none()
+                    || prometheus.basic_auth_secret_ref.is_none(),
+                "use bearerTokenSecretRef or basicAuthSecretRef, not both",
+            );
         }
+        problems.range(
+            "spec.autoscaling.periodSeconds",
+            auto.period_seconds,
+            1,
+            3600,
+        );
     }
     problems.range("spec.brokers.replicas", spec.brokers.replicas, 1, 100);
     problems.form(

@@ -464,7 +464,10 @@ pub fn decide(inputs: &Inputs<'_>, policy: &ScalingPolicy) -> Decision {
         };
     }
     hold(
-        format!("{current} shards carry the demand at {utilization_percent}% utilization"),
+        format!(
+            "{current} shards carry the demand within {}% of the {}% target",
+            policy.tolerance_percent, policy.target_utilization_percent
+        ),
         utilization_percent,
         None,
     )

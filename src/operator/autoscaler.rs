@@ -46,6 +46,7 @@ struct StreamState {
     history: Vec<Observation>,
     last_scale_ms: Option<u64>,
     seeded: bool,
+    next_due_ms: u64,
 }
 
 /// The histories of every autoscaled stream.
@@ -107,6 +108,22 @@ impl Autoscaler {
         self.lock().remove(&format!("{namespace}/{stream}"));
     }
 
+    /// Whether a stream's next evaluation is due at `now_ms` (a stream never evaluated is).
+    pub fn due(&self, namespace: &str, stream: &str, now_ms: u64) -> bool {
+        self.lock()
+            .get(&format!("{namespace}/{stream}"))
+            .is_none_or(|state| state.next_due_ms <= now_ms)
+    }
+
+    /// Makes a stream's next evaluation due one `period` after `now_ms`.
+    pub fn postpone(&self, namespace: &str, stream: &str, now_ms: u64, period: Duration) {
+        let due = now_ms.saturating_add(u64::try_from(period.as_millis()).unwrap_or(u64::MAX));
+        self.lock()
+            .entry(format!("{namespace}/{stream}"))
+            .or_default()
+            .next_due_ms = due;
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, StreamState>> {
         self.streams
             .lock()
@@ -148,6 +165,8 @@ impl Autoscaler {
         apply: bool,
     ) -> Result<Evaluation, AdminError> {
         let key = target.key();
+        // Due again one period on, whatever this evaluation meets.
+        self.postpone(target.namespace, target.stream, now_ms, target.period);
         let mut state = self.lock().get(&key).cloned().unwrap_or_default();
         let keep_ms = policy.scale_down_window_ms.max(policy.scale_up_window_ms) + 60_000;
         let mut metrics_error = None;

@@ -77,7 +77,12 @@ pub struct OperatorMetrics {
     failures: IntCounterVec,
     durations: HistogramVec,
     applies: IntCounterVec,
+    autoscaler_evaluations: IntCounterVec,
 }
+
+/// Outcomes of an autoscaler evaluation, as `brook_operator_autoscaler_evaluations_total`
+/// labels them.
+pub const AUTOSCALER_OUTCOMES: [&str; 4] = ["hold", "resized", "metrics_unavailable", "error"];
 
 impl OperatorMetrics {
     /// Registers the operator's metrics in a fresh registry.
@@ -116,11 +121,23 @@ impl OperatorMetrics {
             &["kind"],
         )
         .expect("valid metric");
+        let autoscaler_evaluations = IntCounterVec::new(
+            Opts::new(
+                "brook_operator_autoscaler_evaluations_total",
+                "Autoscaler evaluations of a stream, by outcome: hold, resized, metrics_unavailable (nothing scaled down) or error (the brokers failed)",
+            ),
+            &["outcome"],
+        )
+        .expect("valid metric");
+        for outcome in AUTOSCALER_OUTCOMES {
+            autoscaler_evaluations.with_label_values(&[outcome]);
+        }
         for collector in [
             Box::new(reconciles.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(failures.clone()),
             Box::new(durations.clone()),
             Box::new(applies.clone()),
+            Box::new(autoscaler_evaluations.clone()),
         ] {
             registry
                 .register(collector)
@@ -132,7 +149,22 @@ impl OperatorMetrics {
             failures,
             durations,
             applies,
+            autoscaler_evaluations,
         }
+    }
+
+    /// Counts one autoscaler evaluation ending in `outcome` (one of [`AUTOSCALER_OUTCOMES`]).
+    pub fn autoscaler_evaluated(&self, outcome: &str) {
+        self.autoscaler_evaluations
+            .with_label_values(&[outcome])
+            .inc();
+    }
+
+    /// Autoscaler evaluations so far that ended in `outcome`.
+    pub fn autoscaler_evaluations(&self, outcome: &str) -> u64 {
+        self.autoscaler_evaluations
+            .with_label_values(&[outcome])
+            .get()
     }
 
     /// Counts one server-side apply of `kind` that was sent to the API server.
@@ -204,6 +236,8 @@ pub struct Context {
     pub metrics: OperatorMetrics,
     /// Failure counts behind the error policy's backoff.
     pub backoff: Backoff,
+    /// The demand histories of the autoscaled streams.
+    pub autoscaler: crate::operator::autoscaler::Autoscaler,
     recorder: Recorder,
 }
 
@@ -230,6 +264,7 @@ impl Context {
             service_monitors,
             recheck: Duration::from_secs(60),
             metrics: OperatorMetrics::new(),
+            autoscaler: crate::operator::autoscaler::Autoscaler::default(),
             backoff: Backoff::default(),
             recorder,
         })

@@ -17,6 +17,7 @@ pub mod resources;
 pub mod runner;
 pub mod status;
 pub mod stream;
+pub mod stream_autoscaling;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -51,6 +51,8 @@ pub struct StreamFacts {
     pub endpoint: String,
     /// Label selector of the broker pods.
     pub selector: String,
+    /// The autoscaler's new decision, when it made one this reconcile.
+    pub autoscaling: Option<crate::api::stream::AutoscalingStatus>,
 }
 
 /// The shard count of the next UpdateShardCount call towards `desired`: Kinesis allows at
@@ -154,7 +156,7 @@ pub fn stream_status(
         selector: Some(facts.selector.clone()),
         stream_arn: facts.arn.clone().or(previous.stream_arn),
         endpoint: Some(facts.endpoint.clone()),
-        autoscaling: previous.autoscaling,
+        autoscaling: facts.autoscaling.clone().or(previous.autoscaling),
     }
 }
 

@@ -12,6 +12,7 @@ fn facts() -> StreamFacts {
         open_shards: Some(4),
         endpoint: "http://orders.shop.svc:4567".to_owned(),
         selector: "app=brook".to_owned(),
+        autoscaling: None,
     }
 }
 

@@ -21,6 +21,7 @@ use super::resources::{
     self, ADMIN_ACCESS_KEY_ID, ChildNames, SERVICE_MONITOR_RESOURCE, STREAM_LABEL,
 };
 use super::status::{StreamFacts, StreamPhase, next_shard_step, stream_status};
+use super::stream_autoscaling;
 use crate::api::Stream;
 use crate::api::stream::{DeletionPolicy, StreamSpec};
 use crate::api::validation::validate_stream;
@@ -208,6 +209,7 @@ async fn apply_stream(stream: &Stream, ctx: &Context) -> Result<Action, Reconcil
         open_shards: None,
         endpoint: resources::client_endpoint(&name, &namespace),
         selector: resources::selector_string(&name),
+        autoscaling: None,
     };
     if let Err(problems) = validate_stream(&name, &stream.spec) {
         let message = problems
@@ -279,6 +281,12 @@ async fn converge(
     let name = stream.name_any();
     let reference = stream.object_ref(&());
     let spec = &stream.spec;
+    // With autoscaling on, the autoscaler's count (within its bounds) is the one to reach.
+    let target = StreamSpec {
+        shards: stream_autoscaling::target_shards(stream),
+        ..spec.clone()
+    };
+    let spec = &target;
     let Some(summary) = admin.describe_stream(&name).await? else {
         admin.create_stream(&name, spec.shards).await?;
         // A stream the status already knew was lost by the brokers or deleted behind the
@@ -324,7 +332,20 @@ async fn converge(
         return Ok((phase, CHANGING_REQUEUE));
     }
     let Some(change) = next_change(&summary, spec) else {
-        return Ok((StreamPhase::Serving, ctx.recheck));
+        if let Some(autoscaling) = stream_autoscaling::autoscale(ctx, stream, admin).await {
+            facts.open_shards = admin
+                .describe_stream(&name)
+                .await?
+                .map(|s| s.open_shards)
+                .or(facts.open_shards);
+            facts.autoscaling = Some(autoscaling);
+        }
+        let recheck = stream_autoscaling::enabled(stream).map_or(ctx.recheck, |a| {
+            ctx.recheck.min(Duration::from_secs(
+                u64::try_from(a.period_seconds).unwrap_or(30).max(1),
+            ))
+        });
+        return Ok((StreamPhase::Serving, recheck));
     };
     let applied = match change {
         StreamChange::Reshard { to, .. } => admin.update_shard_count(&name, to).await,

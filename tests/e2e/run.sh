@@ -224,7 +224,7 @@ serve() {
   local listing
   listing="$(kn get brook)"
   echo "$listing"
-  grep -Eq 'stream.brook.dev/clicks +4 +4 +48 +Serving' <<<"$listing" || fail "kubectl get brook does not show the serving stream"
+  grep -Eq 'stream.brook.dev/clicks +4 +<none> +4 +48 +Serving' <<<"$listing" || fail "kubectl get brook does not show the serving stream"
   grep -Eq 'consumer.brook.dev/clicks-dashboard +clicks +ACTIVE' <<<"$listing" || fail "kubectl get brook does not show the active consumer"
   says event/ kn get events --field-selector reason=StreamCreated,involvedObject.name=clicks -o name || fail "no StreamCreated Event"
   for object in statefulset/clicks service/clicks service/clicks-brokers configmap/clicks-broker-config \

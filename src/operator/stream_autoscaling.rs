@@ -1,0 +1,292 @@
+//! A Stream's autoscaling in the Stream controller: every period (for a serving Stream with
+//! `spec.autoscaling.enabled`) the autoscaler reads its demand from Prometheus, decides, and
+//! reshards through the brokers; the decision goes to `status.autoscaling`, each change of the
+//! shard count is an Event. It never writes spec: with autoscaling on, `status.autoscaling.
+//! desiredShards` (not `spec.shards`) is what the brokers follow, so GitOps stays clean.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::Api;
+use kube::{Resource, ResourceExt};
+
+use super::autoscaler::{Evaluation, Target};
+use super::context::Context;
+use super::kinesis::BrokerAdmin;
+use super::prometheus::{ClientSettings, Credentials, PrometheusClient};
+use crate::api::Stream;
+use crate::api::stream::{Autoscaling, AutoscalingStatus, PrometheusSource};
+use crate::autoscale::queries::QueryTemplates;
+use crate::autoscale::{Resize, ScalingPolicy};
+
+/// Utilization moves smaller than this (in points) are not worth a status write.
+const UTILIZATION_STEP: i32 = 5;
+
+/// The autoscaling settings of a Stream that has them on.
+pub fn enabled(stream: &Stream) -> Option<&Autoscaling> {
+    stream.spec.autoscaling.as_ref().filter(|a| a.enabled)
+}
+
+/// The open shard count the brokers should have: the autoscaler's, within its bounds, when it
+/// is on; `spec.shards` otherwise.
+pub fn target_shards(stream: &Stream) -> i32 {
+    match enabled(stream) {
+        Some(autoscaling) => stream
+            .status
+            .as_ref()
+            .and_then(|s| s.autoscaling.as_ref())
+            .and_then(|a| a.desired_shards)
+            .unwrap_or(stream.spec.shards)
+            .clamp(
+                autoscaling.min_shards,
+                autoscaling.max_shards.max(autoscaling.min_shards),
+            ),
+        None => stream.spec.shards,
+    }
+}
+
+fn unsigned(n: i32) -> u32 {
+    u32::try_from(n.max(0)).unwrap_or(0)
+}
+
+/// The decision's policy from the Stream's spec: its bounds, target and windows, and its
+/// shards' write quotas.
+pub fn policy(stream: &Stream, autoscaling: &Autoscaling) -> ScalingPolicy {
+    let limits = &stream.spec.limits;
+    let window_seconds = autoscaling
+        .prometheus
+        .as_ref()
+        .map_or(60, |p| p.window_seconds);
+    let period_ms = u64::from(unsigned(autoscaling.period_seconds)) * 1000;
+    ScalingPolicy {
+        min_shards: unsigned(autoscaling.min_shards).max(1),
+        max_shards: unsigned(autoscaling.max_shards).max(1),
+        target_utilization_percent: unsigned(autoscaling.target_utilization_percent),
+        scale_up_window_ms: u64::from(unsigned(autoscaling.scale_up_stabilization_seconds)) * 1000,
+        scale_down_window_ms: u64::from(unsigned(autoscaling.scale_down_stabilization_seconds))
+            * 1000,
+        rate_window_ms: u64::from(unsigned(window_seconds)) * 1000,
+        // Three missed periods, and never less than two minutes, make the demand stale.
+        max_sample_age_ms: (3 * period_ms).max(120_000),
+        ..ScalingPolicy::with_quotas(
+            limits.write_bytes_per_second as f64,
+            limits.write_records_per_second as f64,
+        )
+    }
+}
+
+/// The default queries with the Stream's overrides.
+pub fn queries(source: &PrometheusSource) -> QueryTemplates {
+    let defaults = QueryTemplates::default();
+    let Some(overrides) = &source.queries else {
+        return defaults;
+    };
+    let pick = |custom: &Option<String>, default: String| custom.clone().unwrap_or(default);
+    QueryTemplates {
+        incoming_bytes: pick(&overrides.incoming_bytes, defaults.incoming_bytes),
+        incoming_records: pick(&overrides.incoming_records, defaults.incoming_records),
+        throttled: pick(&overrides.throttled, defaults.throttled),
+        shard_incoming_bytes: pick(
+            &overrides.shard_incoming_bytes,
+            defaults.shard_incoming_bytes,
+        ),
+        shard_incoming_records: pick(
+            &overrides.shard_incoming_records,
+            defaults.shard_incoming_records,
+        ),
+        shard_throttled: pick(&overrides.shard_throttled, defaults.shard_throttled),
+    }
+}
+
+/// `status.autoscaling` after `evaluation` (`error` when the brokers failed it): a new
+/// decision, reason or error, a rescale, or a utilization move of 5 points or more is written;
+/// anything else keeps the previous status, so a steady stream gets no writes.
+pub fn next_status(
+    previous: Option<&AutoscalingStatus>,
+    evaluation: Result<&Evaluation, &str>,
+    now: Time,
+) -> AutoscalingStatus {
+    let previous = previous.cloned().unwrap_or_default();
+    let Ok(evaluation) = evaluation else {
+        return AutoscalingStatus {
+            last_error: evaluation.err().map(str::to_owned),
+            ..previous
+        };
+    };
+    let decision = &evaluation.decision;
+    let utilization = i32::try_from(decision.utilization_percent).unwrap_or(i32::MAX);
+    let next = AutoscalingStatus {
+        desired_shards: Some(i32::try_from(decision.desired_shards).unwrap_or(i32::MAX)),
+        utilization_percent: previous.utilization_percent,
+        last_scale_time: if evaluation.applied {
+            Some(now)
+        } else {
+            previous.last_scale_time.clone()
+        },
+        reason: Some(decision.reason.clone()),
+        last_error: evaluation
+            .metrics_error
+            .clone()
+            .or_else(|| decision.problem.clone()),
+    };
+    let moved = previous
+        .utilization_percent
+        .is_none_or(|before| (before - utilization).abs() >= UTILIZATION_STEP);
+    if moved || next != previous {
+        AutoscalingStatus {
+            utilization_percent: Some(utilization),
+            ..next
+        }
+    } else {
+        previous
+    }
+}
+
+/// Reads a key of a Secret in `namespace`.
+async fn secret_key(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+    key: &str,
+) -> Result<String, String> {
+    let secret = Api::<Secret>::namespaced(ctx.client.clone(), namespace)
+        .get_opt(name)
+        .await
+        .map_err(|e| format!("cannot read Secret {name}: {e}"))?
+        .ok_or_else(|| format!("Secret {name} does not exist"))?;
+    let bytes = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .map(|b| b.0.clone())
+        .or_else(|| {
+            secret
+                .string_data
+                .as_ref()
+                .and_then(|d| d.get(key))
+                .map(|s| s.clone().into_bytes())
+        })
+        .ok_or_else(|| format!("Secret {name} has no key {key}"))?;
+    String::from_utf8(bytes).map_err(|_| format!("key {key} of Secret {name} is not text"))
+}
+
+/// The Prometheus client of a Stream's source, its credentials read from Secrets.
+async fn client(
+    ctx: &Context,
+    namespace: &str,
+    source: &PrometheusSource,
+) -> Result<PrometheusClient, String> {
+    let credentials = match (
+        &source.bearer_token_secret_ref,
+        &source.basic_auth_secret_ref,
+    ) {
+        (Some(token), _) => {
+            Credentials::Bearer(secret_key(ctx, namespace, &token.name, &token.key).await?)
+        }
+        (None, Some(basic)) => Credentials::Basic {
+            username: secret_key(ctx, namespace, &basic.name, "username").await?,
+            password: secret_key(ctx, namespace, &basic.name, "password").await?,
+        },
+        (None, None) => Credentials::None,
+    };
+    let ca_pem = match &source.ca_secret_ref {
+        Some(ca) => Some(
+            secret_key(ctx, namespace, &ca.name, &ca.key)
+                .await?
+                .into_bytes(),
+        ),
+        None => None,
+    };
+    PrometheusClient::new(&ClientSettings {
+        url: source.url.clone(),
+        credentials,
+        ca_pem,
+        timeout: Duration::from_secs(u64::from(unsigned(source.timeout_seconds)).max(1)),
+    })
+    .map_err(|e| e.to_string())
+}
+
+/// The autoscaler's step for a serving Stream, when it is on and due: the new
+/// `status.autoscaling`, or None to keep it as it is.
+pub async fn autoscale(
+    ctx: &Context,
+    stream: &Stream,
+    admin: &BrokerAdmin,
+) -> Option<AutoscalingStatus> {
+    let autoscaling = enabled(stream)?;
+    let source = autoscaling.prometheus.as_ref()?;
+    let namespace = stream.namespace()?;
+    let name = stream.name_any();
+    let now_ms = crate::broker::shard::wall_clock_ms();
+    if !ctx.autoscaler.due(&namespace, &name, now_ms) {
+        return None;
+    }
+    let previous = stream.status.as_ref().and_then(|s| s.autoscaling.as_ref());
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    let period = Duration::from_secs(u64::from(unsigned(autoscaling.period_seconds)).max(1));
+    let queries = queries(source);
+    let target = Target {
+        namespace: &namespace,
+        stream: &name,
+        window_seconds: unsigned(source.window_seconds),
+        queries: &queries,
+        period,
+    };
+    let policy = policy(stream, autoscaling);
+    let evaluated = match client(ctx, &namespace, source).await {
+        Ok(prometheus) => ctx
+            .autoscaler
+            .evaluate(&prometheus, admin, &target, &policy, now_ms, true)
+            .await
+            .map_err(|e| e.to_string()),
+        Err(problem) => {
+            ctx.autoscaler.postpone(&namespace, &name, now_ms, period);
+            Err(problem)
+        }
+    };
+    let reference = stream.object_ref(&());
+    let outcome = match &evaluated {
+        Ok(evaluation) if evaluation.applied => {
+            let (verb, action) = match &evaluation.decision.resize {
+                Resize::Split { .. } => ("split a shard", "SplitShard"),
+                Resize::Merge { .. } => ("merged two shards", "MergeShards"),
+                _ => ("resharded", "UpdateShardCount"),
+            };
+            ctx.event(
+                &reference,
+                false,
+                "Autoscaled",
+                action,
+                format!(
+                    "{verb}: {} to {} open shards ({})",
+                    evaluation.current,
+                    evaluation.decision.desired_shards,
+                    evaluation.decision.reason
+                ),
+            )
+            .await;
+            "resized"
+        }
+        Ok(evaluation) if evaluation.metrics_error.is_some() => "metrics_unavailable",
+        Ok(_) => "hold",
+        Err(_) => "error",
+    };
+    ctx.metrics.autoscaler_evaluated(outcome);
+    let error = match &evaluated {
+        Ok(evaluation) => evaluation.metrics_error.clone(),
+        Err(problem) => Some(problem.clone()),
+    };
+    let was = previous.and_then(|p| p.last_error.clone());
+    if let Some(error) = error
+        && was.as_ref() != Some(&error)
+    {
+        ctx.event(&reference, true, "AutoscalerError", "Autoscale", error)
+            .await;
+    }
+    Some(next_status(
+        previous,
+        evaluated.as_ref().map_err(String::as_str),
+        now,
+    ))
+}
