@@ -108,7 +108,7 @@ image: debug-build
 
 ## e2e: Brook's whole story on the cluster KUBECONFIG names (fails when none answers): the
 ## image, the CRDs, the operator in the cluster, Streams, Consumers, data, failures, deletion.
-e2e: debug-build $(PYTHON_TOOLS)
+e2e: debug-build $(PYTHON_TOOLS) system-tools
 	AWS=$(AWS_CLI) bash tests/e2e/run.sh
 
 ## bench: PutRecords/GetRecords throughput and PutRecord latency, fsync on and off.

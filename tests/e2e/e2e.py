@@ -9,6 +9,9 @@
     e2e.py put-until ENDPOINT STREAM STOPFILE REPORT
                                      put one record at a time until STOPFILE exists; write the
                                      acknowledged records and the failures to REPORT (JSON)
+    e2e.py load ENDPOINT STREAM RATE STOPFILE
+                                     offer about RATE records/s with PutRecords until STOPFILE
+                                     exists (refused records are not retried)
 
 Credentials and region come from the usual AWS_* variables.
 """
@@ -179,8 +182,25 @@ def put_until(endpoint, stream, stop_file, report):
     return 0
 
 
+def load(endpoint, stream, rate, stop_file):
+    client = kinesis(endpoint, attempts=1)
+    batch, per_batch = 0, 10
+    interval = per_batch / float(rate)
+    while not os.path.exists(stop_file):
+        started = time.monotonic()
+        records = [{"PartitionKey": f"load-{batch}-{i}", "Data": b"x" * 64} for i in range(per_batch)]
+        try:
+            client.put_records(StreamName=stream, Records=records)
+        except Exception:  # a refused or failed call is load the autoscaler must see anyway
+            pass
+        batch += 1
+        time.sleep(max(0.0, interval - (time.monotonic() - started)))
+    return 0
+
+
 def main(argv):
     commands = {
+        "load": load,
         "breakages": breakages,
         "put": put,
         "verify": verify,

@@ -179,8 +179,69 @@ adopt_earlier_install() {
   fi
 }
 
+autoscale() {
+  step "9. autoscaling: a throttled Stream gets shards from a Prometheus scraping its broker, and gives them back"
+  local node_ip
+  node_ip="$(k get node -o 'jsonpath={.items[0].status.addresses[?(@.type=="InternalIP")].address}')"
+  if ! ip -4 addr 2>/dev/null | grep -q "inet $node_ip/"; then
+    echo "SKIPPED: the node ($node_ip) is not this host, so a Prometheus here cannot be reached by the operator"
+    return
+  fi
+  command -v prometheus >/dev/null || fail "prometheus is needed (make e2e installs it)"
+  fresh_namespace "$NS"
+  local port=19090
+  kn apply -f - >/dev/null <<EOF
+apiVersion: brook.dev/v1alpha1
+kind: Stream
+metadata: {name: elastic}
+spec:
+  shards: 1
+  limits: {writeRecordsPerSecond: 50}
+  brokers: {replicas: 1, storage: {size: 64Mi}}
+  autoscaling:
+    enabled: true
+    minShards: 1
+    maxShards: 4
+    periodSeconds: 5
+    scaleDownStabilizationSeconds: 20
+    prometheus: {url: "http://$node_ip:$port", windowSeconds: 10}
+EOF
+  kn wait --for=condition=Ready stream/elastic --timeout=300s >/dev/null || fail "Stream elastic not Ready"
+  local pod_ip
+  pod_ip="$(jsonpath pod/elastic-0 '{.status.podIP}')"
+  cat >"$WORK/prometheus.yml" <<EOF
+global: {scrape_interval: 2s, evaluation_interval: 2s}
+scrape_configs:
+  - job_name: brook-broker
+    static_configs:
+      - targets: ["$pod_ip:9100"]
+        labels: {namespace: $NS, pod: elastic-0}
+EOF
+  prometheus --config.file="$WORK/prometheus.yml" --storage.tsdb.path="$WORK/prometheus" \
+    --web.listen-address="0.0.0.0:$port" --log.level=warn >"$WORK/prometheus.log" 2>&1 &
+  PIDS+=($!)
+  TIMEOUT=60 eventually curl -sf "http://127.0.0.1:$port/-/ready"
+  ENDPOINT="$(endpoint_of service/elastic 24569)"
+  # About 150 records/s on one shard of 50/s.
+  "$PYTHON" tests/e2e/e2e.py load "$ENDPOINT" elastic 150 "$WORK/stop-load" &
+  PIDS+=($!)
+  local begun=$SECONDS
+  TIMEOUT=240 eventually sh -c "[ \"\$($KUBECTL -n $NS get stream elastic -o jsonpath='{.status.openShards}')\" -ge 2 ]"
+  echo "scaled up to $(jsonpath stream/elastic '{.status.openShards}') shards $((SECONDS - begun)) s after the load began: $(jsonpath stream/elastic '{.status.autoscaling.reason}')"
+  says event/ kn get events --field-selector reason=Autoscaled,involvedObject.name=elastic -o name || fail "no Autoscaled Event"
+  equals stream/elastic '{.spec.shards}' 1 || fail "the autoscaler wrote spec.shards"
+  [ "$(jsonpath stream/elastic '{.status.autoscaling.desiredShards}')" -ge 2 ] || fail "status.autoscaling.desiredShards"
+  says elastic kn get stream elastic || fail "kubectl get stream"
+  kn get stream elastic
+  touch "$WORK/stop-load"
+  begun=$SECONDS
+  TIMEOUT=240 eventually open_shards elastic 1
+  echo "back to 1 shard $((SECONDS - begun)) s after the load stopped (scale-down window 20 s): $(jsonpath stream/elastic '{.status.autoscaling.reason}')"
+  kn delete stream/elastic --timeout=180s >/dev/null || fail "Stream elastic not deleted"
+}
+
 uninstall() {
-  step "9. helm uninstall: the operator and its RBAC go, the CRDs (and so every Stream) stay"
+  step "10. helm uninstall: the operator and its RBAC go, the CRDs (and so every Stream) stay"
   helm_py uninstall brook "$OPERATOR_NS" >/dev/null || fail "helm uninstall"
   TIMEOUT=120 eventually sh -c "! $KUBECTL -n $OPERATOR_NS get deployment brook-operator"
   ! k get clusterrole "brook-operator-$OPERATOR_NS" >/dev/null 2>&1 || fail "the ClusterRole outlived the release"
@@ -224,7 +285,7 @@ serve() {
   local listing
   listing="$(kn get brook)"
   echo "$listing"
-  grep -Eq 'stream.brook.dev/clicks +4 +<none> +4 +48 +Serving' <<<"$listing" || fail "kubectl get brook does not show the serving stream"
+  grep -Eq 'stream.brook.dev/clicks +4 +4 +48 +Serving' <<<"$listing" || fail "kubectl get brook does not show the serving stream"
   grep -Eq 'consumer.brook.dev/clicks-dashboard +clicks +ACTIVE' <<<"$listing" || fail "kubectl get brook does not show the active consumer"
   says event/ kn get events --field-selector reason=StreamCreated,involvedObject.name=clicks -o name || fail "no StreamCreated Event"
   for object in statefulset/clicks service/clicks service/clicks-brokers configmap/clicks-broker-config \
@@ -503,6 +564,7 @@ kill_broker
 steady
 failover
 deletion
+autoscale
 uninstall
 echo
 echo "PASS: e2e on the cluster in $((SECONDS - STARTED)) s"
