@@ -279,3 +279,72 @@ async fn autoscaling_reports_an_unreachable_or_unscraped_prometheus_and_holds() 
         "a broken query override is named: {error}"
     );
 }
+
+/// bcrypt of "brook-test-password" (Prometheus' web config holds only the hash).
+const TEST_PASSWORD_HASH: &str = "$2b$12$3X.Ci9zylpW2rFf9cnw4lesBBC5lh0LltmJ7yU1r9POSsAhwFOh/6";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn autoscaling_reads_a_prometheus_behind_tls_with_a_private_ca_and_basic_auth() {
+    let dir = TempDir::new("autoscaling-tls");
+    let pki = support::pki::make(&dir.path().join("pki"), "prometheus");
+    let broker = BrokerBuilder::default().start(&dir.path().join("data"));
+    create_active_stream(&broker.client(), "clicks", 1).await;
+    let prometheus = Prometheus::scraping_tls(
+        &[broker.metrics.trim_start_matches("http://")],
+        "shop",
+        &pki.cert,
+        &pki.key,
+        "autoscaler",
+        TEST_PASSWORD_HASH,
+    )
+    .await;
+    let ca = std::fs::read(&pki.ca_pem).expect("CA");
+    let client = |credentials: Credentials, ca_pem: Option<Vec<u8>>| {
+        PrometheusClient::new(&ClientSettings {
+            url: prometheus.url.clone(),
+            credentials,
+            ca_pem,
+            timeout: Duration::from_secs(3),
+        })
+        .expect("client")
+    };
+    let password = || Credentials::Basic {
+        username: "autoscaler".into(),
+        password: "brook-test-password".into(),
+    };
+    // The scrape of the broker shows up through TLS and basic auth.
+    let trusted = client(password(), Some(ca.clone()));
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        match trusted.instant("up{job=\"brook-broker\"}", None).await {
+            Ok(series)
+                if series.first().and_then(|s| s.samples.last()).map(|s| s.1) == Some(1.0) =>
+            {
+                break;
+            }
+            outcome => assert!(
+                std::time::Instant::now() < deadline,
+                "no scrape through TLS: {outcome:?}\n{}",
+                prometheus.log()
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let wrong = Credentials::Basic {
+        username: "autoscaler".into(),
+        password: "guess".into(),
+    };
+    let refused = client(wrong, Some(ca.clone()))
+        .instant("up", None)
+        .await
+        .expect_err("a wrong password");
+    assert!(refused.to_string().contains("HTTP 401"), "{refused}");
+    let untrusted = client(password(), None)
+        .instant("up", None)
+        .await
+        .expect_err("a server certificate of an unknown CA");
+    assert!(
+        untrusted.to_string().contains("cannot be reached"),
+        "{untrusted}"
+    );
+}

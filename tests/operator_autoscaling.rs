@@ -223,3 +223,40 @@ async fn autoscaling_follows_the_autoscaler_not_the_spec_and_stops_when_turned_o
     })
     .await;
 }
+
+#[tokio::test]
+async fn autoscaling_reads_prometheus_credentials_from_secrets_and_names_a_missing_one() {
+    let harness = Harness::with_broker("op-autoscale-secret", "orders");
+    let mut spec = autoscaled(1, 4, &closed_port());
+    spec["autoscaling"]["prometheus"]["bearerTokenSecretRef"] =
+        json!({"name": "prometheus-token", "key": "token"});
+    harness.serving_stream("orders", spec).await;
+    reconcile_until_error(&harness, "Secret prometheus-token does not exist").await;
+    // With the Secret there, the token is read and the next error is Prometheus' own.
+    harness.mock.insert(
+        support::operator::SECRETS,
+        json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "prometheus-token", "namespace": NAMESPACE},
+            "data": {"token": "c2VjcmV0LXRva2Vu"}}),
+    );
+    reconcile_until_error(&harness, "cannot be reached").await;
+}
+
+/// Reconciles (each one evaluates when a period is due) until `status.autoscaling.lastError`
+/// says `words`.
+async fn reconcile_until_error(harness: &Harness, words: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let status = autoscaling_status(harness);
+        if status["lastError"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(words)
+        {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{words}: {status}");
+        harness.reconcile_stream("orders").await.expect("reconcile");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
