@@ -323,4 +323,32 @@ mod tests {
         assert_eq!((client.host.as_str(), client.port), ("prometheus", 9090));
         assert_eq!(client.prefix, "/prom");
     }
+
+    #[test]
+    fn credentials_become_the_authorization_header() {
+        let with = |credentials: Credentials| {
+            PrometheusClient::new(&ClientSettings {
+                url: "http://prometheus:9090".into(),
+                credentials,
+                ca_pem: None,
+                timeout: Duration::from_secs(1),
+            })
+            .expect("a client")
+            .authorization
+        };
+        assert_eq!(with(Credentials::None), None);
+        assert_eq!(
+            with(Credentials::Bearer("token\n".into())).as_deref(),
+            Some("Bearer token"),
+            "a token file's trailing newline is not part of the token"
+        );
+        assert_eq!(
+            with(Credentials::Basic {
+                username: "alice".into(),
+                password: "s3cret".into()
+            })
+            .as_deref(),
+            Some("Basic YWxpY2U6czNjcmV0")
+        );
+    }
 }

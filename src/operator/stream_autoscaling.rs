@@ -290,3 +290,134 @@ pub async fn autoscale(
         now,
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::autoscale::Decision;
+    use crate::operator::resources::fixtures::stream;
+
+    fn autoscaled(autoscaling: serde_json::Value) -> Stream {
+        let mut stream = stream("orders");
+        stream.spec.shards = 3;
+        stream.spec.autoscaling = Some(serde_json::from_value(autoscaling).expect("autoscaling"));
+        stream
+    }
+
+    fn evaluation(
+        desired: u32,
+        utilization: u32,
+        applied: bool,
+        error: Option<&str>,
+    ) -> Evaluation {
+        Evaluation {
+            current: 4,
+            decision: Decision {
+                desired_shards: desired,
+                utilization_percent: utilization,
+                resize: Resize::Hold,
+                reason: format!("wants {desired}"),
+                problem: None,
+            },
+            applied,
+            metrics_error: error.map(str::to_owned),
+        }
+    }
+
+    fn at(seconds: i64) -> Time {
+        Time(k8s_openapi::jiff::Timestamp::from_second(seconds).expect("time"))
+    }
+
+    #[test]
+    fn autoscaling_target_is_the_autoscalers_count_within_bounds_and_spec_without_it() {
+        let source = serde_json::json!({"url": "http://prometheus:9090"});
+        let mut stream = autoscaled(
+            serde_json::json!({"enabled": true, "minShards": 4, "maxShards": 8, "prometheus": source}),
+        );
+        assert_eq!(
+            target_shards(&stream),
+            4,
+            "spec.shards 3 is below minShards"
+        );
+        stream.status = Some(crate::api::StreamStatus {
+            autoscaling: Some(AutoscalingStatus {
+                desired_shards: Some(6),
+                ..AutoscalingStatus::default()
+            }),
+            ..crate::api::StreamStatus::default()
+        });
+        assert_eq!(target_shards(&stream), 6);
+        if let Some(a) = stream.spec.autoscaling.as_mut() {
+            a.enabled = false;
+        }
+        assert_eq!(target_shards(&stream), 3, "turned off: spec.shards rules");
+    }
+
+    #[test]
+    fn autoscaling_policy_and_queries_come_from_the_spec() {
+        let stream = autoscaled(serde_json::json!({
+            "enabled": true, "minShards": 2, "maxShards": 9, "targetUtilizationPercent": 60,
+            "scaleDownStabilizationSeconds": 600, "periodSeconds": 15,
+            "prometheus": {"url": "http://p:9090", "windowSeconds": 45,
+                "queries": {"throttled": "sum(rate(my_throttles{app=\"$stream\"}[$window]))"}}}));
+        let autoscaling = enabled(&stream).expect("on");
+        let policy = policy(&stream, autoscaling);
+        assert_eq!((policy.min_shards, policy.max_shards), (2, 9));
+        assert_eq!(policy.target_utilization_percent, 60);
+        assert_eq!(policy.scale_down_window_ms, 600_000);
+        assert_eq!(policy.rate_window_ms, 45_000);
+        assert_eq!(
+            policy.max_sample_age_ms, 120_000,
+            "three periods, at least 2 min"
+        );
+        assert_eq!(policy.shard_records_per_second, 1000.0);
+        let queries = queries(autoscaling.prometheus.as_ref().expect("source"));
+        assert_eq!(
+            queries.throttled,
+            "sum(rate(my_throttles{app=\"$stream\"}[$window]))"
+        );
+        assert_eq!(
+            queries.incoming_bytes,
+            QueryTemplates::default().incoming_bytes,
+            "the others keep their defaults"
+        );
+    }
+
+    #[test]
+    fn autoscaling_status_changes_only_when_something_worth_writing_does() {
+        let first = next_status(None, Ok(&evaluation(4, 70, false, None)), at(100));
+        assert_eq!(first.desired_shards, Some(4));
+        assert_eq!(first.utilization_percent, Some(70));
+        assert_eq!(first.last_scale_time, None);
+        // A small utilization move alone keeps the status as it was: no write.
+        let same = next_status(Some(&first), Ok(&evaluation(4, 73, false, None)), at(130));
+        assert_eq!(same, first);
+        // A larger one is written.
+        let moved = next_status(Some(&first), Ok(&evaluation(4, 76, false, None)), at(160));
+        assert_eq!(moved.utilization_percent, Some(76));
+        // A rescale records when.
+        let scaled = next_status(Some(&moved), Ok(&evaluation(8, 150, true, None)), at(190));
+        assert_eq!(scaled.desired_shards, Some(8));
+        assert_eq!(scaled.last_scale_time, Some(at(190)));
+        // Lost metrics are reported; the last scale time stays.
+        let lost = next_status(
+            Some(&scaled),
+            Ok(&evaluation(
+                8,
+                150,
+                false,
+                Some("Prometheus cannot be reached"),
+            )),
+            at(220),
+        );
+        assert_eq!(
+            lost.last_error.as_deref(),
+            Some("Prometheus cannot be reached")
+        );
+        assert_eq!(lost.last_scale_time, Some(at(190)));
+        // A broker error keeps the decision and says why.
+        let failed = next_status(Some(&lost), Err("brokers unreachable"), at(250));
+        assert_eq!(failed.desired_shards, Some(8));
+        assert_eq!(failed.last_error.as_deref(), Some("brokers unreachable"));
+    }
+}
