@@ -10,7 +10,8 @@ fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn python() -> PathBuf {
+/// The Python of `make test`'s tools (`.tools/venv`), or `BROOK_TOOLS_PYTHON`.
+pub fn python() -> PathBuf {
     std::env::var_os("BROOK_TOOLS_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|| root().join(".tools/venv/bin/python"))
