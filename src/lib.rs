@@ -1,8 +1,8 @@
 //! Brook: Amazon Kinesis, self-hosted on Kubernetes.
 //!
 //! One crate, one binary: the Kinesis-compatible broker, the operator that runs it on
-//! Kubernetes (of the Firehose-style delivery of `DeliveryStream` resources, only the
-//! processing stage's KPL de-aggregation is built yet).
+//! Kubernetes (of the Firehose-style delivery of `DeliveryStream` resources, only the KPL
+//! de-aggregation and the S3 object keys are built yet).
 
 pub mod api;
 pub mod autoscale;
