@@ -9,5 +9,6 @@ pub mod autoscale;
 pub mod bench;
 pub mod broker;
 pub mod delivery;
+pub mod http1;
 pub mod operator;
 pub mod probe;

@@ -3,7 +3,6 @@
 
 use bytes::Bytes;
 use http_body_util::Empty;
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 /// Why a probe got no status.
@@ -37,20 +36,13 @@ pub async fn get_status(url: &str) -> Result<u16, ProbeError> {
     let stream = TcpStream::connect((host, port))
         .await
         .map_err(|e| unreachable(&e))?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| unreachable(&e))?;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
     let authority = uri.authority().map_or(host, |a| a.as_str()).to_owned();
     let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
     let request = http::Request::get(path)
         .header(http::header::HOST, authority)
         .body(Empty::<Bytes>::new())
         .map_err(|e| unreachable(&e))?;
-    let response = sender
-        .send_request(request)
+    let response = crate::http1::send(stream, request)
         .await
         .map_err(|e| unreachable(&e))?;
     Ok(response.status().as_u16())

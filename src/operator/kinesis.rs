@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
-use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 
@@ -152,14 +151,7 @@ impl BrokerAdmin {
         let stream = TcpStream::connect(&self.address)
             .await
             .map_err(|e| self.unreachable(e))?;
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| self.unreachable(e))?;
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
-        let response = sender
-            .send_request(request)
+        let response = crate::http1::send(stream, request)
             .await
             .map_err(|e| self.unreachable(e))?;
         let status = response.status();

@@ -8,7 +8,6 @@ use std::time::Duration;
 use base64::Engine;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
-use hyper_util::rt::TokioIo;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
 use serde_json::Value;
@@ -226,27 +225,6 @@ impl PrometheusClient {
         }
     }
 
-    /// Sends `request` over `io` (plain TCP or TLS) with HTTP/1.1.
-    async fn send<S>(
-        &self,
-        io: S,
-        request: http::Request<Empty<Bytes>>,
-    ) -> Result<http::Response<hyper::body::Incoming>, PrometheusError>
-    where
-        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-    {
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io))
-            .await
-            .map_err(|e| self.unreachable(e))?;
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
-        sender
-            .send_request(request)
-            .await
-            .map_err(|e| self.unreachable(e))
-    }
-
     async fn get_once(&self, path: &str) -> Result<Value, PrometheusError> {
         let tcp = TcpStream::connect((self.host.as_str(), self.port))
             .await
@@ -261,7 +239,7 @@ impl PrometheusClient {
             .body(Empty::<Bytes>::new())
             .map_err(|e| self.unreachable(e))?;
         let response = match &self.tls {
-            None => self.send(tcp, request).await?,
+            None => crate::http1::send(tcp, request).await,
             Some(config) => {
                 let name =
                     ServerName::try_from(self.host.clone()).map_err(|e| self.unreachable(e))?;
@@ -269,9 +247,10 @@ impl PrometheusClient {
                     .connect(name, tcp)
                     .await
                     .map_err(|e| self.unreachable(e))?;
-                self.send(stream, request).await?
+                crate::http1::send(stream, request).await
             }
-        };
+        }
+        .map_err(|e| self.unreachable(e))?;
         let status = response.status();
         let body = response
             .into_body()
