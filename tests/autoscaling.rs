@@ -109,7 +109,7 @@ async fn autoscaling_follows_a_load_step_up_and_back_down_through_a_real_prometh
 
     // Before any load: no scale-down below the minimum, no scale-up.
     let idle = autoscaler
-        .evaluate(&metrics, &admin, &target, &policy, now_ms(), true)
+        .evaluate(&metrics, &admin, &target, &policy, now_ms())
         .await
         .expect("evaluation");
     assert_eq!(idle.current, 1);
@@ -139,7 +139,7 @@ async fn autoscaling_follows_a_load_step_up_and_back_down_through_a_real_prometh
         );
         tokio::time::sleep(PERIOD).await;
         let evaluation = autoscaler
-            .evaluate(&metrics, &admin, &target, &policy, now_ms(), true)
+            .evaluate(&metrics, &admin, &target, &policy, now_ms())
             .await
             .expect("evaluation");
         assert!(
@@ -157,7 +157,7 @@ async fn autoscaling_follows_a_load_step_up_and_back_down_through_a_real_prometh
         refused.load(Ordering::Relaxed) > 0,
         "the step was throttled first"
     );
-    let scale_ups: Vec<_> = evaluations.iter().filter(|e| e.applied).collect();
+    let scale_ups: Vec<_> = evaluations.iter().filter(|e| e.resized()).collect();
     assert!(!scale_ups.is_empty());
     assert!(
         scale_ups
@@ -184,10 +184,10 @@ async fn autoscaling_follows_a_load_step_up_and_back_down_through_a_real_prometh
         );
         tokio::time::sleep(PERIOD).await;
         let evaluation = autoscaler
-            .evaluate(&metrics, &admin, &target, &policy, now_ms(), true)
+            .evaluate(&metrics, &admin, &target, &policy, now_ms())
             .await
             .expect("evaluation");
-        if evaluation.applied && first_scale_down.is_none() {
+        if evaluation.resized() && first_scale_down.is_none() {
             first_scale_down = Some(now_ms());
             assert!(
                 evaluation.decision.reason.contains("scale-down window"),
@@ -236,11 +236,11 @@ async fn autoscaling_reports_an_unreachable_or_unscraped_prometheus_and_holds() 
     let policy = ScalingPolicy::with_quotas(1_048_576.0, 1000.0);
     let autoscaler = Autoscaler::default();
     let evaluation = autoscaler
-        .evaluate(&unreachable, &admin, &target, &policy, now_ms(), true)
+        .evaluate(&unreachable, &admin, &target, &policy, now_ms())
         .await
         .expect("evaluation");
     assert_eq!(evaluation.decision.resize, Resize::Hold);
-    assert!(!evaluation.applied);
+    assert!(!evaluation.resized());
     let error = evaluation.metrics_error.expect("reported");
     assert!(error.contains("cannot be reached"), "{error}");
 
@@ -248,7 +248,7 @@ async fn autoscaling_reports_an_unreachable_or_unscraped_prometheus_and_holds() 
     let prometheus = Prometheus::scraping(&["127.0.0.1:9"], "elsewhere").await;
     let unscraped = prometheus_client(&prometheus.url, Credentials::None);
     let evaluation = autoscaler
-        .evaluate(&unscraped, &admin, &target, &policy, now_ms(), true)
+        .evaluate(&unscraped, &admin, &target, &policy, now_ms())
         .await
         .expect("evaluation");
     assert_eq!(evaluation.decision.resize, Resize::Hold);
@@ -269,7 +269,6 @@ async fn autoscaling_reports_an_unreachable_or_unscraped_prometheus_and_holds() 
             },
             &policy,
             now_ms(),
-            true,
         )
         .await
         .expect("evaluation");

@@ -322,6 +322,15 @@ fn coldest_pair<'a>(
         .map(|(a, b, _)| (a, b))
 }
 
+/// UpdateShardCount to `desired`, or nothing when that is the `current` count.
+fn count_change(desired: u32, current: u32) -> Resize {
+    if desired == current {
+        Resize::Hold
+    } else {
+        Resize::ShardCount(desired)
+    }
+}
+
 fn percent(utilization: f64) -> u32 {
     (utilization * 100.0)
         .round()
@@ -346,11 +355,7 @@ pub fn decide(inputs: &Inputs<'_>, policy: &ScalingPolicy) -> Decision {
     let hold = |reason: String, utilization_percent: u32, problem: Option<String>| Decision {
         desired_shards: within_bounds,
         utilization_percent,
-        resize: if within_bounds == current {
-            Resize::Hold
-        } else {
-            Resize::ShardCount(within_bounds)
-        },
+        resize: count_change(within_bounds, current),
         reason,
         problem,
     };
@@ -430,11 +435,7 @@ pub fn decide(inputs: &Inputs<'_>, policy: &ScalingPolicy) -> Decision {
         return Decision {
             desired_shards: desired,
             utilization_percent,
-            resize: if desired == current {
-                Resize::Hold
-            } else {
-                Resize::ShardCount(desired)
-            },
+            resize: count_change(desired, current),
             reason: format!(
                 "{why}: demand needs {up} shards at {}% (one step goes to {desired})",
                 policy.target_utilization_percent
@@ -449,8 +450,7 @@ pub fn decide(inputs: &Inputs<'_>, policy: &ScalingPolicy) -> Decision {
                 shard_id: lower.shard_id.clone(),
                 adjacent_shard_id: upper.shard_id.clone(),
             },
-            _ if desired == current => Resize::Hold,
-            _ => Resize::ShardCount(desired),
+            _ => count_change(desired, current),
         };
         return Decision {
             desired_shards: desired,

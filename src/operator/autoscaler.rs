@@ -33,12 +33,18 @@ pub struct Target<'a> {
 pub struct Evaluation {
     /// Open shards before.
     pub current: u32,
-    /// The decision.
+    /// The decision; its resize, if any, was made (an evaluation whose resize the brokers
+    /// refused is an error).
     pub decision: Decision,
-    /// Whether the decision's resize was sent to the brokers.
-    pub applied: bool,
     /// Why the metrics could not be read this time, when they could not.
     pub metrics_error: Option<String>,
+}
+
+impl Evaluation {
+    /// Whether the shard count was changed.
+    pub fn resized(&self) -> bool {
+        self.decision.resize != Resize::Hold
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -152,9 +158,9 @@ impl Autoscaler {
         Ok(observations(&bytes, &records, &throttled))
     }
 
-    /// Evaluates one stream: reads its demand, decides, and (with `apply`) reshards.
-    /// Metrics that cannot be read are reported and decided on as missing (never a
-    /// scale-down); a broker that cannot be reached is an error.
+    /// Evaluates one stream: reads its demand, decides, and reshards as decided. Metrics that
+    /// cannot be read are reported and decided on as missing (never a scale-down); a broker
+    /// that cannot be reached is an error.
     pub async fn evaluate(
         &self,
         prometheus: &PrometheusClient,
@@ -162,11 +168,8 @@ impl Autoscaler {
         target: &Target<'_>,
         policy: &ScalingPolicy,
         now_ms: u64,
-        apply: bool,
     ) -> Result<Evaluation, AdminError> {
         let key = target.key();
-        // Due again one period on, whatever this evaluation meets.
-        self.postpone(target.namespace, target.stream, now_ms, target.period);
         let mut state = self.lock().get(&key).cloned().unwrap_or_default();
         let keep_ms = policy.scale_down_window_ms.max(policy.scale_up_window_ms) + 60_000;
         let mut metrics_error = None;
@@ -229,45 +232,48 @@ impl Autoscaler {
             },
             policy,
         );
-        let mut applied = false;
-        if apply {
-            match &decision.resize {
-                Resize::Hold => {}
-                Resize::ShardCount(n) => {
-                    let n = i32::try_from(*n).unwrap_or(i32::MAX);
-                    admin.update_shard_count(target.stream, n).await?;
-                    applied = true;
-                }
-                Resize::Split {
-                    shard_id,
-                    new_starting_hash_key,
-                } => {
-                    admin
-                        .split_shard(target.stream, shard_id, *new_starting_hash_key)
-                        .await?;
-                    applied = true;
-                }
-                Resize::Merge {
-                    shard_id,
-                    adjacent_shard_id,
-                } => {
-                    admin
-                        .merge_shards(target.stream, shard_id, adjacent_shard_id)
-                        .await?;
-                    applied = true;
-                }
-            }
-        }
-        if applied {
-            state.last_scale_ms = Some(now_ms);
-        }
-        self.lock().insert(key, state);
-        Ok(Evaluation {
+        // The history is kept whatever the brokers answer below.
+        self.lock().insert(key.clone(), state);
+        resize(admin, target.stream, &decision.resize).await?;
+        let evaluation = Evaluation {
             current,
             decision,
-            applied,
             metrics_error,
-        })
+        };
+        if evaluation.resized()
+            && let Some(state) = self.lock().get_mut(&key)
+        {
+            state.last_scale_ms = Some(now_ms);
+        }
+        Ok(evaluation)
+    }
+}
+
+/// Makes `resize` through the brokers' admin API.
+async fn resize(admin: &BrokerAdmin, stream: &str, resize: &Resize) -> Result<(), AdminError> {
+    match resize {
+        Resize::Hold => Ok(()),
+        Resize::ShardCount(n) => {
+            admin
+                .update_shard_count(stream, i32::try_from(*n).unwrap_or(i32::MAX))
+                .await
+        }
+        Resize::Split {
+            shard_id,
+            new_starting_hash_key,
+        } => {
+            admin
+                .split_shard(stream, shard_id, *new_starting_hash_key)
+                .await
+        }
+        Resize::Merge {
+            shard_id,
+            adjacent_shard_id,
+        } => {
+            admin
+                .merge_shards(stream, shard_id, adjacent_shard_id)
+                .await
+        }
     }
 }
 

@@ -332,13 +332,19 @@ async fn converge(
         return Ok((phase, CHANGING_REQUEUE));
     }
     let Some(change) = next_change(&summary, spec) else {
-        if let Some(autoscaling) = stream_autoscaling::autoscale(ctx, stream, admin).await {
-            facts.open_shards = admin
-                .describe_stream(&name)
-                .await?
-                .map(|s| s.open_shards)
-                .or(facts.open_shards);
-            facts.autoscaling = Some(autoscaling);
+        facts.autoscaling = stream_autoscaling::autoscale(ctx, stream, admin).await;
+        // The autoscaler resharded: the stream is changing, as after a spec edit.
+        if let Some(desired) = facts.autoscaling.as_ref().and_then(|a| a.desired_shards)
+            && desired != summary.open_shards
+        {
+            let phase = StreamPhase::Changing {
+                reason: "Resharding",
+                message: format!(
+                    "autoscaling from {} to {desired} open shards",
+                    summary.open_shards
+                ),
+            };
+            return Ok((phase, CHANGING_REQUEUE));
         }
         let recheck = stream_autoscaling::enabled(stream).map_or(ctx.recheck, |a| {
             ctx.recheck.min(Duration::from_secs(

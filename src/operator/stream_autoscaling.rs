@@ -119,7 +119,7 @@ pub fn next_status(
     let next = AutoscalingStatus {
         desired_shards: Some(i32::try_from(decision.desired_shards).unwrap_or(i32::MAX)),
         utilization_percent: previous.utilization_percent,
-        last_scale_time: if evaluation.applied {
+        last_scale_time: if evaluation.resized() {
             Some(now)
         } else {
             previous.last_scale_time.clone()
@@ -222,9 +222,11 @@ pub async fn autoscale(
     if !ctx.autoscaler.due(&namespace, &name, now_ms) {
         return None;
     }
+    let period = Duration::from_secs(u64::from(unsigned(autoscaling.period_seconds)).max(1));
+    // Due again one period on, whatever this evaluation meets.
+    ctx.autoscaler.postpone(&namespace, &name, now_ms, period);
     let previous = stream.status.as_ref().and_then(|s| s.autoscaling.as_ref());
     let now = Time(k8s_openapi::jiff::Timestamp::now());
-    let period = Duration::from_secs(u64::from(unsigned(autoscaling.period_seconds)).max(1));
     let queries = queries(source);
     let target = Target {
         namespace: &namespace,
@@ -234,20 +236,17 @@ pub async fn autoscale(
         period,
     };
     let policy = policy(stream, autoscaling);
-    let evaluated = match client(ctx, &namespace, source).await {
-        Ok(prometheus) => ctx
-            .autoscaler
-            .evaluate(&prometheus, admin, &target, &policy, now_ms, true)
+    let evaluated = async {
+        let prometheus = client(ctx, &namespace, source).await?;
+        ctx.autoscaler
+            .evaluate(&prometheus, admin, &target, &policy, now_ms)
             .await
-            .map_err(|e| e.to_string()),
-        Err(problem) => {
-            ctx.autoscaler.postpone(&namespace, &name, now_ms, period);
-            Err(problem)
-        }
-    };
+            .map_err(|e| e.to_string())
+    }
+    .await;
     let reference = stream.object_ref(&());
     let outcome = match &evaluated {
-        Ok(evaluation) if evaluation.applied => {
+        Ok(evaluation) if evaluation.resized() => {
             let (verb, action) = match &evaluation.decision.resize {
                 Resize::Split { .. } => ("split a shard", "SplitShard"),
                 Resize::Merge { .. } => ("merged two shards", "MergeShards"),
@@ -307,7 +306,7 @@ mod tests {
     fn evaluation(
         desired: u32,
         utilization: u32,
-        applied: bool,
+        resized: bool,
         error: Option<&str>,
     ) -> Evaluation {
         Evaluation {
@@ -315,11 +314,14 @@ mod tests {
             decision: Decision {
                 desired_shards: desired,
                 utilization_percent: utilization,
-                resize: Resize::Hold,
+                resize: if resized {
+                    Resize::ShardCount(desired)
+                } else {
+                    Resize::Hold
+                },
                 reason: format!("wants {desired}"),
                 problem: None,
             },
-            applied,
             metrics_error: error.map(str::to_owned),
         }
     }
