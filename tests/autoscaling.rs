@@ -31,6 +31,17 @@ fn prometheus_client(url: &str, credentials: Credentials) -> PrometheusClient {
     .expect("client")
 }
 
+/// The stream `clicks` of namespace `shop`, its rates over 5 s, evaluated every period.
+fn clicks_in_shop(queries: &QueryTemplates) -> Target<'_> {
+    Target {
+        namespace: "shop",
+        stream: "clicks",
+        window_seconds: 5,
+        queries,
+        period: PERIOD,
+    }
+}
+
 fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -98,13 +109,7 @@ async fn autoscaling_follows_a_load_step_up_and_back_down_through_a_real_prometh
         ..ScalingPolicy::with_quotas(1_048_576.0, 100.0)
     };
     let queries = QueryTemplates::default();
-    let target = Target {
-        namespace: "shop",
-        stream: "clicks",
-        window_seconds: 5,
-        queries: &queries,
-        period: PERIOD,
-    };
+    let target = clicks_in_shop(&queries);
     let autoscaler = Autoscaler::default();
 
     // Before any load: no scale-down below the minimum, no scale-up.
@@ -218,21 +223,13 @@ async fn autoscaling_reports_an_unreachable_or_unscraped_prometheus_and_holds() 
         "secret",
         "us-east-1",
     );
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a port");
+    let closed = support::unused_address();
     let unreachable = prometheus_client(
         &format!("http://{closed}"),
         Credentials::Bearer("token".into()),
     );
     let queries = QueryTemplates::default();
-    let target = Target {
-        namespace: "shop",
-        stream: "clicks",
-        window_seconds: 5,
-        queries: &queries,
-        period: PERIOD,
-    };
+    let target = clicks_in_shop(&queries);
     let policy = ScalingPolicy::with_quotas(1_048_576.0, 1000.0);
     let autoscaler = Autoscaler::default();
     let evaluation = autoscaler

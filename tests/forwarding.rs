@@ -173,9 +173,7 @@ async fn every_pod_serves_the_home_pods_stream_with_signatures_and_event_streams
 #[tokio::test]
 async fn a_forwarder_without_its_home_is_unready_and_answers_service_unavailable() {
     let dir = TempDir::new("forwarding-down");
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let home = format!("http://{}", closed.local_addr().expect("address"));
-    drop(closed);
+    let home = format!("http://{}", support::unused_address());
     let other = forwarder(&dir, &home);
     let (status, _) = http_request("GET", &format!("{}/readyz", other.metrics));
     assert_eq!(status, 503);

@@ -145,9 +145,7 @@ fn brook_probe_exits_zero_on_a_ready_answer_and_non_zero_otherwise() {
     let missing = probe(&format!("{}/no-such-page", broker.metrics));
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("answered 404"));
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a port");
+    let closed = support::unused_address();
     let refused = probe(&format!("http://{closed}/readyz"));
     assert!(!refused.status.success());
     let not_http = probe("ftp://example/readyz");

@@ -11,10 +11,7 @@ use support::operator::{Harness, NAMESPACE, STREAMS};
 use support::prometheus::Prometheus;
 
 fn closed_port() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let address = listener.local_addr().expect("address").to_string();
-    drop(listener);
-    address
+    support::unused_address().to_string()
 }
 
 fn autoscaled(min: i32, max: i32, prometheus: &str) -> Value {

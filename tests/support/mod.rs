@@ -10,6 +10,14 @@ pub mod operator;
 pub mod pki;
 pub mod prometheus;
 
+/// A loopback address nothing listens on: a port the system just handed out and took back
+/// (for a server to bind, or for a peer that is down).
+pub fn unused_address() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+}
+
 /// Polls `check` every 20 ms until it holds; fails naming `what` after a minute. For waiting
 /// on an event the test cannot be told of, never for letting time pass.
 pub async fn eventually(what: &str, check: impl Fn() -> bool) {

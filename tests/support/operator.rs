@@ -93,9 +93,7 @@ impl Harness {
 
     /// A mocked cluster whose brokers never answer (a closed loopback port).
     pub fn without_broker(label: &str) -> Self {
-        let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let address = closed.local_addr().expect("address").to_string();
-        drop(closed);
+        let address = super::unused_address().to_string();
         Self::build(TempDir::new(label), None, address)
     }
 
@@ -279,10 +277,7 @@ impl Harness {
             ),
         )
         .expect("kubeconfig");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("a free port");
+        let port = super::unused_address().port();
         let log_path = self.dir.path().join("operator.log");
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_brook"))
             .args(["operator", "--metrics-listen", &format!("127.0.0.1:{port}")])

@@ -57,10 +57,7 @@ impl Prometheus {
 
     fn start(metrics: &[&str], namespace: &str, web: Option<String>) -> Self {
         let dir = TempDir::new("prometheus");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("a free port");
+        let port = super::unused_address().port();
         let targets: Vec<String> = metrics.iter().map(|m| format!("\"{m}\"")).collect();
         let config = dir.path().join("prometheus.yml");
         std::fs::write(
