@@ -155,18 +155,11 @@ async fn secret_key(
         .await
         .map_err(|e| format!("cannot read Secret {name}: {e}"))?
         .ok_or_else(|| format!("Secret {name} does not exist"))?;
+    // The API server answers with `data` only (it merges a written `stringData` into it).
     let bytes = secret
         .data
-        .as_ref()
-        .and_then(|d| d.get(key))
-        .map(|b| b.0.clone())
-        .or_else(|| {
-            secret
-                .string_data
-                .as_ref()
-                .and_then(|d| d.get(key))
-                .map(|s| s.clone().into_bytes())
-        })
+        .and_then(|mut d| d.remove(key))
+        .map(|b| b.0)
         .ok_or_else(|| format!("Secret {name} has no key {key}"))?;
     String::from_utf8(bytes).map_err(|_| format!("key {key} of Secret {name} is not text"))
 }
