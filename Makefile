@@ -11,7 +11,7 @@ HELM_SDK_VERSION := 0.2.2
 KPL_AGG_VERSION := 1.2.3
 PROTOBUF_VERSION := 7.36.2
 NODE_SDK_VERSION := 3.1143.0
-PYTHON_TOOLS := $(TOOLS)/venv/.installed-awscli-$(AWSCLI_VERSION)-boto3-$(BOTO3_VERSION)-helm-$(HELM_SDK_VERSION)-kpl-$(KPL_AGG_VERSION)
+PYTHON_TOOLS := $(TOOLS)/venv/.installed-awscli-$(AWSCLI_VERSION)-boto3-$(BOTO3_VERSION)-helm-$(HELM_SDK_VERSION)-kpl-$(KPL_AGG_VERSION)-protobuf-$(PROTOBUF_VERSION)
 NODE_SDK := $(TOOLS)/node/node_modules/@aws-sdk/client-kinesis
 
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
