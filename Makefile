@@ -10,8 +10,9 @@ BOTO3_VERSION := 1.44.8
 HELM_SDK_VERSION := 0.2.2
 KPL_AGG_VERSION := 1.2.3
 PROTOBUF_VERSION := 7.36.2
+CRAMJAM_VERSION := 2.14.0
 NODE_SDK_VERSION := 3.1143.0
-PYTHON_TOOLS := $(TOOLS)/venv/.installed-awscli-$(AWSCLI_VERSION)-boto3-$(BOTO3_VERSION)-helm-$(HELM_SDK_VERSION)-kpl-$(KPL_AGG_VERSION)-protobuf-$(PROTOBUF_VERSION)
+PYTHON_TOOLS := $(TOOLS)/venv/.installed-awscli-$(AWSCLI_VERSION)-boto3-$(BOTO3_VERSION)-helm-$(HELM_SDK_VERSION)-kpl-$(KPL_AGG_VERSION)-protobuf-$(PROTOBUF_VERSION)-cramjam-$(CRAMJAM_VERSION)
 NODE_SDK := $(TOOLS)/node/node_modules/@aws-sdk/client-kinesis
 
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
@@ -41,7 +42,7 @@ debug-build:
 $(PYTHON_TOOLS):
 	test -x $(TOOLS)/venv/bin/pip || python3 -m venv $(TOOLS)/venv || (apt-get update && apt-get install -y python3-venv && python3 -m venv $(TOOLS)/venv)
 	$(TOOLS)/venv/bin/pip install --quiet awscli==$(AWSCLI_VERSION) boto3==$(BOTO3_VERSION) helm-python-sdk==$(HELM_SDK_VERSION) \
-		aws-kinesis-agg==$(KPL_AGG_VERSION) protobuf==$(PROTOBUF_VERSION)
+		aws-kinesis-agg==$(KPL_AGG_VERSION) protobuf==$(PROTOBUF_VERSION) cramjam==$(CRAMJAM_VERSION)
 	touch $@
 
 ## system-tools: Lua (runs the Argo CD health check) and promtool (checks the alert rules).

@@ -1,8 +1,12 @@
 //! One request over a fresh HTTP/1.1 connection, plain or TLS: the operator's admin calls to the
 //! brokers, its Prometheus queries, and `brook probe`.
 
+use std::sync::Arc;
+
 use hyper::body::{Body, Incoming};
 use hyper_util::rt::TokioIo;
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 /// Sends `request` over `io` and returns the answer's head with its body still to read; the
@@ -22,4 +26,33 @@ where
         let _ = connection.await;
     });
     sender.send_request(request).await
+}
+
+/// A TLS client configuration trusting the PEM certificates of `ca_pem`, or the system's roots.
+pub fn client_tls(ca_pem: Option<&[u8]>) -> Result<rustls::ClientConfig, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_pem {
+        Some(pem) => {
+            for cert in CertificateDer::pem_slice_iter(pem) {
+                roots
+                    .add(cert.map_err(|e| e.to_string())?)
+                    .map_err(|e| e.to_string())?;
+            }
+            if roots.is_empty() {
+                return Err("no certificate in it".into());
+            }
+        }
+        None => {
+            for cert in rustls_native_certs::load_native_certs().certs {
+                // A system root rustls cannot parse is skipped, as browsers do.
+                let _ = roots.add(cert);
+            }
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
 }

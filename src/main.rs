@@ -47,6 +47,9 @@ enum Command {
         #[arg(long, default_value_t = brook::operator::resources::BrokerDefaults::for_this_version().image)]
         image: String,
     },
+    /// Run one DeliveryStream: read a stream or take direct puts, buffer, and deliver to S3 or
+    /// an HTTP endpoint (what the operator runs per DeliveryStream).
+    Delivery(Box<DeliveryArgs>),
     /// Print Brook's version.
     Version,
     /// The shard autoscaler's decision, off any cluster.
@@ -70,6 +73,52 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         timeout_seconds: u64,
     },
+}
+
+#[derive(clap::Args, Debug)]
+struct DeliveryArgs {
+    /// The DeliveryStream's name.
+    #[arg(long, env = "BROOK_DELIVERY_NAME")]
+    name: String,
+    /// Its version (the resource's generation), part of every object name.
+    #[arg(long, env = "BROOK_DELIVERY_VERSION", default_value_t = 1)]
+    version: i64,
+    /// The DeliveryStream's spec, as JSON or YAML.
+    #[arg(long, env = "BROOK_DELIVERY_SPEC", conflicts_with = "spec_file")]
+    spec: Option<String>,
+    /// A file holding the spec, as JSON or YAML.
+    #[arg(long)]
+    spec_file: Option<PathBuf>,
+    /// Folder for progress, the direct-put journal and failed batches.
+    #[arg(long, env = "BROOK_DATA_DIR", default_value = "brook-delivery-data")]
+    data_dir: PathBuf,
+    /// Address of the Firehose API, /metrics, /healthz and /readyz.
+    #[arg(long, env = "BROOK_LISTEN", default_value = "127.0.0.1:4573")]
+    listen: std::net::SocketAddr,
+    /// host:port of the source stream's brokers.
+    #[arg(long, env = "BROOK_SOURCE_ENDPOINT")]
+    source_endpoint: Option<String>,
+    /// Access key id for the source stream's brokers.
+    #[arg(long, env = "BROOK_SOURCE_ACCESS_KEY_ID", hide_env_values = true)]
+    source_access_key_id: Option<String>,
+    /// Secret access key for the source stream's brokers.
+    #[arg(long, env = "BROOK_SOURCE_SECRET_ACCESS_KEY", hide_env_values = true)]
+    source_secret_access_key: Option<String>,
+    /// Access key id for the bucket (else AWS_ACCESS_KEY_ID).
+    #[arg(long, env = "BROOK_S3_ACCESS_KEY_ID", hide_env_values = true)]
+    s3_access_key_id: Option<String>,
+    /// Secret access key for the bucket (else AWS_SECRET_ACCESS_KEY).
+    #[arg(long, env = "BROOK_S3_SECRET_ACCESS_KEY", hide_env_values = true)]
+    s3_secret_access_key: Option<String>,
+    /// Access key sent to the HTTP endpoint as X-Amz-Firehose-Access-Key.
+    #[arg(long, env = "BROOK_HTTP_ACCESS_KEY", hide_env_values = true)]
+    http_access_key: Option<String>,
+    /// MiB of direct puts waiting for delivery past which puts are refused.
+    #[arg(long, env = "BROOK_MAX_PENDING_MIB", default_value_t = 512)]
+    max_pending_mib: u64,
+    /// Log format.
+    #[arg(long, env = "BROOK_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
 }
 
 #[derive(Subcommand, Debug)]
@@ -498,11 +547,50 @@ fn main() -> anyhow::Result<()> {
         Command::Autoscale {
             command: AutoscaleCommand::Simulate(args),
         } => simulate(args),
+        Command::Delivery(args) => run_delivery(*args),
         Command::Probe {
             url,
             timeout_seconds,
         } => probe(&url, std::time::Duration::from_secs(timeout_seconds)),
     }
+}
+
+fn run_delivery(args: DeliveryArgs) -> anyhow::Result<()> {
+    init_logging(args.log_format);
+    let text = match (args.spec, &args.spec_file) {
+        (Some(text), _) => text,
+        (None, Some(path)) => {
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
+        }
+        (None, None) => anyhow::bail!("give the DeliveryStream's spec with --spec or --spec-file"),
+    };
+    // YAML is a superset of JSON, so one parser reads both.
+    let spec: brook::api::delivery::DeliveryStreamSpec =
+        serde_yaml::from_str(&text).context("the spec is not a DeliveryStream spec")?;
+    let settings = brook::delivery::WorkerSettings {
+        name: args.name,
+        version: args.version,
+        spec,
+        data_dir: args.data_dir,
+        listen: args.listen,
+        source_endpoint: args.source_endpoint,
+        source_key: args.source_access_key_id.zip(args.source_secret_access_key),
+        s3_key: args
+            .s3_access_key_id
+            .zip(args.s3_secret_access_key)
+            .map(|(id, secret)| brook::delivery::s3::AccessKey {
+                id,
+                secret,
+                session_token: None,
+            }),
+        http_access_key: args.http_access_key,
+        max_pending_bytes: args.max_pending_mib.saturating_mul(1024 * 1024),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(brook::delivery::run(settings))?;
+    Ok(())
 }
 
 fn simulate(args: SimulateArgs) -> anyhow::Result<()> {

@@ -258,6 +258,11 @@ pub struct HttpDestination {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(schema_with = "string_map_schema")]
     pub common_attributes: BTreeMap<String, String>,
+    /// Bucket that receives, under its error output prefix, the batches the endpoint did not
+    /// accept within the retry duration or refused as too large (413); without it they are
+    /// kept in the worker's data folder under `failed/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3_backup: Option<S3Destination>,
 }
 
 fn default_retry_duration() -> i32 {

@@ -8,8 +8,7 @@ use std::time::Duration;
 use base64::Engine;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, ServerName};
+use rustls_pki_types::ServerName;
 use serde_json::Value;
 use tokio::net::TcpStream;
 
@@ -109,33 +108,7 @@ fn percent_encode(value: &str) -> String {
 }
 
 fn tls_config(ca_pem: Option<&[u8]>) -> Result<rustls::ClientConfig, PrometheusError> {
-    let mut roots = rustls::RootCertStore::empty();
-    match ca_pem {
-        Some(pem) => {
-            for cert in CertificateDer::pem_slice_iter(pem) {
-                let cert = cert.map_err(|e| PrometheusError::Ca(e.to_string()))?;
-                roots
-                    .add(cert)
-                    .map_err(|e| PrometheusError::Ca(e.to_string()))?;
-            }
-            if roots.is_empty() {
-                return Err(PrometheusError::Ca("no certificate in it".into()));
-            }
-        }
-        None => {
-            let found = rustls_native_certs::load_native_certs();
-            for cert in found.certs {
-                // A system root rustls cannot parse is skipped, as browsers do.
-                let _ = roots.add(cert);
-            }
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| PrometheusError::Ca(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth())
+    crate::http1::client_tls(ca_pem).map_err(PrometheusError::Ca)
 }
 
 impl PrometheusClient {

@@ -4,11 +4,13 @@
 
 pub mod apiserver;
 pub mod broker;
+pub mod delivery;
 pub mod helm;
 pub mod mock_kube;
 pub mod operator;
 pub mod pki;
 pub mod prometheus;
+pub mod s3;
 
 /// A loopback address nothing listens on: a port the system just handed out and took back
 /// (for a server to bind, or for a peer that is down).
