@@ -116,7 +116,23 @@ impl Journal {
             });
     }
 
-    /// Bytes waiting for delivery (put by this process).
+    /// Counts the records from `offset` on as waiting for delivery (at start, after the last
+    /// delivered one), so a restarted worker pushes back as the one before it did.
+    pub async fn count_pending_from(&self, mut offset: u64) -> Result<u64, JournalError> {
+        let mut bytes = 0;
+        while offset < self.end_offset() {
+            let (records, next) = self.read(offset, 10_000, Duration::ZERO).await?;
+            if next <= offset {
+                break;
+            }
+            bytes += records.iter().map(|r| r.data.len() as u64).sum::<u64>();
+            offset = next;
+        }
+        self.pending_bytes.fetch_add(bytes, Ordering::Relaxed);
+        Ok(bytes)
+    }
+
+    /// Bytes waiting for delivery.
     pub fn pending_bytes(&self) -> u64 {
         self.pending_bytes.load(Ordering::Relaxed)
     }

@@ -214,6 +214,28 @@ impl Worker {
 
     /// Runs the pipeline until it fails.
     pub async fn run(&self, settings: &WorkerSettings) -> Result<(), WorkerError> {
+        if let Some(journal) = &self.journal {
+            let progress = self
+                .pipeline
+                .progress
+                .partition(worker::JOURNAL_PARTITION)
+                .await;
+            let first_undelivered = match (progress.pending, progress.delivered) {
+                (Some(pending), _) => pending.first.parse().unwrap_or(0),
+                (None, Some(delivered)) => delivered.parse::<u64>().map_or(0, |d| d + 1),
+                (None, None) => 0,
+            };
+            match journal.count_pending_from(first_undelivered).await {
+                Ok(bytes) if bytes > 0 => {
+                    tracing::info!(
+                        bytes,
+                        "direct puts from before the restart wait for delivery"
+                    )
+                }
+                Ok(_) => {}
+                Err(error) => tracing::warn!(%error, "counting the journal's backlog"),
+            }
+        }
         match &settings.spec.source.stream {
             Some(stream) => {
                 // A broker without authentication takes any well-formed signature.
