@@ -395,3 +395,53 @@ async fn delivery_deaggregates_kpl_records_and_sets_bad_ones_aside() {
         "the error output holds the record as it was put"
     );
 }
+
+/// Bytes of the journal's segment files.
+fn journal_segment_bytes(worker_dir: &std::path::Path) -> u64 {
+    let dir = worker_dir.join("journal/streams/0/0");
+    std::fs::read_dir(&dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| e.path().extension().is_some_and(|x| x == "seg"))
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn delivery_journal_frees_the_space_of_delivered_records() {
+    let dir = TempDir::new("delivery-trim");
+    let s3 = S3Server::start(&dir.path().join("s3"), &[BUCKET]).await;
+    let destination = s3_destination(&s3, BUCKET, "trim/", "GZIP");
+    let worker_dir = dir.path().join("worker");
+    let mut worker = Worker::start("bulk", spec(destination, json!({})), &worker_dir, &[]);
+    let firehose = client(&worker);
+    // 48 MiB in 4 MiB batches: three journal segments' worth.
+    let record = "z".repeat(1_000_000);
+    for _ in 0..12 {
+        let answer = firehose
+            .put_record_batch()
+            .delivery_stream_name("bulk")
+            .set_records(Some(records(&vec![record.clone(); 4])))
+            .send()
+            .await
+            .expect("PutRecordBatch");
+        assert_eq!(answer.failed_put_count(), 0);
+    }
+    worker
+        .wait_for_metric("brook_delivery_delivered_records_total", "", 48.0)
+        .await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    // Only the active segment (at most 16 MiB and one batch) may remain.
+    while journal_segment_bytes(&worker_dir) > 21 * 1024 * 1024 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} bytes of delivered records stay in the journal",
+            journal_segment_bytes(&worker_dir)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

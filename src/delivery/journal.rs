@@ -23,9 +23,11 @@ const JOURNAL_SHARD: ShardKey = ShardKey {
     stream_key: 0,
     shard_index: 0,
 };
-/// How long journaled records are kept: Firehose keeps undeliverable data for a day; the
-/// journal keeps it a week.
+/// How long undelivered records are kept: Firehose keeps undeliverable data for a day; the
+/// journal keeps it a week. Delivered records go sooner, a segment at a time.
 const RETENTION_MS: u64 = 7 * 24 * 3_600_000;
+/// Size of a journal segment: small, so delivered records free their space soon.
+const SEGMENT_BYTES: u64 = 16 * 1024 * 1024;
 
 /// Why the journal refused or failed.
 #[derive(Debug, thiserror::Error)]
@@ -61,7 +63,10 @@ impl Journal {
         let (store, _report) = Store::open(
             dir,
             Arc::new(RealFs),
-            StoreOptions::default(),
+            StoreOptions {
+                segment_bytes: SEGMENT_BYTES,
+                ..StoreOptions::default()
+            },
             Clock::default(),
             &[JOURNAL_SHARD],
             HashMap::from([(JOURNAL_SHARD.stream_key, RETENTION_MS)]),
@@ -107,13 +112,18 @@ impl Journal {
             .ok_or_else(|| JournalError::Store("the append landed nowhere".into()))
     }
 
-    /// Counts `bytes` as delivered.
-    pub fn delivered(&self, bytes: u64) {
+    /// Counts the records through `last_offset`, `bytes` of data, as delivered, and deletes
+    /// the journal's segments that hold only delivered records.
+    pub async fn delivered(&self, last_offset: u64, bytes: u64) -> Result<(), JournalError> {
         let _ = self
             .pending_bytes
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |p| {
                 Some(p.saturating_sub(bytes))
             });
+        self.store
+            .trim_before(JOURNAL_SHARD, last_offset + 1)
+            .await
+            .map_err(|e| JournalError::Store(e.to_string()))
     }
 
     /// Counts the records from `offset` on as waiting for delivery (at start, after the last

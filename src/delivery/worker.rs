@@ -226,7 +226,10 @@ impl Pipeline {
         self.metrics.buffer_bytes.sub(batch.bytes as i64);
         self.metrics.drained(name);
         if let Some(journal) = &self.journal {
-            journal.delivered(batch.bytes as u64);
+            let last = identity.last.parse::<u64>().unwrap_or(0);
+            if let Err(error) = journal.delivered(last, batch.bytes as u64).await {
+                tracing::warn!(%error, "trimming the delivered part of the journal");
+            }
         }
         tracing::debug!(
             partition = name,

@@ -304,6 +304,14 @@ impl Store {
             .map_err(|_| StoreError::Stopped("the writer has shut down".into()))
     }
 
+    /// Deletes a shard's sealed segments whose records all precede `offset`.
+    pub async fn trim_before(&self, shard: ShardKey, offset: u64) -> Result<(), StoreError> {
+        self.queue
+            .send(Command::TrimBefore { shard, offset })
+            .await
+            .map_err(|_| StoreError::Stopped("the writer has shut down".into()))
+    }
+
     /// A shard's log, for reading.
     pub fn log(&self, key: ShardKey) -> Option<Arc<ShardLog>> {
         self.logs

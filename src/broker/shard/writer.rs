@@ -85,6 +85,14 @@ pub enum Command {
         /// Retention in milliseconds.
         retention_ms: u64,
     },
+    /// Delete a shard's sealed segments whose records all precede `offset` (records a
+    /// reader is done with, such as a delivery journal's delivered ones).
+    TrimBefore {
+        /// The shard.
+        shard: ShardKey,
+        /// The first offset still needed.
+        offset: u64,
+    },
     /// Periodic housekeeping: checkpoint when due, delete expired segments.
     Tick,
     /// Checkpoint now (whether due or not) and keep going.
@@ -390,8 +398,22 @@ impl ShardWriter {
 
     /// Deletes sealed segments whose newest record is older than `cutoff_ms`.
     fn expire(&mut self, fs: &dyn FileSystem, cutoff_ms: u64) -> Result<(), StoreError> {
-        // A closed shard takes no more writes, so its last segment may go too once it is
-        // past retention.
+        self.drop_oldest_segments(fs, |s| s.last_arrival_ms < cutoff_ms)
+    }
+
+    /// Deletes sealed segments whose records all precede `offset`.
+    fn trim_before(&mut self, fs: &dyn FileSystem, offset: u64) -> Result<(), StoreError> {
+        self.drop_oldest_segments(fs, |s| s.end_offset <= offset)
+    }
+
+    /// Deletes the oldest segments for as long as `droppable` holds, never the active one of
+    /// an open shard.
+    fn drop_oldest_segments(
+        &mut self,
+        fs: &dyn FileSystem,
+        droppable: impl Fn(&super::log::SegmentView) -> bool,
+    ) -> Result<(), StoreError> {
+        // A closed shard takes no more writes, so its last segment may go too.
         let active_base = if self.closed {
             None
         } else {
@@ -402,7 +424,7 @@ impl ShardWriter {
             let keep_from = view
                 .segments
                 .iter()
-                .position(|s| s.last_arrival_ms >= cutoff_ms || Some(s.base_offset) == active_base)
+                .position(|s| !droppable(s) || Some(s.base_offset) == active_base)
                 .unwrap_or(view.segments.len());
             view.segments.drain(..keep_from).map(|s| s.path).collect()
         };
@@ -542,6 +564,13 @@ impl Writer {
                 retention_ms,
             } => {
                 self.retention_ms.insert(stream_key, retention_ms);
+            }
+            Command::TrimBefore { shard, offset } => {
+                let fs = self.fs.clone();
+                let _ = self.checked(|w| match w.shards.get_mut(&shard) {
+                    Some(writer) => writer.trim_before(fs.as_ref(), offset),
+                    None => Ok(()),
+                });
             }
             Command::Tick => {
                 let _ = self.checked(|w| w.housekeeping());
