@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::ResourceRequirements;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
@@ -291,6 +292,13 @@ pub struct Worker {
     /// CPU and memory of the worker container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
+    /// Size of the worker's volume (progress and the direct-put journal); 1Gi when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<Quantity>,
+    /// StorageClass of the worker's volume; the cluster's default when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub storage_class_name: Option<String>,
 }
 
 /// Observed state of a DeliveryStream, written only by the operator.
@@ -310,4 +318,16 @@ pub struct DeliveryStreamStatus {
     /// When the last batch was delivered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_delivery_time: Option<Time>,
+    /// Records delivered since the worker started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivered_records: Option<i64>,
+    /// Bytes delivered (after processing, before compression) since the worker started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivered_bytes: Option<i64>,
+    /// Records sent to the error output since the worker started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_records: Option<i64>,
+    /// Age in seconds of the oldest record not yet delivered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_freshness_seconds: Option<i64>,
 }

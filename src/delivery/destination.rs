@@ -280,6 +280,7 @@ impl Deliverer {
             .inc_by(processed.records.len() as u64);
         self.metrics.bytes_delivered.inc_by(content.len() as u64);
         let now = crate::broker::shard::wall_clock_ms();
+        self.metrics.last_delivery.set((now / 1000) as i64);
         self.metrics
             .latency
             .observe(now.saturating_sub(at_ms) as f64 / 1000.0);

@@ -44,6 +44,8 @@ pub struct DeliveryMetrics {
     pub failed_records: IntCounterVec,
     /// Bytes buffered across partitions.
     pub buffer_bytes: IntGauge,
+    /// When the last batch was delivered, in Unix seconds.
+    pub last_delivery: IntGauge,
     freshness: IntGauge,
     lag: Mutex<HashMap<String, Lag>>,
 }
@@ -108,6 +110,11 @@ impl DeliveryMetrics {
             "Bytes buffered for delivery across partitions",
         )?;
         registry.register(Box::new(buffer_bytes.clone()))?;
+        let last_delivery = IntGauge::new(
+            "brook_delivery_last_delivery_timestamp_seconds",
+            "When the last batch was delivered, in Unix seconds (0 before the first)",
+        )?;
+        registry.register(Box::new(last_delivery.clone()))?;
         let freshness = IntGauge::new(
             "brook_delivery_data_freshness_seconds",
             "Age of the oldest record not yet delivered",
@@ -124,6 +131,7 @@ impl DeliveryMetrics {
             retries,
             failed_records,
             buffer_bytes,
+            last_delivery,
             freshness,
             lag: Mutex::new(HashMap::new()),
         })

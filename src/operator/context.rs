@@ -66,6 +66,18 @@ impl BrokerAddresses {
             Self::Fixed(address) => address.clone(),
         }
     }
+
+    /// `host:port` of the worker of the DeliveryStream `name` in `namespace`.
+    pub fn delivery_address(&self, namespace: &str, name: &str) -> String {
+        use super::resources::delivery::{DeliveryChildNames, WORKER_PORT};
+        match self {
+            Self::ClusterDns => format!(
+                "{}.{namespace}.svc:{WORKER_PORT}",
+                DeliveryChildNames::for_delivery(name).service
+            ),
+            Self::Fixed(address) => address.clone(),
+        }
+    }
 }
 
 /// Reconcile counts, durations and errors per controller.
@@ -238,6 +250,8 @@ pub struct Context {
     pub backoff: Backoff,
     /// The demand histories of the autoscaled streams.
     pub autoscaler: crate::operator::autoscaler::Autoscaler,
+    /// Where the DeliveryStream workers are reached (for their metrics).
+    pub delivery_workers: BrokerAddresses,
     recorder: Recorder,
 }
 
@@ -265,6 +279,7 @@ impl Context {
             recheck: Duration::from_secs(60),
             metrics: OperatorMetrics::new(),
             autoscaler: crate::operator::autoscaler::Autoscaler::default(),
+            delivery_workers: BrokerAddresses::ClusterDns,
             backoff: Backoff::default(),
             recorder,
         })

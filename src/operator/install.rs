@@ -66,19 +66,24 @@ pub fn namespaced_rules() -> Vec<PolicyRule> {
         // Owner references with blockOwnerDeletion need update on the owner's finalizers.
         rule(
             &["brook.dev"],
-            &["streams/finalizers", "consumers/finalizers"],
+            &[
+                "streams/finalizers",
+                "consumers/finalizers",
+                "deliverystreams/finalizers",
+            ],
             &["update"],
         ),
-        rule(&["apps"], &["statefulsets"], OWNED),
+        rule(&["apps"], &["statefulsets", "deployments"], OWNED),
         rule(&[""], &["services", "configmaps"], OWNED),
         rule(&["policy"], &["poddisruptionbudgets"], OWNED),
         // Secrets: the admin key it creates and reads; never listed or watched.
         rule(&[""], &["secrets"], &["get", "create", "delete"]),
-        // Volumes are deleted with a Stream whose deletionPolicy is Delete.
+        // Volumes are deleted with a Stream whose deletionPolicy is Delete; a
+        // DeliveryStream's worker volume is created and watched.
         rule(
             &[""],
             &["persistentvolumeclaims"],
-            &["get", "list", "delete"],
+            &["get", "list", "watch", "create", "patch", "delete"],
         ),
         rule(
             &["monitoring.coreos.com"],

@@ -8,6 +8,7 @@ pub mod autoscaler;
 pub mod chart;
 pub mod consumer;
 pub mod context;
+pub mod delivery;
 pub mod install;
 pub mod kinesis;
 pub mod leader;
@@ -24,8 +25,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
@@ -37,6 +38,7 @@ use tracing::Instrument;
 
 pub use context::{BrokerAddresses, Context, OperatorMetrics, ReconcileError};
 
+use crate::api::delivery::DeliveryStream;
 use crate::api::{Consumer, Stream};
 
 /// Why the operator could not run.
@@ -218,6 +220,14 @@ async fn reconcile_consumer_object(
     .await
 }
 
+async fn reconcile_delivery_object(
+    object: Arc<DynamicObject>,
+    ctx: Arc<Context>,
+) -> Result<Action, ReconcileError> {
+    // No finalizer: a DeliveryStream's children are owned and garbage-collected with it.
+    reconcile_object::<DeliveryStream, _, _>(object, ctx, "delivery", "", delivery::reconcile).await
+}
+
 fn dynamic_api(
     client: &Client,
     namespace: Option<&str>,
@@ -303,10 +313,49 @@ pub async fn run_controllers(
                     .collect::<Vec<_>>()
             },
         )
-        .graceful_shutdown_on(shutdown)
-        .run(reconcile_consumer_object, error_policy("consumer"), ctx)
+        .graceful_shutdown_on(shutdown.clone())
+        .run(
+            reconcile_consumer_object,
+            error_policy("consumer"),
+            ctx.clone(),
+        )
         .for_each(|_| async {});
-    futures::join!(streams, consumers);
+
+    let delivery_resource = ApiResource::erase::<DeliveryStream>(&());
+    let delivery_controller = Controller::new_with(
+        dynamic_api(&client, ns, &delivery_resource),
+        config.clone(),
+        delivery_resource.clone(),
+    );
+    let delivery_store = delivery_controller.store();
+    let children = watcher::Config::default().labels(&resources::managed_children_selector());
+    let deliveries = delivery_controller
+        .owns(typed_api::<Deployment>(&client, ns), children.clone())
+        .owns(typed_api::<Service>(&client, ns), children.clone())
+        .owns(typed_api::<PersistentVolumeClaim>(&client, ns), children)
+        // A source Stream that becomes Ready starts the DeliveryStreams that wait for it.
+        .watches_with(
+            dynamic_api(&client, ns, &stream_resource),
+            stream_resource,
+            config,
+            move |stream: DynamicObject| {
+                let namespace = stream.namespace();
+                let name = stream.name_any();
+                delivery_store
+                    .state()
+                    .into_iter()
+                    .filter(|d| {
+                        d.namespace() == namespace
+                            && d.data["spec"]["source"]["stream"]["name"] == name.as_str()
+                    })
+                    .map(|d| ObjectRef::from_obj_with(d.as_ref(), delivery_resource.clone()))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile_delivery_object, error_policy("delivery"), ctx)
+        .for_each(|_| async {});
+    futures::join!(streams, consumers, deliveries);
 }
 
 #[cfg(test)]

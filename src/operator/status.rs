@@ -5,6 +5,7 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::api::common::{condition, condition_types, merge_condition};
+use crate::api::delivery::DeliveryStreamStatus;
 use crate::api::stream::StreamStatus;
 use crate::api::{ConsumerStatus, consumer::ConsumerState};
 
@@ -215,6 +216,101 @@ pub fn consumer_status(
         consumer_status: state,
         ..previous
     }
+}
+
+/// What a DeliveryStream's worker reports on its metrics (since it started).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WorkerFacts {
+    /// Records delivered.
+    pub delivered_records: i64,
+    /// Bytes delivered.
+    pub delivered_bytes: i64,
+    /// Records sent to the error output.
+    pub failed_records: i64,
+    /// Age of the oldest undelivered record, in seconds.
+    pub freshness_seconds: i64,
+    /// When the last batch was delivered, in Unix seconds; none before the first.
+    pub last_delivery_seconds: Option<i64>,
+}
+
+/// Where a DeliveryStream's reconcile got to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DeliveryPhase {
+    /// The spec breaks a rule the schema could not check.
+    InvalidSpec(String),
+    /// The source Stream is missing or not serving.
+    WaitingForStream {
+        /// `StreamNotFound` or `StreamNotReady`.
+        reason: &'static str,
+        /// What is awaited.
+        message: String,
+    },
+    /// The worker's pod is not available yet.
+    WaitingForWorker,
+    /// The worker runs; its metrics when they could be read.
+    Delivering(Option<WorkerFacts>),
+}
+
+/// Freshness past which a running DeliveryStream counts as behind: the buffering interval
+/// plus `slack_seconds` (a retry or two of a slow destination).
+pub fn is_behind(facts: &WorkerFacts, interval_seconds: i64, slack_seconds: i64) -> bool {
+    facts.freshness_seconds > interval_seconds + slack_seconds
+}
+
+/// The status of a DeliveryStream after a reconcile that reached `phase`; `behind` says the
+/// worker's freshness is past what its buffering explains.
+pub fn delivery_status(
+    previous: Option<&DeliveryStreamStatus>,
+    generation: Option<i64>,
+    phase: &DeliveryPhase,
+    endpoint: Option<String>,
+    behind: bool,
+    now: Time,
+) -> DeliveryStreamStatus {
+    let previous = previous.cloned().unwrap_or_default();
+    let verdicts = match phase {
+        DeliveryPhase::InvalidSpec(message) => failing("InvalidSpec", message),
+        DeliveryPhase::WaitingForStream { reason, message } => under_way(reason, message),
+        DeliveryPhase::WaitingForWorker => {
+            under_way("WaitingForWorker", "waiting for the delivery worker's pod")
+        }
+        DeliveryPhase::Delivering(facts) if behind => {
+            let age = facts.as_ref().map_or(0, |f| f.freshness_seconds);
+            [
+                (true, "Delivering", "the worker is delivering".to_owned()),
+                (false, "Reconciled", String::new()),
+                (
+                    true,
+                    "DeliveryBehind",
+                    format!(
+                        "the oldest undelivered record is {age} s old: the destination is slow or failing"
+                    ),
+                ),
+            ]
+        }
+        DeliveryPhase::Delivering(_) => {
+            settled("Delivering", "the worker is delivering".to_owned())
+        }
+    };
+    let conditions = conditions_for(&previous.conditions, generation, &now, verdicts);
+    let mut status = DeliveryStreamStatus {
+        observed_generation: generation,
+        conditions,
+        endpoint,
+        ..previous
+    };
+    if let DeliveryPhase::Delivering(Some(facts)) = phase {
+        status.delivered_records = Some(facts.delivered_records);
+        status.delivered_bytes = Some(facts.delivered_bytes);
+        status.failed_records = Some(facts.failed_records);
+        status.data_freshness_seconds = Some(facts.freshness_seconds);
+        if let Some(seconds) = facts.last_delivery_seconds
+            && let Ok(at) = k8s_openapi::jiff::Timestamp::from_second(seconds)
+        {
+            status.last_delivery_time = Some(Time(at));
+        }
+    }
+    status
 }
 
 #[cfg(test)]

@@ -212,3 +212,82 @@ fn consumer_status_follows_registration() {
     );
     assert_eq!(active, again);
 }
+
+#[test]
+fn delivery_status_reports_the_worker_and_a_delivery_that_falls_behind() {
+    let facts = WorkerFacts {
+        delivered_records: 10,
+        delivered_bytes: 100,
+        failed_records: 0,
+        freshness_seconds: 4,
+        last_delivery_seconds: Some(1_796_000_000),
+    };
+    let waiting = delivery_status(
+        None,
+        Some(2),
+        &DeliveryPhase::WaitingForWorker,
+        None,
+        false,
+        at(1),
+    );
+    assert_eq!(
+        condition_of(&waiting.conditions, "Ready"),
+        ("False", "WaitingForWorker")
+    );
+    assert_eq!(
+        condition_of(&waiting.conditions, "Progressing"),
+        ("True", "WaitingForWorker")
+    );
+    let running = delivery_status(
+        Some(&waiting),
+        Some(2),
+        &DeliveryPhase::Delivering(Some(facts.clone())),
+        Some("http://x-delivery.shop.svc:4573".into()),
+        is_behind(&facts, 60, 300),
+        at(2),
+    );
+    assert_eq!(
+        condition_of(&running.conditions, "Ready"),
+        ("True", "Delivering")
+    );
+    assert_eq!(
+        condition_of(&running.conditions, "Degraded"),
+        ("False", "AsExpected")
+    );
+    assert_eq!(running.delivered_records, Some(10));
+    assert_eq!(running.data_freshness_seconds, Some(4));
+    assert_eq!(running.last_delivery_time, Some(at(1_796_000_000)));
+    assert_eq!(running.observed_generation, Some(2));
+
+    let late = WorkerFacts {
+        freshness_seconds: 400,
+        ..facts
+    };
+    assert!(is_behind(&late, 60, 300));
+    let behind = delivery_status(
+        Some(&running),
+        Some(2),
+        &DeliveryPhase::Delivering(Some(late)),
+        None,
+        true,
+        at(3),
+    );
+    assert_eq!(
+        condition_of(&behind.conditions, "Ready"),
+        ("True", "Delivering")
+    );
+    assert_eq!(
+        condition_of(&behind.conditions, "Degraded"),
+        ("True", "DeliveryBehind")
+    );
+    // Metrics that could not be read keep the last known figures.
+    let unread = delivery_status(
+        Some(&behind),
+        Some(2),
+        &DeliveryPhase::Delivering(None),
+        None,
+        false,
+        at(4),
+    );
+    assert_eq!(unread.delivered_records, Some(10));
+}

@@ -28,12 +28,14 @@
   resources:
   - streams/finalizers
   - consumers/finalizers
+  - deliverystreams/finalizers
   verbs:
   - update
 - apiGroups:
   - apps
   resources:
   - statefulsets
+  - deployments
   verbs:
   - get
   - list
@@ -82,6 +84,9 @@
   verbs:
   - get
   - list
+  - watch
+  - create
+  - patch
   - delete
 - apiGroups:
   - monitoring.coreos.com

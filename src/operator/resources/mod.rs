@@ -6,6 +6,7 @@
 //! all match the broker pods and nothing else.
 
 mod broker_config;
+pub mod delivery;
 mod pdb;
 mod service_monitor;
 mod services;

@@ -36,11 +36,12 @@ const BROKER_UID: i64 = 65532;
 /// and checkpoint take seconds; the margin covers a slow volume.
 const TERMINATION_GRACE_SECONDS: i64 = 60;
 
-fn http_probe(path: &str, period: i32, failures: i32) -> Probe {
+/// An HTTP probe of `path` on the named `port`.
+pub(super) fn http_probe(port: &str, path: &str, period: i32, failures: i32) -> Probe {
     Probe {
         http_get: Some(HTTPGetAction {
             path: Some(path.to_owned()),
-            port: IntOrString::String(METRICS_PORT_NAME.to_owned()),
+            port: IntOrString::String(port.to_owned()),
             scheme: Some("HTTP".to_owned()),
             ..HTTPGetAction::default()
         }),
@@ -63,7 +64,8 @@ fn secret_volume(name: &str, secret: &str) -> Volume {
     }
 }
 
-fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
+/// A volume mount.
+pub(super) fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
     VolumeMount {
         name: name.to_owned(),
         mount_path: path.to_owned(),
@@ -135,21 +137,43 @@ fn broker_container(stream: &Stream, defaults: &BrokerDefaults) -> Container {
         resources: brokers.resources.clone(),
         // Recovery replays the journal before the broker answers; the startup probe gives it
         // five minutes before liveness takes over.
-        startup_probe: Some(http_probe("/healthz", 5, 60)),
-        liveness_probe: Some(http_probe("/healthz", 10, 3)),
-        readiness_probe: Some(http_probe("/readyz", 5, 2)),
-        security_context: Some(SecurityContext {
-            allow_privilege_escalation: Some(false),
-            read_only_root_filesystem: Some(true),
-            run_as_non_root: Some(true),
-            capabilities: Some(Capabilities {
-                drop: Some(vec!["ALL".to_owned()]),
-                add: None,
-            }),
-            ..SecurityContext::default()
-        }),
+        startup_probe: Some(http_probe(METRICS_PORT_NAME, "/healthz", 5, 60)),
+        liveness_probe: Some(http_probe(METRICS_PORT_NAME, "/healthz", 10, 3)),
+        readiness_probe: Some(http_probe(METRICS_PORT_NAME, "/readyz", 5, 2)),
+        security_context: Some(container_security()),
         volume_mounts: Some(mounts),
         ..Container::default()
+    }
+}
+
+/// The container security of every Brook workload: no privileges, a read-only root.
+pub(super) fn container_security() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        read_only_root_filesystem: Some(true),
+        run_as_non_root: Some(true),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".to_owned()]),
+            add: None,
+        }),
+        ..SecurityContext::default()
+    }
+}
+
+/// The pod security of every Brook workload (the restricted Pod Security Standard), its
+/// volumes writable by the distroless `nonroot` user.
+pub(super) fn pod_security() -> PodSecurityContext {
+    PodSecurityContext {
+        run_as_non_root: Some(true),
+        run_as_user: Some(BROKER_UID),
+        run_as_group: Some(BROKER_UID),
+        fs_group: Some(BROKER_UID),
+        fs_group_change_policy: Some("OnRootMismatch".to_owned()),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".to_owned(),
+            localhost_profile: None,
+        }),
+        ..PodSecurityContext::default()
     }
 }
 
@@ -180,18 +204,7 @@ fn pod_spec(stream: &Stream, defaults: &BrokerDefaults) -> PodSpec {
         automount_service_account_token: Some(false),
         enable_service_links: Some(false),
         termination_grace_period_seconds: Some(TERMINATION_GRACE_SECONDS),
-        security_context: Some(PodSecurityContext {
-            run_as_non_root: Some(true),
-            run_as_user: Some(BROKER_UID),
-            run_as_group: Some(BROKER_UID),
-            fs_group: Some(BROKER_UID),
-            fs_group_change_policy: Some("OnRootMismatch".to_owned()),
-            seccomp_profile: Some(SeccompProfile {
-                type_: "RuntimeDefault".to_owned(),
-                localhost_profile: None,
-            }),
-            ..PodSecurityContext::default()
-        }),
+        security_context: Some(pod_security()),
         topology_spread_constraints: Some(vec![TopologySpreadConstraint {
             max_skew: 1,
             topology_key: "kubernetes.io/hostname".to_owned(),

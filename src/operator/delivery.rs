@@ -1,0 +1,289 @@
+//! The DeliveryStream controller: run one delivery worker per DeliveryStream (a Deployment,
+//! its volume claim, a Service for direct put and metrics), wait for the source Stream before
+//! starting it, and report what the worker delivers in the status, with Events when records
+//! go to the error output. The children are owned by the DeliveryStream, so Kubernetes deletes
+//! them with it; no finalizer is needed, and none can hold up a namespace.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Empty};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::Api;
+use kube::runtime::controller::Action;
+use kube::{Resource, ResourceExt};
+
+use super::apply::{apply, apply_status};
+use super::context::{Context, ReconcileError};
+use super::resources::delivery::{
+    delivery_claim, delivery_deployment, delivery_endpoint, delivery_service,
+};
+use super::status::{DeliveryPhase, WorkerFacts, delivery_status, is_behind};
+use crate::api::Stream;
+use crate::api::common::condition_types;
+use crate::api::delivery::DeliveryStream;
+
+const WAITING_REQUEUE: Duration = Duration::from_secs(10);
+/// How often a running DeliveryStream's status is refreshed from its worker.
+const STATUS_PERIOD: Duration = Duration::from_secs(30);
+/// Freshness beyond the buffering interval that counts as behind.
+const BEHIND_SLACK_SECONDS: i64 = 300;
+
+/// Reads the worker's counters from its Prometheus text exposition.
+pub fn worker_facts(exposition: &str) -> WorkerFacts {
+    let value = |name: &str| -> f64 {
+        exposition
+            .lines()
+            .filter(|line| !line.starts_with('#'))
+            .filter_map(|line| {
+                let (series, value) = line.rsplit_once(' ')?;
+                (series.split('{').next()? == name).then(|| value.parse::<f64>().ok())?
+            })
+            .sum()
+    };
+    let last = value("brook_delivery_last_delivery_timestamp_seconds") as i64;
+    WorkerFacts {
+        delivered_records: value("brook_delivery_delivered_records_total") as i64,
+        delivered_bytes: value("brook_delivery_delivered_bytes_total") as i64,
+        failed_records: value("brook_delivery_failed_records_total") as i64,
+        freshness_seconds: value("brook_delivery_data_freshness_seconds") as i64,
+        last_delivery_seconds: (last > 0).then_some(last),
+    }
+}
+
+/// Whether `spec` can be run: the same checks the worker makes before it starts.
+fn spec_problem(delivery: &DeliveryStream) -> Option<String> {
+    crate::delivery::check_spec(&delivery.spec)
+        .err()
+        .map(|e| e.to_string())
+}
+
+/// GETs the worker's metrics; `None` when it does not answer.
+async fn scrape(address: &str) -> Option<WorkerFacts> {
+    let fetch = async {
+        let tcp = tokio::net::TcpStream::connect(address).await.ok()?;
+        let request = http::Request::get("/metrics")
+            .header(http::header::HOST, address)
+            .body(Empty::<bytes::Bytes>::new())
+            .ok()?;
+        let response = crate::http1::send(tcp, request).await.ok()?;
+        if !response.status().is_success() {
+            return None;
+        }
+        let body = response.into_body().collect().await.ok()?.to_bytes();
+        Some(worker_facts(&String::from_utf8_lossy(&body)))
+    };
+    tokio::time::timeout(Duration::from_secs(5), fetch)
+        .await
+        .ok()
+        .flatten()
+}
+
+/// Whether the source Stream serves; otherwise the phase that says what is awaited.
+async fn source_ready(
+    ctx: &Context,
+    delivery: &DeliveryStream,
+    namespace: &str,
+) -> Result<Result<(), DeliveryPhase>, ReconcileError> {
+    let Some(source) = &delivery.spec.source.stream else {
+        return Ok(Ok(()));
+    };
+    let streams: Api<Stream> = Api::namespaced(ctx.client.clone(), namespace);
+    let Some(stream) = streams.get_opt(&source.name).await? else {
+        return Ok(Err(DeliveryPhase::WaitingForStream {
+            reason: "StreamNotFound",
+            message: format!(
+                "waiting for Stream {} in namespace {namespace}",
+                source.name
+            ),
+        }));
+    };
+    let ready = stream.status.as_ref().is_some_and(|s| {
+        s.conditions
+            .iter()
+            .any(|c| c.type_ == condition_types::READY && c.status == "True")
+    });
+    if ready {
+        Ok(Ok(()))
+    } else {
+        Ok(Err(DeliveryPhase::WaitingForStream {
+            reason: "StreamNotReady",
+            message: format!("waiting for Stream {} to be Ready", source.name),
+        }))
+    }
+}
+
+async fn write_status(
+    ctx: &Context,
+    delivery: &DeliveryStream,
+    phase: &DeliveryPhase,
+    namespace: &str,
+) -> Result<(), ReconcileError> {
+    let name = delivery.name_any();
+    let endpoint = delivery
+        .spec
+        .source
+        .direct_put
+        .as_ref()
+        .map(|_| delivery_endpoint(&name, namespace));
+    let behind = match phase {
+        DeliveryPhase::Delivering(Some(facts)) => is_behind(
+            facts,
+            i64::from(delivery.spec.buffering.interval_seconds),
+            BEHIND_SLACK_SECONDS,
+        ),
+        _ => false,
+    };
+    let previous = delivery.status.as_ref();
+    let next = delivery_status(
+        previous,
+        delivery.metadata.generation,
+        phase,
+        endpoint,
+        behind,
+        Time(Timestamp::now()),
+    );
+    let reference = delivery.object_ref(&());
+    let failed_before = previous.and_then(|s| s.failed_records).unwrap_or(0);
+    if let Some(failed) = next.failed_records
+        && failed > failed_before
+    {
+        ctx.event(
+            &reference,
+            true,
+            "RecordsFailed",
+            "Deliver",
+            format!(
+                "{} more records went to the error output ({failed} since the worker started)",
+                failed - failed_before
+            ),
+        )
+        .await;
+    }
+    let was_behind = previous.is_some_and(|s| {
+        s.conditions
+            .iter()
+            .any(|c| c.type_ == condition_types::DEGRADED && c.reason == "DeliveryBehind")
+    });
+    if behind && !was_behind {
+        ctx.event(
+            &reference,
+            true,
+            "DeliveryBehind",
+            "Deliver",
+            format!(
+                "the oldest undelivered record is {} s old",
+                next.data_freshness_seconds.unwrap_or(0)
+            ),
+        )
+        .await;
+    }
+    if previous == Some(&next) {
+        return Ok(());
+    }
+    let api: Api<DeliveryStream> = Api::namespaced(ctx.client.clone(), namespace);
+    apply_status(&api, &name, &next, &ctx.metrics).await?;
+    Ok(())
+}
+
+/// Reconciles one DeliveryStream, as the controller runtime calls it.
+pub async fn reconcile(
+    delivery: Arc<DeliveryStream>,
+    ctx: Arc<Context>,
+) -> Result<Action, ReconcileError> {
+    let ctx = ctx.as_ref();
+    let namespace = delivery
+        .namespace()
+        .ok_or(ReconcileError::Unnamed("namespace"))?;
+    // Deleted: Kubernetes removes the owned children. In a namespace being deleted nothing
+    // new may be created.
+    if delivery.metadata.deletion_timestamp.is_some()
+        || ctx.namespace_terminating(&namespace).await?
+    {
+        return Ok(Action::await_change());
+    }
+    if let Some(problem) = spec_problem(&delivery) {
+        write_status(
+            ctx,
+            &delivery,
+            &DeliveryPhase::InvalidSpec(problem),
+            &namespace,
+        )
+        .await?;
+        return Ok(Action::await_change());
+    }
+    if let Err(waiting) = source_ready(ctx, &delivery, &namespace).await? {
+        write_status(ctx, &delivery, &waiting, &namespace).await?;
+        return Ok(Action::requeue(WAITING_REQUEUE));
+    }
+    let source_address = delivery
+        .spec
+        .source
+        .stream
+        .as_ref()
+        .map(|s| ctx.brokers.address(&namespace, &s.name));
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &namespace);
+    // A claim's spec is immutable once bound: created once, never re-applied.
+    let claim = delivery_claim(&delivery);
+    if claims.get_opt(&claim.name_any()).await?.is_none() {
+        apply(&claims, &claim, &ctx.metrics).await?;
+    }
+    let services: Api<Service> = Api::namespaced(ctx.client.clone(), &namespace);
+    apply(&services, &delivery_service(&delivery), &ctx.metrics).await?;
+    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &namespace);
+    let live = apply(
+        &deployments,
+        &delivery_deployment(&delivery, &ctx.defaults, source_address.as_deref()),
+        &ctx.metrics,
+    )
+    .await?;
+    let available = live
+        .status
+        .as_ref()
+        .and_then(|s| s.available_replicas)
+        .unwrap_or(0)
+        > 0;
+    let (phase, requeue) = if available {
+        let address = ctx
+            .delivery_workers
+            .delivery_address(&namespace, &delivery.name_any());
+        (
+            DeliveryPhase::Delivering(scrape(&address).await),
+            STATUS_PERIOD,
+        )
+    } else {
+        (DeliveryPhase::WaitingForWorker, WAITING_REQUEUE)
+    };
+    write_status(ctx, &delivery, &phase, &namespace).await?;
+    Ok(Action::requeue(requeue))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delivery_worker_metrics_are_read_into_facts() {
+        let text = "# HELP x\n\
+            brook_delivery_delivered_records_total 120\n\
+            brook_delivery_delivered_bytes_total 4096\n\
+            brook_delivery_failed_records_total{type=\"processing-failed\"} 2\n\
+            brook_delivery_failed_records_total{type=\"http-endpoint-failed\"} 3\n\
+            brook_delivery_data_freshness_seconds 7\n\
+            brook_delivery_last_delivery_timestamp_seconds 1796000000\n";
+        assert_eq!(
+            worker_facts(text),
+            WorkerFacts {
+                delivered_records: 120,
+                delivered_bytes: 4096,
+                failed_records: 5,
+                freshness_seconds: 7,
+                last_delivery_seconds: Some(1_796_000_000),
+            }
+        );
+        assert_eq!(worker_facts("").last_delivery_seconds, None);
+    }
+}
