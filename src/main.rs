@@ -303,6 +303,11 @@ struct BrokerArgs {
     /// The operator's admin keys, in the formats of --credentials.
     #[arg(long, env = "BROOK_ADMIN_CREDENTIALS")]
     admin_credentials: Option<PathBuf>,
+    /// S3-compatible endpoint (such as http://127.0.0.1:9000) that the Firehose API's
+    /// delivery streams write to; AWS S3 when absent. Keys from AWS_ACCESS_KEY_ID and
+    /// AWS_SECRET_ACCESS_KEY.
+    #[arg(long, env = "BROOK_S3_ENDPOINT")]
+    s3_endpoint: Option<String>,
     /// This pod's name; with --home-pod naming another pod, the broker forwards every
     /// request to --home-url instead of serving it.
     #[arg(long, env = "BROOK_POD_NAME")]
@@ -474,6 +479,7 @@ fn run_broker(args: BrokerArgs) -> anyhow::Result<()> {
         credentials: args.credentials,
         managed_by: args.managed_by,
         admin_credentials: args.admin_credentials,
+        s3_endpoint: args.s3_endpoint,
         tls: args.tls_cert.zip(args.tls_key),
         stream_quotas: args.stream_quotas,
         subscription_lifetime: std::time::Duration::from_secs(args.subscription_seconds.max(1)),

@@ -100,6 +100,7 @@ fn options(data_dir: &Path, quotas: QuotaSettings) -> BrokerOptions {
         subscription_lifetime: Duration::from_secs(300),
         managed_by: None,
         admin_credentials: None,
+        s3_endpoint: None,
     }
 }
 

@@ -110,6 +110,9 @@ pub struct BrokerOptions {
     pub managed_by: Option<String>,
     /// The operator's admin keys (same formats as `credentials`), reloaded like them.
     pub admin_credentials: Option<PathBuf>,
+    /// The S3-compatible endpoint the Firehose API's delivery streams write to; AWS S3 when
+    /// absent (credentials from the standard AWS environment variables).
+    pub s3_endpoint: Option<String>,
 }
 
 fn data_dir_error(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> BrokerError + '_ {
@@ -232,6 +235,9 @@ pub async fn run(options: BrokerOptions) -> Result<(), BrokerError> {
             address: options.metrics_listen,
             message: e.to_string(),
         })?;
+    if options.managed_by.is_none() {
+        start_firehose(&broker, &options, api_address).await?;
+    }
     let (stop, stopped) = watch::channel(false);
     let (ready_tx, ready) = watch::channel(true);
 
@@ -315,6 +321,49 @@ pub async fn run(options: BrokerOptions) -> Result<(), BrokerError> {
     let _ = obs_task.await;
     broker.store.shutdown().await?;
     tracing::info!("shut down cleanly");
+    Ok(())
+}
+
+/// Starts the Firehose API of a standalone broker: its delivery workers read this broker's
+/// streams over loopback, signing with a key made for them at each start.
+async fn start_firehose(
+    broker: &Arc<Broker>,
+    options: &BrokerOptions,
+    api_address: SocketAddr,
+) -> Result<(), BrokerError> {
+    let mut secret = [0u8; 24];
+    getrandom::fill(&mut secret).map_err(|e| BrokerError::DataDir {
+        path: options.data_dir.display().to_string(),
+        message: format!("no randomness for the delivery workers' key: {e}"),
+    })?;
+    let secret: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+    let key_id = "brook-delivery-internal".to_owned();
+    let _ = broker
+        .internal_credentials
+        .set(Arc::new(auth::Credentials::from_pairs([(
+            key_id.clone(),
+            secret.clone(),
+        )])));
+    let host = if api_address.ip().is_unspecified() {
+        std::net::IpAddr::from([127, 0, 0, 1])
+    } else {
+        api_address.ip()
+    };
+    let settings = crate::delivery::control::ControlSettings {
+        dir: options.data_dir.join("firehose"),
+        source_address: SocketAddr::new(host, api_address.port()).to_string(),
+        source_key: (key_id, secret),
+        s3_endpoint: options.s3_endpoint.clone(),
+        region: options.region.clone(),
+        account: options.account.clone(),
+    };
+    let firehose = crate::delivery::control::Firehose::open(settings)
+        .await
+        .map_err(|e| BrokerError::DataDir {
+            path: options.data_dir.join("firehose").display().to_string(),
+            message: e.to_string(),
+        })?;
+    let _ = broker.firehose.set(firehose);
     Ok(())
 }
 

@@ -121,6 +121,9 @@ pub async fn handle_kinesis(
         .headers()
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok());
+    if target.is_some_and(|t| t.starts_with(crate::delivery::firehose::TARGET_PREFIX)) {
+        return Ok(handle_firehose(&broker, request).await);
+    }
     let operation = Operation::from_target(target);
     let is_cbor = request
         .headers()
@@ -208,6 +211,44 @@ pub async fn handle_kinesis(
     Ok(response)
 }
 
+/// Serves one call of the Firehose API (a standalone broker's delivery streams), signed and
+/// checked as Kinesis calls are.
+async fn handle_firehose(broker: &Broker, request: Request<Incoming>) -> Response<ResponseBody> {
+    use crate::delivery::firehose::{self, FirehoseError, MAX_REQUEST_BYTES};
+    let target = request
+        .headers()
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let (parts, body) = request.into_parts();
+    let body = match Limited::new(body, MAX_REQUEST_BYTES).collect().await {
+        Ok(body) => body.to_bytes(),
+        Err(error) => {
+            let error = FirehoseError::invalid(format!("reading the request: {error}"));
+            return respond(error.status, error.body(), JSON_CONTENT_TYPE);
+        }
+    };
+    if let Err(error) = authenticate(broker, &parts, &body) {
+        return error_response(&error, false);
+    }
+    let answer = async {
+        let operation = firehose::operation(target.as_deref())?;
+        let control = broker.firehose.get().ok_or_else(|| {
+            FirehoseError::unavailable(
+                "this broker serves no Firehose API (an operator-managed broker: use DeliveryStream resources)",
+            )
+        })?;
+        control
+            .handle(operation, &body, |name| broker.stream(name).is_some())
+            .await
+    }
+    .await;
+    match answer {
+        Ok(value) => respond(200, value.to_string().into_bytes(), JSON_CONTENT_TYPE),
+        Err(error) => respond(error.status, error.body(), JSON_CONTENT_TYPE),
+    }
+}
+
 /// Checks the request's SigV4 signature: against the operator's admin keys when it names
 /// one, otherwise against the clients' keys when the broker has any.
 fn authenticate(
@@ -246,6 +287,11 @@ fn authenticate(
     };
     let now_ms = broker.clock.now_ms();
     let region = broker.settings.region.as_str();
+    if let Some(internal) = broker.internal_credentials.get()
+        && auth::access_key_of(&request).is_some_and(|key| internal.contains(key))
+    {
+        return auth::verify(&request, internal, region, now_ms).map(|_| ops::Caller::Admin);
+    }
     if let Some(admin) = admin
         && auth::access_key_of(&request).is_some_and(|key| admin.contains(key))
     {

@@ -136,6 +136,10 @@ pub struct Broker {
     quotas: RwLock<HashMap<ShardKey, Arc<ShardQuota>>>,
     credentials: RwLock<Option<Arc<Credentials>>>,
     admin_credentials: RwLock<Option<Arc<Credentials>>>,
+    /// The key the broker's own in-process delivery workers sign their reads with.
+    pub internal_credentials: std::sync::OnceLock<Arc<Credentials>>,
+    /// The Firehose API of a standalone broker, once it runs.
+    pub firehose: std::sync::OnceLock<Arc<crate::delivery::control::Firehose>>,
     policies_present: std::sync::atomic::AtomicBool,
 }
 
@@ -164,6 +168,8 @@ impl Broker {
             quotas: RwLock::new(HashMap::new()),
             credentials: RwLock::new(None),
             admin_credentials: RwLock::new(None),
+            internal_credentials: std::sync::OnceLock::new(),
+            firehose: std::sync::OnceLock::new(),
             policies_present: std::sync::atomic::AtomicBool::new(false),
         };
         for record in catalog.streams.values() {

@@ -8,6 +8,8 @@
 //! the batch in flight under the same name and resumes after it.
 
 pub mod batch;
+pub mod control;
+pub mod definition;
 pub mod destination;
 pub mod encode;
 pub mod firehose;

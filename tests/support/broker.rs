@@ -54,6 +54,7 @@ pub struct Broker {
 #[derive(Clone)]
 pub struct BrokerBuilder {
     args: Vec<String>,
+    env: Vec<(String, String)>,
     transition_ms: u64,
 }
 
@@ -61,6 +62,7 @@ impl Default for BrokerBuilder {
     fn default() -> Self {
         Self {
             args: vec!["--test-clock".into()],
+            env: Vec::new(),
             transition_ms: 50,
         }
     }
@@ -76,6 +78,12 @@ impl BrokerBuilder {
     /// Adds command-line arguments.
     pub fn arg(mut self, arg: impl Into<String>) -> Self {
         self.args.push(arg.into());
+        self
+    }
+
+    /// Sets an environment variable of the broker process.
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.to_owned(), value.to_owned()));
         self
     }
 
@@ -95,6 +103,7 @@ impl BrokerBuilder {
             .arg(data_dir)
             .args(["--stream-transition-ms", &self.transition_ms.to_string()])
             .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
             .spawn()
