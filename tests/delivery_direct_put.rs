@@ -9,7 +9,6 @@ mod support;
 use std::collections::BTreeSet;
 
 use aws_sdk_firehose::Client;
-use aws_sdk_firehose::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_firehose::error::ProvideErrorMetadata;
 use aws_sdk_firehose::primitives::Blob;
 use aws_sdk_firehose::types::Record;
@@ -22,21 +21,7 @@ use support::s3::S3Server;
 const BUCKET: &str = "landing";
 
 fn client(worker: &Worker) -> Client {
-    let config = aws_sdk_firehose::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(&worker.endpoint)
-        .credentials_provider(Credentials::new(
-            "AKIDEXAMPLE",
-            "secret",
-            None,
-            None,
-            "test",
-        ))
-        .http_client(aws_smithy_http_client::Builder::new().build_http())
-        .retry_config(aws_smithy_types::retry::RetryConfig::disabled())
-        .build();
-    Client::from_conf(config)
+    support::delivery::firehose_client(&worker.endpoint)
 }
 
 fn spec(destination: Value, processing: Value) -> Value {

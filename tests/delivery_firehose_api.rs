@@ -6,7 +6,6 @@
 mod support;
 
 use aws_sdk_firehose::Client;
-use aws_sdk_firehose::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_firehose::error::ProvideErrorMetadata;
 use aws_sdk_firehose::primitives::Blob;
 use aws_sdk_firehose::types::{
@@ -31,21 +30,17 @@ fn broker(dir: &TempDir, s3: &S3Server) -> Broker {
 }
 
 fn firehose(broker: &Broker) -> Client {
-    let config = aws_sdk_firehose::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(&broker.endpoint)
-        .credentials_provider(Credentials::new(
-            "AKIDEXAMPLE",
-            "secret",
-            None,
-            None,
-            "test",
+    support::delivery::firehose_client(&broker.endpoint)
+}
+
+fn source(stream: &str) -> KinesisStreamSourceConfiguration {
+    KinesisStreamSourceConfiguration::builder()
+        .kinesis_stream_arn(format!(
+            "arn:aws:kinesis:us-east-1:000000000000:stream/{stream}"
         ))
-        .http_client(aws_smithy_http_client::Builder::new().build_http())
-        .retry_config(aws_smithy_types::retry::RetryConfig::disabled())
-        .build();
-    Client::from_conf(config)
+        .role_arn("arn:aws:iam::000000000000:role/firehose")
+        .build()
+        .expect("source")
 }
 
 fn s3_configuration(prefix: &str) -> ExtendedS3DestinationConfiguration {
@@ -109,13 +104,7 @@ async fn delivery_firehose_api_creates_describes_updates_and_deletes() {
         .create_delivery_stream()
         .delivery_stream_name("clicks-to-lake")
         .delivery_stream_type(DeliveryStreamType::KinesisStreamAsSource)
-        .kinesis_stream_source_configuration(
-            KinesisStreamSourceConfiguration::builder()
-                .kinesis_stream_arn("arn:aws:kinesis:us-east-1:000000000000:stream/clicks")
-                .role_arn("arn:aws:iam::000000000000:role/firehose")
-                .build()
-                .expect("source"),
-        )
+        .kinesis_stream_source_configuration(source("clicks"))
         .extended_s3_destination_configuration(s3_configuration("v1/"))
         .tags(
             Tag::builder()
@@ -291,13 +280,7 @@ async fn delivery_firehose_api_creates_describes_updates_and_deletes() {
         .create_delivery_stream()
         .delivery_stream_name("from-nowhere")
         .delivery_stream_type(DeliveryStreamType::KinesisStreamAsSource)
-        .kinesis_stream_source_configuration(
-            KinesisStreamSourceConfiguration::builder()
-                .kinesis_stream_arn("arn:aws:kinesis:us-east-1:000000000000:stream/missing")
-                .role_arn("arn:aws:iam::000000000000:role/firehose")
-                .build()
-                .expect("source"),
-        )
+        .kinesis_stream_source_configuration(source("missing"))
         .extended_s3_destination_configuration(s3_configuration("x/"))
         .send()
         .await
@@ -322,13 +305,7 @@ async fn delivery_firehose_api_creates_describes_updates_and_deletes() {
 
     // Delivery streams survive a restart of the broker.
     broker.terminate();
-    let broker = support::broker::BrokerBuilder::default()
-        .arg("--no-quotas")
-        .arg("--s3-endpoint")
-        .arg(s3.endpoint.clone())
-        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-        .start(&dir.path().join("broker"));
+    let broker = self::broker(&dir, &s3);
     let client = firehose(&broker);
     let names = client
         .list_delivery_streams()

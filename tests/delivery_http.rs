@@ -9,7 +9,6 @@ use std::convert::Infallible;
 use std::io::Read;
 use std::sync::{Arc, Mutex};
 
-use aws_sdk_firehose::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_firehose::primitives::Blob;
 use aws_sdk_firehose::types::Record;
 use base64::Engine;
@@ -108,19 +107,6 @@ impl Receiver {
 }
 
 async fn put(worker: &Worker, name: &str, texts: &[String]) {
-    let config = aws_sdk_firehose::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(&worker.endpoint)
-        .credentials_provider(Credentials::new(
-            "AKIDEXAMPLE",
-            "secret",
-            None,
-            None,
-            "test",
-        ))
-        .http_client(aws_smithy_http_client::Builder::new().build_http())
-        .build();
     let records = texts
         .iter()
         .map(|t| {
@@ -130,7 +116,7 @@ async fn put(worker: &Worker, name: &str, texts: &[String]) {
                 .expect("record")
         })
         .collect();
-    let answer = aws_sdk_firehose::Client::from_conf(config)
+    let answer = support::delivery::firehose_client(&worker.endpoint)
         .put_record_batch()
         .delivery_stream_name(name)
         .set_records(Some(records))

@@ -188,3 +188,23 @@ pub fn delivered_lines(
         })
         .collect()
 }
+
+/// An AWS SDK Firehose client for `endpoint` that does not retry, so tests see every error.
+pub fn firehose_client(endpoint: &str) -> aws_sdk_firehose::Client {
+    use aws_sdk_firehose::config::{BehaviorVersion, Credentials, Region};
+    let config = aws_sdk_firehose::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(Credentials::new(
+            "AKIDEXAMPLE",
+            "secret",
+            None,
+            None,
+            "test",
+        ))
+        .http_client(aws_smithy_http_client::Builder::new().build_http())
+        .retry_config(aws_smithy_types::retry::RetryConfig::disabled())
+        .build();
+    aws_sdk_firehose::Client::from_conf(config)
+}
