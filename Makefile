@@ -115,6 +115,8 @@ image: debug-build
 e2e: debug-build $(PYTHON_TOOLS) system-tools
 	AWS=$(AWS_CLI) bash tests/e2e/run.sh
 
-## bench: PutRecords/GetRecords throughput and PutRecord latency, fsync on and off.
+## bench: PutRecords/GetRecords throughput and PutRecord latency, fsync on and off; then
+## delivery (stream to S3 with and without GZIP, a backlog, end-to-end latency).
 bench: build
 	$(BROOK) bench --seconds 5
+	$(CARGO) test --release --locked --test bench_delivery -- --ignored --nocapture

@@ -321,7 +321,13 @@ async fn every_metric_the_dashboard_and_alerts_read_is_exported_by_a_live_broker
     .await;
     let (broker_metrics, broker_labels) = scrape(&broker_base);
     let (operator_metrics, operator_labels) = scrape(&operator.base);
-    let all_metrics: BTreeSet<String> = broker_metrics.union(&operator_metrics).cloned().collect();
+    let (worker, _bucket) = delivery_worker_after_traffic(&harness).await;
+    let (worker_metrics, worker_labels) = scrape(&worker.endpoint);
+    let all_metrics: BTreeSet<String> = broker_metrics
+        .union(&operator_metrics)
+        .chain(&worker_metrics)
+        .cloned()
+        .collect();
     assert_eq!(
         missing(&all_metrics),
         Vec::<String>::new(),
@@ -329,12 +335,57 @@ async fn every_metric_the_dashboard_and_alerts_read_is_exported_by_a_live_broker
     );
     let known_labels: BTreeSet<String> = broker_labels
         .union(&operator_labels)
+        .chain(&worker_labels)
         .cloned()
         .chain(TARGET_LABELS.map(str::to_owned))
         .collect();
     let unknown: Vec<&String> = wanted_labels.difference(&known_labels).collect();
     assert!(unknown.is_empty(), "labels nobody exports: {unknown:?}");
-    // Both halves are needed: the dashboard reads the operator too.
+    // Every part is read: the dashboard reads the operator and the delivery workers too.
     assert!(wanted_metrics.iter().any(|m| operator_metrics.contains(m)));
     assert!(wanted_metrics.iter().any(|m| broker_metrics.contains(m)));
+    assert!(wanted_metrics.iter().any(|m| worker_metrics.contains(m)));
+}
+
+/// A direct-put delivery worker that delivered a record and set a malformed aggregate aside,
+/// with the S3 server it writes to.
+async fn delivery_worker_after_traffic(
+    harness: &Harness,
+) -> (support::delivery::Worker, support::s3::S3Server) {
+    let s3 = support::s3::S3Server::start(&harness.dir.path().join("s3"), &["bucket"]).await;
+    let spec = json!({
+        "source": {"directPut": {}},
+        "buffering": {"sizeMiB": 1, "intervalSeconds": 0},
+        "processing": {"deaggregate": true},
+        "destination": support::delivery::s3_destination(&s3, "bucket", "d/", "GZIP"),
+    });
+    let mut worker =
+        support::delivery::Worker::start("metrics", spec, &harness.dir.path().join("worker"), &[]);
+    let mut malformed = brook::delivery::kpl::MAGIC.to_vec();
+    malformed.extend_from_slice(&[0u8; 32]);
+    support::delivery::firehose_client(&worker.endpoint)
+        .put_record_batch()
+        .delivery_stream_name("metrics")
+        .records(
+            aws_sdk_firehose::types::Record::builder()
+                .data(aws_sdk_firehose::primitives::Blob::new("fine"))
+                .build()
+                .expect("record"),
+        )
+        .records(
+            aws_sdk_firehose::types::Record::builder()
+                .data(aws_sdk_firehose::primitives::Blob::new(malformed))
+                .build()
+                .expect("record"),
+        )
+        .send()
+        .await
+        .expect("PutRecordBatch");
+    worker
+        .wait_for_metric("brook_delivery_failed_records_total", "", 1.0)
+        .await;
+    worker
+        .wait_for_metric("brook_delivery_delivered_records_total", "", 1.0)
+        .await;
+    (worker, s3)
 }

@@ -230,6 +230,11 @@ async fn delivery_http_413_goes_to_the_backup_error_output() {
         )
         .await;
     assert_eq!(receiver.received().len(), 1, "413 is not retried");
+    assert_eq!(
+        worker.metric("brook_delivery_delivered_records_total", ""),
+        0.0,
+        "what went to the error output was not delivered"
+    );
     let objects = delivered_lines(
         &s3,
         "backup",

@@ -236,3 +236,26 @@ async fn delivery_controller_rejects_what_the_worker_could_not_run_and_names_the
     reconcile(&harness, "audit").await;
     assert_eq!(harness.mock.writes(), Vec::<String>::new());
 }
+
+#[tokio::test]
+async fn delivery_workers_get_a_service_monitor_when_the_prometheus_operator_is_there() {
+    let harness = Harness::without_broker("op-delivery-monitor").with_service_monitors();
+    apply_delivery(
+        &harness,
+        "audit",
+        json!({"source": {"directPut": {}},
+               "destination": {"http": {"url": "https://collector.example/in"}}}),
+    );
+    reconcile(&harness, "audit").await;
+    let monitor = harness
+        .mock
+        .get(support::operator::SERVICE_MONITORS, "audit-delivery")
+        .expect("a ServiceMonitor");
+    let endpoint = &monitor["spec"]["endpoints"][0];
+    assert_eq!(endpoint["port"], "firehose");
+    assert_eq!(endpoint["relabelings"][0]["replacement"], "brook-delivery");
+    assert_eq!(
+        monitor["metadata"]["ownerReferences"][0]["kind"],
+        "DeliveryStream"
+    );
+}

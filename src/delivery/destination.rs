@@ -212,7 +212,7 @@ impl Deliverer {
             .into_iter()
             .map(|f| (f.record, f.code.to_owned(), f.message))
             .collect();
-        match &self.sink {
+        let delivered = match &self.sink {
             Sink::S3(output) => {
                 if !processed.records.is_empty() {
                     let key =
@@ -234,21 +234,28 @@ impl Deliverer {
                     )
                     .await?;
                 }
+                true
             }
             Sink::Http {
                 endpoint,
                 retry_duration,
                 backup,
             } => {
+                let mut accepted = true;
                 if !processed.records.is_empty() {
                     let outcome = self
                         .post_until_done(endpoint, *retry_duration, &identity, &processed.records)
                         .await;
                     if let Err((attempts, reason)) = outcome {
+                        accepted = false;
                         tracing::error!(%reason, attempts, "the endpoint did not take the batch; it goes to the error output");
+                        // The records that were posted: those processing did not set aside.
+                        let set_aside: std::collections::HashSet<&str> =
+                            failed.iter().map(|(r, _, _)| r.position.as_str()).collect();
                         let records = batch
                             .records
                             .iter()
+                            .filter(|r| !set_aside.contains(r.position.as_str()))
                             .map(|r| (r.clone(), "HttpEndpoint.Failed".to_owned(), reason.clone()))
                             .collect();
                         self.write_errors(
@@ -273,17 +280,20 @@ impl Deliverer {
                     )
                     .await?;
                 }
+                accepted
             }
+        };
+        if delivered && !processed.records.is_empty() {
+            self.metrics
+                .records_delivered
+                .inc_by(processed.records.len() as u64);
+            self.metrics.bytes_delivered.inc_by(content.len() as u64);
+            let now = crate::broker::shard::wall_clock_ms();
+            self.metrics.last_delivery.set((now / 1000) as i64);
+            self.metrics
+                .latency
+                .observe(now.saturating_sub(at_ms) as f64 / 1000.0);
         }
-        self.metrics
-            .records_delivered
-            .inc_by(processed.records.len() as u64);
-        self.metrics.bytes_delivered.inc_by(content.len() as u64);
-        let now = crate::broker::shard::wall_clock_ms();
-        self.metrics.last_delivery.set((now / 1000) as i64);
-        self.metrics
-            .latency
-            .observe(now.saturating_sub(at_ms) as f64 / 1000.0);
         Ok(())
     }
 

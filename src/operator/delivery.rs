@@ -20,6 +20,7 @@ use super::apply::{apply, apply_status};
 use super::context::{Context, ReconcileError};
 use super::resources::delivery::{
     delivery_claim, delivery_deployment, delivery_endpoint, delivery_service,
+    delivery_service_monitor,
 };
 use super::status::{DeliveryPhase, WorkerFacts, delivery_status, is_behind};
 use crate::api::Stream;
@@ -233,6 +234,19 @@ pub async fn reconcile(
     }
     let services: Api<Service> = Api::namespaced(ctx.client.clone(), &namespace);
     apply(&services, &delivery_service(&delivery), &ctx.metrics).await?;
+    if ctx.service_monitors {
+        let monitors: Api<kube::api::DynamicObject> = Api::namespaced_with(
+            ctx.client.clone(),
+            &namespace,
+            &*super::resources::SERVICE_MONITOR_RESOURCE,
+        );
+        apply(
+            &monitors,
+            &delivery_service_monitor(&delivery),
+            &ctx.metrics,
+        )
+        .await?;
+    }
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &namespace);
     let live = apply(
         &deployments,

@@ -311,6 +311,30 @@ pub fn delivery_service(delivery: &DeliveryStream) -> Service {
     }
 }
 
+/// The `job` label of every delivery worker's series (the dashboard and alerts select it).
+pub const DELIVERY_JOB: &str = "brook-delivery";
+
+/// A ServiceMonitor scraping the worker's metrics every 15 seconds as `job="brook-delivery"`.
+pub fn delivery_service_monitor(delivery: &DeliveryStream) -> kube::api::DynamicObject {
+    let name = delivery.metadata.name.as_deref().unwrap_or_default();
+    let service = DeliveryChildNames::for_delivery(name).service;
+    let mut object = kube::api::DynamicObject::new(&service, &super::SERVICE_MONITOR_RESOURCE);
+    object.metadata = meta(delivery, &service);
+    object.data = serde_json::json!({
+        "spec": {
+            "selector": {"matchLabels": delivery_selector(name)},
+            "endpoints": [{
+                "port": WORKER_PORT_NAME,
+                "path": "/metrics",
+                "interval": "15s",
+                "scheme": "http",
+                "relabelings": [{"targetLabel": "job", "replacement": DELIVERY_JOB}],
+            }],
+        }
+    });
+    object
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -431,6 +455,18 @@ mod tests {
             "http://audit-delivery.shop.svc:4573"
         );
         let service = delivery_service(&delivery);
+        let monitor = delivery_service_monitor(&delivery);
+        let service_labels = service.metadata.labels.clone().expect("labels");
+        for (key, value) in monitor.data["spec"]["selector"]["matchLabels"]
+            .as_object()
+            .expect("matchLabels")
+        {
+            assert_eq!(service_labels.get(key).map(String::as_str), value.as_str());
+        }
+        assert_eq!(
+            monitor.data["spec"]["endpoints"][0]["port"],
+            WORKER_PORT_NAME
+        );
         assert_eq!(
             service.spec.and_then(|s| s.selector).expect("selector")[DELIVERY_LABEL],
             "clicks-archive"
