@@ -58,8 +58,8 @@ async fn produce(address: SocketAddr, stream: &str, rate: u64, seconds: u64) -> 
             let mut connection = Connection::open(address).await.expect("connect");
             let start = Instant::now();
             let mut put = 0u64;
-            // Ten calls a second per producer, each a tenth of its share.
-            let batch = (per_producer / 10).max(1) as usize;
+            // Calls of up to 500 records (Kinesis's limit), ten a second or more.
+            let batch = (per_producer / 10).clamp(1, 500) as usize;
             let total = per_producer * seconds;
             while put < total {
                 let due = start + Duration::from_millis(put * 1000 / per_producer.max(1));

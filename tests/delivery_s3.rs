@@ -444,3 +444,46 @@ async fn delivery_retries_through_an_s3_outage() {
         .collect();
     assert_eq!(lines, records);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn delivery_starts_at_a_timestamp() {
+    let dir = TempDir::new("delivery-at-timestamp");
+    let broker = broker(&dir);
+    let client = broker.client();
+    create_active_stream(&client, "history", 1).await;
+    let before: Vec<String> = (0..50).map(|i| format!("before-{i}")).collect();
+    put_all(&client, "history", &before).await;
+    // The broker's clock moves an hour on: what follows arrived after the starting time.
+    broker.advance_clock(3_600_000);
+    let after: Vec<String> = (0..50).map(|i| format!("after-{i}")).collect();
+    put_all(&client, "history", &after).await;
+    let start = k8s_openapi::jiff::Timestamp::now()
+        .checked_add(k8s_openapi::jiff::SignedDuration::from_mins(30))
+        .expect("a time");
+    let s3 = S3Server::start(&dir.path().join("s3"), &[BUCKET]).await;
+    let mut spec = stream_spec(
+        &broker,
+        "history",
+        s3_destination(&s3, BUCKET, "h/", "UNCOMPRESSED"),
+        1,
+        1,
+    );
+    spec["source"]["stream"] = json!({"name": "history", "startingPosition": "AT_TIMESTAMP", "timestamp": start.to_string()});
+    let mut worker = Worker::start(
+        "history",
+        spec,
+        &dir.path().join("worker"),
+        &["--source-endpoint", &source_endpoint(&broker)],
+    );
+    worker
+        .wait_for_metric("brook_delivery_delivered_records_total", "", 50.0)
+        .await;
+    let lines: Vec<String> = delivered_lines(&s3, BUCKET, "h/", "UNCOMPRESSED")
+        .into_iter()
+        .flat_map(|(_, lines)| lines)
+        .collect();
+    assert_eq!(
+        lines, after,
+        "only the records that arrived at or after the timestamp"
+    );
+}

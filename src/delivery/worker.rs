@@ -24,9 +24,12 @@ use crate::broker::shard::wall_clock_ms;
 
 /// The journal's partition name.
 pub const JOURNAL_PARTITION: &str = "journal";
-/// Shortest time between two GetRecords on one shard (Kinesis allows five a second), and the
-/// longest wait for the journal's next record.
+/// Shortest time between two GetRecords on one shard that is being caught up with (Kinesis
+/// allows five a second), and the longest wait for the journal's next record.
 const IDLE_POLL: Duration = Duration::from_millis(200);
+/// Time between two GetRecords on a shard whose last read was empty: once a second, as
+/// Firehose reads, leaving most of the shard's read quota to other readers.
+const EMPTY_POLL: Duration = Duration::from_secs(1);
 /// How often the coordinator lists shards.
 const LIST_PERIOD: Duration = Duration::from_secs(10);
 /// Pause after a failed read.
@@ -77,6 +80,7 @@ enum Reader {
         iterator: Option<String>,
         start: IteratorStart,
         last_call: Option<std::time::Instant>,
+        last_was_empty: bool,
     },
     Journal {
         journal: Arc<Journal>,
@@ -129,9 +133,15 @@ impl Reader {
                 iterator,
                 start,
                 last_call,
+                last_was_empty,
             } => {
                 if let Some(last) = last_call {
-                    let pause = IDLE_POLL.min(wait).saturating_sub(last.elapsed());
+                    let gap = if *last_was_empty {
+                        EMPTY_POLL
+                    } else {
+                        IDLE_POLL
+                    };
+                    let pause = gap.min(wait).saturating_sub(last.elapsed());
                     tokio::time::sleep(pause).await;
                 }
                 *last_call = Some(std::time::Instant::now());
@@ -161,6 +171,7 @@ impl Reader {
                     *start = IteratorStart::After(last.position.clone());
                 }
                 *iterator = page.next.clone();
+                *last_was_empty = page.records.is_empty();
                 Ok(Read {
                     ended: page.next.is_none(),
                     behind_ms: page.behind_ms,
@@ -377,6 +388,7 @@ impl Pipeline {
                             iterator: None,
                             start: first.clone(),
                             last_call: None,
+                            last_was_empty: false,
                         };
                         running.insert(shard_id.clone());
                         let pipeline = self.clone();

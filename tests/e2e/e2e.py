@@ -12,11 +12,19 @@
     e2e.py load ENDPOINT STREAM RATE STOPFILE
                                      offer about RATE records/s with PutRecords until STOPFILE
                                      exists (refused records are not retried)
+    e2e.py receive PORT OUT          a Firehose HTTP endpoint on 0.0.0.0:PORT: every request's
+                                     path, headers and records appended to OUT (JSON lines)
+    e2e.py delivered OUT PATH KEY ACKED...
+                                     every acknowledged record arrived at PATH, with the access
+                                     key KEY and a request id in the body and the header
 
 Credentials and region come from the usual AWS_* variables.
 """
 
+import base64
 import copy
+import gzip
+import http.server
 import json
 import os
 import subprocess
@@ -198,6 +206,59 @@ def load(endpoint, stream, rate, stop_file):
     return 0
 
 
+def receive(port, out):
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            if self.headers.get("Content-Encoding") == "gzip":
+                body = gzip.decompress(body)
+            request = json.loads(body)
+            line = {
+                "path": self.path,
+                "headers": {k.lower(): v for k, v in self.headers.items()},
+                "requestId": request["requestId"],
+                "records": [base64.b64decode(r["data"]).decode(errors="replace") for r in request["records"]],
+            }
+            with open(out, "a") as f:
+                f.write(json.dumps(line) + "\n")
+            answer = json.dumps({"requestId": request["requestId"], "timestamp": int(time.time() * 1000)}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, *args):
+            pass
+
+    http.server.ThreadingHTTPServer(("0.0.0.0", int(port)), Handler).serve_forever()
+
+
+def delivered(out, path, key, *acked_files):
+    expected = set()
+    for name in acked_files:
+        with open(name) as f:
+            saved = json.load(f)
+        expected |= {r["data"] for r in (saved["acknowledged"] if isinstance(saved, dict) else saved)}
+    arrived, problems = set(), []
+    if os.path.exists(out):
+        with open(out) as f:
+            for line in f:
+                request = json.loads(line)
+                if request["path"] != path:
+                    continue
+                if request["headers"].get("x-amz-firehose-access-key") != key:
+                    problems.append(f"access key {request['headers'].get('x-amz-firehose-access-key')!r}")
+                if request["headers"].get("x-amz-firehose-request-id") != request["requestId"]:
+                    problems.append("the request id header and body differ")
+                arrived |= set(request["records"])
+    missing = expected - arrived
+    for problem in problems[:5]:
+        print(f"FAIL: {problem}", file=sys.stderr)
+    print(f"{len(expected) - len(missing)} of {len(expected)} records arrived at {path}")
+    return 1 if missing or problems else 0
+
+
 def main(argv):
     commands = {
         "load": load,
@@ -205,6 +266,8 @@ def main(argv):
         "put": put,
         "verify": verify,
         "put-until": put_until,
+        "receive": receive,
+        "delivered": delivered,
     }
     if len(argv) < 2 or argv[1] not in commands:
         print(__doc__, file=sys.stderr)

@@ -49,7 +49,7 @@ fail() {
   "$KUBECTL" -n "$OPERATOR_NS" logs "$(leader 2>/dev/null || echo deploy/brook-operator)" 2>/dev/null \
     | grep -v '"level":"INFO"' | tail -20 | cut -c1-400 >&2 || true
   echo "--- pods and events of $NS" >&2
-  "$KUBECTL" -n "$NS" get pods,statefulsets,streams,consumers -o wide >&2 2>/dev/null || true
+  "$KUBECTL" -n "$NS" get pods,statefulsets,streams,consumers,deliverystreams -o wide >&2 2>/dev/null || true
   "$KUBECTL" -n "$NS" get events --sort-by=.lastTimestamp 2>/dev/null | tail -15 >&2 || true
   exit 1
 }
@@ -76,19 +76,20 @@ operator_metrics() { "$KUBECTL" get --raw "/api/v1/namespaces/$OPERATOR_NS/pods/
 # The sum of a metric family's samples in the leader's /metrics.
 metric_sum() { operator_metrics | awk -v name="$1" '$1 ~ "^"name"({|$)" {sum += $2} END {printf "%d\n", sum}'; }
 
-# An endpoint for the Kinesis API of a Service or pod: its cluster IP straight from this host
-# where the cluster routes it there (kind does not), else a port-forward.
-endpoint_of() { # kind/name port
-  local ip
+# An endpoint for the API of a Service or pod (the Kinesis port 4567 unless a third argument
+# names another): its cluster IP straight from this host where the cluster routes it there
+# (kind does not), else a port-forward to the local port.
+endpoint_of() { # kind/name local-port [port]
+  local ip port="${3:-4567}"
   case "$1" in
     service/*) ip="$(jsonpath "$1" '{.spec.clusterIP}')" ;;
     pod/*) ip="$(jsonpath "$1" '{.status.podIP}')" ;;
   esac
-  if curl -s -o /dev/null --max-time 3 "http://$ip:4567/"; then
-    echo "http://$ip:4567"
+  if curl -s -o /dev/null --max-time 3 "http://$ip:$port/"; then
+    echo "http://$ip:$port"
     return
   fi
-  "$KUBECTL" -n "$NS" port-forward "$1" "$2:4567" >"$WORK/port-forward-$2.log" 2>&1 &
+  "$KUBECTL" -n "$NS" port-forward "$1" "$2:$port" >"$WORK/port-forward-$2.log" 2>&1 &
   PIDS+=($!)
   TIMEOUT=30 eventually curl -s -o /dev/null --max-time 2 "http://127.0.0.1:$2/"
   echo "http://127.0.0.1:$2"
@@ -181,12 +182,11 @@ adopt_earlier_install() {
 
 autoscale() {
   step "9. autoscaling: a throttled Stream gets shards from a Prometheus scraping its broker, and gives them back"
-  local node_ip
-  node_ip="$(k get node -o 'jsonpath={.items[0].status.addresses[?(@.type=="InternalIP")].address}')"
-  if ! ip -4 addr 2>/dev/null | grep -q "inet $node_ip/"; then
-    echo "SKIPPED: the node ($node_ip) is not this host, so a Prometheus here cannot be reached by the operator"
+  if ! node_is_this_host; then
+    echo "SKIPPED: the node ($NODE_IP) is not this host, so a Prometheus here cannot be reached by the operator"
     return
   fi
+  local node_ip="$NODE_IP"
   command -v prometheus >/dev/null || fail "prometheus is needed (make e2e installs it)"
   fresh_namespace "$NS"
   local port=19090
@@ -330,6 +330,81 @@ data_path() {
   fi
   grep -q "kubectl -n $NS edit stream clicks" "$WORK/refused" || fail "the refusal does not name the resource: $(cat "$WORK/refused")"
   echo "a client's UpdateShardCount is refused: $(grep -o 'AccessDenied[^:]*' "$WORK/refused" | head -1)"
+}
+
+# Whether the node is this host, so a server here is reachable from pods at the node's IP.
+node_is_this_host() {
+  NODE_IP="$(k get node -o 'jsonpath={.items[0].status.addresses[?(@.type=="InternalIP")].address}')"
+  ip -4 addr 2>/dev/null | grep -q "inet $NODE_IP/"
+}
+
+delivery() {
+  step "3b. DeliveryStreams: the stream to an HTTP endpoint on this host, and direct puts"
+  if ! node_is_this_host; then
+    echo "SKIPPED: the node ($NODE_IP) is not this host, so an endpoint here cannot be reached by the workers"
+    return
+  fi
+  local port=18080 begun=$SECONDS
+  "$PYTHON" tests/e2e/e2e.py receive "$port" "$WORK/received.jsonl" &
+  PIDS+=($!)
+  TIMEOUT=30 eventually curl -s -o /dev/null --max-time 2 "http://127.0.0.1:$port/"
+  kn apply -f - >/dev/null <<EOF
+apiVersion: v1
+kind: Secret
+metadata: {name: collector-key}
+stringData: {token: e2e-collector-token}
+---
+apiVersion: brook.dev/v1alpha1
+kind: DeliveryStream
+metadata: {name: clicks-out}
+spec:
+  source: {stream: {name: clicks, startingPosition: TRIM_HORIZON}}
+  buffering: {sizeMiB: 1, intervalSeconds: 1}
+  destination:
+    http:
+      url: http://$NODE_IP:$port/clicks
+      accessKeySecretRef: {name: collector-key, key: token}
+      contentEncoding: GZIP
+  worker: {storage: 64Mi}
+---
+apiVersion: brook.dev/v1alpha1
+kind: DeliveryStream
+metadata: {name: audit}
+spec:
+  source: {directPut: {}}
+  buffering: {sizeMiB: 1, intervalSeconds: 1}
+  destination:
+    http:
+      url: http://$NODE_IP:$port/audit
+      accessKeySecretRef: {name: collector-key, key: token}
+  worker: {storage: 64Mi}
+EOF
+  kn wait --for=condition=Ready deliverystream/clicks-out deliverystream/audit --timeout=300s >/dev/null \
+    || fail "DeliveryStreams not Ready: $(kn get deliverystreams -o wide 2>&1)"
+  echo "DeliveryStreams Ready $((SECONDS - begun)) s after kubectl apply"
+  TIMEOUT=120 eventually "$PYTHON" tests/e2e/e2e.py delivered "$WORK/received.jsonl" /clicks e2e-collector-token "$WORK"/acked-*.json
+  "$PYTHON" tests/e2e/e2e.py delivered "$WORK/received.jsonl" /clicks e2e-collector-token "$WORK"/acked-*.json
+  # The status is refreshed from the worker's metrics every 30 s.
+  TIMEOUT=120 eventually sh -c "[ \"\$($KUBECTL -n $NS get deliverystream clicks-out -o jsonpath='{.status.deliveredRecords}')\" -ge 360 ]"
+  [ -n "$(jsonpath deliverystream/clicks-out '{.status.lastDeliveryTime}')" ] || fail "status.lastDeliveryTime"
+  for object in deployment/clicks-out-delivery service/clicks-out-delivery persistentvolumeclaim/clicks-out-delivery-data; do
+    equals "$object" '{.metadata.ownerReferences[0].kind}/{.metadata.ownerReferences[0].name}' DeliveryStream/clicks-out \
+      || fail "$object is not owned by DeliveryStream clicks-out"
+  done
+  equals deliverystream/audit '{.status.endpoint}' "http://audit-delivery.$NS.svc:4573" || fail "status.endpoint of audit"
+  local firehose
+  firehose="$(endpoint_of service/audit-delivery 24580 4573)"
+  "$AWS" --endpoint-url "$firehose" firehose put-record-batch --delivery-stream-name audit \
+    --records '[{"Data": "audit-1"}, {"Data": "audit-2"}]' --query FailedPutCount --output text >"$WORK/audit-put" \
+    || fail "aws firehose put-record-batch"
+  [ "$(cat "$WORK/audit-put")" = 0 ] || fail "put-record-batch FailedPutCount $(cat "$WORK/audit-put")"
+  echo '[{"data": "audit-1"}, {"data": "audit-2"}]' >"$WORK/audit-acked.json"
+  TIMEOUT=60 eventually "$PYTHON" tests/e2e/e2e.py delivered "$WORK/received.jsonl" /audit e2e-collector-token "$WORK/audit-acked.json"
+  kn get deliverystreams -o wide
+  # Deleting a DeliveryStream takes its worker (owned objects, garbage-collected).
+  kn delete deliverystream/audit deliverystream/clicks-out --timeout=120s >/dev/null || fail "DeliveryStreams not deleted"
+  TIMEOUT=120 eventually sh -c "! $KUBECTL -n $NS get deployment audit-delivery >/dev/null 2>&1 && ! $KUBECTL -n $NS get deployment clicks-out-delivery >/dev/null 2>&1"
+  echo "deleted: their Deployments, Services and volumes went with them"
 }
 
 reshard() {
@@ -559,6 +634,7 @@ install
 schema
 serve
 data_path
+delivery
 reshard
 kill_broker
 steady
