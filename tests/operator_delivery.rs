@@ -56,6 +56,8 @@ async fn delivery_controller_waits_for_its_stream_runs_the_worker_and_reports_de
         "processing": {"appendNewline": true},
         "destination": s3_destination(&s3, "archive", "clicks/", "GZIP"),
     });
+    let mut spec = spec;
+    spec["destination"]["s3"]["credentialsSecretRef"] = json!({"name": "archive-keys"});
     apply_delivery(&harness, "clicks-archive", spec.clone());
 
     // No Stream yet: waiting, and no worker.

@@ -55,11 +55,25 @@ pub fn worker_facts(exposition: &str) -> WorkerFacts {
     }
 }
 
-/// Whether `spec` can be run: the same checks the worker makes before it starts.
-fn spec_problem(delivery: &DeliveryStream) -> Option<String> {
-    crate::delivery::check_spec(&delivery.spec)
-        .err()
-        .map(|e| e.to_string())
+/// Whether `spec` can be run: the checks the worker makes before it starts, and, in a
+/// cluster, a Secret for every bucket (the worker's pod has no other S3 credentials).
+pub fn spec_problem(delivery: &DeliveryStream) -> Option<String> {
+    if let Err(error) = crate::delivery::check_spec(&delivery.spec) {
+        return Some(error.to_string());
+    }
+    let destination = &delivery.spec.destination;
+    let buckets = [
+        ("destination.s3", destination.s3.as_ref()),
+        (
+            "destination.http.s3Backup",
+            destination.http.as_ref().and_then(|h| h.s3_backup.as_ref()),
+        ),
+    ];
+    buckets.iter().find_map(|(path, bucket)| {
+        bucket
+            .filter(|b| b.credentials_secret_ref.is_none())
+            .map(|_| format!("{path}.credentialsSecretRef is required: the worker's pod has no other S3 credentials"))
+    })
 }
 
 /// GETs the worker's metrics; `None` when it does not answer.
@@ -278,6 +292,28 @@ pub async fn reconcile(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn delivery_buckets_need_their_credentials_in_a_cluster() {
+        let delivery = |destination: serde_json::Value| -> DeliveryStream {
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "brook.dev/v1alpha1", "kind": "DeliveryStream",
+                "metadata": {"name": "d", "namespace": "shop"},
+                "spec": {"source": {"directPut": {}}, "destination": destination},
+            }))
+            .expect("a DeliveryStream")
+        };
+        let problem = spec_problem(&delivery(serde_json::json!({"s3": {"bucket": "archive"}})));
+        assert!(problem.is_some_and(|p| p.contains("destination.s3.credentialsSecretRef")));
+        let with_secret = delivery(serde_json::json!({"s3": {"bucket": "archive",
+            "credentialsSecretRef": {"name": "keys"}}}));
+        assert_eq!(spec_problem(&with_secret), None);
+        let backup = delivery(serde_json::json!({"http": {"url": "http://x/",
+            "s3Backup": {"bucket": "backup"}}}));
+        assert!(spec_problem(&backup).is_some_and(|p| p.contains("s3Backup")));
+        let plain_http = delivery(serde_json::json!({"http": {"url": "http://x/"}}));
+        assert_eq!(spec_problem(&plain_http), None);
+    }
 
     #[test]
     fn delivery_worker_metrics_are_read_into_facts() {
