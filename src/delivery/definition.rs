@@ -305,6 +305,29 @@ pub fn describe(definition: &Definition, region: &str, account: &str) -> Value {
     {
         endpoint.remove("AccessKey");
     }
+    // Members the model marks required, filled with what the worker uses when absent.
+    if let Some(fields) = destination.as_object_mut() {
+        let hints = buffering(&definition.destination).unwrap_or_default();
+        fields.entry("BufferingHints").or_insert(json!({
+            "SizeInMBs": hints.size_mib, "IntervalInSeconds": hints.interval_seconds,
+        }));
+        if definition.kind == DestinationKind::ExtendedS3 {
+            fields.entry("RoleARN").or_insert(json!(""));
+            fields
+                .entry("CompressionFormat")
+                .or_insert(json!("UNCOMPRESSED"));
+            fields
+                .entry("EncryptionConfiguration")
+                .or_insert(json!({"NoEncryptionConfig": "NoEncryption"}));
+        } else {
+            fields
+                .entry("S3BackupMode")
+                .or_insert(json!("FailedDataOnly"));
+            fields
+                .entry("RetryOptions")
+                .or_insert(json!({"DurationInSeconds": 300}));
+        }
+    }
     let destination_key = match definition.kind {
         DestinationKind::ExtendedS3 => "ExtendedS3DestinationDescription",
         DestinationKind::HttpEndpoint => "HttpEndpointDestinationDescription",
@@ -422,6 +445,12 @@ mod tests {
         assert!(spec.source.direct_put.is_some());
         let description = describe(&definition, "us-east-1", "000000000000");
         assert_eq!(description["DeliveryStreamType"], "DirectPut");
+        let http = &description["Destinations"][0]["HttpEndpointDestinationDescription"];
+        assert_eq!(
+            http["BufferingHints"],
+            json!({"SizeInMBs": 5, "IntervalInSeconds": 300})
+        );
+        assert_eq!(http["RetryOptions"]["DurationInSeconds"], 60);
         let endpoint = &description["Destinations"][0]["HttpEndpointDestinationDescription"]["EndpointConfiguration"];
         assert_eq!(endpoint["Url"], "https://collector/in");
         assert!(endpoint.get("AccessKey").is_none());
