@@ -487,3 +487,48 @@ async fn delivery_starts_at_a_timestamp() {
         "only the records that arrived at or after the timestamp"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn delivery_from_latest_skips_what_came_before() {
+    let dir = TempDir::new("delivery-latest");
+    let broker = broker(&dir);
+    let client = broker.client();
+    create_active_stream(&client, "news", 2).await;
+    let old: Vec<String> = (0..40).map(|i| format!("old-{i}")).collect();
+    put_all(&client, "news", &old).await;
+    let s3 = S3Server::start(&dir.path().join("s3"), &[BUCKET]).await;
+    let mut spec = stream_spec(
+        &broker,
+        "news",
+        s3_destination(&s3, BUCKET, "n/", "UNCOMPRESSED"),
+        1,
+        1,
+    );
+    spec["source"]["stream"]["startingPosition"] = json!("LATEST");
+    let mut worker = Worker::start(
+        "news",
+        spec,
+        &dir.path().join("worker"),
+        &["--source-endpoint", &source_endpoint(&broker)],
+    );
+    // Both shards are positioned at their tips.
+    worker
+        .wait_for_metric("brook_delivery_source_partitions", "", 2.0)
+        .await;
+    let new: Vec<String> = (0..40).map(|i| format!("new-{i}")).collect();
+    put_all(&client, "news", &new).await;
+    worker
+        .wait_for_metric("brook_delivery_delivered_records_total", "", 40.0)
+        .await;
+    let mut lines: Vec<String> = delivered_lines(&s3, BUCKET, "n/", "UNCOMPRESSED")
+        .into_iter()
+        .flat_map(|(_, lines)| lines)
+        .collect();
+    lines.sort();
+    let mut expected = new.clone();
+    expected.sort();
+    assert_eq!(
+        lines, expected,
+        "only what arrived after the worker started"
+    );
+}

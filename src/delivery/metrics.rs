@@ -44,6 +44,8 @@ pub struct DeliveryMetrics {
     pub failed_records: IntCounterVec,
     /// Bytes buffered across partitions.
     pub buffer_bytes: IntGauge,
+    /// Source partitions (shards, or the journal) being read.
+    pub partitions: IntGauge,
     /// When the last batch was delivered, in Unix seconds.
     pub last_delivery: IntGauge,
     freshness: IntGauge,
@@ -110,6 +112,11 @@ impl DeliveryMetrics {
             "Bytes buffered for delivery across partitions",
         )?;
         registry.register(Box::new(buffer_bytes.clone()))?;
+        let partitions = IntGauge::new(
+            "brook_delivery_source_partitions",
+            "Source partitions (shards of the source stream, or the direct-put journal) being read",
+        )?;
+        registry.register(Box::new(partitions.clone()))?;
         let last_delivery = IntGauge::new(
             "brook_delivery_last_delivery_timestamp_seconds",
             "When the last batch was delivered, in Unix seconds (0 before the first)",
@@ -131,6 +138,7 @@ impl DeliveryMetrics {
             retries,
             failed_records,
             buffer_bytes,
+            partitions,
             last_delivery,
             freshness,
             lag: Mutex::new(HashMap::new()),

@@ -308,6 +308,7 @@ impl Pipeline {
             (None, None) => reader.seek(first),
         }
         let mut batch = Batch::new(name.clone());
+        let mut reading = false;
         loop {
             let now = wall_clock_ms();
             if let Some(reason) = batch.due(now, self.limits) {
@@ -321,6 +322,11 @@ impl Pipeline {
                     Duration::from_millis(deadline.saturating_sub(now))
                 });
             let read = self.read_retrying(&name, &mut reader, wait).await;
+            if !reading {
+                // Positioned and read once: from here on nothing new is skipped.
+                self.metrics.partitions.inc();
+                reading = true;
+            }
             for record in read.records {
                 self.count_in(&name, &record);
                 batch.push(record, wall_clock_ms());
@@ -334,6 +340,7 @@ impl Pipeline {
                 self.deliver(&name, rest, FlushReason::SourceEnded).await?;
                 self.progress.update(&name, |p| p.finished = true).await?;
                 self.metrics.forget(&name);
+                self.metrics.partitions.dec();
                 tracing::info!(partition = %name, "shard read to its end and delivered");
                 return Ok(());
             }
