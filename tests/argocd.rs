@@ -9,7 +9,8 @@ use std::process::{Command, Stdio};
 use brook::api::{ConsumerStatus, StreamStatus};
 use brook::operator::argocd::{HEALTH_LUA, KINDS, health_key};
 use brook::operator::status::{
-    ConsumerPhase, StreamFacts, StreamPhase, consumer_status, stream_status,
+    ConsumerPhase, DeliveryPhase, StreamFacts, StreamPhase, WorkerFacts, consumer_status,
+    delivery_status, stream_status,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde_json::{Value, json};
@@ -199,6 +200,39 @@ fn consumers_and_delivery_streams_are_judged_by_the_same_conditions() {
     let (status, message) = health(&delivery);
     assert_eq!(status, "Progressing");
     assert!(message.contains("DeliveryStream"), "{message}");
+
+    // Then the statuses the DeliveryStream controller writes.
+    let delivery_in = |phase: &DeliveryPhase, behind: bool| {
+        let status = delivery_status(None, Some(1), phase, None, behind, now());
+        let mut object = delivery.clone();
+        object["status"] = serde_json::to_value(status).expect("status");
+        health(&object)
+    };
+    let waiting = DeliveryPhase::WaitingForStream {
+        reason: "StreamNotReady",
+        message: "waiting for Stream clicks to be Ready".to_owned(),
+    };
+    assert_eq!(delivery_in(&waiting, false).0, "Progressing");
+    assert_eq!(
+        delivery_in(&DeliveryPhase::WaitingForWorker, false).0,
+        "Progressing"
+    );
+    let facts = WorkerFacts {
+        freshness_seconds: 2,
+        ..WorkerFacts::default()
+    };
+    assert_eq!(
+        delivery_in(&DeliveryPhase::Delivering(Some(facts.clone())), false).0,
+        "Healthy"
+    );
+    let (status, message) = delivery_in(&DeliveryPhase::Delivering(Some(facts)), true);
+    assert_eq!(
+        status, "Degraded",
+        "a delivery that falls behind is Degraded while it runs"
+    );
+    assert!(message.contains("undelivered"), "{message}");
+    let invalid = DeliveryPhase::InvalidSpec("prefix: unknown expression".to_owned());
+    assert_eq!(delivery_in(&invalid, false).0, "Degraded");
 }
 
 #[test]
