@@ -14,13 +14,20 @@ pub fn shard_id(index: u32) -> String {
     format!("shardId-{index:012}")
 }
 
-/// The shard index in a shard id, if it is one Brook could have made.
+/// The shard index a shard id names. As Kinesis resolves them, the id is the number after its
+/// last hyphen, padded or not, whatever precedes it: `shardId-000000000007`, `shardId-7` and
+/// `anything-7` all name shard 7 (the canonical form is what Brook answers with).
 pub fn parse_shard_id(id: &str) -> Option<u32> {
-    let digits = id.strip_prefix("shardId-")?;
-    if digits.len() != 12 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+    let (_, digits) = id.rsplit_once('-')?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    digits.parse().ok()
+    // Leading zeros beyond a u32's digits are still the same number.
+    let significant = digits.trim_start_matches('0');
+    if significant.is_empty() {
+        return Some(0);
+    }
+    significant.parse().ok()
 }
 
 /// An inclusive range of the 128-bit hash key space.
@@ -181,8 +188,23 @@ mod tests {
         assert_eq!(shard_id(0), "shardId-000000000000");
         assert_eq!(shard_id(42), "shardId-000000000042");
         assert_eq!(parse_shard_id("shardId-000000000042"), Some(42));
-        assert_eq!(parse_shard_id("shardId-42"), None);
-        assert_eq!(parse_shard_id("shard-000000000042"), None);
+    }
+
+    #[test]
+    fn fidelity_shard_ids_resolve_by_the_number_after_the_last_hyphen() {
+        assert_eq!(parse_shard_id("shardId-42"), Some(42));
+        assert_eq!(parse_shard_id("shard-000000000042"), Some(42));
+        assert_eq!(parse_shard_id("anything-else-0"), Some(0));
+        assert_eq!(parse_shard_id("shardId-0000000000000000000000007"), Some(7));
+        for unresolvable in [
+            "shardId-",
+            "42",
+            "shardId-4x",
+            "shardId--",
+            "shardId-99999999999",
+        ] {
+            assert_eq!(parse_shard_id(unresolvable), None, "{unresolvable}");
+        }
     }
 
     #[test]
