@@ -347,3 +347,50 @@ async fn delivery_firehose_api_creates_describes_updates_and_deletes() {
     let names = client.list_delivery_streams().send().await.expect("list");
     assert_eq!(names.delivery_stream_names(), ["clicks-to-lake"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivery_firehose_api_checks_signatures_for_the_firehose_service() {
+    let dir = TempDir::new("delivery-api-auth");
+    let s3 = S3Server::start(&dir.path().join("s3"), &[BUCKET]).await;
+    let keys = dir.path().join("keys");
+    std::fs::write(&keys, "AKIDEXAMPLE=secret\n").expect("keys");
+    let broker = BrokerBuilder::default()
+        .arg("--credentials")
+        .arg(keys.display().to_string())
+        .arg("--s3-endpoint")
+        .arg(s3.endpoint.clone())
+        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+        .start(&dir.path().join("broker"));
+    // Signed for service `firehose` with a known key: served.
+    firehose(&broker)
+        .create_delivery_stream()
+        .delivery_stream_name("signed")
+        .extended_s3_destination_configuration(s3_configuration("signed/"))
+        .send()
+        .await
+        .expect("a correctly signed CreateDeliveryStream");
+    // The same key with a wrong secret: refused.
+    let forged = aws_sdk_firehose::Client::from_conf(
+        aws_sdk_firehose::Config::builder()
+            .behavior_version(aws_sdk_firehose::config::BehaviorVersion::latest())
+            .region(aws_sdk_firehose::config::Region::new("us-east-1"))
+            .endpoint_url(&broker.endpoint)
+            .credentials_provider(aws_sdk_firehose::config::Credentials::new(
+                "AKIDEXAMPLE",
+                "wrong",
+                None,
+                None,
+                "test",
+            ))
+            .http_client(aws_smithy_http_client::Builder::new().build_http())
+            .retry_config(aws_smithy_types::retry::RetryConfig::disabled())
+            .build(),
+    );
+    let error = forged
+        .list_delivery_streams()
+        .send()
+        .await
+        .expect_err("a wrong secret");
+    assert_eq!(error.code(), Some("InvalidSignatureException"), "{error:?}");
+}

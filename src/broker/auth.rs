@@ -421,6 +421,17 @@ pub fn verify(
     region: &str,
     now_ms: u64,
 ) -> Result<String, ApiError> {
+    verify_for(request, credentials, region, SERVICE, now_ms)
+}
+
+/// [`verify`] for a request to `service` (the Firehose API is signed for `firehose`).
+pub fn verify_for(
+    request: &SignedRequest<'_>,
+    credentials: &Credentials,
+    region: &str,
+    service: &str,
+    now_ms: u64,
+) -> Result<String, ApiError> {
     let Some(header) = request.header("authorization") else {
         return Err(ApiError::new(
             ErrorKind::MissingAuthenticationToken,
@@ -428,9 +439,9 @@ pub fn verify(
         ));
     };
     let auth = parse_authorization(header)?;
-    if auth.service != SERVICE {
+    if auth.service != service {
         return Err(invalid(format!(
-            "Credential should be scoped to correct service: '{SERVICE}'. The credential scope {}/{}/{} names service '{}'.",
+            "Credential should be scoped to correct service: '{service}'. The credential scope {}/{}/{} names service '{}'.",
             auth.date, auth.region, auth.service, auth.service
         )));
     }

@@ -154,7 +154,7 @@ pub async fn handle_kinesis(
             }
         };
         // As AWS does, the signature is checked before anything else about the request.
-        let caller = authenticate(&broker, &parts, &body)?;
+        let caller = authenticate(&broker, &parts, &body, "kinesis")?;
         let operation = operation.clone()?;
         ops::refuse_unmanaged_change(&broker, operation, &caller)?;
         // CBOR requests are transcoded to the JSON shapes the operations read, and their
@@ -228,7 +228,7 @@ async fn handle_firehose(broker: &Broker, request: Request<Incoming>) -> Respons
             return respond(error.status, error.body(), JSON_CONTENT_TYPE);
         }
     };
-    if let Err(error) = authenticate(broker, &parts, &body) {
+    if let Err(error) = authenticate(broker, &parts, &body, "firehose") {
         return error_response(&error, false);
     }
     let answer = async {
@@ -255,6 +255,7 @@ fn authenticate(
     broker: &Broker,
     parts: &http::request::Parts,
     body: &[u8],
+    service: &str,
 ) -> Result<ops::Caller, ApiError> {
     let admin = broker.admin_credentials();
     let clients = broker.credentials();
@@ -295,10 +296,13 @@ fn authenticate(
     if let Some(admin) = admin
         && auth::access_key_of(&request).is_some_and(|key| admin.contains(key))
     {
-        return auth::verify(&request, &admin, region, now_ms).map(|_| ops::Caller::Admin);
+        return auth::verify_for(&request, &admin, region, service, now_ms)
+            .map(|_| ops::Caller::Admin);
     }
     match clients {
-        Some(clients) => auth::verify(&request, &clients, region, now_ms).map(ops::Caller::Client),
+        Some(clients) => {
+            auth::verify_for(&request, &clients, region, service, now_ms).map(ops::Caller::Client)
+        }
         None => Ok(ops::Caller::Anonymous),
     }
 }
