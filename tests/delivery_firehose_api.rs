@@ -394,3 +394,72 @@ async fn delivery_firehose_api_checks_signatures_for_the_firehose_service() {
         .expect_err("a wrong secret");
     assert_eq!(error.code(), Some("InvalidSignatureException"), "{error:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivery_firehose_api_keeps_a_delivery_stream_that_cannot_start() {
+    let dir = TempDir::new("delivery-api-failed");
+    let s3 = S3Server::start(&dir.path().join("s3"), &[BUCKET]).await;
+    let mut broker = broker(&dir, &s3);
+    firehose(&broker)
+        .create_delivery_stream()
+        .delivery_stream_name("kept")
+        .extended_s3_destination_configuration(s3_configuration("kept/"))
+        .send()
+        .await
+        .expect("CreateDeliveryStream");
+    broker.terminate();
+    // Restarted without S3 credentials: the delivery stream cannot run, but it is not lost.
+    let mut broker = BrokerBuilder::default()
+        .arg("--s3-endpoint")
+        .arg(s3.endpoint.clone())
+        .start(&dir.path().join("broker"));
+    let client = firehose(&broker);
+    let description = client
+        .describe_delivery_stream()
+        .delivery_stream_name("kept")
+        .send()
+        .await
+        .expect("DescribeDeliveryStream");
+    let description = description
+        .delivery_stream_description()
+        .expect("description");
+    assert_eq!(
+        description.delivery_stream_status().as_str(),
+        "CREATING_FAILED"
+    );
+    let details = description
+        .failure_description()
+        .map(|f| f.details().to_owned())
+        .unwrap_or_default();
+    assert!(details.contains("S3 credentials"), "{details}");
+    let refused = client
+        .put_record()
+        .delivery_stream_name("kept")
+        .record(
+            Record::builder()
+                .data(Blob::new("x"))
+                .build()
+                .expect("record"),
+        )
+        .send()
+        .await
+        .expect_err("not running");
+    assert_eq!(refused.code(), Some("ServiceUnavailableException"));
+    broker.terminate();
+    // With the credentials back, it runs again.
+    let broker = self::broker(&dir, &s3);
+    let client = firehose(&broker);
+    client
+        .put_record()
+        .delivery_stream_name("kept")
+        .record(
+            Record::builder()
+                .data(Blob::new("back"))
+                .build()
+                .expect("record"),
+        )
+        .send()
+        .await
+        .expect("PutRecord once it runs again");
+    assert_eq!(lines_under(&s3, "kept/", 1, &broker).await, ["back"]);
+}

@@ -44,8 +44,9 @@ pub struct ControlSettings {
 
 struct Running {
     definition: Definition,
-    worker: Arc<Worker>,
-    task: JoinHandle<()>,
+    /// The worker and its task, or why the worker could not start (the definition is kept,
+    /// described as CREATING_FAILED, and runs again at the next start of the broker).
+    state: Result<(Arc<Worker>, JoinHandle<()>), String>,
 }
 
 /// The delivery streams of a standalone broker.
@@ -106,22 +107,27 @@ impl Firehose {
         {
             let mut streams = firehose.streams.lock().await;
             for definition in definitions {
-                match firehose.start(definition.clone()) {
-                    Ok(running) => {
-                        streams.insert(definition.name.clone(), running);
-                    }
-                    Err(error) => {
-                        tracing::error!(name = %definition.name, %error, "a delivery stream of the catalog cannot start");
-                    }
+                let running = firehose.start(definition);
+                if let Err(error) = &running.state {
+                    tracing::error!(name = %running.definition.name, %error, "a delivery stream of the catalog cannot start");
                 }
+                streams.insert(running.definition.name.clone(), running);
             }
         }
         Ok(firehose)
     }
 
-    fn start(&self, definition: Definition) -> Result<Running, FirehoseError> {
+    fn start(&self, definition: Definition) -> Running {
+        let state = self.start_worker(&definition).map_err(|e| e.message);
+        Running { definition, state }
+    }
+
+    fn start_worker(
+        &self,
+        definition: &Definition,
+    ) -> Result<(Arc<Worker>, JoinHandle<()>), FirehoseError> {
         let (spec, http_access_key) =
-            worker_spec(&definition, self.settings.s3_endpoint.as_deref())?;
+            worker_spec(definition, self.settings.s3_endpoint.as_deref())?;
         let settings = WorkerSettings {
             name: definition.name.clone(),
             version: definition.version,
@@ -142,17 +148,16 @@ impl Firehose {
                 tracing::error!(name = %settings.name, %error, "delivery stopped");
             }
         });
-        Ok(Running {
-            definition,
-            worker,
-            task,
-        })
+        Ok((worker, task))
     }
 
     async fn stop(running: Running) {
-        running.task.abort();
-        let _ = running.task.await;
-        if let Some(journal) = &running.worker.journal
+        let Ok((worker, task)) = running.state else {
+            return;
+        };
+        task.abort();
+        let _ = task.await;
+        if let Some(journal) = &worker.journal
             && let Err(error) = journal.shutdown().await
         {
             tracing::warn!(%error, "closing a delivery stream's journal");
@@ -191,10 +196,14 @@ impl Firehose {
                 let name = required(&request, "DeliveryStreamName")?;
                 let worker = {
                     let streams = self.streams.lock().await;
-                    streams
-                        .get(name)
-                        .map(|r| r.worker.clone())
-                        .ok_or_else(|| not_found(name))?
+                    match &streams.get(name).ok_or_else(|| not_found(name))?.state {
+                        Ok((worker, _)) => worker.clone(),
+                        Err(why) => {
+                            return Err(FirehoseError::unavailable(format!(
+                                "Firehose stream {name} is not running: {why}"
+                            )));
+                        }
+                    }
                 };
                 let journal = worker.journal.as_ref().ok_or_else(|| {
                     FirehoseError::invalid("This operation is not permitted on KinesisStreamAsSource delivery stream type.")
@@ -206,9 +215,17 @@ impl Firehose {
                 let name = required(&request, "DeliveryStreamName")?;
                 let streams = self.streams.lock().await;
                 let running = streams.get(name).ok_or_else(|| not_found(name))?;
-                Ok(
-                    json!({"DeliveryStreamDescription": describe(&running.definition, &self.settings.region, &self.settings.account)}),
-                )
+                let mut description = describe(
+                    &running.definition,
+                    &self.settings.region,
+                    &self.settings.account,
+                );
+                if let Err(why) = &running.state {
+                    description["DeliveryStreamStatus"] = json!("CREATING_FAILED");
+                    description["FailureDescription"] =
+                        json!({"Type": "UNKNOWN_ERROR", "Details": why});
+                }
+                Ok(json!({"DeliveryStreamDescription": description}))
             }
             "ListDeliveryStreams" => {
                 let limit = request["Limit"].as_u64().unwrap_or(10).clamp(1, 10_000) as usize;
@@ -339,7 +356,11 @@ impl Firehose {
                 ),
             });
         }
-        let running = self.start(definition)?;
+        let running = self.start(definition);
+        if let Err(why) = running.state {
+            let _ = std::fs::remove_dir_all(self.settings.dir.join("streams").join(name));
+            return Err(FirehoseError::invalid(why));
+        }
         streams.insert(name.to_owned(), running);
         if let Err(error) = self.save(&streams) {
             if let Some(running) = streams.remove(name) {
@@ -395,8 +416,15 @@ impl Firehose {
         let Some(old) = streams.remove(name) else {
             return Err(not_found(name));
         };
+        let previous = old.definition.clone();
         Self::stop(old).await;
-        let running = self.start(next)?;
+        let running = self.start(next);
+        if let Err(why) = &running.state {
+            // The update does not take: the previous destination runs again.
+            let why = why.clone();
+            streams.insert(name.to_owned(), self.start(previous));
+            return Err(FirehoseError::invalid(why));
+        }
         streams.insert(name.to_owned(), running);
         self.save(&streams)?;
         Ok(json!({}))
