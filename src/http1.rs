@@ -1,8 +1,11 @@
 //! One request over a fresh HTTP/1.1 connection, plain or TLS: the operator's admin calls to the
-//! brokers, its Prometheus queries, and `brook probe`.
+//! brokers, its Prometheus queries and scrapes of delivery workers, a delivery worker's POSTs to
+//! an HTTP endpoint, and `brook probe`.
 
 use std::sync::Arc;
 
+use bytes::Bytes;
+use http_body_util::BodyExt;
 use hyper::body::{Body, Incoming};
 use hyper_util::rt::TokioIo;
 use rustls_pki_types::CertificateDer;
@@ -26,6 +29,45 @@ where
         let _ = connection.await;
     });
     sender.send_request(request).await
+}
+
+/// Sends `request` to `host:port` over a fresh connection (TLS with `tls`, the server named
+/// `host`) and returns the status and the whole body; a failure is its message.
+pub async fn exchange<B>(
+    host: &str,
+    port: u16,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+    request: http::Request<B>,
+) -> Result<(http::StatusCode, Bytes), String>
+where
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let tcp = tokio::net::TcpStream::connect((host, port))
+        .await
+        .map_err(|e| e.to_string())?;
+    let response = match tls {
+        None => send(tcp, request).await,
+        Some(config) => {
+            let name = rustls_pki_types::ServerName::try_from(host.to_owned())
+                .map_err(|e| e.to_string())?;
+            let stream = tokio_rustls::TlsConnector::from(config.clone())
+                .connect(name, tcp)
+                .await
+                .map_err(|e| e.to_string())?;
+            send(stream, request).await
+        }
+    }
+    .map_err(|e| e.to_string())?;
+    let status = response.status();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    Ok((status, body))
 }
 
 /// A TLS client configuration trusting the PEM certificates of `ca_pem`, or the system's roots.

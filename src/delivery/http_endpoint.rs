@@ -11,11 +11,9 @@ use std::time::Duration;
 
 use base64::Engine;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use md5::{Digest, Md5};
-use rustls_pki_types::ServerName;
 use serde_json::{Value, json};
-use tokio::net::TcpStream;
 
 use super::naming::BatchIdentity;
 use crate::api::delivery::{ContentEncoding, HttpDestination};
@@ -244,30 +242,11 @@ impl Endpoint {
         let request = request
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| self.unreachable(e))?;
-        let tcp = TcpStream::connect((self.host.as_str(), self.port))
-            .await
-            .map_err(|e| self.unreachable(e))?;
-        let response = match &self.tls {
-            None => crate::http1::send(tcp, request).await,
-            Some(config) => {
-                let name =
-                    ServerName::try_from(self.host.clone()).map_err(|e| self.unreachable(e))?;
-                let stream = tokio_rustls::TlsConnector::from(config.clone())
-                    .connect(name, tcp)
-                    .await
-                    .map_err(|e| self.unreachable(e))?;
-                crate::http1::send(stream, request).await
-            }
-        }
-        .map_err(|e| self.unreachable(e))?;
-        let status = response.status().as_u16();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| self.unreachable(e))?
-            .to_bytes();
-        Ok(verdict(status, &body, request_id))
+        let (status, body) =
+            crate::http1::exchange(&self.host, self.port, self.tls.as_ref(), request)
+                .await
+                .map_err(|e| self.unreachable(e))?;
+        Ok(verdict(status.as_u16(), &body, request_id))
     }
 }
 

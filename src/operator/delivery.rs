@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use http_body_util::{BodyExt, Empty};
+use http_body_util::Empty;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -76,25 +76,20 @@ pub fn spec_problem(delivery: &DeliveryStream) -> Option<String> {
     })
 }
 
-/// GETs the worker's metrics; `None` when it does not answer.
+/// GETs the worker's metrics at `address` (`host:port`); `None` when it does not answer.
 async fn scrape(address: &str) -> Option<WorkerFacts> {
-    let fetch = async {
-        let tcp = tokio::net::TcpStream::connect(address).await.ok()?;
-        let request = http::Request::get("/metrics")
-            .header(http::header::HOST, address)
-            .body(Empty::<bytes::Bytes>::new())
-            .ok()?;
-        let response = crate::http1::send(tcp, request).await.ok()?;
-        if !response.status().is_success() {
-            return None;
+    let (host, port) = address.rsplit_once(':')?;
+    let request = http::Request::get("/metrics")
+        .header(http::header::HOST, address)
+        .body(Empty::<bytes::Bytes>::new())
+        .ok()?;
+    let exchange = crate::http1::exchange(host, port.parse().ok()?, None, request);
+    match tokio::time::timeout(Duration::from_secs(5), exchange).await {
+        Ok(Ok((status, body))) if status.is_success() => {
+            Some(worker_facts(&String::from_utf8_lossy(&body)))
         }
-        let body = response.into_body().collect().await.ok()?.to_bytes();
-        Some(worker_facts(&String::from_utf8_lossy(&body)))
-    };
-    tokio::time::timeout(Duration::from_secs(5), fetch)
-        .await
-        .ok()
-        .flatten()
+        _ => None,
+    }
 }
 
 /// Whether the source Stream serves; otherwise the phase that says what is awaited.

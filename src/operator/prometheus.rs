@@ -7,10 +7,8 @@ use std::time::Duration;
 
 use base64::Engine;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
-use rustls_pki_types::ServerName;
+use http_body_util::Empty;
 use serde_json::Value;
-use tokio::net::TcpStream;
 
 use crate::autoscale::queries::{AnswerError, Series, parse};
 
@@ -199,9 +197,6 @@ impl PrometheusClient {
     }
 
     async fn get_once(&self, path: &str) -> Result<Value, PrometheusError> {
-        let tcp = TcpStream::connect((self.host.as_str(), self.port))
-            .await
-            .map_err(|e| self.unreachable(e))?;
         let mut request = http::Request::get(format!("{}{path}", self.prefix))
             .header(http::header::HOST, format!("{}:{}", self.host, self.port))
             .header(http::header::ACCEPT, "application/json");
@@ -211,26 +206,10 @@ impl PrometheusClient {
         let request = request
             .body(Empty::<Bytes>::new())
             .map_err(|e| self.unreachable(e))?;
-        let response = match &self.tls {
-            None => crate::http1::send(tcp, request).await,
-            Some(config) => {
-                let name =
-                    ServerName::try_from(self.host.clone()).map_err(|e| self.unreachable(e))?;
-                let stream = tokio_rustls::TlsConnector::from(config.clone())
-                    .connect(name, tcp)
-                    .await
-                    .map_err(|e| self.unreachable(e))?;
-                crate::http1::send(stream, request).await
-            }
-        }
-        .map_err(|e| self.unreachable(e))?;
-        let status = response.status();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| self.unreachable(e))?
-            .to_bytes();
+        let (status, body) =
+            crate::http1::exchange(&self.host, self.port, self.tls.as_ref(), request)
+                .await
+                .map_err(|e| self.unreachable(e))?;
         // Prometheus answers API errors (a bad query) as 400 or 422 with a JSON body.
         match serde_json::from_slice::<Value>(&body) {
             Ok(value) if value.get("status").is_some() => Ok(value),
