@@ -18,6 +18,7 @@ use super::definition::{
 };
 use super::firehose::{self, FirehoseError};
 use super::{Worker, WorkerSettings};
+use crate::broker::shard::fs::{FileSystem, RealFs};
 use crate::broker::shard::wall_clock_ms;
 
 /// Most tags on a delivery stream.
@@ -169,16 +170,7 @@ impl Firehose {
         let bytes = serde_json::to_vec_pretty(&definitions)
             .map_err(|e| FirehoseError::unavailable(e.to_string()))?;
         let path = self.settings.dir.join("catalog.json");
-        let temporary = path.with_extension("json.next");
-        let write = || -> std::io::Result<()> {
-            use std::io::Write;
-            let mut file = std::fs::File::create(&temporary)?;
-            file.write_all(&bytes)?;
-            file.sync_all()?;
-            std::fs::rename(&temporary, &path)?;
-            std::fs::File::open(&self.settings.dir)?.sync_all()
-        };
-        write().map_err(|e| {
+        RealFs.write_atomic(&path, &bytes).map_err(|e| {
             FirehoseError::unavailable(format!("saving the delivery stream catalog: {e}"))
         })
     }

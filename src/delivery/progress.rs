@@ -4,14 +4,15 @@
 //! A batch's range is saved (synced) before it is sent, and the delivered position after the
 //! destination acknowledged it. A worker restarted in between redelivers exactly that range
 //! under the same object name, so a crash overwrites rather than duplicates. The file is
-//! replaced atomically: written beside, synced, renamed over, and the folder synced.
+//! replaced atomically, as the broker replaces its own (`FileSystem::write_atomic`).
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
+
+use crate::broker::shard::fs::{FileSystem, RealFs};
 
 /// Why progress could not be read or saved.
 #[derive(Debug, thiserror::Error)]
@@ -124,33 +125,17 @@ impl ProgressFile {
             message: e.to_string(),
         })?;
         let path = self.path.clone();
-        tokio::task::spawn_blocking(move || replace_file(&path, &bytes))
+        let io = |message: String| ProgressError::Io {
+            path: self.path.display().to_string(),
+            message,
+        };
+        tokio::task::spawn_blocking(move || RealFs.write_atomic(&path, &bytes))
             .await
-            .map_err(|e| ProgressError::Io {
-                path: self.path.display().to_string(),
-                message: e.to_string(),
-            })??;
+            .map_err(|e| io(e.to_string()))?
+            .map_err(|e| io(e.to_string()))?;
         *state = next;
         Ok(())
     }
-}
-
-fn replace_file(path: &Path, bytes: &[u8]) -> Result<(), ProgressError> {
-    let io = |e: std::io::Error| ProgressError::Io {
-        path: path.display().to_string(),
-        message: e.to_string(),
-    };
-    let temporary = path.with_extension("json.next");
-    let mut file = std::fs::File::create(&temporary).map_err(io)?;
-    file.write_all(bytes).map_err(io)?;
-    file.sync_all().map_err(io)?;
-    std::fs::rename(&temporary, path).map_err(io)?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io)?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]
