@@ -17,6 +17,7 @@ use tokio::net::TcpStream;
 use super::batch::SourceRecord;
 use crate::api::delivery::StartingPosition;
 use crate::broker::auth;
+use crate::broker::protocol::json::{FailedAnswer, failed_answer};
 
 /// How long one call may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -297,18 +298,14 @@ impl Connection {
         if status.is_success() {
             return Ok(value);
         }
-        if status == http::StatusCode::SERVICE_UNAVAILABLE {
-            return Err(client.unreachable(value["message"].as_str().unwrap_or("503")));
+        match failed_answer(status, &value) {
+            FailedAnswer::Unavailable(message) => Err(client.unreachable(message)),
+            FailedAnswer::Api { code, message } => Err(SourceError::Api {
+                operation,
+                code,
+                message,
+            }),
         }
-        let code = value["__type"]
-            .as_str()
-            .map(|t| t.rsplit('#').next().unwrap_or(t).to_owned())
-            .unwrap_or_else(|| format!("HTTP {status}"));
-        Err(SourceError::Api {
-            operation,
-            code,
-            message: value["message"].as_str().unwrap_or_default().to_owned(),
-        })
     }
 
     /// An iterator for `shard` starting at `start`.

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use tokio::net::TcpStream;
 
 use crate::broker::auth;
+use crate::broker::protocol::json::{FailedAnswer, failed_answer};
 
 /// How long one admin call may take before the brokers count as unreachable.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -172,24 +173,14 @@ impl BrokerAdmin {
         if status.is_success() {
             return Ok(value);
         }
-        // A forwarding broker whose home pod is down answers 503: the brokers are not there.
-        if status == http::StatusCode::SERVICE_UNAVAILABLE {
-            return Err(self.unreachable(value["message"].as_str().unwrap_or("503")));
+        match failed_answer(status, &value) {
+            FailedAnswer::Unavailable(message) => Err(self.unreachable(message)),
+            FailedAnswer::Api { code, message } => Err(AdminError::Api {
+                operation,
+                code,
+                message,
+            }),
         }
-        let code = value["__type"]
-            .as_str()
-            .map(|t| t.rsplit('#').next().unwrap_or(t).to_owned())
-            .unwrap_or_else(|| format!("HTTP {status}"));
-        let message = value["message"]
-            .as_str()
-            .or(value["Message"].as_str())
-            .unwrap_or_default()
-            .to_owned();
-        Err(AdminError::Api {
-            operation,
-            code,
-            message,
-        })
     }
 
     /// The stream's summary, or `None` when the brokers do not have it.

@@ -11,6 +11,42 @@ use serde::{Deserialize, Serialize, Serializer};
 
 use super::{ApiError, ErrorKind};
 
+/// What a client makes of a failed answer of the JSON 1.1 API (the operator's admin calls and a
+/// delivery worker's reads, both talking to Brook's brokers).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FailedAnswer {
+    /// 503 from a forwarding broker whose home pod is down: the brokers are not there.
+    Unavailable(String),
+    /// A Kinesis error: its code (the `__type` after any `#` namespace) and message.
+    Api {
+        /// Such as `ResourceNotFoundException`.
+        code: String,
+        /// The message, `message` or `Message`.
+        message: String,
+    },
+}
+
+/// Reads the error out of an answer with a non-2xx `status` and JSON `answer`.
+pub fn failed_answer(status: http::StatusCode, answer: &serde_json::Value) -> FailedAnswer {
+    let message = answer["message"]
+        .as_str()
+        .or(answer["Message"].as_str())
+        .unwrap_or_default()
+        .to_owned();
+    if status == http::StatusCode::SERVICE_UNAVAILABLE {
+        return FailedAnswer::Unavailable(if message.is_empty() {
+            "503".to_owned()
+        } else {
+            message
+        });
+    }
+    let code = answer["__type"]
+        .as_str()
+        .map(|t| t.rsplit('#').next().unwrap_or(t).to_owned())
+        .unwrap_or_else(|| format!("HTTP {status}"));
+    FailedAnswer::Api { code, message }
+}
+
 /// Decodes a request body; an empty body counts as `{}`.
 pub fn decode<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
     let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
@@ -412,4 +448,36 @@ pub struct UpdateShardCountInput {
     pub target_shard_count: Option<i64>,
     /// Only `UNIFORM_SCALING`.
     pub scaling_type: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_answer_names_its_code_without_namespace_or_says_the_brokers_are_away() {
+        let answer = serde_json::json!({
+            "__type": "com.amazonaws.kinesis#ResourceNotFoundException",
+            "message": "Stream x under account 000000000000 not found."
+        });
+        assert_eq!(
+            failed_answer(http::StatusCode::BAD_REQUEST, &answer),
+            FailedAnswer::Api {
+                code: "ResourceNotFoundException".into(),
+                message: "Stream x under account 000000000000 not found.".into(),
+            }
+        );
+        let unnamed = serde_json::json!({"Message": "odd"});
+        assert_eq!(
+            failed_answer(http::StatusCode::INTERNAL_SERVER_ERROR, &unnamed),
+            FailedAnswer::Api {
+                code: "HTTP 500 Internal Server Error".into(),
+                message: "odd".into(),
+            }
+        );
+        assert_eq!(
+            failed_answer(http::StatusCode::SERVICE_UNAVAILABLE, &serde_json::json!({})),
+            FailedAnswer::Unavailable("503".into())
+        );
+    }
 }
