@@ -12,7 +12,6 @@ use std::time::Duration;
 use base64::Engine;
 use bytes::Bytes;
 use http_body_util::Full;
-use md5::{Digest, Md5};
 use serde_json::{Value, json};
 
 use super::naming::BatchIdentity;
@@ -62,7 +61,7 @@ pub enum Verdict {
 
 /// The request id of a batch: UUID-shaped, the same for the same batch every time.
 pub fn request_id(batch: &BatchIdentity) -> String {
-    let digest = Md5::digest(format!("{}\n{}\n{}", batch.source, batch.first, batch.last));
+    let digest = batch.digest();
     let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
     format!(
         "{}-{}-{}-{}-{}",

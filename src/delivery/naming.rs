@@ -46,10 +46,17 @@ pub struct BatchIdentity {
     pub last: String,
 }
 
+impl BatchIdentity {
+    /// The MD5 of the batch's identity: what its object name and HTTP request id derive from.
+    pub fn digest(&self) -> [u8; 16] {
+        Md5::digest(format!("{}\n{}\n{}", self.source, self.first, self.last)).into()
+    }
+}
+
 /// The batch's 11-character "random" string: the same for the same batch, every time.
 pub fn batch_string(batch: &BatchIdentity) -> String {
     const ALPHABET: &[u8; 36] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-    let digest = Md5::digest(format!("{}\n{}\n{}", batch.source, batch.first, batch.last));
+    let digest = batch.digest();
     digest
         .iter()
         .take(11)

@@ -476,7 +476,10 @@ mod tests {
             }
         );
         assert_eq!(
-            failed_answer(http::StatusCode::SERVICE_UNAVAILABLE, &serde_json::json!({})),
+            failed_answer(
+                http::StatusCode::SERVICE_UNAVAILABLE,
+                &serde_json::json!({})
+            ),
             FailedAnswer::Unavailable("503".into())
         );
     }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, PersistentVolumeClaim,
+    Container, ContainerPort, EnvVar, EnvVarSource, PersistentVolumeClaim,
     PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec,
     SecretKeySelector, Service, ServicePort, ServiceSpec, Volume, VolumeResourceRequirements,
 };
@@ -15,7 +15,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::Resource;
 
-use super::statefulset::{container_security, http_probe, mount, pod_security};
+use super::statefulset::{container_security, http_probe, mount, pod_security, tmp_volume};
 use super::{ADMIN_ACCESS_KEY_ID, BrokerDefaults, ChildNames, MANAGED_BY_LABEL, MANAGER};
 use crate::api::common::{AccessKeySecretReference, SecretKeyReference};
 use crate::api::delivery::DeliveryStream;
@@ -230,14 +230,7 @@ pub fn delivery_deployment(
                 }),
                 ..Volume::default()
             },
-            Volume {
-                name: "tmp".to_owned(),
-                empty_dir: Some(EmptyDirVolumeSource {
-                    size_limit: Some(Quantity("64Mi".to_owned())),
-                    ..EmptyDirVolumeSource::default()
-                }),
-                ..Volume::default()
-            },
+            tmp_volume(),
         ]),
         ..PodSpec::default()
     };

@@ -64,6 +64,18 @@ fn secret_volume(name: &str, secret: &str) -> Volume {
     }
 }
 
+/// The small scratch volume mounted at `/tmp` (the root file system is read-only).
+pub(super) fn tmp_volume() -> Volume {
+    Volume {
+        name: "tmp".to_owned(),
+        empty_dir: Some(EmptyDirVolumeSource {
+            size_limit: Some(Quantity("64Mi".to_owned())),
+            ..EmptyDirVolumeSource::default()
+        }),
+        ..Volume::default()
+    }
+}
+
 /// A volume mount.
 pub(super) fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
     VolumeMount {
@@ -183,14 +195,7 @@ fn pod_spec(stream: &Stream, defaults: &BrokerDefaults) -> PodSpec {
     let brokers = &stream.spec.brokers;
     let mut volumes = vec![
         secret_volume("admin-key", &names.admin_secret),
-        Volume {
-            name: "tmp".to_owned(),
-            empty_dir: Some(EmptyDirVolumeSource {
-                size_limit: Some(Quantity("64Mi".to_owned())),
-                ..EmptyDirVolumeSource::default()
-            }),
-            ..Volume::default()
-        },
+        tmp_volume(),
     ];
     if let Some(auth) = &stream.spec.auth {
         volumes.push(secret_volume(
