@@ -193,14 +193,15 @@ impl Deliverer {
         Ok(())
     }
 
-    /// Delivers `batch`, processed into `processed`; returns once every record is delivered
-    /// or in the error output.
+    /// Delivers `batch` (whose identity is `identity`), processed into `processed`; returns
+    /// once every record is delivered or in the error output.
     pub async fn deliver(
         &self,
         batch: &Batch,
+        identity: &BatchIdentity,
         processed: Processed,
     ) -> Result<(), DestinationError> {
-        let (Some(identity), Some(at_ms)) = (batch.identity(), batch.first_arrival_ms()) else {
+        let Some(at_ms) = batch.first_arrival_ms() else {
             return Ok(());
         };
         let content = join_records(
@@ -216,7 +217,7 @@ impl Deliverer {
             Sink::S3(output) => {
                 if !processed.records.is_empty() {
                     let key =
-                        self.key(&output.prefix, &identity, at_ms, output.compression, None)?;
+                        self.key(&output.prefix, identity, at_ms, output.compression, None)?;
                     let entry = key.rsplit('/').next().unwrap_or(&key);
                     let entry = entry.strip_suffix(".zip").unwrap_or(entry).to_owned();
                     let body = compress(&content, output.compression, &entry)?;
@@ -226,7 +227,7 @@ impl Deliverer {
                 if !failed.is_empty() {
                     self.write_errors(
                         Some(output),
-                        &identity,
+                        identity,
                         at_ms,
                         "processing-failed",
                         failed,
@@ -244,7 +245,7 @@ impl Deliverer {
                 let mut accepted = true;
                 if !processed.records.is_empty() {
                     let outcome = self
-                        .post_until_done(endpoint, *retry_duration, &identity, &processed.records)
+                        .post_until_done(endpoint, *retry_duration, identity, &processed.records)
                         .await;
                     if let Err((attempts, reason)) = outcome {
                         accepted = false;
@@ -260,7 +261,7 @@ impl Deliverer {
                             .collect();
                         self.write_errors(
                             backup.as_ref(),
-                            &identity,
+                            identity,
                             at_ms,
                             "http-endpoint-failed",
                             records,
@@ -272,7 +273,7 @@ impl Deliverer {
                 if !failed.is_empty() {
                     self.write_errors(
                         backup.as_ref(),
-                        &identity,
+                        identity,
                         at_ms,
                         "processing-failed",
                         failed,

@@ -223,7 +223,7 @@ impl Pipeline {
             .update(name, |p| p.pending = Some(pending))
             .await?;
         let processed = process(&batch.records, &self.processing);
-        self.deliverer.deliver(&batch, processed).await?;
+        self.deliverer.deliver(&batch, &identity, processed).await?;
         self.progress
             .update(name, |p| {
                 p.delivered = Some(identity.last.clone());
