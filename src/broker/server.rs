@@ -214,19 +214,16 @@ pub async fn handle_kinesis(
 /// Serves one call of the Firehose API (a standalone broker's delivery streams), signed and
 /// checked as Kinesis calls are.
 async fn handle_firehose(broker: &Broker, request: Request<Incoming>) -> Response<ResponseBody> {
-    use crate::delivery::firehose::{self, FirehoseError, MAX_REQUEST_BYTES};
+    use crate::delivery::firehose::{self, FirehoseError};
     let target = request
         .headers()
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let (parts, body) = request.into_parts();
-    let body = match Limited::new(body, MAX_REQUEST_BYTES).collect().await {
-        Ok(body) => body.to_bytes(),
-        Err(error) => {
-            let error = FirehoseError::invalid(format!("reading the request: {error}"));
-            return respond(error.status, error.body(), JSON_CONTENT_TYPE);
-        }
+    let body = match firehose::read_body(body).await {
+        Ok(body) => body,
+        Err(error) => return firehose::response(Err(error)),
     };
     if let Err(error) = authenticate(broker, &parts, &body, "firehose") {
         return error_response(&error, false);
@@ -243,10 +240,7 @@ async fn handle_firehose(broker: &Broker, request: Request<Incoming>) -> Respons
             .await
     }
     .await;
-    match answer {
-        Ok(value) => respond(200, value.to_string().into_bytes(), JSON_CONTENT_TYPE),
-        Err(error) => respond(error.status, error.body(), JSON_CONTENT_TYPE),
-    }
+    firehose::response(answer)
 }
 
 /// Checks the request's SigV4 signature: against the operator's admin keys when it names

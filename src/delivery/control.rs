@@ -197,10 +197,7 @@ impl Firehose {
                         }
                     }
                 };
-                let journal = worker.journal.as_ref().ok_or_else(|| {
-                    FirehoseError::invalid("This operation is not permitted on KinesisStreamAsSource delivery stream type.")
-                })?;
-                firehose::put(operation, body, name, journal).await
+                firehose::put(operation, body, name, worker.journal.as_deref()).await
             }
             "CreateDeliveryStream" => self.create(&request, stream_exists).await,
             "DescribeDeliveryStream" => {

@@ -159,13 +159,40 @@ pub fn record_id(offset: u64) -> String {
     format!("{offset:020}")
 }
 
-/// Handles PutRecord or PutRecordBatch for the stream `served`, journaling into `journal`.
+/// Reads a request body of at most [`MAX_REQUEST_BYTES`].
+pub async fn read_body(body: hyper::body::Incoming) -> Result<Bytes, FirehoseError> {
+    use http_body_util::BodyExt;
+    http_body_util::Limited::new(body, MAX_REQUEST_BYTES)
+        .collect()
+        .await
+        .map(|collected| collected.to_bytes())
+        .map_err(|e| FirehoseError::invalid(format!("reading the request: {e}")))
+}
+
+/// The HTTP answer of a Firehose call.
+pub fn response(
+    answer: Result<Value, FirehoseError>,
+) -> http::Response<crate::broker::server::ResponseBody> {
+    const JSON: &str = "application/x-amz-json-1.1";
+    match answer {
+        Ok(value) => crate::broker::server::respond(200, value.to_string().into_bytes(), JSON),
+        Err(error) => crate::broker::server::respond(error.status, error.body(), JSON),
+    }
+}
+
+/// Handles PutRecord or PutRecordBatch for the stream `served`, journaling into `journal`;
+/// a delivery stream without a journal reads a stream and takes no puts.
 pub async fn put(
     operation: &str,
     body: &[u8],
     served: &str,
-    journal: &Journal,
+    journal: Option<&Journal>,
 ) -> Result<Value, FirehoseError> {
+    let journal = journal.ok_or_else(|| {
+        FirehoseError::invalid(
+            "This operation is not permitted on KinesisStreamAsSource delivery stream type.",
+        )
+    })?;
     let request = parse_body(body)?;
     check_stream_name(&request, served)?;
     let journal_error = |error: JournalError| match error {

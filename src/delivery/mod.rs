@@ -30,7 +30,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Request, Response};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -39,7 +38,6 @@ use crate::api::delivery::{DeliveryStreamSpec, Destination};
 use crate::broker::server::{ResponseBody, respond};
 use batch::BufferLimits;
 use destination::{BucketOutput, Deliverer, Sink};
-use firehose::FirehoseError;
 use journal::Journal;
 use metrics::DeliveryMetrics;
 use progress::ProgressFile;
@@ -269,7 +267,6 @@ impl Worker {
         request: Request<Incoming>,
     ) -> Result<Response<ResponseBody>, Infallible> {
         const TEXT: &str = "text/plain; charset=utf-8";
-        const JSON: &str = "application/x-amz-json-1.1";
         if request.method() == http::Method::GET {
             return Ok(match request.uri().path() {
                 "/metrics" => respond(
@@ -290,28 +287,11 @@ impl Worker {
             .map(str::to_owned);
         let answer = async {
             let operation = firehose::operation(target.as_deref())?;
-            let body = http_body_util::Limited::new(request.into_body(), firehose::MAX_REQUEST_BYTES)
-                .collect()
-                .await
-                .map_err(|e| FirehoseError::invalid(format!("reading the request: {e}")))?
-                .to_bytes();
-            let journal = self.journal.as_ref().ok_or_else(|| {
-                FirehoseError::invalid(
-                    "This operation is not permitted on KinesisStreamAsSource delivery stream type.",
-                )
-            })?;
-            let answer = firehose::put(operation, &body, &self.name, journal).await?;
-            if let Some(records) = answer["RequestResponses"].as_array() {
-                let failed = answer["FailedPutCount"].as_u64().unwrap_or(0);
-                tracing::debug!(records = records.len(), failed, "PutRecordBatch");
-            }
-            Ok::<_, FirehoseError>(answer)
+            let body = firehose::read_body(request.into_body()).await?;
+            firehose::put(operation, &body, &self.name, self.journal.as_deref()).await
         }
         .await;
-        Ok(match answer {
-            Ok(value) => respond(200, value.to_string().into_bytes(), JSON),
-            Err(error) => respond(error.status, error.body(), JSON),
-        })
+        Ok(firehose::response(answer))
     }
 }
 
