@@ -366,18 +366,8 @@ async fn delivery_worker_after_traffic(
     support::delivery::firehose_client(&worker.endpoint)
         .put_record_batch()
         .delivery_stream_name("metrics")
-        .records(
-            aws_sdk_firehose::types::Record::builder()
-                .data(aws_sdk_firehose::primitives::Blob::new("fine"))
-                .build()
-                .expect("record"),
-        )
-        .records(
-            aws_sdk_firehose::types::Record::builder()
-                .data(aws_sdk_firehose::primitives::Blob::new(malformed))
-                .build()
-                .expect("record"),
-        )
+        .records(support::delivery::firehose_record("fine"))
+        .records(support::delivery::firehose_record(malformed))
         .send()
         .await
         .expect("PutRecordBatch");

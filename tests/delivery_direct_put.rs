@@ -10,7 +10,6 @@ use std::collections::BTreeSet;
 
 use aws_sdk_firehose::Client;
 use aws_sdk_firehose::error::ProvideErrorMetadata;
-use aws_sdk_firehose::primitives::Blob;
 use aws_sdk_firehose::types::Record;
 use base64::Engine;
 use serde_json::{Value, json};
@@ -36,12 +35,7 @@ fn spec(destination: Value, processing: Value) -> Value {
 fn records(texts: &[String]) -> Vec<Record> {
     texts
         .iter()
-        .map(|t| {
-            Record::builder()
-                .data(Blob::new(t.as_bytes()))
-                .build()
-                .expect("record")
-        })
+        .map(|t| support::delivery::firehose_record(t.as_bytes()))
         .collect()
 }
 
@@ -68,12 +62,7 @@ async fn delivery_direct_put_with_the_sdk_and_firehose_errors() {
     let single = firehose
         .put_record()
         .delivery_stream_name("orders")
-        .record(
-            Record::builder()
-                .data(Blob::new("first"))
-                .build()
-                .expect("record"),
-        )
+        .record(support::delivery::firehose_record("first"))
         .send()
         .await
         .expect("PutRecord");
@@ -108,12 +97,7 @@ async fn delivery_direct_put_with_the_sdk_and_firehose_errors() {
     let error = firehose
         .put_record()
         .delivery_stream_name("orders")
-        .record(
-            Record::builder()
-                .data(Blob::new(vec![b'x'; 1_024_001]))
-                .build()
-                .expect("record"),
-        )
+        .record(support::delivery::firehose_record(vec![b'x'; 1_024_001]))
         .send()
         .await
         .expect_err("a record over 1,000 KiB");
@@ -130,12 +114,7 @@ async fn delivery_direct_put_with_the_sdk_and_firehose_errors() {
     let error = firehose
         .put_record()
         .delivery_stream_name("someone-else")
-        .record(
-            Record::builder()
-                .data(Blob::new("x"))
-                .build()
-                .expect("record"),
-        )
+        .record(support::delivery::firehose_record("x"))
         .send()
         .await
         .expect_err("another stream");
@@ -192,12 +171,7 @@ async fn delivery_direct_put_pushes_back_while_the_bucket_is_down_and_survives_k
     let error = firehose
         .put_record()
         .delivery_stream_name("events")
-        .record(
-            Record::builder()
-                .data(Blob::new("late"))
-                .build()
-                .expect("record"),
-        )
+        .record(support::delivery::firehose_record("late"))
         .send()
         .await
         .expect_err("refused while the bucket is down");
@@ -340,18 +314,9 @@ async fn delivery_deaggregates_kpl_records_and_sets_bad_ones_aside() {
         .put_record_batch()
         .delivery_stream_name("kpl")
         .set_records(Some(vec![
-            Record::builder()
-                .data(Blob::new(aggregated))
-                .build()
-                .expect("record"),
-            Record::builder()
-                .data(Blob::new("plain"))
-                .build()
-                .expect("record"),
-            Record::builder()
-                .data(Blob::new(malformed.clone()))
-                .build()
-                .expect("record"),
+            support::delivery::firehose_record(aggregated),
+            support::delivery::firehose_record("plain"),
+            support::delivery::firehose_record(malformed.clone()),
         ]))
         .send()
         .await

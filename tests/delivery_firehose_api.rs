@@ -7,11 +7,10 @@ mod support;
 
 use aws_sdk_firehose::Client;
 use aws_sdk_firehose::error::ProvideErrorMetadata;
-use aws_sdk_firehose::primitives::Blob;
 use aws_sdk_firehose::types::{
     BufferingHints, CompressionFormat, DeliveryStreamType, ExtendedS3DestinationConfiguration,
     ExtendedS3DestinationUpdate, KinesisStreamSourceConfiguration, ProcessingConfiguration,
-    Processor, ProcessorType, Record, Tag,
+    Processor, ProcessorType, Tag,
 };
 use support::broker::{Broker, BrokerBuilder, TempDir, create_active_stream};
 use support::delivery::delivered_lines;
@@ -246,18 +245,8 @@ async fn delivery_firehose_api_creates_describes_updates_and_deletes() {
     let answer = client
         .put_record_batch()
         .delivery_stream_name("direct")
-        .records(
-            Record::builder()
-                .data(Blob::new("direct-1"))
-                .build()
-                .expect("record"),
-        )
-        .records(
-            Record::builder()
-                .data(Blob::new("direct-2"))
-                .build()
-                .expect("record"),
-        )
+        .records(support::delivery::firehose_record("direct-1"))
+        .records(support::delivery::firehose_record("direct-2"))
         .send()
         .await
         .expect("PutRecordBatch");
@@ -289,12 +278,7 @@ async fn delivery_firehose_api_creates_describes_updates_and_deletes() {
     let put_to_stream_source = client
         .put_record()
         .delivery_stream_name("clicks-to-lake")
-        .record(
-            Record::builder()
-                .data(Blob::new("x"))
-                .build()
-                .expect("record"),
-        )
+        .record(support::delivery::firehose_record("x"))
         .send()
         .await
         .expect_err("a stream-sourced delivery stream takes no puts");
@@ -317,12 +301,7 @@ async fn delivery_firehose_api_creates_describes_updates_and_deletes() {
     client
         .put_record()
         .delivery_stream_name("direct")
-        .record(
-            Record::builder()
-                .data(Blob::new("direct-3"))
-                .build()
-                .expect("record"),
-        )
+        .record(support::delivery::firehose_record("direct-3"))
         .send()
         .await
         .expect("PutRecord after the restart");
@@ -435,12 +414,7 @@ async fn delivery_firehose_api_keeps_a_delivery_stream_that_cannot_start() {
     let refused = client
         .put_record()
         .delivery_stream_name("kept")
-        .record(
-            Record::builder()
-                .data(Blob::new("x"))
-                .build()
-                .expect("record"),
-        )
+        .record(support::delivery::firehose_record("x"))
         .send()
         .await
         .expect_err("not running");
@@ -452,12 +426,7 @@ async fn delivery_firehose_api_keeps_a_delivery_stream_that_cannot_start() {
     client
         .put_record()
         .delivery_stream_name("kept")
-        .record(
-            Record::builder()
-                .data(Blob::new("back"))
-                .build()
-                .expect("record"),
-        )
+        .record(support::delivery::firehose_record("back"))
         .send()
         .await
         .expect("PutRecord once it runs again");

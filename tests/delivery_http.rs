@@ -9,8 +9,6 @@ use std::convert::Infallible;
 use std::io::Read;
 use std::sync::{Arc, Mutex};
 
-use aws_sdk_firehose::primitives::Blob;
-use aws_sdk_firehose::types::Record;
 use base64::Engine;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -109,12 +107,7 @@ impl Receiver {
 async fn put(worker: &Worker, name: &str, texts: &[String]) {
     let records = texts
         .iter()
-        .map(|t| {
-            Record::builder()
-                .data(Blob::new(t.as_bytes()))
-                .build()
-                .expect("record")
-        })
+        .map(|t| support::delivery::firehose_record(t.as_bytes()))
         .collect();
     let answer = support::delivery::firehose_client(&worker.endpoint)
         .put_record_batch()

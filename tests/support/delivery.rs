@@ -213,3 +213,11 @@ pub fn firehose_client(endpoint: &str) -> aws_sdk_firehose::Client {
         .build();
     aws_sdk_firehose::Client::from_conf(config)
 }
+
+/// A Firehose record holding `data`.
+pub fn firehose_record(data: impl Into<Vec<u8>>) -> aws_sdk_firehose::types::Record {
+    aws_sdk_firehose::types::Record::builder()
+        .data(aws_sdk_firehose::primitives::Blob::new(data.into()))
+        .build()
+        .expect("a record with data")
+}
