@@ -282,13 +282,15 @@ fn authenticate(
     };
     let now_ms = broker.clock.now_ms();
     let region = broker.settings.region.as_str();
+    // The Authorization header is parsed once to see whose key signs; `verify` checks it all.
+    let signer = auth::access_key_of(&request);
     if let Some(internal) = broker.internal_credentials.get()
-        && auth::access_key_of(&request).is_some_and(|key| internal.contains(key))
+        && signer.is_some_and(|key| internal.contains(key))
     {
         return auth::verify(&request, internal, region, now_ms).map(|_| ops::Caller::Admin);
     }
     if let Some(admin) = admin
-        && auth::access_key_of(&request).is_some_and(|key| admin.contains(key))
+        && signer.is_some_and(|key| admin.contains(key))
     {
         return auth::verify_for(&request, &admin, region, service, now_ms)
             .map(|_| ops::Caller::Admin);
