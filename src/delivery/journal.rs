@@ -142,11 +142,6 @@ impl Journal {
         Ok(bytes)
     }
 
-    /// Bytes waiting for delivery.
-    pub fn pending_bytes(&self) -> u64 {
-        self.pending_bytes.load(Ordering::Relaxed)
-    }
-
     /// Offset one past the last committed record.
     pub fn end_offset(&self) -> u64 {
         self.log.tip().0
