@@ -337,6 +337,13 @@ struct BenchArgs {
     /// Where the benchmark brokers keep their data.
     #[arg(long)]
     work_dir: Option<PathBuf>,
+    /// The `brook` executable that serves as the broker (this one by default): run a newer
+    /// load generator against an older broker to compare before and after a change.
+    #[arg(long)]
+    broker_exe: Option<PathBuf>,
+    /// Only the single-record PutRecord workloads (1 KiB, 1, 8 and 64 producers).
+    #[arg(long)]
+    put_record_only: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -414,8 +421,12 @@ fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
     let options = brook::bench::BenchOptions {
         seconds: args.seconds,
         producers: args.producers,
-        broker_exe: std::env::current_exe()?,
+        broker_exe: match args.broker_exe {
+            Some(exe) => exe,
+            None => std::env::current_exe()?,
+        },
         work_dir: args.work_dir.unwrap_or_else(brook::bench::default_work_dir),
+        put_record_only: args.put_record_only,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -29,9 +29,16 @@ enum Op {
         path: PathBuf,
         inode: Inode,
     },
+    /// Write `bytes` at `at`, the end of the file's data.
     Append {
         inode: Inode,
+        at: u64,
         bytes: Vec<u8>,
+    },
+    /// Room allocated up to `len` bytes, reading as zeros; the data's end stays.
+    Preallocate {
+        inode: Inode,
+        len: u64,
     },
     Truncate {
         inode: Inode,
@@ -87,9 +94,11 @@ struct RecordingFile {
 impl LogFile for RecordingFile {
     fn append(&mut self, buf: &[u8]) -> io::Result<()> {
         let mut recorder = self.recorder.lock().expect("lock");
+        let at = self.inner.len()?;
         self.inner.append(buf)?;
         recorder.ops.push(Op::Append {
             inode: self.inode,
+            at,
             bytes: buf.to_vec(),
         });
         Ok(())
@@ -111,6 +120,22 @@ impl LogFile for RecordingFile {
     }
     fn len(&self) -> io::Result<u64> {
         self.inner.len()
+    }
+    fn try_clone(&self) -> io::Result<Box<dyn LogFile>> {
+        Ok(Box::new(RecordingFile {
+            inner: self.inner.try_clone()?,
+            inode: self.inode,
+            recorder: self.recorder.clone(),
+        }))
+    }
+    fn preallocate(&mut self, len: u64) -> io::Result<()> {
+        let mut recorder = self.recorder.lock().expect("lock");
+        self.inner.preallocate(len)?;
+        recorder.ops.push(Op::Preallocate {
+            inode: self.inode,
+            len,
+        });
+        Ok(())
     }
 }
 
@@ -220,9 +245,20 @@ impl PowerCutModel {
                 self.visible.insert(path.clone(), *inode);
                 self.note_dirs(path);
             }
-            Op::Append { inode, bytes } => {
+            Op::Append { inode, at, bytes } => {
                 if let Some((seen, _)) = self.contents.get_mut(inode) {
-                    seen.extend_from_slice(bytes);
+                    let (start, end) = (*at as usize, *at as usize + bytes.len());
+                    if seen.len() < end {
+                        seen.resize(end, 0);
+                    }
+                    seen[start..end].copy_from_slice(bytes);
+                }
+            }
+            Op::Preallocate { inode, len } => {
+                if let Some((seen, _)) = self.contents.get_mut(inode)
+                    && seen.len() < *len as usize
+                {
+                    seen.resize(*len as usize, 0);
                 }
             }
             Op::Truncate { inode, len } => {
@@ -303,9 +339,10 @@ fn describe(op: Option<&Op>) -> String {
     match op {
         None => "the start".to_owned(),
         Some(Op::Create { path, .. }) => format!("create {}", path.display()),
-        Some(Op::Append { inode, bytes }) => {
-            format!("append {} bytes to inode {inode}", bytes.len())
+        Some(Op::Append { inode, at, bytes }) => {
+            format!("write {} bytes at {at} of inode {inode}", bytes.len())
         }
+        Some(Op::Preallocate { inode, len }) => format!("preallocate inode {inode} to {len}"),
         Some(Op::Truncate { inode, len }) => format!("truncate inode {inode} to {len}"),
         Some(Op::SyncData { inode }) => format!("sync inode {inode}"),
         Some(Op::SyncDir { dir }) => format!("sync folder {}", dir.display()),
@@ -336,6 +373,8 @@ fn options() -> StoreOptions {
     StoreOptions {
         segment_bytes: 1500,
         checkpoint_interval: Duration::from_secs(3600),
+        // Small, so the run grows the journal's room several times.
+        journal_room: 2048,
         ..StoreOptions::default()
     }
 }

@@ -109,6 +109,18 @@ impl LogFile for RecordingFile {
     fn len(&self) -> io::Result<u64> {
         self.inner.len()
     }
+
+    fn try_clone(&self) -> io::Result<Box<dyn LogFile>> {
+        Ok(Box::new(RecordingFile {
+            inner: self.inner.try_clone()?,
+            journal: self.journal,
+            recording: self.recording.clone(),
+        }))
+    }
+
+    fn preallocate(&mut self, len: u64) -> io::Result<()> {
+        self.inner.preallocate(len)
+    }
 }
 
 impl FileSystem for RecordingFs {
@@ -141,6 +153,8 @@ impl FileSystem for RecordingFs {
 fn open(dir: &Path, fs: Arc<dyn FileSystem>) -> Store {
     let options = StoreOptions {
         checkpoint_interval: Duration::from_secs(3600),
+        // Small, so copies of the store stay small; the room still holds every test's writes.
+        journal_room: 64 * 1024,
         ..StoreOptions::default()
     };
     let (store, _) = Store::open(dir, fs, options, Clock::default(), &[SHARD], HashMap::new())
@@ -204,6 +218,82 @@ async fn no_acknowledgement_leaves_before_the_sync_that_covers_it_returns() {
     assert_eq!(stored_data(&store), ["a-0", "a-1", "a-2"]);
 }
 
+/// Blocks (off the runtime) until `recording` holds `count` copies of `event`.
+async fn wait_for_count(recording: &Arc<Recording>, event: Event, count: usize) {
+    let recording = recording.clone();
+    tokio::task::spawn_blocking(move || {
+        let events = recording.events.lock().expect("lock");
+        let (events, timeout) = recording
+            .recorded
+            .wait_timeout_while(events, Duration::from_secs(60), |events| {
+                events.iter().filter(|e| **e == event).count() < count
+            })
+            .expect("wait");
+        assert!(
+            !timeout.timed_out(),
+            "never saw {count} x {event:?}: {events:?}"
+        );
+    })
+    .await
+    .expect("wait");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_round_is_written_while_the_previous_one_syncs_and_acknowledged_after_its_own_sync() {
+    let dir = TempDir::new("pipelined");
+    let recording = Arc::new(Recording::default());
+    let store = Arc::new(open(dir.path(), Arc::new(RecordingFs(recording.clone()))));
+    store.add_shards(vec![SHARD]).await.expect("shard");
+    recording.events.lock().expect("lock").clear();
+    recording.hold(true);
+    let spawn_append = |label: &'static str| {
+        let writer = store.clone();
+        let acknowledged = recording.clone();
+        tokio::spawn(async move {
+            let landed = writer.append(vec![part(label, 1)]).await;
+            acknowledged.record(Event::Acknowledged);
+            landed
+        })
+    };
+    let first = spawn_append("a");
+    wait_for_count(&recording, Event::SyncStarted, 1).await;
+    // The first round's sync is held; the second round is written meanwhile.
+    let second = spawn_append("b");
+    wait_for_count(&recording, Event::Append(48 + 10), 2).await;
+    assert!(
+        stored_data(&store).is_empty(),
+        "readers saw records before their sync"
+    );
+    recording.hold(false);
+    let first = first.await.expect("task").expect("append");
+    let second = second.await.expect("task").expect("append");
+    assert_eq!((first[0].base_offset, second[0].base_offset), (0, 1));
+    let events = recording.events.lock().expect("lock").clone();
+    let at = |event: &Event, nth: usize| {
+        events
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| *e == event)
+            .nth(nth)
+            .map(|(i, _)| i)
+            .unwrap_or_else(|| panic!("no {event:?} #{nth} in {events:?}"))
+    };
+    let write = Event::Append(48 + 10);
+    assert!(
+        at(&write, 1) < at(&Event::SyncReturned, 0),
+        "the second round waited for the first sync before being written: {events:?}"
+    );
+    assert!(
+        at(&Event::SyncStarted, 1) > at(&write, 1),
+        "the second round was acknowledged by a sync that began before its write: {events:?}"
+    );
+    assert!(
+        at(&Event::Acknowledged, 1) > at(&Event::SyncReturned, 1),
+        "an acknowledgement left before the sync that covers it returned: {events:?}"
+    );
+    assert_eq!(stored_data(&store), ["a-0", "b-0"]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_sync_fails_the_writes_it_covered_and_stops_the_writer() {
     let dir = TempDir::new("failed-sync");
@@ -257,6 +347,16 @@ fn journal_file(dir: &Path) -> PathBuf {
         .expect("a journal file")
 }
 
+/// Where the newest journal's data ends: its length without the preallocated zeros after it
+/// (the test records never end in a zero byte).
+fn journal_data_len(dir: &Path) -> u64 {
+    let bytes = std::fs::read(journal_file(dir)).expect("journal");
+    bytes
+        .iter()
+        .rposition(|&b| b != 0)
+        .map_or(0, |last| last as u64 + 1)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recovery_from_a_journal_cut_at_every_byte_keeps_exactly_the_whole_batches_before_it() {
     let dir = TempDir::new("cut-source");
@@ -271,9 +371,7 @@ async fn recovery_from_a_journal_cut_at_every_byte_keeps_exactly_the_whole_batch
             .await
             .expect("append");
         expected.extend((0..=batch).map(|i| format!("{label}-{i}")));
-        let len = std::fs::metadata(journal_file(dir.path()))
-            .expect("journal")
-            .len();
+        let len = journal_data_len(dir.path());
         boundaries.push((len, expected.clone()));
     }
     // Crash: the journal and segments are copied as the writer left them, without a checkpoint.
@@ -319,9 +417,7 @@ async fn a_corrupt_byte_in_the_journal_stops_replay_at_the_batch_it_damages() {
     let store = open(dir.path(), Arc::new(RealFs));
     store.add_shards(vec![SHARD]).await.expect("shard");
     store.append(vec![part("keep", 2)]).await.expect("append");
-    let keep_len = std::fs::metadata(journal_file(dir.path()))
-        .expect("journal")
-        .len();
+    let keep_len = journal_data_len(dir.path());
     store
         .append(vec![part("damaged", 2)])
         .await
@@ -336,6 +432,64 @@ async fn a_corrupt_byte_in_the_journal_stops_replay_at_the_batch_it_damages() {
     std::fs::write(&journal, bytes).expect("write");
     let store = open(snapshot.path(), Arc::new(RealFs));
     assert_eq!(stored_data(&store), ["keep-0", "keep-1"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recovery_over_a_preallocated_journal_ends_at_its_data_and_reports_only_real_damage() {
+    let dir = TempDir::new("room");
+    let store = open(dir.path(), Arc::new(RealFs));
+    store.add_shards(vec![SHARD]).await.expect("shard");
+    store.append(vec![part("one", 2)]).await.expect("append");
+    store.append(vec![part("two", 2)]).await.expect("append");
+    let data_len = journal_data_len(dir.path());
+    let file_len = std::fs::metadata(journal_file(dir.path()))
+        .expect("journal")
+        .len();
+    assert!(
+        file_len > data_len,
+        "the journal has no preallocated room ({file_len} bytes, {data_len} of data)"
+    );
+    let reopen = |from: &Path| {
+        let trial = TempDir::new("room-trial");
+        copy_dir(from, trial.path());
+        let options = StoreOptions {
+            checkpoint_interval: Duration::from_secs(3600),
+            ..StoreOptions::default()
+        };
+        let (store, report) = Store::open(
+            trial.path(),
+            Arc::new(RealFs),
+            options,
+            Clock::default(),
+            &[SHARD],
+            HashMap::new(),
+        )
+        .expect("store opens");
+        (trial, store, report)
+    };
+    // A crash with the room still zero: everything is replayed, nothing is called damaged.
+    let (_trial, recovered, report) = reopen(dir.path());
+    assert_eq!(
+        stored_data(&recovered),
+        ["one-0", "one-1", "two-0", "two-1"]
+    );
+    assert_eq!((report.replayed_batches, report.dropped_bytes), (2, 0));
+    assert_eq!(report.stopped_because, None);
+    drop(recovered);
+    // A torn write: the second batch's header zeroed while its body reached the disk. Replay
+    // stops there and reports the bytes it dropped.
+    let torn = TempDir::new("room-torn");
+    copy_dir(dir.path(), torn.path());
+    drop(store);
+    let journal = journal_file(torn.path());
+    let mut bytes = std::fs::read(&journal).expect("journal");
+    let second = (48 + 2 * (2 + 3 + 4 + 5)) as usize;
+    bytes[second..second + 48].fill(0);
+    std::fs::write(&journal, bytes).expect("write");
+    let (_trial, recovered, report) = reopen(torn.path());
+    assert_eq!(stored_data(&recovered), ["one-0", "one-1"]);
+    assert_eq!(report.dropped_bytes, data_len - second as u64);
+    assert!(report.stopped_because.is_some());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::client::Connection;
-use super::{BenchError, get_throughput, put_record_peak_sized, put_throughput};
+use super::single::{PRODUCER_COUNTS, PutRecordFigures, put_record_closed_loop};
+use super::{BenchError, get_throughput, put_throughput};
 
 /// How to start one server under test.
 #[derive(Debug, Clone)]
@@ -39,6 +40,8 @@ pub struct Figures {
     pub put_8: Option<f64>,
     /// PutRecord 1 KiB, eight producers, records/s.
     pub put_record: Option<f64>,
+    /// PutRecord 1 KiB closed loop per producer count (medians of the runs).
+    pub single: Vec<PutRecordFigures>,
     /// Mixed: producers and consumers together, records/s written.
     pub mixed: Option<f64>,
     /// GetRecords draining what the fill stored, MiB/s.
@@ -260,8 +263,9 @@ async fn measure_inner(
     seconds: f64,
 ) -> Result<Figures, BenchError> {
     let mut figures = Figures::default();
-    let (mut put_1, mut put_8, mut put_record, mut mixed, mut create, mut describe) =
-        (vec![], vec![], vec![], vec![], vec![], vec![]);
+    let (mut put_1, mut put_8, mut mixed, mut create, mut describe) =
+        (vec![], vec![], vec![], vec![], vec![]);
+    let mut single: Vec<Vec<PutRecordFigures>> = vec![Vec::new(); PRODUCER_COUNTS.len()];
     for run in 0..runs {
         let server = start(target, work).await?;
         let address = server.address;
@@ -296,9 +300,11 @@ async fn measure_inner(
             Ok((rps, _)) => put_8.push(rps),
             Err(error) => note("PutRecords with 8 producers", error),
         }
-        match put_record_peak_sized(address, "bench", 8, 1024, seconds).await {
-            Ok(rps) => put_record.push(rps),
-            Err(error) => note("PutRecord 1 KiB", error),
+        for (i, producers) in PRODUCER_COUNTS.into_iter().enumerate() {
+            match put_record_closed_loop(address, "bench", producers, seconds).await {
+                Ok(figures) => single[i].push(figures),
+                Err(error) => note(&format!("PutRecord 1 KiB, {producers} producers"), error),
+            }
         }
         // Mixed: producers while consumers drain the same stream.
         let consumers = tokio::spawn(get_throughput(address, "bench", 4, 100));
@@ -310,7 +316,26 @@ async fn measure_inner(
     }
     figures.put_1 = median(put_1);
     figures.put_8 = median(put_8);
-    figures.put_record = median(put_record);
+    figures.single = single
+        .into_iter()
+        .zip(PRODUCER_COUNTS)
+        .filter(|(runs, _)| !runs.is_empty())
+        .map(|(runs, producers)| {
+            let of = |f: fn(&PutRecordFigures) -> f64| median(runs.iter().map(f).collect());
+            PutRecordFigures {
+                producers,
+                records_per_second: of(|r| r.records_per_second).unwrap_or(0.0),
+                p50_ms: of(|r| r.p50_ms).unwrap_or(0.0),
+                p99_ms: of(|r| r.p99_ms).unwrap_or(0.0),
+                p999_ms: of(|r| r.p999_ms).unwrap_or(0.0),
+            }
+        })
+        .collect();
+    figures.put_record = figures
+        .single
+        .iter()
+        .find(|f| f.producers == 8)
+        .map(|f| f.records_per_second);
     figures.mixed = median(mixed);
     figures.create_ms = median(create);
     figures.describe_ms = median(describe);
@@ -577,6 +602,7 @@ pub fn render(results: &[(Target, Figures)], cores: usize, date: &str, command: 
             ));
         }
     }
+    out.push_str(&render_single(results));
     let notes: Vec<String> = results
         .iter()
         .flat_map(|(t, f)| f.notes.iter().map(move |n| format!("- {}: {n}\n", t.name)))
@@ -586,6 +612,37 @@ pub fn render(results: &[(Target, Figures)], cores: usize, date: &str, command: 
         out.push_str(&notes.concat());
     }
     out.push_str("\nThe `noop-ceiling` row is a server that parses every request and decodes every record as a Kinesis server must, answers well-formed responses and stores nothing: it is also what the load generator alone can push.\n\n![PutRecords throughput](benchmarks.png)\n");
+    out
+}
+
+/// The single-record table: PutRecord 1 KiB, closed loop, per producer count.
+fn render_single(results: &[(Target, Figures)]) -> String {
+    let mut out = String::from(
+        "\n## One record per call: PutRecord 1 KiB, closed loop\n\nEach producer sends its next record when the previous one is acknowledged; latency is per call, in milliseconds.\n\n| target |",
+    );
+    let mut rule = String::from("| --- |");
+    for producers in PRODUCER_COUNTS {
+        out.push_str(&format!(
+            " {producers} producers (rec/s) | p50 | p99 | p99.9 |"
+        ));
+        rule.push_str(" ---: | ---: | ---: | ---: |");
+    }
+    out.push('\n');
+    out.push_str(&rule);
+    out.push('\n');
+    for (target, f) in results.iter().filter(|(_, f)| f.failure.is_none()) {
+        out.push_str(&format!("| {} |", target.name));
+        for producers in PRODUCER_COUNTS {
+            match f.single.iter().find(|s| s.producers == producers) {
+                Some(s) => out.push_str(&format!(
+                    " {:.0} | {:.2} | {:.2} | {:.2} |",
+                    s.records_per_second, s.p50_ms, s.p99_ms, s.p999_ms
+                )),
+                None => out.push_str(" n/a | n/a | n/a | n/a |"),
+            }
+        }
+        out.push('\n');
+    }
     out
 }
 

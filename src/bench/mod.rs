@@ -6,6 +6,7 @@ pub mod client;
 pub mod compare;
 pub mod fanout;
 pub mod noop;
+pub mod single;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -39,11 +40,14 @@ pub struct BenchOptions {
     pub broker_exe: PathBuf,
     /// Where the brokers keep their data.
     pub work_dir: PathBuf,
+    /// Only the single-record PutRecord workloads.
+    pub put_record_only: bool,
 }
 
 struct BrokerProcess {
     child: Child,
     address: SocketAddr,
+    metrics: SocketAddr,
 }
 
 impl Drop for BrokerProcess {
@@ -86,12 +90,25 @@ fn start_broker(options: &BenchOptions, durability: &str) -> Result<BrokerProces
     std::io::BufReader::new(stdout)
         .read_line(&mut line)
         .map_err(|e| BenchError::Start(e.to_string()))?;
-    let address = line
+    // "... listening on http://API (metrics on http://METRICS/metrics)"
+    let mut addresses = line
         .split_whitespace()
-        .find_map(|w| w.strip_prefix("http://"))
-        .and_then(|a| a.parse().ok())
-        .ok_or_else(|| BenchError::Start(format!("unexpected first line {line:?}")))?;
-    Ok(BrokerProcess { child, address })
+        .filter_map(|w| w.strip_prefix("http://"))
+        .map(|a| a.trim_end_matches(')').trim_end_matches("/metrics").parse());
+    let unexpected = || BenchError::Start(format!("unexpected first line {line:?}"));
+    let address = addresses
+        .next()
+        .and_then(Result::ok)
+        .ok_or_else(unexpected)?;
+    let metrics = addresses
+        .next()
+        .and_then(Result::ok)
+        .ok_or_else(unexpected)?;
+    Ok(BrokerProcess {
+        child,
+        address,
+        metrics,
+    })
 }
 
 /// One row of the results table.
@@ -316,6 +333,28 @@ pub async fn run_durability(
         mib_per_second: mibps,
         latency_ms: None,
     };
+    create_stream(address, "single", 4).await?;
+    for producers in single::PRODUCER_COUNTS {
+        let before = single::scrape(broker.metrics).await?;
+        let figures = single::put_record_closed_loop(address, "single", producers, seconds).await?;
+        let after = single::scrape(broker.metrics).await?;
+        eprintln!(
+            "PutRecord 1 KiB, {producers} producers, {durability}: {}",
+            single::render_breakdown(&before, &after).trim_end()
+        );
+        rows.push(Row {
+            workload: format!("PutRecord 1 KiB, {producers} producers, closed loop"),
+            durability: durability.to_owned(),
+            records_per_second: figures.records_per_second,
+            mib_per_second: figures.records_per_second * single::RECORD_BYTES as f64 / 1_048_576.0,
+            latency_ms: Some((figures.p50_ms, figures.p99_ms, figures.p999_ms)),
+        });
+    }
+    if options.put_record_only {
+        drop(broker);
+        let _ = std::fs::remove_dir_all(options.work_dir.join(durability));
+        return Ok(rows);
+    }
     create_stream(address, "bench4", 4).await?;
     create_stream(address, "bench1", 1).await?;
     create_stream(address, "large4", 4).await?;

@@ -265,6 +265,15 @@ impl Metrics {
         metrics
     }
 
+    /// Registers collectors kept elsewhere (the store's commit counters).
+    pub fn register(&self, collectors: Vec<Box<dyn prometheus::core::Collector>>) {
+        for collector in collectors {
+            if let Err(error) = self.registry.register(collector) {
+                tracing::warn!(%error, "a metric could not be registered");
+            }
+        }
+    }
+
     /// Counts one round of the ON_DEMAND autoscaler.
     pub fn on_demand_evaluated(&self) {
         self.on_demand_rounds.inc();

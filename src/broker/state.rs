@@ -154,10 +154,12 @@ impl Broker {
     ) -> Self {
         let clock = store.clock().clone();
         let dir = store.dir().to_path_buf();
+        let metrics = Metrics::new();
+        metrics.register(store.stats().collectors());
         let broker = Self {
             settings,
             store,
-            metrics: Metrics::new(),
+            metrics,
             iterators,
             clock,
             subscriptions: Default::default(),

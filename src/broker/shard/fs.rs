@@ -17,6 +17,13 @@ pub trait LogFile: Send + Sync {
     fn truncate(&mut self, len: u64) -> io::Result<()>;
     /// The file's length.
     fn len(&self) -> io::Result<u64>;
+    /// A second handle on the same file (the journal syncer syncs through it while the
+    /// writer appends through the first).
+    fn try_clone(&self) -> io::Result<Box<dyn LogFile>>;
+    /// Allocates room up to `len` bytes, zero-filled, after what was appended (which stays
+    /// where it is: appends continue at the end of the data, not of the room). A sync then
+    /// has no file size or block allocation to write for appends that fit in the room.
+    fn preallocate(&mut self, len: u64) -> io::Result<()>;
     /// Whether the file is empty.
     fn is_empty(&self) -> io::Result<bool> {
         Ok(self.len()? == 0)
@@ -62,23 +69,48 @@ pub trait ReadFile: Send + Sync {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct RealFs;
 
-struct RealLogFile(File);
+/// A file written at the end of its data, which may lie before the end of the file when
+/// room was preallocated.
+struct RealLogFile {
+    file: File,
+    /// Where the data ends: the next append's position.
+    end: u64,
+}
 
 impl LogFile for RealLogFile {
     fn append(&mut self, buf: &[u8]) -> io::Result<()> {
-        self.0.write_all(buf)
+        self.file.write_all_at(buf, self.end)?;
+        self.end += buf.len() as u64;
+        Ok(())
     }
 
     fn sync_data(&mut self) -> io::Result<()> {
-        self.0.sync_data()
+        self.file.sync_data()
     }
 
     fn truncate(&mut self, len: u64) -> io::Result<()> {
-        self.0.set_len(len)
+        self.file.set_len(len)?;
+        self.end = len;
+        Ok(())
     }
 
     fn len(&self) -> io::Result<u64> {
-        Ok(self.0.metadata()?.len())
+        Ok(self.end)
+    }
+
+    fn try_clone(&self) -> io::Result<Box<dyn LogFile>> {
+        Ok(Box::new(RealLogFile {
+            file: self.file.try_clone()?,
+            end: self.end,
+        }))
+    }
+
+    fn preallocate(&mut self, len: u64) -> io::Result<()> {
+        if len <= self.file.metadata()?.len() {
+            return Ok(());
+        }
+        // Unwritten extents: the blocks are reserved and read as zeros, nothing is written.
+        nix::fcntl::posix_fallocate(&self.file, 0, len as i64).map_err(io::Error::from)
     }
 }
 
@@ -92,8 +124,13 @@ impl ReadFile for RealReadFile {
 
 impl FileSystem for RealFs {
     fn open_append(&self, path: &Path) -> io::Result<Box<dyn LogFile>> {
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
-        Ok(Box::new(RealLogFile(file)))
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)?;
+        let end = file.metadata()?.len();
+        Ok(Box::new(RealLogFile { file, end }))
     }
 
     fn open_read(&self, path: &Path) -> io::Result<Arc<dyn ReadFile>> {

@@ -9,6 +9,9 @@ pub mod checkpoint;
 pub mod fs;
 pub mod log;
 mod recovery;
+mod shard_writer;
+pub mod stats;
+mod syncer;
 pub mod writer;
 
 use std::collections::HashMap;
@@ -74,6 +77,9 @@ pub struct StoreOptions {
     pub checkpoint_interval: Duration,
     /// Depth of the writer's queue.
     pub queue_depth: usize,
+    /// Room the journal is preallocated with, and grown by when it fills: appends within it
+    /// change no file size or block map, so their sync writes only data.
+    pub journal_room: u64,
 }
 
 impl Default for StoreOptions {
@@ -84,6 +90,7 @@ impl Default for StoreOptions {
             journal_bytes: 1024 * 1024 * 1024,
             checkpoint_interval: Duration::from_secs(30),
             queue_depth: 4096,
+            journal_room: 64 * 1024 * 1024,
         }
     }
 }
@@ -149,6 +156,7 @@ pub struct Store {
     clock: Clock,
     dir: PathBuf,
     failure: Arc<std::sync::Mutex<Option<String>>>,
+    stats: stats::CommitStats,
 }
 
 impl Store {
@@ -171,6 +179,7 @@ impl Store {
             retention_ms,
         )?;
         let failure = writer.shared_failure.clone();
+        let stats = writer.stats.clone();
         let logs = writer
             .shards
             .iter()
@@ -203,6 +212,7 @@ impl Store {
             clock,
             dir: dir.to_path_buf(),
             failure,
+            stats,
         };
         Ok((store, report))
     }
@@ -218,6 +228,11 @@ impl Store {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
+    }
+
+    /// The commit counters (time per stage of an append), for `/metrics`.
+    pub fn stats(&self) -> &stats::CommitStats {
+        &self.stats
     }
 
     /// The clock the store stamps arrival times with.
@@ -241,7 +256,17 @@ impl Store {
 
     /// Appends parts atomically (all or none) and returns once they are committed.
     pub async fn append(&self, parts: Vec<AppendPart>) -> Result<Vec<Appended>, StoreError> {
-        self.ask(|reply| Command::Append { parts, reply }).await
+        let enqueued = std::time::Instant::now();
+        let committed = self
+            .ask(|reply| Command::Append {
+                parts,
+                enqueued,
+                reply,
+            })
+            .await?;
+        self.stats
+            .add(stats::Stage::Wakeup, committed.replied_at.elapsed(), 1);
+        Ok(committed.landed)
     }
 
     /// Starts empty shards.

@@ -15,7 +15,8 @@ use super::checkpoint::{
 };
 use super::fs::FileSystem;
 use super::log::{SegmentView, ShardKey, ShardLog, ShardView};
-use super::writer::{ShardWriter, Writer};
+use super::shard_writer::ShardWriter;
+use super::writer::Writer;
 use super::{Clock, StoreError, StoreOptions, retention_of};
 
 /// Replayed bytes after which staged segment writes are flushed.
@@ -84,11 +85,14 @@ pub(super) fn recover(
         clock,
         journal_generation: last_generation,
         journal_len: 0,
+        journal_room: 0,
         shards: writers,
         retention_ms,
         last_checkpoint: Instant::now(),
         failure: None,
         shared_failure: Default::default(),
+        stats: Default::default(),
+        syncer: None,
     };
     let mut report = RecoveryReport::default();
     for generation in generations {
@@ -269,7 +273,8 @@ fn replay_generation(
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(StoreError::io(path)(e)),
     };
-    let file_len = file.metadata().map_err(StoreError::io(path))?.len();
+    // A journal's room past its last write reads as zeros: replay ends where the data does.
+    let file_len = written_len(&file).map_err(StoreError::io(path))?;
     let mut reader = BufReader::with_capacity(1 << 20, file);
     let mut position = 0u64;
     let mut staged = 0usize;
@@ -334,6 +339,25 @@ fn replay_generation(
         }
     }
     flush_touched(writer, &mut touched)
+}
+
+/// The length of `file` without its trailing zero bytes (the preallocated room no write
+/// reached; a torn write's zeros before data written after it are kept, and reported).
+fn written_len(file: &std::fs::File) -> io::Result<u64> {
+    use std::os::unix::fs::FileExt;
+    const CHUNK: u64 = 1 << 20;
+    let mut end = file.metadata()?.len();
+    let mut buf = vec![0u8; CHUNK as usize];
+    while end > 0 {
+        let start = end.saturating_sub(CHUNK);
+        let chunk = &mut buf[..(end - start) as usize];
+        file.read_exact_at(chunk, start)?;
+        match chunk.iter().rposition(|&b| b != 0) {
+            Some(last) => return Ok(start + last as u64 + 1),
+            None => end = start,
+        }
+    }
+    Ok(0)
 }
 
 fn flush_touched(writer: &mut Writer, touched: &mut HashSet<ShardKey>) -> Result<(), StoreError> {

@@ -1,8 +1,9 @@
 //! The single storage writer: a plain OS thread that owns every shard's mutable state.
 //!
 //! Each round it drains the queue, assigns offsets and arrival times, appends every batch to
-//! the shared journal and to its shard's active segment, syncs the journal once (with
-//! `Fsync` durability), then publishes the committed state and completes the replies. No
+//! the shared (preallocated) journal and to its shard's active segment, and hands the round to
+//! the journal syncer ([`super::syncer`]), which syncs it (with `Fsync` durability), publishes
+//! the committed state and completes the replies while the writer takes the next round. No
 //! reply leaves before the sync that covers it returns; a failed write or sync fails the
 //! round's writes and stops the writer for good, since a retried fsync can lie.
 
@@ -13,17 +14,15 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::batch::{BatchHeader, SealedBody};
-use super::checkpoint::{
-    CHECKPOINT_FILE, Checkpoint, SegmentCheckpoint, ShardCheckpoint, encode_index, index_path,
-    journal_path, segment_path, shard_dir,
-};
+use super::batch::SealedBody;
+use super::checkpoint::{CHECKPOINT_FILE, Checkpoint, ShardCheckpoint, journal_path, shard_dir};
 use super::fs::{FileSystem, LogFile};
-use super::log::{INDEX_STRIDE, IndexEntry, SegmentView, ShardKey, ShardLog, ShardView};
+use super::log::{ShardKey, ShardLog, ShardView};
+use super::shard_writer::ShardWriter;
+use super::stats::{CommitStats, Stage};
+use super::syncer::{Syncer, WrittenRound};
 use super::{Clock, StoreError, StoreOptions, retention_of};
 
-/// Capacity a shard's round buffer keeps between rounds.
-const ROUND_BUFFER_KEEP: usize = 256 * 1024;
 /// Most commands one round takes from the queue.
 const MAX_ROUND_COMMANDS: usize = 1024;
 
@@ -45,14 +44,28 @@ pub struct Appended {
     pub arrival_ms: u64,
 }
 
+/// A committed append, as its reply carries it.
+#[derive(Debug)]
+pub struct Committed {
+    /// Where each part landed, in order.
+    pub landed: Vec<Appended>,
+    /// When the reply was sent (for the wake-up stage of the commit counters).
+    pub replied_at: Instant,
+}
+
+/// Where an append's outcome goes.
+pub type AppendReply = oneshot::Sender<Result<Committed, StoreError>>;
+
 /// What the writer is asked to do.
 pub enum Command {
     /// Append parts, all or none, and reply once they are committed.
     Append {
         /// The parts, one per shard touched.
         parts: Vec<AppendPart>,
+        /// When the request handed them over.
+        enqueued: Instant,
         /// Where each part landed, in order.
-        reply: oneshot::Sender<Result<Vec<Appended>, StoreError>>,
+        reply: AppendReply,
     },
     /// Start empty shards.
     AddShards {
@@ -107,359 +120,6 @@ pub enum Command {
     },
 }
 
-struct ActiveSegment {
-    file: Box<dyn LogFile>,
-    path: PathBuf,
-    base_offset: u64,
-    len: u64,
-    created_ms: u64,
-    unpersisted_index: Vec<IndexEntry>,
-}
-
-/// A segment sealed since the last checkpoint, still to be synced.
-struct SealedSegment {
-    file: Box<dyn LogFile>,
-    path: PathBuf,
-    unpersisted_index: Vec<IndexEntry>,
-}
-
-/// A shard's mutable state, owned by the writer.
-pub(super) struct ShardWriter {
-    pub(super) log: Arc<ShardLog>,
-    pub(super) dir: PathBuf,
-    pub(super) next_offset: u64,
-    pub(super) last_arrival_ms: u64,
-    pub(super) last_indexed_position: Option<u64>,
-    active: Option<ActiveSegment>,
-    sealed: Vec<SealedSegment>,
-    dirty: bool,
-    /// Files were created in the shard's folder since the last checkpoint: their directory
-    /// entries are durable only once the folder is synced.
-    new_entries: bool,
-    /// The shard's folder itself was created since the last checkpoint.
-    new_folder: bool,
-    pub(super) closed: bool,
-    round: Vec<u8>,
-    round_index: Vec<IndexEntry>,
-    round_new_segment: bool,
-}
-
-impl ShardWriter {
-    /// A writer for a shard whose durable state is `view`; appends continue the last segment.
-    pub(super) fn resume(
-        fs: &dyn FileSystem,
-        log: Arc<ShardLog>,
-        dir: PathBuf,
-        now_ms: u64,
-    ) -> Result<Self, StoreError> {
-        let view = log.view().clone();
-        let active = match view.segments.last() {
-            Some(last) => Some(ActiveSegment {
-                file: fs
-                    .open_append(&last.path)
-                    .map_err(StoreError::io(&last.path))?,
-                path: last.path.clone(),
-                base_offset: last.base_offset,
-                len: last.len,
-                created_ms: now_ms,
-                unpersisted_index: Vec::new(),
-            }),
-            None => None,
-        };
-        let last_indexed_position = view
-            .segments
-            .last()
-            .and_then(|s| s.index.last())
-            .map(|e| e.position);
-        Ok(Self {
-            log,
-            dir,
-            next_offset: view.next_offset,
-            last_arrival_ms: view.last_arrival_ms,
-            last_indexed_position,
-            active,
-            sealed: Vec::new(),
-            dirty: false,
-            new_entries: false,
-            new_folder: false,
-            closed: false,
-            round: Vec::new(),
-            round_index: Vec::new(),
-            round_new_segment: false,
-        })
-    }
-
-    /// Stages a batch (from a request or the journal) into this round; returns its header.
-    pub(super) fn stage(
-        &mut self,
-        fs: &dyn FileSystem,
-        options: &StoreOptions,
-        retention_ms: u64,
-        body: &SealedBody,
-        now_ms: u64,
-        arrival_ms: u64,
-    ) -> Result<BatchHeader, StoreError> {
-        let roll_age = (retention_ms / 16).clamp(3_600_000, 7 * 86_400_000);
-        // Segments roll only between rounds, so a round's bytes always land in one segment
-        // and nothing uncommitted is ever published with a sealed segment.
-        let must_roll = self.round.is_empty()
-            && self.active.as_ref().is_some_and(|a| {
-                a.len >= options.segment_bytes || now_ms.saturating_sub(a.created_ms) >= roll_age
-            });
-        if must_roll && let Some(old) = self.active.take() {
-            // A sealed segment no longer grows: keep a coarser index of it in memory.
-            if let Some(segment) = self.log.view_mut().segments.last_mut()
-                && segment.base_offset == old.base_offset
-            {
-                segment.index = super::log::thin_index(&segment.index);
-            }
-            self.sealed.push(SealedSegment {
-                file: old.file,
-                path: old.path,
-                unpersisted_index: old.unpersisted_index,
-            });
-        }
-        if self.active.is_none() {
-            if !self.dir.exists() {
-                std::fs::create_dir_all(&self.dir).map_err(StoreError::io(&self.dir))?;
-                self.new_folder = true;
-            }
-            self.new_entries = true;
-            let path = segment_path(&self.dir, self.next_offset);
-            let file = fs.open_append(&path).map_err(StoreError::io(&path))?;
-            file.len().map_err(StoreError::io(&path))?;
-            self.active = Some(ActiveSegment {
-                file,
-                path,
-                base_offset: self.next_offset,
-                len: 0,
-                created_ms: now_ms,
-                unpersisted_index: Vec::new(),
-            });
-            self.last_indexed_position = None;
-            self.round_new_segment = true;
-        }
-        let header = BatchHeader {
-            body_len: body.bytes.len() as u32,
-            body_crc: body.crc,
-            record_count: body.records,
-            stream_key: self.log.key.stream_key,
-            shard_index: self.log.key.shard_index,
-            base_offset: self.next_offset,
-            // Arrival times never go backwards within a shard, whatever the clock does, so
-            // one index serves both offset and time lookups.
-            arrival_ms: arrival_ms.max(self.last_arrival_ms),
-        };
-        self.append_staged(&header, &body.bytes);
-        Ok(header)
-    }
-
-    fn append_staged(&mut self, header: &BatchHeader, body: &[u8]) {
-        let Some(active) = self.active.as_mut() else {
-            return;
-        };
-        let position = active.len + self.round.len() as u64;
-        let index_due = self
-            .last_indexed_position
-            .is_none_or(|last| position >= last + INDEX_STRIDE);
-        if index_due {
-            self.round_index.push(IndexEntry {
-                offset: header.base_offset,
-                arrival_ms: header.arrival_ms,
-                position,
-            });
-            self.last_indexed_position = Some(position);
-        }
-        self.round.extend_from_slice(&header.encode());
-        self.round.extend_from_slice(body);
-        self.next_offset = header.end_offset();
-        self.last_arrival_ms = header.arrival_ms;
-        self.dirty = true;
-    }
-
-    /// Writes the round's bytes to the active segment (page cache; the journal is the
-    /// durable copy until the next checkpoint).
-    pub(super) fn flush_round(&mut self) -> Result<(), StoreError> {
-        let Some(active) = self.active.as_mut() else {
-            return Ok(());
-        };
-        if self.round.is_empty() {
-            return Ok(());
-        }
-        active
-            .file
-            .append(&self.round)
-            .map_err(StoreError::io(&active.path))?;
-        active.len += self.round.len() as u64;
-        self.round.clear();
-        // An idle shard keeps no large buffer: memory stays a few KiB per shard.
-        if self.round.capacity() > ROUND_BUFFER_KEEP {
-            self.round.shrink_to(ROUND_BUFFER_KEEP);
-        }
-        Ok(())
-    }
-
-    /// Makes the committed round visible to readers.
-    pub(super) fn publish(&mut self, fs: &dyn FileSystem) -> Result<(), StoreError> {
-        let Some(active) = self.active.as_mut() else {
-            return Ok(());
-        };
-        let new_entries = std::mem::take(&mut self.round_index);
-        active.unpersisted_index.extend_from_slice(&new_entries);
-        let mut view = self.log.view_mut();
-        if self.round_new_segment
-            || view
-                .segments
-                .last()
-                .is_none_or(|s| s.base_offset != active.base_offset)
-        {
-            let file = fs
-                .open_read(&active.path)
-                .map_err(StoreError::io(&active.path))?;
-            view.segments.push(SegmentView {
-                base_offset: active.base_offset,
-                end_offset: active.base_offset,
-                len: 0,
-                last_arrival_ms: 0,
-                file,
-                index: Vec::new(),
-                path: active.path.clone(),
-            });
-            self.round_new_segment = false;
-        }
-        if let Some(segment) = view.segments.last_mut() {
-            segment.end_offset = self.next_offset;
-            segment.len = active.len;
-            segment.last_arrival_ms = self.last_arrival_ms;
-            segment.index.extend_from_slice(&new_entries);
-        }
-        view.next_offset = self.next_offset;
-        view.last_arrival_ms = self.last_arrival_ms;
-        drop(view);
-        self.log.committed.notify_waiters();
-        Ok(())
-    }
-
-    /// Syncs everything written since the last checkpoint and persists new index entries.
-    fn sync_for_checkpoint(&mut self, fs: &dyn FileSystem) -> Result<(), StoreError> {
-        for mut sealed in self.sealed.drain(..) {
-            sealed
-                .file
-                .sync_data()
-                .map_err(StoreError::io(&sealed.path))?;
-            self.new_entries |= append_index(fs, &sealed.path, &sealed.unpersisted_index)?;
-        }
-        if let Some(active) = self.active.as_mut() {
-            active
-                .file
-                .sync_data()
-                .map_err(StoreError::io(&active.path))?;
-            self.new_entries |= append_index(fs, &active.path, &active.unpersisted_index)?;
-            active.unpersisted_index.clear();
-        }
-        // New segment and index files survive a power cut only once their folder is synced,
-        // and a new folder only once its parents are: all before the checkpoint names them.
-        if self.new_entries || self.new_folder {
-            fs.sync_dir(&self.dir).map_err(StoreError::io(&self.dir))?;
-        }
-        if self.new_folder {
-            let mut folder = self.dir.parent();
-            // The shard's folder is in its stream's, which is in `streams`.
-            for _ in 0..2 {
-                let Some(parent) = folder else { break };
-                fs.sync_dir(parent).map_err(StoreError::io(parent))?;
-                folder = parent.parent();
-            }
-        }
-        self.new_entries = false;
-        self.new_folder = false;
-        self.dirty = false;
-        Ok(())
-    }
-
-    fn checkpoint_entry(&self) -> ShardCheckpoint {
-        let view = self.log.view();
-        ShardCheckpoint {
-            key: self.log.key,
-            next_offset: view.next_offset,
-            last_arrival_ms: view.last_arrival_ms,
-            segments: view
-                .segments
-                .iter()
-                .map(|s| SegmentCheckpoint {
-                    base_offset: s.base_offset,
-                    end_offset: s.end_offset,
-                    len: s.len,
-                    last_arrival_ms: s.last_arrival_ms,
-                })
-                .collect(),
-        }
-    }
-
-    /// Deletes sealed segments whose newest record is older than `cutoff_ms`.
-    fn expire(&mut self, fs: &dyn FileSystem, cutoff_ms: u64) -> Result<(), StoreError> {
-        self.drop_oldest_segments(fs, |s| s.last_arrival_ms < cutoff_ms)
-    }
-
-    /// Deletes sealed segments whose records all precede `offset`.
-    fn trim_before(&mut self, fs: &dyn FileSystem, offset: u64) -> Result<(), StoreError> {
-        self.drop_oldest_segments(fs, |s| s.end_offset <= offset)
-    }
-
-    /// Deletes the oldest segments for as long as `droppable` holds, never the active one of
-    /// an open shard.
-    fn drop_oldest_segments(
-        &mut self,
-        fs: &dyn FileSystem,
-        droppable: impl Fn(&super::log::SegmentView) -> bool,
-    ) -> Result<(), StoreError> {
-        // A closed shard takes no more writes, so its last segment may go too.
-        let active_base = if self.closed {
-            None
-        } else {
-            self.active.as_ref().map(|a| a.base_offset)
-        };
-        let expired: Vec<PathBuf> = {
-            let mut view = self.log.view_mut();
-            let keep_from = view
-                .segments
-                .iter()
-                .position(|s| !droppable(s) || Some(s.base_offset) == active_base)
-                .unwrap_or(view.segments.len());
-            view.segments.drain(..keep_from).map(|s| s.path).collect()
-        };
-        for path in expired {
-            // A sealed segment still waiting for its checkpoint sync goes too.
-            self.sealed.retain(|s| s.path != path);
-            if self.active.as_ref().is_some_and(|a| a.path == path) {
-                self.active = None;
-            }
-            fs.remove_file(&path).map_err(StoreError::io(&path))?;
-            fs.remove_file(&index_path(&path))
-                .map_err(StoreError::io(&path))?;
-        }
-        Ok(())
-    }
-}
-
-/// Appends and syncs index entries; returns whether the index file was new.
-fn append_index(
-    fs: &dyn FileSystem,
-    segment: &Path,
-    entries: &[IndexEntry],
-) -> Result<bool, StoreError> {
-    if entries.is_empty() {
-        return Ok(false);
-    }
-    let path = index_path(segment);
-    let created = !path.exists();
-    let mut file = fs.open_append(&path).map_err(StoreError::io(&path))?;
-    file.append(&encode_index(entries))
-        .map_err(StoreError::io(&path))?;
-    file.sync_data().map_err(StoreError::io(&path))?;
-    Ok(created)
-}
-
 /// The writer thread's state.
 pub(super) struct Writer {
     pub(super) fs: Arc<dyn FileSystem>,
@@ -469,26 +129,37 @@ pub(super) struct Writer {
     pub(super) journal: Box<dyn LogFile>,
     pub(super) journal_generation: u64,
     pub(super) journal_len: u64,
+    /// Bytes of journal preallocated (see [`StoreOptions::journal_room`]).
+    pub(super) journal_room: u64,
     pub(super) shards: HashMap<ShardKey, ShardWriter>,
     pub(super) retention_ms: HashMap<u32, u64>,
     pub(super) last_checkpoint: Instant,
     pub(super) failure: Option<String>,
     pub(super) shared_failure: Arc<std::sync::Mutex<Option<String>>>,
+    pub(super) stats: CommitStats,
+    /// Syncs written rounds while the next one is written (`Fsync` durability only; without
+    /// it, rounds are synced where they are written).
+    pub(super) syncer: Option<Syncer>,
 }
 
-/// A queued append: its parts and where to reply.
-type QueuedAppend = (
-    Vec<AppendPart>,
-    oneshot::Sender<Result<Vec<Appended>, StoreError>>,
-);
-type PendingReply = (
-    oneshot::Sender<Result<Vec<Appended>, StoreError>>,
-    Vec<Appended>,
-);
+/// A queued append: its parts, when it was handed over, and where to reply.
+type QueuedAppend = (Vec<AppendPart>, Instant, AppendReply);
+type PendingReply = (AppendReply, Vec<Appended>);
 
 impl Writer {
     /// Runs until the queue closes or a shutdown is asked for.
     pub(super) fn run(mut self, mut queue: mpsc::Receiver<Command>) {
+        if self.options.fsync {
+            let syncer = self.journal.try_clone().and_then(|journal| {
+                Syncer::start(journal, self.stats.clone(), self.shared_failure.clone())
+            });
+            match syncer {
+                Ok(syncer) => self.syncer = Some(syncer),
+                Err(error) => {
+                    tracing::warn!(%error, "no journal syncer thread: rounds sync one after another");
+                }
+            }
+        }
         let mut commands = Vec::with_capacity(MAX_ROUND_COMMANDS);
         while let Some(first) = queue.blocking_recv() {
             commands.push(first);
@@ -502,9 +173,17 @@ impl Writer {
             let mut stop = None;
             for command in commands.drain(..) {
                 match command {
-                    Command::Append { parts, reply } => appends.push((parts, reply)),
+                    Command::Append {
+                        parts,
+                        enqueued,
+                        reply,
+                    } => appends.push((parts, enqueued, reply)),
                     Command::Shutdown { reply } => stop = Some(reply),
-                    other => self.control(other),
+                    other => {
+                        // Controls see every earlier round settled.
+                        self.quiesce();
+                        self.control(other);
+                    }
                 }
             }
             self.commit(appends);
@@ -516,10 +195,30 @@ impl Writer {
         }
     }
 
+    /// Waits until every round handed to the syncer is synced and replied to, and takes
+    /// over a failure the syncer met.
+    fn quiesce(&mut self) {
+        if let Some(syncer) = &self.syncer {
+            syncer.wait_idle();
+        }
+        self.adopt_shared_failure();
+    }
+
+    fn adopt_shared_failure(&mut self) {
+        if self.failure.is_none() {
+            self.failure = self
+                .shared_failure
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone();
+        }
+    }
+
     fn checked<T>(
         &mut self,
         f: impl FnOnce(&mut Self) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
+        self.adopt_shared_failure();
         if let Some(reason) = &self.failure {
             return Err(StoreError::Stopped(reason.clone()));
         }
@@ -613,18 +312,108 @@ impl Writer {
         if appends.is_empty() {
             return;
         }
+        self.adopt_shared_failure();
         if let Some(reason) = &self.failure {
-            for (_, reply) in appends {
+            for (_, _, reply) in appends {
                 let _ = reply.send(Err(StoreError::Stopped(reason.clone())));
             }
             return;
         }
+        let round_start = Instant::now();
+        let handoff: Duration = appends
+            .iter()
+            .map(|(_, enqueued, _)| round_start.saturating_duration_since(*enqueued))
+            .sum();
+        self.stats.add(Stage::Handoff, handoff, 1);
+        let (journal, replies, touched, staging_error) = self.stage_round(appends);
+        let written = self.checked(|w| {
+            if let Some(error) = staging_error {
+                return Err(error);
+            }
+            let needed = w.journal_len + journal.len() as u64;
+            if needed > w.journal_room {
+                w.journal_room = needed.next_multiple_of(w.options.journal_room.max(1));
+                w.journal
+                    .preallocate(w.journal_room)
+                    .map_err(StoreError::io(Path::new("journal")))?;
+            }
+            w.journal
+                .append(&journal)
+                .map_err(StoreError::io(Path::new("journal")))?;
+            w.journal_len += journal.len() as u64;
+            // Segments get their copy now (page cache; recovery cuts them back to the
+            // checkpoint), readers only once the journal is synced.
+            let mut steps = Vec::with_capacity(touched.len());
+            for key in &touched {
+                if let Some(shard) = w.shards.get_mut(key) {
+                    shard.flush_round()?;
+                    steps.extend(shard.prepare_publish(w.fs.as_ref())?);
+                }
+            }
+            Ok(steps)
+        });
+        let steps = match written {
+            Ok(steps) => steps,
+            Err(error) => {
+                self.stats.round(replies.len());
+                for (reply, _) in replies {
+                    let _ = reply.send(Err(error.clone()));
+                }
+                return;
+            }
+        };
+        let round = WrittenRound {
+            steps,
+            replies,
+            written: Instant::now(),
+        };
+        self.stats.add(
+            Stage::Write,
+            round.written - round_start,
+            round.replies.len(),
+        );
+        match &self.syncer {
+            Some(syncer) => syncer.submit(round),
+            None => {
+                let synced = if self.options.fsync {
+                    let started = Instant::now();
+                    let synced = self.checked(|w| {
+                        w.journal
+                            .sync_data()
+                            .map_err(StoreError::io(Path::new("journal")))
+                    });
+                    self.stats.sync();
+                    self.stats
+                        .add(Stage::Sync, started.elapsed(), round.replies.len());
+                    synced
+                } else {
+                    Ok(())
+                };
+                round.settle(&synced, &self.stats);
+            }
+        }
+        if self.journal_len >= self.options.journal_bytes {
+            let _ = self.checked(|w| w.checkpoint());
+        }
+    }
+
+    /// Stages a round's appends into their shards and the journal buffer. An append naming
+    /// an unknown or closed shard is refused whole at once.
+    fn stage_round(
+        &mut self,
+        appends: Vec<QueuedAppend>,
+    ) -> (
+        Vec<u8>,
+        Vec<PendingReply>,
+        Vec<ShardKey>,
+        Option<StoreError>,
+    ) {
         let now = self.clock.now_ms();
         let mut journal = Vec::new();
         let mut pending: Vec<PendingReply> = Vec::with_capacity(appends.len());
         let mut touched: Vec<ShardKey> = Vec::new();
         let mut staging_error = None;
-        for (parts, reply) in appends {
+        for (parts, _, reply) in appends {
             if let Some(missing) = parts.iter().find(|p| !self.shards.contains_key(&p.shard)) {
                 let _ = reply.send(Err(StoreError::UnknownShard(missing.shard)));
                 continue;
@@ -668,33 +457,7 @@ impl Writer {
             }
             pending.push((reply, landed));
         }
-        let result = self.checked(|w| {
-            if let Some(error) = staging_error {
-                return Err(error);
-            }
-            w.journal
-                .append(&journal)
-                .map_err(StoreError::io(Path::new("journal")))?;
-            w.journal_len += journal.len() as u64;
-            if w.options.fsync {
-                w.journal
-                    .sync_data()
-                    .map_err(StoreError::io(Path::new("journal")))?;
-            }
-            for key in &touched {
-                if let Some(shard) = w.shards.get_mut(key) {
-                    shard.flush_round()?;
-                    shard.publish(w.fs.as_ref())?;
-                }
-            }
-            Ok(())
-        });
-        for (reply, landed) in pending {
-            let _ = reply.send(result.clone().map(|()| landed));
-        }
-        if result.is_ok() && self.journal_len >= self.options.journal_bytes {
-            let _ = self.checked(|w| w.checkpoint());
-        }
+        (journal, pending, touched, staging_error)
     }
 
     fn housekeeping(&mut self) -> Result<(), StoreError> {
@@ -713,14 +476,23 @@ impl Writer {
     /// Syncs every segment written since the last checkpoint, records the durable state,
     /// and starts a new journal generation, deleting the old one.
     pub(super) fn checkpoint(&mut self) -> Result<(), StoreError> {
+        self.quiesce();
+        if let Some(reason) = &self.failure {
+            return Err(StoreError::Stopped(reason.clone()));
+        }
         let fs = self.fs.clone();
         for shard in self.shards.values_mut().filter(|s| s.dirty) {
             shard.sync_for_checkpoint(fs.as_ref())?;
         }
         let next_generation = self.journal_generation + 1;
         let next_path = journal_path(&self.dir, next_generation);
-        let next_journal = fs
+        let mut next_journal = fs
             .open_append(&next_path)
+            .map_err(StoreError::io(&next_path))?;
+        // The room's size and blocks are made durable here, not by the first write's sync.
+        next_journal
+            .preallocate(self.options.journal_room)
+            .and_then(|()| next_journal.sync_data())
             .map_err(StoreError::io(&next_path))?;
         let journal_dir = self.dir.join("journal");
         fs.sync_dir(&journal_dir)
@@ -741,9 +513,17 @@ impl Writer {
         fs.write_atomic(&path, &bytes)
             .map_err(StoreError::io(&path))?;
         let old = journal_path(&self.dir, self.journal_generation);
+        if let Some(syncer) = &self.syncer {
+            syncer.replace_journal(
+                next_journal
+                    .try_clone()
+                    .map_err(StoreError::io(&next_path))?,
+            );
+        }
         self.journal = next_journal;
         self.journal_generation = next_generation;
         self.journal_len = 0;
+        self.journal_room = self.options.journal_room;
         self.last_checkpoint = Instant::now();
         fs.remove_file(&old).map_err(StoreError::io(&old))?;
         Ok(())

@@ -1,0 +1,375 @@
+//! One shard's side of the writer: its active and sealed segments, the round being staged
+//! into it, what a committed round publishes to readers, and its share of a checkpoint.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::batch::{BatchHeader, SealedBody};
+use super::checkpoint::{
+    SegmentCheckpoint, ShardCheckpoint, encode_index, index_path, segment_path,
+};
+use super::fs::{FileSystem, LogFile};
+use super::log::{INDEX_STRIDE, IndexEntry, ShardLog};
+use super::syncer::PublishStep;
+use super::{StoreError, StoreOptions};
+
+/// Capacity a shard's round buffer keeps between rounds.
+const ROUND_BUFFER_KEEP: usize = 256 * 1024;
+
+struct ActiveSegment {
+    file: Box<dyn LogFile>,
+    path: PathBuf,
+    base_offset: u64,
+    len: u64,
+    created_ms: u64,
+    unpersisted_index: Vec<IndexEntry>,
+}
+
+/// A segment sealed since the last checkpoint, still to be synced.
+struct SealedSegment {
+    file: Box<dyn LogFile>,
+    path: PathBuf,
+    unpersisted_index: Vec<IndexEntry>,
+}
+
+/// A shard's mutable state, owned by the writer.
+pub(super) struct ShardWriter {
+    pub(super) log: Arc<ShardLog>,
+    pub(super) dir: PathBuf,
+    pub(super) next_offset: u64,
+    pub(super) last_arrival_ms: u64,
+    pub(super) last_indexed_position: Option<u64>,
+    active: Option<ActiveSegment>,
+    sealed: Vec<SealedSegment>,
+    pub(super) dirty: bool,
+    /// Files were created in the shard's folder since the last checkpoint: their directory
+    /// entries are durable only once the folder is synced.
+    new_entries: bool,
+    /// The shard's folder itself was created since the last checkpoint.
+    new_folder: bool,
+    pub(super) closed: bool,
+    round: Vec<u8>,
+    round_index: Vec<IndexEntry>,
+    /// The base offset of the newest segment readers were told of (by a published or
+    /// handed-over round): a round in any other segment publishes its segment first.
+    published_segment: Option<u64>,
+}
+
+impl ShardWriter {
+    /// A writer for a shard whose durable state is `view`; appends continue the last segment.
+    pub(super) fn resume(
+        fs: &dyn FileSystem,
+        log: Arc<ShardLog>,
+        dir: PathBuf,
+        now_ms: u64,
+    ) -> Result<Self, StoreError> {
+        let view = log.view().clone();
+        let active = match view.segments.last() {
+            Some(last) => Some(ActiveSegment {
+                file: fs
+                    .open_append(&last.path)
+                    .map_err(StoreError::io(&last.path))?,
+                path: last.path.clone(),
+                base_offset: last.base_offset,
+                len: last.len,
+                created_ms: now_ms,
+                unpersisted_index: Vec::new(),
+            }),
+            None => None,
+        };
+        let last_indexed_position = view
+            .segments
+            .last()
+            .and_then(|s| s.index.last())
+            .map(|e| e.position);
+        let published_segment = view.segments.last().map(|s| s.base_offset);
+        Ok(Self {
+            log,
+            dir,
+            next_offset: view.next_offset,
+            last_arrival_ms: view.last_arrival_ms,
+            last_indexed_position,
+            active,
+            sealed: Vec::new(),
+            dirty: false,
+            new_entries: false,
+            new_folder: false,
+            closed: false,
+            round: Vec::new(),
+            round_index: Vec::new(),
+            published_segment,
+        })
+    }
+
+    /// Stages a batch (from a request or the journal) into this round; returns its header.
+    pub(super) fn stage(
+        &mut self,
+        fs: &dyn FileSystem,
+        options: &StoreOptions,
+        retention_ms: u64,
+        body: &SealedBody,
+        now_ms: u64,
+        arrival_ms: u64,
+    ) -> Result<BatchHeader, StoreError> {
+        let roll_age = (retention_ms / 16).clamp(3_600_000, 7 * 86_400_000);
+        // Segments roll only between rounds, so a round's bytes always land in one segment
+        // and nothing uncommitted is ever published with a sealed segment.
+        let must_roll = self.round.is_empty()
+            && self.active.as_ref().is_some_and(|a| {
+                a.len >= options.segment_bytes || now_ms.saturating_sub(a.created_ms) >= roll_age
+            });
+        if must_roll && let Some(old) = self.active.take() {
+            // A sealed segment no longer grows: keep a coarser index of it in memory.
+            if let Some(segment) = self.log.view_mut().segments.last_mut()
+                && segment.base_offset == old.base_offset
+            {
+                segment.index = super::log::thin_index(&segment.index);
+            }
+            self.sealed.push(SealedSegment {
+                file: old.file,
+                path: old.path,
+                unpersisted_index: old.unpersisted_index,
+            });
+        }
+        if self.active.is_none() {
+            if !self.dir.exists() {
+                std::fs::create_dir_all(&self.dir).map_err(StoreError::io(&self.dir))?;
+                self.new_folder = true;
+            }
+            self.new_entries = true;
+            let path = segment_path(&self.dir, self.next_offset);
+            let file = fs.open_append(&path).map_err(StoreError::io(&path))?;
+            file.len().map_err(StoreError::io(&path))?;
+            self.active = Some(ActiveSegment {
+                file,
+                path,
+                base_offset: self.next_offset,
+                len: 0,
+                created_ms: now_ms,
+                unpersisted_index: Vec::new(),
+            });
+            self.last_indexed_position = None;
+        }
+        let header = BatchHeader {
+            body_len: body.bytes.len() as u32,
+            body_crc: body.crc,
+            record_count: body.records,
+            stream_key: self.log.key.stream_key,
+            shard_index: self.log.key.shard_index,
+            base_offset: self.next_offset,
+            // Arrival times never go backwards within a shard, whatever the clock does, so
+            // one index serves both offset and time lookups.
+            arrival_ms: arrival_ms.max(self.last_arrival_ms),
+        };
+        self.append_staged(&header, &body.bytes);
+        Ok(header)
+    }
+
+    fn append_staged(&mut self, header: &BatchHeader, body: &[u8]) {
+        let Some(active) = self.active.as_mut() else {
+            return;
+        };
+        let position = active.len + self.round.len() as u64;
+        let index_due = self
+            .last_indexed_position
+            .is_none_or(|last| position >= last + INDEX_STRIDE);
+        if index_due {
+            self.round_index.push(IndexEntry {
+                offset: header.base_offset,
+                arrival_ms: header.arrival_ms,
+                position,
+            });
+            self.last_indexed_position = Some(position);
+        }
+        self.round.extend_from_slice(&header.encode());
+        self.round.extend_from_slice(body);
+        self.next_offset = header.end_offset();
+        self.last_arrival_ms = header.arrival_ms;
+        self.dirty = true;
+    }
+
+    /// Writes the round's bytes to the active segment (page cache; the journal is the
+    /// durable copy until the next checkpoint).
+    pub(super) fn flush_round(&mut self) -> Result<(), StoreError> {
+        let Some(active) = self.active.as_mut() else {
+            return Ok(());
+        };
+        if self.round.is_empty() {
+            return Ok(());
+        }
+        active
+            .file
+            .append(&self.round)
+            .map_err(StoreError::io(&active.path))?;
+        active.len += self.round.len() as u64;
+        self.round.clear();
+        // An idle shard keeps no large buffer: memory stays a few KiB per shard.
+        if self.round.capacity() > ROUND_BUFFER_KEEP {
+            self.round.shrink_to(ROUND_BUFFER_KEEP);
+        }
+        Ok(())
+    }
+
+    /// What the round just written changes for readers, to apply once it is durable; the
+    /// writer's own bookkeeping moves on at once.
+    pub(super) fn prepare_publish(
+        &mut self,
+        fs: &dyn FileSystem,
+    ) -> Result<Option<PublishStep>, StoreError> {
+        let Some(active) = self.active.as_mut() else {
+            return Ok(None);
+        };
+        let index = std::mem::take(&mut self.round_index);
+        active.unpersisted_index.extend_from_slice(&index);
+        let new_segment = if self.published_segment == Some(active.base_offset) {
+            None
+        } else {
+            let file = fs
+                .open_read(&active.path)
+                .map_err(StoreError::io(&active.path))?;
+            self.published_segment = Some(active.base_offset);
+            Some((file, active.path.clone()))
+        };
+        Ok(Some(PublishStep {
+            log: self.log.clone(),
+            new_segment,
+            base_offset: active.base_offset,
+            end_offset: self.next_offset,
+            len: active.len,
+            last_arrival_ms: self.last_arrival_ms,
+            index,
+        }))
+    }
+
+    /// Makes the committed round visible to readers now.
+    pub(super) fn publish(&mut self, fs: &dyn FileSystem) -> Result<(), StoreError> {
+        if let Some(step) = self.prepare_publish(fs)? {
+            step.apply();
+        }
+        Ok(())
+    }
+
+    /// Syncs everything written since the last checkpoint and persists new index entries.
+    pub(super) fn sync_for_checkpoint(&mut self, fs: &dyn FileSystem) -> Result<(), StoreError> {
+        for mut sealed in self.sealed.drain(..) {
+            sealed
+                .file
+                .sync_data()
+                .map_err(StoreError::io(&sealed.path))?;
+            self.new_entries |= append_index(fs, &sealed.path, &sealed.unpersisted_index)?;
+        }
+        if let Some(active) = self.active.as_mut() {
+            active
+                .file
+                .sync_data()
+                .map_err(StoreError::io(&active.path))?;
+            self.new_entries |= append_index(fs, &active.path, &active.unpersisted_index)?;
+            active.unpersisted_index.clear();
+        }
+        // New segment and index files survive a power cut only once their folder is synced,
+        // and a new folder only once its parents are: all before the checkpoint names them.
+        if self.new_entries || self.new_folder {
+            fs.sync_dir(&self.dir).map_err(StoreError::io(&self.dir))?;
+        }
+        if self.new_folder {
+            let mut folder = self.dir.parent();
+            // The shard's folder is in its stream's, which is in `streams`.
+            for _ in 0..2 {
+                let Some(parent) = folder else { break };
+                fs.sync_dir(parent).map_err(StoreError::io(parent))?;
+                folder = parent.parent();
+            }
+        }
+        self.new_entries = false;
+        self.new_folder = false;
+        self.dirty = false;
+        Ok(())
+    }
+
+    pub(super) fn checkpoint_entry(&self) -> ShardCheckpoint {
+        let view = self.log.view();
+        ShardCheckpoint {
+            key: self.log.key,
+            next_offset: view.next_offset,
+            last_arrival_ms: view.last_arrival_ms,
+            segments: view
+                .segments
+                .iter()
+                .map(|s| SegmentCheckpoint {
+                    base_offset: s.base_offset,
+                    end_offset: s.end_offset,
+                    len: s.len,
+                    last_arrival_ms: s.last_arrival_ms,
+                })
+                .collect(),
+        }
+    }
+
+    /// Deletes sealed segments whose newest record is older than `cutoff_ms`.
+    pub(super) fn expire(&mut self, fs: &dyn FileSystem, cutoff_ms: u64) -> Result<(), StoreError> {
+        self.drop_oldest_segments(fs, |s| s.last_arrival_ms < cutoff_ms)
+    }
+
+    /// Deletes sealed segments whose records all precede `offset`.
+    pub(super) fn trim_before(
+        &mut self,
+        fs: &dyn FileSystem,
+        offset: u64,
+    ) -> Result<(), StoreError> {
+        self.drop_oldest_segments(fs, |s| s.end_offset <= offset)
+    }
+
+    /// Deletes the oldest segments for as long as `droppable` holds, never the active one of
+    /// an open shard.
+    pub(super) fn drop_oldest_segments(
+        &mut self,
+        fs: &dyn FileSystem,
+        droppable: impl Fn(&super::log::SegmentView) -> bool,
+    ) -> Result<(), StoreError> {
+        // A closed shard takes no more writes, so its last segment may go too.
+        let active_base = if self.closed {
+            None
+        } else {
+            self.active.as_ref().map(|a| a.base_offset)
+        };
+        let expired: Vec<PathBuf> = {
+            let mut view = self.log.view_mut();
+            let keep_from = view
+                .segments
+                .iter()
+                .position(|s| !droppable(s) || Some(s.base_offset) == active_base)
+                .unwrap_or(view.segments.len());
+            view.segments.drain(..keep_from).map(|s| s.path).collect()
+        };
+        for path in expired {
+            // A sealed segment still waiting for its checkpoint sync goes too.
+            self.sealed.retain(|s| s.path != path);
+            if self.active.as_ref().is_some_and(|a| a.path == path) {
+                self.active = None;
+                self.published_segment = None;
+            }
+            fs.remove_file(&path).map_err(StoreError::io(&path))?;
+            fs.remove_file(&index_path(&path))
+                .map_err(StoreError::io(&path))?;
+        }
+        Ok(())
+    }
+}
+
+/// Appends and syncs index entries; returns whether the index file was new.
+fn append_index(
+    fs: &dyn FileSystem,
+    segment: &Path,
+    entries: &[IndexEntry],
+) -> Result<bool, StoreError> {
+    if entries.is_empty() {
+        return Ok(false);
+    }
+    let path = index_path(segment);
+    let created = !path.exists();
+    let mut file = fs.open_append(&path).map_err(StoreError::io(&path))?;
+    file.append(&encode_index(entries))
+        .map_err(StoreError::io(&path))?;
+    file.sync_data().map_err(StoreError::io(&path))?;
+    Ok(created)
+}
