@@ -90,7 +90,9 @@ impl Default for StoreOptions {
             journal_bytes: 1024 * 1024 * 1024,
             checkpoint_interval: Duration::from_secs(30),
             queue_depth: 4096,
-            journal_room: 64 * 1024 * 1024,
+            // Small enough for a 64 MiB volume (the old and the new generation both exist
+            // during a checkpoint); a sync pays for file metadata once per room.
+            journal_room: 8 * 1024 * 1024,
         }
     }
 }
