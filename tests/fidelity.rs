@@ -1,11 +1,270 @@
 //! Wire fidelity: edge behaviour answered as Kinesis answers it, through the AWS SDK for Rust
-//! (which sends these requests unchanged).
+//! (which sends these requests unchanged), and golden answers to requests no SDK would send
+//! (they validate client-side), posted as raw JSON and CBOR.
 
 mod support;
 
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::ShardIteratorType;
-use support::broker::{Broker, TempDir, create_active_stream};
+use support::broker::{Broker, TempDir, create_active_stream, raw_post};
+
+const JSON: &str = "application/x-amz-json-1.1";
+const CBOR: &str = "application/x-amz-cbor-1.1";
+
+/// POSTs a JSON body to `operation`; returns the status and the body as text.
+fn post_json(endpoint: &str, operation: &str, body: &str) -> (u16, String) {
+    let target = format!("Kinesis_20131202.{operation}");
+    let answer = raw_post(endpoint, Some(&target), JSON, body.as_bytes());
+    (
+        answer.status,
+        String::from_utf8_lossy(&answer.body).into_owned(),
+    )
+}
+
+/// The exact JSON body of an error answer.
+fn error_body(kind: &str, message: &str) -> String {
+    let key = if kind == "SerializationException" {
+        "Message"
+    } else {
+        "message"
+    };
+    let message = serde_json::to_string(message).expect("a JSON string");
+    format!(r#"{{"__type":"{kind}","{key}":{message}}}"#)
+}
+
+#[test]
+fn fidelity_every_constraint_violation_is_answered_at_once_in_kinesis_words() {
+    let dir = TempDir::new("fidelity-validation");
+    let broker = Broker::start(dir.path());
+    let endpoint = &broker.endpoint;
+    let too_long = "a".repeat(129);
+    let cases: Vec<(&str, String, String)> = vec![
+        (
+            "CreateStream",
+            r#"{"ShardCount":0}"#.to_owned(),
+            "2 validation errors detected: Value null at 'streamName' failed to satisfy constraint: Member must not be null; Value '0' at 'shardCount' failed to satisfy constraint: Member must have value greater than or equal to 1".to_owned(),
+        ),
+        (
+            "CreateStream",
+            format!(r#"{{"StreamName":"{too_long}","ShardCount":1,"MaxRecordSizeInKiB":99999}}"#),
+            format!("2 validation errors detected: Value '{too_long}' at 'streamName' failed to satisfy constraint: Member must have length less than or equal to 128; Value '99999' at 'maxRecordSizeInKiB' failed to satisfy constraint: Member must have value less than or equal to 10240"),
+        ),
+        (
+            "DescribeStream",
+            r#"{"StreamName":"bad name!","Limit":10001}"#.to_owned(),
+            "2 validation errors detected: Value 'bad name!' at 'streamName' failed to satisfy constraint: Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+; Value '10001' at 'limit' failed to satisfy constraint: Member must have value less than or equal to 10000".to_owned(),
+        ),
+        (
+            "GetShardIterator",
+            r#"{"StreamName":"s","ShardIteratorType":"OLDEST","StartingSequenceNumber":"01"}"#.to_owned(),
+            "3 validation errors detected: Value null at 'shardId' failed to satisfy constraint: Member must not be null; Value 'OLDEST' at 'shardIteratorType' failed to satisfy constraint: Member must satisfy enum value set: [AT_SEQUENCE_NUMBER, AFTER_SEQUENCE_NUMBER, TRIM_HORIZON, LATEST, AT_TIMESTAMP]; Value '01' at 'startingSequenceNumber' failed to satisfy constraint: Member must satisfy regular expression pattern: ^(0|([1-9]\\d{0,128}))$".to_owned(),
+        ),
+        (
+            "ListStreams",
+            r#"{"Limit":0,"NextToken":""}"#.to_owned(),
+            "2 validation errors detected: Value '0' at 'limit' failed to satisfy constraint: Member must have value greater than or equal to 1; Value '' at 'nextToken' failed to satisfy constraint: Member must have length greater than or equal to 1".to_owned(),
+        ),
+        (
+            "AddTagsToStream",
+            r#"{"StreamName":"s","Tags":{}}"#.to_owned(),
+            "1 validation error detected: Value '{}' at 'tags' failed to satisfy constraint: Member must have length greater than or equal to 1".to_owned(),
+        ),
+        (
+            "AddTagsToStream",
+            format!(r#"{{"StreamName":"s","Tags":{{"":"v","k":"{}"}}}}"#, "v".repeat(257)),
+            format!("2 validation errors detected: Value '{{=v, k={}}}' at 'tags' failed to satisfy constraint: Map keys must satisfy constraint: [Member must have length less than or equal to 128, Member must have length greater than or equal to 1]; Value '{{=v, k={}}}' at 'tags' failed to satisfy constraint: Map value must satisfy constraint: [Member must have length less than or equal to 256, Member must have length greater than or equal to 0]", "v".repeat(257), "v".repeat(257)),
+        ),
+        (
+            "RemoveTagsFromStream",
+            r#"{"StreamName":"s","TagKeys":["ok",""]}"#.to_owned(),
+            "1 validation error detected: Value '[ok, ]' at 'tagKeys' failed to satisfy constraint: Member must satisfy constraint: [Member must have length less than or equal to 128, Member must have length greater than or equal to 1]".to_owned(),
+        ),
+        (
+            "PutRecords",
+            r#"{"StreamName":"s","Records":[{"Data":"AA==","PartitionKey":"k"},{"PartitionKey":""},{"Data":"AA==","PartitionKey":"k","ExplicitHashKey":"-1"}]}"#.to_owned(),
+            "3 validation errors detected: Value null at 'records.2.member.data' failed to satisfy constraint: Member must not be null; Value '' at 'records.2.member.partitionKey' failed to satisfy constraint: Member must have length greater than or equal to 1; Value '-1' at 'records.3.member.explicitHashKey' failed to satisfy constraint: Member must satisfy regular expression pattern: ^(0|([1-9]\\d{0,38}))$".to_owned(),
+        ),
+        (
+            "PutRecord",
+            r#"{"StreamName":"s","PartitionKey":""}"#.to_owned(),
+            "2 validation errors detected: Value null at 'data' failed to satisfy constraint: Member must not be null; Value '' at 'partitionKey' failed to satisfy constraint: Member must have length greater than or equal to 1".to_owned(),
+        ),
+        (
+            "GetRecords",
+            r#"{"ShardIterator":"","Limit":10001}"#.to_owned(),
+            "2 validation errors detected: Value '' at 'shardIterator' failed to satisfy constraint: Member must have length greater than or equal to 1; Value '10001' at 'limit' failed to satisfy constraint: Member must have value less than or equal to 10000".to_owned(),
+        ),
+    ];
+    for (operation, body, message) in cases {
+        let (status, answer) = post_json(endpoint, operation, &body);
+        assert_eq!(
+            (status, answer),
+            (400, error_body("ValidationException", &message)),
+            "{operation} {body}"
+        );
+    }
+}
+
+#[test]
+fn fidelity_type_mismatches_are_serialization_exceptions_in_kinesis_words() {
+    let dir = TempDir::new("fidelity-types");
+    let broker = Broker::start(dir.path());
+    let endpoint = &broker.endpoint;
+    let cases = [
+        (
+            "CreateStream",
+            r#"{"StreamName":"s","ShardCount":"2"}"#,
+            "class java.lang.String can not be converted to an Integer",
+        ),
+        (
+            "CreateStream",
+            r#"{"StreamName":"s","ShardCount":true}"#,
+            "class java.lang.Boolean can not be converted to an Integer",
+        ),
+        (
+            "CreateStream",
+            r#"{"StreamName":7}"#,
+            "class com.amazon.coral.value.json.numbers.TruncatingBigNumber can not be converted to an String",
+        ),
+        (
+            "CreateStream",
+            r#"{"StreamName":["s"]}"#,
+            "Start of list found where not expected",
+        ),
+        (
+            "CreateStream",
+            r#"{"StreamName":{"a":"b"}}"#,
+            "Start of structure or map found where not expected.",
+        ),
+        (
+            "CreateStream",
+            r#"{"StreamName":"s","StreamModeDetails":"ON_DEMAND"}"#,
+            "Expected null",
+        ),
+        (
+            "AddTagsToStream",
+            r#"{"StreamName":"s","Tags":"k=v"}"#,
+            "Expected map or null",
+        ),
+        (
+            "RemoveTagsFromStream",
+            r#"{"StreamName":"s","TagKeys":"k"}"#,
+            "Expected list or null",
+        ),
+        (
+            "RemoveTagsFromStream",
+            r#"{"StreamName":"s","TagKeys":{"k":"v"}}"#,
+            "Start of structure or map found where not expected.",
+        ),
+        (
+            "PutRecords",
+            r#"{"StreamName":"s","Records":[{"Data":"AA==","PartitionKey":5}]}"#,
+            "class com.amazon.coral.value.json.numbers.TruncatingBigNumber can not be converted to an String",
+        ),
+        (
+            "PutRecord",
+            r#"{"StreamName":"s","PartitionKey":"k","Data":"abc"}"#,
+            "'abc' can not be converted to a Blob: Base64 encoded length is expected a multiple of 4 bytes but found: 3",
+        ),
+        (
+            "PutRecord",
+            r#"{"StreamName":"s","PartitionKey":"k","Data":"a*c="}"#,
+            "'a*c=' can not be converted to a Blob: Invalid Base64 character: '*'",
+        ),
+        (
+            "PutRecord",
+            r#"{"StreamName":"s","PartitionKey":"k","Data":true}"#,
+            "class java.lang.Boolean can not be converted to a Blob",
+        ),
+        (
+            "GetShardIterator",
+            r#"{"StreamName":"s","ShardId":"shardId-0","ShardIteratorType":"AT_TIMESTAMP","Timestamp":"yesterday"}"#,
+            "class java.lang.String can not be converted to milliseconds since epoch",
+        ),
+        (
+            "GetRecords",
+            r#"{"ShardIterator":"x","Limit":"10"}"#,
+            "class java.lang.String can not be converted to an Integer",
+        ),
+    ];
+    for (operation, body, message) in cases {
+        let (status, answer) = post_json(endpoint, operation, body);
+        assert_eq!(
+            (status, answer),
+            (400, error_body("SerializationException", message)),
+            "{operation} {body}"
+        );
+    }
+}
+
+#[test]
+fn fidelity_cbor_requests_get_the_same_answers_in_cbor() {
+    use minicbor::Encoder;
+    let dir = TempDir::new("fidelity-cbor");
+    let broker = Broker::start(dir.path());
+    let mut body = Encoder::new(Vec::new());
+    body.map(1)
+        .and_then(|e| e.str("ShardCount"))
+        .and_then(|e| e.u32(0))
+        .expect("encode");
+    let answer = raw_post(
+        &broker.endpoint,
+        Some("Kinesis_20131202.CreateStream"),
+        CBOR,
+        body.writer(),
+    );
+    assert_eq!(answer.status, 400);
+    assert!(
+        answer
+            .head
+            .contains("content-type: application/x-amz-cbor-1.1"),
+        "{}",
+        answer.head
+    );
+    let mut decoder = minicbor::Decoder::new(&answer.body);
+    let entries = decoder.map().expect("a map").expect("definite");
+    let mut fields = std::collections::BTreeMap::new();
+    for _ in 0..entries {
+        let key = decoder.str().expect("key").to_owned();
+        let value = decoder.str().expect("text value").to_owned();
+        fields.insert(key, value);
+    }
+    assert_eq!(
+        fields.get("__type").map(String::as_str),
+        Some("ValidationException")
+    );
+    assert_eq!(
+        fields.get("message").map(String::as_str),
+        Some(
+            "2 validation errors detected: Value null at 'streamName' failed to satisfy constraint: Member must not be null; Value '0' at 'shardCount' failed to satisfy constraint: Member must have value greater than or equal to 1"
+        )
+    );
+}
+
+#[test]
+fn fidelity_the_embedded_model_is_the_aws_models_constraints() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let python = support::helm::python();
+    let output = std::process::Command::new(&python)
+        .arg(root.join("tests/python/kinesis_constraints.py"))
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run {} ({e}): `make test` installs botocore there",
+                python.display()
+            )
+        });
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let committed = std::fs::read(root.join("src/broker/protocol/model.json")).expect("model.json");
+    assert!(
+        committed == output.stdout,
+        "src/broker/protocol/model.json differs from the installed botocore model: run `.tools/venv/bin/python tests/python/kinesis_constraints.py > src/broker/protocol/model.json`"
+    );
+}
 
 #[tokio::test]
 async fn fidelity_shard_ids_are_resolved_by_the_number_after_their_last_hyphen() {

@@ -10,7 +10,7 @@ pub mod subscribe;
 
 use std::sync::Arc;
 
-use super::protocol::{ApiError, ErrorKind, Operation};
+use super::protocol::{ApiError, ErrorKind, Operation, validate};
 use super::state::Broker;
 
 /// Runs one operation on a request body and returns the response body.
@@ -19,6 +19,29 @@ pub async fn dispatch(
     operation: Operation,
     body: &[u8],
 ) -> Result<Vec<u8>, ApiError> {
+    // The model's checks run before every operation but the three on the data path, whose
+    // own checks cover their members and which would otherwise parse every body twice; when
+    // one of those refuses a request, the model's checks word the answer.
+    let data_path = matches!(
+        operation,
+        Operation::PutRecord | Operation::PutRecords | Operation::GetRecords
+    );
+    if !data_path {
+        validate::check(operation.name(), body)?;
+    }
+    let result = run(broker, operation, body).await;
+    match result {
+        // Kinesis checks a request before it looks for its stream: a refused data-path call
+        // that breaks the model answers the violation, whatever refused it here.
+        Err(error) if data_path => {
+            validate::check(operation.name(), body)?;
+            Err(error)
+        }
+        other => other,
+    }
+}
+
+async fn run(broker: &Arc<Broker>, operation: Operation, body: &[u8]) -> Result<Vec<u8>, ApiError> {
     match operation {
         Operation::CreateStream => streams::create_stream(broker, body).await,
         Operation::DeleteStream => streams::delete_stream(broker, body).await,

@@ -4,6 +4,7 @@
 pub mod cbor;
 pub mod eventstream;
 pub mod json;
+pub mod validate;
 
 use std::fmt::Write;
 
@@ -134,7 +135,12 @@ impl ApiError {
         let mut out = String::with_capacity(64 + self.message.len());
         out.push_str("{\"__type\":\"");
         out.push_str(self.kind.type_name());
-        out.push_str("\",\"message\":");
+        // Kinesis capitalizes the key of a SerializationException's message only.
+        out.push_str(if self.kind == ErrorKind::Serialization {
+            "\",\"Message\":"
+        } else {
+            "\",\"message\":"
+        });
         out.push_str(&serde_json::to_string(&self.message).unwrap_or_else(|_| "\"\"".into()));
         out.push('}');
         out.into_bytes()
