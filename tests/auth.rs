@@ -15,7 +15,7 @@ use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextMut;
 use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::retry::RetryConfig;
-use support::broker::{BrokerBuilder, TempDir, error_code, http_request};
+use support::broker::{BrokerBuilder, TempDir, error_code};
 
 const KEY_ID: &str = "AKIDBROOKPRODUCER1";
 const SECRET: &str = "brook-test-secret-0123456789abcdefghij";
@@ -135,7 +135,18 @@ async fn only_requests_signed_with_a_known_key_and_secret_get_through() {
 
     let (status, body) = tokio::task::spawn_blocking({
         let endpoint = broker.endpoint.clone();
-        move || http_request("POST", &format!("{endpoint}/"))
+        move || {
+            let answer = support::broker::raw_post(
+                &endpoint,
+                Some("Kinesis_20131202.ListStreams"),
+                "application/x-amz-json-1.1",
+                b"{}",
+            );
+            (
+                answer.status,
+                String::from_utf8_lossy(&answer.body).into_owned(),
+            )
+        }
     })
     .await
     .expect("raw request");

@@ -349,3 +349,203 @@ async fn fidelity_shard_ids_are_resolved_by_the_number_after_their_last_hyphen()
         .expect("ListShards");
     assert_eq!(shards.shards().len(), 4, "shard 0 split in two");
 }
+
+/// Sends `method` with exactly `headers` and `body`; returns the status, the lowercased head
+/// and the body.
+fn raw_request(
+    endpoint: &str,
+    method: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String, Vec<u8>) {
+    let answer = support::broker::raw_request(endpoint, method, headers, body);
+    (answer.status, answer.head, answer.body)
+}
+
+#[test]
+fn fidelity_browsers_get_cors_preflight_answers_and_exposed_headers() {
+    let dir = TempDir::new("fidelity-cors");
+    let broker = Broker::start(dir.path());
+    let endpoint = &broker.endpoint;
+    let (status, head, body) = raw_request(
+        endpoint,
+        "OPTIONS",
+        &[
+            ("Origin", "http://app.example"),
+            ("Access-Control-Request-Method", "POST"),
+            (
+                "Access-Control-Request-Headers",
+                "content-type,x-amz-target,x-amz-date,authorization",
+            ),
+        ],
+        b"",
+    );
+    assert_eq!(status, 200, "{head}");
+    assert!(body.is_empty());
+    for expected in [
+        "access-control-allow-origin: *",
+        "access-control-allow-methods: post",
+        "access-control-allow-headers: content-type,x-amz-target,x-amz-date,authorization",
+        "access-control-max-age: 172800",
+    ] {
+        assert!(head.contains(expected), "no {expected:?} in {head}");
+    }
+    // A browser's call itself: the answer exposes the headers the SDK reads.
+    let (status, head, body) = raw_request(
+        endpoint,
+        "POST",
+        &[
+            ("Origin", "http://app.example"),
+            ("Content-Type", JSON),
+            ("X-Amz-Target", "Kinesis_20131202.ListStreams"),
+        ],
+        b"{}",
+    );
+    assert_eq!(status, 200, "{head}");
+    assert!(String::from_utf8_lossy(&body).contains("StreamNames"));
+    assert!(head.contains("access-control-allow-origin: *"), "{head}");
+    assert!(
+        head.contains("access-control-expose-headers: x-amzn-requestid,x-amzn-errortype,x-amz-request-id,x-amz-id-2,x-amzn-errormessage,date"),
+        "{head}"
+    );
+    // Without an Origin, no CORS headers.
+    let (_, head, _) = raw_request(
+        endpoint,
+        "POST",
+        &[
+            ("Content-Type", JSON),
+            ("X-Amz-Target", "Kinesis_20131202.ListStreams"),
+        ],
+        b"{}",
+    );
+    assert!(!head.contains("access-control-"), "{head}");
+}
+
+/// A request (method, headers, body) and Kinesis's answer (status, content type, body).
+type FrontCase<'a> = (
+    &'a str,
+    Vec<(&'a str, &'a str)>,
+    &'a [u8],
+    u16,
+    &'a str,
+    &'a str,
+);
+
+#[test]
+fn fidelity_requests_outside_the_protocol_get_kinesis_answers() {
+    let dir = TempDir::new("fidelity-front");
+    let broker = Broker::start(dir.path());
+    let endpoint = &broker.endpoint;
+    let list = "Kinesis_20131202.ListStreams";
+    let cases: Vec<FrontCase> = vec![
+        (
+            "GET",
+            vec![],
+            b"",
+            403,
+            "",
+            "<AccessDeniedException>\n  <Message>Unable to determine service/operation name to be authorized</Message>\n</AccessDeniedException>\n",
+        ),
+        (
+            "POST",
+            vec![("Content-Type", JSON), ("X-Amz-Target", list)],
+            b"",
+            400,
+            JSON,
+            r#"{"__type":"SerializationException"}"#,
+        ),
+        (
+            "POST",
+            vec![
+                ("Content-Type", JSON),
+                ("X-Amz-Target", "Kinesis_20131202.NoSuchThing"),
+            ],
+            b"{}",
+            400,
+            JSON,
+            r#"{"__type":"UnknownOperationException"}"#,
+        ),
+        (
+            "POST",
+            vec![
+                ("Content-Type", JSON),
+                ("X-Amz-Target", "DynamoDB_20120810.ListTables"),
+            ],
+            b"{}",
+            400,
+            JSON,
+            r#"{"__type":"UnknownOperationException"}"#,
+        ),
+        (
+            "POST",
+            vec![("Content-Type", JSON), ("X-Amz-Target", list)],
+            b"[1, 2]",
+            400,
+            JSON,
+            r#"{"__type":"SerializationException"}"#,
+        ),
+        (
+            "POST",
+            vec![("Content-Type", "text/plain"), ("X-Amz-Target", list)],
+            b"{}",
+            404,
+            "",
+            "<UnknownOperationException/>\n",
+        ),
+        (
+            "POST",
+            vec![("Content-Type", "text/plain")],
+            b"{}",
+            403,
+            "",
+            "<AccessDeniedException>\n  <Message>Unable to determine service/operation name to be authorized</Message>\n</AccessDeniedException>\n",
+        ),
+        (
+            "POST",
+            vec![("Content-Type", "application/json"), ("X-Amz-Target", list)],
+            b"{}",
+            404,
+            "application/json",
+            r#"{"Output":{"__type":"com.amazon.coral.service#UnknownOperationException"},"Version":"1.0"}"#,
+        ),
+        (
+            "POST",
+            vec![("Content-Type", "application/json"), ("X-Amz-Target", list)],
+            b"nope",
+            400,
+            "application/json",
+            r#"{"Output":{"__type":"com.amazon.coral.service#SerializationException"},"Version":"1.0"}"#,
+        ),
+    ];
+    for (method, headers, body, status, content_type, expected) in cases {
+        let (got, head, answer) = raw_request(endpoint, method, &headers, body);
+        let answer = String::from_utf8_lossy(&answer).into_owned();
+        assert_eq!(
+            (got, answer.as_str()),
+            (status, expected),
+            "{method} {headers:?} {body:?}"
+        );
+        if !content_type.is_empty() {
+            assert!(
+                head.contains(&format!("content-type: {content_type}")),
+                "{method} {headers:?}: {head}"
+            );
+        }
+    }
+    // An empty CBOR body is answered in CBOR.
+    let (status, head, answer) = raw_request(
+        endpoint,
+        "POST",
+        &[("Content-Type", CBOR), ("X-Amz-Target", list)],
+        b"",
+    );
+    assert_eq!(status, 400);
+    assert!(
+        head.contains("content-type: application/x-amz-cbor-1.1"),
+        "{head}"
+    );
+    let mut decoder = minicbor::Decoder::new(&answer);
+    assert_eq!(decoder.map().expect("a map"), Some(1));
+    assert_eq!(decoder.str().expect("key"), "__type");
+    assert_eq!(decoder.str().expect("value"), "SerializationException");
+}

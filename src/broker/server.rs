@@ -24,7 +24,9 @@ use tokio::sync::watch;
 
 use super::auth;
 use super::ops;
-use super::protocol::{ApiError, ErrorKind, JSON_CONTENT_TYPE, Operation, cbor, eventstream};
+use super::protocol::{
+    ApiError, ErrorKind, JSON_CONTENT_TYPE, Operation, cbor, eventstream, front,
+};
 use super::state::Broker;
 use super::tls::ReloadingTls;
 
@@ -89,6 +91,8 @@ enum Reply {
     Json(Vec<u8>),
     /// Event stream messages, sent as they come.
     Events(tokio::sync::mpsc::Receiver<Bytes>),
+    /// What the front end answers before any operation runs.
+    Front(front::Answer),
 }
 
 /// A response body fed by a channel; it ends when the sender goes.
@@ -125,19 +129,24 @@ pub async fn handle_kinesis(
         return Ok(handle_firehose(&broker, request).await);
     }
     let operation = Operation::from_target(target);
-    let is_cbor = request
-        .headers()
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|t| t.contains("cbor"));
     let (parts, body) = request.into_parts();
+    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    let front_request = front::Request {
+        method: parts.method.as_str(),
+        content_type: header("content-type").map(|t| t.split(';').next().unwrap_or("").trim()),
+        target: header("x-amz-target"),
+        origin: parts.headers.contains_key(http::header::ORIGIN),
+        preflight_headers: header("access-control-request-headers"),
+        preflight_method: header("access-control-request-method"),
+    };
+    let cors = front::cors_headers(&front_request);
+    if let Err(answer) = front::before_body(&front_request) {
+        return Ok(front_response(answer, &id, &[]));
+    }
+    let mut is_cbor = front_request
+        .content_type
+        .is_some_and(|t| t.contains("cbor"));
     let result = async {
-        if parts.method != Method::POST {
-            return Err(ApiError::new(
-                ErrorKind::UnknownOperation,
-                "Kinesis operations are POST requests.",
-            ));
-        }
         let body = match Limited::new(body, MAX_BODY_BYTES).collect().await {
             Ok(body) => body.to_bytes(),
             Err(error) if error.is::<http_body_util::LengthLimitError>() => {
@@ -153,7 +162,12 @@ pub async fn handle_kinesis(
                 ));
             }
         };
-        // As AWS does, the signature is checked before anything else about the request.
+        // As Kinesis does: the protocol, the body's shape and the operation first, then the
+        // signature, then everything else.
+        match front::after_body(&front_request, operation.is_ok(), &body) {
+            Ok(protocol) => is_cbor = protocol == front::Protocol::Cbor,
+            Err(answer) => return Ok(Reply::Front(answer)),
+        }
         let caller = authenticate(&broker, &parts, &body, "kinesis")?;
         let operation = operation.clone()?;
         ops::refuse_unmanaged_change(&broker, operation, &caller)?;
@@ -184,6 +198,7 @@ pub async fn handle_kinesis(
             respond(200, cbor::json_to_cbor(&body), cbor::CONTENT_TYPE)
         }
         Ok(Reply::Json(body)) => respond(200, body, JSON_CONTENT_TYPE),
+        Ok(Reply::Front(answer)) => front_response(answer, &id, &[]),
         Ok(Reply::Events(events)) => {
             let mut response = Response::new(ChannelBody { events }.boxed());
             response.headers_mut().insert(
@@ -208,7 +223,47 @@ pub async fn handle_kinesis(
             .insert("x-amzn-RequestId", value.clone());
         response.headers_mut().insert("x-amz-id-2", value);
     }
+    add_headers(&mut response, &cors);
     Ok(response)
+}
+
+fn add_headers(response: &mut Response<ResponseBody>, headers: &[(&'static str, String)]) {
+    for (name, value) in headers {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            response.headers_mut().insert(*name, value);
+        }
+    }
+}
+
+/// The answer the front end decided on, in the request's protocol.
+fn front_response(
+    answer: front::Answer,
+    id: &str,
+    extra: &[(&'static str, String)],
+) -> Response<ResponseBody> {
+    let body = match (&answer.body, answer.content_type) {
+        (front::Body::Empty, _) => Vec::new(),
+        (front::Body::Raw(text), _) => text.clone().into_bytes(),
+        (front::Body::Document(document), Some(cbor::CONTENT_TYPE)) => {
+            cbor::json_to_cbor(&serde_json::to_vec(document).unwrap_or_default())
+        }
+        (front::Body::Document(document), _) => serde_json::to_vec(document).unwrap_or_default(),
+    };
+    let mut response = Response::new(Full::new(Bytes::from(body)).boxed());
+    *response.status_mut() =
+        http::StatusCode::from_u16(answer.status).unwrap_or(http::StatusCode::BAD_REQUEST);
+    if let Some(content_type) = answer.content_type {
+        response.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static(content_type),
+        );
+    }
+    add_headers(&mut response, &answer.headers);
+    add_headers(&mut response, extra);
+    if let Ok(value) = HeaderValue::from_str(id) {
+        response.headers_mut().insert("x-amzn-RequestId", value);
+    }
+    response
 }
 
 /// Serves one call of the Firehose API (a standalone broker's delivery streams), signed and

@@ -255,15 +255,29 @@ pub fn raw_post(
     content_type: &str,
     body: &[u8],
 ) -> RawAnswer {
+    let mut headers = vec![("Content-Type", content_type)];
+    if let Some(target) = target {
+        headers.push(("X-Amz-Target", target));
+    }
+    raw_request(endpoint, "POST", &headers, body)
+}
+
+/// Sends `method` to `/` with exactly `headers` (and Host, Content-Length) and `body`.
+pub fn raw_request(
+    endpoint: &str,
+    method: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> RawAnswer {
     use std::io::{Read, Write};
     let host = endpoint.trim_start_matches("http://");
     let mut stream = std::net::TcpStream::connect(host).expect("connects");
     let mut head = format!(
-        "POST / HTTP/1.1\r\nHost: {host}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n",
+        "{method} / HTTP/1.1\r\nHost: {host}\r\nContent-Length: {}\r\nConnection: close\r\n",
         body.len()
     );
-    if let Some(target) = target {
-        head.push_str(&format!("X-Amz-Target: {target}\r\n"));
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
     }
     head.push_str("\r\n");
     stream.write_all(head.as_bytes()).expect("head");

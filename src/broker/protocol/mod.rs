@@ -3,6 +3,7 @@
 
 pub mod cbor;
 pub mod eventstream;
+pub mod front;
 pub mod json;
 pub mod validate;
 
