@@ -549,3 +549,64 @@ fn fidelity_requests_outside_the_protocol_get_kinesis_answers() {
     assert_eq!(decoder.str().expect("key"), "__type");
     assert_eq!(decoder.str().expect("value"), "SerializationException");
 }
+
+#[tokio::test]
+async fn fidelity_tags_with_characters_kinesis_refuses_are_refused() {
+    let dir = TempDir::new("fidelity-tags");
+    let broker = Broker::start(dir.path());
+    let client = broker.client();
+    create_active_stream(&client, "tagged", 1).await;
+    let invalid = "Some tags contain invalid characters. Valid characters: Unicode letters, digits, white space, _ . / = + - % @.";
+    for (key, value) in [
+        ("team;a", "x"),
+        ("team", "a,b"),
+        ("team", "tab\there"),
+        ("team", "line\nbreak"),
+    ] {
+        let refused = client
+            .add_tags_to_stream()
+            .stream_name("tagged")
+            .tags(key, value)
+            .send()
+            .await
+            .expect_err("refused");
+        assert_eq!(
+            support::broker::error_code(&refused),
+            "InvalidArgumentException"
+        );
+        assert_eq!(
+            refused.as_service_error().and_then(|e| e.meta().message()),
+            Some(invalid),
+            "{key:?}={value:?}"
+        );
+    }
+    let percent = client
+        .add_tags_to_stream()
+        .stream_name("tagged")
+        .tags("discount", "10%")
+        .send()
+        .await
+        .expect_err("refused");
+    assert!(
+        percent
+            .as_service_error()
+            .and_then(|e| e.meta().message())
+            .is_some_and(|m| m.starts_with("Failed to add tags to stream tagged under account ")
+                && m.ends_with("because some tags contained illegal characters. The allowed characters are Unicode letters, white-spaces, '_',',','/','=','+','-','@'.")),
+        "{percent:?}"
+    );
+    client
+        .add_tags_to_stream()
+        .stream_name("tagged")
+        .tags("Team Name_1", "Überwachung/a=b+c-d@e.f")
+        .send()
+        .await
+        .expect("letters, digits, space and _ . / = + - @ are taken");
+    let listed = client
+        .list_tags_for_stream()
+        .stream_name("tagged")
+        .send()
+        .await
+        .expect("ListTagsForStream");
+    assert_eq!(listed.tags().len(), 1, "only the valid tag was added");
+}

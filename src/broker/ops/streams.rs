@@ -48,6 +48,39 @@ fn check_tags<'a>(
     Ok(())
 }
 
+/// Whether Kinesis takes `c` in a tag key or value: letters (Latin, and the Unicode blocks
+/// Kinesis accepts), digits, space and `_ . / = + - @ %`.
+fn tag_character_allowed(c: char) -> bool {
+    c.is_ascii_alphanumeric()
+        || matches!(c, '_' | '.' | '/' | '=' | '+' | '-' | ' ' | '@' | '%')
+        || ('\u{C0}'..='\u{1FFF}').contains(&c)
+        || ('\u{2C00}'..='\u{D7FF}').contains(&c)
+}
+
+/// Refuses tags with characters Kinesis refuses, with its two messages: one for characters it
+/// never takes, one for `%`, which passes the first check but not the second.
+fn check_tag_characters<'a>(
+    texts: impl Iterator<Item = &'a String> + Clone,
+    stream: &str,
+    account: &str,
+) -> Result<(), ApiError> {
+    if texts.clone().any(|t| !t.chars().all(tag_character_allowed)) {
+        return Err(ApiError::new(
+            ErrorKind::InvalidArgument,
+            "Some tags contain invalid characters. Valid characters: Unicode letters, digits, white space, _ . / = + - % @.",
+        ));
+    }
+    if texts.into_iter().any(|t| t.contains('%')) {
+        return Err(ApiError::new(
+            ErrorKind::InvalidArgument,
+            format!(
+                "Failed to add tags to stream {stream} under account {account} because some tags contained illegal characters. The allowed characters are Unicode letters, white-spaces, '_',',','/','=','+','-','@'."
+            ),
+        ));
+    }
+    Ok(())
+}
+
 pub(super) async fn create_stream(broker: &Arc<Broker>, body: &[u8]) -> Result<Vec<u8>, ApiError> {
     let input: CreateStreamInput = json::decode(body)?;
     let name = required(input.stream_name, "streamName")?;
@@ -86,6 +119,11 @@ pub(super) async fn create_stream(broker: &Arc<Broker>, body: &[u8]) -> Result<V
     )?;
     let tags = input.tags.unwrap_or_default();
     check_tags(tags.iter().map(|(k, v)| (k, Some(v))))?;
+    check_tag_characters(
+        tags.keys().chain(tags.values()),
+        &name,
+        &broker.settings.account,
+    )?;
     if tags.len() > MAX_TAGS {
         return Err(ApiError::new(
             ErrorKind::InvalidArgument,
@@ -645,7 +683,9 @@ pub(super) async fn add_tags(broker: &Arc<Broker>, body: &[u8]) -> Result<Vec<u8
         ));
     }
     check_tags(tags.iter().map(|(k, v)| (k, Some(v))))?;
+    let account = broker.settings.account.clone();
     edit_tags(broker, &input.stream, |record| {
+        check_tag_characters(tags.keys().chain(tags.values()), &record.name, &account)?;
         let mut merged = record.tags.clone();
         merged.extend(tags);
         if merged.len() > MAX_TAGS {
