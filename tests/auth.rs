@@ -136,10 +136,13 @@ async fn only_requests_signed_with_a_known_key_and_secret_get_through() {
     let (status, body) = tokio::task::spawn_blocking({
         let endpoint = broker.endpoint.clone();
         move || {
-            let answer = support::broker::raw_post(
+            let answer = support::broker::raw_request(
                 &endpoint,
-                Some("Kinesis_20131202.ListStreams"),
-                "application/x-amz-json-1.1",
+                "POST",
+                &[
+                    ("Content-Type", "application/x-amz-json-1.1"),
+                    ("X-Amz-Target", "Kinesis_20131202.ListStreams"),
+                ],
                 b"{}",
             );
             (
@@ -150,7 +153,7 @@ async fn only_requests_signed_with_a_known_key_and_secret_get_through() {
     })
     .await
     .expect("raw request");
-    assert_eq!(status, 403);
+    assert_eq!(status, 400);
     assert!(
         body.contains("MissingAuthenticationTokenException"),
         "{body}"

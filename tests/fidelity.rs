@@ -6,7 +6,7 @@ mod support;
 
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::ShardIteratorType;
-use support::broker::{Broker, TempDir, create_active_stream, raw_post};
+use support::broker::{Broker, TempDir, UNVERIFIED_AUTHORIZATION, create_active_stream, raw_post};
 
 const JSON: &str = "application/x-amz-json-1.1";
 const CBOR: &str = "application/x-amz-cbor-1.1";
@@ -398,6 +398,8 @@ fn fidelity_browsers_get_cors_preflight_answers_and_exposed_headers() {
             ("Origin", "http://app.example"),
             ("Content-Type", JSON),
             ("X-Amz-Target", "Kinesis_20131202.ListStreams"),
+            ("Authorization", UNVERIFIED_AUTHORIZATION),
+            ("X-Amz-Date", "20261130T000000Z"),
         ],
         b"{}",
     );
@@ -415,6 +417,8 @@ fn fidelity_browsers_get_cors_preflight_answers_and_exposed_headers() {
         &[
             ("Content-Type", JSON),
             ("X-Amz-Target", "Kinesis_20131202.ListStreams"),
+            ("Authorization", UNVERIFIED_AUTHORIZATION),
+            ("X-Amz-Date", "20261130T000000Z"),
         ],
         b"{}",
     );
@@ -609,4 +613,67 @@ async fn fidelity_tags_with_characters_kinesis_refuses_are_refused() {
         .await
         .expect("ListTagsForStream");
     assert_eq!(listed.tags().len(), 1, "only the valid tag was added");
+}
+
+#[test]
+fn fidelity_requests_must_look_signed_even_when_the_broker_has_no_keys() {
+    let dir = TempDir::new("fidelity-auth-form");
+    let broker = Broker::start(dir.path());
+    let endpoint = &broker.endpoint;
+    let list = [
+        ("Content-Type", JSON),
+        ("X-Amz-Target", "Kinesis_20131202.ListStreams"),
+    ];
+    let with = |extra: &[(&'static str, &'static str)]| {
+        let mut headers = list.to_vec();
+        headers.extend_from_slice(extra);
+        let (status, _, body) = raw_request(endpoint, "POST", &headers, b"{}");
+        (status, String::from_utf8_lossy(&body).into_owned())
+    };
+    assert_eq!(
+        with(&[]),
+        (
+            400,
+            error_body(
+                "MissingAuthenticationTokenException",
+                "Missing Authentication Token"
+            )
+        )
+    );
+    let no_signature = "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20261130/us-east-1/kinesis/aws4_request, SignedHeaders=host;x-amz-date";
+    assert_eq!(
+        with(&[
+            ("Authorization", no_signature),
+            ("X-Amz-Date", "20261130T000000Z")
+        ]),
+        (
+            400,
+            error_body(
+                "IncompleteSignatureException",
+                &format!(
+                    "Authorization header requires 'Signature' parameter. Authorization={no_signature}"
+                )
+            )
+        )
+    );
+    assert_eq!(
+        with(&[("Authorization", UNVERIFIED_AUTHORIZATION)]),
+        (
+            400,
+            error_body(
+                "IncompleteSignatureException",
+                &format!(
+                    "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header. Authorization={UNVERIFIED_AUTHORIZATION}"
+                )
+            )
+        )
+    );
+    let (status, body) = with(&[
+        ("Authorization", UNVERIFIED_AUTHORIZATION),
+        ("X-Amz-Date", "20261130T000000Z"),
+    ]);
+    assert_eq!(
+        status, 200,
+        "a well-formed signature is not verified without keys: {body}"
+    );
 }

@@ -413,6 +413,26 @@ fn same_signature(expected: &str, provided: &str) -> bool {
     expected.len() == provided.len() && bool::from(expected.as_bytes().ct_eq(provided.as_bytes()))
 }
 
+/// Without keys to verify against, a request must still look signed, as Kinesis requires:
+/// an `Authorization` header (else `MissingAuthenticationTokenException`) of the SigV4 form
+/// with a credential scope, signed headers and a signature, and an `X-Amz-Date` or `Date`
+/// header (else `IncompleteSignatureException`). The signature itself is not checked.
+pub fn check_form(authorization: Option<&str>, has_date: bool) -> Result<(), ApiError> {
+    let Some(header) = authorization else {
+        return Err(ApiError::new(
+            ErrorKind::MissingAuthenticationToken,
+            "Missing Authentication Token",
+        ));
+    };
+    parse_authorization(header)?;
+    if !has_date {
+        return Err(incomplete(format!(
+            "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header. Authorization={header}"
+        )));
+    }
+    Ok(())
+}
+
 /// Verifies a request's SigV4 signature at `now_ms` for this endpoint's `region`; returns the
 /// caller's access key id.
 pub fn verify(

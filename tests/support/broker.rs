@@ -247,15 +247,24 @@ pub struct RawAnswer {
     pub body: Vec<u8>,
 }
 
+/// An `Authorization` header of the SigV4 form (its signature is not valid: for a broker
+/// without keys, which checks only the form).
+pub const UNVERIFIED_AUTHORIZATION: &str = "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20261130/us-east-1/kinesis/aws4_request, SignedHeaders=content-type;host;x-amz-date;x-amz-target, Signature=0000";
+
 /// POSTs `body` as it is, for requests no SDK would send (malformed bodies, missing targets,
-/// other protocols); `target` is the whole `X-Amz-Target` value.
+/// other protocols); `target` is the whole `X-Amz-Target` value. It carries a signature of
+/// the right form ([`UNVERIFIED_AUTHORIZATION`]) and an `X-Amz-Date`.
 pub fn raw_post(
     endpoint: &str,
     target: Option<&str>,
     content_type: &str,
     body: &[u8],
 ) -> RawAnswer {
-    let mut headers = vec![("Content-Type", content_type)];
+    let mut headers = vec![
+        ("Content-Type", content_type),
+        ("Authorization", UNVERIFIED_AUTHORIZATION),
+        ("X-Amz-Date", "20261130T000000Z"),
+    ];
     if let Some(target) = target {
         headers.push(("X-Amz-Target", target));
     }

@@ -86,9 +86,8 @@ impl ErrorKind {
             Self::InternalFailure => 500,
             Self::ServiceUnavailable => 503,
             Self::RequestEntityTooLarge => 413,
-            Self::MissingAuthenticationToken
-            | Self::IncompleteSignature
-            | Self::InvalidSignature => 403,
+            // Kinesis answers its JSON and CBOR protocols' authentication errors with 400 too
+            // (403 is for requests outside them, answered in XML by the front end).
             _ => 400,
         }
     }
