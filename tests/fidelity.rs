@@ -94,6 +94,41 @@ fn fidelity_every_constraint_violation_is_answered_at_once_in_kinesis_words() {
             r#"{"ShardIterator":"","Limit":10001}"#.to_owned(),
             "2 validation errors detected: Value '' at 'shardIterator' failed to satisfy constraint: Member must have length greater than or equal to 1; Value '10001' at 'limit' failed to satisfy constraint: Member must have value less than or equal to 10000".to_owned(),
         ),
+        (
+            "SplitShard",
+            r#"{"StreamName":"s","NewStartingHashKey":"12x"}"#.to_owned(),
+            "2 validation errors detected: Value null at 'shardToSplit' failed to satisfy constraint: Member must not be null; Value '12x' at 'newStartingHashKey' failed to satisfy constraint: Member must satisfy regular expression pattern: ^(0|([1-9]\\d{0,38}))$".to_owned(),
+        ),
+        (
+            "MergeShards",
+            r#"{"StreamName":"s","ShardToMerge":"shard 0"}"#.to_owned(),
+            "2 validation errors detected: Value 'shard 0' at 'shardToMerge' failed to satisfy constraint: Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+; Value null at 'adjacentShardToMerge' failed to satisfy constraint: Member must not be null".to_owned(),
+        ),
+        (
+            "UpdateShardCount",
+            r#"{"StreamName":"s","TargetShardCount":0,"ScalingType":"FAST"}"#.to_owned(),
+            "2 validation errors detected: Value '0' at 'targetShardCount' failed to satisfy constraint: Member must have value greater than or equal to 1; Value 'FAST' at 'scalingType' failed to satisfy constraint: Member must satisfy enum value set: [UNIFORM_SCALING]".to_owned(),
+        ),
+        (
+            "RegisterStreamConsumer",
+            r#"{"StreamARN":"arn:aws:kinesis:us-east-1:12:stream/s","ConsumerName":""}"#.to_owned(),
+            "3 validation errors detected: Value 'arn:aws:kinesis:us-east-1:12:stream/s' at 'streamARN' failed to satisfy constraint: Member must satisfy regular expression pattern: arn:aws.*:kinesis:.*:\\d{12}:stream/\\S+; Value '' at 'consumerName' failed to satisfy constraint: Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+; Value '' at 'consumerName' failed to satisfy constraint: Member must have length greater than or equal to 1".to_owned(),
+        ),
+        (
+            "EnableEnhancedMonitoring",
+            r#"{"StreamName":"s","ShardLevelMetrics":[]}"#.to_owned(),
+            "1 validation error detected: Value '[]' at 'shardLevelMetrics' failed to satisfy constraint: Member must have length greater than or equal to 1".to_owned(),
+        ),
+        (
+            "ListStreamConsumers",
+            r#"{"MaxResults":10001}"#.to_owned(),
+            "2 validation errors detected: Value null at 'streamARN' failed to satisfy constraint: Member must not be null; Value '10001' at 'maxResults' failed to satisfy constraint: Member must have value less than or equal to 10000".to_owned(),
+        ),
+        (
+            "TagResource",
+            r#"{"ResourceARN":"arn:aws:kinesis:us-east-1:123456789012:bucket/b"}"#.to_owned(),
+            "2 validation errors detected: Value null at 'tags' failed to satisfy constraint: Member must not be null; Value 'arn:aws:kinesis:us-east-1:123456789012:bucket/b' at 'resourceARN' failed to satisfy constraint: Member must satisfy regular expression pattern: arn:aws.*:kinesis:.*:\\d{12}:.*(stream|channel|queue)/\\S+".to_owned(),
+        ),
     ];
     for (operation, body, message) in cases {
         let (status, answer) = post_json(endpoint, operation, &body);
