@@ -190,8 +190,9 @@ pub async fn handle_kinesis(
     .await;
     let operation = operation.ok();
     let outcome = match &result {
-        Ok(_) => "ok",
-        Err(error) => error.kind.type_name(),
+        Ok(Reply::Front(answer)) => answer.outcome(),
+        Ok(_) => "ok".to_owned(),
+        Err(error) => error.kind.type_name().to_owned(),
     };
     let mut response = match result {
         Ok(Reply::Json(body)) if is_cbor => {
@@ -216,7 +217,7 @@ pub async fn handle_kinesis(
     };
     broker
         .metrics
-        .observe(operation, outcome, started.elapsed().as_secs_f64());
+        .observe(operation, &outcome, started.elapsed().as_secs_f64());
     if let Ok(value) = HeaderValue::from_str(&id) {
         response
             .headers_mut()

@@ -78,6 +78,27 @@ impl Answer {
     }
 }
 
+impl Answer {
+    /// The error type the answer carries (for the request counters), or `ok` for a preflight.
+    pub fn outcome(&self) -> String {
+        match &self.body {
+            Body::Empty => "ok".to_owned(),
+            Body::Document(document) => document
+                .get("__type")
+                .or_else(|| document.get("Output").and_then(|o| o.get("__type")))
+                .and_then(|t| t.as_str())
+                .map(|t| t.rsplit('#').next().unwrap_or(t).to_owned())
+                .unwrap_or_default(),
+            Body::Raw(text) => text
+                .trim_start_matches('<')
+                .split(['>', '/'])
+                .next()
+                .unwrap_or_default()
+                .to_owned(),
+        }
+    }
+}
+
 /// The CORS headers of an answer to a browser's request that is not a preflight.
 pub fn cors_headers(request: &Request<'_>) -> Vec<(&'static str, String)> {
     if !request.origin {
@@ -234,6 +255,29 @@ mod tests {
             target,
             ..Request::default()
         }
+    }
+
+    #[test]
+    fn an_answer_names_its_error_type_for_the_counters() {
+        let json = Some(AMZ_JSON);
+        let create = Some("Kinesis_20131202.CreateStream");
+        let outcome = |answer: Result<Protocol, Answer>| answer.expect_err("answered").outcome();
+        assert_eq!(
+            outcome(after_body(&post(json, create), true, b"")),
+            "SerializationException"
+        );
+        assert_eq!(
+            outcome(after_body(&post(Some(PLAIN_JSON), create), true, b"{}")),
+            "UnknownOperationException"
+        );
+        assert_eq!(
+            outcome(after_body(&post(Some("text/plain"), create), true, b"{}")),
+            "UnknownOperationException"
+        );
+        assert_eq!(
+            outcome(after_body(&post(Some("text/plain"), None), false, b"{}")),
+            "AccessDeniedException"
+        );
     }
 
     #[test]
