@@ -87,6 +87,21 @@ impl WrittenRound {
     }
 }
 
+/// Syncs the journal for `appends` appends and counts the sync and its time.
+pub(super) fn sync_journal(
+    journal: &mut dyn LogFile,
+    stats: &CommitStats,
+    appends: usize,
+) -> Result<(), StoreError> {
+    let started = Instant::now();
+    let result = journal
+        .sync_data()
+        .map_err(StoreError::io(std::path::Path::new("journal")));
+    stats.sync();
+    stats.add(Stage::Sync, started.elapsed(), appends);
+    result
+}
+
 enum Message {
     /// The journal rounds are now written to (after a checkpoint started a new one).
     Journal(Box<dyn LogFile>),
@@ -97,6 +112,7 @@ enum Message {
 pub(super) struct Syncer {
     sender: mpsc::Sender<Message>,
     in_flight: Arc<(Mutex<usize>, Condvar)>,
+    stats: CommitStats,
 }
 
 impl Syncer {
@@ -110,7 +126,7 @@ impl Syncer {
         let in_flight = Arc::new((Mutex::new(0usize), Condvar::new()));
         let thread = SyncerThread {
             journal,
-            stats,
+            stats: stats.clone(),
             shared_failure,
             failure: None,
             in_flight: in_flight.clone(),
@@ -118,7 +134,11 @@ impl Syncer {
         std::thread::Builder::new()
             .name("brook-syncer".into())
             .spawn(move || thread.run(receiver))?;
-        Ok(Self { sender, in_flight })
+        Ok(Self {
+            sender,
+            in_flight,
+            stats,
+        })
     }
 
     /// Hands a written round over; it is replied to once a sync covers it.
@@ -130,10 +150,10 @@ impl Syncer {
             .unwrap_or_else(PoisonError::into_inner) += 1;
         if let Err(mpsc::SendError(Message::Round(round))) = self.sender.send(Message::Round(round))
         {
-            self.done(1);
+            finish(&self.in_flight, 1);
             round.settle(
                 &Err(StoreError::Stopped("the journal syncer has stopped".into())),
-                &CommitStats::default(),
+                &self.stats,
             );
         }
     }
@@ -150,10 +170,6 @@ impl Syncer {
         while *in_flight > 0 {
             in_flight = idle.wait(in_flight).unwrap_or_else(PoisonError::into_inner);
         }
-    }
-
-    fn done(&self, rounds: usize) {
-        finish(&self.in_flight, rounds);
     }
 }
 
@@ -219,12 +235,7 @@ impl SyncerThread {
                 round.replies.len(),
             );
         }
-        let result = self
-            .journal
-            .sync_data()
-            .map_err(StoreError::io(std::path::Path::new("journal")));
-        self.stats.sync();
-        self.stats.add(Stage::Sync, started.elapsed(), appends);
+        let result = sync_journal(self.journal.as_mut(), &self.stats, appends);
         if let Err(error) = &result {
             tracing::error!(%error, "journal sync failed: no further writes will be accepted");
             self.failure = Some(error.to_string());

@@ -20,7 +20,7 @@ use super::fs::{FileSystem, LogFile};
 use super::log::{ShardKey, ShardLog, ShardView};
 use super::shard_writer::ShardWriter;
 use super::stats::{CommitStats, Stage};
-use super::syncer::{Syncer, WrittenRound};
+use super::syncer::{Syncer, WrittenRound, sync_journal};
 use super::{Clock, StoreError, StoreOptions, retention_of};
 
 /// Most commands one round takes from the queue.
@@ -375,17 +375,9 @@ impl Writer {
         match &self.syncer {
             Some(syncer) => syncer.submit(round),
             None => {
+                let appends = round.replies.len();
                 let synced = if self.options.fsync {
-                    let started = Instant::now();
-                    let synced = self.checked(|w| {
-                        w.journal
-                            .sync_data()
-                            .map_err(StoreError::io(Path::new("journal")))
-                    });
-                    self.stats.sync();
-                    self.stats
-                        .add(Stage::Sync, started.elapsed(), round.replies.len());
-                    synced
+                    self.checked(|w| sync_journal(w.journal.as_mut(), &w.stats, appends))
                 } else {
                     Ok(())
                 };
