@@ -133,6 +133,13 @@ fn incomplete(message: impl Into<String>) -> ApiError {
     ApiError::new(ErrorKind::IncompleteSignature, message)
 }
 
+fn missing_token() -> ApiError {
+    ApiError::new(
+        ErrorKind::MissingAuthenticationToken,
+        "Missing Authentication Token",
+    )
+}
+
 fn invalid(message: impl Into<String>) -> ApiError {
     ApiError::new(ErrorKind::InvalidSignature, message)
 }
@@ -418,12 +425,7 @@ fn same_signature(expected: &str, provided: &str) -> bool {
 /// with a credential scope, signed headers and a signature, and an `X-Amz-Date` or `Date`
 /// header (else `IncompleteSignatureException`). The signature itself is not checked.
 pub fn check_form(authorization: Option<&str>, has_date: bool) -> Result<(), ApiError> {
-    let Some(header) = authorization else {
-        return Err(ApiError::new(
-            ErrorKind::MissingAuthenticationToken,
-            "Missing Authentication Token",
-        ));
-    };
+    let header = authorization.ok_or_else(missing_token)?;
     parse_authorization(header)?;
     if !has_date {
         return Err(incomplete(format!(
@@ -452,12 +454,7 @@ pub fn verify_for(
     service: &str,
     now_ms: u64,
 ) -> Result<String, ApiError> {
-    let Some(header) = request.header("authorization") else {
-        return Err(ApiError::new(
-            ErrorKind::MissingAuthenticationToken,
-            "Missing Authentication Token",
-        ));
-    };
+    let header = request.header("authorization").ok_or_else(missing_token)?;
     let auth = parse_authorization(header)?;
     if auth.service != service {
         return Err(invalid(format!(

@@ -141,7 +141,9 @@ pub async fn handle_kinesis(
     };
     let cors = front::cors_headers(&front_request);
     if let Err(answer) = front::before_body(&front_request) {
-        return Ok(front_response(answer, &id, &[]));
+        let mut response = front_response(answer);
+        add_headers(&mut response, &[("x-amzn-RequestId", id)]);
+        return Ok(response);
     }
     let mut is_cbor = front_request
         .content_type
@@ -199,7 +201,7 @@ pub async fn handle_kinesis(
             respond(200, cbor::json_to_cbor(&body), cbor::CONTENT_TYPE)
         }
         Ok(Reply::Json(body)) => respond(200, body, JSON_CONTENT_TYPE),
-        Ok(Reply::Front(answer)) => front_response(answer, &id, &[]),
+        Ok(Reply::Front(answer)) => front_response(answer),
         Ok(Reply::Events(events)) => {
             let mut response = Response::new(ChannelBody { events }.boxed());
             response.headers_mut().insert(
@@ -237,33 +239,29 @@ fn add_headers(response: &mut Response<ResponseBody>, headers: &[(&'static str, 
 }
 
 /// The answer the front end decided on, in the request's protocol.
-fn front_response(
-    answer: front::Answer,
-    id: &str,
-    extra: &[(&'static str, String)],
-) -> Response<ResponseBody> {
-    let body = match (&answer.body, answer.content_type) {
-        (front::Body::Empty, _) => Vec::new(),
-        (front::Body::Raw(text), _) => text.clone().into_bytes(),
-        (front::Body::Document(document), Some(cbor::CONTENT_TYPE)) => {
-            cbor::json_to_cbor(&serde_json::to_vec(document).unwrap_or_default())
+fn front_response(answer: front::Answer) -> Response<ResponseBody> {
+    let body = match answer.body {
+        front::Body::Empty => Vec::new(),
+        front::Body::Raw(text) => text.into_bytes(),
+        front::Body::Document(document) => {
+            let json = serde_json::to_vec(&document).unwrap_or_default();
+            if answer.content_type == Some(cbor::CONTENT_TYPE) {
+                cbor::json_to_cbor(&json)
+            } else {
+                json
+            }
         }
-        (front::Body::Document(document), _) => serde_json::to_vec(document).unwrap_or_default(),
     };
-    let mut response = Response::new(Full::new(Bytes::from(body)).boxed());
-    *response.status_mut() =
-        http::StatusCode::from_u16(answer.status).unwrap_or(http::StatusCode::BAD_REQUEST);
-    if let Some(content_type) = answer.content_type {
-        response.headers_mut().insert(
-            http::header::CONTENT_TYPE,
-            HeaderValue::from_static(content_type),
-        );
-    }
+    let mut response = match answer.content_type {
+        Some(content_type) => respond(answer.status, body, content_type),
+        None => {
+            let mut response = Response::new(Full::new(Bytes::from(body)).boxed());
+            *response.status_mut() =
+                StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_REQUEST);
+            response
+        }
+    };
     add_headers(&mut response, &answer.headers);
-    add_headers(&mut response, extra);
-    if let Ok(value) = HeaderValue::from_str(id) {
-        response.headers_mut().insert("x-amzn-RequestId", value);
-    }
     response
 }
 

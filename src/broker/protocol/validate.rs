@@ -372,22 +372,17 @@ impl Model {
         };
         let is_number = matches!(shape.kind, Kind::Integer | Kind::Long);
         if let Some(measured) = measured {
-            let (what, low, high) = if is_number {
-                ("value", "greater than or equal to", "less than or equal to")
-            } else {
-                (
-                    "length",
-                    "greater than or equal to",
-                    "less than or equal to",
-                )
-            };
+            let what = if is_number { "value" } else { "length" };
             if let Some(min) = shape.min
                 && measured < min
             {
                 out.push(violation(
                     &shown(),
                     at,
-                    &format!("Member must have {what} {low} {}", whole(min)),
+                    &format!(
+                        "Member must have {what} greater than or equal to {}",
+                        whole(min)
+                    ),
                 ));
             }
             if let Some(max) = shape.max
@@ -396,7 +391,10 @@ impl Model {
                 out.push(violation(
                     &shown(),
                     at,
-                    &format!("Member must have {what} {high} {}", whole(max)),
+                    &format!(
+                        "Member must have {what} less than or equal to {}",
+                        whole(max)
+                    ),
                 ));
             }
         }
