@@ -32,6 +32,21 @@ fn firehose(broker: &Broker) -> Client {
     support::delivery::firehose_client(&broker.endpoint)
 }
 
+/// DescribeDeliveryStream's description of `name`.
+async fn describe(
+    client: &Client,
+    name: &str,
+) -> aws_sdk_firehose::types::DeliveryStreamDescription {
+    client
+        .describe_delivery_stream()
+        .delivery_stream_name(name)
+        .send()
+        .await
+        .expect("DescribeDeliveryStream")
+        .delivery_stream_description
+        .expect("description")
+}
+
 fn source(stream: &str) -> KinesisStreamSourceConfiguration {
     KinesisStreamSourceConfiguration::builder()
         .kinesis_stream_arn(format!(
@@ -139,15 +154,7 @@ async fn delivery_firehose_api_creates_describes_updates_and_deletes() {
     expected.sort();
     assert_eq!(delivered, expected);
 
-    let description = client
-        .describe_delivery_stream()
-        .delivery_stream_name("clicks-to-lake")
-        .send()
-        .await
-        .expect("DescribeDeliveryStream");
-    let description = description
-        .delivery_stream_description()
-        .expect("description");
+    let description = describe(&client, "clicks-to-lake").await;
     assert_eq!(description.delivery_stream_status().as_str(), "ACTIVE");
     assert_eq!(
         description.delivery_stream_type().as_str(),
@@ -197,14 +204,8 @@ async fn delivery_firehose_api_creates_describes_updates_and_deletes() {
         ["after-1", "after-2"],
         "only records after the update, under the new prefix"
     );
-    let version = client
-        .describe_delivery_stream()
-        .delivery_stream_name("clicks-to-lake")
-        .send()
+    let version = describe(&client, "clicks-to-lake")
         .await
-        .expect("describe")
-        .delivery_stream_description()
-        .expect("description")
         .version_id()
         .to_owned();
     assert_eq!(version, "2");
@@ -393,15 +394,7 @@ async fn delivery_firehose_api_keeps_a_delivery_stream_that_cannot_start() {
         .arg(s3.endpoint.clone())
         .start(&dir.path().join("broker"));
     let client = firehose(&broker);
-    let description = client
-        .describe_delivery_stream()
-        .delivery_stream_name("kept")
-        .send()
-        .await
-        .expect("DescribeDeliveryStream");
-    let description = description
-        .delivery_stream_description()
-        .expect("description");
+    let description = describe(&client, "kept").await;
     assert_eq!(
         description.delivery_stream_status().as_str(),
         "CREATING_FAILED"

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::client::Connection;
-use super::single::{PRODUCER_COUNTS, PutRecordFigures, put_record_closed_loop};
+use super::single::{PRODUCER_COUNTS, PutRecordFigures, RECORD_BYTES, put_record_closed_loop};
 use super::{BenchError, get_throughput, put_throughput};
 
 /// How to start one server under test.
@@ -301,7 +301,7 @@ async fn measure_inner(
             Err(error) => note("PutRecords with 8 producers", error),
         }
         for (i, producers) in PRODUCER_COUNTS.into_iter().enumerate() {
-            match put_record_closed_loop(address, "bench", producers, seconds).await {
+            match put_record_closed_loop(address, "bench", producers, RECORD_BYTES, seconds).await {
                 Ok(figures) => single[i].push(figures),
                 Err(error) => note(&format!("PutRecord 1 KiB, {producers} producers"), error),
             }

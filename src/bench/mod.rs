@@ -236,41 +236,8 @@ async fn put_record_peak(
     producers: usize,
     seconds: f64,
 ) -> Result<f64, BenchError> {
-    put_record_peak_sized(address, stream, producers, 100, seconds).await
-}
-
-/// Closed-loop PutRecord rate with `producers` connections and records of `size` bytes.
-async fn put_record_peak_sized(
-    address: SocketAddr,
-    stream: &str,
-    producers: usize,
-    size: usize,
-    seconds: f64,
-) -> Result<f64, BenchError> {
-    use base64::Engine;
-    let data = base64::engine::general_purpose::STANDARD.encode(vec![b'x'; size]);
-    let done = Arc::new(AtomicU64::new(0));
-    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for producer in 0..producers {
-        let body = Bytes::from(format!(
-            "{{\"StreamName\":\"{stream}\",\"PartitionKey\":\"p{producer}\",\"Data\":\"{data}\"}}"
-        ));
-        let done = done.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut connection = Connection::open(address).await?;
-            while Instant::now() < deadline {
-                connection.call("PutRecord", body.clone()).await?;
-                done.fetch_add(1, Ordering::Relaxed);
-            }
-            Ok::<_, BenchError>(())
-        }));
-    }
-    for task in tasks {
-        task.await.map_err(|e| BenchError::Start(e.to_string()))??;
-    }
-    Ok(done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64())
+    let figures = single::put_record_closed_loop(address, stream, producers, 100, seconds).await?;
+    Ok(figures.records_per_second)
 }
 
 /// PutRecord latency at a fixed offered rate (open loop over `producers` connections).
@@ -336,7 +303,14 @@ pub async fn run_durability(
     create_stream(address, "single", 4).await?;
     for producers in single::PRODUCER_COUNTS {
         let before = single::scrape(broker.metrics).await?;
-        let figures = single::put_record_closed_loop(address, "single", producers, seconds).await?;
+        let figures = single::put_record_closed_loop(
+            address,
+            "single",
+            producers,
+            single::RECORD_BYTES,
+            seconds,
+        )
+        .await?;
         let after = single::scrape(broker.metrics).await?;
         eprintln!(
             "PutRecord 1 KiB, {producers} producers, {durability}: {}",

@@ -40,16 +40,18 @@ pub fn quantile(sorted: &[f64], q: f64) -> f64 {
     sorted[at]
 }
 
-/// Closed-loop PutRecord of [`RECORD_BYTES`] from `producers` connections for `seconds`:
-/// each producer sends its next record as soon as the previous one is acknowledged.
+/// Closed-loop PutRecord of `size`-byte records ([`RECORD_BYTES`] in the single-record
+/// workloads) from `producers` connections for `seconds`: each producer sends its next record
+/// as soon as the previous one is acknowledged.
 pub async fn put_record_closed_loop(
     address: SocketAddr,
     stream: &str,
     producers: usize,
+    size: usize,
     seconds: f64,
 ) -> Result<PutRecordFigures, BenchError> {
     use base64::Engine;
-    let data = base64::engine::general_purpose::STANDARD.encode(vec![b'x'; RECORD_BYTES]);
+    let data = base64::engine::general_purpose::STANDARD.encode(vec![b'x'; size]);
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(producers);
