@@ -6,31 +6,13 @@ mod support;
 
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::ShardIteratorType;
-use support::broker::{Broker, TempDir, UNVERIFIED_AUTHORIZATION, create_active_stream, raw_post};
+use support::broker::{
+    Broker, TempDir, UNVERIFIED_AUTHORIZATION, create_active_stream, error_body, post_json,
+    raw_post, raw_request_to,
+};
 
 const JSON: &str = "application/x-amz-json-1.1";
 const CBOR: &str = "application/x-amz-cbor-1.1";
-
-/// POSTs a JSON body to `operation`; returns the status and the body as text.
-fn post_json(endpoint: &str, operation: &str, body: &str) -> (u16, String) {
-    let target = format!("Kinesis_20131202.{operation}");
-    let answer = raw_post(endpoint, Some(&target), JSON, body.as_bytes());
-    (
-        answer.status,
-        String::from_utf8_lossy(&answer.body).into_owned(),
-    )
-}
-
-/// The exact JSON body of an error answer.
-fn error_body(kind: &str, message: &str) -> String {
-    let key = if kind == "SerializationException" {
-        "Message"
-    } else {
-        "message"
-    };
-    let message = serde_json::to_string(message).expect("a JSON string");
-    format!(r#"{{"__type":"{kind}","{key}":{message}}}"#)
-}
 
 #[test]
 fn fidelity_every_constraint_violation_is_answered_at_once_in_kinesis_words() {
@@ -710,5 +692,48 @@ fn fidelity_requests_must_look_signed_even_when_the_broker_has_no_keys() {
     assert_eq!(
         status, 200,
         "a well-formed signature is not verified without keys: {body}"
+    );
+
+    // A presigned request carries its signature in the query string instead.
+    let presigned = |query: &str, extra: &[(&'static str, &'static str)]| {
+        let mut headers = list.to_vec();
+        headers.extend_from_slice(extra);
+        let answer = raw_request_to(endpoint, "POST", &format!("/?{query}"), &headers, b"{}");
+        (
+            answer.status,
+            String::from_utf8_lossy(&answer.body).into_owned(),
+        )
+    };
+    let complete = "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIDEXAMPLE%2F20261130%2Fus-east-1%2Fkinesis%2Faws4_request&X-Amz-Date=20261130T000000Z&X-Amz-Expires=60&X-Amz-SignedHeaders=host&X-Amz-Signature=0000";
+    let (status, body) = presigned(complete, &[]);
+    assert_eq!(status, 200, "a well-formed presigned request: {body}");
+    assert_eq!(
+        presigned(
+            "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIDEXAMPLE%2F20261130%2Fus-east-1%2Fkinesis%2Faws4_request",
+            &[]
+        ),
+        (
+            400,
+            error_body(
+                "IncompleteSignatureException",
+                "AWS query-string parameters must include 'X-Amz-Signature'. AWS query-string parameters must include 'X-Amz-SignedHeaders'. AWS query-string parameters must include 'X-Amz-Date'. Re-examine the query-string parameters."
+            )
+        )
+    );
+    assert_eq!(
+        presigned(
+            complete,
+            &[
+                ("Authorization", UNVERIFIED_AUTHORIZATION),
+                ("X-Amz-Date", "20261130T000000Z")
+            ]
+        ),
+        (
+            400,
+            error_body(
+                "InvalidSignatureException",
+                "Found both 'X-Amz-Algorithm' as a query-string param and 'Authorization' as HTTP header."
+            )
+        )
     );
 }

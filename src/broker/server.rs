@@ -25,7 +25,7 @@ use tokio::sync::watch;
 use super::auth;
 use super::ops;
 use super::protocol::{
-    ApiError, ErrorKind, JSON_CONTENT_TYPE, Operation, cbor, eventstream, front,
+    ApiError, ErrorKind, JSON_CONTENT_TYPE, Operation, cbor, eventstream, front, validate,
 };
 use super::state::Broker;
 use super::tls::ReloadingTls;
@@ -182,6 +182,8 @@ pub async fn handle_kinesis(
         };
         ops::authorize(&broker, operation, &body, &caller)?;
         if operation == Operation::SubscribeToShard {
+            // Not dispatched (its answer is an event stream), so checked against the model here.
+            validate::check(operation.name(), &body)?;
             let events = ops::subscribe::subscribe(&broker, &body, is_cbor).await?;
             return Ok(Reply::Events(events));
         }
@@ -310,7 +312,11 @@ fn authenticate(
     if admin.is_none() && clients.is_none() {
         let header = |name| parts.headers.get(name).and_then(|v| v.to_str().ok());
         let has_date = header("x-amz-date").is_some() || header("date").is_some();
-        auth::check_form(header("authorization"), has_date)?;
+        auth::check_form(
+            header("authorization"),
+            has_date,
+            parts.uri.query().unwrap_or(""),
+        )?;
         return Ok(ops::Caller::Anonymous);
     }
     let headers = parts
@@ -342,12 +348,12 @@ fn authenticate(
     // The Authorization header is parsed once to see whose key signs; `verify` checks it all.
     let signer = auth::access_key_of(&request);
     if let Some(internal) = broker.internal_credentials.get()
-        && signer.is_some_and(|key| internal.contains(key))
+        && signer.as_deref().is_some_and(|key| internal.contains(key))
     {
         return auth::verify(&request, internal, region, now_ms).map(|_| ops::Caller::Admin);
     }
     if let Some(admin) = admin
-        && signer.is_some_and(|key| admin.contains(key))
+        && signer.as_deref().is_some_and(|key| admin.contains(key))
     {
         return auth::verify_for(&request, &admin, region, service, now_ms)
             .map(|_| ops::Caller::Admin);

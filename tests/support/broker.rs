@@ -271,6 +271,39 @@ pub fn raw_post(
     raw_request(endpoint, "POST", &headers, body)
 }
 
+/// POSTs a JSON 1.1 body to Kinesis `operation` (with an unverified SigV4-form header);
+/// returns the status and the body as text.
+pub fn post_json(endpoint: &str, operation: &str, body: &str) -> (u16, String) {
+    let answer = post_json_answer(endpoint, operation, body);
+    (
+        answer.status,
+        String::from_utf8_lossy(&answer.body).into_owned(),
+    )
+}
+
+/// [`post_json`], returning the whole answer (its head too).
+pub fn post_json_answer(endpoint: &str, operation: &str, body: &str) -> RawAnswer {
+    let target = format!("Kinesis_20131202.{operation}");
+    raw_post(
+        endpoint,
+        Some(&target),
+        "application/x-amz-json-1.1",
+        body.as_bytes(),
+    )
+}
+
+/// The exact JSON body of a Kinesis error answer (`SerializationException` carries its
+/// message under a capitalized key).
+pub fn error_body(kind: &str, message: &str) -> String {
+    let key = if kind == "SerializationException" {
+        "Message"
+    } else {
+        "message"
+    };
+    let message = serde_json::to_string(message).expect("a JSON string");
+    format!(r#"{{"__type":"{kind}","{key}":{message}}}"#)
+}
+
 /// Sends `method` to `/` with exactly `headers` (and Host, Content-Length) and `body`.
 pub fn raw_request(
     endpoint: &str,
@@ -278,11 +311,22 @@ pub fn raw_request(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> RawAnswer {
+    raw_request_to(endpoint, method, "/", headers, body)
+}
+
+/// [`raw_request`] to `target` (a path with its query string).
+pub fn raw_request_to(
+    endpoint: &str,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> RawAnswer {
     use std::io::{Read, Write};
     let host = endpoint.trim_start_matches("http://");
     let mut stream = std::net::TcpStream::connect(host).expect("connects");
     let mut head = format!(
-        "{method} / HTTP/1.1\r\nHost: {host}\r\nContent-Length: {}\r\nConnection: close\r\n",
+        "{method} {target} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {}\r\nConnection: close\r\n",
         body.len()
     );
     for (name, value) in headers {

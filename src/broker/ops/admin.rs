@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::consumers::parse_consumer_arn;
-use super::{modify_stream, required};
+use super::{modify_stream, no_output, required};
 use crate::broker::catalog::{StreamMode, StreamRecord};
 use crate::broker::policy;
 use crate::broker::protocol::json::{self, StreamModeDetails};
@@ -141,7 +141,7 @@ pub(super) async fn encryption(
         Ok(())
     })
     .await?;
-    Ok(b"{}".to_vec())
+    Ok(no_output())
 }
 
 pub(super) async fn update_max_record_size(
@@ -165,7 +165,7 @@ pub(super) async fn update_max_record_size(
         Ok(())
     })
     .await?;
-    Ok(b"{}".to_vec())
+    Ok(no_output())
 }
 
 pub(super) async fn update_warm_throughput(
@@ -247,7 +247,7 @@ pub(super) async fn update_stream_mode(
         Ok(())
     })
     .await?;
-    Ok(b"{}".to_vec())
+    Ok(no_output())
 }
 
 pub(super) async fn update_record_distribution(
@@ -272,7 +272,7 @@ pub(super) async fn update_record_distribution(
         Ok(())
     })
     .await?;
-    Ok(b"{}".to_vec())
+    Ok(no_output())
 }
 
 /// A stream or a consumer named by ARN.
@@ -351,6 +351,15 @@ pub(super) async fn tag_resource(broker: &Arc<Broker>, body: &[u8]) -> Result<Ve
             "Member must have length between 1 and 200",
         ));
     }
+    let tagged = match resource(broker, &arn)? {
+        Resource::Stream(name) => format!("stream {name}"),
+        Resource::Consumer(_, consumer) => format!("consumer {consumer}"),
+    };
+    super::streams::check_tag_characters(
+        tags.keys().chain(tags.values()),
+        &tagged,
+        &broker.settings.account,
+    )?;
     modify_resource(broker, &arn, |existing, _| {
         let mut merged = existing.clone();
         merged.extend(tags);
@@ -364,7 +373,7 @@ pub(super) async fn tag_resource(broker: &Arc<Broker>, body: &[u8]) -> Result<Ve
         Ok(())
     })
     .await?;
-    Ok(b"{}".to_vec())
+    Ok(no_output())
 }
 
 pub(super) async fn untag_resource(broker: &Arc<Broker>, body: &[u8]) -> Result<Vec<u8>, ApiError> {
@@ -376,7 +385,7 @@ pub(super) async fn untag_resource(broker: &Arc<Broker>, body: &[u8]) -> Result<
         Ok(())
     })
     .await?;
-    Ok(b"{}".to_vec())
+    Ok(no_output())
 }
 
 pub(super) async fn list_tags_for_resource(
@@ -409,7 +418,7 @@ pub(super) async fn put_resource_policy(
         Ok(())
     })
     .await?;
-    Ok(b"{}".to_vec())
+    Ok(no_output())
 }
 
 pub(super) async fn get_resource_policy(
@@ -444,7 +453,7 @@ pub(super) async fn delete_resource_policy(
         Ok(())
     })
     .await?;
-    Ok(b"{}".to_vec())
+    Ok(no_output())
 }
 
 #[derive(Debug, Deserialize)]

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{bounded, modify_stream, required};
+use super::{bounded, modify_stream, no_output, required};
 use crate::broker::catalog::ConsumerRecord;
 use crate::broker::protocol::json;
 use crate::broker::protocol::{ApiError, ErrorKind};
@@ -273,5 +273,5 @@ pub(super) async fn deregister(broker: &Arc<Broker>, body: &[u8]) -> Result<Vec<
         })
         .await;
     });
-    Ok(b"{}".to_vec())
+    Ok(no_output())
 }

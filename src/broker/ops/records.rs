@@ -16,6 +16,7 @@ use crate::broker::protocol::json::{
     self, GetRecordsInput, GetShardIteratorInput, GetShardIteratorOutput, PutRecordInput,
     PutRecordOutput, PutRecordsEntry, PutRecordsInput, PutRecordsOutput, PutRecordsResultEntry,
 };
+use crate::broker::protocol::validate::string_conforms;
 use crate::broker::protocol::{ApiError, ErrorKind, timestamp_ms, write_timestamp};
 use crate::broker::routing::{
     SequencePosition, parse_hash_key, parse_sequence, partition_hash, record_sequence,
@@ -270,8 +271,57 @@ async fn store_routed(
     ))
 }
 
+/// The string members of a data-path request, by their model shape.
+fn members_conform<'a>(members: impl IntoIterator<Item = (&'static str, Option<&'a str>)>) -> bool {
+    members
+        .into_iter()
+        .all(|(shape, value)| value.is_none_or(|text| string_conforms(shape, text)))
+}
+
+/// Refuses a data-path request whose members break the model. The data path checks them with
+/// [`members_conform`] instead of parsing each body twice; `ops::dispatch` then words the
+/// refusal with every violation, as for any other operation.
+fn check_members<'a>(
+    members: impl IntoIterator<Item = (&'static str, Option<&'a str>)>,
+) -> Result<(), ApiError> {
+    if members_conform(members) {
+        Ok(())
+    } else {
+        Err(model_refusal())
+    }
+}
+
+/// The refusal of a member that breaks the model, before `ops::dispatch` words it.
+fn model_refusal() -> ApiError {
+    ApiError::new(
+        ErrorKind::Validation,
+        "1 validation error detected: a member failed to satisfy its constraint",
+    )
+}
+
+fn entries_conform(entries: &[PutRecordsEntry<'_>]) -> bool {
+    entries.iter().all(|entry| {
+        members_conform([
+            ("PartitionKey", entry.partition_key.as_deref()),
+            ("HashKey", entry.explicit_hash_key.as_deref()),
+        ])
+    })
+}
+
 pub(super) async fn put_records(broker: &Arc<Broker>, body: &[u8]) -> Result<Vec<u8>, ApiError> {
     let input: PutRecordsInput = json::decode(body)?;
+    check_members([
+        ("StreamName", input.stream_name.as_deref()),
+        ("StreamARN", input.stream_arn.as_deref()),
+        ("StreamId", input.stream_id.as_deref()),
+    ])?;
+    if input
+        .records
+        .as_deref()
+        .is_some_and(|e| !entries_conform(e))
+    {
+        return Err(model_refusal());
+    }
     let stream = broker.resolve(input.stream_name.as_deref(), input.stream_arn.as_deref())?;
     writable(broker, &stream)?;
     let entries = required(input.records, "records")?;
@@ -318,6 +368,17 @@ pub(super) async fn put_records(broker: &Arc<Broker>, body: &[u8]) -> Result<Vec
 
 pub(super) async fn put_record(broker: &Arc<Broker>, body: &[u8]) -> Result<Vec<u8>, ApiError> {
     let input: PutRecordInput = json::decode(body)?;
+    check_members([
+        ("StreamName", input.stream_name.as_deref()),
+        ("StreamARN", input.stream_arn.as_deref()),
+        ("StreamId", input.stream_id.as_deref()),
+        (
+            "SequenceNumber",
+            input.sequence_number_for_ordering.as_deref(),
+        ),
+        ("PartitionKey", input.record.partition_key.as_deref()),
+        ("HashKey", input.record.explicit_hash_key.as_deref()),
+    ])?;
     let stream = broker.resolve(input.stream_name.as_deref(), input.stream_arn.as_deref())?;
     writable(broker, &stream)?;
     let (stream, ingest, landed) =
@@ -442,6 +503,11 @@ pub(super) async fn get_shard_iterator(
 
 pub(super) async fn get_records(broker: &Arc<Broker>, body: &[u8]) -> Result<Vec<u8>, ApiError> {
     let input: GetRecordsInput = json::decode(body)?;
+    check_members([
+        ("ShardIterator", input.shard_iterator.as_deref()),
+        ("StreamARN", input.stream_arn.as_deref()),
+        ("StreamId", input.stream_id.as_deref()),
+    ])?;
     let token = required(input.shard_iterator, "shardIterator")?;
     let limit = bounded(input.limit, "limit", 1, i64::from(MAX_GET_RECORDS))?
         .map_or(MAX_GET_RECORDS, |l| l as u32);

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-use super::required;
+use super::{no_output, required};
 use crate::broker::catalog::StreamRecord;
 use crate::broker::protocol::json::{
     self, MergeShardsInput, SplitShardInput, UpdateShardCountInput,
@@ -190,7 +190,7 @@ pub(super) async fn split_shard(broker: &Arc<Broker>, body: &[u8]) -> Result<Vec
         false,
     )
     .await?;
-    Ok(b"{}".to_vec())
+    Ok(no_output())
 }
 
 pub(super) async fn merge_shards(broker: &Arc<Broker>, body: &[u8]) -> Result<Vec<u8>, ApiError> {
@@ -213,7 +213,7 @@ pub(super) async fn merge_shards(broker: &Arc<Broker>, body: &[u8]) -> Result<Ve
         false,
     )
     .await?;
-    Ok(b"{}".to_vec())
+    Ok(no_output())
 }
 
 pub(super) async fn update_shard_count(

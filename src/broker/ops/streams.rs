@@ -7,7 +7,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
 
-use super::{bounded, required, validate_stream_name};
+use super::{bounded, no_output, required, validate_stream_name};
 use crate::broker::catalog::{StreamMode, StreamRecord};
 use crate::broker::protocol::json::{
     self, AddTagsInput, CreateStreamInput, DeleteStreamInput, DescribeStreamInput, ListShardsInput,
@@ -37,9 +37,10 @@ fn tag_character_allowed(c: char) -> bool {
 
 /// Refuses tags with characters Kinesis refuses, with its two messages: one for characters it
 /// never takes, one for `%`, which passes the first check but not the second.
-fn check_tag_characters<'a>(
+/// `resource` names what is tagged as the message does: `stream orders`.
+pub(super) fn check_tag_characters<'a>(
     mut texts: impl Iterator<Item = &'a String> + Clone,
-    stream: &str,
+    resource: &str,
     account: &str,
 ) -> Result<(), ApiError> {
     if texts.clone().any(|t| !t.chars().all(tag_character_allowed)) {
@@ -52,7 +53,7 @@ fn check_tag_characters<'a>(
         return Err(ApiError::new(
             ErrorKind::InvalidArgument,
             format!(
-                "Failed to add tags to stream {stream} under account {account} because some tags contained illegal characters. The allowed characters are Unicode letters, white-spaces, '_',',','/','=','+','-','@'."
+                "Failed to add tags to {resource} under account {account} because some tags contained illegal characters. The allowed characters are Unicode letters, white-spaces, '_',',','/','=','+','-','@'."
             ),
         ));
     }
@@ -99,7 +100,7 @@ pub(super) async fn create_stream(broker: &Arc<Broker>, body: &[u8]) -> Result<V
     let tags = input.tags.unwrap_or_default();
     check_tag_characters(
         tags.keys().chain(tags.values()),
-        &name,
+        &format!("stream {name}"),
         &broker.settings.account,
     )?;
     if tags.len() > MAX_TAGS {
@@ -163,7 +164,7 @@ pub(super) async fn create_stream(broker: &Arc<Broker>, body: &[u8]) -> Result<V
         .map_err(internal)?;
     broker.publish(&record);
     tracing::info!(stream = %record.name, shards = shard_count, "stream created");
-    Ok(b"{}".to_vec())
+    Ok(no_output())
 }
 
 pub(super) async fn delete_stream(broker: &Arc<Broker>, body: &[u8]) -> Result<Vec<u8>, ApiError> {
@@ -214,7 +215,7 @@ pub(super) async fn delete_stream(broker: &Arc<Broker>, body: &[u8]) -> Result<V
             tracing::error!(stream = %record.name, %error, "could not finish deleting a stream");
         }
     });
-    Ok(b"{}".to_vec())
+    Ok(no_output())
 }
 
 /// Removes a stream marked for deletion from the catalog, the live view and the store.
@@ -636,7 +637,7 @@ pub(super) async fn change_retention(
         .set_retention(record.key, record.retention_ms())
         .await
         .map_err(|e| ApiError::new(ErrorKind::InternalFailure, e.to_string()))?;
-    Ok(b"{}".to_vec())
+    Ok(no_output())
 }
 
 /// Applies `edit` to the stream a request names, through the shared catalog path.
@@ -647,7 +648,7 @@ async fn edit_tags(
 ) -> Result<Vec<u8>, ApiError> {
     let live = broker.resolve(stream.stream_name.as_deref(), stream.stream_arn.as_deref())?;
     super::modify_stream(broker, &live.record.name, edit).await?;
-    Ok(b"{}".to_vec())
+    Ok(no_output())
 }
 
 pub(super) async fn add_tags(broker: &Arc<Broker>, body: &[u8]) -> Result<Vec<u8>, ApiError> {
@@ -655,7 +656,11 @@ pub(super) async fn add_tags(broker: &Arc<Broker>, body: &[u8]) -> Result<Vec<u8
     let tags = required(input.tags, "tags")?;
     let account = broker.settings.account.clone();
     edit_tags(broker, &input.stream, |record| {
-        check_tag_characters(tags.keys().chain(tags.values()), &record.name, &account)?;
+        check_tag_characters(
+            tags.keys().chain(tags.values()),
+            &format!("stream {}", record.name),
+            &account,
+        )?;
         let mut merged = record.tags.clone();
         merged.extend(tags);
         if merged.len() > MAX_TAGS {

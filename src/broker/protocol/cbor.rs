@@ -94,8 +94,12 @@ fn integer_json(i: Integer) -> Result<Json, ApiError> {
     }
 }
 
-/// Encodes a JSON response body as CBOR.
+/// Encodes a JSON response body as CBOR; an empty body (an operation without output) stays
+/// empty.
 pub fn json_to_cbor(json: &[u8]) -> Vec<u8> {
+    if json.is_empty() {
+        return Vec::new();
+    }
     let value: Json = serde_json::from_slice(json).unwrap_or(Json::Object(Map::new()));
     let mut out = Vec::with_capacity(json.len());
     let _ = ciborium::ser::into_writer(&to_cbor(value, None), &mut out);

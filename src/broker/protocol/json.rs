@@ -212,6 +212,11 @@ pub struct PutRecordInput<'a> {
     pub record: PutRecordsEntry<'a>,
     /// Accepted and ignored: Brook's sequence numbers always increase per shard.
     pub sequence_number_for_ordering: Option<String>,
+    /// The stream's id (checked against the model, not used).
+    #[serde(borrow)]
+    pub stream_id: Option<Cow<'a, str>>,
+    /// Accepted and ignored (read so a value of the wrong type is refused).
+    pub dry_run: Option<bool>,
 }
 
 /// PutRecords's input.
@@ -226,6 +231,11 @@ pub struct PutRecordsInput<'a> {
     /// The records.
     #[serde(borrow)]
     pub records: Option<Vec<PutRecordsEntry<'a>>>,
+    /// The stream's id (checked against the model, not used).
+    #[serde(borrow)]
+    pub stream_id: Option<Cow<'a, str>>,
+    /// Accepted and ignored (read so a value of the wrong type is refused).
+    pub dry_run: Option<bool>,
 }
 
 /// PutRecord's output.
@@ -306,6 +316,10 @@ pub struct GetRecordsInput {
     /// The stream's ARN, which must match the iterator's stream.
     #[serde(rename = "StreamARN")]
     pub stream_arn: Option<String>,
+    /// The stream's id (checked against the model, not used).
+    pub stream_id: Option<String>,
+    /// Accepted and ignored (read so a value of the wrong type is refused).
+    pub dry_run: Option<bool>,
 }
 
 /// Increase- and DecreaseStreamRetentionPeriod's input.

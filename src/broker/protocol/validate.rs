@@ -195,6 +195,31 @@ impl Model {
         self.check_value(input, &value)
     }
 
+    /// Whether `text`, the value of a string member of shape `shape_name`, keeps the shape's
+    /// length, pattern and enum rules. The data path checks its members with this instead of
+    /// parsing every body a second time; a shape the model lacks conforms.
+    pub fn string_conforms(&self, shape_name: &str, text: &str) -> bool {
+        let Some(shape) = self.shapes.get(shape_name) else {
+            return true;
+        };
+        // Lengths count characters.
+        let length = if text.is_ascii() {
+            text.len()
+        } else {
+            text.chars().count()
+        } as f64;
+        shape.min.is_none_or(|min| length >= min)
+            && shape.max.is_none_or(|max| length <= max)
+            && shape
+                .pattern
+                .as_ref()
+                .is_none_or(|(_, compiled)| compiled.is_match(text))
+            && shape
+                .enumeration
+                .as_ref()
+                .is_none_or(|values| values.iter().any(|v| v == text))
+    }
+
     fn check_value(&self, input: &str, value: &Value) -> Result<(), ApiError> {
         if let Some(message) = self.type_mismatch(input, value) {
             return Err(ApiError::new(ErrorKind::Serialization, message));
@@ -484,6 +509,12 @@ impl Model {
                 "Member must satisfy regular expression pattern: {pattern}"
             ));
         }
+        if let Some(values) = &shape.enumeration {
+            rules.push(format!(
+                "Member must satisfy enum value set: [{}]",
+                values.join(", ")
+            ));
+        }
         Some(rules.join(", "))
     }
 
@@ -529,6 +560,12 @@ pub fn check(operation: &str, body: &[u8]) -> Result<(), ApiError> {
         // The model is part of the build; a test fails when it does not load.
         Err(_) => Ok(()),
     }
+}
+
+/// Whether `text` keeps the rules of the string shape `shape_name` of the embedded model (see
+/// [`Model::string_conforms`]).
+pub fn string_conforms(shape_name: &str, text: &str) -> bool {
+    Model::embedded().map_or(true, |model| model.string_conforms(shape_name, text))
 }
 
 fn violation(value: &str, at: &str, constraint: &str) -> String {

@@ -4,6 +4,7 @@
 //! Credentials are access key id → secret access key, loaded from a folder (a mounted
 //! Kubernetes Secret: one file per key id) or a file of `id=secret` lines.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -12,7 +13,11 @@ use sha2::{Digest, Sha256};
 
 use super::protocol::{ApiError, ErrorKind};
 
+mod presigned;
+
 const ALGORITHM: &str = "AWS4-HMAC-SHA256";
+/// The payload hash of a request signed without its body.
+const UNSIGNED_PAYLOAD: &str = "UNSIGNED-PAYLOAD";
 const SERVICE: &str = "kinesis";
 /// Largest clock difference between a signer and the broker.
 pub const MAX_SKEW_MS: u64 = 5 * 60 * 1000;
@@ -101,9 +106,17 @@ impl Credentials {
 }
 
 /// The access key id a request claims to be signed with, if its Authorization header parses.
-pub fn access_key_of<'a>(request: &'a SignedRequest<'_>) -> Option<&'a str> {
-    let header = request.header("authorization")?;
-    parse_authorization(header).ok().map(|auth| auth.access_key)
+pub fn access_key_of(request: &SignedRequest<'_>) -> Option<String> {
+    match request.header("authorization") {
+        Some(header) => parse_authorization(header)
+            .ok()
+            .map(|auth| auth.access_key.to_owned()),
+        None => {
+            let query = presigned::parse(request.query).ok()?;
+            let (access_key, _) = query.credential.split_once('/')?;
+            Some(access_key.to_owned())
+        }
+    }
 }
 
 /// The parts of a request that its signature covers.
@@ -180,6 +193,15 @@ fn parse_authorization(header: &str) -> Result<Authorization<'_>, ApiError> {
     let credential = credential.ok_or_else(|| missing("Credential"))?;
     let signed = signed.ok_or_else(|| missing("SignedHeaders"))?;
     let signature = signature.ok_or_else(|| missing("Signature"))?;
+    parse_scope(credential, signed, signature)
+}
+
+/// The credential scope, signed headers and signature, wherever the request carries them.
+fn parse_scope<'a>(
+    credential: &'a str,
+    signed: &'a str,
+    signature: &'a str,
+) -> Result<Authorization<'a>, ApiError> {
     let scope: Vec<&str> = credential.split('/').collect();
     if scope.len() != 5 || scope[4] != "aws4_request" || scope.iter().any(|p| p.is_empty()) {
         return Err(incomplete(format!(
@@ -290,6 +312,7 @@ fn expected_signature(
     amz_date: &str,
     secret: &str,
     payload_hash: &str,
+    signed_query: &str,
 ) -> Result<String, ApiError> {
     let mut canonical_headers = String::new();
     for name in &auth.signed_headers {
@@ -318,7 +341,7 @@ fn expected_signature(
         "{}\n{}\n{}\n{}\n{}\n{}",
         request.method,
         uri_encode(&percent_decode(request.path), false),
-        canonical_query(request.query),
+        canonical_query(signed_query),
         canonical_headers,
         auth.signed_headers.join(";"),
         payload_hash
@@ -361,7 +384,8 @@ pub fn sign(request: &SignedRequest<'_>, access_key: &str, secret: &str, region:
     };
     let body_hash = hex(&Sha256::digest(request.body));
     let signature =
-        expected_signature(request, &auth, &amz_date, secret, &body_hash).unwrap_or_default();
+        expected_signature(request, &auth, &amz_date, secret, &body_hash, request.query)
+            .unwrap_or_default();
     format!(
         "{ALGORITHM} Credential={access_key}/{date}/{region}/{SERVICE}/aws4_request, SignedHeaders={}, Signature={signature}",
         names.join(";")
@@ -420,17 +444,47 @@ fn same_signature(expected: &str, provided: &str) -> bool {
     expected.len() == provided.len() && bool::from(expected.as_bytes().ct_eq(provided.as_bytes()))
 }
 
+/// Where a request carries its signature: Kinesis takes the `Authorization` header or the
+/// query string (a presigned request), not both and not neither.
+enum Carrier<'a> {
+    Header(&'a str),
+    Query,
+}
+
+fn carrier<'a>(authorization: Option<&'a str>, query: &str) -> Result<Carrier<'a>, ApiError> {
+    match (authorization, presigned::carries_signature(query)) {
+        (Some(_), true) => Err(invalid(
+            "Found both 'X-Amz-Algorithm' as a query-string param and 'Authorization' as HTTP header.",
+        )),
+        (Some(header), false) => Ok(Carrier::Header(header)),
+        (None, true) => Ok(Carrier::Query),
+        (None, false) => Err(missing_token()),
+    }
+}
+
 /// Without keys to verify against, a request must still look signed, as Kinesis requires:
 /// an `Authorization` header (else `MissingAuthenticationTokenException`) of the SigV4 form
 /// with a credential scope, signed headers and a signature, and an `X-Amz-Date` or `Date`
-/// header (else `IncompleteSignatureException`). The signature itself is not checked.
-pub fn check_form(authorization: Option<&str>, has_date: bool) -> Result<(), ApiError> {
-    let header = authorization.ok_or_else(missing_token)?;
-    parse_authorization(header)?;
-    if !has_date {
-        return Err(incomplete(format!(
-            "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header. Authorization={header}"
-        )));
+/// header (else `IncompleteSignatureException`) — or, presigned, every signature parameter
+/// in the query string. The signature itself is not checked.
+pub fn check_form(
+    authorization: Option<&str>,
+    has_date: bool,
+    query: &str,
+) -> Result<(), ApiError> {
+    match carrier(authorization, query)? {
+        Carrier::Header(header) => {
+            parse_authorization(header)?;
+            if !has_date {
+                return Err(incomplete(format!(
+                    "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header. Authorization={header}"
+                )));
+            }
+        }
+        Carrier::Query => {
+            let query = presigned::parse(query)?;
+            parse_scope(&query.credential, &query.signed_headers, &query.signature)?;
+        }
     }
     Ok(())
 }
@@ -454,8 +508,34 @@ pub fn verify_for(
     service: &str,
     now_ms: u64,
 ) -> Result<String, ApiError> {
-    let header = request.header("authorization").ok_or_else(missing_token)?;
-    let auth = parse_authorization(header)?;
+    let presigned_auth;
+    let (auth, amz_date, validity_ms, signed_query, is_presigned) =
+        match carrier(request.header("authorization"), request.query)? {
+            Carrier::Header(header) => (
+                parse_authorization(header)?,
+                request.header("x-amz-date"),
+                MAX_SKEW_MS,
+                Cow::Borrowed(request.query),
+                false,
+            ),
+            Carrier::Query => {
+                presigned_auth = presigned::parse(request.query)?;
+                let query = &presigned_auth;
+                if query.algorithm != ALGORITHM {
+                    return Err(incomplete(format!(
+                        "X-Amz-Algorithm must be {ALGORITHM}, not '{}'.",
+                        query.algorithm
+                    )));
+                }
+                (
+                    parse_scope(&query.credential, &query.signed_headers, &query.signature)?,
+                    Some(query.amz_date.as_str()),
+                    presigned::validity_ms(query.expires.as_deref(), MAX_SKEW_MS)?,
+                    Cow::Owned(presigned::signed_query(request.query)),
+                    true,
+                )
+            }
+        };
     if auth.service != service {
         return Err(invalid(format!(
             "Credential should be scoped to correct service: '{service}'. The credential scope {}/{}/{} names service '{}'.",
@@ -468,19 +548,16 @@ pub fn verify_for(
             auth.date, auth.region, auth.service, auth.region
         )));
     }
-    for required in ["host", "x-amz-date"] {
-        if required == "x-amz-date" && request.header("x-amz-date").is_none() {
-            return Err(incomplete(
-                "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.",
-            ));
-        }
-        if required == "host" && !auth.signed_headers.contains(&"host") {
-            return Err(invalid(
-                "'Host' must be a 'SignedHeader' in the AWS Authorization.",
-            ));
-        }
+    if !auth.signed_headers.contains(&"host") {
+        return Err(invalid(
+            "'Host' must be a 'SignedHeader' in the AWS Authorization.",
+        ));
     }
-    let amz_date = request.header("x-amz-date").unwrap_or_default();
+    let amz_date = amz_date.ok_or_else(|| {
+        incomplete(
+            "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.",
+        )
+    })?;
     let signed_at = parse_amz_date(amz_date).ok_or_else(|| {
         incomplete(format!(
             "Date must be in ISO-8601 'basic format'. Got '{amz_date}'."
@@ -493,9 +570,10 @@ pub fn verify_for(
             &amz_date[..8.min(amz_date.len())]
         )));
     }
-    if signed_at + MAX_SKEW_MS < now_ms {
+    if signed_at + validity_ms < now_ms {
         return Err(invalid(format!(
-            "Signature expired: {amz_date} is now earlier than the allowed five minutes before the broker's time."
+            "Signature expired: {amz_date} is now earlier than the allowed {} seconds before the broker's time.",
+            validity_ms / 1000
         )));
     }
     if signed_at > now_ms + MAX_SKEW_MS {
@@ -510,16 +588,30 @@ pub fn verify_for(
         )
     })?;
     let body_hash = hex(&Sha256::digest(request.body));
-    if let Some(claimed) = request.header("x-amz-content-sha256")
-        && claimed != "UNSIGNED-PAYLOAD"
+    let claimed = request.header("x-amz-content-sha256");
+    if let Some(claimed) = claimed
+        && claimed != UNSIGNED_PAYLOAD
         && claimed != body_hash
     {
         return Err(invalid(
             "The provided 'x-amz-content-sha256' header does not match what was computed.",
         ));
     }
-    let expected = expected_signature(request, &auth, amz_date, secret, &body_hash)?;
-    if !same_signature(&expected, auth.signature) {
+    // The payload hash the signer put in its canonical request: the one it declares, else
+    // the body's; a presigned request is signed before its body is known, so the AWS SDKs
+    // sign it as UNSIGNED-PAYLOAD, which is taken too.
+    let payloads: &[&str] = match (claimed, is_presigned) {
+        (Some(claimed), _) => &[claimed],
+        (None, false) => &[&body_hash],
+        (None, true) => &[UNSIGNED_PAYLOAD, &body_hash],
+    };
+    let mut matches = false;
+    for payload in payloads {
+        let expected =
+            expected_signature(request, &auth, amz_date, secret, payload, &signed_query)?;
+        matches |= same_signature(&expected, auth.signature);
+    }
+    if !matches {
         return Err(invalid(
             "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.",
         ));
@@ -528,211 +620,4 @@ pub fn verify_for(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    // The worked example of AWS's SigV4 documentation (service iam, GET ListUsers), adapted
-    // to service kinesis by recomputing with the documented algorithm.
-    fn request(body: &'static [u8]) -> SignedRequest<'static> {
-        SignedRequest {
-            method: "POST",
-            path: "/",
-            query: "",
-            headers: vec![
-                ("content-type".into(), "application/x-amz-json-1.1".into()),
-                ("host".into(), "kinesis.us-east-1.amazonaws.com".into()),
-                ("x-amz-date".into(), "20150830T123600Z".into()),
-                ("x-amz-target".into(), "Kinesis_20131202.ListStreams".into()),
-            ],
-            body,
-        }
-    }
-
-    fn sign(mut request: SignedRequest<'static>, secret: &str) -> SignedRequest<'static> {
-        let auth = Authorization {
-            access_key: "AKIDEXAMPLE",
-            date: "20150830",
-            region: "us-east-1",
-            service: "kinesis",
-            signed_headers: vec!["content-type", "host", "x-amz-date", "x-amz-target"],
-            signature: "",
-        };
-        let hash = hex(&Sha256::digest(request.body));
-        let signature =
-            expected_signature(&request, &auth, "20150830T123600Z", secret, &hash).expect("signs");
-        request.headers.push((
-            "authorization".into(),
-            format!("{ALGORITHM} Credential=AKIDEXAMPLE/20150830/us-east-1/kinesis/aws4_request, SignedHeaders=content-type;host;x-amz-date;x-amz-target, Signature={signature}"),
-        ));
-        request
-    }
-
-    fn credentials() -> Credentials {
-        Credentials::from_pairs([(
-            "AKIDEXAMPLE".to_owned(),
-            "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY".to_owned(),
-        )])
-    }
-
-    const SIGNED_AT: u64 = 1_440_938_160_000;
-
-    #[test]
-    fn the_signing_key_derivation_matches_the_aws_documentation() {
-        // From AWS's "Examples of how to derive a signing key for Signature Version 4".
-        let k_date = hmac(b"AWS4wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", b"20120215");
-        let k_region = hmac(&k_date, b"us-east-1");
-        let k_service = hmac(&k_region, b"iam");
-        let k_signing = hmac(&k_service, b"aws4_request");
-        assert_eq!(
-            hex(&k_signing),
-            "f4780e2d9f65fa895f9c67b32ce1baf0b0d8a43505a000a1a9e090d414db404d"
-        );
-    }
-
-    #[test]
-    fn a_correctly_signed_request_passes_and_names_its_key() {
-        let signed = sign(request(b"{}"), "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY");
-        assert_eq!(
-            verify(&signed, &credentials(), "us-east-1", SIGNED_AT + 1000),
-            Ok("AKIDEXAMPLE".to_owned())
-        );
-    }
-
-    #[test]
-    fn a_wrong_secret_a_tampered_body_or_a_stale_date_fail() {
-        let wrong = sign(request(b"{}"), "not-the-secret");
-        assert_eq!(
-            verify(&wrong, &credentials(), "us-east-1", SIGNED_AT).map_err(|e| e.kind),
-            Err(ErrorKind::InvalidSignature)
-        );
-        let mut tampered = sign(request(b"{}"), "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY");
-        tampered.body = b"{\"Limit\":1}";
-        assert_eq!(
-            verify(&tampered, &credentials(), "us-east-1", SIGNED_AT).map_err(|e| e.kind),
-            Err(ErrorKind::InvalidSignature)
-        );
-        let fine = sign(request(b"{}"), "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY");
-        assert_eq!(
-            verify(
-                &fine,
-                &credentials(),
-                "us-east-1",
-                SIGNED_AT + MAX_SKEW_MS + 1
-            )
-            .map_err(|e| e.kind),
-            Err(ErrorKind::InvalidSignature)
-        );
-        assert_eq!(
-            verify(
-                &fine,
-                &credentials(),
-                "us-east-1",
-                SIGNED_AT - MAX_SKEW_MS - 1
-            )
-            .map_err(|e| e.kind),
-            Err(ErrorKind::InvalidSignature)
-        );
-    }
-
-    #[test]
-    fn missing_malformed_or_unknown_credentials_get_their_own_errors() {
-        assert_eq!(
-            verify(&request(b"{}"), &credentials(), "us-east-1", SIGNED_AT).map_err(|e| e.kind),
-            Err(ErrorKind::MissingAuthenticationToken)
-        );
-        let mut malformed = request(b"{}");
-        malformed.headers.push((
-            "authorization".into(),
-            "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE".into(),
-        ));
-        assert_eq!(
-            verify(&malformed, &credentials(), "us-east-1", SIGNED_AT).map_err(|e| e.kind),
-            Err(ErrorKind::IncompleteSignature)
-        );
-        let stranger = sign(request(b"{}"), "x");
-        let others = Credentials::from_pairs([("SOMEONEELSE".to_owned(), "x".to_owned())]);
-        assert_eq!(
-            verify(&stranger, &others, "us-east-1", SIGNED_AT).map_err(|e| e.kind),
-            Err(ErrorKind::UnrecognizedClient)
-        );
-    }
-
-    #[test]
-    fn what_sign_produces_verify_accepts() {
-        let mut request = request(b"{\"Limit\":5}");
-        let authorization = super::sign(
-            &request,
-            "AKIDEXAMPLE",
-            "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
-            "us-east-1",
-        );
-        request
-            .headers
-            .push(("authorization".into(), authorization));
-        assert_eq!(
-            verify(&request, &credentials(), "us-east-1", SIGNED_AT),
-            Ok("AKIDEXAMPLE".to_owned())
-        );
-        assert_eq!(format_amz_date(SIGNED_AT), "20150830T123600Z");
-    }
-
-    #[test]
-    fn hardening_a_signature_scoped_to_another_region_is_refused_naming_the_scope() {
-        let signed = sign(request(b"{}"), "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY");
-        let refusal = verify(&signed, &credentials(), "eu-west-1", SIGNED_AT)
-            .expect_err("signed for us-east-1");
-        assert_eq!(refusal.kind, ErrorKind::InvalidSignature);
-        assert!(
-            refusal.message.contains("20150830/us-east-1/kinesis")
-                && refusal.message.contains("'eu-west-1'"),
-            "{}",
-            refusal.message
-        );
-    }
-
-    #[test]
-    fn hardening_signatures_compare_whole_and_in_constant_time() {
-        let signature = "a".repeat(64);
-        assert!(same_signature(&signature, &signature.clone()));
-        let mut last_wrong = signature.clone();
-        last_wrong.replace_range(63.., "b");
-        assert!(!same_signature(&signature, &last_wrong));
-        assert!(!same_signature(&signature, &signature[..63]));
-        assert!(!same_signature(&signature, ""));
-    }
-
-    #[test]
-    fn hardening_an_emptied_source_revokes_every_key_and_an_unreadable_one_keeps_them() {
-        let dir = std::env::temp_dir().join(format!("brook-auth-empty-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("folder");
-        let empty = Credentials::load(&dir).expect("an empty source loads");
-        assert!(empty.is_empty(), "an empty source must revoke every key");
-        let file = dir.join("keys");
-        std::fs::write(&file, "AKIDEXAMPLE=secret\nnot a key line\n").expect("file");
-        assert!(
-            matches!(
-                Credentials::load(&file),
-                Err(CredentialsError::Malformed { line: 2 })
-            ),
-            "a half-written source is an error: the last good keys stay"
-        );
-        assert!(matches!(
-            Credentials::load(&dir.join("missing")),
-            Err(CredentialsError::Read { .. })
-        ));
-        std::fs::remove_dir_all(&dir).expect("clean up");
-        let request = sign(request(b"{}"), "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY");
-        assert_eq!(
-            verify(&request, &empty, "us-east-1", SIGNED_AT).map_err(|e| e.kind),
-            Err(ErrorKind::UnrecognizedClient),
-            "no keys: nothing gets through"
-        );
-    }
-
-    #[test]
-    fn amz_dates_parse_to_epoch_milliseconds() {
-        assert_eq!(parse_amz_date("20150830T123600Z"), Some(SIGNED_AT));
-        assert_eq!(parse_amz_date("2015-08-30T12:36:00Z"), None);
-        assert_eq!(parse_amz_date("20151330T123600Z"), None);
-    }
-}
+mod tests;
