@@ -112,14 +112,18 @@ fn fidelity_every_constraint_violation_is_answered_at_once_in_kinesis_words() {
             "2 validation errors detected: Value null at 'tags' failed to satisfy constraint: Member must not be null; Value 'arn:aws:kinesis:us-east-1:123456789012:bucket/b' at 'resourceARN' failed to satisfy constraint: Member must satisfy regular expression pattern: arn:aws.*:kinesis:.*:\\d{12}:.*(stream|channel|queue)/\\S+".to_owned(),
         ),
     ];
-    for (operation, body, message) in cases {
-        let (status, answer) = post_json(endpoint, operation, &body);
-        assert_eq!(
-            (status, answer),
-            (400, error_body("ValidationException", &message)),
-            "{operation} {body}"
-        );
-    }
+    let cases: Vec<_> = cases
+        .into_iter()
+        .map(|(operation, body, message)| {
+            (
+                operation,
+                body,
+                400,
+                error_body("ValidationException", &message),
+            )
+        })
+        .collect();
+    support::fidelity::assert_answers(endpoint, &cases);
 }
 
 #[test]

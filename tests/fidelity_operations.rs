@@ -1,11 +1,13 @@
 //! Wire fidelity per operation: for each operation the AWS SDKs would refuse client-side,
 //! golden answers to raw requests that break its model constraints (every constraint kind the
-//! operation has), and the empty body Kinesis answers for operations without output.
+//! operation has), in JSON and in CBOR, and the empty body Kinesis answers for operations
+//! without output.
 
 mod support;
 
 use serde_json::Value;
 use support::broker::{BrokerBuilder, TempDir, error_body, post_json, post_json_answer, raw_post};
+use support::fidelity::assert_answers;
 
 const ARN: &str = "arn:aws:kinesis:us-east-1:000000000000:stream/s";
 const STREAM_ID_PATTERN: &str = "[a-z0-9]{20}-[a-z0-9]{3}";
@@ -53,17 +55,6 @@ fn enumeration(value: &str, at: &str, values: &str) -> String {
         at,
         &format!("Member must satisfy enum value set: [{values}]"),
     )
-}
-
-fn assert_answers(endpoint: &str, cases: &[(&str, String, u16, String)]) {
-    for (operation, body, status, expected) in cases {
-        let (got_status, got) = post_json(endpoint, operation, body);
-        assert_eq!(
-            (got_status, &got),
-            (*status, expected),
-            "{operation} {body}"
-        );
-    }
 }
 
 fn validation(

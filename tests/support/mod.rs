@@ -5,6 +5,7 @@
 pub mod apiserver;
 pub mod broker;
 pub mod delivery;
+pub mod fidelity;
 pub mod helm;
 pub mod mock_kube;
 pub mod operator;

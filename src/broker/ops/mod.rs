@@ -96,9 +96,9 @@ async fn run(broker: &Arc<Broker>, operation: Operation, body: &[u8]) -> Result<
 }
 
 /// The answer of an operation whose output has no members. Kinesis answers those with an
-/// empty body (`Content-Length: 0`, the protocol's content type), in JSON and in CBOR; the
-/// kinesalite test suite, written against Kinesis, checks `res.body.should.equal('')` after
-/// CreateStream, and the AWS SDKs read an empty body as an empty output.
+/// empty body (`Content-Length: 0`, the protocol's content type), in JSON and in CBOR: the
+/// API reference says "an HTTP 200 response with an empty HTTP body" (e.g. AddTagsToStream),
+/// and the AWS SDKs read an empty body as an empty output.
 pub fn no_output() -> Vec<u8> {
     Vec::new()
 }

@@ -17,6 +17,8 @@ use crate::broker::protocol::{ApiError, ErrorKind, timestamp_ms};
 use crate::broker::routing::{parse_shard_id, record_sequence, shard_id, shard_start_sequence};
 use crate::broker::state::{Broker, LiveShard, LiveStream};
 
+/// Tags per stream. Today's Kinesis takes 50 (API reference, AddTagsToStream: "You can assign
+/// up to 50 tags to a data stream"); older documentation, SDK docs and kinesalite say 10.
 const MAX_TAGS: usize = 50;
 const NEXT_TOKEN_TTL_MS: u64 = 300_000;
 const ON_DEMAND_SHARDS: u32 = 4;
@@ -295,6 +297,8 @@ pub(super) fn describe_stream(broker: &Arc<Broker>, body: &[u8]) -> Result<Vec<u
         .map(|s| shard_json(&stream, s))
         .collect();
     let now = broker.clock.now_ms();
+    // StreamModeDetails is in today's DescribeStream output (the current API model's
+    // StreamDescription shape); older emulators leave it out.
     let description = json!({
         "StreamName": stream.record.name,
         "StreamARN": stream.arn,
@@ -416,6 +420,8 @@ pub(super) fn list_streams(broker: &Arc<Broker>, body: &[u8]) -> Result<Vec<u8>,
             })
         })
         .collect();
+    // Today's ListStreams answers StreamSummaries next to StreamNames (the current API model's
+    // ListStreamsOutput; AWS added it in 2022), which older emulators do not send.
     let mut out = json!({
         "StreamNames": page.iter().map(|s| s.record.name.clone()).collect::<Vec<_>>(),
         "HasMoreStreams": has_more,
