@@ -318,6 +318,21 @@ struct BrokerArgs {
     /// Kinesis API URL of the home pod, such as http://orders-0.orders-brokers.shop.svc:4567.
     #[arg(long, env = "BROOK_HOME_URL")]
     home_url: Option<http::Uri>,
+    /// Internal URLs of every pod of the stream's cluster, by ordinal, comma-separated (such
+    /// as http://orders-0.orders-brokers:4568,...): the stream's shards are spread over them.
+    #[arg(
+        long,
+        env = "BROOK_CLUSTER_PEERS",
+        value_delimiter = ',',
+        requires = "pod_ordinal"
+    )]
+    cluster_peers: Vec<http::Uri>,
+    /// This pod's StatefulSet ordinal in --cluster-peers.
+    #[arg(long, env = "BROOK_POD_ORDINAL")]
+    pod_ordinal: Option<u32>,
+    /// Address of the internal port other pods of the cluster call.
+    #[arg(long, env = "BROOK_CLUSTER_LISTEN", default_value = "0.0.0.0:4568")]
+    cluster_listen: std::net::SocketAddr,
     /// How long a SubscribeToShard call lasts, in seconds (Kinesis: 300).
     #[arg(long, default_value_t = 300, hide = true)]
     subscription_seconds: u64,
@@ -469,7 +484,23 @@ fn run_broker(args: BrokerArgs) -> anyhow::Result<()> {
         ))?;
         return Ok(());
     }
+    let cluster = match args.pod_ordinal {
+        Some(ordinal) if !args.cluster_peers.is_empty() => {
+            anyhow::ensure!(
+                (ordinal as usize) < args.cluster_peers.len(),
+                "--pod-ordinal {ordinal} is not a pod of --cluster-peers ({} pods)",
+                args.cluster_peers.len()
+            );
+            Some(brook::broker::ClusterOptions {
+                ordinal,
+                peers: args.cluster_peers.clone(),
+                listen: args.cluster_listen,
+            })
+        }
+        _ => None,
+    };
     let options = brook::broker::BrokerOptions {
+        cluster,
         listen: args.listen,
         metrics_listen: args.metrics_listen,
         data_dir: args.data_dir,

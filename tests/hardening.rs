@@ -77,6 +77,7 @@ impl FileSystem for CatalogGateFs {
 
 fn options(data_dir: &Path, quotas: QuotaSettings) -> BrokerOptions {
     BrokerOptions {
+        cluster: None,
         listen: "127.0.0.1:0".parse().expect("address"),
         metrics_listen: "127.0.0.1:0".parse().expect("address"),
         data_dir: data_dir.to_owned(),

@@ -63,6 +63,10 @@ pub struct ShardRecord {
     /// Closed longer ago than the retention period: no longer listed or readable.
     #[serde(default)]
     pub expired: bool,
+    /// The pod (StatefulSet ordinal) whose volume holds the shard's log, when the stream is
+    /// spread over a cluster of brokers; always 0 for a broker on its own.
+    #[serde(default)]
+    pub owner: u32,
 }
 
 /// An enhanced fan-out consumer registered on a stream.
@@ -144,6 +148,7 @@ impl StreamRecord {
                 closed_at_offset: None,
                 closed_ms: None,
                 expired: false,
+                owner: 0,
             })
             .collect();
         Self {
@@ -199,6 +204,10 @@ pub struct Catalog {
     /// The account's minimum throughput billing commitment: status and since when.
     #[serde(default)]
     pub billing_commitment: Option<(String, u64)>,
+    /// How many times the catalog was saved: the placement map's epoch, by which the pods of
+    /// a cluster tell a newer catalog from an older one.
+    #[serde(default)]
+    pub epoch: u64,
 }
 
 impl Catalog {

@@ -39,9 +39,9 @@ pub struct Forwarder {
     home: Uri,
 }
 
-/// A response body from the home broker; a broken upstream ends it early rather than
+/// A response body from another broker; a broken upstream ends it early rather than
 /// surfacing an error type the server's bodies do not carry.
-struct Upstream(Incoming);
+pub(crate) struct Upstream(pub(crate) Incoming);
 
 impl http_body::Body for Upstream {
     type Data = Bytes;

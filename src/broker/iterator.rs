@@ -76,6 +76,31 @@ impl IteratorCodec {
         URL_SAFE_NO_PAD.encode(payload)
     }
 
+    /// The stream name and shard an iterator names, read without checking its signature: a
+    /// broker of a cluster uses it only to pick the pod that owns the shard, which then
+    /// checks the iterator in full.
+    pub fn peek(token: &str) -> Option<(String, ShardKey)> {
+        let bytes = URL_SAFE_NO_PAD.decode(token).ok()?;
+        if bytes.len() < 26 + MAC_LEN || bytes[0] != VERSION {
+            return None;
+        }
+        let payload = &bytes[..bytes.len() - MAC_LEN];
+        let word4 = |at: usize| {
+            Some(u32::from_be_bytes(
+                payload.get(at..at + 4)?.try_into().ok()?,
+            ))
+        };
+        let name_len = usize::from(*payload.get(25)?);
+        let name = std::str::from_utf8(payload.get(26..26 + name_len)?).ok()?;
+        Some((
+            name.to_owned(),
+            ShardKey {
+                stream_key: word4(1)?,
+                shard_index: word4(5)?,
+            },
+        ))
+    }
+
     /// Decodes and checks an iterator at time `now_ms`.
     pub fn decode(&self, token: &str, now_ms: u64) -> Result<IteratorPosition, IteratorError> {
         let bytes = URL_SAFE_NO_PAD

@@ -26,6 +26,7 @@ pub struct Metrics {
     credential_reload_failures: IntCounterVec,
     reroutes: IntCounter,
     on_demand_rounds: IntCounter,
+    catalog_epoch: IntGauge,
 }
 
 /// One shard's series, created on first use so an idle shard costs no series at all.
@@ -233,6 +234,11 @@ impl Metrics {
                 "Rounds of the ON_DEMAND autoscaler: every such stream measured and decided.",
             )
             .expect("static metric definition"),
+            catalog_epoch: IntGauge::new(
+                "brook_catalog_epoch",
+                "Epoch of the catalog (the placement map of a cluster's shards) this broker serves with.",
+            )
+            .expect("static metric definition"),
             credential_reload_failures: counter(
                 "brook_credentials_reload_failures_total",
                 "Reloads of a credentials source that could not be read; the last good keys stay.",
@@ -253,6 +259,7 @@ impl Metrics {
             Box::new(metrics.credential_reload_failures.clone()),
             Box::new(metrics.reroutes.clone()),
             Box::new(metrics.on_demand_rounds.clone()),
+            Box::new(metrics.catalog_epoch.clone()),
         ] {
             metrics
                 .registry
@@ -341,6 +348,12 @@ impl Metrics {
         }
         let _ = self.iterator_age.remove_label_values(&labels);
         let _ = self.stored_bytes.remove_label_values(&labels);
+    }
+
+    /// Sets the epoch of the catalog served with.
+    pub fn set_catalog_epoch(&self, epoch: u64) {
+        self.catalog_epoch
+            .set(i64::try_from(epoch).unwrap_or(i64::MAX));
     }
 
     /// Sets how many open shards `stream` has.

@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod catalog;
+pub mod cluster;
 pub mod forward;
 pub mod iterator;
 pub mod limits;
@@ -70,9 +71,22 @@ pub enum BrokerError {
     },
 }
 
+/// A broker that is one pod of a stream's cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterOptions {
+    /// This pod's StatefulSet ordinal.
+    pub ordinal: u32,
+    /// Every pod's internal URL, by ordinal.
+    pub peers: Vec<http::Uri>,
+    /// Address of this pod's internal port.
+    pub listen: SocketAddr,
+}
+
 /// Everything `brook broker` can be told.
 #[derive(Debug, Clone)]
 pub struct BrokerOptions {
+    /// The stream's cluster, when this broker is one of its pods.
+    pub cluster: Option<ClusterOptions>,
     /// Address of the Kinesis API.
     pub listen: SocketAddr,
     /// Address of `/metrics`, `/healthz` and `/readyz`.
@@ -289,7 +303,14 @@ pub async fn run(options: BrokerOptions) -> Result<(), BrokerError> {
             "managed broker: control-plane calls need the operator's admin key"
         );
     }
-    tokio::spawn(on_demand::run(broker.clone(), options.on_demand));
+    let is_home = match &options.cluster {
+        Some(settings) => start_cluster(&broker, settings, stopped.clone()).await?,
+        None => true,
+    };
+    // The catalog changes at pod 0 only; the other pods follow it.
+    if is_home {
+        tokio::spawn(on_demand::run(broker.clone(), options.on_demand));
+    }
     match &options.credentials {
         Some(path) => tracing::info!(
             api = %api_address,
@@ -322,6 +343,39 @@ pub async fn run(options: BrokerOptions) -> Result<(), BrokerError> {
     broker.store.shutdown().await?;
     tracing::info!("shut down cleanly");
     Ok(())
+}
+
+/// Joins the stream's cluster: serves the internal port and, on pods other than pod 0,
+/// follows pod 0's catalog. Returns whether this pod is pod 0.
+async fn start_cluster(
+    broker: &Arc<Broker>,
+    settings: &ClusterOptions,
+    stopped: watch::Receiver<bool>,
+) -> Result<bool, BrokerError> {
+    let cluster = Arc::new(cluster::Cluster::new(
+        settings.ordinal,
+        settings.peers.clone(),
+    ));
+    let _ = broker.cluster.set(cluster.clone());
+    let internal = bind(settings.listen).await?;
+    let peer_broker = broker.clone();
+    tokio::spawn(server::serve(
+        internal,
+        None,
+        move |request| server::handle_peer(peer_broker.clone(), request),
+        stopped,
+    ));
+    if !cluster.is_home() {
+        cluster::replica::refresh(broker, &cluster).await;
+        tokio::spawn(cluster::replica::follow(broker.clone(), cluster.clone()));
+    }
+    tracing::info!(
+        ordinal = settings.ordinal,
+        pods = settings.peers.len(),
+        internal = %settings.listen,
+        "cluster pod started"
+    );
+    Ok(cluster.is_home())
 }
 
 /// Starts the Firehose API of a standalone broker: its delivery workers read this broker's

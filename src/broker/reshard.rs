@@ -113,6 +113,7 @@ impl Builder {
             closed_at_offset: None,
             closed_ms: None,
             expired: false,
+            owner: 0,
         });
         self.added.push(index);
         index

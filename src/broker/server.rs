@@ -23,6 +23,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use super::auth;
+use super::cluster;
 use super::ops;
 use super::protocol::{
     ApiError, ErrorKind, JSON_CONTENT_TYPE, Operation, cbor, eventstream, front, validate,
@@ -93,6 +94,8 @@ enum Reply {
     Events(tokio::sync::mpsc::Receiver<Bytes>),
     /// What the front end answers before any operation runs.
     Front(front::Answer),
+    /// Another pod's answer, passed through as it comes.
+    Relayed(Response<ResponseBody>),
 }
 
 /// A response body fed by a channel; it ends when the sender goes.
@@ -118,6 +121,27 @@ impl http_body::Body for ChannelBody {
 pub async fn handle_kinesis(
     broker: Arc<Broker>,
     request: Request<Incoming>,
+) -> Result<Response<ResponseBody>, Infallible> {
+    handle(broker, request, cluster::Entry::Client).await
+}
+
+/// Serves one request on a clustered broker's internal port: the catalog for the other pods,
+/// or a Kinesis request another pod relayed, with its caller's identity in a header.
+pub async fn handle_peer(
+    broker: Arc<Broker>,
+    request: Request<Incoming>,
+) -> Result<Response<ResponseBody>, Infallible> {
+    if request.method() == http::Method::GET && request.uri().path() == cluster::CATALOG_PATH {
+        let document = cluster::replica::catalog_document(&broker).await;
+        return Ok(respond(200, document, "application/json"));
+    }
+    handle(broker, request, cluster::Entry::Peer).await
+}
+
+async fn handle(
+    broker: Arc<Broker>,
+    request: Request<Incoming>,
+    entry: cluster::Entry,
 ) -> Result<Response<ResponseBody>, Infallible> {
     let started = Instant::now();
     let id = request_id();
@@ -170,9 +194,20 @@ pub async fn handle_kinesis(
             Ok(protocol) => is_cbor = protocol == front::Protocol::Cbor,
             Err(answer) => return Ok(Reply::Front(answer)),
         }
-        let caller = authenticate(&broker, &parts, &body, "kinesis")?;
+        let caller = match entry {
+            cluster::Entry::Client => authenticate(&broker, &parts, &body, "kinesis")?,
+            // SigV4 was verified at the pod the client reached.
+            cluster::Entry::Peer => cluster::parse_caller(header(cluster::CALLER_HEADER))
+                .ok_or_else(|| {
+                    ApiError::new(
+                        ErrorKind::MissingAuthenticationToken,
+                        "Missing Authentication Token",
+                    )
+                })?,
+        };
         let operation = operation.clone()?;
         ops::refuse_unmanaged_change(&broker, operation, &caller)?;
+        let raw = body.clone();
         // CBOR requests are transcoded to the JSON shapes the operations read, and their
         // answers back, so both protocols run the same code.
         let body = if is_cbor {
@@ -181,6 +216,19 @@ pub async fn handle_kinesis(
             body
         };
         ops::authorize(&broker, operation, &body, &caller)?;
+        if let Some(cluster) = broker.cluster.get() {
+            let relayed = cluster::relay::Relayed {
+                operation,
+                content_type: front_request.content_type.unwrap_or(JSON_CONTENT_TYPE),
+                body: raw,
+                caller: &caller,
+            };
+            match cluster::serve(&broker, cluster, entry, &body, relayed).await? {
+                cluster::Served::Here => {}
+                cluster::Served::Json(answer) => return Ok(Reply::Json(answer)),
+                cluster::Served::Relayed(answer) => return Ok(Reply::Relayed(answer)),
+            }
+        }
         if operation == Operation::SubscribeToShard {
             // Not dispatched (its answer is an event stream), so checked against the model here.
             validate::check(operation.name(), &body)?;
@@ -195,6 +243,7 @@ pub async fn handle_kinesis(
     let operation = operation.ok();
     let outcome = match &result {
         Ok(Reply::Front(answer)) => answer.outcome(),
+        Ok(Reply::Relayed(answer)) if !answer.status().is_success() => "relayed_error".to_owned(),
         Ok(_) => "ok".to_owned(),
         Err(error) => error.kind.type_name().to_owned(),
     };
@@ -204,6 +253,7 @@ pub async fn handle_kinesis(
         }
         Ok(Reply::Json(body)) => respond(200, body, JSON_CONTENT_TYPE),
         Ok(Reply::Front(answer)) => front_response(answer),
+        Ok(Reply::Relayed(answer)) => answer,
         Ok(Reply::Events(events)) => {
             let mut response = Response::new(ChannelBody { events }.boxed());
             response.headers_mut().insert(

@@ -56,6 +56,8 @@ pub struct LiveShard {
     pub closed_at_offset: Option<u64>,
     /// Closed longer ago than the retention period: hidden and unreadable.
     pub expired: bool,
+    /// The pod whose volume holds its log (0 for a broker on its own).
+    pub owner: u32,
     /// Its log.
     pub log: Arc<ShardLog>,
     /// Its quotas.
@@ -141,6 +143,10 @@ pub struct Broker {
     /// The Firehose API of a standalone broker, once it runs.
     pub firehose: std::sync::OnceLock<Arc<crate::delivery::control::Firehose>>,
     policies_present: std::sync::atomic::AtomicBool,
+    /// The epoch of the catalog last saved (see [`Catalog::epoch`]).
+    catalog_epoch: std::sync::atomic::AtomicU64,
+    /// This pod's cluster, when the broker is one of a stream's pods.
+    pub cluster: std::sync::OnceLock<Arc<super::cluster::Cluster>>,
 }
 
 impl Broker {
@@ -173,6 +179,8 @@ impl Broker {
             internal_credentials: std::sync::OnceLock::new(),
             firehose: std::sync::OnceLock::new(),
             policies_present: std::sync::atomic::AtomicBool::new(false),
+            catalog_epoch: std::sync::atomic::AtomicU64::new(catalog.epoch),
+            cluster: std::sync::OnceLock::new(),
         };
         for record in catalog.streams.values() {
             broker.publish(record);
@@ -327,6 +335,7 @@ impl Broker {
                 adjacent_parent: shard.adjacent_parent,
                 closed_at_offset: shard.closed_at_offset,
                 expired: shard.expired,
+                owner: shard.owner,
                 log,
                 quota,
             });
@@ -371,19 +380,36 @@ impl Broker {
         }
     }
 
-    /// Persists the catalog.
+    /// Persists a changed catalog under the next epoch.
     pub fn save(&self, catalog: &Catalog) -> Result<(), ApiError> {
+        let mut saved = catalog.clone();
+        saved.epoch = self.catalog_epoch() + 1;
+        self.save_as_is(&saved)
+    }
+
+    /// Persists `catalog` with the epoch it carries (a replica adopted from pod 0).
+    pub fn save_as_is(&self, catalog: &Catalog) -> Result<(), ApiError> {
         catalog.save(self.fs.as_ref(), &self.dir).map_err(|e| {
             tracing::error!(error = %e, "could not persist the catalog");
             ApiError::new(
                 ErrorKind::InternalFailure,
                 "The broker could not persist the change.",
             )
-        })
+        })?;
+        self.catalog_epoch
+            .store(catalog.epoch, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The epoch of the catalog last saved: the placement map this broker serves with.
+    pub fn catalog_epoch(&self) -> u64 {
+        self.catalog_epoch
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Refreshes the stored-bytes gauges before a scrape.
     pub fn refresh_gauges(&self) {
+        self.metrics.set_catalog_epoch(self.catalog_epoch());
         for stream in self.streams() {
             self.metrics
                 .set_open_shards(&stream.record.name, stream.open.len());

@@ -2,8 +2,9 @@
 //! encode the response. Validation messages follow the API model's constraints.
 
 mod admin;
-mod consumers;
+pub(crate) mod consumers;
 mod records;
+pub(crate) use records::check_put_records;
 pub mod reshard;
 mod streams;
 pub mod subscribe;

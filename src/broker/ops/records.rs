@@ -71,14 +71,16 @@ fn writable(broker: &Broker, stream: &LiveStream) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Validates, decodes, routes and admits records; nothing is written yet.
-fn ingest(
-    broker: &Broker,
+/// One record decoded: its key, where its data sits in the scratch buffer, its hash and size.
+type Decoded<'e> = (&'e str, std::ops::Range<usize>, u128, usize);
+
+/// Checks and decodes every record of a put: key, data, size, hash key. Any bad record
+/// refuses the whole request, as Kinesis does.
+fn decode_records<'e>(
     stream: &LiveStream,
-    entries: &[PutRecordsEntry<'_>],
+    entries: &'e [PutRecordsEntry<'_>],
     member: &str,
-    admission: Admission<'_>,
-) -> Result<Ingest, ApiError> {
+) -> Result<(Vec<u8>, Vec<Decoded<'e>>), ApiError> {
     let max_record = stream.record.max_record_size_kib as usize * 1024;
     let request_limit = if max_record > MIB { 10 * MIB } else { 5 * MIB };
     let mut scratch: Vec<u8> = Vec::with_capacity(
@@ -144,6 +146,18 @@ fn ingest(
         decoded.push((key, start..scratch.len(), hash, size));
     }
 
+    Ok((scratch, decoded))
+}
+
+/// Validates, decodes, routes and admits records; nothing is written yet.
+fn ingest(
+    broker: &Broker,
+    stream: &LiveStream,
+    entries: &[PutRecordsEntry<'_>],
+    member: &str,
+    admission: Admission<'_>,
+) -> Result<Ingest, ApiError> {
+    let (scratch, decoded) = decode_records(stream, entries, member)?;
     let now = broker.clock.now_ms();
     let mut bodies: Vec<BodyBuilder> = Vec::new();
     let mut part_shards: Vec<usize> = Vec::new();
@@ -157,6 +171,16 @@ fn ingest(
                 "No open shard covers the record's hash key.",
             )
         })?;
+        if let Some(cluster) = broker.cluster.get()
+            && shard.owner != cluster.ordinal
+        {
+            // Routed here under an older placement map: the shard's log is on another pod.
+            // Nothing is written; the client retries and the records go to the owner.
+            return Err(crate::broker::cluster::misrouted(
+                cluster.ordinal,
+                crate::broker::cluster::Route::Pod(shard.owner),
+            ));
+        }
         let shard_position = shard.key.shard_index as usize;
         let admit = match admission {
             Admission::Charge => {
@@ -308,8 +332,12 @@ fn entries_conform(entries: &[PutRecordsEntry<'_>]) -> bool {
     })
 }
 
-pub(super) async fn put_records(broker: &Arc<Broker>, body: &[u8]) -> Result<Vec<u8>, ApiError> {
-    let input: PutRecordsInput = json::decode(body)?;
+/// A PutRecords request checked as far as it can be without its records: its members, its
+/// stream and the number of records.
+fn checked_put_records<'a>(
+    broker: &Broker,
+    input: PutRecordsInput<'a>,
+) -> Result<(Arc<LiveStream>, Vec<PutRecordsEntry<'a>>), ApiError> {
     check_members([
         ("StreamName", input.stream_name.as_deref()),
         ("StreamARN", input.stream_arn.as_deref()),
@@ -332,6 +360,21 @@ pub(super) async fn put_records(broker: &Arc<Broker>, body: &[u8]) -> Result<Vec
             "Member must have length between 1 and 500",
         ));
     }
+    Ok((stream, entries))
+}
+
+/// Whether a PutRecords would be refused as a whole, checked as storing it would check it
+/// (members, stream, every record's key, data and size), without storing or charging
+/// anything: a broker of a cluster checks a request before it splits it over pods.
+pub(crate) fn check_put_records(broker: &Broker, body: &[u8]) -> Result<(), ApiError> {
+    let input: PutRecordsInput = json::decode(body)?;
+    let (stream, entries) = checked_put_records(broker, input)?;
+    decode_records(&stream, &entries, "records").map(|_| ())
+}
+
+pub(super) async fn put_records(broker: &Arc<Broker>, body: &[u8]) -> Result<Vec<u8>, ApiError> {
+    let input: PutRecordsInput = json::decode(body)?;
+    let (stream, entries) = checked_put_records(broker, input)?;
     let (stream, ingest, landed) = store_routed(broker, stream, &entries, "records").await?;
     let mut failed = 0;
     let results = ingest
@@ -430,6 +473,7 @@ pub(super) async fn get_shard_iterator(
             ),
         )
     })?;
+    crate::broker::cluster::check_owned(broker, shard)?;
     let (tip, _) = shard.log.tip();
     let sequence_position = |kind: &str| -> Result<SequencePosition, ApiError> {
         let text = input.starting_sequence_number.as_deref().ok_or_else(|| {
@@ -535,6 +579,7 @@ pub(super) async fn get_records(broker: &Arc<Broker>, body: &[u8]) -> Result<Vec
                 ),
             )
         })?;
+    crate::broker::cluster::check_owned(broker, shard)?;
     if !shard.quota.admit_read(now) {
         shard.metrics.read_throttled().inc();
         return Err(ApiError::new(

@@ -93,6 +93,13 @@ async fn apply(
         }
     }
     let mut plan = make_plan(&current, now).map_err(|e| reshard_error(e, &live, &account))?;
+    crate::broker::cluster::place_reshard(
+        broker,
+        &catalog,
+        &mut plan.record,
+        &plan.closed,
+        &plan.added,
+    )?;
     let open_after =
         catalog.open_shards() - current.open_shard_count() + plan.record.open_shard_count();
     if open_after > broker.settings.shard_limit as usize {

@@ -144,6 +144,7 @@ pub(super) async fn create_stream(broker: &Arc<Broker>, body: &[u8]) -> Result<V
     if let Some(kib) = max_record_kib {
         record.max_record_size_kib = kib as u32;
     }
+    crate::broker::cluster::place_new_stream(broker, &updated, &mut record);
     updated.streams.insert(name, record.clone());
     broker.save(&updated)?;
     *catalog = updated;

@@ -106,6 +106,7 @@ pub async fn subscribe(
             ),
         )
     })?;
+    crate::broker::cluster::check_owned(broker, shard)?;
     let (tip, _) = shard.log.tip();
     let sequence = |text: Option<&str>| -> Result<SequencePosition, ApiError> {
         let text = text.ok_or_else(|| {

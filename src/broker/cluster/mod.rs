@@ -1,0 +1,453 @@
+//! A stream's shards spread over the pods of its StatefulSet (`--cluster-peers`,
+//! `--pod-ordinal`): every shard has one owner pod whose volume holds its log; any pod
+//! answers any request.
+//!
+//! - **The catalog** (streams, shards, lineage, owners: the placement map, versioned by its
+//!   `epoch`) is changed only at pod 0, the stream's home, which serializes and persists
+//!   every change as a standalone broker does; the other pods keep a replica, fetched from
+//!   pod 0 over the internal port, saved on their volume and adopted when its epoch is newer.
+//!   Calls that change the catalog go to pod 0; reads are answered from the local replica.
+//! - **Records** go to their shard's owner: a PutRecord is relayed whole, a PutRecords is
+//!   split by owner and its parts sent in parallel, the per-record results put back in the
+//!   request's order; a part whose owner is unreachable comes back as per-record
+//!   `InternalFailure` results the SDKs retry. GetShardIterator, GetRecords and
+//!   SubscribeToShard are relayed to the shard's owner (an iterator names its shard in clear).
+//! - **Internal traffic** uses the internal port with the caller's identity in a header:
+//!   SigV4 is verified once, at the pod the client reached. A pod asked over the internal
+//!   port for a shard it does not own refuses; the sender refreshes its replica and the
+//!   client retries, so nothing is written twice or to the wrong pod.
+
+pub mod placement;
+pub mod relay;
+pub mod replica;
+pub mod split;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use http::Uri;
+use http_body_util::Full;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+use super::ops::Caller;
+use super::protocol::{ApiError, ErrorKind, Operation};
+use super::state::{Broker, LiveStream};
+
+/// The pod that holds the authoritative catalog.
+pub const HOME: u32 = 0;
+/// The header that carries the caller's identity between pods.
+pub const CALLER_HEADER: &str = "x-brook-caller";
+/// The internal path that serves the catalog.
+pub const CATALOG_PATH: &str = "/cluster/catalog";
+
+/// Why a pod could not reach another.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// No such pod in `--cluster-peers`.
+    #[error("no pod {0} in the cluster")]
+    UnknownPod(u32),
+    /// The pod did not answer.
+    #[error("pod {ordinal} at {url} is unreachable: {message}")]
+    Unreachable {
+        /// The pod.
+        ordinal: u32,
+        /// Its internal URL.
+        url: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The pod answered something unexpected.
+    #[error("pod {ordinal} answered {message}")]
+    BadAnswer {
+        /// The pod.
+        ordinal: u32,
+        /// What it answered.
+        message: String,
+    },
+}
+
+/// This pod's place in the cluster and its client to the others.
+pub struct Cluster {
+    /// This pod's StatefulSet ordinal.
+    pub ordinal: u32,
+    /// Every pod's internal URL, by ordinal.
+    peers: Vec<Uri>,
+    client: Client<HttpConnector, Full<Bytes>>,
+    /// The newest catalog epoch this pod has seen (its own catalog's, or pod 0's).
+    epoch_seen: AtomicU64,
+}
+
+impl Cluster {
+    /// The cluster of pods at `peers` (internal URLs by ordinal), as pod `ordinal`.
+    pub fn new(ordinal: u32, peers: Vec<Uri>) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        Self {
+            ordinal,
+            peers,
+            client: Client::builder(TokioExecutor::new()).build(connector),
+            epoch_seen: AtomicU64::new(0),
+        }
+    }
+
+    /// Whether this pod holds the authoritative catalog.
+    pub fn is_home(&self) -> bool {
+        self.ordinal == HOME
+    }
+
+    /// How many pods the cluster has.
+    pub fn pods(&self) -> u32 {
+        self.peers.len() as u32
+    }
+
+    /// The newest catalog epoch seen.
+    pub fn epoch_seen(&self) -> u64 {
+        self.epoch_seen.load(Ordering::Relaxed)
+    }
+
+    fn saw_epoch(&self, epoch: u64) {
+        self.epoch_seen.fetch_max(epoch, Ordering::Relaxed);
+    }
+
+    fn url(&self, ordinal: u32) -> Result<&Uri, ClusterError> {
+        self.peers
+            .get(ordinal as usize)
+            .ok_or(ClusterError::UnknownPod(ordinal))
+    }
+
+    /// Sends one request to pod `ordinal`'s internal port.
+    pub async fn send(
+        &self,
+        ordinal: u32,
+        request: http::request::Builder,
+        path: &str,
+        body: Bytes,
+    ) -> Result<http::Response<hyper::body::Incoming>, ClusterError> {
+        let base = self.url(ordinal)?;
+        let unreachable = |message: String| ClusterError::Unreachable {
+            ordinal,
+            url: base.to_string(),
+            message,
+        };
+        let uri: Uri = format!("{}{path}", base.to_string().trim_end_matches('/'))
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| unreachable(e.to_string()))?;
+        let request = request
+            .uri(uri)
+            .body(Full::new(body))
+            .map_err(|e| unreachable(e.to_string()))?;
+        self.client
+            .request(request)
+            .await
+            .map_err(|e| unreachable(e.to_string()))
+    }
+}
+
+/// The caller as the internal header carries it.
+pub fn caller_header(caller: &Caller) -> String {
+    match caller {
+        Caller::Anonymous => "anonymous".to_owned(),
+        Caller::Client(key) => format!("client:{key}"),
+        Caller::Admin => "admin".to_owned(),
+    }
+}
+
+/// The caller an internal request carries.
+pub fn parse_caller(header: Option<&str>) -> Option<Caller> {
+    match header? {
+        "anonymous" => Some(Caller::Anonymous),
+        "admin" => Some(Caller::Admin),
+        other => other
+            .strip_prefix("client:")
+            .map(|key| Caller::Client(key.to_owned())),
+    }
+}
+
+/// Operations that change the catalog: only pod 0 runs them.
+pub fn changes_catalog(operation: Operation) -> bool {
+    use Operation::*;
+    matches!(
+        operation,
+        CreateStream
+            | DeleteStream
+            | IncreaseStreamRetentionPeriod
+            | DecreaseStreamRetentionPeriod
+            | AddTagsToStream
+            | RemoveTagsFromStream
+            | SplitShard
+            | MergeShards
+            | UpdateShardCount
+            | RegisterStreamConsumer
+            | DeregisterStreamConsumer
+            | EnableEnhancedMonitoring
+            | DisableEnhancedMonitoring
+            | StartStreamEncryption
+            | StopStreamEncryption
+            | TagResource
+            | UntagResource
+            | UpdateMaxRecordSize
+            | UpdateStreamWarmThroughput
+            | UpdateAccountSettings
+            | UpdateStreamMode
+            | PutResourcePolicy
+            | DeleteResourcePolicy
+            | UpdateStreamRecordDistributionStrategy
+    )
+}
+
+/// Where a request is served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// By this pod.
+    Here,
+    /// By pod N, to which it is relayed whole.
+    Pod(u32),
+}
+
+/// The owner of shard `index` of `stream`, if the stream has it.
+pub fn owner_of(stream: &LiveStream, index: u32) -> Option<u32> {
+    stream
+        .record
+        .shards
+        .iter()
+        .find(|s| s.index == index)
+        .map(|s| s.owner)
+}
+
+/// Decides where `operation` with `body` (JSON) is served, as seen from pod `here`.
+/// Catalog changes go to pod 0; records, iterators and subscriptions to the shard's owner;
+/// a request this pod cannot resolve (a stream its replica does not have yet) to pod 0;
+/// everything else is answered here. A malformed request is served here, which refuses it.
+pub fn route(broker: &Broker, here: u32, operation: Operation, body: &[u8]) -> Route {
+    use Operation::*;
+    let home_unless_here = if here == HOME {
+        Route::Here
+    } else {
+        Route::Pod(HOME)
+    };
+    if changes_catalog(operation) {
+        return home_unless_here;
+    }
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return Route::Here;
+    };
+    let text = |member: &str| value.get(member).and_then(|v| v.as_str());
+    let stream_of = |name: Option<&str>, arn: Option<&str>| {
+        if name.is_none() && arn.is_none() {
+            return None;
+        }
+        broker.resolve(name, arn).ok()
+    };
+    let shard_owner = |stream: Option<Arc<LiveStream>>, shard_id: Option<&str>| {
+        let Some(stream) = stream else {
+            return home_unless_here;
+        };
+        let owner = shard_id
+            .and_then(super::routing::parse_shard_id)
+            .and_then(|index| owner_of(&stream, index));
+        match owner {
+            Some(owner) if owner != here => Route::Pod(owner),
+            _ => Route::Here,
+        }
+    };
+    match operation {
+        PutRecord => {
+            let Some(stream) = stream_of(text("StreamName"), text("StreamARN")) else {
+                return home_unless_here;
+            };
+            let hash = match text("ExplicitHashKey") {
+                Some(explicit) => super::routing::parse_hash_key(explicit),
+                None => text("PartitionKey").map(super::routing::partition_hash),
+            };
+            match hash.and_then(|h| stream.route(h)) {
+                Some(shard) => match owner_of(&stream, shard.key.shard_index) {
+                    Some(owner) if owner != here => Route::Pod(owner),
+                    _ => Route::Here,
+                },
+                None => Route::Here,
+            }
+        }
+        GetShardIterator => shard_owner(
+            stream_of(text("StreamName"), text("StreamARN")),
+            text("ShardId"),
+        ),
+        GetRecords => {
+            let Some((name, shard)) =
+                text("ShardIterator").and_then(super::iterator::IteratorCodec::peek)
+            else {
+                return Route::Here;
+            };
+            match broker.stream(&name) {
+                Some(stream) if stream.record.key == shard.stream_key => {
+                    match owner_of(&stream, shard.shard_index) {
+                        Some(owner) if owner != here => Route::Pod(owner),
+                        _ => Route::Here,
+                    }
+                }
+                _ => home_unless_here,
+            }
+        }
+        SubscribeToShard => {
+            let stream = text("ConsumerARN")
+                .and_then(super::ops::consumers::parse_consumer_arn)
+                .and_then(|(stream_arn, _, _)| stream_of(None, Some(stream_arn)));
+            shard_owner(stream, text("ShardId"))
+        }
+        _ => match (text("StreamName"), text("StreamARN")) {
+            (None, None) => Route::Here,
+            (name, arn) if broker.resolve(name, arn).is_ok() => Route::Here,
+            _ => home_unless_here,
+        },
+    }
+}
+
+/// The refusal of a request that reached, over the internal port, a pod that does not serve
+/// it (the sender's replica is older or newer than this pod's): retryable, nothing written.
+pub fn misrouted(here: u32, route: Route) -> ApiError {
+    let owner = match route {
+        Route::Pod(owner) => owner,
+        Route::Here => here,
+    };
+    ApiError::new(
+        ErrorKind::ServiceUnavailable,
+        format!(
+            "Pod {here} does not serve this request (its placement map says pod {owner} does); retry."
+        ),
+    )
+}
+
+/// Where a request came in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Entry {
+    /// From a client, on the Kinesis API port.
+    Client,
+    /// From another pod, on the internal port: served here or refused, never sent on.
+    Peer,
+}
+
+/// What the cluster made of a request.
+pub enum Served {
+    /// This pod serves it, as a broker on its own would.
+    Here,
+    /// A PutRecords split over pods: the merged answer (JSON).
+    Json(Vec<u8>),
+    /// Another pod's answer, passed through.
+    Relayed(http::Response<super::server::ResponseBody>),
+}
+
+/// Routes a request of a clustered broker: serves it here, relays it to the pod that
+/// serves it, or splits a PutRecords over its records' pods. `body` is the JSON the
+/// operations read; `relayed` the request as the client sent it.
+pub async fn serve(
+    broker: &Arc<Broker>,
+    cluster: &Arc<Cluster>,
+    entry: Entry,
+    body: &[u8],
+    relayed: relay::Relayed<'_>,
+) -> Result<Served, ApiError> {
+    let here = cluster.ordinal;
+    let route = if relayed.operation == Operation::PutRecords {
+        match split::plan(broker, here, body) {
+            split::Plan::Here => Route::Here,
+            split::Plan::Home => Route::Pod(HOME),
+            // A request Kinesis would refuse is refused whole, here, before any record is
+            // sent anywhere.
+            split::Plan::Split(_) if super::ops::check_put_records(broker, body).is_err() => {
+                Route::Here
+            }
+            split::Plan::Split(owners) => {
+                // Another pod sends a part only to its records' owner; it sends a whole
+                // request only to pod 0 (a stream its replica lacks), which splits it.
+                if entry == Entry::Peer && here != HOME {
+                    return Err(misrouted(here, Route::Pod(HOME)));
+                }
+                let answer =
+                    split::put_records(broker, cluster, body, &owners, relayed.caller).await?;
+                return Ok(Served::Json(answer));
+            }
+        }
+    } else {
+        route(broker, here, relayed.operation, body)
+    };
+    match (route, entry) {
+        (Route::Here, _) => Ok(Served::Here),
+        (Route::Pod(_), Entry::Peer) => {
+            replica::refresh(broker, cluster).await;
+            Err(misrouted(here, route))
+        }
+        (Route::Pod(owner), Entry::Client) => relay::relay(cluster, owner, relayed)
+            .await
+            .map(Served::Relayed),
+    }
+}
+
+/// Places the shards of a new stream over the cluster's pods, by [`placement::place`] over
+/// the load `catalog` shows; a broker on its own keeps every shard.
+pub fn place_new_stream(
+    broker: &Broker,
+    catalog: &crate::broker::catalog::Catalog,
+    record: &mut crate::broker::catalog::StreamRecord,
+) {
+    let Some(cluster) = broker.cluster.get() else {
+        return;
+    };
+    let loads = placement::loads(catalog, cluster.pods(), &Default::default());
+    let owners = placement::place(record.shards.len(), &loads, &[]);
+    for (shard, owner) in record.shards.iter_mut().zip(owners) {
+        shard.owner = owner;
+    }
+}
+
+/// Places a reshard's children (`added`) by [`placement::place`], the parents (`closed`)
+/// staying where they are. Pod 0 closes the parents in its own store, so a reshard whose
+/// parents live on another pod is refused for now.
+pub fn place_reshard(
+    broker: &Broker,
+    catalog: &crate::broker::catalog::Catalog,
+    record: &mut crate::broker::catalog::StreamRecord,
+    closed: &[u32],
+    added: &[u32],
+) -> Result<(), ApiError> {
+    let Some(cluster) = broker.cluster.get() else {
+        return Ok(());
+    };
+    let parents: Vec<u32> = closed
+        .iter()
+        .filter_map(|index| record.shards.iter().find(|s| s.index == *index))
+        .map(|s| s.owner)
+        .collect();
+    if let Some(other) = parents.iter().find(|&&owner| owner != cluster.ordinal) {
+        return Err(ApiError::new(
+            ErrorKind::InvalidArgument,
+            format!(
+                "The shard to reshard lives on pod {other}; this broker cluster reshards only shards on pod {} so far.",
+                cluster.ordinal
+            ),
+        ));
+    }
+    let loads = placement::loads(catalog, cluster.pods(), &Default::default());
+    let owners = placement::place(added.len(), &loads, &parents);
+    for (index, owner) in added.iter().zip(owners) {
+        if let Some(shard) = record.shards.iter_mut().find(|s| s.index == *index) {
+            shard.owner = owner;
+        }
+    }
+    Ok(())
+}
+
+/// Refuses to serve `shard` here when another pod owns it (a request routed under an older
+/// placement map): its log here is empty, and reading it would answer wrong data.
+pub fn check_owned(
+    broker: &Broker,
+    shard: &crate::broker::state::LiveShard,
+) -> Result<(), ApiError> {
+    match broker.cluster.get() {
+        Some(cluster) if shard.owner != cluster.ordinal => {
+            Err(misrouted(cluster.ordinal, Route::Pod(shard.owner)))
+        }
+        _ => Ok(()),
+    }
+}

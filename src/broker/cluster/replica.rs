@@ -1,0 +1,124 @@
+//! The catalog replica of pods other than pod 0: fetched from pod 0's internal port, saved
+//! on the pod's own volume (a restarted pod serves its shards before it reaches pod 0
+//! again) and adopted when its epoch is newer than the one held.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+
+use super::{CATALOG_PATH, Cluster, ClusterError, HOME};
+use crate::broker::catalog::Catalog;
+use crate::broker::protocol::ApiError;
+use crate::broker::shard::ShardKey;
+use crate::broker::state::Broker;
+
+/// How often a pod asks pod 0 for a newer catalog.
+pub const FOLLOW_INTERVAL: Duration = Duration::from_millis(500);
+
+/// The catalog this pod holds, with its epoch, as the internal port serves it.
+pub async fn catalog_document(broker: &Broker) -> Vec<u8> {
+    let catalog = broker.catalog.lock().await;
+    let mut current = catalog.clone();
+    current.epoch = broker.catalog_epoch();
+    serde_json::to_vec(&current).unwrap_or_default()
+}
+
+/// Fetches pod 0's catalog.
+pub async fn fetch(cluster: &Cluster) -> Result<Catalog, ClusterError> {
+    let answer = cluster
+        .send(
+            HOME,
+            http::Request::get(CATALOG_PATH),
+            CATALOG_PATH,
+            Bytes::new(),
+        )
+        .await?;
+    let status = answer.status();
+    let bytes = answer
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| ClusterError::BadAnswer {
+            ordinal: HOME,
+            message: e.to_string(),
+        })?
+        .to_bytes();
+    if !status.is_success() {
+        return Err(ClusterError::BadAnswer {
+            ordinal: HOME,
+            message: format!("{status}: {}", String::from_utf8_lossy(&bytes)),
+        });
+    }
+    serde_json::from_slice(&bytes).map_err(|e| ClusterError::BadAnswer {
+        ordinal: HOME,
+        message: e.to_string(),
+    })
+}
+
+/// Adopts `incoming` when it is newer than the catalog held: streams gone are dropped, new
+/// shards get (empty) logs, retention follows, and the replica is saved before it is served.
+/// Returns whether it was adopted.
+pub async fn adopt(broker: &Broker, incoming: Catalog) -> Result<bool, ApiError> {
+    let mut catalog = broker.catalog.lock().await;
+    if incoming.epoch <= broker.catalog_epoch() {
+        return Ok(false);
+    }
+    let internal = |e: crate::broker::shard::StoreError| {
+        tracing::error!(error = %e, "could not follow pod 0's catalog");
+        ApiError::new(
+            crate::broker::protocol::ErrorKind::InternalFailure,
+            "The broker could not follow the cluster's catalog.",
+        )
+    };
+    broker.save_as_is(&incoming)?;
+    for (name, old) in &catalog.streams {
+        let kept = incoming.streams.get(name).is_some_and(|s| s.key == old.key);
+        if !kept {
+            broker.unpublish(old);
+            broker.store.drop_stream(old.key).await.map_err(internal)?;
+        }
+    }
+    for record in incoming.streams.values() {
+        let missing: Vec<ShardKey> = record
+            .shard_keys()
+            .filter(|key| broker.store.log(*key).is_none())
+            .collect();
+        if !missing.is_empty() {
+            broker.store.add_shards(missing).await.map_err(internal)?;
+        }
+        broker
+            .store
+            .set_retention(record.key, record.retention_ms())
+            .await
+            .map_err(internal)?;
+        broker.publish(record);
+    }
+    tracing::info!(epoch = incoming.epoch, "adopted pod 0's catalog");
+    *catalog = incoming;
+    Ok(true)
+}
+
+/// Fetches and adopts pod 0's catalog once; a pod 0 that cannot be reached leaves the
+/// replica as it is.
+pub async fn refresh(broker: &Broker, cluster: &Cluster) {
+    match fetch(cluster).await {
+        Ok(incoming) => {
+            cluster.saw_epoch(incoming.epoch);
+            if let Err(error) = adopt(broker, incoming).await {
+                tracing::warn!(%error, "could not adopt pod 0's catalog");
+            }
+        }
+        Err(error) => tracing::debug!(%error, "pod 0's catalog is out of reach"),
+    }
+}
+
+/// Follows pod 0's catalog for as long as the broker runs.
+pub async fn follow(broker: Arc<Broker>, cluster: Arc<Cluster>) {
+    let mut ticks = tokio::time::interval(FOLLOW_INTERVAL);
+    loop {
+        ticks.tick().await;
+        refresh(&broker, &cluster).await;
+    }
+}

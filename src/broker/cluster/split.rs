@@ -1,0 +1,273 @@
+//! PutRecords across pods: the records are grouped by the pod that owns their shard, each
+//! group is sent to its pod (this pod's own group is stored here) in parallel, and the
+//! per-record results are put back in the request's order. A group whose pod cannot be
+//! reached, or refuses it, comes back as per-record `InternalFailure` results, which the
+//! SDKs and the KPL retry; the other groups are stored.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+
+use super::{CALLER_HEADER, Cluster, HOME, caller_header, owner_of};
+use crate::broker::ops::Caller;
+use crate::broker::protocol::json::{self, PutRecordsEntry, PutRecordsInput};
+use crate::broker::protocol::{ApiError, Operation};
+use crate::broker::routing::{parse_hash_key, partition_hash};
+use crate::broker::state::{Broker, LiveStream};
+
+/// How a PutRecords is served.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Plan {
+    /// Every record's shard is owned here, or the request is malformed (refused here).
+    Here,
+    /// The stream is not in this pod's replica yet: pod 0 serves it.
+    Home,
+    /// Records go to several pods: the owner of each, in the request's order.
+    Split(Vec<u32>),
+}
+
+/// The pod owning each record's shard, or `None` when a record cannot be routed (no key,
+/// a malformed hash key): the request is then refused here as a whole.
+pub fn owners(stream: &LiveStream, entries: &[PutRecordsEntry<'_>]) -> Option<Vec<u32>> {
+    entries
+        .iter()
+        .map(|entry| {
+            let hash = match entry.explicit_hash_key.as_deref() {
+                Some(explicit) => parse_hash_key(explicit)?,
+                None => partition_hash(entry.partition_key.as_deref()?),
+            };
+            owner_of(stream, stream.route(hash)?.key.shard_index)
+        })
+        .collect()
+}
+
+/// Decides how pod `here` serves a PutRecords `body` (JSON).
+pub fn plan(broker: &Broker, here: u32, body: &[u8]) -> Plan {
+    let Ok(input) = json::decode::<PutRecordsInput<'_>>(body) else {
+        return Plan::Here;
+    };
+    if input.stream_name.is_none() && input.stream_arn.is_none() {
+        return Plan::Here;
+    }
+    let Ok(stream) = broker.resolve(input.stream_name.as_deref(), input.stream_arn.as_deref())
+    else {
+        return if here == HOME { Plan::Here } else { Plan::Home };
+    };
+    let Some(entries) = input.records.as_deref() else {
+        return Plan::Here;
+    };
+    match owners(&stream, entries) {
+        Some(owners) if owners.iter().any(|&o| o != here) => Plan::Split(owners),
+        _ => Plan::Here,
+    }
+}
+
+/// Record positions grouped by owner, each group in the request's order, groups by owner.
+pub fn groups(owners: &[u32]) -> Vec<(u32, Vec<usize>)> {
+    let mut groups: Vec<(u32, Vec<usize>)> = Vec::new();
+    for (position, &owner) in owners.iter().enumerate() {
+        match groups.iter_mut().find(|(o, _)| *o == owner) {
+            Some((_, positions)) => positions.push(position),
+            None => groups.push((owner, vec![position])),
+        }
+    }
+    groups.sort_by_key(|(owner, _)| *owner);
+    groups
+}
+
+/// What one group's pod answered: its PutRecords result entries, or why it failed.
+pub type GroupAnswer = Result<Vec<Value>, String>;
+
+/// The whole request's answer from its groups' answers: each record's result at its
+/// position; every record of a failed group an `InternalFailure`.
+pub fn merge(count: usize, answered: Vec<(Vec<usize>, GroupAnswer)>) -> Value {
+    let mut results = vec![Value::Null; count];
+    for (positions, answer) in answered {
+        match answer {
+            Ok(entries) if entries.len() == positions.len() => {
+                for (position, entry) in positions.into_iter().zip(entries) {
+                    results[position] = entry;
+                }
+            }
+            Ok(entries) => {
+                let why = format!(
+                    "The shard's pod answered {} results for {} records.",
+                    entries.len(),
+                    positions.len()
+                );
+                for position in positions {
+                    results[position] = failure(&why);
+                }
+            }
+            Err(why) => {
+                for position in positions {
+                    results[position] = failure(&why);
+                }
+            }
+        }
+    }
+    let failed = results
+        .iter()
+        .filter(|r| r.get("ErrorCode").is_some() || r.is_null())
+        .count();
+    let results: Vec<Value> = results
+        .into_iter()
+        .map(|r| {
+            if r.is_null() {
+                failure("The record was not answered.")
+            } else {
+                r
+            }
+        })
+        .collect();
+    json!({"FailedRecordCount": failed, "Records": results, "EncryptionType": "NONE"})
+}
+
+fn failure(message: &str) -> Value {
+    json!({"ErrorCode": "InternalFailure", "ErrorMessage": message})
+}
+
+/// The PutRecords body of one group.
+fn group_body(
+    input: &PutRecordsInput<'_>,
+    entries: &[PutRecordsEntry<'_>],
+    positions: &[usize],
+) -> Bytes {
+    let records: Vec<Value> = positions
+        .iter()
+        .map(|&i| {
+            let entry = &entries[i];
+            let mut record = json!({
+                "Data": entry.data.as_deref(),
+                "PartitionKey": entry.partition_key.as_deref(),
+            });
+            if let Some(explicit) = entry.explicit_hash_key.as_deref() {
+                record["ExplicitHashKey"] = json!(explicit);
+            }
+            record
+        })
+        .collect();
+    let mut body = json!({ "Records": records });
+    if let Some(name) = &input.stream_name {
+        body["StreamName"] = json!(name);
+    }
+    if let Some(arn) = &input.stream_arn {
+        body["StreamARN"] = json!(arn);
+    }
+    Bytes::from(serde_json::to_vec(&body).unwrap_or_default())
+}
+
+fn result_entries(answer: &[u8]) -> GroupAnswer {
+    let value: Value = serde_json::from_slice(answer).map_err(|e| e.to_string())?;
+    match value.get("Records").and_then(Value::as_array) {
+        Some(entries) => Ok(entries.clone()),
+        None => Err(format!(
+            "The shard's pod refused the records: {}",
+            value
+                .get("message")
+                .or_else(|| value.get("Message"))
+                .and_then(Value::as_str)
+                .unwrap_or("no reason given")
+        )),
+    }
+}
+
+async fn send_group(
+    broker: Arc<Broker>,
+    cluster: Arc<Cluster>,
+    owner: u32,
+    body: Bytes,
+    caller: String,
+) -> GroupAnswer {
+    if owner == cluster.ordinal {
+        let answer = crate::broker::ops::dispatch(&broker, Operation::PutRecords, &body)
+            .await
+            .map_err(|e| e.message)?;
+        return result_entries(&answer);
+    }
+    let request = http::Request::post("/")
+        .header(http::header::CONTENT_TYPE, "application/x-amz-json-1.1")
+        .header("x-amz-target", "Kinesis_20131202.PutRecords")
+        .header(CALLER_HEADER, caller);
+    let answer = cluster
+        .send(owner, request, "/", body)
+        .await
+        .map_err(|e| e.to_string())?;
+    let bytes = answer
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    let entries = result_entries(&bytes);
+    if entries.is_err() {
+        // The pod may hold a newer placement map: follow it before the client retries.
+        super::replica::refresh(&broker, &cluster).await;
+    }
+    entries
+}
+
+/// Serves a PutRecords whose records belong to several pods; `owners` from [`plan`].
+pub async fn put_records(
+    broker: &Arc<Broker>,
+    cluster: &Arc<Cluster>,
+    body: &[u8],
+    owners: &[u32],
+    caller: &Caller,
+) -> Result<Vec<u8>, ApiError> {
+    let input: PutRecordsInput<'_> = json::decode(body)?;
+    let entries = input.records.as_deref().unwrap_or_default();
+    let caller = caller_header(caller);
+    let sends = groups(owners).into_iter().map(|(owner, positions)| {
+        let body = group_body(&input, entries, &positions);
+        let send = send_group(broker.clone(), cluster.clone(), owner, body, caller.clone());
+        async move { (positions, send.await) }
+    });
+    let answered = futures::future::join_all(sends).await;
+    Ok(serde_json::to_vec(&merge(owners.len(), answered)).unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_records_are_grouped_by_owner_in_request_order() {
+        assert_eq!(
+            groups(&[2, 0, 2, 1, 0]),
+            vec![(0, vec![1, 4]), (1, vec![3]), (2, vec![0, 2])]
+        );
+        assert_eq!(groups(&[]), vec![]);
+    }
+
+    #[test]
+    fn cluster_results_go_back_to_their_positions_and_a_failed_group_fails_its_records() {
+        let ok =
+            |n: u32| json!({"SequenceNumber": n.to_string(), "ShardId": "shardId-000000000000"});
+        let merged = merge(
+            4,
+            vec![
+                (vec![1, 3], Ok(vec![ok(1), ok(3)])),
+                (vec![0, 2], Err("pod 2 is unreachable".to_owned())),
+            ],
+        );
+        assert_eq!(merged["FailedRecordCount"], json!(2));
+        let records = merged["Records"].as_array().expect("records");
+        assert_eq!(records[1], ok(1));
+        assert_eq!(records[3], ok(3));
+        for failed in [&records[0], &records[2]] {
+            assert_eq!(failed["ErrorCode"], json!("InternalFailure"));
+            assert_eq!(failed["ErrorMessage"], json!("pod 2 is unreachable"));
+        }
+        // A throttled record inside a stored group still counts as failed.
+        let throttled = json!({"ErrorCode": "ProvisionedThroughputExceededException", "ErrorMessage": "Rate exceeded"});
+        let merged = merge(2, vec![(vec![0, 1], Ok(vec![ok(0), throttled.clone()]))]);
+        assert_eq!(merged["FailedRecordCount"], json!(1));
+        assert_eq!(merged["Records"][1], throttled);
+        // A group answered with the wrong number of results fails rather than misplaces.
+        let merged = merge(2, vec![(vec![0, 1], Ok(vec![ok(0)]))]);
+        assert_eq!(merged["FailedRecordCount"], json!(2));
+    }
+}

@@ -1,0 +1,379 @@
+//! A stream's shards spread over pods: three broker processes on loopback (own ports, own
+//! data directories) play one Stream's StatefulSet, driven by the AWS SDK through one of
+//! them and read through another. One pod is killed with `kill -9` and restarted.
+
+mod support;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use aws_sdk_kinesis::Client;
+use aws_sdk_kinesis::primitives::Blob;
+use aws_sdk_kinesis::types::{PutRecordsRequestEntry, ShardIteratorType};
+use support::broker::{Broker, BrokerBuilder, TempDir, client_for};
+
+const STREAM: &str = "spread";
+const SHARDS: i32 = 6;
+const KEYS: usize = 60;
+
+/// Starts pod `ordinal` of a cluster whose internal ports are `internal`.
+fn start_pod(dir: &TempDir, ordinal: usize, internal: &[SocketAddr]) -> Broker {
+    let peers: Vec<String> = internal.iter().map(|a| format!("http://{a}")).collect();
+    BrokerBuilder::default()
+        .transition_ms(0)
+        .arg("--cluster-peers")
+        .arg(peers.join(","))
+        .arg("--pod-ordinal")
+        .arg(ordinal.to_string())
+        .arg("--cluster-listen")
+        .arg(internal[ordinal].to_string())
+        .start(dir.path())
+}
+
+/// Waits until `client`'s pod describes the stream as ACTIVE (its replica has it).
+async fn wait_until_served(client: &Client) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let described = client
+            .describe_stream_summary()
+            .stream_name(STREAM)
+            .send()
+            .await;
+        if described.is_ok_and(|d| {
+            d.stream_description_summary()
+                .is_some_and(|s| s.stream_status().as_str() == "ACTIVE")
+        }) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the stream never reached this pod"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until pods 1 and 2 hold pod 0's catalog (the placement map), as their
+/// `brook_catalog_epoch` shows.
+async fn wait_for_replicas(pods: &[Broker]) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let home = catalog_epoch(&pods[0]);
+        if pods[1..].iter().all(|pod| catalog_epoch(pod) == home) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the replicas never caught up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// One record: its partition key and its number within that key.
+fn record(key: usize, seq: usize) -> PutRecordsRequestEntry {
+    PutRecordsRequestEntry::builder()
+        .partition_key(format!("key-{key}"))
+        .data(Blob::new(format!("key-{key}:{seq}")))
+        .build()
+        .expect("a record")
+}
+
+/// Puts `records` through `client`; returns the positions that failed, with their codes.
+async fn put(client: &Client, records: &[PutRecordsRequestEntry]) -> Vec<(usize, String)> {
+    let answer = client
+        .put_records()
+        .stream_name(STREAM)
+        .set_records(Some(records.to_vec()))
+        .send()
+        .await
+        .expect("PutRecords is answered");
+    answer
+        .records()
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| r.error_code().map(|code| (i, code.to_owned())))
+        .collect()
+}
+
+/// Puts `records`, retrying the failed ones until every one is stored.
+async fn put_all(client: &Client, mut records: Vec<PutRecordsRequestEntry>) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !records.is_empty() {
+        let failed = put(client, &records).await;
+        records = failed.iter().map(|(i, _)| records[*i].clone()).collect();
+        assert!(
+            Instant::now() < deadline,
+            "records kept failing: {failed:?}"
+        );
+        if !records.is_empty() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// Every record of every shard, read through `client`: data by shard id, in shard order.
+async fn read_all(client: &Client) -> BTreeMap<String, Vec<String>> {
+    let shards = client
+        .list_shards()
+        .stream_name(STREAM)
+        .send()
+        .await
+        .expect("ListShards");
+    let mut read = BTreeMap::new();
+    for shard in shards.shards() {
+        let mut iterator = client
+            .get_shard_iterator()
+            .stream_name(STREAM)
+            .shard_id(shard.shard_id())
+            .shard_iterator_type(ShardIteratorType::TrimHorizon)
+            .send()
+            .await
+            .expect("GetShardIterator")
+            .shard_iterator()
+            .map(str::to_owned);
+        let mut data = Vec::new();
+        while let Some(current) = iterator {
+            let page = client
+                .get_records()
+                .shard_iterator(current)
+                .send()
+                .await
+                .expect("GetRecords");
+            for r in page.records() {
+                data.push(String::from_utf8_lossy(r.data().as_ref()).into_owned());
+            }
+            let caught_up = page.records().is_empty() && page.millis_behind_latest() == Some(0);
+            iterator = if caught_up {
+                None
+            } else {
+                page.next_shard_iterator().map(str::to_owned)
+            };
+        }
+        read.insert(shard.shard_id().to_owned(), data);
+    }
+    read
+}
+
+/// The numbers read for each partition key, in the order read (shards in id order, so a
+/// parent's records come before its children's).
+fn numbers_by_key(read: &BTreeMap<String, Vec<String>>) -> HashMap<String, Vec<usize>> {
+    let mut seen: HashMap<String, Vec<usize>> = HashMap::new();
+    for data in read.values().flatten() {
+        let (key, seq) = data.split_once(':').expect("key:seq");
+        seen.entry(key.to_owned())
+            .or_default()
+            .push(seq.parse().expect("a number"));
+    }
+    seen
+}
+
+/// `brook_incoming_records_total` per shard id on one pod.
+fn incoming_records(pod: &Broker) -> HashMap<String, f64> {
+    let (_, text) = pod.observe("/metrics");
+    text.lines()
+        .filter(|l| l.starts_with("brook_incoming_records_total{"))
+        .filter_map(|l| {
+            let shard = l.split("shard=\"").nth(1)?.split('"').next()?.to_owned();
+            let value = l.rsplit(' ').next()?.parse().ok()?;
+            Some((shard, value))
+        })
+        .collect()
+}
+
+fn catalog_epoch(pod: &Broker) -> Option<u64> {
+    let (_, text) = pod.observe("/metrics");
+    text.lines()
+        .find_map(|l| l.strip_prefix("brook_catalog_epoch "))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_records_spread_over_pods_survive_a_killed_pod_and_read_back_exactly_once() {
+    let dirs: Vec<TempDir> = (0..3)
+        .map(|i| TempDir::new(&format!("cluster-pod-{i}")))
+        .collect();
+    let internal: Vec<SocketAddr> = (0..3).map(|_| support::unused_address()).collect();
+    let mut pods: Vec<Broker> = (0..3).map(|i| start_pod(&dirs[i], i, &internal)).collect();
+    let writer = client_for(&pods[1].endpoint);
+    let reader = client_for(&pods[0].endpoint);
+
+    // Created through pod 1, which relays the change to pod 0; every pod then serves it.
+    writer
+        .create_stream()
+        .stream_name(STREAM)
+        .shard_count(SHARDS)
+        .send()
+        .await
+        .expect("CreateStream through a pod other than pod 0");
+    for pod in &pods {
+        wait_until_served(&client_for(&pod.endpoint)).await;
+    }
+    wait_for_replicas(&pods).await;
+
+    // Phase 1, everything up: two records per key, in order, through pod 1.
+    for seq in 0..2 {
+        let batch: Vec<_> = (0..KEYS).map(|k| record(k, seq)).collect();
+        assert_eq!(put(&writer, &batch).await, vec![], "all pods are up");
+    }
+    // Every shard's records were stored by exactly one pod, and every pod owns some.
+    let per_pod: Vec<HashMap<String, f64>> = pods.iter().map(incoming_records).collect();
+    let mut owners: HashMap<String, Vec<usize>> = HashMap::new();
+    for (ordinal, counts) in per_pod.iter().enumerate() {
+        for (shard, count) in counts.iter().filter(|(_, c)| **c > 0.0) {
+            owners.entry(shard.clone()).or_default().push(ordinal);
+            assert!(*count > 0.0);
+        }
+    }
+    assert_eq!(owners.len(), SHARDS as usize, "{owners:?}");
+    assert!(owners.values().all(|o| o.len() == 1), "{owners:?}");
+    for ordinal in 0..3 {
+        assert!(
+            owners.values().any(|o| o == &[ordinal]),
+            "pod {ordinal} owns no shard: {owners:?}"
+        );
+    }
+    let epoch = catalog_epoch(&pods[0]).expect("pod 0 shows its epoch");
+    assert!(epoch > 0);
+    for pod in &pods[1..] {
+        assert_eq!(
+            catalog_epoch(pod),
+            Some(epoch),
+            "replicas serve pod 0's map"
+        );
+    }
+
+    // Phase 2, pod 2 killed: its records fail with a retryable per-record error, the others
+    // are stored in the same requests, and reads of the other pods' shards go on.
+    pods[2].kill();
+    let batch: Vec<_> = (0..KEYS).map(|k| record(k, 2)).collect();
+    let failed = put(&writer, &batch).await;
+    assert!(!failed.is_empty(), "pod 2's shards cannot be written");
+    assert!(failed.len() < KEYS, "the other pods' shards kept serving");
+    assert!(
+        failed.iter().all(|(_, code)| code == "InternalFailure"),
+        "{failed:?}"
+    );
+    let pod2_shards: Vec<&String> = owners
+        .iter()
+        .filter(|(_, o)| o == &&vec![2])
+        .map(|(s, _)| s)
+        .collect();
+    let live_shard = owners
+        .iter()
+        .find(|(_, o)| o != &&vec![2])
+        .map(|(s, _)| s.clone())
+        .expect("a shard on a live pod");
+    let iterator = reader
+        .get_shard_iterator()
+        .stream_name(STREAM)
+        .shard_id(&live_shard)
+        .shard_iterator_type(ShardIteratorType::TrimHorizon)
+        .send()
+        .await
+        .expect("a live pod's shard is readable while pod 2 is down");
+    reader
+        .get_records()
+        .shard_iterator(iterator.shard_iterator().expect("an iterator"))
+        .send()
+        .await
+        .expect("GetRecords on a live pod's shard");
+    let down = reader
+        .get_shard_iterator()
+        .stream_name(STREAM)
+        .shard_id(pod2_shards[0])
+        .shard_iterator_type(ShardIteratorType::TrimHorizon)
+        .send()
+        .await
+        .expect_err("pod 2's shard is unavailable, not wrong");
+    assert_eq!(support::broker::error_code(&down), "ServiceUnavailable");
+
+    // Pod 2 comes back on its volume; the failed records are retried and stored.
+    pods[2] = start_pod(&dirs[2], 2, &internal);
+    let retry: Vec<_> = failed.iter().map(|(i, _)| batch[*i].clone()).collect();
+    put_all(&writer, retry).await;
+    // Phase 3: one more record per key, after the retries.
+    put_all(&writer, (0..KEYS).map(|k| record(k, 3)).collect()).await;
+
+    // Read back through pod 0: every acknowledged record exactly once, each key in order.
+    let read = read_all(&reader).await;
+    let seen = numbers_by_key(&read);
+    assert_eq!(seen.len(), KEYS);
+    for (key, seqs) in &seen {
+        assert_eq!(seqs, &[0, 1, 2, 3], "{key}: once each, in order");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_a_writer_through_a_pod_with_a_stale_map_during_a_reshard_loses_and_duplicates_nothing()
+ {
+    let dirs: Vec<TempDir> = (0..3)
+        .map(|i| TempDir::new(&format!("cluster-split-{i}")))
+        .collect();
+    let internal: Vec<SocketAddr> = (0..3).map(|_| support::unused_address()).collect();
+    let pods: Vec<Broker> = (0..3).map(|i| start_pod(&dirs[i], i, &internal)).collect();
+    let writer = client_for(&pods[1].endpoint);
+    writer
+        .create_stream()
+        .stream_name(STREAM)
+        .shard_count(SHARDS)
+        .send()
+        .await
+        .expect("CreateStream");
+    wait_until_served(&writer).await;
+    wait_for_replicas(&pods).await;
+    // A shard pod 0 owns: pod 0 closes it and places its children over the pods.
+    let batch: Vec<_> = (0..KEYS).map(|k| record(k, 0)).collect();
+    assert_eq!(put(&writer, &batch).await, vec![]);
+    let on_pod0 = incoming_records(&pods[0])
+        .into_iter()
+        .find(|(_, count)| *count > 0.0)
+        .map(|(shard, _)| shard)
+        .expect("pod 0 owns a shard");
+
+    // The writer keeps putting through pod 1 while pod 2 asks for the split: pod 1's replica
+    // lags pod 0's map by up to one refresh.
+    let writing = tokio::spawn({
+        let writer = writer.clone();
+        async move {
+            for seq in 1..=20 {
+                put_all(&writer, (0..KEYS).map(|k| record(k, seq)).collect()).await;
+            }
+        }
+    });
+    let splitter = client_for(&pods[2].endpoint);
+    let parent = splitter
+        .list_shards()
+        .stream_name(STREAM)
+        .send()
+        .await
+        .expect("ListShards")
+        .shards()
+        .iter()
+        .find(|s| s.shard_id() == on_pod0)
+        .cloned()
+        .expect("the shard is listed");
+    let range = parent.hash_key_range().expect("a range");
+    let start: u128 = range.starting_hash_key().parse().expect("a number");
+    let end: u128 = range.ending_hash_key().parse().expect("a number");
+    splitter
+        .split_shard()
+        .stream_name(STREAM)
+        .shard_to_split(&on_pod0)
+        .new_starting_hash_key((start + (end - start) / 2).to_string())
+        .send()
+        .await
+        .expect("SplitShard of a shard on pod 0, asked through pod 2");
+    writing.await.expect("the writer finished");
+
+    let read = read_all(&client_for(&pods[0].endpoint)).await;
+    assert_eq!(
+        read.len(),
+        SHARDS as usize + 2,
+        "the parent and its two children"
+    );
+    let seen = numbers_by_key(&read);
+    assert_eq!(seen.len(), KEYS);
+    let expected: Vec<usize> = (0..=20).collect();
+    for (key, seqs) in &seen {
+        assert_eq!(seqs, &expected, "{key}: once each, in order");
+    }
+}
