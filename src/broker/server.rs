@@ -223,7 +223,9 @@ async fn handle(
                 body: raw,
                 caller: &caller,
             };
-            match cluster::serve(&broker, cluster, entry, &body, relayed).await? {
+            // Boxed: the relay and split futures are large, and a request served here should
+            // not carry their state.
+            match Box::pin(cluster::serve(&broker, cluster, entry, &body, relayed)).await? {
                 cluster::Served::Here => {}
                 cluster::Served::Json(answer) => return Ok(Reply::Json(answer)),
                 cluster::Served::Relayed(answer) => return Ok(Reply::Relayed(answer)),
