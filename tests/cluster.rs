@@ -191,7 +191,7 @@ async fn cluster_records_spread_over_pods_survive_a_killed_pod_and_read_back_exa
     let dirs: Vec<TempDir> = (0..3)
         .map(|i| TempDir::new(&format!("cluster-pod-{i}")))
         .collect();
-    let internal: Vec<SocketAddr> = (0..3).map(|_| support::unused_address()).collect();
+    let internal = support::reserved_addresses(3);
     let mut pods: Vec<Broker> = (0..3).map(|i| start_pod(&dirs[i], i, &internal)).collect();
     let writer = client_for(&pods[1].endpoint);
     let reader = client_for(&pods[0].endpoint);
@@ -308,7 +308,7 @@ async fn cluster_a_writer_through_a_pod_with_a_stale_map_during_a_reshard_loses_
     let dirs: Vec<TempDir> = (0..3)
         .map(|i| TempDir::new(&format!("cluster-split-{i}")))
         .collect();
-    let internal: Vec<SocketAddr> = (0..3).map(|_| support::unused_address()).collect();
+    let internal = support::reserved_addresses(3);
     let pods: Vec<Broker> = (0..3).map(|i| start_pod(&dirs[i], i, &internal)).collect();
     let writer = client_for(&pods[1].endpoint);
     writer
@@ -320,14 +320,15 @@ async fn cluster_a_writer_through_a_pod_with_a_stale_map_during_a_reshard_loses_
         .expect("CreateStream");
     wait_until_served(&writer).await;
     wait_for_replicas(&pods).await;
-    // A shard pod 0 owns: pod 0 closes it and places its children over the pods.
+    // A shard pod 2 owns: pod 0 runs the reshard, pod 2 closes the parent in its own log,
+    // and the children are placed over the pods.
     let batch: Vec<_> = (0..KEYS).map(|k| record(k, 0)).collect();
     assert_eq!(put(&writer, &batch).await, vec![]);
-    let on_pod0 = incoming_records(&pods[0])
+    let parent_id = incoming_records(&pods[2])
         .into_iter()
         .find(|(_, count)| *count > 0.0)
         .map(|(shard, _)| shard)
-        .expect("pod 0 owns a shard");
+        .expect("pod 2 owns a shard");
 
     // The writer keeps putting through pod 1 while pod 2 asks for the split: pod 1's replica
     // lags pod 0's map by up to one refresh.
@@ -348,7 +349,7 @@ async fn cluster_a_writer_through_a_pod_with_a_stale_map_during_a_reshard_loses_
         .expect("ListShards")
         .shards()
         .iter()
-        .find(|s| s.shard_id() == on_pod0)
+        .find(|s| s.shard_id() == parent_id)
         .cloned()
         .expect("the shard is listed");
     let range = parent.hash_key_range().expect("a range");
@@ -357,11 +358,11 @@ async fn cluster_a_writer_through_a_pod_with_a_stale_map_during_a_reshard_loses_
     splitter
         .split_shard()
         .stream_name(STREAM)
-        .shard_to_split(&on_pod0)
+        .shard_to_split(&parent_id)
         .new_starting_hash_key((start + (end - start) / 2).to_string())
         .send()
         .await
-        .expect("SplitShard of a shard on pod 0, asked through pod 2");
+        .expect("SplitShard of a shard on pod 2, asked through pod 2");
     writing.await.expect("the writer finished");
 
     let read = read_all(&client_for(&pods[0].endpoint)).await;

@@ -67,6 +67,11 @@ pub struct ShardRecord {
     /// spread over a cluster of brokers; always 0 for a broker on its own.
     #[serde(default)]
     pub owner: u32,
+    /// On the owner pod of a cluster: closed at pod 0's request while pod 0's catalog had
+    /// this epoch, and not yet confirmed by a newer catalog from pod 0. A newer catalog that
+    /// keeps the shard open (pod 0 did not complete the reshard) opens it again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closing_epoch: Option<u64>,
 }
 
 /// An enhanced fan-out consumer registered on a stream.
@@ -149,6 +154,7 @@ impl StreamRecord {
                 closed_ms: None,
                 expired: false,
                 owner: 0,
+                closing_epoch: None,
             })
             .collect();
         Self {

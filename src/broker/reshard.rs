@@ -114,6 +114,7 @@ impl Builder {
             closed_ms: None,
             expired: false,
             owner: 0,
+            closing_epoch: None,
         });
         self.added.push(index);
         index

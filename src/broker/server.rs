@@ -135,6 +135,18 @@ pub async fn handle_peer(
         let document = cluster::replica::catalog_document(&broker).await;
         return Ok(respond(200, document, "application/json"));
     }
+    let path = request.uri().path();
+    if request.method() == http::Method::POST
+        && (path == cluster::closing::CLOSE_PATH || path == cluster::closing::REOPEN_PATH)
+    {
+        let path = path.to_owned();
+        let body = match request.into_body().collect().await {
+            Ok(body) => body.to_bytes(),
+            Err(error) => return Ok(respond(400, error.to_string().into_bytes(), "text/plain")),
+        };
+        let (status, answer) = cluster::closing::serve(&broker, &path, &body).await;
+        return Ok(respond(status, answer, "application/json"));
+    }
     handle(broker, request, cluster::Entry::Peer).await
 }
 

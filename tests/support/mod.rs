@@ -21,6 +21,29 @@ pub fn unused_address() -> std::net::SocketAddr {
         .expect("a free loopback port")
 }
 
+/// `count` free loopback addresses on ports below the kernel's ephemeral range (which starts
+/// at 32768), so no listener bound to port 0 (by this or a concurrent test) can take one
+/// between now and when a process binds it, and a process restarted on one finds it free.
+pub fn reserved_addresses(count: usize) -> Vec<std::net::SocketAddr> {
+    let seed = std::process::id() as usize
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos() as usize);
+    for attempt in 0..1000 {
+        let base = 20_000 + (seed.wrapping_add(attempt * 7919) % 12_000);
+        let addresses: Vec<std::net::SocketAddr> = (0..count)
+            .map(|i| std::net::SocketAddr::from(([127, 0, 0, 1], (base + i) as u16)))
+            .collect();
+        if addresses
+            .iter()
+            .all(|a| std::net::TcpListener::bind(a).is_ok())
+        {
+            return addresses;
+        }
+    }
+    panic!("no {count} free loopback ports below 32768")
+}
+
 /// Polls `check` every 20 ms until it holds; fails naming `what` after a minute. For waiting
 /// on an event the test cannot be told of, never for letting time pass.
 pub async fn eventually(what: &str, check: impl Fn() -> bool) {

@@ -17,6 +17,7 @@
 //!   port for a shard it does not own refuses; the sender refreshes its replica and the
 //!   client retries, so nothing is written twice or to the wrong pod.
 
+pub mod closing;
 pub mod placement;
 pub mod relay;
 pub mod replica;
@@ -402,8 +403,7 @@ pub fn place_new_stream(
 }
 
 /// Places a reshard's children (`added`) by [`placement::place`], the parents (`closed`)
-/// staying where they are. Pod 0 closes the parents in its own store, so a reshard whose
-/// parents live on another pod is refused for now.
+/// staying where they are (their owners close them, see [`closing`]).
 pub fn place_reshard(
     broker: &Broker,
     catalog: &crate::broker::catalog::Catalog,
@@ -419,15 +419,6 @@ pub fn place_reshard(
         .filter_map(|index| record.shards.iter().find(|s| s.index == *index))
         .map(|s| s.owner)
         .collect();
-    if let Some(other) = parents.iter().find(|&&owner| owner != cluster.ordinal) {
-        return Err(ApiError::new(
-            ErrorKind::InvalidArgument,
-            format!(
-                "The shard to reshard lives on pod {other}; this broker cluster reshards only shards on pod {} so far.",
-                cluster.ordinal
-            ),
-        ));
-    }
     let loads = placement::loads(catalog, cluster.pods(), &Default::default());
     let owners = placement::place(added.len(), &loads, &parents);
     for (index, owner) in added.iter().zip(owners) {

@@ -72,6 +72,29 @@ pub async fn adopt(broker: &Broker, incoming: Catalog) -> Result<bool, ApiError>
             "The broker could not follow the cluster's catalog.",
         )
     };
+    // Shards this pod closed at pod 0's request that pod 0's newer catalog keeps open: pod 0
+    // did not complete that reshard, so they take writes again.
+    for old in catalog.streams.values() {
+        for shard in old.shards.iter().filter(|s| s.closing_epoch.is_some()) {
+            let still_open = incoming
+                .streams
+                .values()
+                .find(|s| s.key == old.key)
+                .and_then(|s| s.shards.iter().find(|n| n.index == shard.index))
+                .is_some_and(|n| n.closed_at_offset.is_none());
+            if still_open {
+                let key = ShardKey {
+                    stream_key: old.key,
+                    shard_index: shard.index,
+                };
+                broker.store.reopen_shard(key).await.map_err(internal)?;
+                tracing::warn!(
+                    ?key,
+                    "pod 0 did not complete a reshard: the parent is open again"
+                );
+            }
+        }
+    }
     broker.save_as_is(&incoming)?;
     for (name, old) in &catalog.streams {
         let kept = incoming.streams.get(name).is_some_and(|s| s.key == old.key);

@@ -10,6 +10,7 @@ use serde_json::json;
 
 use super::{no_output, required};
 use crate::broker::catalog::StreamRecord;
+use crate::broker::cluster::closing;
 use crate::broker::protocol::json::{
     self, MergeShardsInput, SplitShardInput, UpdateShardCountInput,
 };
@@ -131,16 +132,24 @@ async fn apply(
     // parent after its end offset is recorded; a failure on the way opens them again, and the
     // stream stays as it was (a crash instead loses only the in-memory close: the saved
     // catalog still names the parents open).
+    // In a cluster, a parent on another pod is closed there (its log is on that pod).
+    let owner = |index: u32| {
+        current
+            .shards
+            .iter()
+            .find(|s| s.index == index)
+            .map_or(0, |s| s.owner)
+    };
     let mut closed = Vec::with_capacity(plan.closed.len());
     for &index in &plan.closed {
-        let offset = match broker.store.close_shard(key(index)).await {
+        let offset = match closing::set_parent(broker, key(index), owner(index), true).await {
             Ok(offset) => offset,
             Err(error) => {
                 reopen(broker, &closed, &name).await;
-                return Err(internal(error));
+                return Err(error);
             }
         };
-        closed.push(key(index));
+        closed.push((key(index), owner(index)));
         if let Some(shard) = plan.record.shards.iter_mut().find(|s| s.index == index) {
             shard.closed_at_offset = Some(offset);
         }
@@ -163,11 +172,12 @@ async fn apply(
 }
 
 /// Opens again the parents a failed reshard closed.
-async fn reopen(broker: &Broker, closed: &[ShardKey], stream: &str) {
-    for &shard in closed {
-        if let Err(error) = broker.store.reopen_shard(shard).await {
-            // Only a stopped writer refuses; it refuses every write then, reported elsewhere.
-            tracing::error!(%error, %stream, ?shard, "could not reopen a parent shard");
+async fn reopen(broker: &Broker, closed: &[(ShardKey, u32)], stream: &str) {
+    for &(shard, owner) in closed {
+        if let Err(error) = closing::set_parent(broker, shard, owner, false).await {
+            // Only a stopped writer refuses, or an owner pod that is down: the catalog pod 0
+            // saves at its next change keeps the shard open, and the owner follows it.
+            tracing::error!(%error, %stream, ?shard, owner, "could not reopen a parent shard");
         }
     }
     tracing::warn!(%stream, "reshard undone: its parents take writes again");
