@@ -9,6 +9,7 @@ pub mod autoscale;
 pub mod bench;
 pub mod broker;
 pub mod delivery;
+pub mod gateway;
 pub mod http1;
 pub mod operator;
 pub mod probe;

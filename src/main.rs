@@ -50,6 +50,9 @@ enum Command {
     /// Run one DeliveryStream: read a stream or take direct puts, buffer, and deliver to S3 or
     /// an HTTP endpoint (what the operator runs per DeliveryStream).
     Delivery(Box<DeliveryArgs>),
+    /// One Kinesis endpoint for every stream of a namespace: routes each request to the
+    /// brokers of the stream it names (from the namespace's Stream resources, or --route).
+    Gateway(GatewayArgs),
     /// Print Brook's version.
     Version,
     /// The shard autoscaler's decision, off any cluster.
@@ -342,6 +345,50 @@ struct BrokerArgs {
 }
 
 #[derive(clap::Args, Debug)]
+struct GatewayArgs {
+    /// Address of the Kinesis API.
+    #[arg(long, env = "BROOK_LISTEN", default_value = "0.0.0.0:4567")]
+    listen: std::net::SocketAddr,
+    /// Address of /healthz and /readyz.
+    #[arg(long, env = "BROOK_METRICS_LISTEN", default_value = "0.0.0.0:9090")]
+    metrics_listen: std::net::SocketAddr,
+    /// A fixed route, NAME=URL (repeatable): the stream NAME is served by the brokers at URL.
+    /// Without any, the routes are the Stream resources of --namespace.
+    #[arg(long = "route", value_parser = parse_route)]
+    routes: Vec<(String, http::Uri)>,
+    /// The namespace whose Streams the gateway serves (the kubeconfig's or the pod's own by
+    /// default).
+    #[arg(long, env = "BROOK_GATEWAY_NAMESPACE")]
+    namespace: Option<String>,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Json)]
+    log_format: LogFormat,
+}
+
+fn parse_route(text: &str) -> Result<(String, http::Uri), String> {
+    let (name, url) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text}: expected NAME=URL"))?;
+    let url = url.parse().map_err(|e| format!("{url}: {e}"))?;
+    Ok((name.to_owned(), url))
+}
+
+fn run_gateway(args: GatewayArgs) -> anyhow::Result<()> {
+    init_logging(args.log_format);
+    let options = brook::gateway::GatewayOptions {
+        listen: args.listen,
+        metrics_listen: args.metrics_listen,
+        routes: args.routes.into_iter().collect(),
+        namespace: args.namespace,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(brook::gateway::run(options))?;
+    Ok(())
+}
+
+#[derive(clap::Args, Debug)]
 struct BenchArgs {
     /// Seconds each throughput workload runs.
     #[arg(long, default_value_t = 5.0)]
@@ -569,6 +616,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Broker(args) => run_broker(*args),
+        Command::Gateway(args) => run_gateway(args),
         Command::Bench(args) => run_bench(args),
         Command::BenchCompare(args) => run_compare(args),
         Command::BenchNoop { listen } => {

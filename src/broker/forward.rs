@@ -23,7 +23,7 @@ use super::server::{ResponseBody, error_response, respond, serve};
 use super::{BrokerError, bind};
 
 /// Headers that describe one connection and must not cross the hop.
-const HOP_BY_HOP: [&str; 6] = [
+pub(crate) const HOP_BY_HOP: [&str; 6] = [
     "connection",
     "keep-alive",
     "proxy-connection",

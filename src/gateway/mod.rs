@@ -1,0 +1,402 @@
+//! `brook gateway`: one endpoint for every stream of its scope, as a Kinesis region has one.
+//! Each request is sent, unchanged (its `Host` header and body as signed), to the brokers of
+//! the stream it names (`StreamName`, `StreamARN`, `ConsumerARN`, `ResourceARN`, or the
+//! stream a shard iterator names); SigV4 is verified there. ListStreams asks every stream's
+//! brokers and merges their answers.
+//!
+//! The routing table is a Kubernetes namespace's `Stream` resources (their
+//! `status.endpoint`), watched and refreshed on every change, or fixed `--route` pairs for
+//! brokers outside Kubernetes.
+
+pub mod route;
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use http::{HeaderValue, Method, Request, Response, Uri};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use crate::api::Stream;
+use crate::broker::forward::{HOP_BY_HOP, Upstream};
+use crate::broker::protocol::{ApiError, ErrorKind, cbor};
+use crate::broker::server::{ResponseBody, error_response, respond, serve};
+use route::Target;
+
+/// Largest request body the gateway reads (Kinesis's largest PutRecords, with room).
+const MAX_BODY_BYTES: usize = 12 * 1024 * 1024;
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// A listener could not be bound.
+    #[error("cannot listen on {address}: {message}")]
+    Listen {
+        /// The address.
+        address: SocketAddr,
+        /// What went wrong.
+        message: String,
+    },
+    /// The Kubernetes client could not be made.
+    #[error("Kubernetes: {0}")]
+    Kube(String),
+}
+
+/// Where the routes come from.
+pub enum Routes {
+    /// Fixed stream name → broker URL pairs.
+    Fixed(BTreeMap<String, Uri>),
+    /// The `Stream` resources of a namespace.
+    Streams(Store<Stream>),
+}
+
+impl Routes {
+    /// Every stream's name and its brokers' URL.
+    pub fn all(&self) -> BTreeMap<String, Uri> {
+        match self {
+            Routes::Fixed(routes) => routes.clone(),
+            Routes::Streams(store) => store
+                .state()
+                .iter()
+                .filter(|s| s.metadata.deletion_timestamp.is_none())
+                .filter_map(|s| {
+                    let name = s.metadata.name.clone()?;
+                    let endpoint = s.status.as_ref()?.endpoint.as_deref()?.parse().ok()?;
+                    Some((name, endpoint))
+                })
+                .collect(),
+        }
+    }
+
+    /// The URL of `stream`'s brokers.
+    pub fn endpoint(&self, stream: &str) -> Option<Uri> {
+        self.all().remove(stream)
+    }
+}
+
+/// The gateway's state.
+pub struct Gateway {
+    routes: Routes,
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+fn gateway_error(kind: ErrorKind, message: impl Into<String>) -> ApiError {
+    ApiError::new(kind, message)
+}
+
+impl Gateway {
+    /// A gateway over `routes`.
+    pub fn new(routes: Routes) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        Self {
+            routes,
+            client: Client::builder(TokioExecutor::new()).build(connector),
+        }
+    }
+
+    /// Sends the request (`parts`, `body`) to `base`, keeping its headers as signed.
+    async fn send(
+        &self,
+        base: &Uri,
+        parts: &http::request::Parts,
+        body: Bytes,
+    ) -> Result<Response<Incoming>, ApiError> {
+        let mut request = Request::builder()
+            .method(parts.method.clone())
+            .uri(format!(
+                "{}{}",
+                base.to_string().trim_end_matches('/'),
+                parts.uri.path_and_query().map_or("/", |p| p.as_str())
+            ))
+            .body(Full::new(body))
+            .map_err(|e| gateway_error(ErrorKind::InternalFailure, e.to_string()))?;
+        *request.headers_mut() = parts.headers.clone();
+        // An HTTP/2 request names its host in the URI; the signature covers it as `host`.
+        if !request.headers().contains_key(http::header::HOST)
+            && let Some(authority) = parts.uri.authority()
+            && let Ok(value) = HeaderValue::from_str(authority.as_str())
+        {
+            request.headers_mut().insert(http::header::HOST, value);
+        }
+        for name in HOP_BY_HOP {
+            request.headers_mut().remove(name);
+        }
+        self.client.request(request).await.map_err(|error| {
+            gateway_error(
+                ErrorKind::ServiceUnavailable,
+                format!("The stream's brokers at {base} cannot be reached ({error}); retry."),
+            )
+        })
+    }
+
+    /// Serves one Kinesis request.
+    pub async fn handle(&self, request: Request<Incoming>) -> Response<ResponseBody> {
+        let (parts, body) = request.into_parts();
+        let is_cbor = parts
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|t| t.contains("cbor"));
+        let answer = async {
+            let body = Limited::new(body, MAX_BODY_BYTES)
+                .collect()
+                .await
+                .map_err(|e| gateway_error(ErrorKind::Serialization, e.to_string()))?
+                .to_bytes();
+            let operation = parts
+                .headers
+                .get("x-amz-target")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|t| t.strip_prefix("Kinesis_20131202."))
+                .unwrap_or("")
+                .to_owned();
+            let json = if is_cbor {
+                cbor::request_to_json(&body).unwrap_or_default()
+            } else {
+                body.to_vec()
+            };
+            let document: Value = serde_json::from_slice(&json).unwrap_or(Value::Null);
+            match route::target(&operation, &document) {
+                Target::Stream(name) => {
+                    let base = self.routes.endpoint(&name).ok_or_else(|| {
+                        gateway_error(
+                            ErrorKind::ResourceNotFound,
+                            format!("Stream {name} not found."),
+                        )
+                    })?;
+                    let answer = self.send(&base, &parts, body).await?;
+                    Ok(answer.map(|b| Upstream(b).boxed()))
+                }
+                Target::Any => {
+                    let (_, base) = self.routes.all().into_iter().next().ok_or_else(|| {
+                        gateway_error(
+                            ErrorKind::ServiceUnavailable,
+                            "The gateway knows no stream's brokers yet; retry.",
+                        )
+                    })?;
+                    let answer = self.send(&base, &parts, body).await?;
+                    Ok(answer.map(|b| Upstream(b).boxed()))
+                }
+                Target::Every => self.list_streams(&parts, body, &document, is_cbor).await,
+                // A broker words the missing member exactly as Kinesis does: send it to one.
+                Target::Unnamed => match self.routes.all().into_iter().next() {
+                    Some((_, base)) => {
+                        let answer = self.send(&base, &parts, body).await?;
+                        Ok(answer.map(|b| Upstream(b).boxed()))
+                    }
+                    None => Err(gateway_error(
+                        ErrorKind::InvalidArgument,
+                        "Either StreamName or StreamARN should be provided.",
+                    )),
+                },
+            }
+        }
+        .await;
+        answer.unwrap_or_else(|error| error_response(&error, is_cbor))
+    }
+
+    /// ListStreams: asks every stream's brokers (each checks the signature) and merges.
+    async fn list_streams(
+        &self,
+        parts: &http::request::Parts,
+        body: Bytes,
+        document: &Value,
+        is_cbor: bool,
+    ) -> Result<Response<ResponseBody>, ApiError> {
+        let limit = document
+            .get("Limit")
+            .and_then(Value::as_u64)
+            .map_or(100, |l| l as usize);
+        let mut names = Vec::new();
+        let mut summaries = Vec::new();
+        let mut any_has_more = false;
+        let mut endpoints: Vec<Uri> = self.routes.all().into_values().collect();
+        endpoints.dedup();
+        for base in endpoints {
+            let answer = self.send(&base, parts, body.clone()).await?;
+            let status = answer.status();
+            let bytes = answer
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| gateway_error(ErrorKind::ServiceUnavailable, e.to_string()))?
+                .to_bytes();
+            if !status.is_success() {
+                // An error (a signature refused, say) is the answer, as the broker gave it.
+                let content_type = if is_cbor {
+                    cbor::CONTENT_TYPE
+                } else {
+                    crate::broker::protocol::JSON_CONTENT_TYPE
+                };
+                return Ok(respond(status.as_u16(), bytes.to_vec(), content_type));
+            }
+            let json = if is_cbor {
+                cbor::request_to_json(&bytes).unwrap_or_default()
+            } else {
+                bytes.to_vec()
+            };
+            let page: Value = serde_json::from_slice(&json).unwrap_or(Value::Null);
+            any_has_more |= page["HasMoreStreams"].as_bool().unwrap_or(false);
+            names.extend(
+                page["StreamNames"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|n| n.as_str().map(str::to_owned)),
+            );
+            summaries.extend(
+                page["StreamSummaries"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default(),
+            );
+        }
+        let (names, has_more) = route::merge_names(names, limit, any_has_more);
+        summaries.retain(|s| {
+            s["StreamName"]
+                .as_str()
+                .is_some_and(|n| names.iter().any(|kept| kept == n))
+        });
+        summaries.sort_by(|a, b| a["StreamName"].as_str().cmp(&b["StreamName"].as_str()));
+        let merged = serde_json::to_vec(&json!({
+            "StreamNames": names,
+            "HasMoreStreams": has_more,
+            "StreamSummaries": summaries,
+        }))
+        .unwrap_or_default();
+        Ok(if is_cbor {
+            respond(200, cbor::json_to_cbor(&merged), cbor::CONTENT_TYPE)
+        } else {
+            respond(200, merged, crate::broker::protocol::JSON_CONTENT_TYPE)
+        })
+    }
+}
+
+/// Everything `brook gateway` can be told.
+pub struct GatewayOptions {
+    /// Address of the Kinesis API.
+    pub listen: SocketAddr,
+    /// Address of `/healthz` and `/readyz`.
+    pub metrics_listen: SocketAddr,
+    /// Fixed routes; when empty, the `Stream` resources of `namespace`.
+    pub routes: BTreeMap<String, Uri>,
+    /// The namespace whose Streams the gateway serves (the client's default when absent).
+    pub namespace: Option<String>,
+}
+
+async fn bind(address: SocketAddr) -> Result<tokio::net::TcpListener, GatewayError> {
+    tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|e| GatewayError::Listen {
+            address,
+            message: e.to_string(),
+        })
+}
+
+/// Runs the gateway until SIGTERM or Ctrl-C.
+pub async fn run(options: GatewayOptions) -> Result<(), GatewayError> {
+    let (routes, ready) = if options.routes.is_empty() {
+        let client = kube::Client::try_default()
+            .await
+            .map_err(|e| GatewayError::Kube(e.to_string()))?;
+        let namespace = options
+            .namespace
+            .clone()
+            .unwrap_or_else(|| client.default_namespace().to_owned());
+        let api: kube::Api<Stream> = kube::Api::namespaced(client, &namespace);
+        let (reader, writer) = reflector::store();
+        let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()))
+            .default_backoff()
+            .applied_objects();
+        tokio::spawn(async move {
+            futures::pin_mut!(stream);
+            while let Some(event) = stream.next().await {
+                if let Err(error) = event {
+                    tracing::warn!(%error, "watching Streams failed; retrying");
+                }
+            }
+        });
+        tracing::info!(%namespace, "routing by the namespace's Stream resources");
+        let listed = Arc::new(AtomicBool::new(false));
+        let waiting = reader.clone();
+        let flag = listed.clone();
+        tokio::spawn(async move {
+            if waiting.wait_until_ready().await.is_ok() {
+                flag.store(true, Ordering::Relaxed);
+            }
+        });
+        (Routes::Streams(reader), listed)
+    } else {
+        (
+            Routes::Fixed(options.routes.clone()),
+            Arc::new(AtomicBool::new(true)),
+        )
+    };
+    let gateway = Arc::new(Gateway::new(routes));
+    let api = bind(options.listen).await?;
+    let observability = bind(options.metrics_listen).await?;
+    let api_address = api.local_addr().map_err(|e| GatewayError::Listen {
+        address: options.listen,
+        message: e.to_string(),
+    })?;
+    let metrics_address = observability
+        .local_addr()
+        .map_err(|e| GatewayError::Listen {
+            address: options.metrics_listen,
+            message: e.to_string(),
+        })?;
+    let (stop, stopped) = watch::channel(false);
+    let api_gateway = gateway.clone();
+    let api_task = tokio::spawn(serve(
+        api,
+        None,
+        move |request| {
+            let gateway = api_gateway.clone();
+            async move { Ok::<_, Infallible>(gateway.handle(request).await) }
+        },
+        stopped.clone(),
+    ));
+    let obs_task = tokio::spawn(serve(
+        observability,
+        None,
+        move |request: Request<Incoming>| {
+            let ready = ready.clone();
+            async move {
+                let text = "text/plain; charset=utf-8";
+                let is_ready = ready.load(Ordering::Relaxed);
+                Ok::<_, Infallible>(match (request.method(), request.uri().path()) {
+                    (&Method::GET, "/healthz") => respond(200, b"ok\n".to_vec(), text),
+                    (&Method::GET, "/readyz") if is_ready => {
+                        respond(200, b"ready\n".to_vec(), text)
+                    }
+                    (&Method::GET, "/readyz") => {
+                        respond(503, b"the Streams are not listed yet\n".to_vec(), text)
+                    }
+                    _ => respond(404, b"not found\n".to_vec(), text),
+                })
+            }
+        },
+        stopped,
+    ));
+    println!(
+        "brook gateway listening on http://{api_address} (health on http://{metrics_address}/healthz)"
+    );
+    crate::broker::wait_for_signal().await;
+    let _ = stop.send(true);
+    let _ = api_task.await;
+    let _ = obs_task.await;
+    Ok(())
+}

@@ -1,0 +1,261 @@
+//! `brook gateway`: one endpoint for every stream. Two brokers each serve one stream; one AWS
+//! SDK client, pointed at the gateway only, writes, reads and lists both. Routes come from
+//! fixed `--route` pairs, or from Stream resources on a mocked API server, followed as they
+//! change.
+
+mod support;
+
+use std::io::BufRead;
+use std::process::{Child, Command, Stdio};
+
+use aws_sdk_kinesis::Client;
+use aws_sdk_kinesis::primitives::Blob;
+use aws_sdk_kinesis::types::ShardIteratorType;
+use serde_json::json;
+use support::broker::{BrokerBuilder, TempDir, create_active_stream, error_code, signed_client};
+use support::mock_kube::MockKube;
+
+const KEY_ID: &str = "AKIDGATEWAYTEST";
+const SECRET: &str = "gateway-test-secret-0123456789";
+
+/// A running `brook gateway`, killed when dropped.
+struct GatewayProcess {
+    child: Child,
+    endpoint: String,
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_gateway(args: &[String], kubeconfig: Option<&std::path::Path>) -> GatewayProcess {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_brook"));
+    command
+        .args([
+            "gateway",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--log-format", "text"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    if let Some(path) = kubeconfig {
+        command.env("KUBECONFIG", path);
+    }
+    let mut child = command.spawn().expect("brook gateway starts");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("the gateway prints its address");
+    let endpoint = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_owned();
+    GatewayProcess { child, endpoint }
+}
+
+fn credentials(dir: &TempDir) -> std::path::PathBuf {
+    let folder = dir.path().join("keys");
+    std::fs::create_dir_all(&folder).expect("folder");
+    std::fs::write(folder.join(KEY_ID), SECRET).expect("key");
+    folder
+}
+
+async fn put_and_read_back(client: &Client, stream: &str) {
+    let put = client
+        .put_record()
+        .stream_name(stream)
+        .partition_key("k")
+        .data(Blob::new(format!("hello {stream}")))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("PutRecord to {stream}: {e:?}"));
+    let iterator = client
+        .get_shard_iterator()
+        .stream_name(stream)
+        .shard_id(put.shard_id())
+        .shard_iterator_type(ShardIteratorType::TrimHorizon)
+        .send()
+        .await
+        .expect("GetShardIterator")
+        .shard_iterator()
+        .expect("an iterator")
+        .to_owned();
+    // The iterator names its stream: the gateway sends GetRecords to that stream's brokers.
+    let records = client
+        .get_records()
+        .shard_iterator(iterator)
+        .send()
+        .await
+        .expect("GetRecords");
+    let data: Vec<String> = records
+        .records()
+        .iter()
+        .map(|r| String::from_utf8_lossy(r.data().as_ref()).into_owned())
+        .collect();
+    assert_eq!(data, [format!("hello {stream}")]);
+}
+
+#[tokio::test]
+async fn gateway_one_sdk_client_writes_reads_and_lists_two_streams_signed_at_their_brokers() {
+    let keys = TempDir::new("gateway-keys");
+    let folder = credentials(&keys);
+    let dirs = [TempDir::new("gateway-a"), TempDir::new("gateway-b")];
+    let brokers: Vec<_> = dirs
+        .iter()
+        .map(|dir| {
+            BrokerBuilder::default()
+                .arg("--credentials")
+                .arg(folder.to_string_lossy())
+                .start(dir.path())
+        })
+        .collect();
+    create_active_stream(
+        &signed_client(&brokers[0].endpoint, KEY_ID, SECRET),
+        "orders",
+        2,
+    )
+    .await;
+    create_active_stream(
+        &signed_client(&brokers[1].endpoint, KEY_ID, SECRET),
+        "clicks",
+        1,
+    )
+    .await;
+    let gateway = start_gateway(
+        &[
+            "--route".into(),
+            format!("orders={}", brokers[0].endpoint),
+            "--route".into(),
+            format!("clicks={}", brokers[1].endpoint),
+        ],
+        None,
+    );
+    let client = signed_client(&gateway.endpoint, KEY_ID, SECRET);
+    put_and_read_back(&client, "orders").await;
+    put_and_read_back(&client, "clicks").await;
+    let listed = client.list_streams().send().await.expect("ListStreams");
+    assert_eq!(listed.stream_names(), ["clicks", "orders"]);
+    assert_eq!(listed.stream_summaries().len(), 2);
+    assert!(!listed.has_more_streams());
+    let described = client
+        .describe_stream_summary()
+        .stream_name("orders")
+        .send()
+        .await
+        .expect("DescribeStreamSummary");
+    assert_eq!(
+        described
+            .stream_description_summary()
+            .map(|s| s.open_shard_count()),
+        Some(2)
+    );
+
+    // The signature is checked by the brokers, on the request exactly as the client sent it.
+    let forged = signed_client(&gateway.endpoint, KEY_ID, "not-the-secret")
+        .list_streams()
+        .send()
+        .await
+        .expect_err("a wrong secret is refused");
+    assert_eq!(error_code(&forged), "InvalidSignatureException");
+    let unknown = client
+        .describe_stream_summary()
+        .stream_name("nowhere")
+        .send()
+        .await
+        .expect_err("no such stream");
+    assert_eq!(error_code(&unknown), "ResourceNotFoundException");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_routes_by_stream_resources_and_follows_new_ones() {
+    let dirs = [
+        TempDir::new("gateway-kube-a"),
+        TempDir::new("gateway-kube-b"),
+    ];
+    let brokers: Vec<_> = dirs
+        .iter()
+        .map(|dir| BrokerBuilder::default().start(dir.path()))
+        .collect();
+    create_active_stream(
+        &support::broker::client_for(&brokers[0].endpoint),
+        "orders",
+        1,
+    )
+    .await;
+    create_active_stream(
+        &support::broker::client_for(&brokers[1].endpoint),
+        "clicks",
+        1,
+    )
+    .await;
+
+    let (mock, _) = MockKube::start();
+    let api = mock.serve_http().await;
+    let stream = |name: &str, endpoint: &str| {
+        json!({"apiVersion": "brook.dev/v1alpha1", "kind": "Stream",
+            "metadata": {"name": name, "namespace": "shop"},
+            "spec": {"shards": 1},
+            "status": {"endpoint": endpoint}})
+    };
+    mock.insert(
+        support::operator::STREAMS,
+        stream("orders", &brokers[0].endpoint),
+    );
+    let dir = TempDir::new("gateway-kubeconfig");
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: mock\n  cluster: {{server: \"http://{api}\"}}\nusers:\n- name: mock\n  user: {{token: test}}\ncontexts:\n- name: mock\n  context: {{cluster: mock, user: mock, namespace: shop}}\ncurrent-context: mock\n"
+        ),
+    )
+    .expect("kubeconfig");
+    let gateway = start_gateway(&[], Some(&kubeconfig));
+    let client = support::broker::client_for(&gateway.endpoint);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while client
+        .describe_stream_summary()
+        .stream_name("orders")
+        .send()
+        .await
+        .is_err()
+    {
+        assert!(std::time::Instant::now() < deadline, "orders never routed");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    put_and_read_back(&client, "orders").await;
+    let unknown = client
+        .describe_stream_summary()
+        .stream_name("clicks")
+        .send()
+        .await
+        .expect_err("clicks has no Stream resource yet");
+    assert_eq!(error_code(&unknown), "ResourceNotFoundException");
+
+    // A new Stream resource is routed once the gateway sees it.
+    mock.insert(
+        support::operator::STREAMS,
+        stream("clicks", &brokers[1].endpoint),
+    );
+    while client
+        .describe_stream_summary()
+        .stream_name("clicks")
+        .send()
+        .await
+        .is_err()
+    {
+        assert!(std::time::Instant::now() < deadline, "clicks never routed");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    put_and_read_back(&client, "clicks").await;
+    let listed = client.list_streams().send().await.expect("ListStreams");
+    assert_eq!(listed.stream_names(), ["clicks", "orders"]);
+}
