@@ -349,6 +349,68 @@ fn every_optional_object_renders_well_formed_when_asked_for() {
 }
 
 #[test]
+fn gateway_the_chart_installs_one_endpoint_for_a_namespaces_streams_with_read_only_rbac() {
+    let (objects, _) = render(&json!({}), "brook-system");
+    assert!(
+        objects
+            .iter()
+            .all(|o| o["metadata"]["name"] != "brook-gateway"),
+        "no gateway unless asked for"
+    );
+    let (objects, _) = render(
+        &json!({"gateway": {"enabled": true, "namespace": "shop", "replicas": 3}}),
+        "brook-system",
+    );
+    check_every_object_is_well_formed(&objects);
+    let deployment: Deployment = one(&objects, "Deployment", "brook-gateway");
+    assert_eq!(deployment.metadata.namespace.as_deref(), Some("shop"));
+    let spec = deployment.spec.expect("spec");
+    assert_eq!(spec.replicas, Some(3));
+    let pod = spec.template.spec.expect("pod");
+    assert_eq!(pod.service_account_name.as_deref(), Some("brook-gateway"));
+    let container = &pod.containers[0];
+    assert_eq!(
+        container.args.as_deref(),
+        Some(&["gateway".to_owned(), "--namespace".into(), "shop".into()][..])
+    );
+    assert_eq!(
+        container.image.as_deref(),
+        Some(format!("localhost/brook:{VERSION}").as_str())
+    );
+    let service = of_kind(&objects, "Service")
+        .into_iter()
+        .find(|s| s["metadata"]["name"] == "brook-gateway")
+        .expect("the gateway's Service");
+    assert_eq!(service["metadata"]["namespace"], "shop");
+    assert_eq!(service["spec"]["ports"][0]["port"], 4567);
+    assert_eq!(
+        service["spec"]["selector"],
+        spec.selector
+            .match_labels
+            .map(|l| json!(l))
+            .unwrap_or_default()
+    );
+    let role = of_kind(&objects, "Role")
+        .into_iter()
+        .find(|r| r["metadata"]["name"] == "brook-gateway")
+        .expect("the gateway's Role");
+    assert_eq!(
+        role["rules"],
+        json!([{"apiGroups": ["brook.dev"], "resources": ["streams"], "verbs": ["get", "list", "watch"]}])
+    );
+    let binding = of_kind(&objects, "RoleBinding")
+        .into_iter()
+        .find(|r| r["metadata"]["name"] == "brook-gateway")
+        .expect("the gateway's RoleBinding");
+    assert_eq!(binding["subjects"][0]["name"], "brook-gateway");
+    assert_eq!(binding["subjects"][0]["namespace"], "shop");
+    assert!(
+        lint_findings(&json!({"gateway": {"enabled": true}})).is_empty(),
+        "the chart lints clean with the gateway"
+    );
+}
+
+#[test]
 fn a_watched_namespace_scopes_the_rbac_to_a_role_there() {
     let (objects, notes) = render(&json!({"watchNamespace": "team-a"}), "brook-system");
     check_every_object_is_well_formed(&objects);

@@ -3,6 +3,7 @@
 //! table. Timings live here, never in pass/fail tests.
 
 pub mod client;
+pub mod cluster;
 pub mod compare;
 pub mod fanout;
 pub mod noop;
@@ -58,10 +59,20 @@ impl Drop for BrokerProcess {
 }
 
 fn start_broker(options: &BenchOptions, durability: &str) -> Result<BrokerProcess, BenchError> {
-    use std::io::BufRead;
     let dir = options.work_dir.join(durability);
-    let _ = std::fs::remove_dir_all(&dir);
-    let mut child = Command::new(&options.broker_exe)
+    spawn_broker(&options.broker_exe, &dir, durability, &[])
+}
+
+/// Starts `exe broker` on a fresh `dir` with `durability`, no quotas and `extra` arguments.
+fn spawn_broker(
+    exe: &Path,
+    dir: &Path,
+    durability: &str,
+    extra: &[String],
+) -> Result<BrokerProcess, BenchError> {
+    use std::io::BufRead;
+    let _ = std::fs::remove_dir_all(dir);
+    let mut child = Command::new(exe)
         .args([
             "broker",
             "--listen",
@@ -76,8 +87,9 @@ fn start_broker(options: &BenchOptions, durability: &str) -> Result<BrokerProces
             "--stream-transition-ms",
             "0",
         ])
+        .args(extra)
         .arg("--data-dir")
-        .arg(&dir)
+        .arg(dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -407,6 +419,9 @@ pub fn render(rows: &[Row], cores: usize) -> String {
 pub async fn run(options: BenchOptions) -> Result<String, BenchError> {
     let mut rows = run_durability(&options, "fsync").await?;
     rows.extend(run_durability(&options, "async").await?);
+    if !options.put_record_only {
+        rows.extend(cluster::run(&options).await?);
+    }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut out = render(&rows, cores);
     out.push_str(&format!(

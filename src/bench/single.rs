@@ -170,6 +170,11 @@ pub fn render_breakdown(before: &StageCounters, after: &StageCounters) -> String
 
 /// Fetches `/metrics` from a broker's observability address.
 pub async fn scrape(metrics: SocketAddr) -> Result<StageCounters, BenchError> {
+    Ok(parse_stage_counters(&metrics_text(metrics).await?))
+}
+
+/// A broker's `/metrics` page.
+pub async fn metrics_text(metrics: SocketAddr) -> Result<String, BenchError> {
     let failed = |e: String| BenchError::Start(format!("reading {metrics}/metrics: {e}"));
     let request = http::Request::get("/metrics")
         .header(http::header::HOST, metrics.to_string())
@@ -179,7 +184,7 @@ pub async fn scrape(metrics: SocketAddr) -> Result<StageCounters, BenchError> {
         crate::http1::exchange(&metrics.ip().to_string(), metrics.port(), None, request)
             .await
             .map_err(failed)?;
-    Ok(parse_stage_counters(&String::from_utf8_lossy(&body)))
+    Ok(String::from_utf8_lossy(&body).into_owned())
 }
 
 #[cfg(test)]

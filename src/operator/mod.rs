@@ -5,6 +5,7 @@
 pub mod apply;
 pub mod argocd;
 pub mod autoscaler;
+pub mod broker_pods;
 pub mod chart;
 pub mod consumer;
 pub mod context;

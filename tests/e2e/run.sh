@@ -332,6 +332,24 @@ data_path() {
   echo "a client's UpdateShardCount is refused: $(grep -o 'AccessDenied[^:]*' "$WORK/refused" | head -1)"
 }
 
+gateway() {
+  step "3c. one endpoint for every stream: the chart's gateway routes by stream name, with read-only RBAC"
+  local values
+  values="$(printf '{"image": {"repository": "%s", "tag": "%s"}, "replicaCount": 2, "operator": {"recheckSeconds": %s}, "gateway": {"enabled": true, "namespace": "%s", "replicas": 1}}' \
+    "${IMAGE%:*}" "${IMAGE##*:}" "$RECHECK" "$NS")"
+  helm_py upgrade charts/brook brook "$OPERATOR_NS" "$values" >/dev/null || fail "helm upgrade with the gateway"
+  k -n "$NS" rollout status deployment/brook-gateway --timeout=180s >/dev/null || fail "the gateway did not roll out"
+  local gateway_endpoint
+  gateway_endpoint="$(endpoint_of service/brook-gateway 24580)"
+  echo "gateway endpoint $gateway_endpoint"
+  "$PYTHON" tests/e2e/e2e.py put "$gateway_endpoint" clicks 50 "$WORK/acked-gateway.json" || fail "puts through the gateway"
+  "$PYTHON" tests/e2e/e2e.py verify "$gateway_endpoint" clicks "$WORK"/acked-*.json || fail "reading through the gateway"
+  local listed
+  listed="$("$AWS" --endpoint-url "$gateway_endpoint" kinesis list-streams --query 'StreamNames' --output text)" || fail "list-streams through the gateway"
+  [[ " $listed " == *" clicks "* ]] || [[ "$listed" == *clicks* ]] || fail "the gateway lists '$listed'"
+  echo "through the gateway: 50 puts, every acknowledged record read back, list-streams: $listed"
+}
+
 # Whether the node is this host, so a server here is reachable from pods at the node's IP.
 node_is_this_host() {
   NODE_IP="$(k get node -o 'jsonpath={.items[0].status.addresses[?(@.type=="InternalIP")].address}')"
@@ -635,6 +653,7 @@ schema
 serve
 data_path
 delivery
+gateway
 reshard
 kill_broker
 steady

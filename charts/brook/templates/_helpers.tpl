@@ -28,6 +28,11 @@ app.kubernetes.io/name: brook-operator
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
+{{- define "brook.gatewayLabels" -}}
+app.kubernetes.io/name: brook-gateway
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
 {{- define "brook.labels" -}}
 {{ include "brook.selectorLabels" . }}
 app.kubernetes.io/part-of: brook

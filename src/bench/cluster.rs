@@ -1,0 +1,244 @@
+//! The broker cluster on loopback: one stream's shards over three broker processes against
+//! the same stream in one process (aggregate PutRecords throughput, producers spread over
+//! the pods), and what a hop costs: a one-record PutRecords sent to the shard's owner, to
+//! another pod (which sends it on), and through `brook gateway`.
+//!
+//! On a 2-core machine the processes share the cores, so the throughput figures say what the
+//! hops cost, not what more machines would add.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use bytes::Bytes;
+
+use super::client::Connection;
+use super::{BenchError, BenchOptions, BrokerProcess, Row, create_stream, put_throughput};
+
+const STREAM: &str = "spread";
+const SHARDS: u32 = 6;
+const PODS: usize = 3;
+
+/// Free loopback addresses for the pods' internal ports (taken and let go at once).
+fn free_addresses(count: usize) -> Result<Vec<SocketAddr>, BenchError> {
+    (0..count)
+        .map(|_| {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map_err(|e| BenchError::Start(e.to_string()))
+        })
+        .collect()
+}
+
+/// Waits until every pod serves pod 0's catalog epoch.
+async fn wait_for_replicas(pods: &[BrokerProcess]) -> Result<(), BenchError> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut epochs = Vec::new();
+        for pod in pods {
+            let text = super::single::metrics_text(pod.metrics).await?;
+            epochs.push(
+                text.lines()
+                    .find_map(|l| l.strip_prefix("brook_catalog_epoch "))
+                    .map(str::trim)
+                    .map(str::to_owned),
+            );
+        }
+        if epochs.iter().all(|e| e.is_some() && *e == epochs[0]) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(BenchError::Start(format!(
+                "the pods never agreed on the catalog: {epochs:?}"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A `brook gateway` process, stopped when dropped.
+struct GatewayProcess {
+    child: Child,
+    address: SocketAddr,
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_gateway(exe: &Path, route: SocketAddr) -> Result<GatewayProcess, BenchError> {
+    use std::io::BufRead;
+    let mut child = Command::new(exe)
+        .args(["gateway", "--listen", "127.0.0.1:0"])
+        .args(["--metrics-listen", "127.0.0.1:0"])
+        .arg("--route")
+        .arg(format!("{STREAM}=http://{route}"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| BenchError::Start(format!("brook gateway: {e}")))?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| BenchError::Start("no stdout".into()))?;
+    let mut line = String::new();
+    std::io::BufReader::new(stdout)
+        .read_line(&mut line)
+        .map_err(|e| BenchError::Start(e.to_string()))?;
+    let address = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("http://"))
+        .and_then(|a| a.parse().ok())
+        .ok_or_else(|| BenchError::Start(format!("unexpected first line {line:?}")))?;
+    Ok(GatewayProcess { child, address })
+}
+
+/// A one-record PutRecords of 100 bytes to the shard whose hash range starts at `hash`.
+fn one_record_body(hash: u128) -> Bytes {
+    let data = base64::engine::general_purpose::STANDARD.encode([7u8; 100]);
+    Bytes::from(format!(
+        "{{\"StreamName\":\"{STREAM}\",\"Records\":[{{\"Data\":\"{data}\",\"PartitionKey\":\"k\",\"ExplicitHashKey\":\"{}\"}}]}}",
+        hash + 1
+    ))
+}
+
+/// Closed-loop latency of `body` sent to `address` for `seconds`: requests per second and
+/// (p50, p99, p99.9) in ms.
+async fn closed_loop(
+    address: SocketAddr,
+    body: Bytes,
+    seconds: f64,
+) -> Result<(f64, (f64, f64, f64)), BenchError> {
+    let mut connection = Connection::open(address).await?;
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+    let mut samples = Vec::new();
+    let began = Instant::now();
+    while Instant::now() < deadline {
+        let started = Instant::now();
+        let answer = connection.call("PutRecords", body.clone()).await?;
+        if super::failed_count(&answer) > 0 {
+            return Err(BenchError::Start(format!(
+                "a record was refused: {}",
+                String::from_utf8_lossy(&answer)
+            )));
+        }
+        samples.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    let rate = samples.len() as f64 / began.elapsed().as_secs_f64();
+    samples.sort_by(f64::total_cmp);
+    let at = |q| super::single::quantile(&samples, q);
+    Ok((rate, (at(0.50), at(0.99), at(0.999))))
+}
+
+/// Aggregate PutRecords (100 B x500) throughput with `producers` spread over `addresses`.
+async fn spread_throughput(
+    addresses: &[SocketAddr],
+    producers: usize,
+    seconds: f64,
+) -> Result<(f64, f64), BenchError> {
+    let runs = addresses.iter().enumerate().map(|(i, &address)| {
+        let share = producers / addresses.len() + usize::from(i < producers % addresses.len());
+        put_throughput(address, STREAM, share.max(1), 500, 100, seconds)
+    });
+    let mut total = (0.0, 0.0);
+    for result in futures::future::join_all(runs).await {
+        let (records, mib) = result?;
+        total.0 += records;
+        total.1 += mib;
+    }
+    Ok(total)
+}
+
+/// Runs the cluster workloads (fsync) and returns their rows.
+pub async fn run(options: &BenchOptions) -> Result<Vec<Row>, BenchError> {
+    let producers = options.producers;
+    let seconds = options.seconds;
+    let row = |workload: String, (rps, mibps): (f64, f64)| Row {
+        workload,
+        durability: "fsync".to_owned(),
+        records_per_second: rps,
+        mib_per_second: mibps,
+        latency_ms: None,
+    };
+    let mut rows = Vec::new();
+
+    let single = super::spawn_broker(
+        &options.broker_exe,
+        &options.work_dir.join("cluster-single"),
+        "fsync",
+        &[],
+    )?;
+    create_stream(single.address, STREAM, SHARDS).await?;
+    let one = spread_throughput(&[single.address], producers, seconds).await?;
+    rows.push(row(
+        format!("PutRecords 100 B x500, {producers} producers, {SHARDS} shards, 1 process"),
+        one,
+    ));
+    drop(single);
+
+    let internal = free_addresses(PODS)?;
+    let peers: Vec<String> = internal.iter().map(|a| format!("http://{a}")).collect();
+    let mut pods = Vec::new();
+    for (ordinal, address) in internal.iter().enumerate() {
+        let extra = vec![
+            "--cluster-peers".to_owned(),
+            peers.join(","),
+            "--pod-ordinal".to_owned(),
+            ordinal.to_string(),
+            "--cluster-listen".to_owned(),
+            address.to_string(),
+        ];
+        pods.push(super::spawn_broker(
+            &options.broker_exe,
+            &options.work_dir.join(format!("cluster-pod-{ordinal}")),
+            "fsync",
+            &extra,
+        )?);
+    }
+    create_stream(pods[0].address, STREAM, SHARDS).await?;
+    wait_for_replicas(&pods).await?;
+    let addresses: Vec<SocketAddr> = pods.iter().map(|p| p.address).collect();
+    let spread = spread_throughput(&addresses, producers, seconds).await?;
+    rows.push(row(
+        format!(
+            "PutRecords 100 B x500, {producers} producers over {PODS} pods, {SHARDS} shards spread"
+        ),
+        spread,
+    ));
+
+    // Placement puts shard i on pod i % 3: shard 1 lives on pod 1.
+    let owned_by_pod1 = crate::broker::routing::even_hash_ranges(SHARDS)[1].start;
+    let body = one_record_body(owned_by_pod1);
+    let gateway = start_gateway(&options.broker_exe, pods[1].address)?;
+    let latency_seconds = seconds.min(3.0);
+    for (label, address) in [
+        ("to the shard's owner", pods[1].address),
+        ("to another pod, sent on", pods[0].address),
+        ("through brook gateway", gateway.address),
+    ] {
+        let (rate, latency) = closed_loop(address, body.clone(), latency_seconds).await?;
+        rows.push(Row {
+            latency_ms: Some(latency),
+            ..row(
+                format!("PutRecords 1 record, {label}, 1 producer"),
+                (rate, rate * 100.0 / 1_048_576.0),
+            )
+        });
+    }
+    drop(gateway);
+    drop(pods);
+    for dir in [
+        "cluster-single",
+        "cluster-pod-0",
+        "cluster-pod-1",
+        "cluster-pod-2",
+    ] {
+        let _ = std::fs::remove_dir_all(options.work_dir.join(dir));
+    }
+    Ok(rows)
+}
