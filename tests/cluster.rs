@@ -225,6 +225,17 @@ async fn cluster_records_spread_over_pods_survive_a_killed_pod_and_read_back_exa
     }
     assert_eq!(owners.len(), SHARDS as usize, "{owners:?}");
     assert!(owners.values().all(|o| o.len() == 1), "{owners:?}");
+    // Each shard's stored-bytes series comes from its owner only.
+    for (ordinal, pod) in pods.iter().enumerate() {
+        let (_, text) = pod.observe("/metrics");
+        for (shard, owner) in &owners {
+            let series = format!("brook_stored_bytes{{shard=\"{shard}\"");
+            let shown = text.lines().any(|l| {
+                l.starts_with("brook_stored_bytes{") && l.contains(&format!("shard=\"{shard}\""))
+            });
+            assert_eq!(shown, owner == &[ordinal], "{series} on pod {ordinal}");
+        }
+    }
     for ordinal in 0..3 {
         assert!(
             owners.values().any(|o| o == &[ordinal]),

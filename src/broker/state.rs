@@ -413,7 +413,14 @@ impl Broker {
         for stream in self.streams() {
             self.metrics
                 .set_open_shards(&stream.record.name, stream.open.len());
-            for shard in &stream.shards {
+            // In a cluster, a shard's series come from its owner only, so Prometheus shows
+            // which pod holds which shard (its scrape adds the pod).
+            let here = self.cluster.get().map(|c| c.ordinal);
+            for shard in stream
+                .shards
+                .iter()
+                .filter(|s| here.is_none_or(|ordinal| s.owner == ordinal))
+            {
                 let bytes: u64 = shard.log.view().segments.iter().map(|s| s.len).sum();
                 shard.metrics.set_stored_bytes(bytes);
             }
