@@ -206,3 +206,61 @@ fn amz_dates_parse_to_epoch_milliseconds() {
     assert_eq!(parse_amz_date("2015-08-30T12:36:00Z"), None);
     assert_eq!(parse_amz_date("20151330T123600Z"), None);
 }
+
+#[test]
+fn a_request_signed_as_unsigned_payload_is_verified_against_that_literal_not_its_body() {
+    // The signer put UNSIGNED-PAYLOAD in its canonical request (and says so in a header): the
+    // signature covers the literal, so it holds whatever the body is.
+    let mut request = request(b"{\"Limit\":5}");
+    request
+        .headers
+        .push(("x-amz-content-sha256".into(), UNSIGNED_PAYLOAD.into()));
+    let auth = Authorization {
+        access_key: "AKIDEXAMPLE",
+        date: "20150830",
+        region: "us-east-1",
+        service: "kinesis",
+        signed_headers: vec![
+            "content-type",
+            "host",
+            "x-amz-content-sha256",
+            "x-amz-date",
+            "x-amz-target",
+        ],
+        signature: "",
+    };
+    let secret = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
+    let signature = expected_signature(
+        &request,
+        &auth,
+        "20150830T123600Z",
+        secret,
+        UNSIGNED_PAYLOAD,
+        "",
+    )
+    .expect("signs");
+    request.headers.push((
+        "authorization".into(),
+        format!("{ALGORITHM} Credential=AKIDEXAMPLE/20150830/us-east-1/kinesis/aws4_request, SignedHeaders=content-type;host;x-amz-content-sha256;x-amz-date;x-amz-target, Signature={signature}"),
+    ));
+    assert_eq!(
+        verify(&request, &credentials(), "us-east-1", SIGNED_AT),
+        Ok("AKIDEXAMPLE".to_owned())
+    );
+    // Signed over the body's hash while declaring UNSIGNED-PAYLOAD: refused.
+    let mut lying = self::request(b"{\"Limit\":5}");
+    lying
+        .headers
+        .push(("x-amz-content-sha256".into(), UNSIGNED_PAYLOAD.into()));
+    let body_hash = hex(&Sha256::digest(lying.body));
+    let signature = expected_signature(&lying, &auth, "20150830T123600Z", secret, &body_hash, "")
+        .expect("signs");
+    lying.headers.push((
+        "authorization".into(),
+        format!("{ALGORITHM} Credential=AKIDEXAMPLE/20150830/us-east-1/kinesis/aws4_request, SignedHeaders=content-type;host;x-amz-content-sha256;x-amz-date;x-amz-target, Signature={signature}"),
+    ));
+    assert_eq!(
+        verify(&lying, &credentials(), "us-east-1", SIGNED_AT).map_err(|e| e.kind),
+        Err(ErrorKind::InvalidSignature)
+    );
+}
