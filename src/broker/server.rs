@@ -219,7 +219,8 @@ async fn handle(
         };
         let operation = operation.clone()?;
         ops::refuse_unmanaged_change(&broker, operation, &caller)?;
-        let raw = body.clone();
+        // A clustered pod may relay the request as the client sent it.
+        let raw = broker.cluster.get().map(|_| body.clone());
         // CBOR requests are transcoded to the JSON shapes the operations read, and their
         // answers back, so both protocols run the same code.
         let body = if is_cbor {
@@ -228,7 +229,7 @@ async fn handle(
             body
         };
         ops::authorize(&broker, operation, &body, &caller)?;
-        if let Some(cluster) = broker.cluster.get() {
+        if let (Some(cluster), Some(raw)) = (broker.cluster.get(), raw) {
             let relayed = cluster::relay::Relayed {
                 operation,
                 content_type: front_request.content_type.unwrap_or(JSON_CONTENT_TYPE),

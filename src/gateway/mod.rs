@@ -82,7 +82,17 @@ impl Routes {
 
     /// The URL of `stream`'s brokers.
     pub fn endpoint(&self, stream: &str) -> Option<Uri> {
-        self.all().remove(stream)
+        match self {
+            Routes::Fixed(routes) => routes.get(stream).cloned(),
+            Routes::Streams(store) => store
+                .state()
+                .iter()
+                .find(|s| {
+                    s.metadata.name.as_deref() == Some(stream)
+                        && s.metadata.deletion_timestamp.is_none()
+                })
+                .and_then(|s| s.status.as_ref()?.endpoint.as_deref()?.parse().ok()),
+        }
     }
 }
 
@@ -223,7 +233,9 @@ impl Gateway {
         let mut names = Vec::new();
         let mut summaries = Vec::new();
         let mut any_has_more = false;
+        // Each broker once, however many of its streams the table names.
         let mut endpoints: Vec<Uri> = self.routes.all().into_values().collect();
+        endpoints.sort_by_key(Uri::to_string);
         endpoints.dedup();
         for base in endpoints {
             let answer = self.send(&base, parts, body.clone()).await?;

@@ -23,8 +23,8 @@ pub mod relay;
 pub mod replica;
 pub mod split;
 
+use std::borrow::Cow;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use http::Uri;
@@ -77,8 +77,6 @@ pub struct Cluster {
     /// Every pod's internal URL, by ordinal.
     peers: Vec<Uri>,
     client: Client<HttpConnector, Full<Bytes>>,
-    /// The newest catalog epoch this pod has seen (its own catalog's, or pod 0's).
-    epoch_seen: AtomicU64,
 }
 
 impl Cluster {
@@ -90,7 +88,6 @@ impl Cluster {
             ordinal,
             peers,
             client: Client::builder(TokioExecutor::new()).build(connector),
-            epoch_seen: AtomicU64::new(0),
         }
     }
 
@@ -102,15 +99,6 @@ impl Cluster {
     /// How many pods the cluster has.
     pub fn pods(&self) -> u32 {
         self.peers.len() as u32
-    }
-
-    /// The newest catalog epoch seen.
-    pub fn epoch_seen(&self) -> u64 {
-        self.epoch_seen.load(Ordering::Relaxed)
-    }
-
-    fn saw_epoch(&self, epoch: u64) {
-        self.epoch_seen.fetch_max(epoch, Ordering::Relaxed);
     }
 
     fn url(&self, ordinal: u32) -> Result<&Uri, ClusterError> {
@@ -218,6 +206,26 @@ pub fn owner_of(stream: &LiveStream, index: u32) -> Option<u32> {
         .map(|s| s.owner)
 }
 
+/// The members of a request that decide where it is served.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RoutingNames<'a> {
+    #[serde(borrow)]
+    stream_name: Option<Cow<'a, str>>,
+    #[serde(borrow, rename = "StreamARN")]
+    stream_arn: Option<Cow<'a, str>>,
+    #[serde(borrow, rename = "ConsumerARN")]
+    consumer_arn: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    shard_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    shard_iterator: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    partition_key: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    explicit_hash_key: Option<Cow<'a, str>>,
+}
+
 /// Decides where `operation` with `body` (JSON) is served, as seen from pod `here`.
 /// Catalog changes go to pod 0; records, iterators and subscriptions to the shard's owner;
 /// a request this pod cannot resolve (a stream its replica does not have yet) to pod 0;
@@ -232,10 +240,11 @@ pub fn route(broker: &Broker, here: u32, operation: Operation, body: &[u8]) -> R
     if changes_catalog(operation) {
         return home_unless_here;
     }
-    let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
+    // Only the members that name a stream, shard or key are read: record data is skipped, not
+    // copied.
+    let Ok(names) = serde_json::from_slice::<RoutingNames<'_>>(body) else {
         return Route::Here;
     };
-    let text = |member: &str| value.get(member).and_then(|v| v.as_str());
     let stream_of = |name: Option<&str>, arn: Option<&str>| {
         if name.is_none() && arn.is_none() {
             return None;
@@ -256,12 +265,16 @@ pub fn route(broker: &Broker, here: u32, operation: Operation, body: &[u8]) -> R
     };
     match operation {
         PutRecord => {
-            let Some(stream) = stream_of(text("StreamName"), text("StreamARN")) else {
+            let Some(stream) = stream_of(names.stream_name.as_deref(), names.stream_arn.as_deref())
+            else {
                 return home_unless_here;
             };
-            let hash = match text("ExplicitHashKey") {
+            let hash = match names.explicit_hash_key.as_deref() {
                 Some(explicit) => super::routing::parse_hash_key(explicit),
-                None => text("PartitionKey").map(super::routing::partition_hash),
+                None => names
+                    .partition_key
+                    .as_deref()
+                    .map(super::routing::partition_hash),
             };
             match hash.and_then(|h| stream.route(h)) {
                 Some(shard) => match owner_of(&stream, shard.key.shard_index) {
@@ -272,12 +285,14 @@ pub fn route(broker: &Broker, here: u32, operation: Operation, body: &[u8]) -> R
             }
         }
         GetShardIterator => shard_owner(
-            stream_of(text("StreamName"), text("StreamARN")),
-            text("ShardId"),
+            stream_of(names.stream_name.as_deref(), names.stream_arn.as_deref()),
+            names.shard_id.as_deref(),
         ),
         GetRecords => {
-            let Some((name, shard)) =
-                text("ShardIterator").and_then(super::iterator::IteratorCodec::peek)
+            let Some((name, shard)) = names
+                .shard_iterator
+                .as_deref()
+                .and_then(super::iterator::IteratorCodec::peek)
             else {
                 return Route::Here;
             };
@@ -292,12 +307,14 @@ pub fn route(broker: &Broker, here: u32, operation: Operation, body: &[u8]) -> R
             }
         }
         SubscribeToShard => {
-            let stream = text("ConsumerARN")
+            let stream = names
+                .consumer_arn
+                .as_deref()
                 .and_then(super::ops::consumers::parse_consumer_arn)
                 .and_then(|(stream_arn, _, _)| stream_of(None, Some(stream_arn)));
-            shard_owner(stream, text("ShardId"))
+            shard_owner(stream, names.shard_id.as_deref())
         }
-        _ => match (text("StreamName"), text("StreamARN")) {
+        _ => match (names.stream_name.as_deref(), names.stream_arn.as_deref()) {
             (None, None) => Route::Here,
             (name, arn) if broker.resolve(name, arn).is_ok() => Route::Here,
             _ => home_unless_here,
@@ -410,9 +427,9 @@ pub fn place_reshard(
     record: &mut crate::broker::catalog::StreamRecord,
     closed: &[u32],
     added: &[u32],
-) -> Result<(), ApiError> {
+) {
     let Some(cluster) = broker.cluster.get() else {
-        return Ok(());
+        return;
     };
     let parents: Vec<u32> = closed
         .iter()
@@ -426,7 +443,6 @@ pub fn place_reshard(
             shard.owner = owner;
         }
     }
-    Ok(())
 }
 
 /// Refuses to serve `shard` here when another pod owns it (a request routed under an older

@@ -128,7 +128,6 @@ pub async fn adopt(broker: &Broker, incoming: Catalog) -> Result<bool, ApiError>
 pub async fn refresh(broker: &Broker, cluster: &Cluster) {
     match fetch(cluster).await {
         Ok(incoming) => {
-            cluster.saw_epoch(incoming.epoch);
             if let Err(error) = adopt(broker, incoming).await {
                 tracing::warn!(%error, "could not adopt pod 0's catalog");
             }

@@ -83,45 +83,28 @@ pub type GroupAnswer = Result<Vec<Value>, String>;
 /// The whole request's answer from its groups' answers: each record's result at its
 /// position; every record of a failed group an `InternalFailure`.
 pub fn merge(count: usize, answered: Vec<(Vec<usize>, GroupAnswer)>) -> Value {
-    let mut results = vec![Value::Null; count];
+    let mut results = vec![failure("The record was not answered."); count];
     for (positions, answer) in answered {
-        match answer {
-            Ok(entries) if entries.len() == positions.len() => {
-                for (position, entry) in positions.into_iter().zip(entries) {
-                    results[position] = entry;
-                }
-            }
+        let entries = match answer {
+            Ok(entries) if entries.len() == positions.len() => entries,
             Ok(entries) => {
                 let why = format!(
                     "The shard's pod answered {} results for {} records.",
                     entries.len(),
                     positions.len()
                 );
-                for position in positions {
-                    results[position] = failure(&why);
-                }
+                vec![failure(&why); positions.len()]
             }
-            Err(why) => {
-                for position in positions {
-                    results[position] = failure(&why);
-                }
-            }
+            Err(why) => vec![failure(&why); positions.len()],
+        };
+        for (position, entry) in positions.into_iter().zip(entries) {
+            results[position] = entry;
         }
     }
     let failed = results
         .iter()
-        .filter(|r| r.get("ErrorCode").is_some() || r.is_null())
+        .filter(|r| r.get("ErrorCode").is_some())
         .count();
-    let results: Vec<Value> = results
-        .into_iter()
-        .map(|r| {
-            if r.is_null() {
-                failure("The record was not answered.")
-            } else {
-                r
-            }
-        })
-        .collect();
     json!({"FailedRecordCount": failed, "Records": results, "EncryptionType": "NONE"})
 }
 

@@ -100,7 +100,7 @@ async fn apply(
         &mut plan.record,
         &plan.closed,
         &plan.added,
-    )?;
+    );
     let open_after =
         catalog.open_shards() - current.open_shard_count() + plan.record.open_shard_count();
     if open_after > broker.settings.shard_limit as usize {
