@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_kinesis::Client;
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::{PutRecordsRequestEntry, ShardIteratorType};
-use support::broker::{Broker, BrokerBuilder, TempDir, client_for};
+use support::broker::{Broker, BrokerBuilder, TempDir, client_for, trim_horizon_iterator};
 
 const STREAM: &str = "spread";
 const SHARDS: i32 = 6;
@@ -29,6 +29,29 @@ fn start_pod(dir: &TempDir, ordinal: usize, internal: &[SocketAddr]) -> Broker {
         .arg("--cluster-listen")
         .arg(internal[ordinal].to_string())
         .start(dir.path())
+}
+
+/// Three pods (data folders labelled `label`, internal ports below the ephemeral range) and
+/// the stream, created through pod 1, which relays the change to pod 0; returns once every
+/// pod serves it from its own replica.
+async fn start_cluster(label: &str) -> (Vec<TempDir>, Vec<SocketAddr>, Vec<Broker>) {
+    let dirs: Vec<TempDir> = (0..3)
+        .map(|i| TempDir::new(&format!("{label}-{i}")))
+        .collect();
+    let internal = support::reserved_addresses(3);
+    let pods: Vec<Broker> = (0..3).map(|i| start_pod(&dirs[i], i, &internal)).collect();
+    client_for(&pods[1].endpoint)
+        .create_stream()
+        .stream_name(STREAM)
+        .shard_count(SHARDS)
+        .send()
+        .await
+        .expect("CreateStream through a pod other than pod 0");
+    for pod in &pods {
+        wait_until_served(&client_for(&pod.endpoint)).await;
+    }
+    wait_for_replicas(&pods).await;
+    (dirs, internal, pods)
 }
 
 /// Waits until `client`'s pod describes the stream as ACTIVE (its replica has it).
@@ -120,16 +143,7 @@ async fn read_all(client: &Client) -> BTreeMap<String, Vec<String>> {
         .expect("ListShards");
     let mut read = BTreeMap::new();
     for shard in shards.shards() {
-        let mut iterator = client
-            .get_shard_iterator()
-            .stream_name(STREAM)
-            .shard_id(shard.shard_id())
-            .shard_iterator_type(ShardIteratorType::TrimHorizon)
-            .send()
-            .await
-            .expect("GetShardIterator")
-            .shard_iterator()
-            .map(str::to_owned);
+        let mut iterator = Some(trim_horizon_iterator(client, STREAM, shard.shard_id()).await);
         let mut data = Vec::new();
         while let Some(current) = iterator {
             let page = client
@@ -188,26 +202,9 @@ fn catalog_epoch(pod: &Broker) -> Option<u64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_records_spread_over_pods_survive_a_killed_pod_and_read_back_exactly_once() {
-    let dirs: Vec<TempDir> = (0..3)
-        .map(|i| TempDir::new(&format!("cluster-pod-{i}")))
-        .collect();
-    let internal = support::reserved_addresses(3);
-    let mut pods: Vec<Broker> = (0..3).map(|i| start_pod(&dirs[i], i, &internal)).collect();
+    let (dirs, internal, mut pods) = start_cluster("cluster-pod").await;
     let writer = client_for(&pods[1].endpoint);
     let reader = client_for(&pods[0].endpoint);
-
-    // Created through pod 1, which relays the change to pod 0; every pod then serves it.
-    writer
-        .create_stream()
-        .stream_name(STREAM)
-        .shard_count(SHARDS)
-        .send()
-        .await
-        .expect("CreateStream through a pod other than pod 0");
-    for pod in &pods {
-        wait_until_served(&client_for(&pod.endpoint)).await;
-    }
-    wait_for_replicas(&pods).await;
 
     // Phase 1, everything up: two records per key, in order, through pod 1.
     for seq in 0..2 {
@@ -273,17 +270,10 @@ async fn cluster_records_spread_over_pods_survive_a_killed_pod_and_read_back_exa
         .find(|(_, o)| o != &&vec![2])
         .map(|(s, _)| s.clone())
         .expect("a shard on a live pod");
-    let iterator = reader
-        .get_shard_iterator()
-        .stream_name(STREAM)
-        .shard_id(&live_shard)
-        .shard_iterator_type(ShardIteratorType::TrimHorizon)
-        .send()
-        .await
-        .expect("a live pod's shard is readable while pod 2 is down");
+    let iterator = trim_horizon_iterator(&reader, STREAM, &live_shard).await;
     reader
         .get_records()
-        .shard_iterator(iterator.shard_iterator().expect("an iterator"))
+        .shard_iterator(iterator)
         .send()
         .await
         .expect("GetRecords on a live pod's shard");
@@ -316,21 +306,8 @@ async fn cluster_records_spread_over_pods_survive_a_killed_pod_and_read_back_exa
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_a_writer_through_a_pod_with_a_stale_map_during_a_reshard_loses_and_duplicates_nothing()
  {
-    let dirs: Vec<TempDir> = (0..3)
-        .map(|i| TempDir::new(&format!("cluster-split-{i}")))
-        .collect();
-    let internal = support::reserved_addresses(3);
-    let pods: Vec<Broker> = (0..3).map(|i| start_pod(&dirs[i], i, &internal)).collect();
+    let (_dirs, _internal, pods) = start_cluster("cluster-split").await;
     let writer = client_for(&pods[1].endpoint);
-    writer
-        .create_stream()
-        .stream_name(STREAM)
-        .shard_count(SHARDS)
-        .send()
-        .await
-        .expect("CreateStream");
-    wait_until_served(&writer).await;
-    wait_for_replicas(&pods).await;
     // A shard pod 2 owns: pod 0 runs the reshard, pod 2 closes the parent in its own log,
     // and the children are placed over the pods.
     let batch: Vec<_> = (0..KEYS).map(|k| record(k, 0)).collect();

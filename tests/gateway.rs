@@ -10,9 +10,10 @@ use std::process::{Child, Command, Stdio};
 
 use aws_sdk_kinesis::Client;
 use aws_sdk_kinesis::primitives::Blob;
-use aws_sdk_kinesis::types::ShardIteratorType;
 use serde_json::json;
-use support::broker::{BrokerBuilder, TempDir, create_active_stream, error_code, signed_client};
+use support::broker::{
+    BrokerBuilder, TempDir, create_active_stream, error_code, signed_client, trim_horizon_iterator,
+};
 use support::mock_kube::MockKube;
 
 const KEY_ID: &str = "AKIDGATEWAYTEST";
@@ -77,17 +78,7 @@ async fn put_and_read_back(client: &Client, stream: &str) {
         .send()
         .await
         .unwrap_or_else(|e| panic!("PutRecord to {stream}: {e:?}"));
-    let iterator = client
-        .get_shard_iterator()
-        .stream_name(stream)
-        .shard_id(put.shard_id())
-        .shard_iterator_type(ShardIteratorType::TrimHorizon)
-        .send()
-        .await
-        .expect("GetShardIterator")
-        .shard_iterator()
-        .expect("an iterator")
-        .to_owned();
+    let iterator = trim_horizon_iterator(client, stream, put.shard_id()).await;
     // The iterator names its stream: the gateway sends GetRecords to that stream's brokers.
     let records = client
         .get_records()

@@ -8,14 +8,14 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use bytes::Bytes;
 
 use super::client::Connection;
-use super::{BenchError, BenchOptions, BrokerProcess, Row, create_stream, put_throughput};
+use super::{BenchError, BenchOptions, Row, ServerProcess, create_stream, put_throughput};
 
 const STREAM: &str = "spread";
 const SHARDS: u32 = 6;
@@ -33,7 +33,7 @@ fn free_addresses(count: usize) -> Result<Vec<SocketAddr>, BenchError> {
 }
 
 /// Waits until every pod serves pod 0's catalog epoch.
-async fn wait_for_replicas(pods: &[BrokerProcess]) -> Result<(), BenchError> {
+async fn wait_for_replicas(pods: &[ServerProcess]) -> Result<(), BenchError> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let mut epochs = Vec::new();
@@ -58,44 +58,14 @@ async fn wait_for_replicas(pods: &[BrokerProcess]) -> Result<(), BenchError> {
     }
 }
 
-/// A `brook gateway` process, stopped when dropped.
-struct GatewayProcess {
-    child: Child,
-    address: SocketAddr,
-}
-
-impl Drop for GatewayProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_gateway(exe: &Path, route: SocketAddr) -> Result<GatewayProcess, BenchError> {
-    use std::io::BufRead;
-    let mut child = Command::new(exe)
+fn start_gateway(exe: &Path, route: SocketAddr) -> Result<ServerProcess, BenchError> {
+    let mut command = Command::new(exe);
+    command
         .args(["gateway", "--listen", "127.0.0.1:0"])
         .args(["--metrics-listen", "127.0.0.1:0"])
         .arg("--route")
-        .arg(format!("{STREAM}=http://{route}"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| BenchError::Start(format!("brook gateway: {e}")))?;
-    let stdout = child
-        .stdout
-        .take()
-        .ok_or_else(|| BenchError::Start("no stdout".into()))?;
-    let mut line = String::new();
-    std::io::BufReader::new(stdout)
-        .read_line(&mut line)
-        .map_err(|e| BenchError::Start(e.to_string()))?;
-    let address = line
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("http://"))
-        .and_then(|a| a.parse().ok())
-        .ok_or_else(|| BenchError::Start(format!("unexpected first line {line:?}")))?;
-    Ok(GatewayProcess { child, address })
+        .arg(format!("{STREAM}=http://{route}"));
+    super::start_announced(command)
 }
 
 /// A one-record PutRecords of 100 bytes to the shard whose hash range starts at `hash`.

@@ -45,20 +45,23 @@ pub struct BenchOptions {
     pub put_record_only: bool,
 }
 
-struct BrokerProcess {
+/// A `brook broker` (or `brook gateway`) process, stopped when dropped.
+struct ServerProcess {
     child: Child,
+    /// The Kinesis API.
     address: SocketAddr,
+    /// `/metrics` (the gateway's health port).
     metrics: SocketAddr,
 }
 
-impl Drop for BrokerProcess {
+impl Drop for ServerProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
 
-fn start_broker(options: &BenchOptions, durability: &str) -> Result<BrokerProcess, BenchError> {
+fn start_broker(options: &BenchOptions, durability: &str) -> Result<ServerProcess, BenchError> {
     let dir = options.work_dir.join(durability);
     spawn_broker(&options.broker_exe, &dir, durability, &[])
 }
@@ -69,10 +72,10 @@ fn spawn_broker(
     dir: &Path,
     durability: &str,
     extra: &[String],
-) -> Result<BrokerProcess, BenchError> {
-    use std::io::BufRead;
+) -> Result<ServerProcess, BenchError> {
     let _ = std::fs::remove_dir_all(dir);
-    let mut child = Command::new(exe)
+    let mut command = Command::new(exe);
+    command
         .args([
             "broker",
             "--listen",
@@ -89,7 +92,16 @@ fn spawn_broker(
         ])
         .args(extra)
         .arg("--data-dir")
-        .arg(dir)
+        .arg(dir);
+    start_announced(command)
+}
+
+/// Starts a `brook` server and reads the addresses its first line on stdout announces:
+/// "... listening on http://API (metrics on http://METRICS/metrics)" (the gateway names its
+/// health port there).
+fn start_announced(mut command: Command) -> Result<ServerProcess, BenchError> {
+    use std::io::BufRead;
+    let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -102,11 +114,16 @@ fn spawn_broker(
     std::io::BufReader::new(stdout)
         .read_line(&mut line)
         .map_err(|e| BenchError::Start(e.to_string()))?;
-    // "... listening on http://API (metrics on http://METRICS/metrics)"
     let mut addresses = line
         .split_whitespace()
         .filter_map(|w| w.strip_prefix("http://"))
-        .map(|a| a.trim_end_matches(')').trim_end_matches("/metrics").parse());
+        .map(|a| {
+            a.trim_end_matches(')')
+                .split('/')
+                .next()
+                .unwrap_or(a)
+                .parse()
+        });
     let unexpected = || BenchError::Start(format!("unexpected first line {line:?}"));
     let address = addresses
         .next()
@@ -116,7 +133,7 @@ fn spawn_broker(
         .next()
         .and_then(Result::ok)
         .ok_or_else(unexpected)?;
-    Ok(BrokerProcess {
+    Ok(ServerProcess {
         child,
         address,
         metrics,

@@ -23,7 +23,7 @@ use super::server::{ResponseBody, error_response, respond, serve};
 use super::{BrokerError, bind};
 
 /// Headers that describe one connection and must not cross the hop.
-pub(crate) const HOP_BY_HOP: [&str; 6] = [
+const HOP_BY_HOP: [&str; 6] = [
     "connection",
     "keep-alive",
     "proxy-connection",
@@ -31,6 +31,30 @@ pub(crate) const HOP_BY_HOP: [&str; 6] = [
     "trailer",
     "upgrade",
 ];
+
+/// Points a request at `base` for the next hop, as it was signed: its path and query stay,
+/// the host it was signed for stays in `Host` (an HTTP/2 request names it in its URI only),
+/// and headers that describe one connection go.
+pub(crate) fn retarget(parts: &mut http::request::Parts, base: &Uri) -> Result<(), String> {
+    if !parts.headers.contains_key(http::header::HOST)
+        && let Some(authority) = parts.uri.authority()
+        && let Ok(value) = HeaderValue::from_str(authority.as_str())
+    {
+        parts.headers.insert(http::header::HOST, value);
+    }
+    for name in HOP_BY_HOP {
+        parts.headers.remove(name);
+    }
+    let mut uri = base.clone().into_parts();
+    uri.path_and_query = parts
+        .uri
+        .path_and_query()
+        .cloned()
+        .or_else(|| "/".parse().ok());
+    parts.uri = Uri::from_parts(uri).map_err(|e| e.to_string())?;
+    parts.version = http::Version::HTTP_11;
+    Ok(())
+}
 
 /// Passes requests to the home broker.
 #[derive(Clone)]
@@ -82,28 +106,9 @@ impl Forwarder {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|t| t.contains("cbor"));
         let (mut parts, body) = request.into_parts();
-        // An HTTP/2 request names its host in the URI; HTTP/1.1 carries it as a header.
-        if !parts.headers.contains_key(http::header::HOST)
-            && let Some(authority) = parts.uri.authority()
-            && let Ok(value) = HeaderValue::from_str(authority.as_str())
-        {
-            parts.headers.insert(http::header::HOST, value);
+        if let Err(error) = retarget(&mut parts, &self.home) {
+            return self.unavailable(&error, is_cbor);
         }
-        for name in HOP_BY_HOP {
-            parts.headers.remove(name);
-        }
-        let path = parts
-            .uri
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .to_owned();
-        let mut uri = self.home.clone().into_parts();
-        uri.path_and_query = path.parse().ok();
-        parts.uri = match Uri::from_parts(uri) {
-            Ok(uri) => uri,
-            Err(error) => return self.unavailable(&error.to_string(), is_cbor),
-        };
-        parts.version = http::Version::HTTP_11;
         match self.client.request(Request::from_parts(parts, body)).await {
             Ok(answer) => answer.map(|body| Upstream(body).boxed()),
             Err(error) => self.unavailable(&error.to_string(), is_cbor),

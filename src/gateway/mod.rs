@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use futures::StreamExt;
-use http::{HeaderValue, Method, Request, Response, Uri};
+use http::{Method, Request, Response, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
@@ -30,7 +30,7 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use crate::api::Stream;
-use crate::broker::forward::{HOP_BY_HOP, Upstream};
+use crate::broker::forward::{Upstream, retarget};
 use crate::broker::protocol::{ApiError, ErrorKind, cbor};
 use crate::broker::server::{ResponseBody, error_response, respond, serve};
 use route::Target;
@@ -124,26 +124,9 @@ impl Gateway {
         parts: &http::request::Parts,
         body: Bytes,
     ) -> Result<Response<Incoming>, ApiError> {
-        let mut request = Request::builder()
-            .method(parts.method.clone())
-            .uri(format!(
-                "{}{}",
-                base.to_string().trim_end_matches('/'),
-                parts.uri.path_and_query().map_or("/", |p| p.as_str())
-            ))
-            .body(Full::new(body))
-            .map_err(|e| gateway_error(ErrorKind::InternalFailure, e.to_string()))?;
-        *request.headers_mut() = parts.headers.clone();
-        // An HTTP/2 request names its host in the URI; the signature covers it as `host`.
-        if !request.headers().contains_key(http::header::HOST)
-            && let Some(authority) = parts.uri.authority()
-            && let Ok(value) = HeaderValue::from_str(authority.as_str())
-        {
-            request.headers_mut().insert(http::header::HOST, value);
-        }
-        for name in HOP_BY_HOP {
-            request.headers_mut().remove(name);
-        }
+        let mut head = parts.clone();
+        retarget(&mut head, base).map_err(|e| gateway_error(ErrorKind::InternalFailure, e))?;
+        let request = Request::from_parts(head, Full::new(body));
         self.client.request(request).await.map_err(|error| {
             gateway_error(
                 ErrorKind::ServiceUnavailable,

@@ -407,6 +407,21 @@ pub async fn create_active_stream(client: &Client, name: &str, shards: i32) {
     wait_for_status(client, name, "ACTIVE").await;
 }
 
+/// A TRIM_HORIZON iterator of `stream`'s shard `shard`.
+pub async fn trim_horizon_iterator(client: &Client, stream: &str, shard: &str) -> String {
+    client
+        .get_shard_iterator()
+        .stream_name(stream)
+        .shard_id(shard)
+        .shard_iterator_type(aws_sdk_kinesis::types::ShardIteratorType::TrimHorizon)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GetShardIterator of {stream}/{shard}: {e:?}"))
+        .shard_iterator()
+        .expect("an iterator")
+        .to_owned()
+}
+
 /// Polls DescribeStreamSummary until the stream has `status`.
 pub async fn wait_for_status(client: &Client, name: &str, status: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);
