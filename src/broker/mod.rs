@@ -369,11 +369,13 @@ async fn start_cluster(
         // A new epoch at every start: an owner still holding a parent closed for a reshard
         // this pod did not save before it stopped sees the parent open in a newer catalog,
         // and opens it again.
-        let catalog = broker.catalog.lock().await;
-        broker.save(&catalog).map_err(|e| BrokerError::DataDir {
-            path: broker.store.dir().display().to_string(),
-            message: e.message,
-        })?;
+        let mut catalog = broker.catalog.lock().await;
+        broker
+            .save(&mut catalog)
+            .map_err(|e| BrokerError::DataDir {
+                path: broker.store.dir().display().to_string(),
+                message: e.message,
+            })?;
     } else {
         cluster::replica::refresh(broker, &cluster).await;
         tokio::spawn(cluster::replica::follow(broker.clone(), cluster.clone()));

@@ -380,11 +380,10 @@ impl Broker {
         }
     }
 
-    /// Persists a changed catalog under the next epoch.
-    pub fn save(&self, catalog: &Catalog) -> Result<(), ApiError> {
-        let mut saved = catalog.clone();
-        saved.epoch = self.catalog_epoch() + 1;
-        self.save_as_is(&saved)
+    /// Persists a changed catalog under the next epoch, which it then carries.
+    pub fn save(&self, catalog: &mut Catalog) -> Result<(), ApiError> {
+        catalog.epoch = self.catalog_epoch() + 1;
+        self.save_as_is(catalog)
     }
 
     /// Persists `catalog` with the epoch it carries (a replica adopted from pod 0).

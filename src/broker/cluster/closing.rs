@@ -86,7 +86,6 @@ async fn set_closed(
     }
     let published = record.clone();
     // The replica keeps its epoch: only pod 0's next catalog confirms or undoes the closure.
-    updated.epoch = broker.catalog_epoch();
     broker.save_as_is(&updated)?;
     broker.publish(&published);
     *catalog = updated;

@@ -19,10 +19,7 @@ pub const FOLLOW_INTERVAL: Duration = Duration::from_millis(500);
 
 /// The catalog this pod holds, with its epoch, as the internal port serves it.
 pub async fn catalog_document(broker: &Broker) -> Vec<u8> {
-    let catalog = broker.catalog.lock().await;
-    let mut current = catalog.clone();
-    current.epoch = broker.catalog_epoch();
-    serde_json::to_vec(&current).unwrap_or_default()
+    serde_json::to_vec(&*broker.catalog.lock().await).unwrap_or_default()
 }
 
 /// Fetches pod 0's catalog.

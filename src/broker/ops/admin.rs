@@ -500,7 +500,7 @@ pub(super) async fn update_account_settings(
     let mut catalog = broker.catalog.lock().await;
     let mut updated = catalog.clone();
     updated.billing_commitment = Some((status, broker.clock.now_ms()));
-    broker.save(&updated)?;
+    broker.save(&mut updated)?;
     *catalog = updated;
     Ok(json::encode(&commitment_json(&catalog.billing_commitment)))
 }

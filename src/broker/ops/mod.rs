@@ -292,7 +292,7 @@ pub async fn modify_stream<T>(
         .ok_or_else(|| ApiError::stream_not_found(name, &broker.settings.account))?;
     let answer = edit(record)?;
     let record = record.clone();
-    broker.save(&updated)?;
+    broker.save(&mut updated)?;
     *catalog = updated;
     broker.publish(&record);
     Ok((record, answer))

@@ -161,7 +161,7 @@ async fn apply(
     }
     let mut updated = catalog.clone();
     updated.streams.insert(name.clone(), plan.record.clone());
-    if let Err(error) = broker.save(&updated) {
+    if let Err(error) = broker.save(&mut updated) {
         reopen(broker, &closed, &name).await;
         return Err(error);
     }

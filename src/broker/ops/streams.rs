@@ -146,7 +146,7 @@ pub(super) async fn create_stream(broker: &Arc<Broker>, body: &[u8]) -> Result<V
     }
     crate::broker::cluster::place_new_stream(broker, &updated, &mut record);
     updated.streams.insert(name, record.clone());
-    broker.save(&updated)?;
+    broker.save(&mut updated)?;
     *catalog = updated;
     let internal = |e: crate::broker::shard::StoreError| {
         tracing::error!(error = %e, "could not create shards");
@@ -204,7 +204,7 @@ pub(super) async fn delete_stream(broker: &Arc<Broker>, body: &[u8]) -> Result<V
     }
     record.deleting_since_ms = Some(broker.clock.now_ms());
     let record = record.clone();
-    broker.save(&updated)?;
+    broker.save(&mut updated)?;
     *catalog = updated;
     broker.publish(&record);
     drop(catalog);
@@ -231,7 +231,7 @@ pub async fn finish_delete(broker: &Broker, name: &str, key: u32) -> Result<(), 
     let Some(record) = updated.streams.remove(name) else {
         return Ok(());
     };
-    broker.save(&updated)?;
+    broker.save(&mut updated)?;
     *catalog = updated;
     broker.unpublish(&record);
     broker
