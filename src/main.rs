@@ -322,15 +322,12 @@ struct BrokerArgs {
     #[arg(long, env = "BROOK_HOME_URL")]
     home_url: Option<http::Uri>,
     /// Internal URLs of every pod of the stream's cluster, by ordinal, comma-separated (such
-    /// as http://orders-0.orders-brokers:4568,...): the stream's shards are spread over them.
-    #[arg(
-        long,
-        env = "BROOK_CLUSTER_PEERS",
-        value_delimiter = ',',
-        requires = "pod_ordinal"
-    )]
-    cluster_peers: Vec<http::Uri>,
-    /// This pod's StatefulSet ordinal in --cluster-peers.
+    /// as http://orders-0.orders-brokers:4568,...), or one URL with `{ordinal}` in it for a
+    /// StatefulSet whose size the operator sets: the stream's shards are spread over them.
+    #[arg(long, env = "BROOK_CLUSTER_PEERS", value_delimiter = ',')]
+    cluster_peers: Vec<String>,
+    /// This pod's StatefulSet ordinal in --cluster-peers; by default the number that ends
+    /// --pod-name (`orders-2` is pod 2).
     #[arg(long, env = "BROOK_POD_ORDINAL")]
     pod_ordinal: Option<u32>,
     /// Address of the internal port other pods of the cluster call.
@@ -531,16 +528,29 @@ fn run_broker(args: BrokerArgs) -> anyhow::Result<()> {
         ))?;
         return Ok(());
     }
-    let cluster = match args.pod_ordinal {
+    let ordinal = args.pod_ordinal.or_else(|| {
+        args.pod_name
+            .as_deref()
+            .and_then(|name| name.rsplit_once('-'))
+            .and_then(|(_, n)| n.parse().ok())
+    });
+    anyhow::ensure!(
+        args.cluster_peers.is_empty() || ordinal.is_some(),
+        "--cluster-peers needs --pod-ordinal, or a --pod-name that ends in the pod's ordinal"
+    );
+    let cluster = match ordinal {
         Some(ordinal) if !args.cluster_peers.is_empty() => {
-            anyhow::ensure!(
-                (ordinal as usize) < args.cluster_peers.len(),
-                "--pod-ordinal {ordinal} is not a pod of --cluster-peers ({} pods)",
-                args.cluster_peers.len()
-            );
+            let peers = brook::broker::cluster::Peers::parse(&args.cluster_peers)
+                .map_err(|e| anyhow::anyhow!("--cluster-peers: {e}"))?;
+            if let Some(pods) = peers.listed() {
+                anyhow::ensure!(
+                    ordinal < pods,
+                    "--pod-ordinal {ordinal} is not a pod of --cluster-peers ({pods} pods)"
+                );
+            }
             Some(brook::broker::ClusterOptions {
                 ordinal,
-                peers: args.cluster_peers.clone(),
+                peers,
                 listen: args.cluster_listen,
             })
         }

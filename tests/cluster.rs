@@ -4,6 +4,9 @@
 
 mod support;
 
+#[path = "cluster/operator.rs"]
+mod operator;
+
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -19,8 +22,18 @@ const KEYS: usize = 60;
 
 /// Starts pod `ordinal` of a cluster whose internal ports are `internal`.
 fn start_pod(dir: &TempDir, ordinal: usize, internal: &[SocketAddr]) -> Broker {
+    start_pod_with(BrokerBuilder::default(), dir, ordinal, internal)
+}
+
+/// The same, from `builder` (extra arguments).
+fn start_pod_with(
+    builder: BrokerBuilder,
+    dir: &TempDir,
+    ordinal: usize,
+    internal: &[SocketAddr],
+) -> Broker {
     let peers: Vec<String> = internal.iter().map(|a| format!("http://{a}")).collect();
-    BrokerBuilder::default()
+    builder
         .transition_ms(0)
         .arg("--cluster-peers")
         .arg(peers.join(","))

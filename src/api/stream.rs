@@ -286,8 +286,9 @@ fn default_window_seconds() -> i32 {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Brokers {
-    /// Broker pods: the first holds the stream and the others forward requests to it (spreading
-    /// shards over the pods is not built yet).
+    /// Broker pods: the stream's shards are spread over them and any pod answers any request.
+    /// Fewer pods take effect once no readable shard is left on the leaving ones (their open
+    /// shards are moved off at once, their closed ones wait out retention).
     #[serde(default = "default_replicas")]
     #[schemars(range(min = 1, max = 100))]
     pub replicas: i32,

@@ -214,6 +214,10 @@ pub struct Catalog {
     /// a cluster tell a newer catalog from an older one.
     #[serde(default)]
     pub epoch: u64,
+    /// On a cluster: how many pods (ordinals `0..n`) new shards may be placed on, as the
+    /// operator last set it; every pod the cluster lists when never set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement_pods: Option<u32>,
 }
 
 impl Catalog {

@@ -76,8 +76,8 @@ pub enum BrokerError {
 pub struct ClusterOptions {
     /// This pod's StatefulSet ordinal.
     pub ordinal: u32,
-    /// Every pod's internal URL, by ordinal.
-    pub peers: Vec<http::Uri>,
+    /// Where the pods are reached.
+    pub peers: cluster::Peers,
     /// Address of this pod's internal port.
     pub listen: SocketAddr,
 }
@@ -382,7 +382,7 @@ async fn start_cluster(
     }
     tracing::info!(
         ordinal = settings.ordinal,
-        pods = settings.peers.len(),
+        pods = ?settings.peers.listed(),
         internal = %settings.listen,
         "cluster pod started"
     );

@@ -164,6 +164,9 @@ async fn handle(
     if target.is_some_and(|t| t.starts_with(crate::delivery::firehose::TARGET_PREFIX)) {
         return Ok(handle_firehose(&broker, request).await);
     }
+    if target.is_some_and(|t| t.starts_with(cluster::admin::TARGET_PREFIX)) {
+        return Ok(handle_cluster_admin(&broker, request, entry).await);
+    }
     let operation = Operation::from_target(target);
     let (parts, body) = request.into_parts();
     let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
@@ -364,6 +367,54 @@ async fn handle_firehose(broker: &Broker, request: Request<Incoming>) -> Respons
     firehose::response(answer)
 }
 
+/// Serves a placement operation of the operator (`cluster::admin`).
+async fn handle_cluster_admin(
+    broker: &Broker,
+    request: Request<Incoming>,
+    entry: cluster::Entry,
+) -> Response<ResponseBody> {
+    let target = request
+        .headers()
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let (parts, body) = request.into_parts();
+    let answer = async {
+        let body = Limited::new(body, MAX_BODY_BYTES)
+            .collect()
+            .await
+            .map_err(|e| {
+                ApiError::new(
+                    ErrorKind::Serialization,
+                    format!("Could not read the request body: {e}"),
+                )
+            })?
+            .to_bytes();
+        let caller = match entry {
+            cluster::Entry::Client => authenticate(broker, &parts, &body, "kinesis")?,
+            cluster::Entry::Peer => parts
+                .headers
+                .get(cluster::CALLER_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| cluster::parse_caller(Some(v)))
+                .ok_or_else(|| {
+                    ApiError::new(
+                        ErrorKind::MissingAuthenticationToken,
+                        "Missing Authentication Token",
+                    )
+                })?,
+        };
+        cluster::admin::serve(broker, &target, &body, &caller).await
+    }
+    .await;
+    match answer {
+        Ok(cluster::admin::Answered::Json(body)) => respond(200, body, JSON_CONTENT_TYPE),
+        Ok(cluster::admin::Answered::Relayed(answer)) => answer,
+        Err(error) => error_response(&error, false),
+    }
+}
+
 /// Checks the request's SigV4 signature: against the operator's admin keys when it names
 /// one, otherwise against the clients' keys when the broker has any.
 fn authenticate(
@@ -408,7 +459,9 @@ fn authenticate(
         headers,
         body,
     };
-    let now_ms = broker.clock.now_ms();
+    // Signatures carry the client's real time: a test clock moved for retention does not
+    // move it.
+    let now_ms = crate::broker::shard::wall_clock_ms();
     let region = broker.settings.region.as_str();
     // The Authorization header is parsed once to see whose key signs; `verify` checks it all.
     let signer = auth::access_key_of(&request);

@@ -1,9 +1,10 @@
 //! How the number of broker pods of a Stream whose shards are spread over its pods may change
 //! (`docs/cluster.md`), decided by one pure function. Growing is immediate: new pods take the
 //! next shards placed. Shrinking must not strand a shard: first no open shard may remain on a
-//! leaving pod (they are resharded away, one at a time, their children placed on the pods
-//! that stay), then the leaving pods' closed shards must be past retention (nothing readable
-//! is left on them), and only then does the StatefulSet shrink.
+//! leaving pod (each is split, its two children placed on the pods that stay, and the
+//! children merged again, so the shard count is kept; one shard at a time), then the leaving
+//! pods' closed shards must be past retention (nothing readable is left on them), and only
+//! then does the StatefulSet shrink.
 
 /// One shard as the decision sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,6 +15,12 @@ pub struct ShardView {
     pub owner: u32,
     /// When it closed (epoch milliseconds); open while `None`.
     pub closed_ms: Option<u64>,
+    /// The shard it was split or merged from.
+    pub parent: Option<u32>,
+    /// Whether it came from a merge (it has a second parent).
+    pub merged: bool,
+    /// Closed past retention: no longer readable.
+    pub expired: bool,
 }
 
 /// The next step towards `wanted` pods.
@@ -23,9 +30,12 @@ pub enum PodsStep {
     Steady,
     /// Grow the StatefulSet to this many pods.
     Grow(u32),
-    /// Reshard this open shard, which lives on a leaving pod: its children go to pods that
+    /// Split this open shard, which lives on a leaving pod: its children go to pods that
     /// stay. One shard at a time, each reshard observed before the next.
     MoveShard(u32),
+    /// Merge these two open shards, the children of a split that moved their parent off a
+    /// leaving pod, so the stream keeps its shard count.
+    MergeSiblings(u32, u32),
     /// Every open shard is on a pod that stays; the leaving pods still hold closed shards that
     /// are readable until this time (epoch milliseconds), when their retention ends.
     WaitForRetention(u64),
@@ -50,6 +60,9 @@ pub fn next_step(
         return PodsStep::Steady;
     }
     let leaving = |shard: &&ShardView| shard.owner >= wanted;
+    if let Some(pair) = moved_siblings(shards, wanted) {
+        return PodsStep::MergeSiblings(pair.0, pair.1);
+    }
     if let Some(open) = shards
         .iter()
         .filter(leaving)
@@ -62,6 +75,7 @@ pub fn next_step(
     let readable_until = shards
         .iter()
         .filter(leaving)
+        .filter(|s| !s.expired)
         .filter_map(|s| s.closed_ms)
         .map(|closed| closed + retention_ms)
         .max();
@@ -71,6 +85,27 @@ pub fn next_step(
     }
 }
 
+/// Two open shards split from one parent on a leaving pod (`wanted` and beyond), neither
+/// merged since: a move half done.
+fn moved_siblings(shards: &[ShardView], wanted: u32) -> Option<(u32, u32)> {
+    let on_leaving_pod = |index: u32| {
+        shards
+            .iter()
+            .any(|s| s.index == index && s.owner >= wanted && s.closed_ms.is_some())
+    };
+    let children: Vec<&ShardView> = shards
+        .iter()
+        .filter(|s| s.closed_ms.is_none() && !s.merged)
+        .filter(|s| s.parent.is_some_and(on_leaving_pod))
+        .collect();
+    children.iter().find_map(|first| {
+        children
+            .iter()
+            .find(|second| second.index != first.index && second.parent == first.parent)
+            .map(|second| (first.index.min(second.index), first.index.max(second.index)))
+    })
+}
+
 /// What `kubectl get streams` and the Stream's status say of a step, for humans.
 pub fn describe(step: &PodsStep) -> String {
     match step {
@@ -78,6 +113,9 @@ pub fn describe(step: &PodsStep) -> String {
         PodsStep::Grow(pods) => format!("growing to {pods} broker pods"),
         PodsStep::MoveShard(shard) => {
             format!("resharding shard {shard} off a broker pod that is leaving")
+        }
+        PodsStep::MergeSiblings(first, second) => {
+            format!("merging shards {first} and {second}, moved off a broker pod that is leaving")
         }
         PodsStep::WaitForRetention(until) => format!(
             "waiting until the leaving broker pods' closed shards pass retention (at {until} ms since the epoch)"
@@ -95,6 +133,16 @@ mod tests {
             index,
             owner,
             closed_ms,
+            parent: None,
+            merged: false,
+            expired: false,
+        }
+    }
+
+    fn child(index: u32, owner: u32, parent: u32) -> ShardView {
+        ShardView {
+            parent: Some(parent),
+            ..shard(index, owner, None)
         }
     }
 
@@ -164,6 +212,67 @@ mod tests {
                     shard(2, 3, Some(now - HOUR)),
                 ],
                 PodsStep::WaitForRetention(now - HOUR + retention),
+            ),
+            (
+                "a moved shard's two children are merged back before anything else",
+                3,
+                2,
+                vec![
+                    shard(0, 0, None),
+                    shard(1, 1, None),
+                    shard(2, 2, Some(now)),
+                    shard(3, 2, None),
+                    child(4, 0, 2),
+                    child(5, 1, 2),
+                ],
+                PodsStep::MergeSiblings(4, 5),
+            ),
+            (
+                "children of a split on a pod that stays are left alone",
+                3,
+                2,
+                vec![
+                    shard(0, 0, Some(now)),
+                    child(1, 1, 0),
+                    child(2, 0, 0),
+                    shard(3, 2, None),
+                ],
+                PodsStep::MoveShard(3),
+            ),
+            (
+                "the merge of the moved children is not merged again",
+                3,
+                2,
+                vec![
+                    shard(0, 0, None),
+                    shard(2, 2, Some(now)),
+                    ShardView {
+                        closed_ms: Some(now),
+                        ..child(4, 0, 2)
+                    },
+                    ShardView {
+                        closed_ms: Some(now),
+                        ..child(5, 1, 2)
+                    },
+                    ShardView {
+                        merged: true,
+                        ..child(6, 1, 4)
+                    },
+                ],
+                PodsStep::WaitForRetention(now + retention),
+            ),
+            (
+                "a closed shard the broker has expired no longer holds the pod",
+                3,
+                2,
+                vec![
+                    shard(0, 0, None),
+                    ShardView {
+                        expired: true,
+                        ..shard(2, 2, Some(now - HOUR))
+                    },
+                ],
+                PodsStep::Shrink(2),
             ),
             (
                 "at least one pod stays",

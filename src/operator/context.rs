@@ -67,6 +67,19 @@ impl BrokerAddresses {
         }
     }
 
+    /// `host:port` of the Kinesis API of pod 0 of stream `name`'s brokers, which holds the
+    /// authoritative catalog: the operator's calls read and change it there, never through a
+    /// replica that may lag (`docs/cluster.md`).
+    pub fn admin_address(&self, namespace: &str, name: &str) -> String {
+        match self {
+            Self::ClusterDns => format!(
+                "{name}-0.{}.{namespace}.svc:{KINESIS_PORT}",
+                super::resources::ChildNames::for_stream(name).headless_service
+            ),
+            Self::Fixed(address) => address.clone(),
+        }
+    }
+
     /// `host:port` of the worker of the DeliveryStream `name` in `namespace`.
     pub fn delivery_address(&self, namespace: &str, name: &str) -> String {
         use super::resources::delivery::{DeliveryChildNames, WORKER_PORT};
@@ -288,7 +301,7 @@ impl Context {
     /// An admin client for the brokers of stream `name` in `namespace`, signing with `key`.
     pub fn admin_with_key(&self, namespace: &str, name: &str, key: &str) -> BrokerAdmin {
         BrokerAdmin::new(
-            self.brokers.address(namespace, name),
+            self.brokers.admin_address(namespace, name),
             ADMIN_ACCESS_KEY_ID,
             key,
             &self.defaults.region,

@@ -9,6 +9,7 @@ use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 
+use super::broker_pods::ShardView;
 use crate::broker::auth;
 use crate::broker::protocol::json::{FailedAnswer, failed_answer};
 
@@ -96,6 +97,19 @@ pub struct ConsumerSummary {
     pub arn: String,
     /// CREATING, ACTIVE or DELETING.
     pub status: String,
+}
+
+/// The placement of a stream's shards over its broker pods, as pod 0 reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Placement {
+    /// How many pods take new shards.
+    pub pods: u32,
+    /// The brokers' clock, epoch milliseconds.
+    pub now_ms: u64,
+    /// The stream's retention.
+    pub retention_ms: u64,
+    /// Every shard, open or closed.
+    pub shards: Vec<ShardView>,
 }
 
 /// An admin client for one stream's brokers.
@@ -275,6 +289,62 @@ impl BrokerAdmin {
             .collect::<Result<Vec<_>, AdminError>>()?;
         shards.sort_by_key(|s| s.starting_hash_key);
         Ok(shards)
+    }
+
+    /// The placement of the stream's shards over its broker pods, from pod 0.
+    pub async fn describe_placement(&self, name: &str) -> Result<Placement, AdminError> {
+        const OPERATION: &str = "BrookCluster_20261130.DescribePlacement";
+        let answer = self.call(OPERATION, json!({"StreamName": name})).await?;
+        let decode = |message: String| AdminError::Decode {
+            operation: OPERATION,
+            message,
+        };
+        let index = |id: &Value| {
+            id.as_str()
+                .and_then(|id| id.strip_prefix("shardId-"))
+                .and_then(|n| n.parse::<u32>().ok())
+        };
+        let stream = &answer["Streams"][0];
+        let shards = stream["Shards"]
+            .as_array()
+            .ok_or_else(|| decode(format!("no Shards in {answer}")))?
+            .iter()
+            .map(|shard| {
+                Ok(ShardView {
+                    index: index(&shard["ShardId"])
+                        .ok_or_else(|| decode(format!("no ShardId in {shard}")))?,
+                    owner: shard["Owner"]
+                        .as_u64()
+                        .and_then(|o| u32::try_from(o).ok())
+                        .ok_or_else(|| decode(format!("no Owner in {shard}")))?,
+                    closed_ms: shard["ClosedMs"].as_u64(),
+                    parent: index(&shard["ParentShardId"]),
+                    merged: !shard["AdjacentParentShardId"].is_null(),
+                    expired: shard["Expired"].as_bool().unwrap_or(false),
+                })
+            })
+            .collect::<Result<Vec<_>, AdminError>>()?;
+        let number = |field: &str| {
+            answer[field]
+                .as_u64()
+                .ok_or_else(|| decode(format!("no {field} in {answer}")))
+        };
+        Ok(Placement {
+            pods: u32::try_from(number("PlacementPods")?).unwrap_or(u32::MAX),
+            now_ms: number("NowMs")?,
+            retention_ms: stream["RetentionHours"].as_u64().unwrap_or(24) * 3_600_000,
+            shards,
+        })
+    }
+
+    /// Sets how many broker pods (ordinals `0..pods`) take new shards.
+    pub async fn set_placement_pods(&self, pods: u32) -> Result<(), AdminError> {
+        self.call(
+            "BrookCluster_20261130.SetPlacementPods",
+            json!({"Pods": pods}),
+        )
+        .await
+        .map(drop)
     }
 
     /// Splits one shard at `new_starting_hash_key`.

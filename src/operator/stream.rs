@@ -22,6 +22,7 @@ use super::resources::{
 };
 use super::status::{StreamFacts, StreamPhase, next_shard_step, stream_status};
 use super::stream_autoscaling;
+use super::stream_pods::{self, BrokerPods, PodsOutcome};
 use crate::api::Stream;
 use crate::api::stream::{DeletionPolicy, StreamSpec};
 use crate::api::validation::validate_stream;
@@ -86,11 +87,14 @@ pub async fn admin_secret(
 }
 
 /// Applies every child in order; returns the live StatefulSet, or None while a StatefulSet of
-/// an earlier build is being replaced.
+/// an earlier build is being replaced. The StatefulSet keeps its pods when fewer are declared
+/// ([`resources::broker_replicas`]) unless `shrink_to` says the leaving pods hold nothing
+/// readable any more.
 async fn apply_children(
     ctx: &Context,
     stream: &Stream,
     namespace: &str,
+    shrink_to: Option<i32>,
 ) -> Result<Option<StatefulSet>, ReconcileError> {
     let client = &ctx.client;
     let config = resources::broker_config_map(stream, &ctx.defaults);
@@ -110,8 +114,14 @@ async fn apply_children(
     .await?;
     apply(&services, &resources::client_service(stream), &ctx.metrics).await?;
     let sets: Api<StatefulSet> = Api::namespaced(client.clone(), namespace);
-    let mut desired = resources::statefulset(stream, &ctx.defaults, &hash);
     let live = sets.get_opt(&stream.name_any()).await?;
+    let live_replicas = live
+        .as_ref()
+        .and_then(|set| set.spec.as_ref())
+        .and_then(|spec| spec.replicas);
+    let replicas = shrink_to
+        .unwrap_or_else(|| resources::broker_replicas(stream.spec.brokers.replicas, live_replicas));
+    let mut desired = resources::statefulset(stream, &ctx.defaults, &hash, replicas);
     if let Some(old) = &live
         && resources::selector_changed(&desired, old)
     {
@@ -226,12 +236,20 @@ async fn apply_stream(stream: &Stream, ctx: &Context) -> Result<Action, Reconcil
     }
 
     let admin_key = admin_secret(ctx, stream, &namespace).await?;
-    let set = apply_children(ctx, stream, &namespace).await?;
+    let set = apply_children(ctx, stream, &namespace, None).await?;
     let ready = set
         .as_ref()
         .and_then(|set| set.status.as_ref())
         .and_then(|s| s.ready_replicas)
         .unwrap_or(0);
+    let pods = BrokerPods {
+        current: set
+            .as_ref()
+            .and_then(|set| set.spec.as_ref())
+            .and_then(|spec| spec.replicas)
+            .unwrap_or(stream.spec.brokers.replicas),
+        ready,
+    };
     if ready == 0 {
         let phase = StreamPhase::WaitingForBrokers {
             ready,
@@ -242,8 +260,16 @@ async fn apply_stream(stream: &Stream, ctx: &Context) -> Result<Action, Reconcil
     }
 
     let admin = ctx.admin_with_key(&namespace, &name, &admin_key);
-    let (phase, requeue) = match converge(ctx, stream, &admin, &mut facts).await {
-        Ok(outcome) => outcome,
+    let (phase, requeue) = match converge(ctx, stream, &admin, pods, &mut facts).await {
+        Ok(Converged::Done(phase, requeue)) => (phase, requeue),
+        Ok(Converged::Shrink(replicas)) => {
+            apply_children(ctx, stream, &namespace, Some(replicas)).await?;
+            let phase = StreamPhase::Changing {
+                reason: "ShrinkingBrokers",
+                message: format!("shrinking to {replicas} broker pods"),
+            };
+            (phase, CHANGING_REQUEUE)
+        }
         Err(AdminError::Unreachable { message, .. }) => {
             if !has_reason(stream, "BrokersUnreachable") {
                 ctx.event(
@@ -270,14 +296,23 @@ fn has_reason(stream: &Stream, reason: &str) -> bool {
         .is_some_and(|s| s.conditions.iter().any(|c| c.reason == reason))
 }
 
-/// One step towards the declared stream: create it, reshard it, change its retention or
-/// record size, or report it serving.
+/// Where one step towards the declared stream got to.
+enum Converged {
+    /// The phase reached, and when to look again.
+    Done(StreamPhase, Duration),
+    /// The StatefulSet may shrink to this many pods.
+    Shrink(i32),
+}
+
+/// One step towards the declared stream: create it, move shards off leaving broker pods,
+/// reshard it, change its retention or record size, or report it serving.
 async fn converge(
     ctx: &Context,
     stream: &Stream,
     admin: &BrokerAdmin,
+    pods: BrokerPods,
     facts: &mut StreamFacts,
-) -> Result<(StreamPhase, Duration), AdminError> {
+) -> Result<Converged, AdminError> {
     let name = stream.name_any();
     let reference = stream.object_ref(&());
     let spec = &stream.spec;
@@ -288,6 +323,15 @@ async fn converge(
     };
     let spec = &target;
     let Some(summary) = admin.describe_stream(&name).await? else {
+        // The first shards are spread over every pod: all of them must be there.
+        if pods.ready < pods.current {
+            let phase = StreamPhase::WaitingForBrokers {
+                ready: pods.ready,
+                declared: pods.current,
+            };
+            return Ok(Converged::Done(phase, CHANGING_REQUEUE));
+        }
+        stream_pods::place_on_declared_pods(stream, admin, None).await?;
         admin.create_stream(&name, spec.shards).await?;
         // A stream the status already knew was lost by the brokers or deleted behind the
         // operator's back.
@@ -316,7 +360,7 @@ async fn converge(
             reason: "Creating",
             message: format!("creating stream {name}"),
         };
-        return Ok((phase, CHANGING_REQUEUE));
+        return Ok(Converged::Done(phase, CHANGING_REQUEUE));
     };
     facts.arn = Some(summary.arn.clone());
     facts.open_shards = Some(summary.open_shards);
@@ -329,8 +373,16 @@ async fn converge(
             },
             message: format!("the stream is {}", summary.status),
         };
-        return Ok((phase, CHANGING_REQUEUE));
+        return Ok(Converged::Done(phase, CHANGING_REQUEUE));
     }
+    // The broker pods first: a half-done move of a shard off a leaving pod leaves one shard
+    // more open than declared, which only the move's own merge should take back.
+    let pods_waiting = match stream_pods::step(ctx, stream, admin, pods).await? {
+        PodsOutcome::Proceed => None,
+        PodsOutcome::Waiting(message) => Some(message),
+        PodsOutcome::Resharding(phase) => return Ok(Converged::Done(phase, CHANGING_REQUEUE)),
+        PodsOutcome::Shrink(replicas) => return Ok(Converged::Shrink(replicas)),
+    };
     let Some(change) = next_change(&summary, spec) else {
         facts.autoscaling = stream_autoscaling::autoscale(ctx, stream, admin).await;
         // The autoscaler resharded: the stream is changing, as after a spec edit.
@@ -344,14 +396,21 @@ async fn converge(
                     summary.open_shards
                 ),
             };
-            return Ok((phase, CHANGING_REQUEUE));
+            return Ok(Converged::Done(phase, CHANGING_REQUEUE));
         }
         let recheck = stream_autoscaling::enabled(stream).map_or(ctx.recheck, |a| {
             ctx.recheck.min(Duration::from_secs(
                 u64::try_from(a.period_seconds).unwrap_or(30).max(1),
             ))
         });
-        return Ok((StreamPhase::Serving, recheck));
+        if let Some(message) = pods_waiting {
+            let phase = StreamPhase::Changing {
+                reason: "WaitingForRetention",
+                message,
+            };
+            return Ok(Converged::Done(phase, recheck));
+        }
+        return Ok(Converged::Done(StreamPhase::Serving, recheck));
     };
     let applied = match change {
         StreamChange::Reshard { to, .. } => admin.update_shard_count(&name, to).await,
@@ -362,7 +421,7 @@ async fn converge(
         Ok(()) => {}
         Err(AdminError::Api { code, message, .. }) => {
             let phase = StreamPhase::ChangeRefused { code, message };
-            return Ok((phase, WAITING_REQUEUE * 6));
+            return Ok(Converged::Done(phase, WAITING_REQUEUE * 6));
         }
         Err(other) => return Err(other),
     }
@@ -373,7 +432,7 @@ async fn converge(
         reason: change.progress_reason(),
         message: note,
     };
-    Ok((phase, CHANGING_REQUEUE))
+    Ok(Converged::Done(phase, CHANGING_REQUEUE))
 }
 
 /// One change that brings a serving stream closer to its spec.

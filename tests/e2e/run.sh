@@ -325,11 +325,44 @@ data_path() {
     "$PYTHON" tests/e2e/e2e.py put "$pod_endpoint" clicks 20 "$WORK/acked-$pod.json" >/dev/null || fail "puts through $pod"
     "$PYTHON" tests/e2e/e2e.py verify "$pod_endpoint" clicks "$WORK"/acked-*.json || fail "reading through $pod"
   done
+  spread_over_pods
   if aws_kinesis update-shard-count --stream-name clicks --target-shard-count 8 --scaling-type UNIFORM_SCALING 2>"$WORK/refused" >/dev/null; then
     fail "a managed broker accepted UpdateShardCount from a client"
   fi
   grep -q "kubectl -n $NS edit stream clicks" "$WORK/refused" || fail "the refusal does not name the resource: $(cat "$WORK/refused")"
   echo "a client's UpdateShardCount is refused: $(grep -o 'AccessDenied[^:]*' "$WORK/refused" | head -1)"
+}
+
+# The shards each broker pod stores, from its own /metrics (a shard's series come from its
+# owner only): one line per pod, `pod shard shard ...`.
+shards_by_pod() {
+  local pod
+  for pod in clicks-0 clicks-1 clicks-2; do
+    printf '%s' "$pod"
+    k get --raw "/api/v1/namespaces/$NS/pods/$pod:9100/proxy/metrics" \
+      | awk '/^brook_incoming_records_total\{/ && $2 > 0 {match($0, /shard="[^"]*"/); print substr($0, RSTART + 7, RLENGTH - 8)}' \
+      | sort -u | tr '\n' ' ' | sed 's/^/ /'
+    echo
+  done
+}
+
+# Records stored by one broker pod since it started.
+pod_incoming() {
+  k get --raw "/api/v1/namespaces/$NS/pods/$1:9100/proxy/metrics" \
+    | awk '/^brook_incoming_records_total\{/ {sum += $2} END {printf "%d\n", sum}'
+}
+
+spread_over_pods() {
+  local spread
+  spread="$(shards_by_pod)"
+  echo "shards written, by the pod that stores them:"
+  echo "$spread"
+  # Every pod stores some of the 4 shards, and no shard is stored by two pods.
+  [ "$(awk 'NF < 2' <<<"$spread" | wc -l)" = 0 ] || fail "a broker pod stores no shard: $spread"
+  [ "$(awk '{for (i = 2; i <= NF; i++) print $i}' <<<"$spread" | sort | uniq -d | wc -l)" = 0 ] \
+    || fail "a shard is stored by two pods: $spread"
+  [ "$(awk '{for (i = 2; i <= NF; i++) print $i}' <<<"$spread" | sort -u | wc -l)" = 4 ] \
+    || fail "the records did not reach all 4 shards: $spread"
 }
 
 gateway() {
@@ -437,6 +470,23 @@ reshard() {
     || fail "the brokers do not report 3 open shards"
   says event/ kn get events --field-selector reason=Resharding,involvedObject.name=clicks -o name || fail "no Resharding Event"
   "$PYTHON" tests/e2e/e2e.py verify "$ENDPOINT" clicks "$WORK"/acked-*.json || fail "records lost across resharding"
+
+  step "4. fewer broker pods: the shards are moved off the leaving pod, which stays until retention passes"
+  kn patch stream/clicks --type merge -p '{"spec":{"brokers":{"replicas":2}}}' >/dev/null
+  TIMEOUT=240 eventually equals stream/clicks '{.status.conditions[?(@.type=="Ready")].reason}' WaitingForRetention
+  equals statefulset/clicks '{.spec.replicas}' 3 || fail "the StatefulSet shrank before the leaving pod's shards passed retention"
+  open_shards clicks 3 || fail "moving the shards changed the shard count: $(jsonpath stream/clicks '{.status.openShards}')"
+  says event/ kn get events --field-selector reason=MovingShard,involvedObject.name=clicks -o name || fail "no MovingShard Event"
+  kn get stream clicks
+  [ "$(jsonpath stream/clicks '{.status.conditions[?(@.type=="Ready")].message}')" != "" ] || fail "the wait is not explained"
+  local before
+  before="$(pod_incoming clicks-2)"
+  "$PYTHON" tests/e2e/e2e.py put "$ENDPOINT" clicks 60 "$WORK/acked-moved.json" >/dev/null || fail "puts after the move"
+  [ "$(pod_incoming clicks-2)" = "$before" ] || fail "records landed on the leaving pod after the move ($before, then $(pod_incoming clicks-2))"
+  "$PYTHON" tests/e2e/e2e.py verify "$ENDPOINT" clicks "$WORK"/acked-*.json || fail "records lost moving shards off a pod"
+  echo "the leaving pod clicks-2 took no record after the move; every record reads back"
+  kn patch stream/clicks --type merge -p '{"spec":{"brokers":{"replicas":3}}}' >/dev/null
+  TIMEOUT=60 eventually equals stream/clicks '{.status.conditions[?(@.type=="Ready")].reason}' Serving
 }
 
 restarted() { # pod, restart count before

@@ -74,9 +74,7 @@ impl Harness {
     /// The same, the broker started with extra `args`.
     pub fn with_broker_args(label: &str, stream: &str, args: &[&str]) -> Self {
         let dir = TempDir::new(label);
-        let admin = dir.path().join("admin");
-        std::fs::create_dir_all(&admin).expect("admin folder");
-        std::fs::write(admin.join("brook-operator"), ADMIN_SECRET).expect("admin key");
+        let admin = Self::admin_credentials(&dir);
         let mut builder = BrokerBuilder::default();
         for arg in args {
             builder = builder.arg(*arg);
@@ -89,6 +87,19 @@ impl Harness {
             .start(&dir.path().join("data"));
         let address = broker.endpoint.trim_start_matches("http://").to_owned();
         Self::build(dir, Some(broker), address)
+    }
+
+    /// Writes the operator's admin key where `--admin-credentials` reads it, in `dir`.
+    pub fn admin_credentials(dir: &TempDir) -> std::path::PathBuf {
+        let admin = dir.path().join("admin");
+        std::fs::create_dir_all(&admin).expect("admin folder");
+        std::fs::write(admin.join("brook-operator"), ADMIN_SECRET).expect("admin key");
+        admin
+    }
+
+    /// A mocked cluster whose brokers the test started itself, reached at `address`.
+    pub fn with_brokers_at(dir: TempDir, address: &str) -> Self {
+        Self::build(dir, None, address.to_owned())
     }
 
     /// A mocked cluster whose brokers never answer (a closed loopback port).
@@ -125,8 +136,17 @@ impl Harness {
         );
     }
 
-    /// Applies a Stream as `kubectl apply` would.
-    pub fn apply_stream(&self, name: &str, spec: Value) {
+    /// Applies a Stream as `kubectl apply` would. The harness's one broker plays every
+    /// broker pod, so a spec that does not say how many pods gets one.
+    pub fn apply_stream(&self, name: &str, mut spec: Value) {
+        if spec["brokers"]["replicas"].is_null()
+            && let Some(fields) = spec.as_object_mut()
+        {
+            let brokers = fields.entry("brokers").or_insert_with(|| json!({}));
+            if let Some(brokers) = brokers.as_object_mut() {
+                brokers.insert("replicas".to_owned(), json!(1));
+            }
+        }
         match self.mock.get(STREAMS, name) {
             Some(_) => {
                 self.mock

@@ -405,7 +405,12 @@ pub fn signed_json_request(
     now_ms: u64,
 ) -> Result<http::Request<http_body_util::Full<bytes::Bytes>>, http::Error> {
     const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
-    let target = format!("Kinesis_20131202.{operation}");
+    // A bare operation is Kinesis's; a full target (Brook's placement operations) is kept.
+    let target = if operation.contains('.') {
+        operation.to_owned()
+    } else {
+        format!("Kinesis_20131202.{operation}")
+    };
     let amz_date = format_amz_date(now_ms);
     let signed = SignedRequest {
         method: "POST",

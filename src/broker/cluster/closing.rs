@@ -29,6 +29,10 @@ pub struct ShardRequest {
     pub shard: u32,
     /// Pod 0's catalog epoch when it asked.
     pub epoch: u64,
+    /// Pod 0's catalog at that epoch, for an owner whose replica has not caught up with it
+    /// yet (the shard to close may be the child of a reshard just made).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catalog: Option<crate::broker::catalog::Catalog>,
 }
 
 /// The owner's answer: where the shard's log ends.
@@ -46,8 +50,12 @@ fn internal(message: impl std::fmt::Display) -> ApiError {
     )
 }
 
-/// On the owner: closes `request`'s shard and records the closure in the replica.
-pub async fn close_here(broker: &Broker, request: &ShardRequest) -> Result<Closed, ApiError> {
+/// On the owner: closes `request`'s shard and records the closure in the replica, after
+/// adopting the catalog pod 0 sent when it is newer than the replica.
+pub async fn close_here(broker: &Broker, request: &mut ShardRequest) -> Result<Closed, ApiError> {
+    if let Some(catalog) = request.catalog.take() {
+        super::replica::adopt(broker, catalog).await?;
+    }
     set_closed(broker, request, true).await
 }
 
@@ -130,11 +138,13 @@ pub async fn ask_owner(
 
 /// Closes (or reopens) shard `key`, owned by `owner`, from pod 0: in its own store when pod 0
 /// owns it (or the broker is on its own), else on the owner.
+/// `current` is pod 0's catalog as saved (sent along with a close).
 pub async fn set_parent(
     broker: &Broker,
     key: ShardKey,
     owner: u32,
     closed: bool,
+    current: Option<&crate::broker::catalog::Catalog>,
 ) -> Result<u64, ApiError> {
     match broker.cluster.get() {
         Some(cluster) if owner != HOME && owner != cluster.ordinal => {
@@ -142,6 +152,7 @@ pub async fn set_parent(
                 stream_key: key.stream_key,
                 shard: key.shard_index,
                 epoch: broker.catalog_epoch(),
+                catalog: current.cloned(),
             };
             ask_owner(cluster, owner, &request, closed).await
         }
@@ -158,12 +169,12 @@ pub async fn set_parent(
 
 /// Serves pod 0's close or reopen request on the internal port.
 pub async fn serve(broker: &Broker, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
-    let request: ShardRequest = match serde_json::from_slice(body) {
+    let mut request: ShardRequest = match serde_json::from_slice(body) {
         Ok(request) => request,
         Err(error) => return (400, error.to_string().into_bytes()),
     };
     let result = if path == CLOSE_PATH {
-        close_here(broker, &request).await
+        close_here(broker, &mut request).await
     } else {
         reopen_here(broker, &request).await
     };

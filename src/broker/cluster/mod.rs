@@ -17,6 +17,7 @@
 //!   port for a shard it does not own refuses; the sender refreshes its replica and the
 //!   client retries, so nothing is written twice or to the wrong pod.
 
+pub mod admin;
 pub mod closing;
 pub mod placement;
 pub mod relay;
@@ -70,18 +71,80 @@ pub enum ClusterError {
     },
 }
 
+/// Where the pods of a cluster are reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Peers {
+    /// A fixed set of pods: every pod's internal URL, by ordinal.
+    Listed(Vec<Uri>),
+    /// A StatefulSet whose size may change: each pod's internal URL is this template with
+    /// `{ordinal}` replaced, such as `http://orders-{ordinal}.orders-brokers.shop.svc:4568`.
+    /// How many pods take new shards is then set by the operator (the catalog's
+    /// `placement_pods`).
+    Template(String),
+}
+
+/// The placeholder of a pod's ordinal in [`Peers::Template`].
+pub const ORDINAL_PLACEHOLDER: &str = "{ordinal}";
+
+impl Peers {
+    /// Reads `--cluster-peers`: one URL with `{ordinal}` in it, or every pod's URL in order.
+    pub fn parse(values: &[String]) -> Result<Self, String> {
+        if let [template] = values
+            && template.contains(ORDINAL_PLACEHOLDER)
+        {
+            let example = template.replace(ORDINAL_PLACEHOLDER, "0");
+            example
+                .parse::<Uri>()
+                .map_err(|e| format!("{template} is not a URL template: {e}"))?;
+            return Ok(Self::Template(template.clone()));
+        }
+        values
+            .iter()
+            .map(|value| {
+                value
+                    .parse::<Uri>()
+                    .map_err(|e| format!("{value} is not a URL: {e}"))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Self::Listed)
+    }
+
+    /// The internal URL of pod `ordinal`.
+    fn url(&self, ordinal: u32) -> Result<Uri, ClusterError> {
+        match self {
+            Self::Listed(urls) => urls
+                .get(ordinal as usize)
+                .cloned()
+                .ok_or(ClusterError::UnknownPod(ordinal)),
+            Self::Template(template) => template
+                .replace(ORDINAL_PLACEHOLDER, &ordinal.to_string())
+                .parse()
+                .map_err(|_| ClusterError::UnknownPod(ordinal)),
+        }
+    }
+
+    /// How many pods the cluster is known to have: the listed ones, or `None` when the size
+    /// is set by the operator.
+    pub fn listed(&self) -> Option<u32> {
+        match self {
+            Self::Listed(urls) => Some(urls.len() as u32),
+            Self::Template(_) => None,
+        }
+    }
+}
+
 /// This pod's place in the cluster and its client to the others.
 pub struct Cluster {
     /// This pod's StatefulSet ordinal.
     pub ordinal: u32,
-    /// Every pod's internal URL, by ordinal.
-    peers: Vec<Uri>,
+    /// Where the pods are reached.
+    peers: Peers,
     client: Client<HttpConnector, Full<Bytes>>,
 }
 
 impl Cluster {
-    /// The cluster of pods at `peers` (internal URLs by ordinal), as pod `ordinal`.
-    pub fn new(ordinal: u32, peers: Vec<Uri>) -> Self {
+    /// The cluster of pods at `peers`, as pod `ordinal`.
+    pub fn new(ordinal: u32, peers: Peers) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         Self {
@@ -96,15 +159,19 @@ impl Cluster {
         self.ordinal == HOME
     }
 
-    /// How many pods the cluster has.
-    pub fn pods(&self) -> u32 {
-        self.peers.len() as u32
+    /// How many pods (ordinals `0..n`) new shards may go to: what the operator set in the
+    /// catalog, else every listed pod (pod 0 alone for a templated cluster never told).
+    pub fn placement_pods(&self, catalog: &crate::broker::catalog::Catalog) -> u32 {
+        catalog
+            .placement_pods
+            .or(self.peers.listed())
+            .unwrap_or(1)
+            .max(1)
     }
 
-    fn url(&self, ordinal: u32) -> Result<&Uri, ClusterError> {
-        self.peers
-            .get(ordinal as usize)
-            .ok_or(ClusterError::UnknownPod(ordinal))
+    /// How many pods the cluster lists, when it lists them.
+    pub fn listed_pods(&self) -> Option<u32> {
+        self.peers.listed()
     }
 
     /// Sends one request to pod `ordinal`'s internal port.
@@ -115,7 +182,7 @@ impl Cluster {
         path: &str,
         body: Bytes,
     ) -> Result<http::Response<hyper::body::Incoming>, ClusterError> {
-        let base = self.url(ordinal)?;
+        let base = self.peers.url(ordinal)?;
         let unreachable = |message: String| ClusterError::Unreachable {
             ordinal,
             url: base.to_string(),
@@ -412,7 +479,11 @@ pub fn place_new_stream(
     let Some(cluster) = broker.cluster.get() else {
         return;
     };
-    let loads = placement::loads(catalog, cluster.pods(), &Default::default());
+    let loads = placement::loads(
+        catalog,
+        cluster.placement_pods(catalog),
+        &Default::default(),
+    );
     let owners = placement::place(record.shards.len(), &loads, &[]);
     for (shard, owner) in record.shards.iter_mut().zip(owners) {
         shard.owner = owner;
@@ -436,7 +507,11 @@ pub fn place_reshard(
         .filter_map(|index| record.shards.iter().find(|s| s.index == *index))
         .map(|s| s.owner)
         .collect();
-    let loads = placement::loads(catalog, cluster.pods(), &Default::default());
+    let loads = placement::loads(
+        catalog,
+        cluster.placement_pods(catalog),
+        &Default::default(),
+    );
     let owners = placement::place(added.len(), &loads, &parents);
     for (index, owner) in added.iter().zip(owners) {
         if let Some(shard) = record.shards.iter_mut().find(|s| s.index == *index) {

@@ -31,12 +31,38 @@ pub async fn relay(
     ordinal: u32,
     request: Relayed<'_>,
 ) -> Result<Response<ResponseBody>, ApiError> {
+    let target = format!("Kinesis_20131202.{}", request.operation.name());
+    let request = Request {
+        target: &target,
+        content_type: request.content_type,
+        body: request.body,
+        caller: request.caller,
+    };
+    send(cluster, ordinal, request).await
+}
+
+/// Any request to relay: its target, content type, body and caller.
+pub struct Request<'a> {
+    /// Its `X-Amz-Target`.
+    pub target: &'a str,
+    /// Its content type.
+    pub content_type: &'a str,
+    /// Its body.
+    pub body: Bytes,
+    /// Who sent it.
+    pub caller: &'a Caller,
+}
+
+/// Sends `request` to pod `ordinal`'s internal port and returns its answer, or a retryable
+/// `ServiceUnavailable` when the pod cannot be reached.
+pub async fn send(
+    cluster: &Cluster,
+    ordinal: u32,
+    request: Request<'_>,
+) -> Result<Response<ResponseBody>, ApiError> {
     let builder = http::Request::post("/")
         .header(http::header::CONTENT_TYPE, request.content_type)
-        .header(
-            "x-amz-target",
-            format!("Kinesis_20131202.{}", request.operation.name()),
-        )
+        .header("x-amz-target", request.target)
         .header(CALLER_HEADER, caller_header(request.caller));
     match cluster.send(ordinal, builder, "/", request.body).await {
         Ok(answer) => Ok(answer.map(|body| Upstream(body).boxed())),

@@ -142,13 +142,15 @@ async fn apply(
     };
     let mut closed = Vec::with_capacity(plan.closed.len());
     for &index in &plan.closed {
-        let offset = match closing::set_parent(broker, key(index), owner(index), true).await {
-            Ok(offset) => offset,
-            Err(error) => {
-                reopen(broker, &closed, &name).await;
-                return Err(error);
-            }
-        };
+        let offset =
+            match closing::set_parent(broker, key(index), owner(index), true, Some(&catalog)).await
+            {
+                Ok(offset) => offset,
+                Err(error) => {
+                    reopen(broker, &closed, &name).await;
+                    return Err(error);
+                }
+            };
         closed.push((key(index), owner(index)));
         if let Some(shard) = plan.record.shards.iter_mut().find(|s| s.index == index) {
             shard.closed_at_offset = Some(offset);
@@ -174,7 +176,7 @@ async fn apply(
 /// Opens again the parents a failed reshard closed.
 async fn reopen(broker: &Broker, closed: &[(ShardKey, u32)], stream: &str) {
     for &(shard, owner) in closed {
-        if let Err(error) = closing::set_parent(broker, shard, owner, false).await {
+        if let Err(error) = closing::set_parent(broker, shard, owner, false, None).await {
             // Only a stopped writer refuses, or an owner pod that is down: the catalog pod 0
             // saves at its next change keeps the shard open, and the owner follows it.
             tracing::error!(%error, %stream, ?shard, owner, "could not reopen a parent shard");

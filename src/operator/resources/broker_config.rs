@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::ConfigMap;
 use sha2::{Digest, Sha256};
 
-use super::{BrokerDefaults, ChildNames, KINESIS_PORT, METRICS_PORT, child_meta};
+use super::{BrokerDefaults, CLUSTER_PORT, ChildNames, KINESIS_PORT, METRICS_PORT, child_meta};
 use crate::api::Stream;
 use crate::api::stream::Durability;
 
@@ -71,15 +71,20 @@ pub fn broker_environment(stream: &Stream, defaults: &BrokerDefaults) -> BTreeMa
             ADMIN_MOUNT_PATH.to_owned(),
         ),
     ]);
-    // Pod 0 holds the stream; the other pods forward to it (see `broker::forward`).
+    // The stream's shards are spread over the pods (see `broker::cluster`): each pod finds
+    // the others by their stable DNS names and its own ordinal from its pod name; the
+    // operator sets how many pods take new shards, so scaling the pods rolls none.
     let names = super::ChildNames::for_stream(name);
-    env.insert("BROOK_HOME_POD".to_owned(), format!("{name}-0"));
     env.insert(
-        "BROOK_HOME_URL".to_owned(),
+        "BROOK_CLUSTER_PEERS".to_owned(),
         format!(
-            "http://{name}-0.{}.{namespace}.svc:{KINESIS_PORT}",
+            "http://{name}-{{ordinal}}.{}.{namespace}.svc:{CLUSTER_PORT}",
             names.headless_service
         ),
+    );
+    env.insert(
+        "BROOK_CLUSTER_LISTEN".to_owned(),
+        format!("0.0.0.0:{CLUSTER_PORT}"),
     );
     if stream.spec.auth.is_some() {
         env.insert(
@@ -152,11 +157,11 @@ mod tests {
             ("BROOK_NO_QUOTAS", "false"),
             ("BROOK_MANAGED_BY", "Stream shop/orders"),
             ("BROOK_ADMIN_CREDENTIALS", "/etc/brook/admin"),
-            ("BROOK_HOME_POD", "orders-0"),
             (
-                "BROOK_HOME_URL",
-                "http://orders-0.orders-brokers.shop.svc:4567",
+                "BROOK_CLUSTER_PEERS",
+                "http://orders-{ordinal}.orders-brokers.shop.svc:4568",
             ),
+            ("BROOK_CLUSTER_LISTEN", "0.0.0.0:4568"),
         ];
         for (key, value) in expected {
             assert_eq!(data.get(key).map(String::as_str), Some(value), "{key}");

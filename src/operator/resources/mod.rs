@@ -23,7 +23,9 @@ pub use broker_config::{ADMIN_ACCESS_KEY_ID, broker_config_map, config_hash};
 pub use pdb::pod_disruption_budget;
 pub use service_monitor::{SERVICE_MONITOR_RESOURCE, service_monitor};
 pub use services::{client_service, headless_service};
-pub use statefulset::{DATA_VOLUME, keep_live_claim_templates, selector_changed, statefulset};
+pub use statefulset::{
+    DATA_VOLUME, broker_replicas, keep_live_claim_templates, selector_changed, statefulset,
+};
 
 /// Port of the Kinesis API in the broker pods and on the client Service.
 pub const KINESIS_PORT: i32 = 4567;
@@ -33,6 +35,11 @@ pub const METRICS_PORT: i32 = 9100;
 pub const KINESIS_PORT_NAME: &str = "kinesis";
 /// Name of the metrics port, as the ServiceMonitor refers to it.
 pub const METRICS_PORT_NAME: &str = "metrics";
+/// The broker pods' internal port, on which they relay requests to each other and pod 0
+/// serves the catalog (`docs/cluster.md`).
+pub const CLUSTER_PORT: i32 = 4568;
+/// Name of the internal port.
+pub const CLUSTER_PORT_NAME: &str = "cluster";
 /// The operator's field manager and `app.kubernetes.io/managed-by` value.
 pub const MANAGER: &str = "brook-operator";
 /// Label that names the Stream a child object belongs to.

@@ -5,8 +5,8 @@ use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::{
-    ChildNames, KINESIS_PORT, KINESIS_PORT_NAME, METRICS_PORT, METRICS_PORT_NAME, child_meta,
-    selector_labels,
+    CLUSTER_PORT, CLUSTER_PORT_NAME, ChildNames, KINESIS_PORT, KINESIS_PORT_NAME, METRICS_PORT,
+    METRICS_PORT_NAME, child_meta, selector_labels,
 };
 use crate::api::Stream;
 
@@ -42,6 +42,7 @@ pub fn headless_service(stream: &Stream) -> Service {
             ports: Some(vec![
                 port(KINESIS_PORT_NAME, KINESIS_PORT),
                 port(METRICS_PORT_NAME, METRICS_PORT),
+                port(CLUSTER_PORT_NAME, CLUSTER_PORT),
             ]),
             ..ServiceSpec::default()
         }),
@@ -70,7 +71,7 @@ mod tests {
     use crate::operator::resources::fixtures::stream;
 
     #[test]
-    fn the_headless_service_names_every_pod_and_exposes_both_ports() {
+    fn the_headless_service_names_every_pod_and_exposes_the_api_metrics_and_internal_ports() {
         let service = headless_service(&stream("orders"));
         assert_eq!(service.metadata.name.as_deref(), Some("orders-brokers"));
         assert_eq!(service.metadata.namespace.as_deref(), Some("shop"));
@@ -95,6 +96,11 @@ mod tests {
                     Some("metrics"),
                     9100,
                     Some(IntOrString::String("metrics".to_owned()))
+                ),
+                (
+                    Some("cluster"),
+                    4568,
+                    Some(IntOrString::String("cluster".to_owned()))
                 ),
             ]
         );

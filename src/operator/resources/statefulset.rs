@@ -20,8 +20,8 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::broker_config::{ADMIN_MOUNT_PATH, CREDENTIALS_MOUNT_PATH, DATA_MOUNT_PATH};
 use super::{
-    BrokerDefaults, ChildNames, KINESIS_PORT, KINESIS_PORT_NAME, METRICS_PORT, METRICS_PORT_NAME,
-    child_labels, child_meta, selector_labels,
+    BrokerDefaults, CLUSTER_PORT, CLUSTER_PORT_NAME, ChildNames, KINESIS_PORT, KINESIS_PORT_NAME,
+    METRICS_PORT, METRICS_PORT_NAME, child_labels, child_meta, selector_labels,
 };
 use crate::api::Stream;
 use crate::api::stream::{DeletionPolicy, ImagePullPolicy};
@@ -145,6 +145,12 @@ fn broker_container(stream: &Stream, defaults: &BrokerDefaults) -> Container {
                 protocol: Some("TCP".to_owned()),
                 ..ContainerPort::default()
             },
+            ContainerPort {
+                name: Some(CLUSTER_PORT_NAME.to_owned()),
+                container_port: CLUSTER_PORT,
+                protocol: Some("TCP".to_owned()),
+                ..ContainerPort::default()
+            },
         ]),
         resources: brokers.resources.clone(),
         // Recovery replays the journal before the broker answers; the startup probe gives it
@@ -252,15 +258,20 @@ fn data_claim(stream: &Stream) -> PersistentVolumeClaim {
     }
 }
 
-/// The StatefulSet of a Stream's brokers; `config_hash` is the hash of the broker ConfigMap,
-/// whose change rolls the pods.
-pub fn statefulset(stream: &Stream, defaults: &BrokerDefaults, config_hash: &str) -> StatefulSet {
+/// The StatefulSet of a Stream's brokers with `replicas` pods (see [`broker_replicas`]);
+/// `config_hash` is the hash of the broker ConfigMap, whose change rolls the pods.
+pub fn statefulset(
+    stream: &Stream,
+    defaults: &BrokerDefaults,
+    config_hash: &str,
+    replicas: i32,
+) -> StatefulSet {
     let name = stream.metadata.name.as_deref().unwrap_or_default();
     let names = ChildNames::for_stream(name);
     StatefulSet {
         metadata: child_meta(stream, &names.statefulset),
         spec: Some(StatefulSetSpec {
-            replicas: Some(stream.spec.brokers.replicas),
+            replicas: Some(replicas),
             service_name: Some(names.headless_service),
             selector: LabelSelector {
                 match_labels: Some(selector_labels(name)),
@@ -303,6 +314,14 @@ pub fn statefulset(stream: &Stream, defaults: &BrokerDefaults, config_hash: &str
         }),
         status: None,
     }
+}
+
+/// How many broker pods the StatefulSet runs: the declared number, except that it never
+/// shrinks by itself. Shrinking strands the leaving pods' shards until they are resharded
+/// off and past retention (`operator::broker_pods`), so a smaller declared number keeps
+/// the pods running (`live`) until the Stream's reconcile shrinks it.
+pub fn broker_replicas(declared: i32, live: Option<i32>) -> i32 {
+    live.map_or(declared, |live| live.max(declared))
 }
 
 /// Keeps the live volume claim templates in `desired`: Kubernetes refuses any change to them,

@@ -15,6 +15,7 @@ fn build(stream: &Stream) -> StatefulSet {
         stream,
         &BrokerDefaults::for_this_version(),
         "0123456789abcdef",
+        stream.spec.brokers.replicas,
     )
 }
 
@@ -129,6 +130,32 @@ fn the_config_hash_is_on_the_pod_template_so_a_config_change_rolls_the_pods() {
 }
 
 #[test]
+fn cluster_broker_pods_grow_at_once_and_never_shrink_by_themselves() {
+    // (declared, live, run)
+    let cases = [
+        (3, None, 3),
+        (3, Some(3), 3),
+        (5, Some(3), 5),
+        (2, Some(3), 3),
+        (1, Some(1), 1),
+    ];
+    for (declared, live, run) in cases {
+        assert_eq!(
+            broker_replicas(declared, live),
+            run,
+            "{declared} declared, {live:?} live"
+        );
+    }
+    let set = statefulset(
+        &stream("orders"),
+        &BrokerDefaults::for_this_version(),
+        "0123456789abcdef",
+        4,
+    );
+    assert_eq!(set.spec.and_then(|s| s.replicas), Some(4));
+}
+
+#[test]
 fn probes_use_the_broker_health_endpoints_on_the_named_metrics_port() {
     let broker = container(&build(&stream("orders")));
     let port_names: Vec<_> = broker
@@ -140,7 +167,11 @@ fn probes_use_the_broker_health_endpoints_on_the_named_metrics_port() {
         .collect();
     assert_eq!(
         port_names,
-        vec![("kinesis".to_owned(), 4567), ("metrics".to_owned(), 9100)]
+        vec![
+            ("kinesis".to_owned(), 4567),
+            ("metrics".to_owned(), 9100),
+            ("cluster".to_owned(), 4568)
+        ]
     );
     let path_of = |probe: Option<Probe>| {
         let get = probe.and_then(|p| p.http_get).expect("an HTTP probe");

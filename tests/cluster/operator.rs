@@ -1,0 +1,199 @@
+//! The Stream controller with a Stream whose shards are spread over three broker processes
+//! (a mocked API server plays Kubernetes): the first shards go to every pod; fewer declared
+//! pods shrink the StatefulSet only once the leaving pod's open shards were moved off (split,
+//! the children placed on the pods that stay, merged back) and its closed shards are past
+//! retention; more declared pods grow it at once.
+
+use std::time::Duration;
+
+use brook::operator::kinesis::{BrokerAdmin, Placement};
+use serde_json::json;
+
+use super::support::broker::{Broker, BrokerBuilder, TempDir, client_for};
+use super::support::operator::{ADMIN_SECRET, Harness, NAMESPACE, STATEFULSETS, condition};
+use super::{
+    STREAM, catalog_epoch, numbers_by_key, put, put_all, read_all, record, start_pod_with,
+};
+
+const HOUR_MS: i64 = 3_600_000;
+
+fn statefulset_replicas(harness: &Harness) -> Option<i64> {
+    harness
+        .mock
+        .get(STATEFULSETS, STREAM)
+        .and_then(|set| set["spec"]["replicas"].as_i64())
+}
+
+/// The Stream's Ready condition: (status, reason).
+fn ready(harness: &Harness) -> (String, String) {
+    let status = harness
+        .stream(STREAM)
+        .and_then(|s| s.status)
+        .expect("a status");
+    let (status, reason) = condition(&status.conditions, "Ready");
+    (status.to_owned(), reason.to_owned())
+}
+
+/// Owners of the open shards, sorted.
+fn open_owners(placement: &Placement) -> Vec<u32> {
+    let mut owners: Vec<u32> = placement
+        .shards
+        .iter()
+        .filter(|s| s.closed_ms.is_none())
+        .map(|s| s.owner)
+        .collect();
+    owners.sort_unstable();
+    owners
+}
+
+fn events_with(harness: &Harness, reason: &str) -> usize {
+    harness
+        .mock
+        .events(NAMESPACE)
+        .iter()
+        .filter(|(_, r, _)| r == reason)
+        .count()
+}
+
+/// Waits until pods 1 and 2 serve pod 0's catalog epoch.
+async fn replicas_caught_up(pods: &[Broker]) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while pods[1..]
+        .iter()
+        .any(|pod| catalog_epoch(pod) != catalog_epoch(&pods[0]))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the replicas never caught up"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_operator_spreads_a_stream_and_shrinks_its_pods_only_once_the_leaving_pod_holds_nothing_readable()
+ {
+    let dirs: Vec<TempDir> = (0..3)
+        .map(|i| TempDir::new(&format!("op-cluster-{i}")))
+        .collect();
+    let internal = super::support::reserved_addresses(3);
+    let operator_dir = TempDir::new("op-cluster-operator");
+    let admin_keys = Harness::admin_credentials(&operator_dir);
+    let managed = BrokerBuilder::default()
+        .arg("--managed-by")
+        .arg(format!("Stream {NAMESPACE}/{STREAM}"))
+        .arg("--admin-credentials")
+        .arg(admin_keys.display().to_string());
+    let mut pods: Vec<Broker> = (0..3)
+        .map(|i| start_pod_with(managed.clone(), &dirs[i], i, &internal))
+        .collect();
+    // The operator calls pod 0, as it does in a cluster (`{stream}-0.{stream}-brokers`).
+    let address = pods[0].endpoint.trim_start_matches("http://").to_owned();
+    let harness = Harness::with_brokers_at(operator_dir, &address);
+    let admin = BrokerAdmin::new(address, "brook-operator", ADMIN_SECRET, "us-east-1");
+    // The placement calls are relayed to pod 0 by any other pod.
+    let admin_through_pod_2 = BrokerAdmin::new(
+        pods[2].endpoint.trim_start_matches("http://").to_owned(),
+        "brook-operator",
+        ADMIN_SECRET,
+        "us-east-1",
+    );
+
+    harness.seed_admin_secret(STREAM);
+    harness.apply_stream(STREAM, json!({"shards": 3, "brokers": {"replicas": 3}}));
+    harness.reconcile_stream(STREAM).await.expect("finalizer");
+    harness.reconcile_stream(STREAM).await.expect("children");
+    assert_eq!(statefulset_replicas(&harness), Some(3));
+    // The first shards go to every pod: the stream waits until all of them are ready.
+    harness.brokers_ready(STREAM, 2);
+    harness.reconcile_stream(STREAM).await.expect("reconcile");
+    assert_eq!(ready(&harness).1, "WaitingForBrokers");
+    harness.brokers_ready(STREAM, 3);
+    harness.reconcile_until_ready(STREAM).await;
+    let placement = admin.describe_placement(STREAM).await.expect("placement");
+    assert_eq!(placement.pods, 3);
+    assert_eq!(open_owners(&placement), [0, 1, 2], "one shard per pod");
+    let relayed = admin_through_pod_2
+        .describe_placement(STREAM)
+        .await
+        .expect("placement through pod 2");
+    assert_eq!(
+        Placement {
+            now_ms: placement.now_ms,
+            ..relayed
+        },
+        placement
+    );
+    replicas_caught_up(&pods).await;
+    let writer = client_for(&pods[2].endpoint);
+    put_all(&writer, (0..30).map(|key| record(key, 0)).collect()).await;
+
+    // Two pods declared: pod 2's shard is moved off, the StatefulSet keeps three pods.
+    harness.apply_stream(STREAM, json!({"shards": 3, "brokers": {"replicas": 2}}));
+    let mut reconciles = 0;
+    while ready(&harness).1 != "WaitingForRetention" {
+        reconciles += 1;
+        assert!(
+            reconciles < 50,
+            "never moved pod 2's shards off: {:?}",
+            ready(&harness)
+        );
+        harness.reconcile_stream(STREAM).await.expect("reconcile");
+        assert_eq!(
+            statefulset_replicas(&harness),
+            Some(3),
+            "the StatefulSet keeps pod 2 while it holds shards"
+        );
+    }
+    assert_eq!(ready(&harness).0, "False", "the change is not done");
+    let placement = admin.describe_placement(STREAM).await.expect("placement");
+    assert_eq!(placement.pods, 2, "pod 2 takes no new shard");
+    assert_eq!(open_owners(&placement).len(), 3, "the shard count is kept");
+    assert!(
+        open_owners(&placement).iter().all(|owner| *owner < 2),
+        "no open shard is left on pod 2: {placement:?}"
+    );
+    assert_eq!(
+        events_with(&harness, "MovingShard"),
+        2,
+        "one split, one merge"
+    );
+    // Nothing was lost: pod 2's closed shard still serves its records.
+    replicas_caught_up(&pods).await;
+    let reader = client_for(&pods[1].endpoint);
+    let read = numbers_by_key(&read_all(&reader).await);
+    assert_eq!(read.len(), 30, "every key: {read:?}");
+    assert!(read.values().all(|numbers| numbers == &[0]), "{read:?}");
+    // Steady while waiting: another reconcile changes nothing.
+    harness.reconcile_stream(STREAM).await.expect("reconcile");
+    assert_eq!(ready(&harness).1, "WaitingForRetention");
+    assert_eq!(statefulset_replicas(&harness), Some(3));
+
+    // Once pod 2's closed shard is past retention, the StatefulSet shrinks.
+    pods[0].advance_clock(25 * HOUR_MS);
+    let mut reconciles = 0;
+    while statefulset_replicas(&harness) != Some(2) {
+        reconciles += 1;
+        assert!(reconciles < 50, "never shrank: {:?}", ready(&harness));
+        harness.reconcile_stream(STREAM).await.expect("reconcile");
+    }
+    assert_eq!(events_with(&harness, "ShrinkingBrokers"), 1);
+    harness.reconcile_until_ready(STREAM).await;
+    assert_eq!(ready(&harness).1, "Serving");
+    // Pod 2 goes: every record written through the others is stored at the first attempt.
+    pods[2].kill();
+    replicas_caught_up(&pods[..2]).await;
+    let failed = put(
+        &reader,
+        &(0..30).map(|key| record(key, 1)).collect::<Vec<_>>(),
+    )
+    .await;
+    assert_eq!(failed, [], "no record goes to the pod that left");
+
+    // More pods declared: the StatefulSet grows at once and pod 2 takes new shards again.
+    harness.apply_stream(STREAM, json!({"shards": 3, "brokers": {"replicas": 3}}));
+    harness.reconcile_stream(STREAM).await.expect("reconcile");
+    assert_eq!(statefulset_replicas(&harness), Some(3));
+    let placement = admin.describe_placement(STREAM).await.expect("placement");
+    assert_eq!(placement.pods, 3);
+}
