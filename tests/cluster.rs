@@ -379,3 +379,175 @@ async fn cluster_a_writer_through_a_pod_with_a_stale_map_during_a_reshard_loses_
         assert_eq!(seqs, &expected, "{key}: once each, in order");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_a_put_record_refused_under_a_stale_map_is_routed_again_by_the_pod_it_reached() {
+    let (_dirs, _internal, pods) = start_cluster("cluster-reroute").await;
+    let batch: Vec<_> = (0..KEYS).map(|k| record(k, 0)).collect();
+    assert_eq!(put(&client_for(&pods[1].endpoint), &batch).await, vec![]);
+    let parent_id = incoming_records(&pods[2])
+        .into_iter()
+        .find(|(_, count)| *count > 0.0)
+        .map(|(shard, _)| shard)
+        .expect("pod 2 owns a shard");
+    let home = client_for(&pods[0].endpoint);
+    let parent = home
+        .list_shards()
+        .stream_name(STREAM)
+        .send()
+        .await
+        .expect("ListShards")
+        .shards()
+        .iter()
+        .find(|s| s.shard_id() == parent_id)
+        .cloned()
+        .expect("the shard is listed");
+    let range = parent.hash_key_range().expect("a range");
+    let start: u128 = range.starting_hash_key().parse().expect("a number");
+    let end: u128 = range.ending_hash_key().parse().expect("a number");
+    // Split at pod 0 itself: pod 1 hears of it only at its next refresh (every 0.5 s).
+    home.split_shard()
+        .stream_name(STREAM)
+        .shard_to_split(&parent_id)
+        .new_starting_hash_key((start + (end - start) / 2).to_string())
+        .send()
+        .await
+        .expect("SplitShard at pod 0");
+    // At once, single records for the parent's range through pod 1, each sent once (no SDK
+    // retry): pod 1 still routes them to the parent's pod, which refuses them; pod 1 then
+    // refreshes its map and sends them to the children's pods.
+    for i in 0..20u128 {
+        let key = if i % 2 == 0 { start + i } else { end - i };
+        let body = format!(
+            r#"{{"StreamName":"{STREAM}","PartitionKey":"k","ExplicitHashKey":"{key}","Data":"eA=="}}"#
+        );
+        let (status, answer) = support::broker::post_json(&pods[1].endpoint, "PutRecord", &body);
+        assert_eq!(status, 200, "record {i}: {answer}");
+        assert!(
+            !answer.contains(&parent_id),
+            "stored in the closed parent: {answer}"
+        );
+    }
+}
+
+/// Pod 0's placement map, as `BrookCluster_20261130.DescribePlacement` answers it.
+fn placement(pod: &Broker) -> serde_json::Value {
+    let answer = support::broker::raw_post(
+        &pod.endpoint,
+        Some("BrookCluster_20261130.DescribePlacement"),
+        "application/x-amz-json-1.1",
+        format!(r#"{{"StreamName":"{STREAM}"}}"#).as_bytes(),
+    );
+    assert_eq!(
+        answer.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&answer.body)
+    );
+    serde_json::from_slice(&answer.body).expect("a JSON answer")
+}
+
+/// Open shards by owner: (shard id, owner).
+fn open_shards_by_owner(placement: &serde_json::Value) -> Vec<(String, u64)> {
+    placement["Streams"][0]["Shards"]
+        .as_array()
+        .expect("shards")
+        .iter()
+        .filter(|s| s["ClosedMs"].is_null())
+        .map(|s| {
+            (
+                s["ShardId"].as_str().expect("an id").to_owned(),
+                s["Owner"].as_u64().expect("an owner"),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_new_shards_go_to_the_pod_that_takes_fewer_writes_when_open_shards_tie() {
+    let (_dirs, _internal, pods) = start_cluster("cluster-rates").await;
+    let before = open_shards_by_owner(&placement(&pods[0]));
+    let client = client_for(&pods[1].endpoint);
+    let listed = client
+        .list_shards()
+        .stream_name(STREAM)
+        .send()
+        .await
+        .expect("ListShards");
+    let start_of = |id: &str| -> String {
+        listed
+            .shards()
+            .iter()
+            .find(|s| s.shard_id() == id)
+            .and_then(|s| s.hash_key_range())
+            .map(|r| r.starting_hash_key().to_owned())
+            .expect("a listed shard")
+    };
+    // Writes keep going to the shards of pods 0 and 2 (sent through pod 1, which stores
+    // none of them); pod 1 takes none.
+    let hot: Vec<String> = before
+        .iter()
+        .filter(|(_, owner)| *owner != 1)
+        .map(|(id, _)| start_of(id))
+        .collect();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = tokio::spawn({
+        let (client, stop) = (client.clone(), stop.clone());
+        async move {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for key in &hot {
+                    client
+                        .put_record()
+                        .stream_name(STREAM)
+                        .partition_key("k")
+                        .explicit_hash_key(key)
+                        .data(Blob::new("x"))
+                        .send()
+                        .await
+                        .expect("PutRecord");
+                }
+            }
+        }
+    });
+    // Pod 0 has heard of the load: its own, and pod 2's with pod 2's catalog fetches.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let rates = placement(&pods[0])["PodWriteRates"].clone();
+        let rate = |pod: &str| rates[pod].as_f64().unwrap_or(0.0);
+        if rate("0") > 0.0 && rate("2") > 0.0 && rates.get("1").is_some() {
+            assert_eq!(rate("1"), 0.0, "pod 1 stores none of the records: {rates}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pod 0 never heard the rates: {rates}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Split a shard of pod 2: its first child goes back to pod 2 (the fewest open shards);
+    // for the second, every pod has two, and pod 1 takes the fewest writes (by ordinal alone
+    // it would be pod 0).
+    let (parent, _) = before
+        .iter()
+        .find(|(_, owner)| *owner == 2)
+        .expect("pod 2 owns a shard");
+    let start: u128 = start_of(parent).parse().expect("a number");
+    client
+        .split_shard()
+        .stream_name(STREAM)
+        .shard_to_split(parent)
+        .new_starting_hash_key((start + 1000).to_string())
+        .send()
+        .await
+        .expect("SplitShard");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.await.expect("the writer stopped");
+    let after = open_shards_by_owner(&placement(&pods[0]));
+    let mut children: Vec<u64> = after
+        .iter()
+        .filter(|shard| !before.contains(shard))
+        .map(|(_, owner)| *owner)
+        .collect();
+    children.sort_unstable();
+    assert_eq!(children, [1, 2], "the children's pods: {after:?}");
+}

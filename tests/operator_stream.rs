@@ -7,8 +7,8 @@ mod support;
 use serde_json::json;
 use support::broker::error_code;
 use support::operator::{
-    CLAIMS, CONFIG_MAPS, Harness, NAMESPACE, PDBS, SECRETS, SERVICE_MONITORS, SERVICES,
-    STATEFULSETS, STREAMS, condition,
+    CLAIMS, CONFIG_MAPS, Harness, NAMESPACE, NETWORK_POLICIES, PDBS, SECRETS, SERVICE_MONITORS,
+    SERVICES, STATEFULSETS, STREAMS, condition,
 };
 
 async fn describe(harness: &Harness, name: &str) -> (i32, i32) {
@@ -51,6 +51,7 @@ async fn a_new_stream_gets_its_brokers_then_its_stream_and_a_steady_reconcile_wr
         (SERVICES, "orders"),
         (STATEFULSETS, "orders"),
         (PDBS, "orders"),
+        (NETWORK_POLICIES, "orders"),
     ] {
         let child = harness
             .mock
@@ -322,6 +323,7 @@ async fn deleting_a_stream_deletes_it_in_the_brokers_then_its_children_and_volum
         (SERVICES, "orders-brokers"),
         (CONFIG_MAPS, "orders-broker-config"),
         (PDBS, "orders"),
+        (NETWORK_POLICIES, "orders"),
         (SECRETS, "orders-broker-admin"),
         (SERVICE_MONITORS, "orders"),
     ] {

@@ -378,8 +378,8 @@ async fn start_cluster(
             })?;
     } else {
         cluster::replica::refresh(broker, &cluster).await;
-        tokio::spawn(cluster::replica::follow(broker.clone(), cluster.clone()));
     }
+    tokio::spawn(cluster::replica::follow(broker.clone(), cluster.clone()));
     tracing::info!(
         ordinal = settings.ordinal,
         pods = ?settings.peers.listed(),

@@ -132,6 +132,20 @@ pub async fn handle_peer(
     request: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, Infallible> {
     if request.method() == http::Method::GET && request.uri().path() == cluster::CATALOG_PATH {
+        let header = |name: &str| {
+            request
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        if let (Some(cluster), Some(pod), Some(rate)) = (
+            broker.cluster.get(),
+            header(cluster::rates::POD_HEADER).and_then(|p| p.parse::<u32>().ok()),
+            header(cluster::rates::RATE_HEADER).and_then(|r| r.parse::<f64>().ok()),
+        ) {
+            cluster.rates.record(pod, rate, std::time::Instant::now());
+        }
         let document = cluster::replica::catalog_document(&broker).await;
         return Ok(respond(200, document, "application/json"));
     }
@@ -258,6 +272,15 @@ async fn handle(
             .map(Reply::Json)
     }
     .await;
+    // A pod that refused another pod's request under its own older map catches up before it
+    // answers, so the sender's one retry finds it current.
+    if entry == cluster::Entry::Peer
+        && matches!(&result, Err(error) if error.kind == ErrorKind::ServiceUnavailable)
+        && let Some(cluster) = broker.cluster.get()
+        && !cluster.is_home()
+    {
+        cluster::replica::refresh(&broker, cluster).await;
+    }
     let operation = operation.ok();
     let outcome = match &result {
         Ok(Reply::Front(answer)) => answer.outcome(),

@@ -76,6 +76,7 @@ pub fn namespaced_rules() -> Vec<PolicyRule> {
         rule(&["apps"], &["statefulsets", "deployments"], OWNED),
         rule(&[""], &["services", "configmaps"], OWNED),
         rule(&["policy"], &["poddisruptionbudgets"], OWNED),
+        rule(&["networking.k8s.io"], &["networkpolicies"], OWNED),
         // Secrets: the admin key it creates and reads; never listed or watched.
         rule(&[""], &["secrets"], &["get", "create", "delete"]),
         // Volumes are deleted with a Stream whose deletionPolicy is Delete; a
@@ -304,6 +305,7 @@ mod tests {
             ("", "services", "delete"),
             ("", "configmaps", "patch"),
             ("policy", "poddisruptionbudgets", "patch"),
+            ("networking.k8s.io", "networkpolicies", "patch"),
             ("", "secrets", "create"),
             ("", "persistentvolumeclaims", "delete"),
             ("monitoring.coreos.com", "servicemonitors", "patch"),

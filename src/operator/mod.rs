@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
@@ -284,7 +285,11 @@ pub async fn run_controllers(
     .owns(typed_api::<StatefulSet>(&client, ns), children.clone())
     .owns(typed_api::<Service>(&client, ns), children.clone())
     .owns(typed_api::<ConfigMap>(&client, ns), children.clone())
-    .owns(typed_api::<PodDisruptionBudget>(&client, ns), children)
+    .owns(
+        typed_api::<PodDisruptionBudget>(&client, ns),
+        children.clone(),
+    )
+    .owns(typed_api::<NetworkPolicy>(&client, ns), children)
     .graceful_shutdown_on(shutdown.clone())
     .run(reconcile_stream_object, error_policy("stream"), ctx.clone())
     .for_each(|_| async {});

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
@@ -146,6 +147,12 @@ async fn apply_children(
     apply(
         &Api::<PodDisruptionBudget>::namespaced(client.clone(), namespace),
         &resources::pod_disruption_budget(stream),
+        &ctx.metrics,
+    )
+    .await?;
+    apply(
+        &Api::<NetworkPolicy>::namespaced(client.clone(), namespace),
+        &resources::network_policy(stream),
         &ctx.metrics,
     )
     .await?;
@@ -576,6 +583,12 @@ async fn cleanup(stream: &Stream, ctx: &Context) -> Result<Action, ReconcileErro
     delete_ignoring_absent(
         &Api::<PodDisruptionBudget>::namespaced(client.clone(), &namespace),
         &names.pod_disruption_budget,
+        &params,
+    )
+    .await?;
+    delete_ignoring_absent(
+        &Api::<NetworkPolicy>::namespaced(client.clone(), &namespace),
+        &names.network_policy,
         &params,
     )
     .await?;

@@ -289,7 +289,7 @@ serve() {
   grep -Eq 'consumer.brook.dev/clicks-dashboard +clicks +ACTIVE' <<<"$listing" || fail "kubectl get brook does not show the active consumer"
   says event/ kn get events --field-selector reason=StreamCreated,involvedObject.name=clicks -o name || fail "no StreamCreated Event"
   for object in statefulset/clicks service/clicks service/clicks-brokers configmap/clicks-broker-config \
-    poddisruptionbudget/clicks secret/clicks-broker-admin; do
+    poddisruptionbudget/clicks networkpolicy/clicks secret/clicks-broker-admin; do
     equals "$object" '{.metadata.ownerReferences[0].kind}/{.metadata.ownerReferences[0].name}' Stream/clicks \
       || fail "$object is not owned by Stream clicks"
   done
@@ -481,7 +481,7 @@ reshard() {
   [ "$(jsonpath stream/clicks '{.status.conditions[?(@.type=="Ready")].message}')" != "" ] || fail "the wait is not explained"
   local before
   before="$(pod_incoming clicks-2)"
-  "$PYTHON" tests/e2e/e2e.py put "$ENDPOINT" clicks 60 "$WORK/acked-moved.json" >/dev/null || fail "puts after the move"
+  "$PYTHON" tests/e2e/e2e.py put "$ENDPOINT" clicks 60 "$WORK/acked-1b.json" >/dev/null || fail "puts after the move"
   [ "$(pod_incoming clicks-2)" = "$before" ] || fail "records landed on the leaving pod after the move ($before, then $(pod_incoming clicks-2))"
   "$PYTHON" tests/e2e/e2e.py verify "$ENDPOINT" clicks "$WORK"/acked-*.json || fail "records lost moving shards off a pod"
   echo "the leaving pod clicks-2 took no record after the move; every record reads back"

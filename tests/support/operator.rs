@@ -33,6 +33,8 @@ pub const SERVICES: &str = "/api/v1/namespaces/shop/services";
 pub const CONFIG_MAPS: &str = "/api/v1/namespaces/shop/configmaps";
 /// Collection path of the PodDisruptionBudgets.
 pub const PDBS: &str = "/apis/policy/v1/namespaces/shop/poddisruptionbudgets";
+/// Collection path of the NetworkPolicies.
+pub const NETWORK_POLICIES: &str = "/apis/networking.k8s.io/v1/namespaces/shop/networkpolicies";
 /// Collection path of the PersistentVolumeClaims.
 pub const CLAIMS: &str = "/api/v1/namespaces/shop/persistentvolumeclaims";
 /// Collection path of the ServiceMonitors.

@@ -145,9 +145,18 @@ async fn describe(broker: &Broker, input: &Value) -> Result<Vec<u8>, ApiError> {
             format!("Stream {name} not found."),
         ));
     }
+    let rates: serde_json::Map<String, Value> = broker
+        .cluster
+        .get()
+        .map(|cluster| cluster.rates.current(std::time::Instant::now()))
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(pod, rate)| (pod.to_string(), json!(rate)))
+        .collect();
     let answer = json!({
         "Epoch": catalog.epoch,
         "PlacementPods": pods,
+        "PodWriteRates": rates,
         "NowMs": broker.clock.now_ms(),
         "Streams": streams,
     });

@@ -20,6 +20,7 @@
 pub mod admin;
 pub mod closing;
 pub mod placement;
+pub mod rates;
 pub mod relay;
 pub mod replica;
 pub mod split;
@@ -140,6 +141,8 @@ pub struct Cluster {
     /// Where the pods are reached.
     peers: Peers,
     client: Client<HttpConnector, Full<Bytes>>,
+    /// Each pod's latest write rate, as pod 0 heard them.
+    pub rates: rates::PodRates,
 }
 
 impl Cluster {
@@ -151,6 +154,7 @@ impl Cluster {
             ordinal,
             peers,
             client: Client::builder(TokioExecutor::new()).build(connector),
+            rates: rates::PodRates::default(),
         }
     }
 
@@ -463,9 +467,31 @@ pub async fn serve(
             replica::refresh(broker, cluster).await;
             Err(misrouted(here, route))
         }
-        (Route::Pod(owner), Entry::Client) => relay::relay(cluster, owner, relayed)
-            .await
-            .map(Served::Relayed),
+        (Route::Pod(owner), Entry::Client) => {
+            let answer = relay::relay(cluster, owner, relayed.clone()).await?;
+            if answer.status() != http::StatusCode::SERVICE_UNAVAILABLE {
+                return Ok(Served::Relayed(answer));
+            }
+            // The owner refused (a pod refuses what its placement map says another pod
+            // serves, before it writes anything): with a newer map the request may go
+            // elsewhere, once; else the refusal is the answer, and the client retries.
+            let epoch = broker.catalog_epoch();
+            replica::refresh(broker, cluster).await;
+            let newer = broker.catalog_epoch() > epoch;
+            match self::route(broker, here, relayed.operation, body) {
+                // The same pod under the same map: nothing to gain by asking again (and a
+                // change to the catalog is the client's to retry).
+                Route::Pod(again)
+                    if again == owner && (!newer || changes_catalog(relayed.operation)) =>
+                {
+                    Ok(Served::Relayed(answer))
+                }
+                Route::Here => Ok(Served::Here),
+                Route::Pod(again) => relay::relay(cluster, again, relayed)
+                    .await
+                    .map(Served::Relayed),
+            }
+        }
     }
 }
 
@@ -482,7 +508,7 @@ pub fn place_new_stream(
     let loads = placement::loads(
         catalog,
         cluster.placement_pods(catalog),
-        &Default::default(),
+        &cluster.rates.current(std::time::Instant::now()),
     );
     let owners = placement::place(record.shards.len(), &loads, &[]);
     for (shard, owner) in record.shards.iter_mut().zip(owners) {
@@ -510,7 +536,7 @@ pub fn place_reshard(
     let loads = placement::loads(
         catalog,
         cluster.placement_pods(catalog),
-        &Default::default(),
+        &cluster.rates.current(std::time::Instant::now()),
     );
     let owners = placement::place(added.len(), &loads, &parents);
     for (index, owner) in added.iter().zip(owners) {

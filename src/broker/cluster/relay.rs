@@ -13,6 +13,7 @@ use crate::broker::server::ResponseBody;
 
 /// What a relayed request carries: the client's own body and content type, so the serving
 /// pod answers in the client's protocol (JSON or CBOR) and the answer passes through as is.
+#[derive(Clone)]
 pub struct Relayed<'a> {
     /// The operation.
     pub operation: Operation,

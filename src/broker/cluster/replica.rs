@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 
-use super::{CATALOG_PATH, Cluster, ClusterError, HOME};
+use super::{CATALOG_PATH, Cluster, ClusterError, HOME, rates};
 use crate::broker::catalog::Catalog;
 use crate::broker::protocol::ApiError;
 use crate::broker::shard::ShardKey;
@@ -22,15 +22,16 @@ pub async fn catalog_document(broker: &Broker) -> Vec<u8> {
     serde_json::to_vec(&*broker.catalog.lock().await).unwrap_or_default()
 }
 
-/// Fetches pod 0's catalog.
-pub async fn fetch(cluster: &Cluster) -> Result<Catalog, ClusterError> {
+/// Fetches pod 0's catalog; with `rate`, tells pod 0 this pod's write rate.
+pub async fn fetch(cluster: &Cluster, rate: Option<f64>) -> Result<Catalog, ClusterError> {
+    let mut request = http::Request::get(CATALOG_PATH);
+    if let Some(rate) = rate {
+        request = request
+            .header(rates::POD_HEADER, cluster.ordinal.to_string())
+            .header(rates::RATE_HEADER, format!("{rate:.3}"));
+    }
     let answer = cluster
-        .send(
-            HOME,
-            http::Request::get(CATALOG_PATH),
-            CATALOG_PATH,
-            Bytes::new(),
-        )
+        .send(HOME, request, CATALOG_PATH, Bytes::new())
         .await?;
     let status = answer.status();
     let bytes = answer
@@ -123,7 +124,12 @@ pub async fn adopt(broker: &Broker, incoming: Catalog) -> Result<bool, ApiError>
 /// Fetches and adopts pod 0's catalog once; a pod 0 that cannot be reached leaves the
 /// replica as it is.
 pub async fn refresh(broker: &Broker, cluster: &Cluster) {
-    match fetch(cluster).await {
+    refresh_reporting(broker, cluster, None).await;
+}
+
+/// [`refresh`], telling pod 0 this pod's write rate.
+async fn refresh_reporting(broker: &Broker, cluster: &Cluster, rate: Option<f64>) {
+    match fetch(cluster, rate).await {
         Ok(incoming) => {
             if let Err(error) = adopt(broker, incoming).await {
                 tracing::warn!(%error, "could not adopt pod 0's catalog");
@@ -133,11 +139,19 @@ pub async fn refresh(broker: &Broker, cluster: &Cluster) {
     }
 }
 
-/// Follows pod 0's catalog for as long as the broker runs.
+/// Follows pod 0's catalog for as long as the broker runs, telling it this pod's write
+/// rate each time; pod 0 itself only measures its own.
 pub async fn follow(broker: Arc<Broker>, cluster: Arc<Cluster>) {
     let mut ticks = tokio::time::interval(FOLLOW_INTERVAL);
+    let mut meter = rates::RateMeter::default();
     loop {
         ticks.tick().await;
-        refresh(&broker, &cluster).await;
+        let now = std::time::Instant::now();
+        let rate = meter.sample(now, rates::written_records(&broker));
+        if cluster.is_home() {
+            cluster.rates.record(cluster.ordinal, rate, now);
+        } else {
+            refresh_reporting(&broker, &cluster, Some(rate)).await;
+        }
     }
 }

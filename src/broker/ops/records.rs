@@ -165,11 +165,20 @@ fn ingest(
     let mut outcomes = Vec::with_capacity(decoded.len());
     let mut part_sizes: Vec<(u64, u64)> = Vec::new();
     for (i, (key, range, hash, size)) in decoded.into_iter().enumerate() {
-        let shard = stream.route(hash).ok_or_else(|| {
-            ApiError::new(
+        let shard = stream.route(hash).ok_or_else(|| match broker.cluster.get() {
+            // A pod that closed a reshard's parent before its map has the children: the
+            // sender retries with a newer map.
+            Some(cluster) => ApiError::new(
+                ErrorKind::ServiceUnavailable,
+                format!(
+                    "Pod {}'s placement map has no open shard for this record yet (a reshard is under way); retry.",
+                    cluster.ordinal
+                ),
+            ),
+            None => ApiError::new(
                 ErrorKind::InternalFailure,
                 "No open shard covers the record's hash key.",
-            )
+            ),
         })?;
         if let Some(cluster) = broker.cluster.get()
             && shard.owner != cluster.ordinal

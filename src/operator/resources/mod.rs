@@ -7,6 +7,7 @@
 
 mod broker_config;
 pub mod delivery;
+mod network_policy;
 mod pdb;
 mod service_monitor;
 mod services;
@@ -20,6 +21,7 @@ use kube::Resource;
 use crate::api::Stream;
 
 pub use broker_config::{ADMIN_ACCESS_KEY_ID, broker_config_map, config_hash};
+pub use network_policy::network_policy;
 pub use pdb::pod_disruption_budget;
 pub use service_monitor::{SERVICE_MONITOR_RESOURCE, service_monitor};
 pub use services::{client_service, headless_service};
@@ -87,6 +89,8 @@ pub struct ChildNames {
     pub admin_secret: String,
     /// The PodDisruptionBudget of the broker pods.
     pub pod_disruption_budget: String,
+    /// The NetworkPolicy that keeps the internal port to the broker pods.
+    pub network_policy: String,
     /// The ServiceMonitor, when the Prometheus Operator is installed.
     pub service_monitor: String,
 }
@@ -102,6 +106,7 @@ impl ChildNames {
             config_map: format!("{stream_name}-broker-config"),
             admin_secret: format!("{stream_name}-broker-admin"),
             pod_disruption_budget: stream_name.to_owned(),
+            network_policy: stream_name.to_owned(),
             service_monitor: stream_name.to_owned(),
         }
     }
@@ -214,6 +219,7 @@ mod tests {
             &names.config_map,
             &names.admin_secret,
             &names.pod_disruption_budget,
+            &names.network_policy,
             &names.service_monitor,
         ] {
             assert!(name.len() <= 253, "{name} is too long");
