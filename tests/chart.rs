@@ -383,6 +383,8 @@ fn gateway_the_chart_installs_one_endpoint_for_a_namespaces_streams_with_read_on
         .expect("the gateway's Service");
     assert_eq!(service["metadata"]["namespace"], "shop");
     assert_eq!(service["spec"]["ports"][0]["port"], 4567);
+    assert_eq!(service["spec"]["ports"][1]["name"], "metrics");
+    assert_eq!(service["spec"]["ports"][1]["targetPort"], "metrics");
     assert_eq!(
         service["spec"]["selector"],
         spec.selector

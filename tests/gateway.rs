@@ -23,6 +23,8 @@ const SECRET: &str = "gateway-test-secret-0123456789";
 struct GatewayProcess {
     child: Child,
     endpoint: String,
+    /// Base URL of `/metrics`, `/healthz` and `/readyz`.
+    metrics: String,
 }
 
 impl Drop for GatewayProcess {
@@ -59,7 +61,18 @@ fn start_gateway(args: &[String], kubeconfig: Option<&std::path::Path>) -> Gatew
         .find(|w| w.starts_with("http://"))
         .unwrap_or_else(|| panic!("no address in {line:?}"))
         .to_owned();
-    GatewayProcess { child, endpoint }
+    let metrics = line
+        .split_whitespace()
+        .filter_map(|w| w.strip_prefix("http://"))
+        .nth(1)
+        .and_then(|w| w.strip_suffix("/healthz)"))
+        .map(|address| format!("http://{address}"))
+        .unwrap_or_else(|| panic!("no health address in {line:?}"));
+    GatewayProcess {
+        child,
+        endpoint,
+        metrics,
+    }
 }
 
 fn credentials(dir: &TempDir) -> std::path::PathBuf {
@@ -136,6 +149,54 @@ async fn gateway_one_sdk_client_writes_reads_and_lists_two_streams_signed_at_the
     assert_eq!(listed.stream_names(), ["clicks", "orders"]);
     assert_eq!(listed.stream_summaries().len(), 2);
     assert!(!listed.has_more_streams());
+    assert_eq!(listed.next_token(), None);
+    // Pages of one: the gateway's NextToken is read by both brokers.
+    let first = client
+        .list_streams()
+        .limit(1)
+        .send()
+        .await
+        .expect("ListStreams, first page");
+    assert_eq!(first.stream_names(), ["clicks"]);
+    assert!(first.has_more_streams());
+    let token = first.next_token().expect("a NextToken").to_owned();
+    let second = client
+        .list_streams()
+        .limit(1)
+        .next_token(token)
+        .send()
+        .await
+        .expect("ListStreams, second page");
+    assert_eq!(second.stream_names(), ["orders"]);
+    assert!(!second.has_more_streams());
+    assert_eq!(second.next_token(), None);
+
+    // The gateway counts what it answered.
+    let (status, metrics) =
+        support::broker::http_request("GET", &format!("{}/metrics", gateway.metrics));
+    assert_eq!(status, 200);
+    let count = |line_start: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(line_start))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+    };
+    assert_eq!(
+        count(r#"brook_gateway_requests_total{code="200",operation="PutRecord"}"#),
+        Some(2.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        count(r#"brook_gateway_requests_total{code="200",operation="ListStreams"}"#),
+        Some(3.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        count("brook_gateway_routed_streams"),
+        Some(2.0),
+        "{metrics}"
+    );
     let described = client
         .describe_stream_summary()
         .stream_name("orders")

@@ -8,6 +8,7 @@
 //! `status.endpoint`), watched and refreshed on every change, or fixed `--route` pairs for
 //! brokers outside Kubernetes.
 
+pub mod metrics;
 pub mod route;
 
 use std::collections::BTreeMap;
@@ -52,6 +53,9 @@ pub enum GatewayError {
     /// The Kubernetes client could not be made.
     #[error("Kubernetes: {0}")]
     Kube(String),
+    /// The metrics could not be registered.
+    #[error("metrics: {0}")]
+    Metrics(String),
 }
 
 /// Where the routes come from.
@@ -100,6 +104,8 @@ impl Routes {
 pub struct Gateway {
     routes: Routes,
     client: Client<HttpConnector, Full<Bytes>>,
+    /// Requests, their durations and the routed streams.
+    pub metrics: metrics::GatewayMetrics,
 }
 
 fn gateway_error(kind: ErrorKind, message: impl Into<String>) -> ApiError {
@@ -108,13 +114,20 @@ fn gateway_error(kind: ErrorKind, message: impl Into<String>) -> ApiError {
 
 impl Gateway {
     /// A gateway over `routes`.
-    pub fn new(routes: Routes) -> Self {
+    pub fn new(routes: Routes) -> Result<Self, GatewayError> {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
-        Self {
+        Ok(Self {
             routes,
             client: Client::builder(TokioExecutor::new()).build(connector),
-        }
+            metrics: metrics::GatewayMetrics::new()
+                .map_err(|e| GatewayError::Metrics(e.to_string()))?,
+        })
+    }
+
+    /// The metrics in Prometheus's text format.
+    pub fn render_metrics(&self) -> Vec<u8> {
+        self.metrics.render(self.routes.all().len())
     }
 
     /// Sends the request (`parts`, `body`) to `base`, keeping its headers as signed.
@@ -135,8 +148,26 @@ impl Gateway {
         })
     }
 
-    /// Serves one Kinesis request.
+    /// Serves one Kinesis request, and counts it.
     pub async fn handle(&self, request: Request<Incoming>) -> Response<ResponseBody> {
+        let started = std::time::Instant::now();
+        let operation = crate::broker::protocol::Operation::from_target(
+            request
+                .headers()
+                .get("x-amz-target")
+                .and_then(|v| v.to_str().ok()),
+        )
+        .map_or("unknown", |operation| operation.name());
+        let response = self.answer(request).await;
+        self.metrics.observe(
+            operation,
+            response.status().as_u16(),
+            started.elapsed().as_secs_f64(),
+        );
+        response
+    }
+
+    async fn answer(&self, request: Request<Incoming>) -> Response<ResponseBody> {
         let (parts, body) = request.into_parts();
         let is_cbor = parts
             .headers
@@ -266,12 +297,20 @@ impl Gateway {
                 .is_some_and(|n| names.iter().any(|kept| kept == n))
         });
         summaries.sort_by(|a, b| a["StreamName"].as_str().cmp(&b["StreamName"].as_str()));
-        let merged = serde_json::to_vec(&json!({
+        let mut page = json!({
             "StreamNames": names,
             "HasMoreStreams": has_more,
             "StreamSummaries": summaries,
-        }))
-        .unwrap_or_default();
+        });
+        // A token every broker reads as "after this name": the client sends it back
+        // unchanged (it is signed), and each broker continues where the merged page ended.
+        if let (true, Some(last)) = (has_more, names.last()) {
+            page["NextToken"] = json!(crate::broker::ops::list_streams_token(
+                last,
+                crate::broker::shard::wall_clock_ms()
+            ));
+        }
+        let merged = serde_json::to_vec(&page).unwrap_or_default();
         Ok(if is_cbor {
             respond(200, cbor::json_to_cbor(&merged), cbor::CONTENT_TYPE)
         } else {
@@ -340,7 +379,7 @@ pub async fn run(options: GatewayOptions) -> Result<(), GatewayError> {
             Arc::new(AtomicBool::new(true)),
         )
     };
-    let gateway = Arc::new(Gateway::new(routes));
+    let gateway = Arc::new(Gateway::new(routes)?);
     let api = bind(options.listen).await?;
     let observability = bind(options.metrics_listen).await?;
     let api_address = api.local_addr().map_err(|e| GatewayError::Listen {
@@ -364,16 +403,23 @@ pub async fn run(options: GatewayOptions) -> Result<(), GatewayError> {
         },
         stopped.clone(),
     ));
+    let obs_gateway = gateway.clone();
     let obs_task = tokio::spawn(serve(
         observability,
         None,
         move |request: Request<Incoming>| {
             let ready = ready.clone();
+            let gateway = obs_gateway.clone();
             async move {
                 let text = "text/plain; charset=utf-8";
                 let is_ready = ready.load(Ordering::Relaxed);
                 Ok::<_, Infallible>(match (request.method(), request.uri().path()) {
                     (&Method::GET, "/healthz") => respond(200, b"ok\n".to_vec(), text),
+                    (&Method::GET, "/metrics") => respond(
+                        200,
+                        gateway.render_metrics(),
+                        "text/plain; version=0.0.4; charset=utf-8",
+                    ),
                     (&Method::GET, "/readyz") if is_ready => {
                         respond(200, b"ready\n".to_vec(), text)
                     }

@@ -7,6 +7,7 @@ mod records;
 pub(crate) use records::check_put_records;
 pub mod reshard;
 mod streams;
+pub use streams::list_streams_token;
 pub mod subscribe;
 
 use std::sync::Arc;

@@ -362,6 +362,12 @@ fn encode_token(parts: &[&str], now_ms: u64) -> String {
     URL_SAFE_NO_PAD.encode(text)
 }
 
+/// ListStreams's `NextToken` that continues after the stream `after`, as every broker reads
+/// it (`brook gateway` gives it for the page it merged from several brokers).
+pub fn list_streams_token(after: &str, now_ms: u64) -> String {
+    encode_token(&[after], now_ms)
+}
+
 fn decode_token(token: &str, fields: usize, now_ms: u64) -> Result<Vec<String>, ApiError> {
     let invalid = || {
         ApiError::new(
@@ -429,7 +435,7 @@ pub(super) fn list_streams(broker: &Arc<Broker>, body: &[u8]) -> Result<Vec<u8>,
         "StreamSummaries": summaries,
     });
     if let (true, Some(last)) = (has_more, page.last()) {
-        out["NextToken"] = json!(encode_token(&[&last.record.name], now));
+        out["NextToken"] = json!(list_streams_token(&last.record.name, now));
     }
     Ok(json::encode(&out))
 }
