@@ -330,6 +330,10 @@ struct BrokerArgs {
     /// --pod-name (`orders-2` is pod 2).
     #[arg(long, env = "BROOK_POD_ORDINAL")]
     pod_ordinal: Option<u32>,
+    /// PEM certificates that sign the other pods' certificates (with --tls-cert the internal
+    /// port speaks TLS, and --cluster-peers are https:// URLs); the system's roots when absent.
+    #[arg(long, env = "BROOK_CLUSTER_CA")]
+    cluster_ca: Option<PathBuf>,
     /// Address of the internal port other pods of the cluster call.
     #[arg(long, env = "BROOK_CLUSTER_LISTEN", default_value = "0.0.0.0:4568")]
     cluster_listen: std::net::SocketAddr,
@@ -551,6 +555,7 @@ fn run_broker(args: BrokerArgs) -> anyhow::Result<()> {
             Some(brook::broker::ClusterOptions {
                 ordinal,
                 peers,
+                ca: args.cluster_ca.clone(),
                 listen: args.cluster_listen,
             })
         }

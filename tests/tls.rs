@@ -5,44 +5,8 @@ mod support;
 
 use std::time::Duration;
 
-use aws_sdk_kinesis::Client;
-use aws_sdk_kinesis::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_kinesis::primitives::Blob;
-use aws_smithy_http_client::tls::{self, TlsContext, TrustStore};
-use aws_smithy_types::retry::RetryConfig;
-use support::broker::{BrokerBuilder, TempDir};
-
-fn https_client(endpoint: &str, ca_pem: &std::path::Path) -> Client {
-    let context = TlsContext::builder()
-        .with_trust_store(
-            TrustStore::empty()
-                .with_native_roots(false)
-                .with_pem_certificate(std::fs::read(ca_pem).expect("CA")),
-        )
-        .build()
-        .expect("TLS context");
-    let http = aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(
-            tls::rustls_provider::CryptoMode::Ring,
-        ))
-        .tls_context(context)
-        .build_https();
-    let config = aws_sdk_kinesis::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(endpoint)
-        .credentials_provider(Credentials::new(
-            "AKIDEXAMPLE",
-            "secret",
-            None,
-            None,
-            "test",
-        ))
-        .http_client(http)
-        .retry_config(RetryConfig::disabled())
-        .build();
-    Client::from_conf(config)
-}
+use support::broker::{BrokerBuilder, TempDir, https_client};
 
 #[tokio::test]
 async fn the_sdk_talks_https_to_a_broker_with_a_certificate_and_follows_its_rotation() {

@@ -69,6 +69,9 @@ pub enum BrokerError {
         /// What went wrong.
         message: String,
     },
+    /// The cluster settings do not fit together.
+    #[error("cluster: {0}")]
+    Cluster(String),
 }
 
 /// A broker that is one pod of a stream's cluster.
@@ -78,6 +81,9 @@ pub struct ClusterOptions {
     pub ordinal: u32,
     /// Where the pods are reached.
     pub peers: cluster::Peers,
+    /// PEM certificates that sign the other pods' certificates, for `https://` peers (the
+    /// system's roots when absent).
+    pub ca: Option<PathBuf>,
     /// Address of this pod's internal port.
     pub listen: SocketAddr,
 }
@@ -264,6 +270,7 @@ pub async fn run(options: BrokerOptions) -> Result<(), BrokerError> {
         None => None,
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
+    let internal_tls = tls.clone();
     let api_broker = broker.clone();
     let api_task = tokio::spawn(server::serve(
         api,
@@ -304,7 +311,7 @@ pub async fn run(options: BrokerOptions) -> Result<(), BrokerError> {
         );
     }
     let is_home = match &options.cluster {
-        Some(settings) => start_cluster(&broker, settings, stopped.clone()).await?,
+        Some(settings) => start_cluster(&broker, settings, internal_tls, stopped.clone()).await?,
         None => true,
     };
     // The catalog changes at pod 0 only; the other pods follow it.
@@ -345,23 +352,40 @@ pub async fn run(options: BrokerOptions) -> Result<(), BrokerError> {
     Ok(())
 }
 
-/// Joins the stream's cluster: serves the internal port and, on pods other than pod 0,
-/// follows pod 0's catalog. Returns whether this pod is pod 0.
+/// Joins the stream's cluster: serves the internal port (with the API port's TLS, when it
+/// has TLS) and, on pods other than pod 0, follows pod 0's catalog. Returns whether this pod
+/// is pod 0.
 async fn start_cluster(
     broker: &Arc<Broker>,
     settings: &ClusterOptions,
+    tls: Option<Arc<tls::ReloadingTls>>,
     stopped: watch::Receiver<bool>,
 ) -> Result<bool, BrokerError> {
+    if tls.is_some() && !settings.peers.all_tls() {
+        return Err(BrokerError::Cluster(
+            "with --tls-cert the internal port speaks TLS too: give --cluster-peers as https:// URLs".to_owned(),
+        ));
+    }
+    let ca =
+        match &settings.ca {
+            Some(path) => Some(std::fs::read(path).map_err(|e| {
+                BrokerError::Cluster(format!("--cluster-ca {}: {e}", path.display()))
+            })?),
+            None => None,
+        };
+    let client_tls = crate::http1::client_tls(ca.as_deref())
+        .map_err(|e| BrokerError::Cluster(format!("--cluster-ca: {e}")))?;
     let cluster = Arc::new(cluster::Cluster::new(
         settings.ordinal,
         settings.peers.clone(),
+        client_tls,
     ));
     let _ = broker.cluster.set(cluster.clone());
     let internal = bind(settings.listen).await?;
     let peer_broker = broker.clone();
     tokio::spawn(server::serve(
         internal,
-        None,
+        tls,
         move |request| server::handle_peer(peer_broker.clone(), request),
         stopped,
     ));

@@ -468,3 +468,36 @@ pub fn signed_client(endpoint: &str, key: &str, secret: &str) -> Client {
         .build();
     Client::from_conf(config)
 }
+
+/// An AWS SDK client for an HTTPS `endpoint` whose certificate `ca_pem` signs (no retries).
+pub fn https_client(endpoint: &str, ca_pem: &std::path::Path) -> Client {
+    let context = aws_smithy_http_client::tls::TlsContext::builder()
+        .with_trust_store(
+            aws_smithy_http_client::tls::TrustStore::empty()
+                .with_native_roots(false)
+                .with_pem_certificate(std::fs::read(ca_pem).expect("CA")),
+        )
+        .build()
+        .expect("TLS context");
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .tls_context(context)
+        .build_https();
+    let config = aws_sdk_kinesis::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(Credentials::new(
+            "AKIDEXAMPLE",
+            "secret",
+            None,
+            None,
+            "test",
+        ))
+        .http_client(http)
+        .retry_config(RetryConfig::disabled())
+        .build();
+    Client::from_conf(config)
+}

@@ -31,6 +31,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::Uri;
 use http_body_util::Full;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -124,6 +125,14 @@ impl Peers {
         }
     }
 
+    /// Whether every pod is reached over TLS (`https://`).
+    pub fn all_tls(&self) -> bool {
+        match self {
+            Self::Listed(urls) => urls.iter().all(|u| u.scheme_str() == Some("https")),
+            Self::Template(template) => template.starts_with("https://"),
+        }
+    }
+
     /// How many pods the cluster is known to have: the listed ones, or `None` when the size
     /// is set by the operator.
     pub fn listed(&self) -> Option<u32> {
@@ -140,16 +149,23 @@ pub struct Cluster {
     pub ordinal: u32,
     /// Where the pods are reached.
     peers: Peers,
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     /// Each pod's latest write rate, as pod 0 heard them.
     pub rates: rates::PodRates,
 }
 
 impl Cluster {
-    /// The cluster of pods at `peers`, as pod `ordinal`.
-    pub fn new(ordinal: u32, peers: Peers) -> Self {
+    /// The cluster of pods at `peers`, as pod `ordinal`; `tls` is whom `https://` peers are
+    /// trusted by.
+    pub fn new(ordinal: u32, peers: Peers, tls: rustls::ClientConfig) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
+        connector.enforce_http(false);
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector);
         Self {
             ordinal,
             peers,
