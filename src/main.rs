@@ -343,6 +343,10 @@ struct BrokerArgs {
     /// Accept POST /debug/advance-clock?ms=N on the metrics port (for tests of retention).
     #[arg(long, hide = true)]
     test_clock: bool,
+    /// Abort between closing a reshard's parents and saving it, as a crash there would (for
+    /// tests of that failure path).
+    #[arg(long, hide = true)]
+    crash_before_reshard_save: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -580,6 +584,7 @@ fn run_broker(args: BrokerArgs) -> anyhow::Result<()> {
         shard_limit: args.shard_limit,
         checkpoint_interval: std::time::Duration::from_secs(args.checkpoint_seconds.max(1)),
         test_clock: args.test_clock,
+        crash_before_reshard_save: args.crash_before_reshard_save,
         credentials: args.credentials,
         managed_by: args.managed_by,
         admin_credentials: args.admin_credentials,

@@ -89,6 +89,7 @@ fn options(data_dir: &Path, quotas: QuotaSettings) -> BrokerOptions {
         shard_limit: 100,
         checkpoint_interval: Duration::from_secs(3600),
         test_clock: true,
+        crash_before_reshard_save: false,
         credentials: None,
         tls: None,
         on_demand: OnDemandSettings {

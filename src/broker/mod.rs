@@ -115,6 +115,8 @@ pub struct BrokerOptions {
     pub checkpoint_interval: Duration,
     /// Accept `POST /debug/advance-clock` on the metrics port (tests only).
     pub test_clock: bool,
+    /// Stop the process between closing a reshard's parents and saving it (tests only).
+    pub crash_before_reshard_save: bool,
     /// SigV4 credentials (a folder of key-id files or an `id=secret` file); open when absent.
     pub credentials: Option<PathBuf>,
     /// PEM certificate chain and private key: the API then speaks TLS only.
@@ -212,6 +214,7 @@ pub fn open(options: &BrokerOptions, fs: Arc<dyn FileSystem>) -> Result<Broker, 
         stream_quotas,
         subscription_lifetime: options.subscription_lifetime,
         managed_by: options.managed_by.clone(),
+        crash_before_reshard_save: options.crash_before_reshard_save,
     };
     let key = iterator_key(fs.as_ref(), dir)?;
     Ok(Broker::new(

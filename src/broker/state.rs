@@ -38,6 +38,9 @@ pub struct ApiSettings {
     /// The Kubernetes resource that owns this broker's configuration (`Stream shop/orders`);
     /// control-plane calls then need the operator's admin key.
     pub managed_by: Option<String>,
+    /// For tests of failure paths: stop the process (as a crash would) between closing a
+    /// reshard's parents and saving the reshard.
+    pub crash_before_reshard_save: bool,
 }
 
 /// One shard as the data plane uses it.

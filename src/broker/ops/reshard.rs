@@ -156,6 +156,10 @@ async fn apply(
             shard.closed_at_offset = Some(offset);
         }
     }
+    if broker.settings.crash_before_reshard_save {
+        tracing::error!(stream = %name, "stopping before the reshard is saved, as asked");
+        std::process::exit(101);
+    }
     plan.record.updating_until_ms = Some(now + broker.settings.transition_ms);
     if counts_as_scaling {
         plan.record.scaling_history_ms.retain(|&t| t + DAY_MS > now);
