@@ -311,16 +311,10 @@ struct BrokerArgs {
     /// AWS_SECRET_ACCESS_KEY.
     #[arg(long, env = "BROOK_S3_ENDPOINT")]
     s3_endpoint: Option<String>,
-    /// This pod's name; with --home-pod naming another pod, the broker forwards every
-    /// request to --home-url instead of serving it.
+    /// This pod's name (a StatefulSet pod's, such as `orders-2`): its ordinal in the cluster
+    /// when --pod-ordinal is not given.
     #[arg(long, env = "BROOK_POD_NAME")]
     pod_name: Option<String>,
-    /// The pod that holds the stream (set by the operator).
-    #[arg(long, env = "BROOK_HOME_POD")]
-    home_pod: Option<String>,
-    /// Kinesis API URL of the home pod, such as http://orders-0.orders-brokers.shop.svc:4567.
-    #[arg(long, env = "BROOK_HOME_URL")]
-    home_url: Option<http::Uri>,
     /// Internal URLs of every pod of the stream's cluster, by ordinal, comma-separated (such
     /// as http://orders-0.orders-brokers:4568,...), or one URL with `{ordinal}` in it for a
     /// StatefulSet whose size the operator sets: the stream's shards are spread over them.
@@ -411,6 +405,10 @@ struct BenchArgs {
     /// Only the single-record PutRecord workloads (1 KiB, 1, 8 and 64 producers).
     #[arg(long)]
     put_record_only: bool,
+    /// Only the cluster workloads: PutRecords through three broker processes against one,
+    /// and the added latency of a forwarded request and of the gateway.
+    #[arg(long, conflicts_with = "put_record_only")]
+    cluster_only: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -494,6 +492,7 @@ fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
         },
         work_dir: args.work_dir.unwrap_or_else(brook::bench::default_work_dir),
         put_record_only: args.put_record_only,
+        cluster_only: args.cluster_only,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -519,23 +518,6 @@ fn init_logging(format: LogFormat) {
 
 fn run_broker(args: BrokerArgs) -> anyhow::Result<()> {
     init_logging(args.log_format);
-    if let (Some(me), Some(home)) = (&args.pod_name, &args.home_pod)
-        && me != home
-    {
-        let url = args
-            .home_url
-            .clone()
-            .context("--home-url is needed when this pod is not the home pod")?;
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()?;
-        runtime.block_on(brook::broker::forward::run(
-            args.listen,
-            args.metrics_listen,
-            url,
-        ))?;
-        return Ok(());
-    }
     let ordinal = args.pod_ordinal.or_else(|| {
         args.pod_name
             .as_deref()

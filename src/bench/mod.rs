@@ -43,6 +43,8 @@ pub struct BenchOptions {
     pub work_dir: PathBuf,
     /// Only the single-record PutRecord workloads.
     pub put_record_only: bool,
+    /// Only the cluster workloads (three broker processes against one).
+    pub cluster_only: bool,
 }
 
 /// A `brook broker` (or `brook gateway`) process, stopped when dropped.
@@ -434,8 +436,11 @@ pub fn render(rows: &[Row], cores: usize) -> String {
 
 /// Runs the whole benchmark and returns the table.
 pub async fn run(options: BenchOptions) -> Result<String, BenchError> {
-    let mut rows = run_durability(&options, "fsync").await?;
-    rows.extend(run_durability(&options, "async").await?);
+    let mut rows = Vec::new();
+    if !options.cluster_only {
+        rows.extend(run_durability(&options, "fsync").await?);
+        rows.extend(run_durability(&options, "async").await?);
+    }
     if !options.put_record_only {
         rows.extend(cluster::run(&options).await?);
     }

@@ -7,7 +7,6 @@
 pub mod auth;
 pub mod catalog;
 pub mod cluster;
-pub mod forward;
 pub mod iterator;
 pub mod limits;
 pub mod metrics;
@@ -21,6 +20,7 @@ pub mod server;
 pub mod shard;
 pub mod state;
 pub mod tls;
+pub mod upstream;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

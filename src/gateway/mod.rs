@@ -31,9 +31,9 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use crate::api::Stream;
-use crate::broker::forward::{Upstream, retarget};
 use crate::broker::protocol::{ApiError, ErrorKind, cbor};
 use crate::broker::server::{ResponseBody, error_response, respond, serve};
+use crate::broker::upstream::{Upstream, retarget};
 use route::Target;
 
 /// Largest request body the gateway reads (Kinesis's largest PutRecords, with room).

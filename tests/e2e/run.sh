@@ -277,7 +277,7 @@ serve() {
   kn wait --for=condition=Ready consumer/clicks-dashboard --timeout=180s >/dev/null || fail "Consumer not Ready"
   echo "Stream and Consumer Ready $((SECONDS - begun)) s after kubectl apply"
   open_shards clicks 4 || fail "open shards $(jsonpath stream/clicks '{.status.openShards}'), want 4"
-  # Ready means the home broker (pod 0) serves; the forwarding pods may still be starting.
+  # Ready means the stream was created on every pod; a pod may still be catching up with pod 0.
   TIMEOUT=180 eventually equals statefulset/clicks '{.status.readyReplicas}' 3
   equals stream/clicks '{.status.endpoint}' "http://clicks.$NS.svc:4567" || fail "status.endpoint"
   [[ "$(jsonpath stream/clicks '{.status.streamARN}')" == arn:aws:kinesis:*:stream/clicks ]] || fail "status.streamARN"

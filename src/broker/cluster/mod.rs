@@ -458,19 +458,14 @@ pub async fn serve(
         match split::plan(broker, here, body) {
             split::Plan::Here => Route::Here,
             split::Plan::Home => Route::Pod(HOME),
-            // A request Kinesis would refuse is refused whole, here, before any record is
-            // sent anywhere.
-            split::Plan::Split(_) if super::ops::check_put_records(broker, body).is_err() => {
-                Route::Here
-            }
-            split::Plan::Split(owners) => {
+            split::Plan::Split(groups, count) => {
                 // Another pod sends a part only to its records' owner; it sends a whole
                 // request only to pod 0 (a stream its replica lacks), which splits it.
                 if entry == Entry::Peer && here != HOME {
                     return Err(misrouted(here, Route::Pod(HOME)));
                 }
                 let answer =
-                    split::put_records(broker, cluster, body, &owners, relayed.caller).await?;
+                    split::put_records(broker, cluster, groups, count, relayed.caller).await;
                 return Ok(Served::Json(answer));
             }
         }

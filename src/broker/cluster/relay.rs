@@ -6,10 +6,10 @@ use http::Response;
 use http_body_util::BodyExt;
 
 use super::{CALLER_HEADER, Cluster, caller_header};
-use crate::broker::forward::Upstream;
 use crate::broker::ops::Caller;
 use crate::broker::protocol::{ApiError, ErrorKind, Operation};
 use crate::broker::server::ResponseBody;
+use crate::broker::upstream::Upstream;
 
 /// What a relayed request carries: the client's own body and content type, so the serving
 /// pod answers in the client's protocol (JSON or CBOR) and the answer passes through as is.

@@ -12,20 +12,32 @@ use serde_json::{Value, json};
 
 use super::{CALLER_HEADER, Cluster, HOME, caller_header, owner_of};
 use crate::broker::ops::Caller;
+use crate::broker::protocol::Operation;
 use crate::broker::protocol::json::{self, PutRecordsEntry, PutRecordsInput};
-use crate::broker::protocol::{ApiError, Operation};
 use crate::broker::routing::{parse_hash_key, partition_hash};
 use crate::broker::state::{Broker, LiveStream};
 
 /// How a PutRecords is served.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Plan {
-    /// Every record's shard is owned here, or the request is malformed (refused here).
+    /// Every record's shard is owned here, or the request is one Kinesis refuses (refused
+    /// here, whole, before any record is sent anywhere).
     Here,
     /// The stream is not in this pod's replica yet: pod 0 serves it.
     Home,
-    /// Records go to several pods: the owner of each, in the request's order.
-    Split(Vec<u32>),
+    /// Records go to several pods: the groups to send, and how many records in all.
+    Split(Vec<Group>, usize),
+}
+
+/// The records of a PutRecords that one pod stores.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Group {
+    /// The pod.
+    pub owner: u32,
+    /// The records' positions in the request.
+    pub positions: Vec<usize>,
+    /// The PutRecords body of these records.
+    pub body: Bytes,
 }
 
 /// The pod owning each record's shard, or `None` when a record cannot be routed (no key,
@@ -43,7 +55,8 @@ pub fn owners(stream: &LiveStream, entries: &[PutRecordsEntry<'_>]) -> Option<Ve
         .collect()
 }
 
-/// Decides how pod `here` serves a PutRecords `body` (JSON).
+/// Decides how pod `here` serves a PutRecords `body` (JSON), reading it once: a request
+/// split over pods is checked whole and its groups' bodies are made from the same reading.
 pub fn plan(broker: &Broker, here: u32, body: &[u8]) -> Plan {
     let Ok(input) = json::decode::<PutRecordsInput<'_>>(body) else {
         return Plan::Here;
@@ -59,7 +72,20 @@ pub fn plan(broker: &Broker, here: u32, body: &[u8]) -> Plan {
         return Plan::Here;
     };
     match owners(&stream, entries) {
-        Some(owners) if owners.iter().any(|&o| o != here) => Plan::Split(owners),
+        Some(owners) if owners.iter().any(|&o| o != here) => {
+            if crate::broker::ops::check_put_records(broker, &input).is_err() {
+                return Plan::Here;
+            }
+            let groups = groups(&owners)
+                .into_iter()
+                .map(|(owner, positions)| Group {
+                    owner,
+                    body: group_body(&input, entries, &positions),
+                    positions,
+                })
+                .collect();
+            Plan::Split(groups, entries.len())
+        }
         _ => Plan::Here,
     }
 }
@@ -112,34 +138,55 @@ fn failure(message: &str) -> Value {
     json!({"ErrorCode": "InternalFailure", "ErrorMessage": message})
 }
 
-/// The PutRecords body of one group.
+/// Writes `value` as a JSON string (or `null`).
+fn write_string(out: &mut Vec<u8>, value: Option<&str>) {
+    // Writing a string into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, &value);
+}
+
+/// The PutRecords body of one group, written straight out (no document built first).
 fn group_body(
     input: &PutRecordsInput<'_>,
     entries: &[PutRecordsEntry<'_>],
     positions: &[usize],
 ) -> Bytes {
-    let records: Vec<Value> = positions
+    let size: usize = positions
         .iter()
         .map(|&i| {
             let entry = &entries[i];
-            let mut record = json!({
-                "Data": entry.data.as_deref(),
-                "PartitionKey": entry.partition_key.as_deref(),
-            });
-            if let Some(explicit) = entry.explicit_hash_key.as_deref() {
-                record["ExplicitHashKey"] = json!(explicit);
-            }
-            record
+            64 + entry.data.as_deref().map_or(0, str::len)
+                + entry.partition_key.as_deref().map_or(0, str::len)
+                + entry.explicit_hash_key.as_deref().map_or(0, str::len)
         })
-        .collect();
-    let mut body = json!({ "Records": records });
-    if let Some(name) = &input.stream_name {
-        body["StreamName"] = json!(name);
+        .sum();
+    let mut out = Vec::with_capacity(size + 256);
+    out.extend_from_slice(b"{\"Records\":[");
+    for (n, &i) in positions.iter().enumerate() {
+        let entry = &entries[i];
+        if n > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"Data\":");
+        write_string(&mut out, entry.data.as_deref());
+        out.extend_from_slice(b",\"PartitionKey\":");
+        write_string(&mut out, entry.partition_key.as_deref());
+        if let Some(explicit) = entry.explicit_hash_key.as_deref() {
+            out.extend_from_slice(b",\"ExplicitHashKey\":");
+            write_string(&mut out, Some(explicit));
+        }
+        out.push(b'}');
     }
-    if let Some(arn) = &input.stream_arn {
-        body["StreamARN"] = json!(arn);
+    out.push(b']');
+    if let Some(name) = input.stream_name.as_deref() {
+        out.extend_from_slice(b",\"StreamName\":");
+        write_string(&mut out, Some(name));
     }
-    Bytes::from(serde_json::to_vec(&body).unwrap_or_default())
+    if let Some(arn) = input.stream_arn.as_deref() {
+        out.extend_from_slice(b",\"StreamARN\":");
+        write_string(&mut out, Some(arn));
+    }
+    out.push(b'}');
+    Bytes::from(out)
 }
 
 fn result_entries(answer: &[u8]) -> GroupAnswer {
@@ -192,24 +239,28 @@ async fn send_group(
     entries
 }
 
-/// Serves a PutRecords whose records belong to several pods; `owners` from [`plan`].
+/// Serves a PutRecords whose `count` records belong to several pods: `groups` from
+/// [`plan`], sent in parallel.
 pub async fn put_records(
     broker: &Arc<Broker>,
     cluster: &Arc<Cluster>,
-    body: &[u8],
-    owners: &[u32],
+    groups: Vec<Group>,
+    count: usize,
     caller: &Caller,
-) -> Result<Vec<u8>, ApiError> {
-    let input: PutRecordsInput<'_> = json::decode(body)?;
-    let entries = input.records.as_deref().unwrap_or_default();
+) -> Vec<u8> {
     let caller = caller_header(caller);
-    let sends = groups(owners).into_iter().map(|(owner, positions)| {
-        let body = group_body(&input, entries, &positions);
-        let send = send_group(broker.clone(), cluster.clone(), owner, body, caller.clone());
-        async move { (positions, send.await) }
+    let sends = groups.into_iter().map(|group| {
+        let send = send_group(
+            broker.clone(),
+            cluster.clone(),
+            group.owner,
+            group.body,
+            caller.clone(),
+        );
+        async move { (group.positions, send.await) }
     });
     let answered = futures::future::join_all(sends).await;
-    Ok(serde_json::to_vec(&merge(owners.len(), answered)).unwrap_or_default())
+    serde_json::to_vec(&merge(count, answered)).unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -343,10 +343,10 @@ fn entries_conform(entries: &[PutRecordsEntry<'_>]) -> bool {
 
 /// A PutRecords request checked as far as it can be without its records: its members, its
 /// stream and the number of records.
-fn checked_put_records<'a>(
+fn checked_put_records<'i, 'a>(
     broker: &Broker,
-    input: PutRecordsInput<'a>,
-) -> Result<(Arc<LiveStream>, Vec<PutRecordsEntry<'a>>), ApiError> {
+    input: &'i PutRecordsInput<'a>,
+) -> Result<(Arc<LiveStream>, &'i [PutRecordsEntry<'a>]), ApiError> {
     check_members([
         ("StreamName", input.stream_name.as_deref()),
         ("StreamARN", input.stream_arn.as_deref()),
@@ -361,7 +361,7 @@ fn checked_put_records<'a>(
     }
     let stream = broker.resolve(input.stream_name.as_deref(), input.stream_arn.as_deref())?;
     writable(broker, &stream)?;
-    let entries = required(input.records, "records")?;
+    let entries = required(input.records.as_deref(), "records")?;
     if entries.is_empty() || entries.len() > MAX_PUT_RECORDS {
         return Err(ApiError::constraint(
             &format!("[{} records]", entries.len()),
@@ -375,16 +375,18 @@ fn checked_put_records<'a>(
 /// Whether a PutRecords would be refused as a whole, checked as storing it would check it
 /// (members, stream, every record's key, data and size), without storing or charging
 /// anything: a broker of a cluster checks a request before it splits it over pods.
-pub(crate) fn check_put_records(broker: &Broker, body: &[u8]) -> Result<(), ApiError> {
-    let input: PutRecordsInput = json::decode(body)?;
+pub(crate) fn check_put_records(
+    broker: &Broker,
+    input: &PutRecordsInput<'_>,
+) -> Result<(), ApiError> {
     let (stream, entries) = checked_put_records(broker, input)?;
-    decode_records(&stream, &entries, "records").map(|_| ())
+    decode_records(&stream, entries, "records").map(|_| ())
 }
 
 pub(super) async fn put_records(broker: &Arc<Broker>, body: &[u8]) -> Result<Vec<u8>, ApiError> {
     let input: PutRecordsInput = json::decode(body)?;
-    let (stream, entries) = checked_put_records(broker, input)?;
-    let (stream, ingest, landed) = store_routed(broker, stream, &entries, "records").await?;
+    let (stream, entries) = checked_put_records(broker, &input)?;
+    let (stream, ingest, landed) = store_routed(broker, stream, entries, "records").await?;
     let mut failed = 0;
     let results = ingest
         .outcomes

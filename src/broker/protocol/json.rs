@@ -15,7 +15,7 @@ use super::{ApiError, ErrorKind};
 /// delivery worker's reads, both talking to Brook's brokers).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FailedAnswer {
-    /// 503 from a forwarding broker whose home pod is down: the brokers are not there.
+    /// 503: the broker (or the pod a request was relayed to) is not there; retry later.
     Unavailable(String),
     /// A Kinesis error: its code (the `__type` after any `#` namespace) and message.
     Api {
