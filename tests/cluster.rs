@@ -4,6 +4,8 @@
 
 mod support;
 
+#[path = "cluster/distribution.rs"]
+mod distribution;
 #[path = "cluster/failures.rs"]
 mod failures;
 #[path = "cluster/operator.rs"]

@@ -79,9 +79,44 @@ pub struct LiveStream {
     pub shards: Vec<LiveShard>,
     /// Positions in `shards` of the open shards, by ascending hash range.
     open: Vec<usize>,
+    /// The next open shard a record goes to under the AUTO distribution strategy.
+    auto_cursor: std::sync::atomic::AtomicUsize,
 }
 
 impl LiveStream {
+    /// Whether new records are spread evenly over the open shards, their partition keys and
+    /// explicit hash keys ignored (the AUTO record distribution strategy).
+    pub fn distributes_automatically(&self) -> bool {
+        self.record.record_distribution.as_deref() == Some("AUTO")
+    }
+
+    /// Under AUTO, the open shard the next record goes to: each open shard owned by `owner`
+    /// (every open shard when `None`) in turn.
+    pub fn next_auto_shard(&self, owner: Option<u32>) -> Option<&LiveShard> {
+        let candidates = || {
+            self.open
+                .iter()
+                .map(|&i| &self.shards[i])
+                .filter(move |s| owner.is_none_or(|o| s.owner == o))
+        };
+        let count = candidates().count();
+        if count == 0 {
+            return None;
+        }
+        let turn = self
+            .auto_cursor
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        candidates().nth(turn % count)
+    }
+
+    /// The owners of the open shards, each once, lowest first.
+    pub fn open_shard_owners(&self) -> Vec<u32> {
+        let mut owners: Vec<u32> = self.open.iter().map(|&i| self.shards[i].owner).collect();
+        owners.sort_unstable();
+        owners.dedup();
+        owners
+    }
+
     /// The open shard whose hash range holds `hash`.
     pub fn route(&self, hash: u128) -> Option<&LiveShard> {
         let at = self
@@ -352,6 +387,7 @@ impl Broker {
             record: record.clone(),
             shards,
             open,
+            auto_cursor: std::sync::atomic::AtomicUsize::new(0),
         };
         let mut streams = self
             .live

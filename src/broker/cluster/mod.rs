@@ -313,6 +313,18 @@ struct RoutingNames<'a> {
     explicit_hash_key: Option<Cow<'a, str>>,
 }
 
+/// Where records of a stream under the AUTO distribution strategy are stored, as seen from
+/// pod `here`: here, in the open shards this pod owns, or whole at the lowest pod that owns
+/// open shards when this one has none. No record crosses pods otherwise.
+pub fn auto_route(stream: &LiveStream, here: u32) -> Route {
+    let owners = stream.open_shard_owners();
+    match owners.first() {
+        Some(_) if owners.contains(&here) => Route::Here,
+        Some(&pod) => Route::Pod(pod),
+        None => Route::Here,
+    }
+}
+
 /// Decides where `operation` with `body` (JSON) is served, as seen from pod `here`.
 /// Catalog changes go to pod 0; records, iterators and subscriptions to the shard's owner;
 /// a request this pod cannot resolve (a stream its replica does not have yet) to pod 0;
@@ -356,6 +368,9 @@ pub fn route(broker: &Broker, here: u32, operation: Operation, body: &[u8]) -> R
             else {
                 return home_unless_here;
             };
+            if stream.distributes_automatically() {
+                return auto_route(&stream, here);
+            }
             let hash = match names.explicit_hash_key.as_deref() {
                 Some(explicit) => super::routing::parse_hash_key(explicit),
                 None => names
@@ -457,7 +472,7 @@ pub async fn serve(
     let route = if relayed.operation == Operation::PutRecords {
         match split::plan(broker, here, body) {
             split::Plan::Here => Route::Here,
-            split::Plan::Home => Route::Pod(HOME),
+            split::Plan::Elsewhere(pod) => Route::Pod(pod),
             split::Plan::Split(groups, count) => {
                 // Another pod sends a part only to its records' owner; it sends a whole
                 // request only to pod 0 (a stream its replica lacks), which splits it.

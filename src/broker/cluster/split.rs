@@ -10,7 +10,7 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 
-use super::{CALLER_HEADER, Cluster, HOME, caller_header, owner_of};
+use super::{CALLER_HEADER, Cluster, HOME, Route, caller_header, owner_of};
 use crate::broker::ops::Caller;
 use crate::broker::protocol::Operation;
 use crate::broker::protocol::json::{self, PutRecordsEntry, PutRecordsInput};
@@ -23,8 +23,10 @@ pub enum Plan {
     /// Every record's shard is owned here, or the request is one Kinesis refuses (refused
     /// here, whole, before any record is sent anywhere).
     Here,
-    /// The stream is not in this pod's replica yet: pod 0 serves it.
-    Home,
+    /// Another pod serves it whole: pod 0 for a stream this pod's replica does not have
+    /// yet, or a pod with open shards for a stream under the AUTO distribution strategy when
+    /// this pod has none.
+    Elsewhere(u32),
     /// Records go to several pods: the groups to send, and how many records in all.
     Split(Vec<Group>, usize),
 }
@@ -66,8 +68,18 @@ pub fn plan(broker: &Broker, here: u32, body: &[u8]) -> Plan {
     }
     let Ok(stream) = broker.resolve(input.stream_name.as_deref(), input.stream_arn.as_deref())
     else {
-        return if here == HOME { Plan::Here } else { Plan::Home };
+        return if here == HOME {
+            Plan::Here
+        } else {
+            Plan::Elsewhere(HOME)
+        };
     };
+    if stream.distributes_automatically() {
+        return match super::auto_route(&stream, here) {
+            Route::Here => Plan::Here,
+            Route::Pod(pod) => Plan::Elsewhere(pod),
+        };
+    }
     let Some(entries) = input.records.as_deref() else {
         return Plan::Here;
     };

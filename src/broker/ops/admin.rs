@@ -232,6 +232,7 @@ pub(super) async fn update_stream_mode(
     }
     let transition = broker.settings.transition_ms;
     modify_stream(broker, &live.record.name, |record| {
+        check_distribution(record.record_distribution.as_deref(), mode, &record.name)?;
         if record.mode == mode {
             return Err(ApiError::new(
                 ErrorKind::InvalidArgument,
@@ -268,11 +269,30 @@ pub(super) async fn update_record_distribution(
     }
     let name = stream_name(broker, &input)?;
     modify_stream(broker, &name, |record| {
+        check_distribution(Some(&strategy), record.mode, &record.name)?;
         record.record_distribution = Some(strategy.clone());
         Ok(())
     })
     .await?;
     Ok(no_output())
+}
+
+/// Refuses the AUTO record distribution strategy on a stream that is not ON_DEMAND, as
+/// Kinesis does (it is a setting of on-demand streams only).
+pub(super) fn check_distribution(
+    strategy: Option<&str>,
+    mode: crate::broker::catalog::StreamMode,
+    stream: &str,
+) -> Result<(), ApiError> {
+    if strategy == Some("AUTO") && mode != crate::broker::catalog::StreamMode::OnDemand {
+        return Err(ApiError::new(
+            ErrorKind::InvalidArgument,
+            format!(
+                "The record distribution strategy AUTO is supported only for streams in ON_DEMAND capacity mode (stream {stream}); use USER_PARTITION_KEY for a PROVISIONED stream."
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// A stream or a consumer named by ARN.

@@ -164,8 +164,17 @@ fn ingest(
     let mut part_of_shard: Vec<Option<usize>> = vec![None; stream.shards.len()];
     let mut outcomes = Vec::with_capacity(decoded.len());
     let mut part_sizes: Vec<(u64, u64)> = Vec::new();
+    let automatic = stream.distributes_automatically();
+    let here = broker.cluster.get().map(|c| c.ordinal);
     for (i, (key, range, hash, size)) in decoded.into_iter().enumerate() {
-        let shard = stream.route(hash).ok_or_else(|| match broker.cluster.get() {
+        let shard = if automatic {
+            // AUTO: the open shards this pod owns, in turn (a pod relays the records only
+            // when it owns none, see `cluster::route`).
+            stream.next_auto_shard(here)
+        } else {
+            stream.route(hash)
+        };
+        let shard = shard.ok_or_else(|| match broker.cluster.get() {
             // A pod that closed a reshard's parent before its map has the children: the
             // sender retries with a newer map.
             Some(cluster) => ApiError::new(

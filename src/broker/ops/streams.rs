@@ -92,6 +92,7 @@ pub(super) async fn create_stream(broker: &Arc<Broker>, body: &[u8]) -> Result<V
             ));
         }
     };
+    super::admin::check_distribution(input.record_distribution_strategy.as_deref(), mode, &name)?;
     let max_record_kib = bounded(
         input.max_record_size_in_kib,
         "maxRecordSizeInKiB",
@@ -141,6 +142,7 @@ pub(super) async fn create_stream(broker: &Arc<Broker>, body: &[u8]) -> Result<V
     let mut record = StreamRecord::new(name.clone(), key, shard_count, broker.clock.now_ms());
     record.mode = mode;
     record.tags = tags;
+    record.record_distribution = input.record_distribution_strategy;
     if let Some(kib) = max_record_kib {
         record.max_record_size_kib = kib as u32;
     }

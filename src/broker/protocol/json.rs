@@ -105,6 +105,8 @@ pub struct CreateStreamInput {
     /// Largest record size, in KiB.
     #[serde(rename = "MaxRecordSizeInKiB")]
     pub max_record_size_in_kib: Option<i64>,
+    /// AUTO or USER_PARTITION_KEY (the model checks the value).
+    pub record_distribution_strategy: Option<String>,
 }
 
 /// A stream's capacity mode.
