@@ -137,10 +137,15 @@ def read_shard(client, stream, shard):
 
 def verify(endpoint, stream, *acked_files):
     acknowledged = []
+    # Each file is one producer's puts, acknowledged one after the other: their order within
+    # a file is the order to find in each shard (the files' names say nothing of their time).
+    runs = []
     for path in acked_files:
         with open(path) as f:
             saved = json.load(f)
-        acknowledged += saved["acknowledged"] if isinstance(saved, dict) else saved
+        run = saved["acknowledged"] if isinstance(saved, dict) else saved
+        runs.append(run)
+        acknowledged += run
     client = kinesis(endpoint, attempts=5)
     shards = [s["ShardId"] for s in client.list_shards(StreamName=stream)["Shards"]]
     stored = {}
@@ -156,12 +161,13 @@ def verify(endpoint, stream, *acked_files):
             problems.append(f"{record['sequence']}: {len(copies)} copies")
         elif copies[0] != (record["shard"], record["data"]):
             problems.append(f"{record['sequence']}: {copies[0]} instead of {record}")
-    by_shard = {}
-    for record in acknowledged:
-        by_shard.setdefault(record["shard"], []).append(int(record["sequence"]))
-    for shard, sequences in by_shard.items():
-        if sequences != sorted(sequences):
-            problems.append(f"{shard}: acknowledged out of order")
+    for run in runs:
+        by_shard = {}
+        for record in run:
+            by_shard.setdefault(record["shard"], []).append(int(record["sequence"]))
+        for shard, sequences in by_shard.items():
+            if sequences != sorted(sequences):
+                problems.append(f"{shard}: acknowledged out of order")
     for problem in problems[:20]:
         print(f"FAIL: {problem}", file=sys.stderr)
     print(

@@ -481,7 +481,7 @@ reshard() {
   [ "$(jsonpath stream/clicks '{.status.conditions[?(@.type=="Ready")].message}')" != "" ] || fail "the wait is not explained"
   local before
   before="$(pod_incoming clicks-2)"
-  "$PYTHON" tests/e2e/e2e.py put "$ENDPOINT" clicks 60 "$WORK/acked-1b.json" >/dev/null || fail "puts after the move"
+  "$PYTHON" tests/e2e/e2e.py put "$ENDPOINT" clicks 60 "$WORK/acked-moved.json" >/dev/null || fail "puts after the move"
   [ "$(pod_incoming clicks-2)" = "$before" ] || fail "records landed on the leaving pod after the move ($before, then $(pod_incoming clicks-2))"
   "$PYTHON" tests/e2e/e2e.py verify "$ENDPOINT" clicks "$WORK"/acked-*.json || fail "records lost moving shards off a pod"
   echo "the leaving pod clicks-2 took no record after the move; every record reads back"
