@@ -107,7 +107,7 @@ impl Connection {
     fn request(&self, operation: &str, body: Bytes) -> Result<Request<Full<Bytes>>, ClientError> {
         Ok(crate::broker::auth::signed_json_request(
             &self.host,
-            operation,
+            &format!("{}{operation}", crate::broker::protocol::TARGET_PREFIX),
             body,
             BENCH_KEY,
             BENCH_SECRET,

@@ -223,17 +223,7 @@ async fn handle(
             Ok(protocol) => is_cbor = protocol == front::Protocol::Cbor,
             Err(answer) => return Ok(Reply::Front(answer)),
         }
-        let caller = match entry {
-            cluster::Entry::Client => authenticate(&broker, &parts, &body, "kinesis")?,
-            // SigV4 was verified at the pod the client reached.
-            cluster::Entry::Peer => cluster::parse_caller(header(cluster::CALLER_HEADER))
-                .ok_or_else(|| {
-                    ApiError::new(
-                        ErrorKind::MissingAuthenticationToken,
-                        "Missing Authentication Token",
-                    )
-                })?,
-        };
+        let caller = caller_of(&broker, entry, &parts, &body)?;
         let operation = operation.clone()?;
         ops::refuse_unmanaged_change(&broker, operation, &caller)?;
         // A clustered pod may relay the request as the client sent it.
@@ -390,6 +380,31 @@ async fn handle_firehose(broker: &Broker, request: Request<Incoming>) -> Respons
     firehose::response(answer)
 }
 
+/// Who sent a Kinesis request: its SigV4 signature says, at the pod the client reached;
+/// a request another pod relayed carries the caller that pod verified.
+fn caller_of(
+    broker: &Broker,
+    entry: cluster::Entry,
+    parts: &http::request::Parts,
+    body: &[u8],
+) -> Result<ops::Caller, ApiError> {
+    match entry {
+        cluster::Entry::Client => authenticate(broker, parts, body, "kinesis"),
+        cluster::Entry::Peer => cluster::parse_caller(
+            parts
+                .headers
+                .get(cluster::CALLER_HEADER)
+                .and_then(|v| v.to_str().ok()),
+        )
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorKind::MissingAuthenticationToken,
+                "Missing Authentication Token",
+            )
+        }),
+    }
+}
+
 /// Serves a placement operation of the operator (`cluster::admin`).
 async fn handle_cluster_admin(
     broker: &Broker,
@@ -414,20 +429,7 @@ async fn handle_cluster_admin(
                 )
             })?
             .to_bytes();
-        let caller = match entry {
-            cluster::Entry::Client => authenticate(broker, &parts, &body, "kinesis")?,
-            cluster::Entry::Peer => parts
-                .headers
-                .get(cluster::CALLER_HEADER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| cluster::parse_caller(Some(v)))
-                .ok_or_else(|| {
-                    ApiError::new(
-                        ErrorKind::MissingAuthenticationToken,
-                        "Missing Authentication Token",
-                    )
-                })?,
-        };
+        let caller = caller_of(broker, entry, &parts, &body)?;
         cluster::admin::serve(broker, &target, &body, &caller).await
     }
     .await;

@@ -270,7 +270,7 @@ impl Connection {
         let client = self.client.clone();
         let request = auth::signed_json_request(
             &client.address,
-            operation,
+            &format!("{}{operation}", crate::broker::protocol::TARGET_PREFIX),
             Bytes::from(body.to_string()),
             &client.access_key,
             &client.secret,

@@ -11,6 +11,7 @@ use tokio::net::TcpStream;
 
 use super::broker_pods::ShardView;
 use crate::broker::auth;
+use crate::broker::cluster::admin::TARGET_PREFIX as PLACEMENT_PREFIX;
 use crate::broker::protocol::json::{FailedAnswer, failed_answer};
 
 /// How long one admin call may take before the brokers count as unreachable.
@@ -140,22 +141,39 @@ impl BrokerAdmin {
         }
     }
 
-    /// Calls `operation` with `body` and returns the decoded answer.
+    /// Calls Kinesis `operation` with `body` and returns the decoded answer.
     async fn call(&self, operation: &'static str, body: Value) -> Result<Value, AdminError> {
-        match tokio::time::timeout(CALL_TIMEOUT, self.call_once(operation, body)).await {
+        self.call_as(crate::broker::protocol::TARGET_PREFIX, operation, body)
+            .await
+    }
+
+    /// Calls `operation` of the API whose targets start with `prefix`.
+    async fn call_as(
+        &self,
+        prefix: &str,
+        operation: &'static str,
+        body: Value,
+    ) -> Result<Value, AdminError> {
+        let call = self.call_once(prefix, operation, body);
+        match tokio::time::timeout(CALL_TIMEOUT, call).await {
             Ok(result) => result,
             Err(_) => Err(self.unreachable(format!("no answer within {CALL_TIMEOUT:?}"))),
         }
     }
 
-    async fn call_once(&self, operation: &'static str, body: Value) -> Result<Value, AdminError> {
+    async fn call_once(
+        &self,
+        prefix: &str,
+        operation: &'static str,
+        body: Value,
+    ) -> Result<Value, AdminError> {
         let body = serde_json::to_vec(&body).map_err(|e| AdminError::Decode {
             operation,
             message: e.to_string(),
         })?;
         let request = auth::signed_json_request(
             &self.address,
-            operation,
+            &format!("{prefix}{operation}"),
             Bytes::from(body),
             &self.access_key,
             &self.secret,
@@ -293,8 +311,10 @@ impl BrokerAdmin {
 
     /// The placement of the stream's shards over its broker pods, from pod 0.
     pub async fn describe_placement(&self, name: &str) -> Result<Placement, AdminError> {
-        const OPERATION: &str = "BrookCluster_20261130.DescribePlacement";
-        let answer = self.call(OPERATION, json!({"StreamName": name})).await?;
+        const OPERATION: &str = "DescribePlacement";
+        let answer = self
+            .call_as(PLACEMENT_PREFIX, OPERATION, json!({"StreamName": name}))
+            .await?;
         let decode = |message: String| AdminError::Decode {
             operation: OPERATION,
             message,
@@ -339,12 +359,9 @@ impl BrokerAdmin {
 
     /// Sets how many broker pods (ordinals `0..pods`) take new shards.
     pub async fn set_placement_pods(&self, pods: u32) -> Result<(), AdminError> {
-        self.call(
-            "BrookCluster_20261130.SetPlacementPods",
-            json!({"Pods": pods}),
-        )
-        .await
-        .map(drop)
+        self.call_as(PLACEMENT_PREFIX, "SetPlacementPods", json!({"Pods": pods}))
+            .await
+            .map(drop)
     }
 
     /// Splits one shard at `new_starting_hash_key`.

@@ -392,12 +392,13 @@ pub fn sign(request: &SignedRequest<'_>, access_key: &str, secret: &str, region:
     )
 }
 
-/// A Kinesis JSON 1.1 request to `host` as the AWS SDK shapes it, signed with SigV4 at
-/// `now_ms`: what the operator's admin client and the load generator send.
+/// A JSON 1.1 request for `target` (an `X-Amz-Target` such as `Kinesis_20131202.ListStreams`)
+/// to `host` as the AWS SDK shapes it, signed with SigV4 at `now_ms`: what the operator's
+/// admin client, the delivery worker and the load generator send.
 #[allow(clippy::too_many_arguments)]
 pub fn signed_json_request(
     host: &str,
-    operation: &str,
+    target: &str,
     body: bytes::Bytes,
     access_key: &str,
     secret: &str,
@@ -405,12 +406,6 @@ pub fn signed_json_request(
     now_ms: u64,
 ) -> Result<http::Request<http_body_util::Full<bytes::Bytes>>, http::Error> {
     const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
-    // A bare operation is Kinesis's; a full target (Brook's placement operations) is kept.
-    let target = if operation.contains('.') {
-        operation.to_owned()
-    } else {
-        format!("Kinesis_20131202.{operation}")
-    };
     let amz_date = format_amz_date(now_ms);
     let signed = SignedRequest {
         method: "POST",
@@ -420,7 +415,7 @@ pub fn signed_json_request(
             ("content-type".into(), CONTENT_TYPE.into()),
             ("host".into(), host.into()),
             ("x-amz-date".into(), amz_date.clone()),
-            ("x-amz-target".into(), target.clone()),
+            ("x-amz-target".into(), target.into()),
         ],
         body: &body,
     };

@@ -489,10 +489,8 @@ pub async fn serve(
     };
     match (route, entry) {
         (Route::Here, _) => Ok(Served::Here),
-        (Route::Pod(_), Entry::Peer) => {
-            replica::refresh(broker, cluster).await;
-            Err(misrouted(here, route))
-        }
+        // The refusal's answer catches this pod up first (`server::handle`).
+        (Route::Pod(_), Entry::Peer) => Err(misrouted(here, route)),
         (Route::Pod(owner), Entry::Client) => {
             let answer = relay::relay(cluster, owner, relayed.clone()).await?;
             if answer.status() != http::StatusCode::SERVICE_UNAVAILABLE {
