@@ -50,6 +50,50 @@ fn start_pod_with(
         .start(dir.path())
 }
 
+/// A shard pod 2 stores records of, with its hash range.
+async fn shard_on_pod_2(pod_2: &Broker, client: &Client) -> (String, u128, u128) {
+    let id = incoming_records(pod_2)
+        .into_iter()
+        .find(|(_, count)| *count > 0.0)
+        .map(|(shard, _)| shard)
+        .expect("pod 2 owns a shard");
+    let listed = client
+        .list_shards()
+        .stream_name(STREAM)
+        .send()
+        .await
+        .expect("ListShards");
+    let range = listed
+        .shards()
+        .iter()
+        .find(|s| s.shard_id() == id)
+        .and_then(|s| s.hash_key_range())
+        .expect("the shard is listed");
+    let start = range.starting_hash_key().parse().expect("a number");
+    let end = range.ending_hash_key().parse().expect("a number");
+    (id, start, end)
+}
+
+async fn split(client: &Client, parent: &str, start: u128, end: u128) -> bool {
+    client
+        .split_shard()
+        .stream_name(STREAM)
+        .shard_to_split(parent)
+        .new_starting_hash_key((start + (end - start) / 2).to_string())
+        .send()
+        .await
+        .is_ok()
+}
+
+/// Waits until every pod serves the stream (`client_of` reaches a pod) from a replica of
+/// pod 0's catalog.
+async fn served_everywhere(pods: &[Broker], client_of: impl Fn(&Broker) -> Client) {
+    for pod in pods {
+        wait_until_served(&client_of(pod)).await;
+    }
+    wait_for_replicas(pods).await;
+}
+
 /// Three pods (data folders labelled `label`, internal ports below the ephemeral range) and
 /// the stream, created through pod 1, which relays the change to pod 0; returns once every
 /// pod serves it from its own replica.
@@ -66,10 +110,7 @@ async fn start_cluster(label: &str) -> (Vec<TempDir>, Vec<SocketAddr>, Vec<Broke
         .send()
         .await
         .expect("CreateStream through a pod other than pod 0");
-    for pod in &pods {
-        wait_until_served(&client_for(&pod.endpoint)).await;
-    }
-    wait_for_replicas(&pods).await;
+    served_everywhere(&pods, |pod| client_for(&pod.endpoint)).await;
     (dirs, internal, pods)
 }
 
@@ -331,11 +372,8 @@ async fn cluster_a_writer_through_a_pod_with_a_stale_map_during_a_reshard_loses_
     // and the children are placed over the pods.
     let batch: Vec<_> = (0..KEYS).map(|k| record(k, 0)).collect();
     assert_eq!(put(&writer, &batch).await, vec![]);
-    let parent_id = incoming_records(&pods[2])
-        .into_iter()
-        .find(|(_, count)| *count > 0.0)
-        .map(|(shard, _)| shard)
-        .expect("pod 2 owns a shard");
+    let splitter = client_for(&pods[2].endpoint);
+    let (parent_id, start, end) = shard_on_pod_2(&pods[2], &splitter).await;
 
     // The writer keeps putting through pod 1 while pod 2 asks for the split: pod 1's replica
     // lags pod 0's map by up to one refresh.
@@ -347,29 +385,10 @@ async fn cluster_a_writer_through_a_pod_with_a_stale_map_during_a_reshard_loses_
             }
         }
     });
-    let splitter = client_for(&pods[2].endpoint);
-    let parent = splitter
-        .list_shards()
-        .stream_name(STREAM)
-        .send()
-        .await
-        .expect("ListShards")
-        .shards()
-        .iter()
-        .find(|s| s.shard_id() == parent_id)
-        .cloned()
-        .expect("the shard is listed");
-    let range = parent.hash_key_range().expect("a range");
-    let start: u128 = range.starting_hash_key().parse().expect("a number");
-    let end: u128 = range.ending_hash_key().parse().expect("a number");
-    splitter
-        .split_shard()
-        .stream_name(STREAM)
-        .shard_to_split(&parent_id)
-        .new_starting_hash_key((start + (end - start) / 2).to_string())
-        .send()
-        .await
-        .expect("SplitShard of a shard on pod 2, asked through pod 2");
+    assert!(
+        split(&splitter, &parent_id, start, end).await,
+        "SplitShard of a shard on pod 2, asked through pod 2"
+    );
     writing.await.expect("the writer finished");
 
     let read = read_all(&client_for(&pods[0].endpoint)).await;
@@ -391,34 +410,13 @@ async fn cluster_a_put_record_refused_under_a_stale_map_is_routed_again_by_the_p
     let (_dirs, _internal, pods) = start_cluster("cluster-reroute").await;
     let batch: Vec<_> = (0..KEYS).map(|k| record(k, 0)).collect();
     assert_eq!(put(&client_for(&pods[1].endpoint), &batch).await, vec![]);
-    let parent_id = incoming_records(&pods[2])
-        .into_iter()
-        .find(|(_, count)| *count > 0.0)
-        .map(|(shard, _)| shard)
-        .expect("pod 2 owns a shard");
     let home = client_for(&pods[0].endpoint);
-    let parent = home
-        .list_shards()
-        .stream_name(STREAM)
-        .send()
-        .await
-        .expect("ListShards")
-        .shards()
-        .iter()
-        .find(|s| s.shard_id() == parent_id)
-        .cloned()
-        .expect("the shard is listed");
-    let range = parent.hash_key_range().expect("a range");
-    let start: u128 = range.starting_hash_key().parse().expect("a number");
-    let end: u128 = range.ending_hash_key().parse().expect("a number");
+    let (parent_id, start, end) = shard_on_pod_2(&pods[2], &home).await;
     // Split at pod 0 itself: pod 1 hears of it only at its next refresh (every 0.5 s).
-    home.split_shard()
-        .stream_name(STREAM)
-        .shard_to_split(&parent_id)
-        .new_starting_hash_key((start + (end - start) / 2).to_string())
-        .send()
-        .await
-        .expect("SplitShard at pod 0");
+    assert!(
+        split(&home, &parent_id, start, end).await,
+        "SplitShard at pod 0"
+    );
     // At once, single records for the parent's range through pod 1, each sent once (no SDK
     // retry): pod 1 still routes them to the parent's pod, which refuses them; pod 1 then
     // refreshes its map and sends them to the children's pods.

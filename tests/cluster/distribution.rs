@@ -5,7 +5,7 @@ use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::{RecordDistributionStrategy, StreamMode, StreamModeDetails};
 
 use super::support::broker::{Broker, TempDir, client_for};
-use super::{STREAM, incoming_records, read_all, start_pod, wait_for_replicas, wait_until_served};
+use super::{STREAM, incoming_records, read_all, served_everywhere, start_pod};
 
 fn stored(pod: &Broker) -> f64 {
     incoming_records(pod).values().sum()
@@ -32,10 +32,7 @@ async fn cluster_distribution_auto_stores_records_on_the_pod_they_reach() {
         .send()
         .await
         .expect("CreateStream ON_DEMAND with AUTO, through pod 1");
-    for pod in &pods {
-        wait_until_served(&client_for(&pod.endpoint)).await;
-    }
-    wait_for_replicas(&pods).await;
+    served_everywhere(&pods, |pod| client_for(&pod.endpoint)).await;
 
     for (ordinal, pod) in pods.iter().enumerate() {
         let before: Vec<f64> = pods.iter().map(stored).collect();

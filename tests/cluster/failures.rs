@@ -7,44 +7,9 @@ use aws_sdk_kinesis::Client;
 
 use super::support::broker::{Broker, BrokerBuilder, TempDir, client_for};
 use super::{
-    KEYS, SHARDS, STREAM, incoming_records, numbers_by_key, put_all, read_all, record,
-    start_cluster, start_pod, start_pod_with, wait_for_replicas, wait_until_served,
+    KEYS, SHARDS, STREAM, numbers_by_key, put_all, read_all, record, served_everywhere,
+    shard_on_pod_2, split, start_cluster, start_pod, start_pod_with, wait_until_served,
 };
-
-/// A shard pod 2 stores records of, with its hash range.
-async fn shard_on_pod_2(pod_2: &Broker, client: &Client) -> (String, u128, u128) {
-    let id = incoming_records(pod_2)
-        .into_iter()
-        .find(|(_, count)| *count > 0.0)
-        .map(|(shard, _)| shard)
-        .expect("pod 2 owns a shard");
-    let listed = client
-        .list_shards()
-        .stream_name(STREAM)
-        .send()
-        .await
-        .expect("ListShards");
-    let range = listed
-        .shards()
-        .iter()
-        .find(|s| s.shard_id() == id)
-        .and_then(|s| s.hash_key_range())
-        .expect("the shard is listed");
-    let start = range.starting_hash_key().parse().expect("a number");
-    let end = range.ending_hash_key().parse().expect("a number");
-    (id, start, end)
-}
-
-async fn split(client: &Client, parent: &str, start: u128, end: u128) -> bool {
-    client
-        .split_shard()
-        .stream_name(STREAM)
-        .shard_to_split(parent)
-        .new_starting_hash_key((start + (end - start) / 2).to_string())
-        .send()
-        .await
-        .is_ok()
-}
 
 async fn open_shards(client: &Client) -> Vec<String> {
     client
@@ -122,10 +87,7 @@ async fn cluster_pod_0_stopping_between_closing_a_parent_and_saving_the_reshard_
         .send()
         .await
         .expect("CreateStream");
-    for pod in &pods {
-        wait_until_served(&client_for(&pod.endpoint)).await;
-    }
-    wait_for_replicas(&pods).await;
+    served_everywhere(&pods, |pod| client_for(&pod.endpoint)).await;
     put_all(&writer, (0..KEYS).map(|k| record(k, 0)).collect()).await;
     let (parent, start, end) = shard_on_pod_2(&pods[2], &writer).await;
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::support::broker::{Broker, BrokerBuilder, TempDir};
 use super::{
     KEYS, SHARDS, STREAM, incoming_records, numbers_by_key, put_all, read_all, record,
-    wait_for_replicas, wait_until_served,
+    served_everywhere,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -45,10 +45,7 @@ async fn cluster_pods_with_tls_relay_to_each_other_over_tls_only() {
         .send()
         .await
         .expect("CreateStream through pod 1, relayed to pod 0 over TLS");
-    for pod in &pods {
-        wait_until_served(&https(pod)).await;
-    }
-    wait_for_replicas(&pods).await;
+    served_everywhere(&pods, https).await;
     put_all(&https(&pods[1]), (0..KEYS).map(|k| record(k, 0)).collect()).await;
     for (ordinal, pod) in pods.iter().enumerate() {
         assert!(

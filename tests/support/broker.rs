@@ -357,6 +357,18 @@ pub fn raw_request_to(
 
 /// An AWS SDK Kinesis client for `endpoint` with static test credentials and no retries.
 pub fn client_for(endpoint: &str) -> Client {
+    client_over(
+        endpoint,
+        aws_smithy_http_client::Builder::new().build_http(),
+    )
+}
+
+/// An AWS SDK client for `endpoint` over `http`, signing with a fixed example key, without
+/// retries.
+fn client_over(
+    endpoint: &str,
+    http: aws_smithy_runtime_api::client::http::SharedHttpClient,
+) -> Client {
     let config = aws_sdk_kinesis::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
@@ -368,7 +380,7 @@ pub fn client_for(endpoint: &str) -> Client {
             None,
             "test",
         ))
-        .http_client(aws_smithy_http_client::Builder::new().build_http())
+        .http_client(http)
         .retry_config(RetryConfig::disabled())
         .build();
     Client::from_conf(config)
@@ -485,19 +497,5 @@ pub fn https_client(endpoint: &str, ca_pem: &std::path::Path) -> Client {
         ))
         .tls_context(context)
         .build_https();
-    let config = aws_sdk_kinesis::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(endpoint)
-        .credentials_provider(Credentials::new(
-            "AKIDEXAMPLE",
-            "secret",
-            None,
-            None,
-            "test",
-        ))
-        .http_client(http)
-        .retry_config(RetryConfig::disabled())
-        .build();
-    Client::from_conf(config)
+    client_over(endpoint, http)
 }
