@@ -91,6 +91,35 @@ pub struct ConsumerRecord {
     pub policy: Option<String>,
 }
 
+/// A queue on a stream (CreateQueue): its definition. Its delivery state lives in its own
+/// file (see [`crate::broker::queue`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueRecord {
+    /// The id its ARN ends with, generated at creation.
+    pub id: String,
+    /// The queue's name, unique in the broker.
+    pub name: String,
+    /// When it was created, epoch milliseconds.
+    pub created_ms: u64,
+    /// Set once DeleteQueue was called.
+    pub deleting_since_ms: Option<u64>,
+    /// TRIM_HORIZON, LATEST or AT_TIMESTAMP.
+    pub start_type: String,
+    /// The AT_TIMESTAMP time, epoch milliseconds.
+    pub start_timestamp_ms: Option<u64>,
+    /// How long a received record stays invisible.
+    pub visibility_timeout_s: u32,
+    /// Receives before a record becomes a dead letter; `None` when dead-letter handling is
+    /// off (NONE).
+    pub max_receive_count: Option<u32>,
+    /// Tags given at creation or with TagResource.
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    /// The queue's resource policy, if any.
+    #[serde(default)]
+    pub policy: Option<String>,
+}
+
 /// A stream's configuration and lineage.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StreamRecord {
@@ -136,6 +165,9 @@ pub struct StreamRecord {
     /// The stream's resource policy (an IAM policy document), if any.
     #[serde(default)]
     pub policy: Option<String>,
+    /// Queues on the stream.
+    #[serde(default)]
+    pub queues: Vec<QueueRecord>,
 }
 
 impl StreamRecord {
@@ -175,6 +207,7 @@ impl StreamRecord {
             warm_throughput_mibps: None,
             record_distribution: None,
             policy: None,
+            queues: Vec::new(),
         }
     }
 

@@ -14,6 +14,7 @@ pub mod on_demand;
 pub mod ops;
 pub mod policy;
 pub mod protocol;
+pub mod queue;
 pub mod reshard;
 pub mod routing;
 pub mod server;

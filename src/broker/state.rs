@@ -185,6 +185,8 @@ pub struct Broker {
     catalog_epoch: std::sync::atomic::AtomicU64,
     /// This pod's cluster, when the broker is one of a stream's pods.
     pub cluster: std::sync::OnceLock<Arc<super::cluster::Cluster>>,
+    /// The delivery state of the streams' queues.
+    pub queues: super::queue::Queues,
 }
 
 impl Broker {
@@ -200,6 +202,7 @@ impl Broker {
         let dir = store.dir().to_path_buf();
         let metrics = Metrics::new();
         metrics.register(store.stats().collectors());
+        let queues = super::queue::Queues::new(dir.join("queues"), store.syncs());
         let broker = Self {
             settings,
             store,
@@ -219,6 +222,7 @@ impl Broker {
             policies_present: std::sync::atomic::AtomicBool::new(false),
             catalog_epoch: std::sync::atomic::AtomicU64::new(catalog.epoch),
             cluster: std::sync::OnceLock::new(),
+            queues,
         };
         for record in catalog.streams.values() {
             broker.publish(record);

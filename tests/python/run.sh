@@ -5,3 +5,5 @@ cd "$(dirname "$0")/../.."
 PYTHON=${PYTHON:-.tools/venv/bin/python}
 source tests/support/start-broker.sh
 "$PYTHON" tests/python/subscribe_to_shard.py
+# The queue test starts (and kills) brokers of its own.
+BROOK=${BROOK:-target/debug/brook} "$PYTHON" tests/python/queues.py

@@ -233,6 +233,15 @@ pub(super) async fn update_stream_mode(
     let transition = broker.settings.transition_ms;
     modify_stream(broker, &live.record.name, |record| {
         check_distribution(record.record_distribution.as_deref(), mode, &record.name)?;
+        if mode == StreamMode::Provisioned && !record.queues.is_empty() {
+            return Err(ApiError::new(
+                ErrorKind::ResourceInUse,
+                format!(
+                    "Stream {} has queues, which need ON_DEMAND mode; delete them first.",
+                    record.name
+                ),
+            ));
+        }
         if record.mode == mode {
             return Err(ApiError::new(
                 ErrorKind::InvalidArgument,
@@ -295,13 +304,23 @@ pub(super) fn check_distribution(
     Ok(())
 }
 
-/// A stream or a consumer named by ARN.
+/// A stream, a consumer or a queue named by ARN.
 enum Resource {
     Stream(String),
     Consumer(String, String),
+    /// A queue: its stream's name and the queue's name and id.
+    Queue(String, String, String),
 }
 
 fn resource(broker: &Broker, arn: &str) -> Result<Resource, ApiError> {
+    if arn.contains(":queue/") {
+        let (stream, queue) = super::queues::find_queue(broker, arn)?;
+        return Ok(Resource::Queue(
+            stream.record.name.clone(),
+            queue.name,
+            queue.id,
+        ));
+    }
     if parse_consumer_arn(arn).is_some() {
         let (stream, consumer) = super::consumers::resolve_consumer(broker, arn)?;
         return Ok(Resource::Consumer(
@@ -357,6 +376,19 @@ async fn modify_resource<T>(
             .await?
             .1)
         }
+        Resource::Queue(stream, queue, id) => {
+            Ok(modify_stream(broker, &stream, |r: &mut StreamRecord| {
+                let entry = r.queues.iter_mut().find(|q| q.id == id).ok_or_else(|| {
+                    ApiError::new(
+                        ErrorKind::ResourceNotFound,
+                        format!("Queue {queue} not found."),
+                    )
+                })?;
+                edit(&mut entry.tags, &mut entry.policy)
+            })
+            .await?
+            .1)
+        }
     }
 }
 
@@ -374,6 +406,7 @@ pub(super) async fn tag_resource(broker: &Arc<Broker>, body: &[u8]) -> Result<Ve
     let tagged = match resource(broker, &arn)? {
         Resource::Stream(name) => format!("stream {name}"),
         Resource::Consumer(_, consumer) => format!("consumer {consumer}"),
+        Resource::Queue(_, queue, _) => format!("queue {queue}"),
     };
     super::streams::check_tag_characters(
         tags.keys().chain(tags.values()),
@@ -417,6 +450,7 @@ pub(super) async fn list_tags_for_resource(
     let tags = match resource(broker, &arn)? {
         Resource::Stream(name) => broker.resolve(Some(&name), None)?.record.tags.clone(),
         Resource::Consumer(..) => super::consumers::resolve_consumer(broker, &arn)?.1.tags,
+        Resource::Queue(..) => super::queues::find_queue(broker, &arn)?.1.tags,
     };
     let list: Vec<Value> = tags
         .iter()
@@ -450,6 +484,7 @@ pub(super) async fn get_resource_policy(
     let text = match resource(broker, &arn)? {
         Resource::Stream(name) => broker.resolve(Some(&name), None)?.record.policy.clone(),
         Resource::Consumer(..) => super::consumers::resolve_consumer(broker, &arn)?.1.policy,
+        Resource::Queue(..) => super::queues::find_queue(broker, &arn)?.1.policy,
     };
     // Kinesis answers an empty policy document when none is attached.
     Ok(json::encode(

@@ -134,11 +134,12 @@ pub(super) async fn register(broker: &Arc<Broker>, body: &[u8]) -> Result<Vec<u8
                 ),
             ));
         }
-        if record.consumers.len() >= MAX_CONSUMERS {
+        // Queues count as registered consumers, as in Kinesis.
+        if record.consumers.len() + record.queues.len() >= MAX_CONSUMERS {
             return Err(ApiError::new(
                 ErrorKind::LimitExceeded,
                 format!(
-                    "Stream {} under account {account} already has {MAX_CONSUMERS} consumers.",
+                    "Stream {} under account {account} already has {MAX_CONSUMERS} consumers and queues.",
                     record.name
                 ),
             ));

@@ -5,6 +5,7 @@ mod admin;
 pub(crate) mod consumers;
 mod records;
 pub(crate) use records::check_put_records;
+mod queues;
 pub mod reshard;
 mod streams;
 pub use streams::list_streams_token;
@@ -89,6 +90,28 @@ async fn run(broker: &Arc<Broker>, operation: Operation, body: &[u8]) -> Result<
         Operation::DeleteResourcePolicy => admin::delete_resource_policy(broker, body).await,
         Operation::UpdateStreamRecordDistributionStrategy => {
             admin::update_record_distribution(broker, body).await
+        }
+        Operation::CreateQueue => queues::create_queue(broker, body).await,
+        Operation::DescribeQueue => queues::describe_queue(broker, body),
+        Operation::ListQueues => queues::list_queues(broker, body),
+        Operation::UpdateQueue => queues::update_queue(broker, body).await,
+        Operation::DeleteQueue => queues::delete_queue(broker, body).await,
+        Operation::ReceiveQueueRecords => queues::receive(broker, body, false).await,
+        Operation::ReceiveDeadLetterQueueRecords => queues::receive(broker, body, true).await,
+        Operation::AcknowledgeQueueRecords => {
+            queues::entries(broker, body, queues::EntryAction::Acknowledge, false)
+        }
+        Operation::AcknowledgeDeadLetterQueueRecords => {
+            queues::entries(broker, body, queues::EntryAction::Acknowledge, true)
+        }
+        Operation::UpdateQueueRecordsVisibility => {
+            queues::entries(broker, body, queues::EntryAction::Visibility, false)
+        }
+        Operation::UpdateDeadLetterQueueRecordsVisibility => {
+            queues::entries(broker, body, queues::EntryAction::Visibility, true)
+        }
+        Operation::RestoreDeadLetterQueueRecords => {
+            queues::entries(broker, body, queues::EntryAction::Restore, true)
         }
         Operation::SubscribeToShard => Err(ApiError::new(
             ErrorKind::InternalFailure,
@@ -202,7 +225,23 @@ pub fn authorize(
     let field = |name: &str| value.get(name).and_then(serde_json::Value::as_str);
     let consumer_arn =
         field("ConsumerARN").or(field("ResourceARN").filter(|a| a.contains("/consumer/")));
-    let (resource, texts): (String, Vec<String>) = if let Some(arn) = consumer_arn {
+    let queue_arn = field("QueueARN").or(field("ResourceARN").filter(|a| a.contains(":queue/")));
+    // CreateQueue names its stream inside its one stream configuration.
+    let created_on = value
+        .pointer("/StreamConfigurationList/0/StreamARN")
+        .and_then(serde_json::Value::as_str);
+    let (resource, texts): (String, Vec<String>) = if let Some(arn) = queue_arn {
+        let Ok((stream, queue)) = queues::find_queue(broker, arn) else {
+            return Err(refuse(arn, "the queue cannot be resolved"));
+        };
+        (
+            arn.to_owned(),
+            [queue.policy.clone(), stream.record.policy.clone()]
+                .into_iter()
+                .flatten()
+                .collect(),
+        )
+    } else if let Some(arn) = consumer_arn {
         let Ok((stream, consumer)) = consumers::resolve_consumer(broker, arn) else {
             return Err(refuse(arn, "the consumer cannot be resolved"));
         };
@@ -214,7 +253,7 @@ pub fn authorize(
                 .collect(),
         )
     } else {
-        let stream_arn = field("StreamARN").or(field("ResourceARN"));
+        let stream_arn = field("StreamARN").or(field("ResourceARN")).or(created_on);
         let named = field("StreamName").or(stream_arn);
         let name = match (field("StreamName"), stream_arn, field("ShardIterator")) {
             // No resource named (ListStreams, DescribeLimits, ...): no resource policy applies.

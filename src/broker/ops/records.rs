@@ -21,7 +21,7 @@ use crate::broker::protocol::{ApiError, ErrorKind, timestamp_ms, write_timestamp
 use crate::broker::routing::{
     SequencePosition, parse_hash_key, parse_sequence, partition_hash, record_sequence,
 };
-use crate::broker::shard::batch::{BodyBuilder, records};
+use crate::broker::shard::batch::BodyBuilder;
 use crate::broker::shard::{AppendPart, Appended, ReadLimits, StoreError};
 use crate::broker::state::{Broker, LiveShard, LiveStream};
 
@@ -617,13 +617,7 @@ pub(super) async fn get_records(broker: &Arc<Broker>, body: &[u8]) -> Result<Vec
     let outcome = tokio::task::spawn_blocking(move || log.read(offset, limits))
         .await
         .map_err(|e| ApiError::new(ErrorKind::InternalFailure, e.to_string()))?
-        .map_err(|e| {
-            tracing::error!(error = %e, "a read failed");
-            ApiError::new(
-                ErrorKind::InternalFailure,
-                "The broker could not read the shard.",
-            )
-        })?;
+        .map_err(read_failed)?;
 
     let mut out = String::with_capacity(json_capacity(&outcome));
     out.push('{');
@@ -664,6 +658,15 @@ pub(super) async fn get_records(broker: &Arc<Broker>, body: &[u8]) -> Result<Vec
     Ok(out.into_bytes())
 }
 
+/// The answer to a shard read that failed (logged: it means a damaged or lost file).
+pub(super) fn read_failed(error: crate::broker::shard::log::ReadError) -> ApiError {
+    tracing::error!(%error, "a read failed");
+    ApiError::new(
+        ErrorKind::InternalFailure,
+        "The broker could not read the shard.",
+    )
+}
+
 /// What [`write_records`] wrote.
 pub(super) struct Written {
     /// Records written.
@@ -697,34 +700,28 @@ pub(super) fn write_records(
         bytes: 0,
         last_arrival_ms: None,
     };
-    for batch in &outcome.batches {
-        let picked = records(&batch.body)
-            .skip(batch.skip as usize)
-            .take(batch.take as usize);
-        for (i, record) in picked.enumerate() {
-            let record =
-                record.map_err(|e| ApiError::new(ErrorKind::InternalFailure, e.to_string()))?;
-            if written.count > 0 {
-                out.push(',');
-            }
-            let offset = batch.header.base_offset + u64::from(batch.skip) + i as u64;
-            let _ = write!(
-                out,
-                "{{\"SequenceNumber\":\"{}\",\"ApproximateArrivalTimestamp\":",
-                record_sequence(stream_key, shard_index, offset)
-            );
-            write_timestamp(out, batch.header.arrival_ms);
-            out.push_str(",\"Data\":\"");
-            STANDARD.encode_string(record.data, out);
-            out.push_str("\",\"PartitionKey\":");
-            out.push_str(
-                &serde_json::to_string(record.partition_key).unwrap_or_else(|_| "\"\"".into()),
-            );
-            out.push_str(",\"EncryptionType\":\"NONE\"}");
-            written.count += 1;
-            written.bytes += (record.data.len() + record.partition_key.len()) as u64;
+    for read in outcome.records() {
+        let read = read.map_err(|e| ApiError::new(ErrorKind::InternalFailure, e.to_string()))?;
+        let record = read.record;
+        if written.count > 0 {
+            out.push(',');
         }
-        written.last_arrival_ms = Some(batch.header.arrival_ms);
+        let _ = write!(
+            out,
+            "{{\"SequenceNumber\":\"{}\",\"ApproximateArrivalTimestamp\":",
+            record_sequence(stream_key, shard_index, read.offset)
+        );
+        write_timestamp(out, read.arrival_ms);
+        out.push_str(",\"Data\":\"");
+        STANDARD.encode_string(record.data, out);
+        out.push_str("\",\"PartitionKey\":");
+        out.push_str(
+            &serde_json::to_string(record.partition_key).unwrap_or_else(|_| "\"\"".into()),
+        );
+        out.push_str(",\"EncryptionType\":\"NONE\"}");
+        written.count += 1;
+        written.bytes += (record.data.len() + record.partition_key.len()) as u64;
+        written.last_arrival_ms = Some(read.arrival_ms);
     }
     out.push(']');
     Ok(written)

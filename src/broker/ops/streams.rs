@@ -195,6 +195,15 @@ pub(super) async fn delete_stream(broker: &Arc<Broker>, body: &[u8]) -> Result<V
             ),
         ));
     }
+    if !record.queues.is_empty() {
+        return Err(ApiError::new(
+            ErrorKind::ResourceInUse,
+            format!(
+                "Stream {} under account {} has queues; delete every queue on it first.",
+                record.name, broker.settings.account
+            ),
+        ));
+    }
     if !record.consumers.is_empty() && input.enforce_consumer_deletion != Some(true) {
         return Err(ApiError::new(
             ErrorKind::ResourceInUse,

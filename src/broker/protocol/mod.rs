@@ -230,11 +230,35 @@ pub enum Operation {
     DeleteResourcePolicy,
     /// UpdateStreamRecordDistributionStrategy.
     UpdateStreamRecordDistributionStrategy,
+    /// CreateQueue.
+    CreateQueue,
+    /// DescribeQueue.
+    DescribeQueue,
+    /// ListQueues.
+    ListQueues,
+    /// UpdateQueue.
+    UpdateQueue,
+    /// DeleteQueue.
+    DeleteQueue,
+    /// ReceiveQueueRecords.
+    ReceiveQueueRecords,
+    /// AcknowledgeQueueRecords.
+    AcknowledgeQueueRecords,
+    /// UpdateQueueRecordsVisibility.
+    UpdateQueueRecordsVisibility,
+    /// ReceiveDeadLetterQueueRecords.
+    ReceiveDeadLetterQueueRecords,
+    /// AcknowledgeDeadLetterQueueRecords.
+    AcknowledgeDeadLetterQueueRecords,
+    /// RestoreDeadLetterQueueRecords.
+    RestoreDeadLetterQueueRecords,
+    /// UpdateDeadLetterQueueRecordsVisibility.
+    UpdateDeadLetterQueueRecordsVisibility,
 }
 
 impl Operation {
     /// Every operation, for metrics registration.
-    pub const ALL: [Operation; 40] = [
+    pub const ALL: [Operation; 52] = [
         Self::CreateStream,
         Self::DeleteStream,
         Self::DescribeStream,
@@ -275,6 +299,18 @@ impl Operation {
         Self::GetResourcePolicy,
         Self::DeleteResourcePolicy,
         Self::UpdateStreamRecordDistributionStrategy,
+        Self::CreateQueue,
+        Self::DescribeQueue,
+        Self::ListQueues,
+        Self::UpdateQueue,
+        Self::DeleteQueue,
+        Self::ReceiveQueueRecords,
+        Self::AcknowledgeQueueRecords,
+        Self::UpdateQueueRecordsVisibility,
+        Self::ReceiveDeadLetterQueueRecords,
+        Self::AcknowledgeDeadLetterQueueRecords,
+        Self::RestoreDeadLetterQueueRecords,
+        Self::UpdateDeadLetterQueueRecordsVisibility,
     ];
 
     /// The operation's name as in the API model.
@@ -321,6 +357,20 @@ impl Operation {
             Self::DeleteResourcePolicy => "DeleteResourcePolicy",
             Self::UpdateStreamRecordDistributionStrategy => {
                 "UpdateStreamRecordDistributionStrategy"
+            }
+            Self::CreateQueue => "CreateQueue",
+            Self::DescribeQueue => "DescribeQueue",
+            Self::ListQueues => "ListQueues",
+            Self::UpdateQueue => "UpdateQueue",
+            Self::DeleteQueue => "DeleteQueue",
+            Self::ReceiveQueueRecords => "ReceiveQueueRecords",
+            Self::AcknowledgeQueueRecords => "AcknowledgeQueueRecords",
+            Self::UpdateQueueRecordsVisibility => "UpdateQueueRecordsVisibility",
+            Self::ReceiveDeadLetterQueueRecords => "ReceiveDeadLetterQueueRecords",
+            Self::AcknowledgeDeadLetterQueueRecords => "AcknowledgeDeadLetterQueueRecords",
+            Self::RestoreDeadLetterQueueRecords => "RestoreDeadLetterQueueRecords",
+            Self::UpdateDeadLetterQueueRecordsVisibility => {
+                "UpdateDeadLetterQueueRecordsVisibility"
             }
         }
     }

@@ -10,7 +10,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use bytes::Bytes;
 
-use super::batch::{BatchError, BatchHeader, HEADER_LEN, verify_body};
+use super::batch::{BatchError, BatchHeader, HEADER_LEN, RecordRef, records, verify_body};
 use super::fs::ReadFile;
 
 /// Bytes of log between two sparse index entries.
@@ -142,6 +142,35 @@ pub struct ReadLimits {
     pub max_bytes: u64,
     /// Records that arrived before this time are past retention and skipped.
     pub not_before_ms: u64,
+}
+
+/// A record a read returned: its offset, its batch's arrival time, and the record.
+pub struct ReadRecord<'a> {
+    /// The record's offset in its shard.
+    pub offset: u64,
+    /// When its batch arrived, epoch milliseconds.
+    pub arrival_ms: u64,
+    /// Its partition key and data.
+    pub record: RecordRef<'a>,
+}
+
+impl ReadOutcome {
+    /// The records the read returned, in offset order.
+    pub fn records(&self) -> impl Iterator<Item = Result<ReadRecord<'_>, BatchError>> {
+        self.batches.iter().flat_map(|batch| {
+            records(&batch.body)
+                .skip(batch.skip as usize)
+                .take(batch.take as usize)
+                .enumerate()
+                .map(move |(i, record)| {
+                    record.map(|record| ReadRecord {
+                        offset: batch.header.base_offset + u64::from(batch.skip) + i as u64,
+                        arrival_ms: batch.header.arrival_ms,
+                        record,
+                    })
+                })
+        })
+    }
 }
 
 impl ShardLog {

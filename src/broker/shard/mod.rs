@@ -159,6 +159,7 @@ pub struct Store {
     dir: PathBuf,
     failure: Arc<std::sync::Mutex<Option<String>>>,
     stats: stats::CommitStats,
+    fsync: bool,
 }
 
 impl Store {
@@ -215,8 +216,14 @@ impl Store {
             dir: dir.to_path_buf(),
             failure,
             stats,
+            fsync: options.fsync,
         };
         Ok((store, report))
+    }
+
+    /// Whether acknowledgements wait for a sync (`Fsync` durability).
+    pub fn syncs(&self) -> bool {
+        self.fsync
     }
 
     /// The store's data directory.

@@ -1,0 +1,159 @@
+//! Kinesis queues (CreateQueue, ReceiveQueueRecords, …): competing consumers over a stream's
+//! records, with visibility timeouts, acknowledgements and dead letters.
+//!
+//! A queue's definition is part of its stream's catalog record; its delivery state (which
+//! records are outstanding, and where each shard's cursor stands) is kept here, one
+//! [`log::ChangeLog`] file per queue in the data directory's `queues/` folder, so it survives
+//! `kill -9` (every change is written before it is answered) and, with `Fsync` durability, a
+//! power cut (every change is synced before it is answered). The decisions are in
+//! [`state`], without I/O.
+
+pub mod log;
+pub mod state;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use log::ChangeLog;
+use state::{Change, QueueState};
+
+use super::protocol::{ApiError, ErrorKind};
+
+/// What can go wrong with a queue's state file.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    /// The file could not be read or written.
+    #[error("queue state file {path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The failure.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file does not parse.
+    #[error("queue state file {path} is damaged: {reason}")]
+    Corrupt {
+        /// The file.
+        path: String,
+        /// What was wrong.
+        reason: String,
+    },
+}
+
+impl From<QueueError> for ApiError {
+    fn from(error: QueueError) -> Self {
+        tracing::error!(%error, "a queue's state could not be kept");
+        ApiError::new(
+            ErrorKind::InternalFailure,
+            "The broker could not keep the queue's state.",
+        )
+    }
+}
+
+struct QueueInner {
+    state: QueueState,
+    log: ChangeLog,
+}
+
+/// One queue's delivery state, open.
+pub struct Queue {
+    inner: Mutex<QueueInner>,
+    /// Woken when a request makes records visible (a zero visibility timeout, a restore).
+    pub changed: tokio::sync::Notify,
+}
+
+impl Queue {
+    fn new(state: QueueState, log: ChangeLog) -> Self {
+        Self {
+            inner: Mutex::new(QueueInner { state, log }),
+            changed: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Runs a decision on the state: the changes it returns are made durable and then
+    /// applied, in one step no other request interleaves with.
+    pub fn update<T>(
+        &self,
+        decide: impl FnOnce(&QueueState) -> Result<(Vec<Change>, T), ApiError>,
+    ) -> Result<T, ApiError> {
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let (changes, out) = decide(&inner.state)?;
+        let QueueInner { state, log } = &mut *inner;
+        log.record(&changes, state)?;
+        for change in &changes {
+            state.apply(change);
+        }
+        Ok(out)
+    }
+
+    /// Reads the state.
+    pub fn read<T>(&self, look: impl FnOnce(&QueueState) -> T) -> T {
+        look(
+            &self
+                .inner
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .state,
+        )
+    }
+}
+
+/// The queues of a broker, opened on first use.
+pub struct Queues {
+    dir: PathBuf,
+    sync: bool,
+    open: Mutex<HashMap<String, Arc<Queue>>>,
+}
+
+impl Queues {
+    /// The queues whose files are in `dir`; `sync` syncs every change (`Fsync` durability).
+    pub fn new(dir: PathBuf, sync: bool) -> Self {
+        Self {
+            dir,
+            sync,
+            open: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn path(&self, id: &str) -> PathBuf {
+        self.dir.join(format!("{id}.log"))
+    }
+
+    /// Starts the state of a new queue.
+    pub fn create(&self, id: &str, state: QueueState) -> Result<Arc<Queue>, QueueError> {
+        std::fs::create_dir_all(&self.dir).map_err(|source| QueueError::Io {
+            path: self.dir.display().to_string(),
+            source,
+        })?;
+        let log = ChangeLog::create(&self.path(id), &state, self.sync)?;
+        let queue = Arc::new(Queue::new(state, log));
+        self.open
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id.to_owned(), queue.clone());
+        Ok(queue)
+    }
+
+    /// A queue's state, loaded from its file the first time.
+    pub fn get(&self, id: &str) -> Result<Arc<Queue>, QueueError> {
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(queue) = open.get(id) {
+            return Ok(queue.clone());
+        }
+        let (log, state) = ChangeLog::load(&self.path(id), self.sync)?;
+        let queue = Arc::new(Queue::new(state, log));
+        open.insert(id.to_owned(), queue.clone());
+        Ok(queue)
+    }
+
+    /// Forgets a deleted queue and removes its file.
+    pub fn remove(&self, id: &str) {
+        self.open
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(id);
+        let _ = std::fs::remove_file(self.path(id));
+    }
+}

@@ -1,0 +1,441 @@
+"""Kinesis queues through boto3 (whose model has the queue operations) against brook broker
+processes this script starts: competing consumers, visibility timeouts, dead letters and
+restore, long polling, a queue across a reshard, and the queue's state after `kill -9`."""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+import boto3
+from botocore.exceptions import ClientError
+
+BROOK = os.environ.get("BROOK", "target/debug/brook")
+passed = 0
+failed = 0
+
+
+def check(name, ok, detail=""):
+    global passed, failed
+    if ok:
+        passed += 1
+    else:
+        failed += 1
+        print(f"FAIL {name}: {detail}", file=sys.stderr)
+
+
+def conforms(value, shape, path, problems):
+    """Appends to `problems` where `value` (as botocore parsed it) breaks the model's `shape`."""
+    kind = shape.type_name
+    if kind == "structure":
+        if not isinstance(value, dict):
+            problems.append(f"{path}: not a structure")
+            return
+        for name in shape.required_members:
+            if name not in value:
+                problems.append(f"{path}.{name}: required, missing")
+        for name, member in value.items():
+            if name == "ResponseMetadata":
+                continue
+            if name not in shape.members:
+                problems.append(f"{path}.{name}: not in the model")
+            else:
+                conforms(member, shape.members[name], f"{path}.{name}", problems)
+    elif kind == "list":
+        if not isinstance(value, list):
+            problems.append(f"{path}: not a list")
+            return
+        for i, item in enumerate(value):
+            conforms(item, shape.member, f"{path}[{i}]", problems)
+    elif kind == "map":
+        if not isinstance(value, dict):
+            problems.append(f"{path}: not a map")
+    elif kind == "string":
+        if not isinstance(value, str) or (shape.enum and value not in shape.enum):
+            problems.append(f"{path}: {value!r} is not a string of the shape")
+    elif kind in ("integer", "long"):
+        if not isinstance(value, int) or isinstance(value, bool):
+            problems.append(f"{path}: {value!r} is not an integer")
+    elif kind == "timestamp":
+        if not hasattr(value, "timestamp"):
+            problems.append(f"{path}: {value!r} is not a timestamp")
+    elif kind == "blob":
+        if not isinstance(value, (bytes, bytearray)):
+            problems.append(f"{path}: not a blob")
+
+
+QUEUE_OPERATIONS_ANSWERED = set()
+
+
+def check_output_shape(http_response, parsed, model, **_):
+    """Every answer of a queue operation has the output shape the model documents."""
+    if "Queue" not in model.name or http_response.status_code != 200:
+        return
+    QUEUE_OPERATIONS_ANSWERED.add(model.name)
+    problems = []
+    if model.output_shape is not None:
+        conforms(parsed, model.output_shape, model.name, problems)
+    check(f"queue output shape of {model.name}", not problems, problems)
+
+
+class Broker:
+    """A broker process on an ephemeral loopback port over `data_dir`."""
+
+    def __init__(self, data_dir, log_path, *extra):
+        self.log = open(log_path, "a")
+        self.process = subprocess.Popen(
+            [BROOK, "broker", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0",
+             "--data-dir", data_dir, "--stream-transition-ms", "0", *extra],
+            stdout=subprocess.PIPE, stderr=self.log, text=True)
+        first = self.process.stdout.readline()
+        found = re.findall(r"https?://[0-9.:]+", first)
+        if len(found) < 2:
+            raise RuntimeError(f"the broker did not start: {first!r}")
+        self.endpoint, self.metrics = found[0], found[1]
+        # Keep draining stdout so the broker never blocks on a full pipe.
+        threading.Thread(target=self.process.stdout.read, daemon=True).start()
+
+    def client(self):
+        client = boto3.client("kinesis", endpoint_url=self.endpoint, region_name="us-east-1",
+                              aws_access_key_id="AKIDEXAMPLE", aws_secret_access_key="secret")
+        client.meta.events.register("after-call.kinesis", check_output_shape)
+        return client
+
+    def kill_9(self):
+        self.process.kill()
+        self.process.wait()
+
+    def stop(self):
+        self.process.terminate()
+        self.process.wait()
+
+
+def error_code(call):
+    try:
+        call()
+    except ClientError as error:
+        return error.response["Error"]["Code"]
+    return None
+
+
+def on_demand_stream(kinesis, name):
+    kinesis.create_stream(StreamName=name, StreamModeDetails={"StreamMode": "ON_DEMAND"})
+    kinesis.get_waiter("stream_exists").wait(StreamName=name, WaiterConfig={"Delay": 1})
+    return kinesis.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]["StreamARN"]
+
+
+def create_queue(kinesis, name, stream_arn, position="TRIM_HORIZON", **attributes):
+    queue = kinesis.create_queue(
+        QueueName=name,
+        StreamConfigurationList=[{"StreamARN": stream_arn, "StartingPosition": {"Type": position}}],
+        **({"QueueAttributes": attributes} if attributes else {}))["QueueDescription"]
+    while queue["QueueStatus"] != "ACTIVE":
+        queue = kinesis.describe_queue(QueueARN=queue["QueueARN"])["QueueDescription"]
+    return queue["QueueARN"]
+
+
+def put(kinesis, stream, count, prefix):
+    sequences = {}
+    for i in range(count):
+        answer = kinesis.put_record(StreamName=stream, PartitionKey=f"{prefix}-{i % 7}",
+                                    Data=f"{prefix}-{i}".encode())
+        sequences[answer["SequenceNumber"]] = f"{prefix}-{i}"
+    return sequences
+
+
+def receive(kinesis, queue_arn, wait=1, **options):
+    return kinesis.receive_queue_records(QueueARN=queue_arn, WaitTimeSeconds=wait,
+                                         **options)["QueueRecords"]
+
+
+def ack(kinesis, queue_arn, records):
+    return kinesis.acknowledge_queue_records(
+        QueueARN=queue_arn, Entries=[{"ReceiptHandle": r["ReceiptHandle"]} for r in records])
+
+
+def queue_definition(kinesis, stream_arn):
+    queue_arn = create_queue(kinesis, "orders", stream_arn, VisibilityTimeoutSeconds=45,
+                             DeadLetterConfiguration={"TargetType": "BUILT_IN", "MaxReceiveCount": 3})
+    described = kinesis.describe_queue(QueueARN=queue_arn)["QueueDescription"]
+    check("queue describe", described["QueueName"] == "orders"
+          and described["QueueAttributes"]["VisibilityTimeoutSeconds"] == 45
+          and described["QueueAttributes"]["DeadLetterConfiguration"] == {"TargetType": "BUILT_IN", "MaxReceiveCount": 3}
+          and described["StreamConfigurationList"][0]["StreamARN"] == stream_arn, described)
+    listed = kinesis.list_queues(StreamFilter=[{"StreamARN": stream_arn}])["QueueSummaries"]
+    check("queue list", [q["QueueARN"] for q in listed] == [queue_arn], listed)
+    updated = kinesis.update_queue(QueueARN=queue_arn, QueueAttributes={"VisibilityTimeoutSeconds": 30})
+    check("queue update", updated["QueueDescription"]["QueueAttributes"]["VisibilityTimeoutSeconds"] == 30
+          and updated["QueueDescription"]["QueueAttributes"]["DeadLetterConfiguration"]["MaxReceiveCount"] == 3,
+          updated["QueueDescription"])
+    kinesis.tag_resource(ResourceARN=queue_arn, Tags={"team": "billing"})
+    tags = kinesis.list_tags_for_resource(ResourceARN=queue_arn)["Tags"]
+    check("queue tags", tags == [{"Key": "team", "Value": "billing"}], tags)
+    check("queue name taken", error_code(lambda: create_queue(kinesis, "orders", stream_arn)) == "ResourceInUseException")
+    check("queue stream with queues not deleted",
+          error_code(lambda: kinesis.delete_stream(StreamName="queued")) == "ResourceInUseException")
+    return queue_arn
+
+
+def competing_consumers(broker, kinesis, queue_arn):
+    written = put(kinesis, "queued", 300, "work")
+    received = []
+    lock = threading.Lock()
+
+    def consume():
+        client = broker.client()
+        while True:
+            with lock:
+                if len(received) >= len(written):
+                    return
+            records = receive(client, queue_arn)
+            if not records:
+                continue
+            answer = ack(client, queue_arn, records)
+            with lock:
+                received.extend(r["RecordId"] for r in records)
+            if answer["Failed"]:
+                check("queue acknowledgement", False, answer["Failed"])
+
+    workers = [threading.Thread(target=consume) for _ in range(4)]
+    deadline = time.time() + 120
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(max(0, deadline - time.time()))
+    check("queue competing consumers receive every record once",
+          sorted(received) == sorted(written), f"{len(received)} received of {len(written)}, "
+          f"{len(received) - len(set(received))} twice")
+    check("queue empty after acknowledgements", receive(kinesis, queue_arn) == [])
+
+
+def visibility(kinesis, queue_arn):
+    put(kinesis, "queued", 1, "visible")
+    first = receive(kinesis, queue_arn, wait=5)
+    check("queue receive one", len(first) == 1 and first[0]["ReceiveCount"] == 1, first)
+    check("queue in flight record invisible", receive(kinesis, queue_arn) == [])
+    kinesis.update_queue_records_visibility(
+        QueueARN=queue_arn, Entries=[{"ReceiptHandle": first[0]["ReceiptHandle"], "VisibilityTimeoutSeconds": 0}])
+    again = receive(kinesis, queue_arn, wait=5)
+    check("queue visible again after visibility 0",
+          [r["RecordId"] for r in again] == [first[0]["RecordId"]] and again[0]["ReceiveCount"] == 2
+          and again[0]["ReceiptHandle"] != first[0]["ReceiptHandle"]
+          and again[0]["FirstReceiveTimestamp"] == first[0]["FirstReceiveTimestamp"], again)
+    stale = ack(kinesis, queue_arn, first)
+    check("queue stale receipt refused per entry",
+          stale["Successful"] == [] and stale["Failed"][0]["ErrorCode"] == "InvalidArgumentException", stale)
+    # A short timeout: the long poll returns once it passes, with the record again.
+    kinesis.update_queue_records_visibility(
+        QueueARN=queue_arn, Entries=[{"ReceiptHandle": again[0]["ReceiptHandle"], "VisibilityTimeoutSeconds": 1}])
+    started = time.time()
+    third = receive(kinesis, queue_arn, wait=10)
+    check("queue record reappears after its visibility timeout",
+          [r["RecordId"] for r in third] == [first[0]["RecordId"]] and third[0]["ReceiveCount"] == 3
+          and time.time() - started >= 0.5, (third, time.time() - started))
+    check("queue acknowledge", ack(kinesis, queue_arn, third)["Successful"] != [])
+
+
+def dead_letters(kinesis, stream_arn):
+    queue_arn = create_queue(kinesis, "retries", stream_arn, position="LATEST",
+                             DeadLetterConfiguration={"TargetType": "BUILT_IN", "MaxReceiveCount": 2})
+    put(kinesis, "queued", 2, "poison")
+    counts = []
+    for _ in range(2):
+        records = receive(kinesis, queue_arn, wait=5, VisibilityTimeoutSeconds=0)
+        counts.append(sorted(r["ReceiveCount"] for r in records))
+    check("queue redelivered up to MaxReceiveCount", counts == [[1, 1], [2, 2]], counts)
+    check("queue dead letters leave the queue", receive(kinesis, queue_arn) == [])
+    dead = kinesis.receive_dead_letter_queue_records(QueueARN=queue_arn, WaitTimeSeconds=5)["QueueRecords"]
+    check("queue dead letters received", len(dead) == 2, dead)
+    kinesis.update_dead_letter_queue_records_visibility(
+        QueueARN=queue_arn, Entries=[{"ReceiptHandle": dead[1]["ReceiptHandle"], "VisibilityTimeoutSeconds": 0}])
+    seen_again = kinesis.receive_dead_letter_queue_records(QueueARN=queue_arn, WaitTimeSeconds=5)["QueueRecords"]
+    check("queue dead letter visible again after its visibility change",
+          [r["RecordId"] for r in seen_again] == [dead[1]["RecordId"]], seen_again)
+    dead[1] = seen_again[0] if seen_again else dead[1]
+    normal_ack = ack(kinesis, queue_arn, dead[:1])
+    check("queue dead letter not acknowledged as a queue record", normal_ack["Failed"] != [], normal_ack)
+    restored = kinesis.restore_dead_letter_queue_records(
+        QueueARN=queue_arn, Entries=[{"ReceiptHandle": dead[0]["ReceiptHandle"]}])
+    check("queue restore", len(restored["Successful"]) == 1, restored)
+    back = receive(kinesis, queue_arn, wait=5)
+    check("queue restored record received from count 1",
+          [r["RecordId"] for r in back] == [dead[0]["RecordId"]] and back[0]["ReceiveCount"] == 1, back)
+    ack(kinesis, queue_arn, back)
+    done = kinesis.acknowledge_dead_letter_queue_records(
+        QueueARN=queue_arn, Entries=[{"ReceiptHandle": dead[1]["ReceiptHandle"]}])
+    check("queue dead letter acknowledged", len(done["Successful"]) == 1, done)
+    check("queue no dead letters left",
+          kinesis.receive_dead_letter_queue_records(QueueARN=queue_arn, WaitTimeSeconds=1)["QueueRecords"] == [])
+    kinesis.delete_queue(QueueARN=queue_arn)
+    gone = None
+    for _ in range(200):
+        gone = error_code(lambda: kinesis.describe_queue(QueueARN=queue_arn))
+        if gone:
+            break
+        time.sleep(0.05)
+    check("queue deleted", gone == "ResourceNotFoundException", gone)
+
+
+def drain(kinesis, queue_arn):
+    while True:
+        records = receive(kinesis, queue_arn, wait=1, VisibilityTimeoutSeconds=0)
+        if not records:
+            return
+        ack(kinesis, queue_arn, records)
+
+
+def long_polling(broker, kinesis, queue_arn):
+    drain(kinesis, queue_arn)
+    answer = {}
+
+    def wait_for_record():
+        started = time.time()
+        answer["records"] = receive(broker.client(), queue_arn, wait=20)
+        answer["seconds"] = time.time() - started
+
+    waiter = threading.Thread(target=wait_for_record)
+    waiter.start()
+    put(kinesis, "queued", 1, "polled")
+    waiter.join(30)
+    records = answer.get("records", [])
+    check("queue long poll returns early with the record",
+          len(records) == 1 and answer["seconds"] < 15, answer)
+    ack(kinesis, queue_arn, records)
+
+
+def across_a_reshard(kinesis, queue_arn):
+    drain(kinesis, queue_arn)
+    shards = kinesis.list_shards(StreamName="queued")["Shards"]
+    parent = shards[0]
+    low, high = int(parent["HashKeyRange"]["StartingHashKey"]), int(parent["HashKeyRange"]["EndingHashKey"])
+    before = {}
+    for i in range(10):
+        answer = kinesis.put_record(StreamName="queued", PartitionKey="x", ExplicitHashKey=str(low + i),
+                                    Data=b"before split")
+        before[answer["SequenceNumber"]] = True
+    kinesis.split_shard(StreamName="queued", ShardToSplit=parent["ShardId"],
+                        NewStartingHashKey=str((low + high) // 2))
+    kinesis.get_waiter("stream_exists").wait(StreamName="queued", WaiterConfig={"Delay": 1})
+    after = {}
+    for i in range(10):
+        answer = kinesis.put_record(StreamName="queued", PartitionKey="x", ExplicitHashKey=str(low + i),
+                                    Data=b"after split")
+        after[answer["SequenceNumber"]] = True
+    got = []
+    for _ in range(20):
+        records = receive(kinesis, queue_arn)
+        ack(kinesis, queue_arn, records)
+        got.extend(r["RecordId"] for r in records)
+        if len(got) >= 20:
+            break
+    check("queue across a reshard: parent's then children's records",
+          sorted(got) == sorted(list(before) + list(after)), got)
+    parent_ids = set(before)
+    first_child = min((i for i, r in enumerate(got) if r in after), default=len(got))
+    check("queue follows the lineage", all(r in parent_ids for r in got[:first_child])
+          and first_child == len(before), got)
+
+
+def retention_expiry(work):
+    broker = Broker(os.path.join(work, "clocked"), os.path.join(work, "clocked.log"), "--test-clock")
+    try:
+        kinesis = broker.client()
+        stream_arn = on_demand_stream(kinesis, "aging")
+        queue_arn = create_queue(kinesis, "aging-q", stream_arn)
+        put(kinesis, "aging", 3, "old")
+        in_flight = receive(kinesis, queue_arn, wait=5, Limit=1, VisibilityTimeoutSeconds=60)
+        check("queue retention: one record in flight", len(in_flight) == 1, in_flight)
+        # 25 hours later every one of them is past the stream's 24-hour retention: neither the
+        # one in flight nor the two never received are delivered.
+        urllib.request.urlopen(urllib.request.Request(
+            f"{broker.metrics}/debug/advance-clock?ms={25 * 3600 * 1000}", method="POST"))
+        check("queue retention: expired records are not delivered", receive(kinesis, queue_arn) == [])
+        fresh = put(kinesis, "aging", 1, "new")
+        check("queue retention: a new record still is",
+              [r["RecordId"] for r in receive(kinesis, queue_arn, wait=5)] == list(fresh))
+    finally:
+        broker.stop()
+
+
+def state_after_kill_9(work):
+    data = os.path.join(work, "killed")
+    broker = Broker(data, os.path.join(work, "killed.log"))
+    kinesis = broker.client()
+    stream_arn = on_demand_stream(kinesis, "durable")
+    queue_arn = create_queue(kinesis, "durable-q", stream_arn,
+                             DeadLetterConfiguration={"TargetType": "BUILT_IN", "MaxReceiveCount": 1})
+    written = put(kinesis, "durable", 30, "kept")
+    taken = []
+    while len(taken) < 20:
+        taken.extend(receive(kinesis, queue_arn, wait=5, Limit=10, VisibilityTimeoutSeconds=600))
+    acknowledged, in_flight = taken[:10], taken[10:20]
+    ack(kinesis, queue_arn, acknowledged)
+    # One record becomes a dead letter: received once (the maximum) and visible again.
+    poison = receive(kinesis, queue_arn, wait=5, Limit=1, VisibilityTimeoutSeconds=0)
+    check("queue dead letter before the kill",
+          len(kinesis.receive_dead_letter_queue_records(QueueARN=queue_arn, WaitTimeSeconds=5,
+                                                        VisibilityTimeoutSeconds=0)["QueueRecords"]) == 1)
+    broker.kill_9()
+
+    broker = Broker(data, os.path.join(work, "killed.log"))
+    kinesis = broker.client()
+    rest = []
+    while True:
+        records = receive(kinesis, queue_arn, wait=1)
+        if not records:
+            break
+        rest.extend(records)
+        ack(kinesis, queue_arn, records)
+    taken_ids = {r["RecordId"] for r in taken} | {r["RecordId"] for r in poison}
+    check("queue after kill -9: acknowledged and in-flight records not delivered again",
+          sorted(r["RecordId"] for r in rest) == sorted(set(written) - taken_ids),
+          (len(rest), len(set(written) - taken_ids)))
+    resumed = ack(kinesis, queue_arn, in_flight)
+    check("queue after kill -9: receipts of in-flight records still acknowledge",
+          len(resumed["Successful"]) == 10, resumed)
+    dead = kinesis.receive_dead_letter_queue_records(QueueARN=queue_arn, WaitTimeSeconds=5)["QueueRecords"]
+    check("queue after kill -9: the dead letter is still one",
+          [r["RecordId"] for r in dead] == [r["RecordId"] for r in poison], dead)
+    broker.stop()
+
+
+def main():
+    work = tempfile.mkdtemp(prefix="brook-queues-")
+    broker = Broker(os.path.join(work, "data"), os.path.join(work, "broker.log"))
+    try:
+        kinesis = broker.client()
+        kinesis.create_stream(StreamName="fixed", ShardCount=1)
+        kinesis.get_waiter("stream_exists").wait(StreamName="fixed", WaiterConfig={"Delay": 1})
+        fixed_arn = kinesis.describe_stream_summary(StreamName="fixed")["StreamDescriptionSummary"]["StreamARN"]
+        check("queue refused on a provisioned stream",
+              error_code(lambda: create_queue(kinesis, "nope", fixed_arn)) == "InvalidArgumentException")
+        stream_arn = on_demand_stream(kinesis, "queued")
+        queue_arn = queue_definition(kinesis, stream_arn)
+        competing_consumers(broker, kinesis, queue_arn)
+        visibility(kinesis, queue_arn)
+        dead_letters(kinesis, stream_arn)
+        long_polling(broker, kinesis, queue_arn)
+        across_a_reshard(kinesis, queue_arn)
+        state_after_kill_9(work)
+        retention_expiry(work)
+        queue_operations = {name for name in kinesis.meta.service_model.operation_names if "Queue" in name}
+        check("queue every queue operation of the model answered and checked",
+              len(queue_operations) == 12 and QUEUE_OPERATIONS_ANSWERED == queue_operations,
+              sorted(queue_operations - QUEUE_OPERATIONS_ANSWERED))
+    finally:
+        broker.stop()
+        if failed:
+            for name in sorted(os.listdir(work)):
+                if name.endswith(".log"):
+                    print(open(os.path.join(work, name)).read()[-3000:], file=sys.stderr)
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"queues (boto3): {passed} passed, {failed} failed")
+    sys.exit(1 if failed else 0)
+
+
+main()
