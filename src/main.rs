@@ -409,6 +409,10 @@ struct BenchArgs {
     /// and the added latency of a forwarded request and of the gateway.
     #[arg(long, conflicts_with = "put_record_only")]
     cluster_only: bool,
+    /// Only the queue workloads: receive-and-acknowledge throughput of 8 consumers, and the
+    /// latency from PutRecord to a long-polling consumer.
+    #[arg(long, conflicts_with_all = ["put_record_only", "cluster_only"])]
+    queue_only: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -493,6 +497,7 @@ fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
         work_dir: args.work_dir.unwrap_or_else(brook::bench::default_work_dir),
         put_record_only: args.put_record_only,
         cluster_only: args.cluster_only,
+        queue_only: args.queue_only,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod compare;
 pub mod fanout;
 pub mod noop;
+pub mod queue;
 pub mod single;
 
 use std::net::SocketAddr;
@@ -45,6 +46,8 @@ pub struct BenchOptions {
     pub put_record_only: bool,
     /// Only the cluster workloads (three broker processes against one).
     pub cluster_only: bool,
+    /// Only the queue workloads.
+    pub queue_only: bool,
 }
 
 /// A `brook broker` (or `brook gateway`) process, stopped when dropped.
@@ -331,6 +334,15 @@ pub async fn run_durability(
         mib_per_second: mibps,
         latency_ms: None,
     };
+    if options.queue_only || !options.put_record_only {
+        rows.push(queue::throughput(address, 8, seconds, durability).await?);
+        rows.push(queue::receive_latency(address, 100.0, seconds, durability).await?);
+    }
+    if options.queue_only {
+        drop(broker);
+        let _ = std::fs::remove_dir_all(options.work_dir.join(durability));
+        return Ok(rows);
+    }
     create_stream(address, "single", 4).await?;
     for producers in single::PRODUCER_COUNTS {
         let before = single::scrape(broker.metrics).await?;
@@ -441,7 +453,7 @@ pub async fn run(options: BenchOptions) -> Result<String, BenchError> {
         rows.extend(run_durability(&options, "fsync").await?);
         rows.extend(run_durability(&options, "async").await?);
     }
-    if !options.put_record_only {
+    if !options.put_record_only && !options.queue_only {
         rows.extend(cluster::run(&options).await?);
     }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
