@@ -4,6 +4,7 @@ use serde_json::Value;
 
 use crate::broker::iterator::IteratorCodec;
 use crate::broker::ops::consumers::parse_consumer_arn;
+use crate::broker::ops::queues::parse_queue_arn;
 use crate::broker::routing::stream_name_from_arn;
 
 /// Where the gateway sends a request.
@@ -20,6 +21,9 @@ pub enum Target {
 }
 
 fn stream_of_arn(arn: &str) -> Option<String> {
+    if let Some((stream, _)) = parse_queue_arn(arn) {
+        return Some(stream.to_owned());
+    }
     if let Some((stream_arn, _, _)) = parse_consumer_arn(arn) {
         return stream_name_from_arn(stream_arn).map(str::to_owned);
     }
@@ -36,11 +40,16 @@ pub fn target(operation: &str, body: &Value) -> Target {
         _ => {}
     }
     let text = |member: &str| body.get(member).and_then(Value::as_str);
+    // CreateQueue and ListQueues name their stream inside a list.
+    let listed = |pointer: &str| body.pointer(pointer).and_then(Value::as_str);
     let named = text("StreamName")
         .map(str::to_owned)
         .or_else(|| text("StreamARN").and_then(stream_of_arn))
         .or_else(|| text("ConsumerARN").and_then(stream_of_arn))
         .or_else(|| text("ResourceARN").and_then(stream_of_arn))
+        .or_else(|| text("QueueARN").and_then(stream_of_arn))
+        .or_else(|| listed("/StreamConfigurationList/0/StreamARN").and_then(stream_of_arn))
+        .or_else(|| listed("/StreamFilter/0/StreamARN").and_then(stream_of_arn))
         .or_else(|| {
             text("ShardIterator")
                 .and_then(IteratorCodec::peek)
@@ -71,6 +80,21 @@ mod tests {
     #[test]
     fn gateway_requests_are_routed_by_the_stream_they_name() {
         let cases = [
+            (
+                "ReceiveQueueRecords",
+                json!({"QueueARN": "arn:aws:kinesis:us-east-1:000000000000:queue/clicks/0a1b2c"}),
+                Target::Stream("clicks".into()),
+            ),
+            (
+                "CreateQueue",
+                json!({"QueueName": "q", "StreamConfigurationList": [{"StreamARN": "arn:aws:kinesis:us-east-1:000000000000:stream/clicks"}]}),
+                Target::Stream("clicks".into()),
+            ),
+            (
+                "ListQueues",
+                json!({"StreamFilter": [{"StreamARN": "arn:aws:kinesis:us-east-1:000000000000:stream/clicks"}]}),
+                Target::Stream("clicks".into()),
+            ),
             (
                 "PutRecords",
                 json!({"StreamName": "orders"}),

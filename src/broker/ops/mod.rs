@@ -5,7 +5,7 @@ mod admin;
 pub(crate) mod consumers;
 mod records;
 pub(crate) use records::check_put_records;
-mod queues;
+pub mod queues;
 pub mod reshard;
 mod streams;
 pub use streams::list_streams_token;

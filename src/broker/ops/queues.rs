@@ -4,7 +4,9 @@
 //! its decisions are in [`crate::broker::queue`]; this module reads the stream's records,
 //! long-polls, and speaks the wire shapes.
 //!
-//! ARNs: `arn:aws:kinesis:<region>:<account>:queue/<id>`, the id generated at creation.
+//! ARNs: `arn:aws:kinesis:<region>:<account>:queue/<stream>/<id>`, the id generated at
+//! creation; the stream's name in it lets a gateway route queue calls to the stream's
+//! brokers.
 //! Receipt handles name the queue, the record and its delivery, URL-safe base64.
 
 use std::collections::{BTreeMap, HashMap};
@@ -37,11 +39,17 @@ const DEFAULT_WAIT_S: u64 = 9;
 /// Most record bytes one receive reads from a shard.
 const MAX_READ_BYTES: u64 = 10 * 1024 * 1024;
 
-fn queue_arn(broker: &Broker, queue: &QueueRecord) -> String {
+fn queue_arn(broker: &Broker, stream: &str, queue: &QueueRecord) -> String {
     format!(
-        "arn:aws:kinesis:{}:{}:queue/{}",
+        "arn:aws:kinesis:{}:{}:queue/{stream}/{}",
         broker.settings.region, broker.settings.account, queue.id
     )
+}
+
+/// The stream name and queue id a queue ARN carries.
+pub fn parse_queue_arn(arn: &str) -> Option<(&str, &str)> {
+    let (_, path) = arn.split_once(":queue/")?;
+    path.split_once('/')
 }
 
 fn status(broker: &Broker, queue: &QueueRecord) -> &'static str {
@@ -55,26 +63,25 @@ fn status(broker: &Broker, queue: &QueueRecord) -> &'static str {
 }
 
 /// Finds a queue by ARN: its stream and definition.
-pub(super) fn find_queue(
+pub(crate) fn find_queue(
     broker: &Broker,
     arn: &str,
 ) -> Result<(Arc<LiveStream>, QueueRecord), ApiError> {
-    let id = arn.rsplit_once(":queue/").map(|(_, id)| id);
-    id.and_then(|id| {
-        broker.streams().into_iter().find_map(|stream| {
+    parse_queue_arn(arn)
+        .and_then(|(stream, id)| {
+            let stream = broker.stream(stream)?;
             let queue = stream.record.queues.iter().find(|q| q.id == id)?.clone();
             Some((stream, queue))
         })
-    })
-    .ok_or_else(|| {
-        ApiError::new(
-            ErrorKind::ResourceNotFound,
-            format!(
-                "Queue {arn} under account {} not found.",
-                broker.settings.account
-            ),
-        )
-    })
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorKind::ResourceNotFound,
+                format!(
+                    "Queue {arn} under account {} not found.",
+                    broker.settings.account
+                ),
+            )
+        })
 }
 
 fn describe(broker: &Broker, stream: &LiveStream, queue: &QueueRecord) -> Value {
@@ -88,7 +95,7 @@ fn describe(broker: &Broker, stream: &LiveStream, queue: &QueueRecord) -> Value 
     };
     json!({
         "QueueName": queue.name,
-        "QueueARN": queue_arn(broker, queue),
+        "QueueARN": queue_arn(broker, &stream.record.name, queue),
         "QueueStatus": status(broker, queue),
         "QueueCreationTimestamp": queue.created_ms as f64 / 1000.0,
         "StreamConfigurationList": [{"StreamARN": stream.arn, "StartingPosition": position}],
@@ -362,7 +369,7 @@ pub(super) fn list_queues(broker: &Arc<Broker>, body: &[u8]) -> Result<Vec<u8>, 
         .map(|(stream, queue)| {
             json!({
                 "QueueName": queue.name,
-                "QueueARN": queue_arn(broker, queue),
+                "QueueARN": queue_arn(broker, &stream.record.name, queue),
                 "QueueStatus": status(broker, queue),
                 "QueueCreationTimestamp": queue.created_ms as f64 / 1000.0,
                 "Streams": [{

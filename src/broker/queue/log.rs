@@ -1,12 +1,18 @@
 //! A queue's state on disk: one file of JSON lines, a snapshot of the whole state first, then
-//! every change since, appended (and synced, with `Fsync` durability) before the change takes
-//! effect. A torn last line — a crash mid-append — is dropped on load: its change was never
-//! answered. When the changes outnumber the outstanding records by far, the file is rewritten
-//! as one snapshot (a temporary file, synced, renamed over it).
+//! every change since, appended before the change takes effect and synced (with `Fsync`
+//! durability) before the call that made it is answered. Syncs are shared: a caller whose
+//! lines a sync that started after their write covers does not sync again, and no caller
+//! holds the queue while it waits (group commit, as the shard journal does).
+//!
+//! Only lines written after the last completed sync can be damaged by a crash, and no call
+//! that wrote them was answered: loading stops at the first line that does not parse (with a
+//! warning if lines follow it). When the changes outnumber the outstanding records by far,
+//! the file is rewritten as one snapshot (a temporary file, synced, renamed over it).
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
 use serde::{Deserialize, Serialize};
 
@@ -27,8 +33,85 @@ enum Line {
 pub struct ChangeLog {
     path: PathBuf,
     file: File,
-    sync: bool,
     changes_since_snapshot: usize,
+    /// Writes so far (each a call's changes), numbered from 1.
+    writes: u64,
+    durability: Arc<Durability>,
+}
+
+/// Where the syncs of a queue's file stand; shared with the callers waiting for one.
+pub struct Durability {
+    sync: bool,
+    syncs: Mutex<SyncState>,
+    synced: Condvar,
+}
+
+struct SyncState {
+    /// The file the writes go to (replaced by a compaction).
+    file: Arc<File>,
+    /// The newest write.
+    written: u64,
+    /// The newest write a completed sync covers.
+    synced: u64,
+    /// A sync is running.
+    syncing: bool,
+    /// Why the file stopped taking writes: a failed sync (a retried one can lie).
+    failed: Option<String>,
+}
+
+impl Durability {
+    fn new(sync: bool, file: Arc<File>) -> Self {
+        Self {
+            sync,
+            syncs: Mutex::new(SyncState {
+                file,
+                written: 0,
+                synced: 0,
+                syncing: false,
+                failed: None,
+            }),
+            synced: Condvar::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, SyncState> {
+        self.syncs.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Returns once write `number` is synced: by a sync this call runs, or by one another
+    /// caller started after the write.
+    pub fn wait_synced(&self, number: u64, path: &Path) -> Result<(), QueueError> {
+        let mut state = self.lock();
+        loop {
+            if let Some(reason) = &state.failed {
+                return Err(QueueError::Io {
+                    path: path.display().to_string(),
+                    source: std::io::Error::other(reason.clone()),
+                });
+            }
+            if state.synced >= number {
+                return Ok(());
+            }
+            if state.syncing {
+                state = self
+                    .synced
+                    .wait(state)
+                    .unwrap_or_else(PoisonError::into_inner);
+                continue;
+            }
+            state.syncing = true;
+            let (target, file) = (state.written, state.file.clone());
+            drop(state);
+            let outcome = file.sync_data();
+            state = self.lock();
+            state.syncing = false;
+            match outcome {
+                Ok(()) => state.synced = state.synced.max(target),
+                Err(error) => state.failed = Some(error.to_string()),
+            }
+            self.synced.notify_all();
+        }
+    }
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> QueueError + '_ {
@@ -42,7 +125,17 @@ impl ChangeLog {
     /// Creates the file of a new queue with its starting state.
     pub fn create(path: &Path, state: &QueueState, sync: bool) -> Result<Self, QueueError> {
         write_snapshot(path, state)?;
-        Self::open_append(path, sync, 0)
+        Self::open_append(path, sync, None, 0)
+    }
+
+    /// Where this file's syncs stand.
+    pub fn durability(&self) -> Arc<Durability> {
+        self.durability.clone()
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// Loads a queue's state from its file and opens it for appending.
@@ -50,10 +143,9 @@ impl ChangeLog {
         let file = File::open(path).map_err(io(path))?;
         let mut state = None;
         let mut changes = 0;
-        let mut lines = BufReader::new(file).lines().peekable();
+        let mut lines = BufReader::new(file).lines();
         while let Some(line) = lines.next() {
             let line = line.map_err(io(path))?;
-            let last = lines.peek().is_none();
             match serde_json::from_str::<Line>(&line) {
                 Ok(Line::Snapshot(snapshot)) => state = Some(snapshot),
                 Ok(Line::Change(change)) => {
@@ -62,13 +154,14 @@ impl ChangeLog {
                         changes += 1;
                     }
                 }
-                // A crash mid-append leaves a torn last line; its change was never answered.
-                Err(_) if last => break,
+                // A crash can damage only lines no completed sync covered, whose calls were
+                // never answered: the log ends here.
                 Err(error) => {
-                    return Err(QueueError::Corrupt {
-                        path: path.display().to_string(),
-                        reason: error.to_string(),
-                    });
+                    let dropped = lines.count();
+                    if dropped > 0 {
+                        tracing::warn!(path = %path.display(), %error, dropped, "a queue state file ends at a damaged line; the lines after it are dropped");
+                    }
+                    break;
                 }
             }
         }
@@ -77,38 +170,71 @@ impl ChangeLog {
             reason: "no snapshot".into(),
         })?;
         state.reindex();
-        let mut log = Self::open_append(path, sync, changes)?;
+        let mut log = Self::open_append(path, sync, None, changes)?;
         // Start from a clean file: a torn tail must not sit before the next appends.
         log.compact(&state)?;
         Ok((log, state))
     }
 
-    fn open_append(path: &Path, sync: bool, changes: usize) -> Result<Self, QueueError> {
+    /// Opens `path` for appending; a reopened file (after a compaction) keeps its
+    /// `durability`, marked synced, since the snapshot is.
+    fn open_append(
+        path: &Path,
+        sync: bool,
+        durability: Option<(Arc<Durability>, u64)>,
+        changes: usize,
+    ) -> Result<Self, QueueError> {
         let file = OpenOptions::new()
             .append(true)
             .open(path)
             .map_err(io(path))?;
+        let shared = Arc::new(file.try_clone().map_err(io(path))?);
+        let (durability, writes) = match durability {
+            Some((durability, writes)) => {
+                let mut state = durability.lock();
+                state.file = shared;
+                state.synced = state.synced.max(writes);
+                drop(state);
+                durability.synced.notify_all();
+                (durability, writes)
+            }
+            None => (Arc::new(Durability::new(sync, shared)), 0),
+        };
         Ok(Self {
             path: path.to_path_buf(),
             file,
-            sync,
             changes_since_snapshot: changes,
+            writes,
+            durability,
         })
     }
 
-    /// Makes `changes` durable (written, and synced with `Fsync` durability); `state` is the
-    /// state before them, used when the file is rewritten instead.
-    pub fn record(&mut self, changes: &[Change], state: &QueueState) -> Result<(), QueueError> {
-        if changes.is_empty() {
-            return Ok(());
+    /// Writes `changes` (`state` is the state before them, used when the file is rewritten
+    /// instead); returns the write's number when the caller must still wait for its sync
+    /// ([`Durability::wait_synced`]) before answering.
+    pub fn record(
+        &mut self,
+        changes: &[Change],
+        state: &QueueState,
+    ) -> Result<Option<u64>, QueueError> {
+        if let Some(reason) = &self.durability.lock().failed {
+            return Err(QueueError::Io {
+                path: self.path.display().to_string(),
+                source: std::io::Error::other(reason.clone()),
+            });
         }
+        if changes.is_empty() {
+            return Ok(None);
+        }
+        self.writes += 1;
         if self.changes_since_snapshot + changes.len() > COMPACT_AFTER + 2 * state.outstanding.len()
         {
             let mut next = state.clone();
             for change in changes {
                 next.apply(change);
             }
-            return self.compact(&next);
+            self.compact(&next)?;
+            return Ok(None);
         }
         let mut text = String::new();
         for change in changes {
@@ -124,17 +250,21 @@ impl ChangeLog {
         self.file
             .write_all(text.as_bytes())
             .map_err(io(&self.path))?;
-        if self.sync {
-            self.file.sync_data().map_err(io(&self.path))?;
-        }
         self.changes_since_snapshot += changes.len();
-        Ok(())
+        self.durability.lock().written = self.writes;
+        Ok(self.durability.sync.then_some(self.writes))
     }
 
     /// Rewrites the file as one snapshot of `state`.
     fn compact(&mut self, state: &QueueState) -> Result<(), QueueError> {
         write_snapshot(&self.path, state)?;
-        *self = Self::open_append(&self.path, self.sync, 0)?;
+        let sync = self.durability.sync;
+        *self = Self::open_append(
+            &self.path,
+            sync,
+            Some((self.durability.clone(), self.writes)),
+            0,
+        )?;
         Ok(())
     }
 }
@@ -199,7 +329,7 @@ mod tests {
     }
 
     #[test]
-    fn a_damaged_line_before_the_end_is_an_error() {
+    fn a_damaged_line_ends_the_log() {
         let path = temp_path("damaged");
         let state = QueueState::default();
         let mut log = ChangeLog::create(&path, &state, false).expect("create");
@@ -211,10 +341,10 @@ mod tests {
             text.replace("Cursor", "Cursxr") + "{\"Change\":{\"Cursor\":[0,2]}}\n",
         )
         .expect("write");
-        assert!(matches!(
-            ChangeLog::load(&path, false),
-            Err(QueueError::Corrupt { .. })
-        ));
+        // Lines after the damaged one were written after the last completed sync: their
+        // calls were never answered.
+        let (_, loaded) = ChangeLog::load(&path, false).expect("load");
+        assert_eq!(loaded.cursor(0), 0);
         let _ = std::fs::remove_dir_all(path.parent().expect("dir"));
     }
 }

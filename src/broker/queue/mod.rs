@@ -72,18 +72,26 @@ impl Queue {
         }
     }
 
-    /// Runs a decision on the state: the changes it returns are made durable and then
-    /// applied, in one step no other request interleaves with.
+    /// Runs a decision on the state: the changes it returns are written and applied in one
+    /// step no other request interleaves with, and durable when this returns.
     pub fn update<T>(
         &self,
         decide: impl FnOnce(&QueueState) -> Result<(Vec<Change>, T), ApiError>,
     ) -> Result<T, ApiError> {
-        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        let (changes, out) = decide(&inner.state)?;
-        let QueueInner { state, log } = &mut *inner;
-        log.record(&changes, state)?;
-        for change in &changes {
-            state.apply(change);
+        let (out, unsynced, durability, path) = {
+            let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+            let (changes, out) = decide(&inner.state)?;
+            let QueueInner { state, log } = &mut *inner;
+            let unsynced = log.record(&changes, state)?;
+            for change in &changes {
+                state.apply(change);
+            }
+            (out, unsynced, log.durability(), log.path().to_path_buf())
+        };
+        // The sync is waited for without holding the queue: other calls write meanwhile,
+        // and one sync covers them all.
+        if let Some(number) = unsynced {
+            durability.wait_synced(number, &path)?;
         }
         Ok(out)
     }
