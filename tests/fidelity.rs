@@ -287,6 +287,44 @@ fn fidelity_the_embedded_model_is_the_aws_models_constraints() {
     );
 }
 
+#[test]
+fn fidelity_cbor_converts_every_blob_and_timestamp_member_of_the_aws_model() {
+    use brook::broker::protocol::cbor::{BLOB_MEMBERS, TIMESTAMP_MEMBERS};
+    // The embedded model keeps input shapes only; outputs (QueueCreationTimestamp, ...) are in
+    // botocore's whole model.
+    let members_of = r#"
+import gzip, json, os, botocore
+path = os.path.join(os.path.dirname(botocore.__file__), "data", "kinesis", "2013-12-02", "service-2.json.gz")
+shapes = json.load(gzip.open(path))["shapes"]
+found = {"timestamp": set(), "blob": set()}
+for shape in shapes.values():
+    for name, member in shape.get("members", {}).items():
+        kind = shapes[member["shape"]]["type"]
+        if kind in found:
+            found[kind].add(name)
+print(json.dumps({k: sorted(v) for k, v in found.items()}))
+"#;
+    let python = support::helm::python();
+    let output = std::process::Command::new(&python)
+        .args(["-c", members_of])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {} ({e})", python.display()));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let found: std::collections::BTreeMap<String, Vec<String>> =
+        serde_json::from_slice(&output.stdout).expect("members");
+    let sorted = |members: &[&str]| {
+        let mut members: Vec<String> = members.iter().map(|m| m.to_string()).collect();
+        members.sort();
+        members
+    };
+    assert_eq!(found["timestamp"], sorted(&TIMESTAMP_MEMBERS));
+    assert_eq!(found["blob"], sorted(&BLOB_MEMBERS));
+}
+
 #[tokio::test]
 async fn fidelity_shard_ids_are_resolved_by_the_number_after_their_last_hyphen() {
     let dir = TempDir::new("fidelity-shard-ids");

@@ -14,12 +14,15 @@ use super::{ApiError, ErrorKind};
 /// Content type of the CBOR protocol.
 pub const CONTENT_TYPE: &str = "application/x-amz-cbor-1.1";
 /// Members of blob shape in the Kinesis model.
-const BLOB_MEMBERS: [&str; 1] = ["Data"];
+pub const BLOB_MEMBERS: [&str; 1] = ["Data"];
 /// Members of timestamp shape in the Kinesis model.
-const TIMESTAMP_MEMBERS: [&str; 7] = [
+pub const TIMESTAMP_MEMBERS: [&str; 10] = [
     "ApproximateArrivalTimestamp",
     "StreamCreationTimestamp",
     "ConsumerCreationTimestamp",
+    "QueueCreationTimestamp",
+    "ChannelCreationTimestamp",
+    "FirstReceiveTimestamp",
     "Timestamp",
     "StartedAt",
     "EndedAt",
