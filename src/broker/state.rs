@@ -275,7 +275,7 @@ impl Broker {
             .cloned()
     }
 
-    /// Whether any stream or consumer has a resource policy.
+    /// Whether any stream, consumer or queue has a resource policy.
     pub fn has_policies(&self) -> bool {
         self.policies_present
             .load(std::sync::atomic::Ordering::Relaxed)
@@ -285,7 +285,9 @@ impl Broker {
     /// reads one flag instead of walking every stream.
     fn refresh_policy_flag(&self, live: &HashMap<String, Arc<LiveStream>>) {
         let present = live.values().any(|s| {
-            s.record.policy.is_some() || s.record.consumers.iter().any(|c| c.policy.is_some())
+            s.record.policy.is_some()
+                || s.record.consumers.iter().any(|c| c.policy.is_some())
+                || s.record.queues.iter().any(|q| q.policy.is_some())
         });
         self.policies_present
             .store(present, std::sync::atomic::Ordering::Relaxed);

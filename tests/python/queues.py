@@ -2,6 +2,7 @@
 processes this script starts: competing consumers, visibility timeouts, dead letters and
 restore, long polling, a queue across a reshard, and the queue's state after `kill -9`."""
 
+import json
 import os
 import re
 import shutil
@@ -100,9 +101,9 @@ class Broker:
         # Keep draining stdout so the broker never blocks on a full pipe.
         threading.Thread(target=self.process.stdout.read, daemon=True).start()
 
-    def client(self):
+    def client(self, key="AKIDEXAMPLE", secret="secret"):
         client = boto3.client("kinesis", endpoint_url=self.endpoint, region_name="us-east-1",
-                              aws_access_key_id="AKIDEXAMPLE", aws_secret_access_key="secret")
+                              aws_access_key_id=key, aws_secret_access_key=secret)
         client.meta.events.register("after-call.kinesis", check_output_shape)
         return client
 
@@ -341,6 +342,35 @@ def across_a_reshard(kinesis, queue_arn):
           and first_child == len(before), got)
 
 
+def queue_policies(work):
+    credentials = os.path.join(work, "credentials")
+    with open(credentials, "w") as f:
+        f.write("AKIDOWNER=owner-secret\nAKIDOTHER=other-secret\n")
+    broker = Broker(os.path.join(work, "signed"), os.path.join(work, "signed.log"),
+                    "--credentials", credentials)
+    try:
+        owner = broker.client("AKIDOWNER", "owner-secret")
+        other = broker.client("AKIDOTHER", "other-secret")
+        stream_arn = on_demand_stream(owner, "guarded")
+        queue_arn = create_queue(owner, "guarded-q", stream_arn)
+        owner.put_resource_policy(ResourceARN=queue_arn, Policy=json.dumps({
+            "Version": "2012-10-17",
+            "Statement": [
+                {"Effect": "Allow", "Principal": {"AWS": "AKIDOWNER"}, "Action": "kinesis:*", "Resource": "*"},
+                {"Effect": "Allow", "Principal": {"AWS": "AKIDOTHER"}, "Action": "kinesis:DescribeQueue", "Resource": queue_arn},
+            ]}))
+        put(owner, "guarded", 1, "guarded")
+        check("queue policy: the owner receives", len(receive(owner, queue_arn, wait=5)) == 1)
+        check("queue policy: another key describes",
+              other.describe_queue(QueueARN=queue_arn)["QueueDescription"]["QueueName"] == "guarded-q")
+        check("queue policy: another key may not receive",
+              error_code(lambda: receive(other, queue_arn)) == "AccessDeniedException")
+        check("queue policy: a wrong secret is refused",
+              error_code(lambda: receive(broker.client("AKIDOWNER", "wrong"), queue_arn)) is not None)
+    finally:
+        broker.stop()
+
+
 def retention_expiry(work):
     broker = Broker(os.path.join(work, "clocked"), os.path.join(work, "clocked.log"), "--test-clock")
     try:
@@ -423,6 +453,7 @@ def main():
         across_a_reshard(kinesis, queue_arn)
         state_after_kill_9(work)
         retention_expiry(work)
+        queue_policies(work)
         queue_operations = {name for name in kinesis.meta.service_model.operation_names if "Queue" in name}
         check("queue every queue operation of the model answered and checked",
               len(queue_operations) == 12 and QUEUE_OPERATIONS_ANSWERED == queue_operations,
