@@ -170,7 +170,16 @@ pub fn open(options: &BrokerOptions, fs: Arc<dyn FileSystem>) -> Result<Broker, 
     let mut catalog = Catalog::load(dir)?;
     let before = catalog.streams.len();
     catalog.streams.retain(|_, s| s.deleting_since_ms.is_none());
-    if catalog.streams.len() != before {
+    // Consumers and queues being deleted go too (their files with the queues' state are
+    // removed once the broker sees they are in no stream).
+    let mut finished = catalog.streams.len() != before;
+    for stream in catalog.streams.values_mut() {
+        let (consumers, queues) = (stream.consumers.len(), stream.queues.len());
+        stream.consumers.retain(|c| c.deleting_since_ms.is_none());
+        stream.queues.retain(|q| q.deleting_since_ms.is_none());
+        finished |= stream.consumers.len() != consumers || stream.queues.len() != queues;
+    }
+    if finished {
         catalog.save(fs.as_ref(), dir)?;
     }
     let shards: Vec<_> = catalog

@@ -227,6 +227,12 @@ impl Broker {
         for record in catalog.streams.values() {
             broker.publish(record);
         }
+        let queues: std::collections::HashSet<String> = catalog
+            .streams
+            .values()
+            .flat_map(|s| s.queues.iter().map(|q| q.id.clone()))
+            .collect();
+        broker.queues.remove_unknown(&queues);
         *broker
             .catalog
             .try_lock()

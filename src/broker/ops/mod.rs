@@ -99,19 +99,19 @@ async fn run(broker: &Arc<Broker>, operation: Operation, body: &[u8]) -> Result<
         Operation::ReceiveQueueRecords => queues::receive(broker, body, false).await,
         Operation::ReceiveDeadLetterQueueRecords => queues::receive(broker, body, true).await,
         Operation::AcknowledgeQueueRecords => {
-            queues::entries(broker, body, queues::EntryAction::Acknowledge, false)
+            queues::entries(broker, body, queues::EntryAction::Acknowledge, false).await
         }
         Operation::AcknowledgeDeadLetterQueueRecords => {
-            queues::entries(broker, body, queues::EntryAction::Acknowledge, true)
+            queues::entries(broker, body, queues::EntryAction::Acknowledge, true).await
         }
         Operation::UpdateQueueRecordsVisibility => {
-            queues::entries(broker, body, queues::EntryAction::Visibility, false)
+            queues::entries(broker, body, queues::EntryAction::Visibility, false).await
         }
         Operation::UpdateDeadLetterQueueRecordsVisibility => {
-            queues::entries(broker, body, queues::EntryAction::Visibility, true)
+            queues::entries(broker, body, queues::EntryAction::Visibility, true).await
         }
         Operation::RestoreDeadLetterQueueRecords => {
-            queues::entries(broker, body, queues::EntryAction::Restore, true)
+            queues::entries(broker, body, queues::EntryAction::Restore, true).await
         }
         Operation::SubscribeToShard => Err(ApiError::new(
             ErrorKind::InternalFailure,

@@ -270,9 +270,15 @@ pub(super) async fn create_queue(broker: &Arc<Broker>, body: &[u8]) -> Result<Ve
         policy: None,
     };
     let cursors = starting_cursors(&stream, &queue.start_type, queue.start_timestamp_ms)?;
-    broker
-        .queues
-        .create(&queue.id, QueueState::starting_at(cursors))?;
+    let created = {
+        let (broker, id) = (broker.clone(), queue.id.clone());
+        tokio::task::spawn_blocking(move || {
+            broker.queues.create(&id, QueueState::starting_at(cursors))
+        })
+    };
+    created
+        .await
+        .map_err(|e| ApiError::new(ErrorKind::InternalFailure, e.to_string()))??;
     let added = modify_stream(broker, &stream.record.name, |record| {
         if record.queues.iter().any(|q| q.name == queue.name) {
             return Err(ApiError::new(
@@ -532,7 +538,7 @@ struct EntriesInput {
 }
 
 /// Acknowledge, change visibility or restore, entry by entry: per-entry results.
-pub(super) fn entries(
+pub(super) async fn entries(
     broker: &Arc<Broker>,
     body: &[u8],
     action: EntryAction,
@@ -543,45 +549,51 @@ pub(super) fn entries(
     let entries = required(input.entries, "entries")?;
     let (_, queue, state) = active_queue(broker, &arn)?;
     let now = broker.clock.now_ms();
-    let mut made_visible = false;
-    let (successful, failed) = state.update(|state| {
-        let mut changes = Vec::new();
-        let (mut successful, mut failed) = (Vec::new(), Vec::new());
-        for entry in &entries {
-            let checked = parse_receipt(&queue.id, &entry.receipt_handle)
-                .ok_or(ReceiptRefusal::Stale)
-                .and_then(|receipt| {
-                    state.check_receipt(receipt, dead_letters)?;
-                    Ok(receipt.key)
-                });
-            match checked {
-                Ok(key) => {
-                    changes.push(match action {
-                        EntryAction::Acknowledge => Change::Acknowledged(key),
-                        EntryAction::Restore => {
-                            made_visible = true;
-                            Change::Restored(key, now)
-                        }
-                        EntryAction::Visibility => {
-                            let seconds = entry.visibility_timeout_seconds.unwrap_or(0);
-                            made_visible |= seconds == 0;
-                            Change::Visibility(key, now + seconds * 1000)
-                        }
+    // The changes are synced before the answer: off the runtime's threads.
+    let (successful, failed) = tokio::task::spawn_blocking(move || {
+        let mut made_visible = false;
+        let answer = state.update(|current| {
+            let mut changes = Vec::new();
+            let (mut successful, mut failed) = (Vec::new(), Vec::new());
+            for entry in &entries {
+                let checked = parse_receipt(&queue.id, &entry.receipt_handle)
+                    .ok_or(ReceiptRefusal::Stale)
+                    .and_then(|receipt| {
+                        current.check_receipt(receipt, dead_letters)?;
+                        Ok(receipt.key)
                     });
-                    successful.push(json!({"ReceiptHandle": entry.receipt_handle}));
+                match checked {
+                    Ok(key) => {
+                        changes.push(match action {
+                            EntryAction::Acknowledge => Change::Acknowledged(key),
+                            EntryAction::Restore => {
+                                made_visible = true;
+                                Change::Restored(key, now)
+                            }
+                            EntryAction::Visibility => {
+                                let seconds = entry.visibility_timeout_seconds.unwrap_or(0);
+                                made_visible |= seconds == 0;
+                                Change::Visibility(key, now + seconds * 1000)
+                            }
+                        });
+                        successful.push(json!({"ReceiptHandle": entry.receipt_handle}));
+                    }
+                    Err(refusal) => failed.push(json!({
+                        "ReceiptHandle": entry.receipt_handle,
+                        "ErrorCode": "InvalidArgumentException",
+                        "ErrorMessage": refusal_message(refusal, dead_letters),
+                    })),
                 }
-                Err(refusal) => failed.push(json!({
-                    "ReceiptHandle": entry.receipt_handle,
-                    "ErrorCode": "InvalidArgumentException",
-                    "ErrorMessage": refusal_message(refusal, dead_letters),
-                })),
             }
+            Ok((changes, (successful, failed)))
+        });
+        if made_visible {
+            state.changed.notify_waiters();
         }
-        Ok((changes, (successful, failed)))
-    })?;
-    if made_visible {
-        state.changed.notify_waiters();
-    }
+        answer
+    })
+    .await
+    .map_err(|e| ApiError::new(ErrorKind::InternalFailure, e.to_string()))??;
     Ok(json::encode(
         &json!({"Successful": successful, "Failed": failed}),
     ))

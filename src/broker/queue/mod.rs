@@ -156,6 +156,26 @@ impl Queues {
         Ok(queue)
     }
 
+    /// Removes the files of queues not in `known` (a queue whose creation did not reach the
+    /// catalog, or whose deletion was cut short) and leftover temporary files.
+    pub fn remove_unknown(&self, known: &std::collections::HashSet<String>) {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let known_log = path.extension().is_some_and(|e| e == "log")
+                && path
+                    .file_stem()
+                    .and_then(|s| s.to_str())
+                    .is_some_and(|id| known.contains(id));
+            if !known_log {
+                tracing::info!(path = %path.display(), "removing the state of a queue that does not exist");
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+    }
+
     /// Forgets a deleted queue and removes its file.
     pub fn remove(&self, id: &str) {
         self.open
