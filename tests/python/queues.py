@@ -176,10 +176,30 @@ def queue_definition(kinesis, stream_arn):
     kinesis.tag_resource(ResourceARN=queue_arn, Tags={"team": "billing"})
     tags = kinesis.list_tags_for_resource(ResourceARN=queue_arn)["Tags"]
     check("queue tags", tags == [{"Key": "team", "Value": "billing"}], tags)
+    kinesis.untag_resource(ResourceARN=queue_arn, TagKeys=["team"])
+    check("queue untag", kinesis.list_tags_for_resource(ResourceARN=queue_arn)["Tags"] == [])
     check("queue name taken", error_code(lambda: create_queue(kinesis, "orders", stream_arn)) == "ResourceInUseException")
+    check("queue stream with queues stays ON_DEMAND",
+          error_code(lambda: kinesis.update_stream_mode(
+              StreamARN=stream_arn, StreamModeDetails={"StreamMode": "PROVISIONED"})) == "ResourceInUseException")
     check("queue stream with queues not deleted",
           error_code(lambda: kinesis.delete_stream(StreamName="queued")) == "ResourceInUseException")
     return queue_arn
+
+
+def consumer_limit(kinesis):
+    """A queue counts as a registered consumer: 20 consumers and queues per stream."""
+    stream_arn = on_demand_stream(kinesis, "crowded")
+    for i in range(19):
+        kinesis.register_stream_consumer(StreamARN=stream_arn, ConsumerName=f"c{i}")
+    queue_arn = create_queue(kinesis, "crowded-q", stream_arn)
+    check("queue the twentieth consumer may be a queue",
+          kinesis.describe_queue(QueueARN=queue_arn)["QueueDescription"]["QueueStatus"] == "ACTIVE")
+    check("queue one more queue is over the limit",
+          error_code(lambda: create_queue(kinesis, "crowded-q2", stream_arn)) == "LimitExceededException")
+    check("queue one more consumer is over the limit",
+          error_code(lambda: kinesis.register_stream_consumer(StreamARN=stream_arn, ConsumerName="c19"))
+          == "LimitExceededException")
 
 
 def competing_consumers(broker, kinesis, queue_arn):
@@ -446,6 +466,7 @@ def main():
               error_code(lambda: create_queue(kinesis, "nope", fixed_arn)) == "InvalidArgumentException")
         stream_arn = on_demand_stream(kinesis, "queued")
         queue_arn = queue_definition(kinesis, stream_arn)
+        consumer_limit(kinesis)
         competing_consumers(broker, kinesis, queue_arn)
         visibility(kinesis, queue_arn)
         dead_letters(kinesis, stream_arn)
