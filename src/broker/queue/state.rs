@@ -141,9 +141,12 @@ impl QueueState {
                     self.insert(key, delivery);
                 }
             }
+            // A record changing sides takes a new generation: the receipt of its last
+            // delivery is no good on either side any more.
             Change::DeadLettered(key, visible_at_ms) => {
                 if let Some(mut delivery) = self.remove(key) {
                     delivery.dead = true;
+                    delivery.generation = delivery.generation.wrapping_add(1);
                     delivery.visible_at_ms = visible_at_ms;
                     self.insert(key, delivery);
                 }
@@ -151,6 +154,7 @@ impl QueueState {
             Change::Restored(key, visible_at_ms) => {
                 if let Some(mut delivery) = self.remove(key) {
                     delivery.dead = false;
+                    delivery.generation = delivery.generation.wrapping_add(1);
                     delivery.receive_count = 0;
                     delivery.visible_at_ms = visible_at_ms;
                     self.insert(key, delivery);
@@ -381,6 +385,18 @@ mod tests {
         assert_eq!(
             state.check_receipt(receipt(second), true).err(),
             Some(ReceiptRefusal::WrongKind)
+        );
+        // Once a dead letter, and once restored, the last delivery's receipt is stale.
+        state.apply(&Change::DeadLettered((0, 0), 20));
+        assert_eq!(
+            state.check_receipt(receipt(second), true).err(),
+            Some(ReceiptRefusal::Stale)
+        );
+        let dead = state.outstanding[&(0, 0)].generation;
+        state.apply(&Change::Restored((0, 0), 30));
+        assert_eq!(
+            state.check_receipt(receipt(dead), false).err(),
+            Some(ReceiptRefusal::Stale)
         );
     }
 
