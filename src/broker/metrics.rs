@@ -21,6 +21,7 @@ pub struct Metrics {
     iterator_age: IntGaugeVec,
     stored_bytes: IntGaugeVec,
     open_shards: IntGaugeVec,
+    queue_records: IntGaugeVec,
     requests: IntCounterVec,
     latency: HistogramVec,
     credential_reload_failures: IntCounterVec,
@@ -208,6 +209,11 @@ impl Metrics {
                 "Open shards of a stream (the ones that take writes).",
                 &["stream"],
             ),
+            queue_records: gauge(
+                "brook_queue_records",
+                "Records a queue handed out and not yet acknowledged, by state: in_flight, visible (waiting to be received again) or dead_letter.",
+                &["stream", "queue", "state"],
+            ),
             requests: counter(
                 "brook_requests_total",
                 "Kinesis API requests by operation and outcome.",
@@ -254,6 +260,7 @@ impl Metrics {
             Box::new(metrics.iterator_age.clone()),
             Box::new(metrics.stored_bytes.clone()),
             Box::new(metrics.open_shards.clone()),
+            Box::new(metrics.queue_records.clone()),
             Box::new(metrics.requests.clone()),
             Box::new(metrics.latency.clone()),
             Box::new(metrics.credential_reload_failures.clone()),
@@ -361,6 +368,19 @@ impl Metrics {
         self.open_shards
             .with_label_values(&[stream])
             .set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+
+    /// Sets every queue's record counts: `(stream, queue, [in flight, visible, dead])`; the
+    /// series of queues not listed go.
+    pub fn set_queue_records(&self, queues: &[(String, String, [usize; 3])]) {
+        self.queue_records.reset();
+        for (stream, queue, counts) in queues {
+            for (state, count) in ["in_flight", "visible", "dead_letter"].iter().zip(counts) {
+                self.queue_records
+                    .with_label_values(&[stream.as_str(), queue.as_str(), state])
+                    .set(i64::try_from(*count).unwrap_or(i64::MAX));
+            }
+        }
     }
 
     /// Drops a deleted stream's open-shards series.

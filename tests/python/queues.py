@@ -400,6 +400,11 @@ def retention_expiry(work):
         put(kinesis, "aging", 3, "old")
         in_flight = receive(kinesis, queue_arn, wait=5, Limit=1, VisibilityTimeoutSeconds=60)
         check("queue retention: one record in flight", len(in_flight) == 1, in_flight)
+        metrics = urllib.request.urlopen(f"{broker.metrics}/metrics").read().decode()
+        check("queue metrics show the record in flight",
+              'brook_queue_records{queue="aging-q",state="in_flight",stream="aging"} 1' in metrics
+              and 'brook_queue_records{queue="aging-q",state="dead_letter",stream="aging"} 0' in metrics,
+              [line for line in metrics.splitlines() if "queue_records" in line])
         # 25 hours later every one of them is past the stream's 24-hour retention: neither the
         # one in flight nor the two never received are delivered.
         urllib.request.urlopen(urllib.request.Request(

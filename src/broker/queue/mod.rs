@@ -176,6 +176,14 @@ impl Queues {
         }
     }
 
+    /// The queues whose state is open (used since the broker started), by id.
+    pub fn open_queues(&self) -> HashMap<String, Arc<Queue>> {
+        self.open
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
     /// Forgets a deleted queue and removes its file.
     pub fn remove(&self, id: &str) {
         self.open

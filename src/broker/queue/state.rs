@@ -167,6 +167,17 @@ impl QueueState {
         }
     }
 
+    /// Outstanding records at `now_ms`: in flight (invisible), visible again (waiting for a
+    /// receive), and dead letters.
+    pub fn counts(&self, now_ms: u64) -> (usize, usize, usize) {
+        let dead = self.by_visibility.range((true, 0, (0, 0))..).count();
+        let waiting = self
+            .by_visibility
+            .range((false, 0, (0, 0))..=(false, now_ms, (u32::MAX, u64::MAX)))
+            .count();
+        (self.outstanding.len() - dead - waiting, waiting, dead)
+    }
+
     /// Whether the queue may take more new records from the stream.
     pub fn has_room(&self) -> bool {
         self.outstanding.len() < MAX_OUTSTANDING
