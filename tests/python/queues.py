@@ -420,6 +420,19 @@ def retention_expiry(work):
 def state_after_kill_9(work):
     data = os.path.join(work, "killed")
     broker = Broker(data, os.path.join(work, "killed.log"))
+    try:
+        queue_arn, written, taken, in_flight, poison = before_the_kill(broker)
+    finally:
+        broker.kill_9()
+
+    broker = Broker(data, os.path.join(work, "killed.log"))
+    try:
+        after_restart(broker, queue_arn, written, taken, in_flight, poison)
+    finally:
+        broker.stop()
+
+
+def before_the_kill(broker):
     kinesis = broker.client()
     stream_arn = on_demand_stream(kinesis, "durable")
     queue_arn = create_queue(kinesis, "durable-q", stream_arn,
@@ -435,9 +448,10 @@ def state_after_kill_9(work):
     check("queue dead letter before the kill",
           len(kinesis.receive_dead_letter_queue_records(QueueARN=queue_arn, WaitTimeSeconds=5,
                                                         VisibilityTimeoutSeconds=0)["QueueRecords"]) == 1)
-    broker.kill_9()
+    return queue_arn, written, taken, in_flight, poison
 
-    broker = Broker(data, os.path.join(work, "killed.log"))
+
+def after_restart(broker, queue_arn, written, taken, in_flight, poison):
     kinesis = broker.client()
     rest = []
     while True:
@@ -456,7 +470,6 @@ def state_after_kill_9(work):
     dead = kinesis.receive_dead_letter_queue_records(QueueARN=queue_arn, WaitTimeSeconds=5)["QueueRecords"]
     check("queue after kill -9: the dead letter is still one",
           [r["RecordId"] for r in dead] == [r["RecordId"] for r in poison], dead)
-    broker.stop()
 
 
 def main():
