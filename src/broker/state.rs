@@ -462,24 +462,18 @@ impl Broker {
         self.metrics.set_catalog_epoch(self.catalog_epoch());
         let open_queues = self.queues.open_queues();
         let now = self.clock.now_ms();
-        let queue_records: Vec<(String, String, [usize; 3])> = self
-            .streams()
-            .iter()
-            .flat_map(|stream| {
-                let open_queues = &open_queues;
-                stream.record.queues.iter().filter_map(move |queue| {
-                    let state = open_queues.get(&queue.id)?;
+        let mut queue_records = Vec::new();
+        for stream in self.streams() {
+            for queue in &stream.record.queues {
+                if let Some(state) = open_queues.get(&queue.id) {
                     let (in_flight, visible, dead) = state.read(|s| s.counts(now));
-                    Some((
+                    queue_records.push((
                         stream.record.name.clone(),
                         queue.name.clone(),
                         [in_flight, visible, dead],
-                    ))
-                })
-            })
-            .collect();
-        self.metrics.set_queue_records(&queue_records);
-        for stream in self.streams() {
+                    ));
+                }
+            }
             self.metrics
                 .set_open_shards(&stream.record.name, stream.open.len());
             // In a cluster, a shard's series come from its owner only, so Prometheus shows
@@ -494,5 +488,6 @@ impl Broker {
                 shard.metrics.set_stored_bytes(bytes);
             }
         }
+        self.metrics.set_queue_records(&queue_records);
     }
 }

@@ -28,9 +28,25 @@ pub fn consumer_arn(stream: &LiveStream, consumer: &ConsumerRecord) -> String {
 
 /// CREATING, ACTIVE or DELETING at `now_ms`.
 pub fn consumer_status(consumer: &ConsumerRecord, now_ms: u64, transition_ms: u64) -> &'static str {
-    if consumer.deleting_since_ms.is_some() {
+    lifecycle_status(
+        consumer.created_ms,
+        consumer.deleting_since_ms.is_some(),
+        now_ms,
+        transition_ms,
+    )
+}
+
+/// The status of a consumer or a queue at `now_ms`: DELETING once its deletion began,
+/// CREATING for `transition_ms` after its creation, ACTIVE after.
+pub fn lifecycle_status(
+    created_ms: u64,
+    deleting: bool,
+    now_ms: u64,
+    transition_ms: u64,
+) -> &'static str {
+    if deleting {
         "DELETING"
-    } else if now_ms < consumer.created_ms + transition_ms {
+    } else if now_ms < created_ms + transition_ms {
         "CREATING"
     } else {
         "ACTIVE"

@@ -230,27 +230,31 @@ pub fn authorize(
     let created_on = value
         .pointer("/StreamConfigurationList/0/StreamARN")
         .and_then(serde_json::Value::as_str);
-    let (resource, texts): (String, Vec<String>) = if let Some(arn) = queue_arn {
-        let Ok((stream, queue)) = queues::find_queue(broker, arn) else {
-            return Err(refuse(arn, "the queue cannot be resolved"));
+    // A queue or a consumer answers to its own policy, then to its stream's.
+    let owned = match (queue_arn, consumer_arn) {
+        (Some(arn), _) => Some((
+            arn,
+            "queue",
+            queues::find_queue(broker, arn)
+                .ok()
+                .map(|(stream, queue)| (queue.policy, stream.record.policy.clone())),
+        )),
+        (None, Some(arn)) => Some((
+            arn,
+            "consumer",
+            consumers::resolve_consumer(broker, arn)
+                .ok()
+                .map(|(stream, consumer)| (consumer.policy, stream.record.policy.clone())),
+        )),
+        (None, None) => None,
+    };
+    let (resource, texts): (String, Vec<String>) = if let Some((arn, kind, policies)) = owned {
+        let Some((own, of_stream)) = policies else {
+            return Err(refuse(arn, &format!("the {kind} cannot be resolved")));
         };
         (
             arn.to_owned(),
-            [queue.policy.clone(), stream.record.policy.clone()]
-                .into_iter()
-                .flatten()
-                .collect(),
-        )
-    } else if let Some(arn) = consumer_arn {
-        let Ok((stream, consumer)) = consumers::resolve_consumer(broker, arn) else {
-            return Err(refuse(arn, "the consumer cannot be resolved"));
-        };
-        (
-            arn.to_owned(),
-            [consumer.policy.clone(), stream.record.policy.clone()]
-                .into_iter()
-                .flatten()
-                .collect(),
+            [own, of_stream].into_iter().flatten().collect(),
         )
     } else {
         let stream_arn = field("StreamARN").or(field("ResourceARN")).or(created_on);

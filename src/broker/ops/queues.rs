@@ -53,13 +53,12 @@ pub fn parse_queue_arn(arn: &str) -> Option<(&str, &str)> {
 }
 
 fn status(broker: &Broker, queue: &QueueRecord) -> &'static str {
-    if queue.deleting_since_ms.is_some() {
-        "DELETING"
-    } else if broker.clock.now_ms() < queue.created_ms + broker.settings.transition_ms {
-        "CREATING"
-    } else {
-        "ACTIVE"
-    }
+    super::consumers::lifecycle_status(
+        queue.created_ms,
+        queue.deleting_since_ms.is_some(),
+        broker.clock.now_ms(),
+        broker.settings.transition_ms,
+    )
 }
 
 /// Finds a queue by ARN: its stream and definition.

@@ -41,6 +41,8 @@ pub struct ChangeLog {
 
 /// Where the syncs of a queue's file stand; shared with the callers waiting for one.
 pub struct Durability {
+    /// The file, for errors.
+    path: PathBuf,
     sync: bool,
     syncs: Mutex<SyncState>,
     synced: Condvar,
@@ -60,8 +62,9 @@ struct SyncState {
 }
 
 impl Durability {
-    fn new(sync: bool, file: Arc<File>) -> Self {
+    fn new(path: &Path, sync: bool, file: Arc<File>) -> Self {
         Self {
+            path: path.to_path_buf(),
             sync,
             syncs: Mutex::new(SyncState {
                 file,
@@ -80,12 +83,12 @@ impl Durability {
 
     /// Returns once write `number` is synced: by a sync this call runs, or by one another
     /// caller started after the write.
-    pub fn wait_synced(&self, number: u64, path: &Path) -> Result<(), QueueError> {
+    pub fn wait_synced(&self, number: u64) -> Result<(), QueueError> {
         let mut state = self.lock();
         loop {
             if let Some(reason) = &state.failed {
                 return Err(QueueError::Io {
-                    path: path.display().to_string(),
+                    path: self.path.display().to_string(),
                     source: std::io::Error::other(reason.clone()),
                 });
             }
@@ -131,11 +134,6 @@ impl ChangeLog {
     /// Where this file's syncs stand.
     pub fn durability(&self) -> Arc<Durability> {
         self.durability.clone()
-    }
-
-    /// The file's path.
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     /// Loads a queue's state from its file and opens it for appending.
@@ -198,7 +196,7 @@ impl ChangeLog {
                 durability.synced.notify_all();
                 (durability, writes)
             }
-            None => (Arc::new(Durability::new(sync, shared)), 0),
+            None => (Arc::new(Durability::new(path, sync, shared)), 0),
         };
         Ok(Self {
             path: path.to_path_buf(),
@@ -309,7 +307,7 @@ mod tests {
         let mut state = QueueState::starting_at(BTreeMap::from([(0, 4)]));
         let mut log = ChangeLog::create(&path, &state, false).expect("create");
         let changes = [
-            state.receive((0, 4), 10, 100, 1, false),
+            Change::Delivered((0, 4), state.receive((0, 4), 10, 100, 1, false)),
             Change::Cursor(1, 9),
         ];
         log.record(&changes, &state).expect("record");

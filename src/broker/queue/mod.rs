@@ -78,7 +78,7 @@ impl Queue {
         &self,
         decide: impl FnOnce(&QueueState) -> Result<(Vec<Change>, T), ApiError>,
     ) -> Result<T, ApiError> {
-        let (out, unsynced, durability, path) = {
+        let (out, unsynced, durability) = {
             let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
             let (changes, out) = decide(&inner.state)?;
             let QueueInner { state, log } = &mut *inner;
@@ -86,12 +86,12 @@ impl Queue {
             for change in &changes {
                 state.apply(change);
             }
-            (out, unsynced, log.durability(), log.path().to_path_buf())
+            (out, unsynced, log.durability())
         };
         // The sync is waited for without holding the queue: other calls write meanwhile,
         // and one sync covers them all.
         if let Some(number) = unsynced {
-            durability.wait_synced(number, &path)?;
+            durability.wait_synced(number)?;
         }
         Ok(out)
     }

@@ -230,9 +230,9 @@ impl QueueState {
         (changes, picked)
     }
 
-    /// The change that receives `key` at `now_ms`, invisible for `visibility_ms`, as a
-    /// dead letter or not; a record not outstanding yet is received for the first time (it
-    /// arrived at `arrival_ms`).
+    /// The delivery that receives `key` at `now_ms`, invisible for `visibility_ms`, as a
+    /// dead letter or not (applied as [`Change::Delivered`]); a record not outstanding yet is
+    /// received for the first time (it arrived at `arrival_ms`).
     pub fn receive(
         &self,
         key: RecordKey,
@@ -240,19 +240,16 @@ impl QueueState {
         visibility_ms: u64,
         arrival_ms: u64,
         dead_letter: bool,
-    ) -> Change {
+    ) -> Delivery {
         let previous = self.outstanding.get(&key);
-        Change::Delivered(
-            key,
-            Delivery {
-                receive_count: previous.map_or(0, |d| d.receive_count).saturating_add(1),
-                visible_at_ms: now_ms.saturating_add(visibility_ms),
-                first_receive_ms: previous.map_or(now_ms, |d| d.first_receive_ms),
-                arrival_ms: previous.map_or(arrival_ms, |d| d.arrival_ms),
-                generation: previous.map_or(0, |d| d.generation).wrapping_add(1),
-                dead: dead_letter,
-            },
-        )
+        Delivery {
+            receive_count: previous.map_or(0, |d| d.receive_count).saturating_add(1),
+            visible_at_ms: now_ms.saturating_add(visibility_ms),
+            first_receive_ms: previous.map_or(now_ms, |d| d.first_receive_ms),
+            arrival_ms: previous.map_or(arrival_ms, |d| d.arrival_ms),
+            generation: previous.map_or(0, |d| d.generation).wrapping_add(1),
+            dead: dead_letter,
+        }
     }
 
     /// The outstanding record a receipt names, if the receipt is of its current delivery
@@ -302,8 +299,8 @@ mod tests {
     use super::*;
 
     fn received(state: &mut QueueState, key: RecordKey, now: u64, visibility: u64) -> u32 {
-        let change = state.receive(key, now, visibility, 1, false);
-        state.apply(&change);
+        let delivery = state.receive(key, now, visibility, 1, false);
+        state.apply(&Change::Delivered(key, delivery));
         state.outstanding[&key].generation
     }
 
@@ -416,7 +413,7 @@ mod tests {
         let mut state = QueueState::starting_at(BTreeMap::from([(0, 5)]));
         let mut log = Vec::new();
         for change in [
-            state.receive((0, 5), 0, 10, 1, false),
+            Change::Delivered((0, 5), state.receive((0, 5), 0, 10, 1, false)),
             Change::Cursor(1, 3),
             Change::Visibility((0, 5), 3),
         ] {

@@ -13,7 +13,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{
-    DEFAULT_WAIT_S, MAX_RECEIVE, active_queue, read_records, readable, record_json, shard_of,
+    DEFAULT_WAIT_S, MAX_RECEIVE, ReadRecord, active_queue, read_records, readable, record_json,
+    shard_of,
 };
 use crate::broker::catalog::QueueRecord;
 use crate::broker::ops::{bounded, required};
@@ -130,7 +131,16 @@ fn attempt(
             ask.dead_letters,
             ask.limit,
         );
-        let mut received = Vec::new();
+        // Each record received: its answer and its change.
+        let receive = |key, record: &ReadRecord, dead_letter| {
+            let delivery =
+                current.receive(key, now, ask.visibility_ms, record.arrival_ms, dead_letter);
+            (
+                record_json(&queue.id, stream.record.key, key, record, &delivery),
+                Change::Delivered(key, delivery),
+            )
+        };
+        let mut answer = Vec::new();
         for key in picked {
             let read = match shard_of(stream, key.0) {
                 Some(shard) => read_records(shard, key.1, 1, not_before)?.0,
@@ -138,15 +148,9 @@ fn attempt(
             };
             match read.into_iter().next() {
                 Some((offset, record)) if offset == key.1 => {
-                    let change = current.receive(
-                        key,
-                        now,
-                        ask.visibility_ms,
-                        record.arrival_ms,
-                        ask.dead_letters,
-                    );
-                    changes.push(change.clone());
-                    received.push((key, record, change));
+                    let (json, change) = receive(key, &record, ask.dead_letters);
+                    answer.push(json);
+                    changes.push(change);
                 }
                 _ => changes.push(Change::Expired(key)),
             }
@@ -160,7 +164,7 @@ fn attempt(
             let count = stream.shards.len();
             let start = NEXT_SHARD.fetch_add(1, Ordering::Relaxed);
             for turn in 0..count {
-                if received.len() >= ask.limit {
+                if answer.len() >= ask.limit {
                     break;
                 }
                 let shard = &stream.shards[(start + turn) % count];
@@ -170,32 +174,17 @@ fn attempt(
                     continue;
                 }
                 let (found, next) =
-                    read_records(shard, cursor, ask.limit - received.len(), not_before)?;
+                    read_records(shard, cursor, ask.limit - answer.len(), not_before)?;
                 if found.is_empty() && next > cursor {
                     changes.push(Change::Cursor(index, next));
                 }
                 for (offset, record) in found {
-                    let key = (index, offset);
-                    let change =
-                        current.receive(key, now, ask.visibility_ms, record.arrival_ms, false);
-                    changes.push(change.clone());
-                    received.push((key, record, change));
+                    let (json, change) = receive((index, offset), &record, false);
+                    answer.push(json);
+                    changes.push(change);
                 }
             }
         }
-        let answer = received
-            .iter()
-            .filter_map(|(key, record, change)| match change {
-                Change::Delivered(_, delivery) => Some(record_json(
-                    &queue.id,
-                    stream.record.key,
-                    *key,
-                    record,
-                    delivery,
-                )),
-                _ => None,
-            })
-            .collect();
         Ok((changes, answer))
     })
 }
