@@ -633,8 +633,8 @@ fn readable(stream: &LiveStream, shard: &LiveShard, cursors: &HashMap<u32, u64>)
             })
 }
 
-/// A record read for a receive.
-struct ReadRecord {
+/// A record read for a receive, copied out of the read (the read does not outlive it).
+struct CopiedRecord {
     partition_key: String,
     data: Vec<u8>,
     arrival_ms: u64,
@@ -647,7 +647,7 @@ fn read_records(
     offset: u64,
     limit: usize,
     not_before_ms: u64,
-) -> Result<(Vec<(u64, ReadRecord)>, u64), ApiError> {
+) -> Result<(Vec<(u64, CopiedRecord)>, u64), ApiError> {
     let outcome = shard
         .log
         .read(
@@ -666,7 +666,7 @@ fn read_records(
                 read.map_err(|e| ApiError::new(ErrorKind::InternalFailure, e.to_string()))?;
             Ok((
                 read.offset,
-                ReadRecord {
+                CopiedRecord {
                     partition_key: read.record.partition_key.to_owned(),
                     data: read.record.data.to_vec(),
                     arrival_ms: read.arrival_ms,
@@ -682,7 +682,7 @@ fn record_json(
     queue_id: &str,
     stream_key: u32,
     key: RecordKey,
-    record: &ReadRecord,
+    record: &CopiedRecord,
     delivery: &crate::broker::queue::state::Delivery,
 ) -> Value {
     json!({

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{
-    DEFAULT_WAIT_S, MAX_RECEIVE, ReadRecord, active_queue, read_records, readable, record_json,
+    CopiedRecord, DEFAULT_WAIT_S, MAX_RECEIVE, active_queue, read_records, readable, record_json,
     shard_of,
 };
 use crate::broker::catalog::QueueRecord;
@@ -132,7 +132,7 @@ fn attempt(
             ask.limit,
         );
         // Each record received: its answer and its change.
-        let receive = |key, record: &ReadRecord, dead_letter| {
+        let receive = |key, record: &CopiedRecord, dead_letter| {
             let delivery =
                 current.receive(key, now, ask.visibility_ms, record.arrival_ms, dead_letter);
             (
