@@ -11,8 +11,11 @@ HELM_SDK_VERSION := 0.2.2
 KPL_AGG_VERSION := 1.2.3
 PROTOBUF_VERSION := 7.36.2
 CRAMJAM_VERSION := 2.14.0
+# moto's S3 server: the S3-compatible server the channel test delivers to (the bench-compare
+# peers use the same version as a Kinesis emulator).
+MOTO_VERSION := 5.2.5
 NODE_SDK_VERSION := 3.1143.0
-PYTHON_TOOLS := $(TOOLS)/venv/.installed-awscli-$(AWSCLI_VERSION)-boto3-$(BOTO3_VERSION)-helm-$(HELM_SDK_VERSION)-kpl-$(KPL_AGG_VERSION)-protobuf-$(PROTOBUF_VERSION)-cramjam-$(CRAMJAM_VERSION)
+PYTHON_TOOLS := $(TOOLS)/venv/.installed-awscli-$(AWSCLI_VERSION)-boto3-$(BOTO3_VERSION)-helm-$(HELM_SDK_VERSION)-kpl-$(KPL_AGG_VERSION)-protobuf-$(PROTOBUF_VERSION)-cramjam-$(CRAMJAM_VERSION)-moto-$(MOTO_VERSION)
 NODE_SDK := $(TOOLS)/node/node_modules/@aws-sdk/client-kinesis
 
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
@@ -42,7 +45,8 @@ debug-build:
 $(PYTHON_TOOLS):
 	test -x $(TOOLS)/venv/bin/pip || python3 -m venv $(TOOLS)/venv || (apt-get update && apt-get install -y python3-venv && python3 -m venv $(TOOLS)/venv)
 	$(TOOLS)/venv/bin/pip install --quiet awscli==$(AWSCLI_VERSION) boto3==$(BOTO3_VERSION) helm-python-sdk==$(HELM_SDK_VERSION) \
-		aws-kinesis-agg==$(KPL_AGG_VERSION) protobuf==$(PROTOBUF_VERSION) cramjam==$(CRAMJAM_VERSION)
+		aws-kinesis-agg==$(KPL_AGG_VERSION) protobuf==$(PROTOBUF_VERSION) cramjam==$(CRAMJAM_VERSION) \
+		"moto[server]==$(MOTO_VERSION)"
 	touch $@
 
 ## system-tools: Lua (runs the Argo CD health check) and promtool (checks the alert rules).
@@ -59,7 +63,7 @@ cli-test: $(PYTHON_TOOLS) debug-build
 	AWS=$(AWS_CLI) bash tests/cli/kinesis-cli.sh
 	AWS=$(AWS_CLI) bash tests/cli/kinesis-cli-auth.sh
 
-## python-test: boto3's subscribe_to_shard against a broker.
+## python-test: boto3 against brokers: subscribe_to_shard, queues, channels (to moto's S3 server).
 python-test: $(PYTHON_TOOLS) debug-build
 	bash tests/python/run.sh
 
@@ -91,7 +95,6 @@ PEERS := .bench/peers
 FERROKINESIS_VERSION := 0.7.0
 KINESALITE_VERSION := 3.3.3
 KINESIS_LOCAL_VERSION := 0.6.2
-MOTO_VERSION := 5.2.5
 
 ## bench-peers: install the emulators Brook is compared with (into .bench/, which git ignores).
 bench-peers:

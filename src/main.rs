@@ -261,6 +261,10 @@ struct BrokerArgs {
     /// How long a new or deleted stream stays CREATING or DELETING, in milliseconds.
     #[arg(long, default_value_t = 500)]
     stream_transition_ms: u64,
+    /// The shortest DataFreshnessInSeconds a channel may have. Kinesis allows 300 to 900;
+    /// a lower floor is for tests and demos.
+    #[arg(long, env = "BROOK_CHANNEL_MIN_FRESHNESS_SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u32).range(1..=900))]
+    channel_min_freshness_seconds: u32,
     /// Most open shards over all streams.
     #[arg(long, default_value_t = 10_000)]
     shard_limit: u32,
@@ -572,6 +576,7 @@ fn run_broker(args: BrokerArgs) -> anyhow::Result<()> {
         checkpoint_interval: std::time::Duration::from_secs(args.checkpoint_seconds.max(1)),
         test_clock: args.test_clock,
         crash_before_reshard_save: args.crash_before_reshard_save,
+        channel_min_freshness_s: args.channel_min_freshness_seconds,
         credentials: args.credentials,
         managed_by: args.managed_by,
         admin_credentials: args.admin_credentials,
@@ -688,6 +693,7 @@ fn run_delivery(args: DeliveryArgs) -> anyhow::Result<()> {
             }),
         http_access_key: args.http_access_key,
         max_pending_bytes: args.max_pending_mib.saturating_mul(1024 * 1024),
+        channel: None,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -90,6 +90,7 @@ fn options(data_dir: &Path, quotas: QuotaSettings) -> BrokerOptions {
         checkpoint_interval: Duration::from_secs(3600),
         test_clock: true,
         crash_before_reshard_save: false,
+        channel_min_freshness_s: 300,
         credentials: None,
         tls: None,
         on_demand: OnDemandSettings {

@@ -161,6 +161,23 @@ pub struct Processing {
     /// Append a newline after each record, so delivered objects are line-delimited.
     #[serde(default)]
     pub append_newline: bool,
+    /// What every record must be, or it goes to the error output (a channel's record format;
+    /// not part of the DeliveryStream resource).
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub require: RecordShape,
+}
+
+/// What a record must be to be delivered.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RecordShape {
+    /// Any bytes.
+    #[default]
+    Any,
+    /// One JSON value.
+    Json,
+    /// UTF-8 text.
+    Utf8,
 }
 
 /// The destination of a delivery stream: exactly one of `s3` and `http`.
@@ -236,6 +253,11 @@ pub enum Compression {
     /// Hadoop-compatible Snappy.
     #[serde(rename = "HADOOP_SNAPPY")]
     HadoopSnappy,
+    /// Zstandard: what a Kinesis channel offers besides gzip (not a Firehose compression,
+    /// so not in the DeliveryStream resource's schema).
+    #[serde(rename = "ZSTD")]
+    #[schemars(skip)]
+    Zstd,
 }
 
 /// An HTTP endpoint that receives batches in Firehose's HTTP endpoint delivery format.

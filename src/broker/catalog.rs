@@ -120,6 +120,43 @@ pub struct QueueRecord {
     pub policy: Option<String>,
 }
 
+/// A channel: where it delivers the stream's records and how. The configurations are kept
+/// as DescribeChannel describes them (defaults filled in), so the answer is the caller's own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelRecord {
+    /// The id in its description and in object keys, generated at creation.
+    pub id: String,
+    /// The channel's name, unique in the broker.
+    pub name: String,
+    /// When it was created, epoch milliseconds: records from then on are delivered.
+    pub created_ms: u64,
+    /// Set once DeleteChannel was called.
+    pub deleting_since_ms: Option<u64>,
+    /// The channel reports UPDATING until this time, after UpdateChannel.
+    #[serde(default)]
+    pub updating_until_ms: Option<u64>,
+    /// Bumped by every UpdateChannel: the delivery worker restarts with the new settings.
+    #[serde(default)]
+    pub generation: u64,
+    /// ServiceExecutionRoleARN, stored and described.
+    pub role_arn: String,
+    /// The source stream's RecordConfiguration.
+    pub record_configuration: serde_json::Value,
+    /// The S3DestinationConfiguration as described.
+    pub s3_destination: serde_json::Value,
+    /// EncryptionConfiguration, stored and described.
+    #[serde(default)]
+    pub encryption: Option<serde_json::Value>,
+    /// LoggingConfiguration, stored and described.
+    pub logging: serde_json::Value,
+    /// Tags given at creation or with TagResource.
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    /// The channel's resource policy, if any.
+    #[serde(default)]
+    pub policy: Option<String>,
+}
+
 /// A stream's configuration and lineage.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StreamRecord {
@@ -168,6 +205,9 @@ pub struct StreamRecord {
     /// Queues on the stream.
     #[serde(default)]
     pub queues: Vec<QueueRecord>,
+    /// Channels delivering the stream's records.
+    #[serde(default)]
+    pub channels: Vec<ChannelRecord>,
 }
 
 impl StreamRecord {
@@ -208,6 +248,7 @@ impl StreamRecord {
             record_distribution: None,
             policy: None,
             queues: Vec::new(),
+            channels: Vec::new(),
         }
     }
 

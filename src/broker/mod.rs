@@ -136,6 +136,8 @@ pub struct BrokerOptions {
     /// The S3-compatible endpoint the Firehose API's delivery streams write to; AWS S3 when
     /// absent (credentials from the standard AWS environment variables).
     pub s3_endpoint: Option<String>,
+    /// The shortest DataFreshnessInSeconds a channel may have (Kinesis: 300).
+    pub channel_min_freshness_s: u32,
 }
 
 fn data_dir_error(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> BrokerError + '_ {
@@ -174,10 +176,20 @@ pub fn open(options: &BrokerOptions, fs: Arc<dyn FileSystem>) -> Result<Broker, 
     // removed once the broker sees they are in no stream).
     let mut finished = catalog.streams.len() != before;
     for stream in catalog.streams.values_mut() {
-        let (consumers, queues) = (stream.consumers.len(), stream.queues.len());
+        let before = (
+            stream.consumers.len(),
+            stream.queues.len(),
+            stream.channels.len(),
+        );
         stream.consumers.retain(|c| c.deleting_since_ms.is_none());
         stream.queues.retain(|q| q.deleting_since_ms.is_none());
-        finished |= stream.consumers.len() != consumers || stream.queues.len() != queues;
+        stream.channels.retain(|c| c.deleting_since_ms.is_none());
+        finished |= before
+            != (
+                stream.consumers.len(),
+                stream.queues.len(),
+                stream.channels.len(),
+            );
     }
     if finished {
         catalog.save(fs.as_ref(), dir)?;
@@ -225,6 +237,7 @@ pub fn open(options: &BrokerOptions, fs: Arc<dyn FileSystem>) -> Result<Broker, 
         subscription_lifetime: options.subscription_lifetime,
         managed_by: options.managed_by.clone(),
         crash_before_reshard_save: options.crash_before_reshard_save,
+        channel_min_freshness_s: options.channel_min_freshness_s,
     };
     let key = iterator_key(fs.as_ref(), dir)?;
     Ok(Broker::new(
@@ -270,6 +283,7 @@ pub async fn run(options: BrokerOptions) -> Result<(), BrokerError> {
         })?;
     if options.managed_by.is_none() {
         start_firehose(&broker, &options, api_address).await?;
+        ops::channels::run_channels(&broker);
     }
     let (stop, stopped) = watch::channel(false);
     let (ready_tx, ready) = watch::channel(true);

@@ -41,6 +41,8 @@ pub struct ApiSettings {
     /// For tests of failure paths: stop the process (as a crash would) between closing a
     /// reshard's parents and saving the reshard.
     pub crash_before_reshard_save: bool,
+    /// The shortest DataFreshnessInSeconds a channel may have (Kinesis: 300).
+    pub channel_min_freshness_s: u32,
 }
 
 /// One shard as the data plane uses it.
@@ -294,6 +296,7 @@ impl Broker {
             s.record.policy.is_some()
                 || s.record.consumers.iter().any(|c| c.policy.is_some())
                 || s.record.queues.iter().any(|q| q.policy.is_some())
+                || s.record.channels.iter().any(|c| c.policy.is_some())
         });
         self.policies_present
             .store(present, std::sync::atomic::Ordering::Relaxed);

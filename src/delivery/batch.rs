@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use super::kpl;
 use super::naming::BatchIdentity;
-use crate::api::delivery::Processing;
+use crate::api::delivery::{Processing, RecordShape};
 
 /// One record read from a source partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,10 +148,31 @@ pub struct Processed {
     pub failed: Vec<FailedRecord>,
 }
 
+/// Why `data` is not of the shape `require` asks for, if it is not.
+fn misshapen(data: &[u8], require: RecordShape) -> Option<String> {
+    match require {
+        RecordShape::Any => None,
+        RecordShape::Json => serde_json::from_slice::<serde::de::IgnoredAny>(data)
+            .err()
+            .map(|e| format!("the record is not JSON: {e}")),
+        RecordShape::Utf8 => std::str::from_utf8(data)
+            .err()
+            .map(|e| format!("the record is not UTF-8 text: {e}")),
+    }
+}
+
 /// Applies `processing` to a batch's records.
 pub fn process(records: &[SourceRecord], processing: &Processing) -> Processed {
     let mut out = Processed::default();
     for record in records {
+        if let Some(message) = misshapen(&record.data, processing.require) {
+            out.failed.push(FailedRecord {
+                record: record.clone(),
+                code: "Channel.RecordFormatInvalid",
+                message,
+            });
+            continue;
+        }
         if !processing.deaggregate {
             out.records.push(record.data.clone());
             continue;
@@ -275,6 +296,7 @@ mod tests {
         let processing = Processing {
             deaggregate: true,
             append_newline: true,
+            require: RecordShape::Any,
         };
         let out = process(&[plain.clone(), bad.clone()], &processing);
         assert_eq!(out.records, vec![Bytes::from_static(b"plain")]);
@@ -285,6 +307,35 @@ mod tests {
         let untouched = process(std::slice::from_ref(&bad), &Processing::default());
         assert_eq!(untouched.records, vec![bad.data.clone()]);
         assert!(untouched.failed.is_empty());
+    }
+
+    #[test]
+    fn channel_records_of_the_wrong_format_are_set_aside() {
+        let json = record(1, 1, br#"{"click":1}"#);
+        let text = record(2, 1, "d\u{e9}j\u{e0} vu".as_bytes());
+        let binary = record(3, 1, b"\xff\xfe\x00");
+        let all = [json.clone(), text.clone(), binary.clone()];
+        let shaped = |require| {
+            let out = process(
+                &all,
+                &Processing {
+                    require,
+                    ..Processing::default()
+                },
+            );
+            let failed: Vec<_> = out
+                .failed
+                .iter()
+                .map(|f| f.record.position.clone())
+                .collect();
+            (out.records.len(), failed)
+        };
+        assert_eq!(shaped(RecordShape::Any), (3, vec![]));
+        assert_eq!(shaped(RecordShape::Utf8), (2, vec!["3".to_owned()]));
+        assert_eq!(
+            shaped(RecordShape::Json),
+            (1, vec!["2".to_owned(), "3".to_owned()])
+        );
     }
 
     #[test]

@@ -50,10 +50,33 @@ struct Running {
     state: Result<(Arc<Worker>, JoinHandle<()>), String>,
 }
 
-/// The delivery streams of a standalone broker.
+/// A Kinesis channel's worker as the broker wants it run.
+#[derive(Clone, Debug)]
+pub struct ChannelRun {
+    /// The channel's id: its worker's data folder is `channels/<id>`.
+    pub id: String,
+    /// Bumped by every update: a running worker of another generation is restarted.
+    pub generation: u64,
+    /// The channel's name.
+    pub name: String,
+    /// What the worker reads, buffers and writes.
+    pub spec: crate::api::delivery::DeliveryStreamSpec,
+    /// The channel's keys, storage class and dead-letter bucket.
+    pub output: super::channel::ChannelOutput,
+}
+
+struct RunningChannel {
+    generation: u64,
+    task: Option<JoinHandle<()>>,
+    /// Why the worker could not start or stopped, if it did.
+    failure: Arc<std::sync::Mutex<Option<String>>>,
+}
+
+/// The delivery streams of a standalone broker, and its channels' workers.
 pub struct Firehose {
     settings: ControlSettings,
     streams: Mutex<BTreeMap<String, Running>>,
+    channels: std::sync::Mutex<BTreeMap<String, RunningChannel>>,
 }
 
 fn not_found(name: &str) -> FirehoseError {
@@ -104,6 +127,7 @@ impl Firehose {
         let firehose = Arc::new(Self {
             settings,
             streams: Mutex::new(BTreeMap::new()),
+            channels: std::sync::Mutex::new(BTreeMap::new()),
         });
         {
             let mut streams = firehose.streams.lock().await;
@@ -116,6 +140,109 @@ impl Firehose {
             }
         }
         Ok(firehose)
+    }
+
+    /// Runs exactly the channel workers of `wanted`: starts the missing ones, restarts those
+    /// of another generation, stops the others and removes their data folders (and any
+    /// folder no channel owns, left by a crash between a deletion and its clean-up).
+    pub fn run_channels(&self, wanted: Vec<ChannelRun>) {
+        let folder = self.settings.dir.join("channels");
+        let mut running = self
+            .channels
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let wanted_ids: std::collections::HashSet<&str> =
+            wanted.iter().map(|w| w.id.as_str()).collect();
+        running.retain(|id, channel| {
+            let keep = wanted
+                .iter()
+                .any(|w| &w.id == id && w.generation == channel.generation);
+            if !keep && let Some(task) = &channel.task {
+                task.abort();
+            }
+            keep
+        });
+        if let Ok(entries) = std::fs::read_dir(&folder) {
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                if !wanted_ids.contains(name.to_string_lossy().as_ref())
+                    && let Err(error) = std::fs::remove_dir_all(entry.path())
+                {
+                    tracing::warn!(%error, "removing a deleted channel's data");
+                }
+            }
+        }
+        for run in wanted {
+            if running.contains_key(&run.id) {
+                continue;
+            }
+            let started = self.start_channel(&run, &folder);
+            running.insert(run.id, started);
+        }
+    }
+
+    fn start_channel(&self, run: &ChannelRun, folder: &std::path::Path) -> RunningChannel {
+        let failure = Arc::new(std::sync::Mutex::new(None));
+        let mut spec = run.spec.clone();
+        if let Some(s3) = &mut spec.destination.s3 {
+            s3.endpoint = self.settings.s3_endpoint.clone();
+            s3.region = self.settings.region.clone();
+        }
+        let settings = WorkerSettings {
+            name: run.name.clone(),
+            version: run.generation as i64,
+            spec,
+            data_dir: folder.join(&run.id),
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            source_endpoint: Some(self.settings.source_address.clone()),
+            source_key: Some(self.settings.source_key.clone()),
+            s3_key: None,
+            http_access_key: None,
+            max_pending_bytes: 0,
+            channel: Some(run.output.clone()),
+        };
+        let worker = match Worker::open(&settings) {
+            Ok(worker) => worker,
+            Err(error) => {
+                tracing::error!(channel = %run.name, %error, "a channel's delivery cannot start");
+                *failure
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(error.to_string());
+                return RunningChannel {
+                    generation: run.generation,
+                    task: None,
+                    failure,
+                };
+            }
+        };
+        let failed = failure.clone();
+        let task = tokio::spawn(async move {
+            if let Err(error) = worker.run(&settings).await {
+                tracing::error!(channel = %settings.name, %error, "a channel's delivery stopped");
+                *failed
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(error.to_string());
+            }
+        });
+        RunningChannel {
+            generation: run.generation,
+            task: Some(task),
+            failure,
+        }
+    }
+
+    /// Why the worker of channel `id` is not delivering, if it failed.
+    pub fn channel_failure(&self, id: &str) -> Option<String> {
+        let running = self
+            .channels
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let channel = running.get(id)?;
+        channel
+            .failure
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     fn start(&self, definition: Definition) -> Running {
@@ -140,6 +267,7 @@ impl Firehose {
             s3_key: None,
             http_access_key,
             max_pending_bytes: MAX_PENDING_BYTES,
+            channel: None,
         };
         let worker =
             Arc::new(Worker::open(&settings).map_err(|e| FirehoseError::invalid(e.to_string()))?);

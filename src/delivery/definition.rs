@@ -260,6 +260,7 @@ pub fn worker_spec(
             // Firehose de-aggregates KPL records read from a Kinesis stream by itself.
             deaggregate: definition.source_stream.is_some(),
             append_newline: appends_newline(config),
+            ..Processing::default()
         },
         destination,
         worker: None,

@@ -12,6 +12,7 @@ use bytes::Bytes;
 use k8s_openapi::jiff::Timestamp;
 
 use super::batch::{Batch, Processed, SourceRecord, error_lines};
+use super::channel::{ChannelKeys, TemplateError};
 use super::encode::{EncodeError, compress, join_records};
 use super::http_endpoint::{Endpoint, Verdict, backoff, jitter, request_id};
 use super::metrics::DeliveryMetrics;
@@ -28,6 +29,9 @@ pub enum DestinationError {
     /// A prefix does not expand.
     #[error(transparent)]
     Naming(#[from] NamingError),
+    /// A channel's template does not expand.
+    #[error(transparent)]
+    Template(#[from] TemplateError),
     /// The content could not be encoded.
     #[error(transparent)]
     Encode(#[from] EncodeError),
@@ -41,6 +45,15 @@ pub enum DestinationError {
     },
 }
 
+/// How delivered objects are named.
+#[derive(Clone, Debug)]
+pub enum KeyNaming {
+    /// The prefix, then Firehose's suffix.
+    Firehose,
+    /// A channel's output key template.
+    Channel(ChannelKeys),
+}
+
 /// A bucket with the prefixes and compression objects are written with.
 #[derive(Clone, Debug)]
 pub struct BucketOutput {
@@ -52,6 +65,10 @@ pub struct BucketOutput {
     pub error_prefix: String,
     /// Compression of delivered objects.
     pub compression: Compression,
+    /// How delivered objects are named.
+    pub naming: KeyNaming,
+    /// The bucket of the error output when it is not `bucket` (a channel's dead letters).
+    pub error_bucket: Option<Bucket>,
 }
 
 impl BucketOutput {
@@ -65,6 +82,8 @@ impl BucketOutput {
                 .clone()
                 .unwrap_or_else(|| DEFAULT_ERROR_PREFIX.to_owned()),
             compression: destination.compression,
+            naming: KeyNaming::Firehose,
+            error_bucket: None,
         }
     }
 }
@@ -163,8 +182,8 @@ impl Deliverer {
                     Compression::Uncompressed,
                     Some(error_type),
                 )?;
-                self.put_until_done(&output.bucket, &key, Bytes::from(lines))
-                    .await;
+                let bucket = output.error_bucket.as_ref().unwrap_or(&output.bucket);
+                self.put_until_done(bucket, &key, Bytes::from(lines)).await;
             }
             None => {
                 let key = self.key(
@@ -216,8 +235,14 @@ impl Deliverer {
         let delivered = match &self.sink {
             Sink::S3(output) => {
                 if !processed.records.is_empty() {
-                    let key =
-                        self.key(&output.prefix, identity, at_ms, output.compression, None)?;
+                    let key = match &output.naming {
+                        KeyNaming::Firehose => {
+                            self.key(&output.prefix, identity, at_ms, output.compression, None)?
+                        }
+                        KeyNaming::Channel(keys) => {
+                            keys.object_key(timestamp(at_ms), identity, output.compression)?
+                        }
+                    };
                     let entry = key.rsplit('/').next().unwrap_or(&key);
                     let entry = entry.strip_suffix(".zip").unwrap_or(entry).to_owned();
                     let body = compress(&content, output.compression, &entry)?;

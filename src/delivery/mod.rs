@@ -8,6 +8,7 @@
 //! the batch in flight under the same name and resumes after it.
 
 pub mod batch;
+pub mod channel;
 pub mod control;
 pub mod definition;
 pub mod destination;
@@ -90,6 +91,8 @@ pub struct WorkerSettings {
     pub http_access_key: Option<String>,
     /// Undelivered direct-put bytes past which puts are refused.
     pub max_pending_bytes: u64,
+    /// For a Kinesis channel's worker: its keys, storage class and dead-letter bucket.
+    pub channel: Option<channel::ChannelOutput>,
 }
 
 fn invalid(message: impl ToString) -> DeliveryError {
@@ -137,7 +140,21 @@ fn deliverer(
             .map_err(invalid)
     };
     let sink = match &settings.spec.destination {
-        Destination { s3: Some(s3), .. } => Sink::S3(bucket(s3)?),
+        Destination { s3: Some(s3), .. } => {
+            let mut output = bucket(s3)?;
+            if let Some(channel) = &settings.channel {
+                output.bucket = output.bucket.with_object_settings(
+                    channel.storage_class.clone(),
+                    channel.expected_owner.clone(),
+                );
+                output.error_bucket = channel
+                    .dead_letter_bucket
+                    .as_ref()
+                    .map(|dead| output.bucket.other(&dead.name, dead.expected_owner.clone()));
+                output.naming = destination::KeyNaming::Channel(channel.keys.clone());
+            }
+            Sink::S3(output)
+        }
         Destination {
             http: Some(http), ..
         } => Sink::Http {

@@ -71,6 +71,7 @@ pub fn extension(compression: Compression) -> &'static str {
         Compression::Gzip => ".gz",
         Compression::Zip => ".zip",
         Compression::Snappy | Compression::HadoopSnappy => ".snappy",
+        Compression::Zstd => ".zst",
     }
 }
 

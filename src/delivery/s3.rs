@@ -79,6 +79,10 @@ impl AccessKey {
 pub struct Bucket {
     client: aws_sdk_s3::Client,
     name: String,
+    /// The storage class objects are written with; the bucket's default when absent.
+    storage_class: Option<String>,
+    /// The account that must own the bucket (`x-amz-expected-bucket-owner`), if any.
+    expected_owner: Option<String>,
 }
 
 impl Bucket {
@@ -123,7 +127,36 @@ impl Bucket {
         Ok(Self {
             client: aws_sdk_s3::Client::from_conf(config.build()),
             name: destination.bucket.clone(),
+            storage_class: None,
+            expected_owner: None,
         })
+    }
+
+    /// The same bucket, written with `storage_class` and only if `expected_owner` owns it.
+    pub fn with_object_settings(
+        mut self,
+        storage_class: Option<String>,
+        expected_owner: Option<String>,
+    ) -> Self {
+        self.storage_class = storage_class;
+        self.expected_owner = expected_owner;
+        self
+    }
+
+    /// The same client, for another bucket.
+    pub fn other(&self, name: &str, expected_owner: Option<String>) -> Self {
+        Self {
+            client: self.client.clone(),
+            name: name.to_owned(),
+            storage_class: None,
+            expected_owner,
+        }
+    }
+
+    fn storage_class(&self) -> Option<aws_sdk_s3::types::StorageClass> {
+        self.storage_class
+            .as_deref()
+            .map(aws_sdk_s3::types::StorageClass::from)
     }
 
     fn failed(&self, operation: &'static str, key: &str, error: impl std::error::Error) -> S3Error {
@@ -144,6 +177,8 @@ impl Bucket {
             .put_object()
             .bucket(&self.name)
             .key(key)
+            .set_storage_class(self.storage_class())
+            .set_expected_bucket_owner(self.expected_owner.clone())
             .body(ByteStream::from(body))
             .send()
             .await
@@ -157,6 +192,8 @@ impl Bucket {
             .create_multipart_upload()
             .bucket(&self.name)
             .key(key)
+            .set_storage_class(self.storage_class())
+            .set_expected_bucket_owner(self.expected_owner.clone())
             .send()
             .await
             .map_err(|e| self.failed("CreateMultipartUpload", key, e))?;
@@ -188,6 +225,7 @@ impl Bucket {
                 .bucket(&self.name)
                 .key(key)
                 .upload_id(upload_id)
+                .set_expected_bucket_owner(self.expected_owner.clone())
                 .part_number(number)
                 .body(ByteStream::from(body.slice(offset..end)))
                 .send()
@@ -207,6 +245,7 @@ impl Bucket {
             .bucket(&self.name)
             .key(key)
             .upload_id(upload_id)
+            .set_expected_bucket_owner(self.expected_owner.clone())
             .multipart_upload(
                 CompletedMultipartUpload::builder()
                     .set_parts(Some(parts))

@@ -4,130 +4,16 @@ restore, long polling, a queue across a reshard, and the queue's state after `ki
 
 import json
 import os
-import re
-import shutil
-import subprocess
-import sys
 import tempfile
 import threading
 import time
 import urllib.request
 
-import boto3
-from botocore.exceptions import ClientError
+import brook_process
+from brook_process import ANSWERED, Broker, check, error_code, on_demand_stream
 
-BROOK = os.environ.get("BROOK", "target/debug/brook")
-passed = 0
-failed = 0
-
-
-def check(name, ok, detail=""):
-    global passed, failed
-    if ok:
-        passed += 1
-    else:
-        failed += 1
-        print(f"FAIL {name}: {detail}", file=sys.stderr)
-
-
-def conforms(value, shape, path, problems):
-    """Appends to `problems` where `value` (as botocore parsed it) breaks the model's `shape`."""
-    kind = shape.type_name
-    if kind == "structure":
-        if not isinstance(value, dict):
-            problems.append(f"{path}: not a structure")
-            return
-        for name in shape.required_members:
-            if name not in value:
-                problems.append(f"{path}.{name}: required, missing")
-        for name, member in value.items():
-            if name == "ResponseMetadata":
-                continue
-            if name not in shape.members:
-                problems.append(f"{path}.{name}: not in the model")
-            else:
-                conforms(member, shape.members[name], f"{path}.{name}", problems)
-    elif kind == "list":
-        if not isinstance(value, list):
-            problems.append(f"{path}: not a list")
-            return
-        for i, item in enumerate(value):
-            conforms(item, shape.member, f"{path}[{i}]", problems)
-    elif kind == "map":
-        if not isinstance(value, dict):
-            problems.append(f"{path}: not a map")
-    elif kind == "string":
-        if not isinstance(value, str) or (shape.enum and value not in shape.enum):
-            problems.append(f"{path}: {value!r} is not a string of the shape")
-    elif kind in ("integer", "long"):
-        if not isinstance(value, int) or isinstance(value, bool):
-            problems.append(f"{path}: {value!r} is not an integer")
-    elif kind == "timestamp":
-        if not hasattr(value, "timestamp"):
-            problems.append(f"{path}: {value!r} is not a timestamp")
-    elif kind == "blob":
-        if not isinstance(value, (bytes, bytearray)):
-            problems.append(f"{path}: not a blob")
-
-
-QUEUE_OPERATIONS_ANSWERED = set()
-
-
-def check_output_shape(http_response, parsed, model, **_):
-    """Every answer of a queue operation has the output shape the model documents."""
-    if "Queue" not in model.name or http_response.status_code != 200:
-        return
-    QUEUE_OPERATIONS_ANSWERED.add(model.name)
-    problems = []
-    if model.output_shape is not None:
-        conforms(parsed, model.output_shape, model.name, problems)
-    check(f"queue output shape of {model.name}", not problems, problems)
-
-
-class Broker:
-    """A broker process on an ephemeral loopback port over `data_dir`."""
-
-    def __init__(self, data_dir, log_path, *extra):
-        self.log = open(log_path, "a")
-        self.process = subprocess.Popen(
-            [BROOK, "broker", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0",
-             "--data-dir", data_dir, "--stream-transition-ms", "0", *extra],
-            stdout=subprocess.PIPE, stderr=self.log, text=True)
-        first = self.process.stdout.readline()
-        found = re.findall(r"https?://[0-9.:]+", first)
-        if len(found) < 2:
-            raise RuntimeError(f"the broker did not start: {first!r}")
-        self.endpoint, self.metrics = found[0], found[1]
-        # Keep draining stdout so the broker never blocks on a full pipe.
-        threading.Thread(target=self.process.stdout.read, daemon=True).start()
-
-    def client(self, key="AKIDEXAMPLE", secret="secret"):
-        client = boto3.client("kinesis", endpoint_url=self.endpoint, region_name="us-east-1",
-                              aws_access_key_id=key, aws_secret_access_key=secret)
-        client.meta.events.register("after-call.kinesis", check_output_shape)
-        return client
-
-    def kill_9(self):
-        self.process.kill()
-        self.process.wait()
-
-    def stop(self):
-        self.process.terminate()
-        self.process.wait()
-
-
-def error_code(call):
-    try:
-        call()
-    except ClientError as error:
-        return error.response["Error"]["Code"]
-    return None
-
-
-def on_demand_stream(kinesis, name):
-    kinesis.create_stream(StreamName=name, StreamModeDetails={"StreamMode": "ON_DEMAND"})
-    kinesis.get_waiter("stream_exists").wait(StreamName=name, WaiterConfig={"Delay": 1})
-    return kinesis.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]["StreamARN"]
+brook_process.BROOK = os.environ.get("BROOK", "target/debug/brook")
+brook_process.CHECKED_WORDS.add("Queue")
 
 
 def create_queue(kinesis, name, stream_arn, position="TRIM_HORIZON", **attributes):
@@ -495,17 +381,11 @@ def main():
         queue_policies(work)
         queue_operations = {name for name in kinesis.meta.service_model.operation_names if "Queue" in name}
         check("queue every queue operation of the model answered and checked",
-              len(queue_operations) == 12 and QUEUE_OPERATIONS_ANSWERED == queue_operations,
-              sorted(queue_operations - QUEUE_OPERATIONS_ANSWERED))
+              len(queue_operations) == 12 and ANSWERED == queue_operations,
+              sorted(queue_operations - ANSWERED))
     finally:
         broker.stop()
-        if failed:
-            for name in sorted(os.listdir(work)):
-                if name.endswith(".log"):
-                    print(open(os.path.join(work, name)).read()[-3000:], file=sys.stderr)
-        shutil.rmtree(work, ignore_errors=True)
-    print(f"queues (boto3): {passed} passed, {failed} failed")
-    sys.exit(1 if failed else 0)
+    brook_process.finish(work, "queues (boto3)")
 
 
 main()

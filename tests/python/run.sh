@@ -7,3 +7,5 @@ source tests/support/start-broker.sh
 "$PYTHON" tests/python/subscribe_to_shard.py
 # The queue test starts (and kills) brokers of its own.
 BROOK=${BROOK:-target/debug/brook} "$PYTHON" tests/python/queues.py
+# The channel test starts brokers and an S3-compatible server (moto's) of its own.
+BROOK=${BROOK:-target/debug/brook} "$PYTHON" tests/python/channels.py

@@ -233,11 +233,13 @@ pub(super) async fn update_stream_mode(
     let transition = broker.settings.transition_ms;
     modify_stream(broker, &live.record.name, |record| {
         check_distribution(record.record_distribution.as_deref(), mode, &record.name)?;
-        if mode == StreamMode::Provisioned && !record.queues.is_empty() {
+        if mode == StreamMode::Provisioned
+            && (!record.queues.is_empty() || !record.channels.is_empty())
+        {
             return Err(ApiError::new(
                 ErrorKind::ResourceInUse,
                 format!(
-                    "Stream {} has queues, which need ON_DEMAND mode; delete them first.",
+                    "Stream {} has queues or channels, which need ON_DEMAND mode; delete them first.",
                     record.name
                 ),
             ));
@@ -304,15 +306,21 @@ pub(super) fn check_distribution(
     Ok(())
 }
 
-/// A stream, a consumer or a queue named by ARN.
+/// A stream, a consumer, a queue or a channel named by ARN.
 enum Resource {
     Stream(String),
     Consumer(String, String),
     /// A queue: its stream's name and the queue's name and id.
     Queue(String, String, String),
+    /// A channel: its stream's name and the channel's name.
+    Channel(String, String),
 }
 
 fn resource(broker: &Broker, arn: &str) -> Result<Resource, ApiError> {
+    if arn.contains(":channel/") {
+        let (stream, channel) = super::channels::find_channel(broker, arn)?;
+        return Ok(Resource::Channel(stream.record.name.clone(), channel.name));
+    }
     if arn.contains(":queue/") {
         let (stream, queue) = super::queues::find_queue(broker, arn)?;
         return Ok(Resource::Queue(
@@ -389,6 +397,23 @@ async fn modify_resource<T>(
             .await?
             .1)
         }
+        Resource::Channel(stream, channel) => {
+            Ok(modify_stream(broker, &stream, |r: &mut StreamRecord| {
+                let entry = r
+                    .channels
+                    .iter_mut()
+                    .find(|c| c.name == channel)
+                    .ok_or_else(|| {
+                        ApiError::new(
+                            ErrorKind::ResourceNotFound,
+                            format!("Channel {channel} not found."),
+                        )
+                    })?;
+                edit(&mut entry.tags, &mut entry.policy)
+            })
+            .await?
+            .1)
+        }
     }
 }
 
@@ -407,6 +432,7 @@ pub(super) async fn tag_resource(broker: &Arc<Broker>, body: &[u8]) -> Result<Ve
         Resource::Stream(name) => format!("stream {name}"),
         Resource::Consumer(_, consumer) => format!("consumer {consumer}"),
         Resource::Queue(_, queue, _) => format!("queue {queue}"),
+        Resource::Channel(_, channel) => format!("channel {channel}"),
     };
     super::streams::check_tag_characters(
         tags.keys().chain(tags.values()),
@@ -451,6 +477,7 @@ pub(super) async fn list_tags_for_resource(
         Resource::Stream(name) => broker.resolve(Some(&name), None)?.record.tags.clone(),
         Resource::Consumer(..) => super::consumers::resolve_consumer(broker, &arn)?.1.tags,
         Resource::Queue(..) => super::queues::find_queue(broker, &arn)?.1.tags,
+        Resource::Channel(..) => super::channels::find_channel(broker, &arn)?.1.tags,
     };
     let list: Vec<Value> = tags
         .iter()
@@ -485,6 +512,7 @@ pub(super) async fn get_resource_policy(
         Resource::Stream(name) => broker.resolve(Some(&name), None)?.record.policy.clone(),
         Resource::Consumer(..) => super::consumers::resolve_consumer(broker, &arn)?.1.policy,
         Resource::Queue(..) => super::queues::find_queue(broker, &arn)?.1.policy,
+        Resource::Channel(..) => super::channels::find_channel(broker, &arn)?.1.policy,
     };
     // Kinesis answers an empty policy document when none is attached.
     Ok(json::encode(

@@ -2,6 +2,7 @@
 //! encode the response. Validation messages follow the API model's constraints.
 
 mod admin;
+pub mod channels;
 pub(crate) mod consumers;
 mod records;
 pub(crate) use records::check_put_records;
@@ -113,6 +114,11 @@ async fn run(broker: &Arc<Broker>, operation: Operation, body: &[u8]) -> Result<
         Operation::RestoreDeadLetterQueueRecords => {
             queues::entries(broker, body, queues::EntryAction::Restore, true).await
         }
+        Operation::CreateChannel => channels::create_channel(broker, body).await,
+        Operation::DescribeChannel => channels::describe_channel(broker, body),
+        Operation::ListChannels => channels::list_channels(broker, body),
+        Operation::UpdateChannel => channels::update_channel(broker, body).await,
+        Operation::DeleteChannel => channels::delete_channel(broker, body).await,
         Operation::SubscribeToShard => Err(ApiError::new(
             ErrorKind::InternalFailure,
             "SubscribeToShard answers with an event stream, not a JSON body.",
@@ -230,23 +236,32 @@ pub fn authorize(
     let created_on = value
         .pointer("/StreamConfigurationList/0/StreamARN")
         .and_then(serde_json::Value::as_str);
-    // A queue or a consumer answers to its own policy, then to its stream's.
-    let owned = match (queue_arn, consumer_arn) {
-        (Some(arn), _) => Some((
+    // A queue, a consumer or a channel answers to its own policy, then to its stream's.
+    let channel_arn =
+        field("ChannelARN").or(field("ResourceARN").filter(|a| a.contains(":channel/")));
+    let owned = match (queue_arn, consumer_arn, channel_arn) {
+        (Some(arn), _, _) => Some((
             arn,
             "queue",
             queues::find_queue(broker, arn)
                 .ok()
                 .map(|(stream, queue)| (queue.policy, stream.record.policy.clone())),
         )),
-        (None, Some(arn)) => Some((
+        (None, Some(arn), _) => Some((
             arn,
             "consumer",
             consumers::resolve_consumer(broker, arn)
                 .ok()
                 .map(|(stream, consumer)| (consumer.policy, stream.record.policy.clone())),
         )),
-        (None, None) => None,
+        (None, None, Some(arn)) => Some((
+            arn,
+            "channel",
+            channels::find_channel(broker, arn)
+                .ok()
+                .map(|(stream, channel)| (channel.policy, stream.record.policy.clone())),
+        )),
+        (None, None, None) => None,
     };
     let (resource, texts): (String, Vec<String>) = if let Some((arn, kind, policies)) = owned {
         let Some((own, of_stream)) = policies else {

@@ -204,6 +204,15 @@ pub(super) async fn delete_stream(broker: &Arc<Broker>, body: &[u8]) -> Result<V
             ),
         ));
     }
+    if !record.channels.is_empty() {
+        return Err(ApiError::new(
+            ErrorKind::ResourceInUse,
+            format!(
+                "Stream {} under account {} has channels; delete every channel on it first (ListChannels with a StreamFilter finds them).",
+                record.name, broker.settings.account
+            ),
+        ));
+    }
     if !record.consumers.is_empty() && input.enforce_consumer_deletion != Some(true) {
         return Err(ApiError::new(
             ErrorKind::ResourceInUse,

@@ -254,11 +254,21 @@ pub enum Operation {
     RestoreDeadLetterQueueRecords,
     /// UpdateDeadLetterQueueRecordsVisibility.
     UpdateDeadLetterQueueRecordsVisibility,
+    /// CreateChannel.
+    CreateChannel,
+    /// DescribeChannel.
+    DescribeChannel,
+    /// ListChannels.
+    ListChannels,
+    /// UpdateChannel.
+    UpdateChannel,
+    /// DeleteChannel.
+    DeleteChannel,
 }
 
 impl Operation {
     /// Every operation, for metrics registration.
-    pub const ALL: [Operation; 52] = [
+    pub const ALL: [Operation; 57] = [
         Self::CreateStream,
         Self::DeleteStream,
         Self::DescribeStream,
@@ -311,6 +321,11 @@ impl Operation {
         Self::AcknowledgeDeadLetterQueueRecords,
         Self::RestoreDeadLetterQueueRecords,
         Self::UpdateDeadLetterQueueRecordsVisibility,
+        Self::CreateChannel,
+        Self::DescribeChannel,
+        Self::ListChannels,
+        Self::UpdateChannel,
+        Self::DeleteChannel,
     ];
 
     /// The operation's name as in the API model.
@@ -372,6 +387,11 @@ impl Operation {
             Self::UpdateDeadLetterQueueRecordsVisibility => {
                 "UpdateDeadLetterQueueRecordsVisibility"
             }
+            Self::CreateChannel => "CreateChannel",
+            Self::DescribeChannel => "DescribeChannel",
+            Self::ListChannels => "ListChannels",
+            Self::UpdateChannel => "UpdateChannel",
+            Self::DeleteChannel => "DeleteChannel",
         }
     }
 

@@ -1,0 +1,414 @@
+//! Channels: CreateChannel, DescribeChannel, ListChannels, UpdateChannel, DeleteChannel. A
+//! channel delivers a stream's records to an S3-compatible bucket with the delivery worker of
+//! the Firehose API, run in-process (see [`crate::delivery::control`]); its definition lives
+//! in its stream's catalog record, its worker's progress in `firehose/channels/<id>/`.
+//!
+//! ARNs: `arn:aws:kinesis:<region>:<account>:channel/<name>` (names are unique per account).
+//! S3 Tables (Apache Iceberg) destinations are refused with a clear message: not served yet.
+
+mod config;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::{bounded, modify_stream, no_output, required};
+use crate::broker::catalog::{ChannelRecord, StreamMode};
+use crate::broker::protocol::{ApiError, ErrorKind, json, timestamp_ms};
+use crate::broker::state::{Broker, LiveStream};
+pub use config::channel_run;
+
+fn channel_arn(broker: &Broker, channel: &ChannelRecord) -> String {
+    format!(
+        "arn:aws:kinesis:{}:{}:channel/{}",
+        broker.settings.region, broker.settings.account, channel.name
+    )
+}
+
+/// The channel name a channel ARN carries.
+pub fn parse_channel_arn(arn: &str) -> Option<&str> {
+    arn.split_once(":channel/")
+        .map(|(_, name)| name)
+        .filter(|name| !name.is_empty())
+}
+
+fn not_found(broker: &Broker, arn: &str) -> ApiError {
+    ApiError::new(
+        ErrorKind::ResourceNotFound,
+        format!(
+            "Channel {arn} under account {} not found.",
+            broker.settings.account
+        ),
+    )
+}
+
+/// Finds a channel by ARN: its stream and definition.
+pub(crate) fn find_channel(
+    broker: &Broker,
+    arn: &str,
+) -> Result<(Arc<LiveStream>, ChannelRecord), ApiError> {
+    let name = parse_channel_arn(arn).ok_or_else(|| not_found(broker, arn))?;
+    broker
+        .streams()
+        .into_iter()
+        .find_map(|stream| {
+            let channel = stream.record.channels.iter().find(|c| c.name == name)?;
+            let channel = channel.clone();
+            Some((stream, channel))
+        })
+        .ok_or_else(|| not_found(broker, arn))
+}
+
+/// The channel's status, and the reason when it FAILED.
+fn status(broker: &Broker, channel: &ChannelRecord) -> (&'static str, Option<String>) {
+    let now = broker.clock.now_ms();
+    if channel.deleting_since_ms.is_some() {
+        return ("DELETING", None);
+    }
+    if let Some(why) = broker
+        .firehose
+        .get()
+        .and_then(|control| control.channel_failure(&channel.id))
+    {
+        return ("FAILED", Some(why));
+    }
+    if now < channel.created_ms + broker.settings.transition_ms {
+        ("CREATING", None)
+    } else if channel.updating_until_ms.is_some_and(|until| now < until) {
+        ("UPDATING", None)
+    } else {
+        ("ACTIVE", None)
+    }
+}
+
+fn seconds(ms: u64) -> f64 {
+    ms as f64 / 1000.0
+}
+
+/// The members a description and a summary share, with `rest`.
+fn with_identity(broker: &Broker, channel: &ChannelRecord, mut rest: Value) -> Value {
+    let (status, reason) = status(broker, channel);
+    rest["ChannelName"] = json!(channel.name);
+    rest["ChannelARN"] = json!(channel_arn(broker, channel));
+    rest["ChannelId"] = json!(channel.id);
+    rest["ChannelStatus"] = json!(status);
+    rest["ChannelCreationTimestamp"] = json!(seconds(channel.created_ms));
+    if let Some(reason) = reason {
+        rest["ChannelStatusReason"] = json!(reason);
+    }
+    rest
+}
+
+fn describe(broker: &Broker, stream: &LiveStream, channel: &ChannelRecord) -> Value {
+    let mut description = json!({
+        "ServiceExecutionRoleARN": channel.role_arn,
+        "StreamConfigurationList": [{
+            "StreamARN": stream.arn,
+            "StreamCreationTimestamp": seconds(stream.record.created_ms),
+            "RecordConfiguration": channel.record_configuration,
+        }],
+        "S3DestinationConfiguration": channel.s3_destination,
+        "LoggingConfiguration": channel.logging,
+    });
+    if let Some(encryption) = &channel.encryption {
+        description["EncryptionConfiguration"] = encryption.clone();
+    }
+    with_identity(broker, channel, description)
+}
+
+fn invalid(message: impl Into<String>) -> ApiError {
+    ApiError::new(ErrorKind::InvalidArgument, message)
+}
+
+/// Starts, restarts and stops the channel workers to match the catalog.
+pub(crate) fn run_channels(broker: &Broker) {
+    let Some(control) = broker.firehose.get() else {
+        return;
+    };
+    let runs = broker
+        .streams()
+        .iter()
+        .flat_map(|stream| {
+            stream
+                .record
+                .channels
+                .iter()
+                .filter(|c| c.deleting_since_ms.is_none())
+                .filter_map(|channel| match channel_run(&stream.record.name, channel) {
+                    Ok(run) => Some(run),
+                    Err(error) => {
+                        tracing::error!(channel = %channel.name, %error, "a channel of the catalog cannot run");
+                        None
+                    }
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    control.run_channels(runs);
+}
+
+fn new_channel_id() -> Result<String, ApiError> {
+    let mut random = [0u8; 16];
+    getrandom::fill(&mut random)
+        .map_err(|e| ApiError::new(ErrorKind::InternalFailure, e.to_string()))?;
+    Ok(random.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+pub(super) async fn create_channel(broker: &Arc<Broker>, body: &[u8]) -> Result<Vec<u8>, ApiError> {
+    let request: Value = json::decode(body)?;
+    let name = required(request["ChannelName"].as_str(), "channelName")?.to_owned();
+    let role_arn = required(
+        request["ServiceExecutionRoleARN"].as_str(),
+        "serviceExecutionRoleARN",
+    )?
+    .to_owned();
+    let configurations = required(
+        request["StreamConfigurationList"].as_array(),
+        "streamConfigurationList",
+    )?;
+    let [configuration] = configurations.as_slice() else {
+        return Err(invalid(
+            "StreamConfigurationList must contain exactly one entry: a channel delivers records from a single data stream.",
+        ));
+    };
+    if broker.cluster.get().is_some() || broker.firehose.get().is_none() {
+        return Err(invalid(
+            "Channels are served by a standalone broker (brook broker); this broker is managed or spreads its streams over several pods.",
+        ));
+    }
+    let min_freshness = broker.settings.channel_min_freshness_s;
+    let destination = config::destination(&request, &name, min_freshness)?;
+    let record_configuration = config::record_configuration(configuration)?;
+    let stream = broker.resolve(None, configuration["StreamARN"].as_str())?;
+    let account = broker.settings.account.clone();
+    if stream.record.mode != StreamMode::OnDemand {
+        return Err(invalid(format!(
+            "Channels are supported only on streams in ON_DEMAND capacity mode; stream {} under account {account} is PROVISIONED.",
+            stream.record.name
+        )));
+    }
+    let tags: BTreeMap<String, String> = match request.get("Tags") {
+        Some(tags) if !tags.is_null() => serde_json::from_value(tags.clone())
+            .map_err(|e| ApiError::new(ErrorKind::Validation, format!("Tags: {e}")))?,
+        _ => BTreeMap::new(),
+    };
+    let channel = ChannelRecord {
+        id: new_channel_id()?,
+        name,
+        created_ms: broker.clock.now_ms(),
+        deleting_since_ms: None,
+        updating_until_ms: None,
+        generation: 0,
+        role_arn,
+        record_configuration,
+        s3_destination: destination,
+        encryption: request
+            .get("EncryptionConfiguration")
+            .filter(|v| !v.is_null())
+            .cloned(),
+        logging: config::logging(request.get("LoggingConfiguration")),
+        tags,
+        policy: None,
+    };
+    // Checked before it is saved: a channel that cannot run is refused, not stored.
+    channel_run(&stream.record.name, &channel)?;
+    let taken = |streams: &[Arc<LiveStream>], name: &str| {
+        streams
+            .iter()
+            .any(|s| s.record.channels.iter().any(|c| c.name == name))
+    };
+    if taken(&broker.streams(), &channel.name) {
+        return Err(ApiError::new(
+            ErrorKind::ResourceInUse,
+            format!(
+                "Channel {} under account {account} already exists.",
+                channel.name
+            ),
+        ));
+    }
+    modify_stream(broker, &stream.record.name, |record| {
+        if record.channels.iter().any(|c| c.name == channel.name) {
+            return Err(ApiError::new(
+                ErrorKind::ResourceInUse,
+                format!("Channel {} under account {account} already exists.", channel.name),
+            ));
+        }
+        if record
+            .channels
+            .iter()
+            .any(|c| c.deleting_since_ms.is_none())
+        {
+            return Err(ApiError::new(
+                ErrorKind::LimitExceeded,
+                format!(
+                    "Stream {} under account {account} already has an S3 channel; a stream has at most one.",
+                    record.name
+                ),
+            ));
+        }
+        if record.mode != StreamMode::OnDemand {
+            return Err(invalid(
+                "Channels are supported only on streams in ON_DEMAND capacity mode.",
+            ));
+        }
+        record.channels.push(channel.clone());
+        Ok(())
+    })
+    .await?;
+    run_channels(broker);
+    let stream = broker
+        .stream(&stream.record.name)
+        .ok_or_else(|| ApiError::stream_not_found(&stream.record.name, &account))?;
+    Ok(json::encode(
+        &json!({"ChannelDescription": describe(broker, &stream, &channel)}),
+    ))
+}
+
+fn channel_arn_of(request: &Value) -> Result<String, ApiError> {
+    required(request["ChannelARN"].as_str(), "channelARN").map(str::to_owned)
+}
+
+pub(super) fn describe_channel(broker: &Arc<Broker>, body: &[u8]) -> Result<Vec<u8>, ApiError> {
+    let request: Value = json::decode(body)?;
+    let (stream, channel) = find_channel(broker, &channel_arn_of(&request)?)?;
+    Ok(json::encode(
+        &json!({"ChannelDescription": describe(broker, &stream, &channel)}),
+    ))
+}
+
+pub(super) fn list_channels(broker: &Arc<Broker>, body: &[u8]) -> Result<Vec<u8>, ApiError> {
+    let request: Value = json::decode(body)?;
+    let max =
+        bounded(request["MaxResults"].as_i64(), "maxResults", 1, 10_000)?.unwrap_or(100) as usize;
+    let after = request["NextToken"].as_str().unwrap_or_default();
+    let filters = request["StreamFilter"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let matches = |stream: &LiveStream| {
+        filters.is_empty()
+            || filters.iter().any(|f| {
+                f["StreamARN"].as_str() == Some(stream.arn.as_str())
+                    && f["StreamCreationTimestamp"]
+                        .as_f64()
+                        .is_none_or(|t| timestamp_ms(t) == Some(stream.record.created_ms))
+            })
+    };
+    let streams = broker.streams();
+    let mut channels: Vec<(&LiveStream, &ChannelRecord)> = streams
+        .iter()
+        .filter(|s| matches(s))
+        .flat_map(|s| s.record.channels.iter().map(move |c| (s.as_ref(), c)))
+        .filter(|(_, c)| after.is_empty() || c.name.as_str() > after)
+        .collect();
+    channels.sort_by(|a, b| a.1.name.cmp(&b.1.name));
+    let page: Vec<Value> = channels
+        .iter()
+        .take(max)
+        .map(|(stream, channel)| {
+            let summary = json!({
+                "ChannelDestinationType": "S3",
+                "Streams": [{
+                    "StreamARN": stream.arn,
+                    "StreamCreationTimestamp": seconds(stream.record.created_ms),
+                }],
+            });
+            with_identity(broker, channel, summary)
+        })
+        .collect();
+    let mut out = json!({"ChannelSummaries": page});
+    if channels.len() > max {
+        out["NextToken"] = json!(channels[max - 1].1.name);
+    }
+    Ok(json::encode(&out))
+}
+
+pub(super) async fn update_channel(broker: &Arc<Broker>, body: &[u8]) -> Result<Vec<u8>, ApiError> {
+    let request: Value = json::decode(body)?;
+    let arn = channel_arn_of(&request)?;
+    if request
+        .get("S3TablesDestinationConfiguration")
+        .is_some_and(|v| !v.is_null())
+    {
+        return Err(invalid(
+            "S3TablesDestinationConfiguration updates a channel to S3 Tables; this channel delivers to a general purpose S3 bucket.",
+        ));
+    }
+    let freshness = match request.get("S3DestinationConfiguration") {
+        Some(update) if !update.is_null() => Some(config::freshness(
+            update["DataFreshnessInSeconds"].as_i64(),
+            broker.settings.channel_min_freshness_s,
+        )?),
+        _ => None,
+    };
+    let logging = request
+        .get("LoggingConfiguration")
+        .filter(|v| !v.is_null())
+        .map(|v| config::logging(Some(v)));
+    if freshness.is_none() && logging.is_none() {
+        return Err(invalid(
+            "Nothing to update: give S3DestinationConfiguration or LoggingConfiguration.",
+        ));
+    }
+    let (stream, channel) = find_channel(broker, &arn)?;
+    let (current, _) = status(broker, &channel);
+    if matches!(current, "CREATING" | "UPDATING" | "DELETING") {
+        return Err(ApiError::new(
+            ErrorKind::ResourceInUse,
+            format!(
+                "Channel {} is {current}; update it once it is ACTIVE.",
+                channel.name
+            ),
+        ));
+    }
+    let now = broker.clock.now_ms();
+    let until = now + broker.settings.transition_ms;
+    let (_, updated) = modify_stream(broker, &stream.record.name, |record| {
+        let entry = record
+            .channels
+            .iter_mut()
+            .find(|c| c.id == channel.id && c.deleting_since_ms.is_none())
+            .ok_or_else(|| not_found(broker, &arn))?;
+        if let Some(seconds) = freshness {
+            entry.s3_destination["DataFreshnessInSeconds"] = json!(seconds);
+        }
+        if let Some(logging) = &logging {
+            entry.logging = logging.clone();
+        }
+        entry.generation += 1;
+        entry.updating_until_ms = Some(until);
+        Ok(entry.clone())
+    })
+    .await?;
+    run_channels(broker);
+    Ok(json::encode(
+        &json!({"ChannelDescription": describe(broker, &stream, &updated)}),
+    ))
+}
+
+pub(super) async fn delete_channel(broker: &Arc<Broker>, body: &[u8]) -> Result<Vec<u8>, ApiError> {
+    let request: Value = json::decode(body)?;
+    let (stream, channel) = find_channel(broker, &channel_arn_of(&request)?)?;
+    let now = broker.clock.now_ms();
+    modify_stream(broker, &stream.record.name, |record| {
+        if let Some(entry) = record.channels.iter_mut().find(|c| c.id == channel.id) {
+            entry.deleting_since_ms.get_or_insert(now);
+        }
+        Ok(())
+    })
+    .await?;
+    run_channels(broker);
+    let broker = broker.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(broker.settings.transition_ms)).await;
+        // A stream deleted meanwhile took the channel's definition with it.
+        let _ = modify_stream(&broker, &stream.record.name, |record| {
+            record.channels.retain(|c| c.id != channel.id);
+            Ok(())
+        })
+        .await;
+    });
+    Ok(no_output())
+}
