@@ -10,349 +10,25 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use brook::broker::shard::batch::BodyBuilder;
-use brook::broker::shard::fs::{FileSystem, LogFile, ReadFile, RealFs};
+use brook::broker::shard::fs::RealFs;
 use brook::broker::shard::{AppendPart, Clock, ShardKey, Store, StoreOptions};
 use support::broker::TempDir;
+use support::power_cut::{Cut, PowerCutModel, RecordingFs, describe};
 
-type Inode = u64;
-
-/// One call of the file layer, or an acknowledgement, in the order they happened.
+/// Records the store acknowledged to a producer.
 #[derive(Debug, Clone)]
-enum Op {
-    Create {
-        path: PathBuf,
-        inode: Inode,
-    },
-    /// Write `bytes` at `at`, the end of the file's data.
-    Append {
-        inode: Inode,
-        at: u64,
-        bytes: Vec<u8>,
-    },
-    /// Room allocated up to `len` bytes, reading as zeros; the data's end stays.
-    Preallocate {
-        inode: Inode,
-        len: u64,
-    },
-    Truncate {
-        inode: Inode,
-        len: u64,
-    },
-    SyncData {
-        inode: Inode,
-    },
-    SyncDir {
-        dir: PathBuf,
-    },
-    /// Write a temporary file, sync it, rename it over `path`, sync the directory.
-    ReplaceAtomically {
-        path: PathBuf,
-        inode: Inode,
-        bytes: Vec<u8>,
-    },
-    Remove {
-        path: PathBuf,
-    },
-    /// The writer acknowledged these records (shard, data) to their producer.
-    Acknowledged {
-        shard: ShardKey,
-        data: Vec<String>,
-    },
+struct Acknowledged {
+    shard: ShardKey,
+    data: Vec<String>,
 }
 
-#[derive(Default)]
-struct Recorder {
-    ops: Vec<Op>,
-    inodes: HashMap<PathBuf, Inode>,
-    next_inode: Inode,
-}
-
-/// The real file layer under `root`, every call recorded with paths relative to `root`.
-struct RecordingFs {
-    root: PathBuf,
-    recorder: Arc<Mutex<Recorder>>,
-}
-
-impl RecordingFs {
-    fn relative(&self, path: &Path) -> PathBuf {
-        path.strip_prefix(&self.root).unwrap_or(path).to_path_buf()
-    }
-}
-
-struct RecordingFile {
-    inner: Box<dyn LogFile>,
-    inode: Inode,
-    recorder: Arc<Mutex<Recorder>>,
-}
-
-impl LogFile for RecordingFile {
-    fn append(&mut self, buf: &[u8]) -> io::Result<()> {
-        let mut recorder = self.recorder.lock().expect("lock");
-        let at = self.inner.len()?;
-        self.inner.append(buf)?;
-        recorder.ops.push(Op::Append {
-            inode: self.inode,
-            at,
-            bytes: buf.to_vec(),
-        });
-        Ok(())
-    }
-    fn sync_data(&mut self) -> io::Result<()> {
-        let mut recorder = self.recorder.lock().expect("lock");
-        self.inner.sync_data()?;
-        recorder.ops.push(Op::SyncData { inode: self.inode });
-        Ok(())
-    }
-    fn truncate(&mut self, len: u64) -> io::Result<()> {
-        let mut recorder = self.recorder.lock().expect("lock");
-        self.inner.truncate(len)?;
-        recorder.ops.push(Op::Truncate {
-            inode: self.inode,
-            len,
-        });
-        Ok(())
-    }
-    fn len(&self) -> io::Result<u64> {
-        self.inner.len()
-    }
-    fn try_clone(&self) -> io::Result<Box<dyn LogFile>> {
-        Ok(Box::new(RecordingFile {
-            inner: self.inner.try_clone()?,
-            inode: self.inode,
-            recorder: self.recorder.clone(),
-        }))
-    }
-    fn preallocate(&mut self, len: u64) -> io::Result<()> {
-        let mut recorder = self.recorder.lock().expect("lock");
-        self.inner.preallocate(len)?;
-        recorder.ops.push(Op::Preallocate {
-            inode: self.inode,
-            len,
-        });
-        Ok(())
-    }
-}
-
-impl FileSystem for RecordingFs {
-    fn open_append(&self, path: &Path) -> io::Result<Box<dyn LogFile>> {
-        let mut recorder = self.recorder.lock().expect("lock");
-        let existed = path.exists();
-        let inner = RealFs.open_append(path)?;
-        let relative = self.relative(path);
-        let inode = match recorder.inodes.get(&relative) {
-            Some(&inode) if existed => inode,
-            _ => {
-                recorder.next_inode += 1;
-                let inode = recorder.next_inode;
-                recorder.inodes.insert(relative.clone(), inode);
-                recorder.ops.push(Op::Create {
-                    path: relative,
-                    inode,
-                });
-                inode
-            }
-        };
-        Ok(Box::new(RecordingFile {
-            inner,
-            inode,
-            recorder: self.recorder.clone(),
-        }))
-    }
-    fn open_read(&self, path: &Path) -> io::Result<Arc<dyn ReadFile>> {
-        RealFs.open_read(path)
-    }
-    fn sync_dir(&self, path: &Path) -> io::Result<()> {
-        let mut recorder = self.recorder.lock().expect("lock");
-        RealFs.sync_dir(path)?;
-        recorder.ops.push(Op::SyncDir {
-            dir: self.relative(path),
-        });
-        Ok(())
-    }
-    fn write_atomic(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
-        let mut recorder = self.recorder.lock().expect("lock");
-        RealFs.write_atomic(path, bytes)?;
-        recorder.next_inode += 1;
-        let inode = recorder.next_inode;
-        let relative = self.relative(path);
-        recorder.inodes.insert(relative.clone(), inode);
-        recorder.ops.push(Op::ReplaceAtomically {
-            path: relative,
-            inode,
-            bytes: bytes.to_vec(),
-        });
-        Ok(())
-    }
-    fn remove_file(&self, path: &Path) -> io::Result<()> {
-        let mut recorder = self.recorder.lock().expect("lock");
-        RealFs.remove_file(path)?;
-        let relative = self.relative(path);
-        recorder.inodes.remove(&relative);
-        recorder.ops.push(Op::Remove { path: relative });
-        Ok(())
-    }
-}
-
-/// What survives a power cut after a prefix of the recorded calls.
-#[derive(Default)]
-struct PowerCutModel {
-    /// Each inode's contents as the process saw them, and as last synced.
-    contents: HashMap<Inode, (Vec<u8>, Vec<u8>)>,
-    /// The namespace as the process saw it.
-    visible: BTreeMap<PathBuf, Inode>,
-    /// The namespace a power cut keeps.
-    durable: BTreeMap<PathBuf, Inode>,
-    /// Directories the process created (seen through files made in them), and those whose
-    /// own entry a synced parent made durable.
-    visible_dirs: BTreeSet<PathBuf>,
-    durable_dirs: BTreeSet<PathBuf>,
-}
-
-impl PowerCutModel {
-    fn note_dirs(&mut self, path: &Path) {
-        let mut dir = path.parent();
-        while let Some(d) = dir.filter(|d| !d.as_os_str().is_empty()) {
-            self.visible_dirs.insert(d.to_path_buf());
-            dir = d.parent();
-        }
-    }
-
-    fn sync_dir(&mut self, dir: &Path) {
-        let in_dir = |p: &Path| p.parent() == Some(dir);
-        self.durable.retain(|p, _| !in_dir(p));
-        for (path, &inode) in &self.visible {
-            if in_dir(path) {
-                self.durable.insert(path.clone(), inode);
-            }
-        }
-        for sub in self.visible_dirs.clone() {
-            if in_dir(&sub) {
-                self.durable_dirs.insert(sub);
-            }
-        }
-    }
-
-    fn apply(&mut self, op: &Op) {
-        match op {
-            Op::Create { path, inode } => {
-                self.contents.insert(*inode, (Vec::new(), Vec::new()));
-                self.visible.insert(path.clone(), *inode);
-                self.note_dirs(path);
-            }
-            Op::Append { inode, at, bytes } => {
-                if let Some((seen, _)) = self.contents.get_mut(inode) {
-                    let (start, end) = (*at as usize, *at as usize + bytes.len());
-                    if seen.len() < end {
-                        seen.resize(end, 0);
-                    }
-                    seen[start..end].copy_from_slice(bytes);
-                }
-            }
-            Op::Preallocate { inode, len } => {
-                if let Some((seen, _)) = self.contents.get_mut(inode)
-                    && seen.len() < *len as usize
-                {
-                    seen.resize(*len as usize, 0);
-                }
-            }
-            Op::Truncate { inode, len } => {
-                if let Some((seen, _)) = self.contents.get_mut(inode) {
-                    seen.resize(*len as usize, 0);
-                }
-            }
-            Op::SyncData { inode } => {
-                if let Some((seen, synced)) = self.contents.get_mut(inode) {
-                    *synced = seen.clone();
-                }
-            }
-            Op::SyncDir { dir } => {
-                self.visible_dirs.insert(dir.clone());
-                self.sync_dir(dir);
-            }
-            Op::ReplaceAtomically { path, inode, bytes } => {
-                self.contents.insert(*inode, (bytes.clone(), bytes.clone()));
-                self.visible.insert(path.clone(), *inode);
-                self.note_dirs(path);
-                let parent = path.parent().unwrap_or(Path::new("")).to_path_buf();
-                self.sync_dir(&parent);
-            }
-            Op::Remove { path } => {
-                self.visible.remove(path);
-            }
-            Op::Acknowledged { .. } => {}
-        }
-    }
-
-    /// Whether a path's every ancestor directory survives the cut.
-    fn reachable(&self, path: &Path) -> bool {
-        let mut dir = path.parent();
-        while let Some(d) = dir.filter(|d| !d.as_os_str().is_empty()) {
-            if !self.durable_dirs.contains(d) {
-                return false;
-            }
-            dir = d.parent();
-        }
-        true
-    }
-
-    /// Writes under `root` the files a power cut keeps (`Cut::Power`: only what was synced),
-    /// or everything the process wrote (`Cut::Process`, as after `kill -9`).
-    fn materialize(&self, root: &Path, cut: Cut) {
-        let (entries, synced_only) = match cut {
-            Cut::Power => (&self.durable, true),
-            Cut::Process => (&self.visible, false),
-        };
-        for (path, inode) in entries {
-            if synced_only && !self.reachable(path) {
-                continue;
-            }
-            let target = root.join(path);
-            if let Some(parent) = target.parent() {
-                std::fs::create_dir_all(parent).expect("image dir");
-            }
-            let contents = self
-                .contents
-                .get(inode)
-                .map(|(seen, synced)| if synced_only { synced } else { seen });
-            std::fs::write(&target, contents.cloned().unwrap_or_default()).expect("image file");
-        }
-    }
-}
-
-/// How the run was cut short.
-#[derive(Debug, Clone, Copy)]
-enum Cut {
-    /// The power went: only synced data and synced directory entries remain.
-    Power,
-    /// The process was killed: the page cache keeps every write.
-    Process,
-}
-
-/// A short description of a recorded call, for failure messages.
-fn describe(op: Option<&Op>) -> String {
-    match op {
-        None => "the start".to_owned(),
-        Some(Op::Create { path, .. }) => format!("create {}", path.display()),
-        Some(Op::Append { inode, at, bytes }) => {
-            format!("write {} bytes at {at} of inode {inode}", bytes.len())
-        }
-        Some(Op::Preallocate { inode, len }) => format!("preallocate inode {inode} to {len}"),
-        Some(Op::Truncate { inode, len }) => format!("truncate inode {inode} to {len}"),
-        Some(Op::SyncData { inode }) => format!("sync inode {inode}"),
-        Some(Op::SyncDir { dir }) => format!("sync folder {}", dir.display()),
-        Some(Op::ReplaceAtomically { path, .. }) => format!("replace {}", path.display()),
-        Some(Op::Remove { path }) => format!("remove {}", path.display()),
-        Some(Op::Acknowledged { shard, data }) => {
-            format!("acknowledge {} records to {shard:?}", data.len())
-        }
-    }
-}
+type Op = support::power_cut::Op<Acknowledged>;
+type Recorder = support::power_cut::Recorder<Acknowledged>;
 
 const PARENT: ShardKey = ShardKey {
     stream_key: 1,
@@ -411,7 +87,7 @@ async fn append(
         .lock()
         .expect("lock")
         .ops
-        .push(Op::Acknowledged { shard, data });
+        .push(Op::Acknowledged(Acknowledged { shard, data }));
 }
 
 /// 160 batches of 1 to `largest` records over `shards` in turn, checkpointing every 30.
@@ -472,7 +148,7 @@ async fn crash_consistency_every_power_cut_keeps_every_acknowledged_record() {
     let acknowledged_total: usize = ops
         .iter()
         .map(|op| match op {
-            Op::Acknowledged { data, .. } => data.len(),
+            Op::Acknowledged(Acknowledged { data, .. }) => data.len(),
             _ => 0,
         })
         .sum();
@@ -491,7 +167,7 @@ async fn crash_consistency_every_power_cut_keeps_every_acknowledged_record() {
         if cut > 0 {
             let op = &ops[cut - 1];
             model.apply(op);
-            if let Op::Acknowledged { shard, data } = op {
+            if let Op::Acknowledged(Acknowledged { shard, data }) = op {
                 acknowledged
                     .entry(*shard)
                     .or_default()

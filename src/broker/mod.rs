@@ -168,7 +168,9 @@ fn iterator_key(fs: &dyn FileSystem, dir: &std::path::Path) -> Result<[u8; 32], 
 /// Opens the data directory and builds the broker, finishing deletions a crash interrupted.
 pub fn open(options: &BrokerOptions, fs: Arc<dyn FileSystem>) -> Result<Broker, BrokerError> {
     let dir = &options.data_dir;
-    std::fs::create_dir_all(dir).map_err(data_dir_error(dir))?;
+    // Its entry in its parent is synced too: a new data directory a power cut forgets would
+    // take every acknowledged record with it.
+    shard::fs::create_dir_durably(dir).map_err(data_dir_error(dir))?;
     let mut catalog = Catalog::load(dir)?;
     let before = catalog.streams.len();
     catalog.streams.retain(|_, s| s.deleting_since_ms.is_none());

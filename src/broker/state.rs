@@ -204,7 +204,7 @@ impl Broker {
         let dir = store.dir().to_path_buf();
         let metrics = Metrics::new();
         metrics.register(store.stats().collectors());
-        let queues = super::queue::Queues::new(dir.join("queues"), store.syncs());
+        let queues = super::queue::Queues::new(dir.join("queues"), store.syncs(), fs.clone());
         let broker = Self {
             settings,
             store,

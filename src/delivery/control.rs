@@ -118,7 +118,7 @@ impl Firehose {
         let setup = |e: &dyn std::fmt::Display| {
             super::DeliveryError::Setup(format!("{}: {e}", settings.dir.display()))
         };
-        std::fs::create_dir_all(&settings.dir).map_err(|e| setup(&e))?;
+        crate::broker::shard::fs::create_dir_durably(&settings.dir).map_err(|e| setup(&e))?;
         let definitions: Vec<Definition> = match std::fs::read(settings.dir.join("catalog.json")) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| setup(&e))?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),

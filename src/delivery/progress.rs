@@ -80,7 +80,8 @@ impl ProgressFile {
             path: path.display().to_string(),
             message: e.to_string(),
         };
-        std::fs::create_dir_all(dir).map_err(io)?;
+        // Progress that a power cut loses with its folder would redeliver everything.
+        crate::broker::shard::fs::create_dir_durably(dir).map_err(io)?;
         let state = match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| ProgressError::Corrupt {
                 path: path.display().to_string(),

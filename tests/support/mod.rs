@@ -10,6 +10,7 @@ pub mod helm;
 pub mod mock_kube;
 pub mod operator;
 pub mod pki;
+pub mod power_cut;
 pub mod prometheus;
 pub mod s3;
 

@@ -9,8 +9,6 @@
 //! warning if lines follow it). When the changes outnumber the outstanding records by far,
 //! the file is rewritten as one snapshot (a temporary file, synced, renamed over it).
 
-use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
@@ -18,10 +16,26 @@ use serde::{Deserialize, Serialize};
 
 use super::QueueError;
 use super::state::{Change, QueueState};
+use crate::broker::shard::fs::{FileSystem, LogFile};
 
 /// Changes logged since the snapshot before the file is rewritten, beyond twice the
 /// outstanding records.
-const COMPACT_AFTER: usize = 10_000;
+pub const COMPACT_AFTER: usize = 10_000;
+
+/// Where a queue's file lives and how it is written.
+#[derive(Clone)]
+pub struct LogSettings {
+    /// The file layer (the real one, or a recording one in tests).
+    pub fs: Arc<dyn FileSystem>,
+    /// Sync every change before it is answered (`Fsync` durability).
+    pub sync: bool,
+    /// Changes since the snapshot, beyond twice the outstanding records, that make the file
+    /// be rewritten as one snapshot.
+    pub compact_after: usize,
+}
+
+/// A handle that syncs the file while another appends to it.
+type SharedFile = Arc<Mutex<Box<dyn LogFile>>>;
 
 #[derive(Serialize, Deserialize)]
 enum Line {
@@ -32,7 +46,8 @@ enum Line {
 /// An open queue state file.
 pub struct ChangeLog {
     path: PathBuf,
-    file: File,
+    settings: LogSettings,
+    file: Box<dyn LogFile>,
     changes_since_snapshot: usize,
     /// Writes so far (each a call's changes), numbered from 1.
     writes: u64,
@@ -50,7 +65,7 @@ pub struct Durability {
 
 struct SyncState {
     /// The file the writes go to (replaced by a compaction).
-    file: Arc<File>,
+    file: SharedFile,
     /// The newest write.
     written: u64,
     /// The newest write a completed sync covers.
@@ -62,7 +77,7 @@ struct SyncState {
 }
 
 impl Durability {
-    fn new(path: &Path, sync: bool, file: Arc<File>) -> Self {
+    fn new(path: &Path, sync: bool, file: SharedFile) -> Self {
         Self {
             path: path.to_path_buf(),
             sync,
@@ -105,7 +120,10 @@ impl Durability {
             state.syncing = true;
             let (target, file) = (state.written, state.file.clone());
             drop(state);
-            let outcome = file.sync_data();
+            let outcome = file
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .sync_data();
             state = self.lock();
             state.syncing = false;
             match outcome {
@@ -126,9 +144,13 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> QueueError + '_ {
 
 impl ChangeLog {
     /// Creates the file of a new queue with its starting state.
-    pub fn create(path: &Path, state: &QueueState, sync: bool) -> Result<Self, QueueError> {
-        write_snapshot(path, state)?;
-        Self::open_append(path, sync, None, 0)
+    pub fn create(
+        path: &Path,
+        state: &QueueState,
+        settings: &LogSettings,
+    ) -> Result<Self, QueueError> {
+        write_snapshot(settings.fs.as_ref(), path, state)?;
+        Self::open_append(path, settings, None, 0)
     }
 
     /// Where this file's syncs stand.
@@ -137,14 +159,13 @@ impl ChangeLog {
     }
 
     /// Loads a queue's state from its file and opens it for appending.
-    pub fn load(path: &Path, sync: bool) -> Result<(Self, QueueState), QueueError> {
-        let file = File::open(path).map_err(io(path))?;
+    pub fn load(path: &Path, settings: &LogSettings) -> Result<(Self, QueueState), QueueError> {
+        let bytes = read_all(settings.fs.as_ref(), path)?;
         let mut state = None;
         let mut changes = 0;
-        let mut lines = BufReader::new(file).lines();
+        let mut lines = bytes.split(|b| *b == b'\n').filter(|line| !line.is_empty());
         while let Some(line) = lines.next() {
-            let line = line.map_err(io(path))?;
-            match serde_json::from_str::<Line>(&line) {
+            match serde_json::from_slice::<Line>(line) {
                 Ok(Line::Snapshot(snapshot)) => state = Some(snapshot),
                 Ok(Line::Change(change)) => {
                     if let Some(state) = state.as_mut() {
@@ -168,7 +189,7 @@ impl ChangeLog {
             reason: "no snapshot".into(),
         })?;
         state.reindex();
-        let mut log = Self::open_append(path, sync, None, changes)?;
+        let mut log = Self::open_append(path, settings, None, changes)?;
         // Start from a clean file: a torn tail must not sit before the next appends.
         log.compact(&state)?;
         Ok((log, state))
@@ -178,15 +199,12 @@ impl ChangeLog {
     /// `durability`, marked synced, since the snapshot is.
     fn open_append(
         path: &Path,
-        sync: bool,
+        settings: &LogSettings,
         durability: Option<(Arc<Durability>, u64)>,
         changes: usize,
     ) -> Result<Self, QueueError> {
-        let file = OpenOptions::new()
-            .append(true)
-            .open(path)
-            .map_err(io(path))?;
-        let shared = Arc::new(file.try_clone().map_err(io(path))?);
+        let file = settings.fs.open_append(path).map_err(io(path))?;
+        let shared = Arc::new(Mutex::new(file.try_clone().map_err(io(path))?));
         let (durability, writes) = match durability {
             Some((durability, writes)) => {
                 let mut state = durability.lock();
@@ -196,10 +214,11 @@ impl ChangeLog {
                 durability.synced.notify_all();
                 (durability, writes)
             }
-            None => (Arc::new(Durability::new(path, sync, shared)), 0),
+            None => (Arc::new(Durability::new(path, settings.sync, shared)), 0),
         };
         Ok(Self {
             path: path.to_path_buf(),
+            settings: settings.clone(),
             file,
             changes_since_snapshot: changes,
             writes,
@@ -225,7 +244,8 @@ impl ChangeLog {
             return Ok(None);
         }
         self.writes += 1;
-        if self.changes_since_snapshot + changes.len() > COMPACT_AFTER + 2 * state.outstanding.len()
+        if self.changes_since_snapshot + changes.len()
+            > self.settings.compact_after + 2 * state.outstanding.len()
         {
             let mut next = state.clone();
             for change in changes {
@@ -245,9 +265,7 @@ impl ChangeLog {
             text.push_str(&line);
             text.push('\n');
         }
-        self.file
-            .write_all(text.as_bytes())
-            .map_err(io(&self.path))?;
+        self.file.append(text.as_bytes()).map_err(io(&self.path))?;
         self.changes_since_snapshot += changes.len();
         self.durability.lock().written = self.writes;
         Ok(self.durability.sync.then_some(self.writes))
@@ -255,11 +273,11 @@ impl ChangeLog {
 
     /// Rewrites the file as one snapshot of `state`.
     fn compact(&mut self, state: &QueueState) -> Result<(), QueueError> {
-        write_snapshot(&self.path, state)?;
-        let sync = self.durability.sync;
+        write_snapshot(self.settings.fs.as_ref(), &self.path, state)?;
+        let settings = self.settings.clone();
         *self = Self::open_append(
             &self.path,
-            sync,
+            &settings,
             Some((self.durability.clone(), self.writes)),
             0,
         )?;
@@ -267,25 +285,31 @@ impl ChangeLog {
     }
 }
 
+/// The whole file at `path`.
+fn read_all(fs: &dyn FileSystem, path: &Path) -> Result<Vec<u8>, QueueError> {
+    let file = fs.open_read(path).map_err(io(path))?;
+    let mut bytes = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        let read = file
+            .read_at(&mut chunk, bytes.len() as u64)
+            .map_err(io(path))?;
+        if read == 0 {
+            return Ok(bytes);
+        }
+        bytes.extend_from_slice(&chunk[..read]);
+    }
+}
+
 /// Writes `state` as the whole file at `path`, atomically and durably.
-fn write_snapshot(path: &Path, state: &QueueState) -> Result<(), QueueError> {
+fn write_snapshot(fs: &dyn FileSystem, path: &Path, state: &QueueState) -> Result<(), QueueError> {
     let mut text =
         serde_json::to_string(&Line::Snapshot(state.clone())).map_err(|e| QueueError::Corrupt {
             path: path.display().to_string(),
             reason: e.to_string(),
         })?;
     text.push('\n');
-    let temporary = path.with_extension("tmp");
-    let mut file = File::create(&temporary).map_err(io(&temporary))?;
-    file.write_all(text.as_bytes()).map_err(io(&temporary))?;
-    file.sync_all().map_err(io(&temporary))?;
-    std::fs::rename(&temporary, path).map_err(io(path))?;
-    if let Some(dir) = path.parent() {
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io(dir))?;
-    }
-    Ok(())
+    fs.write_atomic(path, text.as_bytes()).map_err(io(path))
 }
 
 #[cfg(test)]
@@ -293,6 +317,15 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
+    use crate::broker::shard::fs::RealFs;
+
+    fn settings() -> LogSettings {
+        LogSettings {
+            fs: Arc::new(RealFs),
+            sync: false,
+            compact_after: COMPACT_AFTER,
+        }
+    }
 
     fn temp_path(name: &str) -> PathBuf {
         let dir =
@@ -305,7 +338,7 @@ mod tests {
     fn changes_survive_a_reload_and_a_torn_last_line_is_dropped() {
         let path = temp_path("reload");
         let mut state = QueueState::starting_at(BTreeMap::from([(0, 4)]));
-        let mut log = ChangeLog::create(&path, &state, false).expect("create");
+        let mut log = ChangeLog::create(&path, &state, &settings()).expect("create");
         let changes = [
             Change::Delivered((0, 4), state.receive((0, 4), 10, 100, 1, false)),
             Change::Cursor(1, 9),
@@ -315,13 +348,12 @@ mod tests {
             state.apply(change);
         }
         drop(log);
-        let mut file = OpenOptions::new().append(true).open(&path).expect("open");
-        file.write_all(b"{\"Change\":{\"Acknow")
-            .expect("torn write");
-        let (_, loaded) = ChangeLog::load(&path, false).expect("load");
+        let mut file = RealFs.open_append(&path).expect("open");
+        file.append(b"{\"Change\":{\"Acknow").expect("torn write");
+        let (_, loaded) = ChangeLog::load(&path, &settings()).expect("load");
         assert_eq!(loaded, state);
         // The reload rewrote the file without the torn line.
-        let (_, again) = ChangeLog::load(&path, false).expect("load again");
+        let (_, again) = ChangeLog::load(&path, &settings()).expect("load again");
         assert_eq!(again, state);
         let _ = std::fs::remove_dir_all(path.parent().expect("dir"));
     }
@@ -330,7 +362,7 @@ mod tests {
     fn a_damaged_line_ends_the_log() {
         let path = temp_path("damaged");
         let state = QueueState::default();
-        let mut log = ChangeLog::create(&path, &state, false).expect("create");
+        let mut log = ChangeLog::create(&path, &state, &settings()).expect("create");
         log.record(&[Change::Cursor(0, 1)], &state).expect("record");
         drop(log);
         let text = std::fs::read_to_string(&path).expect("read");
@@ -341,7 +373,7 @@ mod tests {
         .expect("write");
         // Lines after the damaged one were written after the last completed sync: their
         // calls were never answered.
-        let (_, loaded) = ChangeLog::load(&path, false).expect("load");
+        let (_, loaded) = ChangeLog::load(&path, &settings()).expect("load");
         assert_eq!(loaded.cursor(0), 0);
         let _ = std::fs::remove_dir_all(path.parent().expect("dir"));
     }

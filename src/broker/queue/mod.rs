@@ -15,10 +15,11 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use log::ChangeLog;
+use log::{COMPACT_AFTER, ChangeLog, LogSettings};
 use state::{Change, QueueState};
 
 use super::protocol::{ApiError, ErrorKind};
+use super::shard::fs::FileSystem;
 
 /// What can go wrong with a queue's state file.
 #[derive(Debug, thiserror::Error)]
@@ -111,18 +112,33 @@ impl Queue {
 /// The queues of a broker, opened on first use.
 pub struct Queues {
     dir: PathBuf,
-    sync: bool,
+    settings: LogSettings,
+    /// The folder's entry in its parent was synced by this process.
+    folder_synced: std::sync::atomic::AtomicBool,
     open: Mutex<HashMap<String, Arc<Queue>>>,
 }
 
 impl Queues {
-    /// The queues whose files are in `dir`; `sync` syncs every change (`Fsync` durability).
-    pub fn new(dir: PathBuf, sync: bool) -> Self {
+    /// The queues whose files are in `dir`, written through `fs`; `sync` syncs every change
+    /// (`Fsync` durability).
+    pub fn new(dir: PathBuf, sync: bool, fs: Arc<dyn FileSystem>) -> Self {
         Self {
             dir,
-            sync,
+            settings: LogSettings {
+                fs,
+                sync,
+                compact_after: COMPACT_AFTER,
+            },
+            folder_synced: std::sync::atomic::AtomicBool::new(false),
             open: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The same, with files rewritten as one snapshot after `changes` changes (beyond twice
+    /// the outstanding records) instead of [`COMPACT_AFTER`]: for tests of compaction.
+    pub fn compacting_after(mut self, changes: usize) -> Self {
+        self.settings.compact_after = changes;
+        self
     }
 
     fn path(&self, id: &str) -> PathBuf {
@@ -131,11 +147,25 @@ impl Queues {
 
     /// Starts the state of a new queue.
     pub fn create(&self, id: &str, state: QueueState) -> Result<Arc<Queue>, QueueError> {
-        std::fs::create_dir_all(&self.dir).map_err(|source| QueueError::Io {
+        let failed = |source| QueueError::Io {
             path: self.dir.display().to_string(),
             source,
-        })?;
-        let log = ChangeLog::create(&self.path(id), &state, self.sync)?;
+        };
+        std::fs::create_dir_all(&self.dir).map_err(failed)?;
+        let log = ChangeLog::create(&self.path(id), &state, &self.settings)?;
+        // The folder's own entry must survive a power cut, or the files in it do not: synced
+        // once per process, whether this process made the folder or found it (made by a
+        // process killed before it synced it).
+        if !self
+            .folder_synced
+            .swap(true, std::sync::atomic::Ordering::AcqRel)
+            && let Some(parent) = self.dir.parent()
+            && let Err(error) = self.settings.fs.sync_dir(parent)
+        {
+            self.folder_synced
+                .store(false, std::sync::atomic::Ordering::Release);
+            return Err(failed(error));
+        }
         let queue = Arc::new(Queue::new(state, log));
         self.open
             .lock()
@@ -150,7 +180,7 @@ impl Queues {
         if let Some(queue) = open.get(id) {
             return Ok(queue.clone());
         }
-        let (log, state) = ChangeLog::load(&self.path(id), self.sync)?;
+        let (log, state) = ChangeLog::load(&self.path(id), &self.settings)?;
         let queue = Arc::new(Queue::new(state, log));
         open.insert(id.to_owned(), queue.clone());
         Ok(queue)
@@ -171,7 +201,7 @@ impl Queues {
                     .is_some_and(|id| known.contains(id));
             if !known_log {
                 tracing::info!(path = %path.display(), "removing the state of a queue that does not exist");
-                let _ = std::fs::remove_file(&path);
+                let _ = self.settings.fs.remove_file(&path);
             }
         }
     }
@@ -190,6 +220,6 @@ impl Queues {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(id);
-        let _ = std::fs::remove_file(self.path(id));
+        let _ = self.settings.fs.remove_file(&self.path(id));
     }
 }

@@ -45,6 +45,22 @@ pub trait FileSystem: Send + Sync {
     fn remove_file(&self, path: &Path) -> io::Result<()>;
 }
 
+/// Creates `path` and every missing folder above it, and syncs each folder's entry into its
+/// parent — also for folders that exist, since a process killed between making one and
+/// syncing it leaves it behind unsynced — so files made in it can survive a power cut.
+pub fn create_dir_durably(path: &Path) -> io::Result<()> {
+    std::fs::create_dir_all(path)?;
+    for dir in path.ancestors() {
+        let Some(parent) = dir.parent() else { break };
+        if parent.as_os_str().is_empty() {
+            // A relative path: its top folder is an entry of the working directory.
+            return RealFs.sync_dir(Path::new("."));
+        }
+        RealFs.sync_dir(parent)?;
+    }
+    Ok(())
+}
+
 /// A file read at explicit positions.
 pub trait ReadFile: Send + Sync {
     /// Reads into `buf` from `pos`, returning how many bytes were read (0 at the end).
