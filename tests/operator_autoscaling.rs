@@ -113,7 +113,8 @@ async fn autoscaling_reshards_a_throttled_stream_with_an_event_and_a_status_neve
     spec["autoscaling"]["prometheus"]["windowSeconds"] = json!(5);
     harness.serving_stream("orders", spec).await;
 
-    // About 150 records/s: three times one shard's quota.
+    // Up to 500 records/s offered, the first call alone ten times one shard's quota: the
+    // stream is throttled from the start however slowly a busy machine runs the producer.
     let client = support::broker::client_for(&broker.endpoint);
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let producer = {
@@ -121,7 +122,8 @@ async fn autoscaling_reshards_a_throttled_stream_with_an_event_and_a_status_neve
         tokio::spawn(async move {
             let mut batch = 0;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let entries = (0..15)
+                let count = if batch == 0 { 500 } else { 50 };
+                let entries = (0..count)
                     .map(|i| {
                         aws_sdk_kinesis::types::PutRecordsRequestEntry::builder()
                             .partition_key(format!("k-{batch}-{i}"))

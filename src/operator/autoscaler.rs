@@ -136,17 +136,22 @@ impl Autoscaler {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// The stream's demand over `range` (start, end, step), or at `now_ms` alone. The three
+    /// answers are joined on their samples' times, so an instant query names its time: left
+    /// to Prometheus, each of the three would be evaluated at its own millisecond and the
+    /// join would lose the bytes and throttled writes of the latest sample.
     async fn stream_demand(
         prometheus: &PrometheusClient,
         target: &Target<'_>,
-        at: Option<(u64, u64, u64)>,
+        range: Option<(u64, u64, u64)>,
+        now_ms: u64,
     ) -> Result<Option<Vec<Observation>>, PrometheusError> {
         let run = |template: &str| {
             let query = target.query(template);
             async move {
-                match at {
+                match range {
                     Some((start, end, step)) => prometheus.range(&query, start, end, step).await,
-                    None => prometheus.instant(&query, None).await,
+                    None => prometheus.instant(&query, Some(now_ms)).await,
                 }
             }
         };
@@ -176,7 +181,7 @@ impl Autoscaler {
         if !state.seeded {
             let step = target.period.as_secs().max(1);
             let range = (now_ms.saturating_sub(keep_ms), now_ms, step);
-            match Self::stream_demand(prometheus, target, Some(range)).await {
+            match Self::stream_demand(prometheus, target, Some(range), now_ms).await {
                 Ok(seed) => {
                     merge_history(
                         &mut state.history,
@@ -189,7 +194,7 @@ impl Autoscaler {
                 Err(error) => metrics_error = Some(error.to_string()),
             }
         }
-        match Self::stream_demand(prometheus, target, None).await {
+        match Self::stream_demand(prometheus, target, None, now_ms).await {
             Ok(Some(latest)) => merge_history(&mut state.history, latest, keep_ms, now_ms),
             Ok(None) => {
                 metrics_error = Some(format!(
@@ -208,9 +213,9 @@ impl Autoscaler {
                 target.query(&target.queries.shard_throttled),
             );
             match futures::try_join!(
-                prometheus.instant(&bytes, None),
-                prometheus.instant(&records, None),
-                prometheus.instant(&throttled, None)
+                prometheus.instant(&bytes, Some(now_ms)),
+                prometheus.instant(&records, Some(now_ms)),
+                prometheus.instant(&throttled, Some(now_ms))
             ) {
                 Ok((bytes, records, throttled)) => shard_loads(&open, &bytes, &records, &throttled),
                 Err(error) => {
