@@ -520,7 +520,15 @@ pub async fn handle_observability(
     let response = match (request.method(), request.uri().path()) {
         (&Method::GET, "/metrics") => {
             broker.refresh_gauges();
-            respond(200, broker.metrics.render(), "text/plain; version=0.0.4")
+            let mut body = broker.metrics.render();
+            if let Some(control) = broker.firehose.get() {
+                body.extend(
+                    control
+                        .render_metrics(crate::broker::shard::wall_clock_ms())
+                        .await,
+                );
+            }
+            respond(200, body, "text/plain; version=0.0.4")
         }
         (&Method::GET, "/healthz") => match broker.store.failure() {
             None => respond(200, b"ok\n".to_vec(), text),

@@ -67,6 +67,8 @@ pub struct ChannelRun {
 
 struct RunningChannel {
     generation: u64,
+    name: String,
+    metrics: Option<Arc<super::metrics::DeliveryMetrics>>,
     task: Option<JoinHandle<()>>,
     /// Why the worker could not start or stopped, if it did.
     failure: Arc<std::sync::Mutex<Option<String>>>,
@@ -210,12 +212,15 @@ impl Firehose {
                     .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(error.to_string());
                 return RunningChannel {
                     generation: run.generation,
+                    name: run.name.clone(),
+                    metrics: None,
                     task: None,
                     failure,
                 };
             }
         };
         let failed = failure.clone();
+        let metrics = Some(worker.pipeline.metrics.clone());
         let task = tokio::spawn(async move {
             if let Err(error) = worker.run(&settings).await {
                 tracing::error!(channel = %settings.name, %error, "a channel's delivery stopped");
@@ -226,9 +231,36 @@ impl Firehose {
         });
         RunningChannel {
             generation: run.generation,
+            name: run.name.clone(),
+            metrics,
             task: Some(task),
             failure,
         }
+    }
+
+    /// The delivery metrics of every running worker — channels labelled `channel`, delivery
+    /// streams `delivery_stream` — in the text exposition, for the broker's `/metrics`.
+    pub async fn render_metrics(&self, now_ms: u64) -> Vec<u8> {
+        let mut workers = Vec::new();
+        for running in self.streams.lock().await.values() {
+            if let Ok((worker, _)) = &running.state {
+                workers.push((
+                    ("delivery_stream", running.definition.name.clone()),
+                    worker.pipeline.metrics.gather(now_ms),
+                ));
+            }
+        }
+        let channels = self
+            .channels
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for channel in channels.values() {
+            if let Some(metrics) = &channel.metrics {
+                workers.push((("channel", channel.name.clone()), metrics.gather(now_ms)));
+            }
+        }
+        drop(channels);
+        super::metrics::encode(&super::metrics::merge_labelled(workers))
     }
 
     /// Why the worker of channel `id` is not delivering, if it failed.

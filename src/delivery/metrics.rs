@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use prometheus::proto::{LabelPair, MetricFamily};
 use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
     TextEncoder,
@@ -196,15 +197,52 @@ impl DeliveryMetrics {
             .unwrap_or(0)
     }
 
-    /// The text exposition, freshness computed now.
-    pub fn render(&self, now_ms: u64) -> Vec<u8> {
+    /// The metric families, freshness computed at `now_ms`.
+    pub fn gather(&self, now_ms: u64) -> Vec<MetricFamily> {
         self.freshness
             .set((self.freshness_ms(now_ms) / 1000) as i64);
-        let mut out = Vec::new();
-        // Encoding into memory only fails on a metric family without samples of its type.
-        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
-        out
+        self.registry.gather()
     }
+
+    /// The text exposition, freshness computed now.
+    pub fn render(&self, now_ms: u64) -> Vec<u8> {
+        encode(&self.gather(now_ms))
+    }
+}
+
+/// The text exposition of `families`.
+pub fn encode(families: &[MetricFamily]) -> Vec<u8> {
+    let mut out = Vec::new();
+    // Encoding into memory only fails on a metric family without samples of its type.
+    let _ = TextEncoder::new().encode(families, &mut out);
+    out
+}
+
+/// The families of several workers as one exposition: every sample of a worker gets the
+/// label its entry names (`channel="clicks-to-lake"`), and families of the same name are
+/// merged, so each name has one HELP and TYPE line.
+pub fn merge_labelled(workers: Vec<((&str, String), Vec<MetricFamily>)>) -> Vec<MetricFamily> {
+    let mut merged: std::collections::BTreeMap<String, MetricFamily> =
+        std::collections::BTreeMap::new();
+    for ((label, value), families) in workers {
+        for mut family in families {
+            let mut samples = family.take_metric();
+            for sample in &mut samples {
+                let mut labels = sample.get_label().to_vec();
+                let mut pair = LabelPair::default();
+                pair.set_name(label.to_owned());
+                pair.set_value(value.clone());
+                labels.push(pair);
+                sample.set_label(labels);
+            }
+            merged
+                .entry(family.name().to_owned())
+                .or_insert(family)
+                .mut_metric()
+                .extend(samples);
+        }
+    }
+    merged.into_values().collect()
 }
 
 #[cfg(test)]
@@ -225,5 +263,42 @@ mod tests {
         assert_eq!(metrics.freshness_ms(10_000), 0);
         let text = String::from_utf8(metrics.render(10_000)).expect("utf-8");
         assert!(text.contains("brook_delivery_data_freshness_seconds 0"));
+    }
+
+    #[test]
+    fn channel_metrics_of_several_workers_are_one_labelled_exposition() {
+        let (a, b) = (
+            DeliveryMetrics::new().expect("a"),
+            DeliveryMetrics::new().expect("b"),
+        );
+        a.records_delivered.inc_by(3);
+        b.records_delivered.inc_by(5);
+        b.failed_records
+            .with_label_values(&["processing-failed"])
+            .inc();
+        let merged = merge_labelled(vec![
+            (("channel", "a".to_owned()), a.gather(0)),
+            (("delivery_stream", "b".to_owned()), b.gather(0)),
+        ]);
+        let text = String::from_utf8(encode(&merged)).expect("utf-8");
+        assert!(
+            text.contains("brook_delivery_delivered_records_total{channel=\"a\"} 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("brook_delivery_delivered_records_total{delivery_stream=\"b\"} 5"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "brook_delivery_failed_records_total{type=\"processing-failed\",delivery_stream=\"b\"} 1"
+            ),
+            "{text}"
+        );
+        assert_eq!(
+            text.matches("# TYPE brook_delivery_delivered_records_total")
+                .count(),
+            1
+        );
     }
 }

@@ -12,6 +12,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import urllib.request
 
 import boto3
 import cramjam
@@ -157,7 +158,18 @@ def refusals(kinesis, stream_arn, fixed_arn):
     check("channel refusals created nothing", kinesis.list_channels()["ChannelSummaries"] == [])
 
 
-def json_channel(s3, kinesis, stream_arn):
+def metrics_show(broker, lines):
+    """Polls the broker's /metrics until it has every line of `lines` (a counter may be
+    incremented a moment after its object is visible); returns whether it did."""
+    deadline = time.monotonic() + 30
+    while True:
+        text = urllib.request.urlopen(f"{broker.metrics}/metrics").read().decode()
+        if all(line in text.splitlines() for line in lines) or time.monotonic() > deadline:
+            return all(line in text.splitlines() for line in lines), text
+        time.sleep(0.2)
+
+
+def json_channel(s3, kinesis, stream_arn, broker):
     """A JSON channel with gzip, a template of its own, GLACIER_IR and a dead-letter bucket:
     JSON records in objects, the others in the dead letters, nothing from before it."""
     kinesis.put_record(StreamName="clicks", PartitionKey="early", Data=b'{"before": true}')
@@ -199,6 +211,11 @@ def json_channel(s3, kinesis, stream_arn):
           sorted(base64.b64decode(r["rawData"]) for r in dead_records) == sorted(bad), dead_records)
     check("channel dead letters say why", all(r["errorCode"] == "Channel.RecordFormatInvalid"
                                              for r in dead_records), dead_records)
+    shown, text = metrics_show(broker, [
+        'brook_delivery_delivered_records_total{channel="clicks-to-lake"} 300',
+        'brook_delivery_failed_records_total{type="processing-failed",channel="clicks-to-lake"} 3'])
+    check("channel metrics on the broker's /metrics count deliveries and dead letters", shown,
+          [line for line in text.splitlines() if "channel=" in line][:20])
     return channel["ChannelARN"]
 
 
@@ -360,7 +377,7 @@ def main():
         fixed_arn = kinesis.describe_stream_summary(StreamName="fixed")["StreamDescriptionSummary"]["StreamARN"]
         stream_arn = on_demand_stream(kinesis, "clicks")
         refusals(kinesis, stream_arn, fixed_arn)
-        channel_arn = json_channel(s3, kinesis, stream_arn)
+        channel_arn = json_channel(s3, kinesis, stream_arn, broker)
         text_arn = other_formats(s3, kinesis)
         management(kinesis, channel_arn, stream_arn, on_demand_stream(kinesis, "spare"))
         after_update(s3, kinesis)
