@@ -191,17 +191,9 @@ impl Firehose {
             s3.region = self.settings.region.clone();
         }
         let settings = WorkerSettings {
-            name: run.name.clone(),
-            version: run.generation as i64,
-            spec,
-            data_dir: folder.join(&run.id),
-            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
-            source_endpoint: Some(self.settings.source_address.clone()),
-            source_key: Some(self.settings.source_key.clone()),
-            s3_key: None,
-            http_access_key: None,
             max_pending_bytes: 0,
             channel: Some(run.output.clone()),
+            ..self.worker_settings(&run.name, run.generation as i64, spec, folder.join(&run.id))
         };
         let worker = match Worker::open(&settings) {
             Ok(worker) => worker,
@@ -277,6 +269,31 @@ impl Firehose {
             .clone()
     }
 
+    /// The settings of an in-process worker: it reads this broker's streams over loopback
+    /// with the internal key and writes with the broker's S3 credentials; it serves no API
+    /// of its own (its listen address is never bound).
+    fn worker_settings(
+        &self,
+        name: &str,
+        version: i64,
+        spec: crate::api::delivery::DeliveryStreamSpec,
+        data_dir: std::path::PathBuf,
+    ) -> WorkerSettings {
+        WorkerSettings {
+            name: name.to_owned(),
+            version,
+            spec,
+            data_dir,
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            source_endpoint: Some(self.settings.source_address.clone()),
+            source_key: Some(self.settings.source_key.clone()),
+            s3_key: None,
+            http_access_key: None,
+            max_pending_bytes: MAX_PENDING_BYTES,
+            channel: None,
+        }
+    }
+
     fn start(&self, definition: Definition) -> Running {
         let state = self.start_worker(&definition).map_err(|e| e.message);
         Running { definition, state }
@@ -289,17 +306,13 @@ impl Firehose {
         let (spec, http_access_key) =
             worker_spec(definition, self.settings.s3_endpoint.as_deref())?;
         let settings = WorkerSettings {
-            name: definition.name.clone(),
-            version: definition.version,
-            spec,
-            data_dir: self.settings.dir.join("streams").join(&definition.name),
-            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
-            source_endpoint: Some(self.settings.source_address.clone()),
-            source_key: Some(self.settings.source_key.clone()),
-            s3_key: None,
             http_access_key,
-            max_pending_bytes: MAX_PENDING_BYTES,
-            channel: None,
+            ..self.worker_settings(
+                &definition.name,
+                definition.version,
+                spec,
+                self.settings.dir.join("streams").join(&definition.name),
+            )
         };
         let worker =
             Arc::new(Worker::open(&settings).map_err(|e| FirehoseError::invalid(e.to_string()))?);

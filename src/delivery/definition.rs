@@ -72,8 +72,7 @@ pub fn check_name(name: &str) -> Result<(), FirehoseError> {
 
 /// The bucket of an `arn:aws:s3:::bucket` ARN.
 pub fn bucket_of(arn: &str) -> Result<String, FirehoseError> {
-    arn.strip_prefix("arn:aws:s3:::")
-        .filter(|b| (3..=63).contains(&b.len()) && !b.contains('/'))
+    super::s3::bucket_in_arn(arn)
         .map(str::to_owned)
         .ok_or_else(|| {
             invalid(format!(

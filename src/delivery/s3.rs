@@ -74,6 +74,15 @@ impl AccessKey {
     }
 }
 
+/// The bucket an `arn:<partition>:s3:::<bucket>` ARN names, if it is one.
+pub fn bucket_in_arn(arn: &str) -> Option<&str> {
+    arn.strip_prefix("arn:")
+        .and_then(|rest| rest.split_once(":s3:::"))
+        .filter(|(partition, _)| partition.starts_with("aws") && !partition.contains(':'))
+        .map(|(_, bucket)| bucket)
+        .filter(|b| (3..=63).contains(&b.len()) && !b.contains('/'))
+}
+
 /// A bucket objects are written to.
 #[derive(Clone, Debug)]
 pub struct Bucket {

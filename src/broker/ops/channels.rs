@@ -14,9 +14,10 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::{bounded, modify_stream, no_output, required};
+use super::by_stream::{ListByStreamInput, random_id};
+use super::{modify_stream, no_output, required};
 use crate::broker::catalog::{ChannelRecord, StreamMode};
-use crate::broker::protocol::{ApiError, ErrorKind, json, timestamp_ms};
+use crate::broker::protocol::{ApiError, ErrorKind, json};
 use crate::broker::state::{Broker, LiveStream};
 pub use config::channel_run;
 
@@ -61,25 +62,27 @@ pub(crate) fn find_channel(
         .ok_or_else(|| not_found(broker, arn))
 }
 
-/// The channel's status, and the reason when it FAILED.
+/// The channel's status, and the reason when it FAILED: the lifecycle of consumers and
+/// queues, FAILED while its worker cannot deliver, UPDATING for a while after an update.
 fn status(broker: &Broker, channel: &ChannelRecord) -> (&'static str, Option<String>) {
     let now = broker.clock.now_ms();
-    if channel.deleting_since_ms.is_some() {
-        return ("DELETING", None);
-    }
-    if let Some(why) = broker
+    let deleting = channel.deleting_since_ms.is_some();
+    let failure = broker
         .firehose
         .get()
-        .and_then(|control| control.channel_failure(&channel.id))
-    {
-        return ("FAILED", Some(why));
-    }
-    if now < channel.created_ms + broker.settings.transition_ms {
-        ("CREATING", None)
-    } else if channel.updating_until_ms.is_some_and(|until| now < until) {
-        ("UPDATING", None)
-    } else {
-        ("ACTIVE", None)
+        .and_then(|control| control.channel_failure(&channel.id));
+    match super::consumers::lifecycle_status(
+        channel.created_ms,
+        deleting,
+        now,
+        broker.settings.transition_ms,
+    ) {
+        "DELETING" => ("DELETING", None),
+        _ if failure.is_some() => ("FAILED", failure),
+        "ACTIVE" if channel.updating_until_ms.is_some_and(|until| now < until) => {
+            ("UPDATING", None)
+        }
+        lifecycle => (lifecycle, None),
     }
 }
 
@@ -149,13 +152,6 @@ pub(crate) fn run_channels(broker: &Broker) {
     control.run_channels(runs);
 }
 
-fn new_channel_id() -> Result<String, ApiError> {
-    let mut random = [0u8; 16];
-    getrandom::fill(&mut random)
-        .map_err(|e| ApiError::new(ErrorKind::InternalFailure, e.to_string()))?;
-    Ok(random.iter().map(|b| format!("{b:02x}")).collect())
-}
-
 pub(super) async fn create_channel(broker: &Arc<Broker>, body: &[u8]) -> Result<Vec<u8>, ApiError> {
     let request: Value = json::decode(body)?;
     let name = required(request["ChannelName"].as_str(), "channelName")?.to_owned();
@@ -195,7 +191,7 @@ pub(super) async fn create_channel(broker: &Arc<Broker>, body: &[u8]) -> Result<
         _ => BTreeMap::new(),
     };
     let channel = ChannelRecord {
-        id: new_channel_id()?,
+        id: random_id(16)?,
         name,
         created_ms: broker.clock.now_ms(),
         deleting_since_ms: None,
@@ -214,12 +210,11 @@ pub(super) async fn create_channel(broker: &Arc<Broker>, body: &[u8]) -> Result<
     };
     // Checked before it is saved: a channel that cannot run is refused, not stored.
     channel_run(&stream.record.name, &channel)?;
-    let taken = |streams: &[Arc<LiveStream>], name: &str| {
-        streams
-            .iter()
-            .any(|s| s.record.channels.iter().any(|c| c.name == name))
-    };
-    if taken(&broker.streams(), &channel.name) {
+    let taken = broker
+        .streams()
+        .iter()
+        .any(|s| s.record.channels.iter().any(|c| c.name == channel.name));
+    if taken {
         return Err(ApiError::new(
             ErrorKind::ResourceInUse,
             format!(
@@ -279,34 +274,12 @@ pub(super) fn describe_channel(broker: &Arc<Broker>, body: &[u8]) -> Result<Vec<
 }
 
 pub(super) fn list_channels(broker: &Arc<Broker>, body: &[u8]) -> Result<Vec<u8>, ApiError> {
-    let request: Value = json::decode(body)?;
-    let max =
-        bounded(request["MaxResults"].as_i64(), "maxResults", 1, 10_000)?.unwrap_or(100) as usize;
-    let after = request["NextToken"].as_str().unwrap_or_default();
-    let filters = request["StreamFilter"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    let matches = |stream: &LiveStream| {
-        filters.is_empty()
-            || filters.iter().any(|f| {
-                f["StreamARN"].as_str() == Some(stream.arn.as_str())
-                    && f["StreamCreationTimestamp"]
-                        .as_f64()
-                        .is_none_or(|t| timestamp_ms(t) == Some(stream.record.created_ms))
-            })
-    };
+    let input: ListByStreamInput = json::decode(body)?;
     let streams = broker.streams();
-    let mut channels: Vec<(&LiveStream, &ChannelRecord)> = streams
+    let page = input.page(&streams, |s| &s.record.channels, |c| &c.name)?;
+    let summaries: Vec<Value> = page
+        .items
         .iter()
-        .filter(|s| matches(s))
-        .flat_map(|s| s.record.channels.iter().map(move |c| (s.as_ref(), c)))
-        .filter(|(_, c)| after.is_empty() || c.name.as_str() > after)
-        .collect();
-    channels.sort_by(|a, b| a.1.name.cmp(&b.1.name));
-    let page: Vec<Value> = channels
-        .iter()
-        .take(max)
         .map(|(stream, channel)| {
             let summary = json!({
                 "ChannelDestinationType": "S3",
@@ -318,9 +291,9 @@ pub(super) fn list_channels(broker: &Arc<Broker>, body: &[u8]) -> Result<Vec<u8>
             with_identity(broker, channel, summary)
         })
         .collect();
-    let mut out = json!({"ChannelSummaries": page});
-    if channels.len() > max {
-        out["NextToken"] = json!(channels[max - 1].1.name);
+    let mut out = json!({"ChannelSummaries": summaries});
+    if let Some(token) = page.next_token {
+        out["NextToken"] = json!(token);
     }
     Ok(json::encode(&out))
 }
@@ -346,7 +319,7 @@ pub(super) async fn update_channel(broker: &Arc<Broker>, body: &[u8]) -> Result<
     let logging = request
         .get("LoggingConfiguration")
         .filter(|v| !v.is_null())
-        .map(|v| config::logging(Some(v)));
+        .cloned();
     if freshness.is_none() && logging.is_none() {
         return Err(invalid(
             "Nothing to update: give S3DestinationConfiguration or LoggingConfiguration.",

@@ -2,6 +2,7 @@
 //! encode the response. Validation messages follow the API model's constraints.
 
 mod admin;
+mod by_stream;
 pub mod channels;
 pub(crate) mod consumers;
 mod records;

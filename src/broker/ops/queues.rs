@@ -18,9 +18,10 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::by_stream::{ListByStreamInput, random_id};
 use super::consumers::MAX_CONSUMERS;
 use super::records::read_failed;
-use super::{bounded, modify_stream, no_output, required};
+use super::{modify_stream, no_output, required};
 use crate::broker::catalog::{QueueRecord, StreamMode};
 use crate::broker::protocol::{ApiError, ErrorKind, json, timestamp_ms};
 use crate::broker::queue::state::{Change, QueueState, Receipt, ReceiptRefusal, RecordKey};
@@ -161,13 +162,6 @@ struct CreateQueueInput {
     tags: Option<BTreeMap<String, String>>,
 }
 
-fn new_queue_id() -> Result<String, ApiError> {
-    let mut random = [0u8; 12];
-    getrandom::fill(&mut random)
-        .map_err(|e| ApiError::new(ErrorKind::InternalFailure, e.to_string()))?;
-    Ok(random.iter().map(|b| format!("{b:02x}")).collect())
-}
-
 /// Where each shard's cursor starts for a queue created now.
 fn starting_cursors(
     stream: &LiveStream,
@@ -255,7 +249,7 @@ pub(super) async fn create_queue(broker: &Arc<Broker>, body: &[u8]) -> Result<Ve
         ));
     }
     let queue = QueueRecord {
-        id: new_queue_id()?,
+        id: random_id(12)?,
         name,
         created_ms: broker.clock.now_ms(),
         deleting_since_ms: None,
@@ -331,46 +325,13 @@ pub(super) fn describe_queue(broker: &Arc<Broker>, body: &[u8]) -> Result<Vec<u8
     ))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct StreamFilter {
-    #[serde(rename = "StreamARN")]
-    stream_arn: String,
-    stream_creation_timestamp: Option<f64>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct ListQueuesInput {
-    max_results: Option<i64>,
-    next_token: Option<String>,
-    stream_filter: Option<Vec<StreamFilter>>,
-}
-
 pub(super) fn list_queues(broker: &Arc<Broker>, body: &[u8]) -> Result<Vec<u8>, ApiError> {
-    let input: ListQueuesInput = json::decode(body)?;
-    let max = bounded(input.max_results, "maxResults", 1, 10_000)?.unwrap_or(100) as usize;
-    let after = input.next_token.unwrap_or_default();
-    let filters = input.stream_filter.unwrap_or_default();
-    let matches = |stream: &LiveStream| {
-        filters.is_empty()
-            || filters.iter().any(|f| {
-                f.stream_arn == stream.arn
-                    && f.stream_creation_timestamp
-                        .is_none_or(|t| timestamp_ms(t) == Some(stream.record.created_ms))
-            })
-    };
+    let input: ListByStreamInput = json::decode(body)?;
     let streams = broker.streams();
-    let mut queues: Vec<(&LiveStream, &QueueRecord)> = streams
+    let page = input.page(&streams, |s| &s.record.queues, |q| &q.name)?;
+    let summaries: Vec<Value> = page
+        .items
         .iter()
-        .filter(|s| matches(s))
-        .flat_map(|s| s.record.queues.iter().map(move |q| (s.as_ref(), q)))
-        .filter(|(_, q)| after.is_empty() || q.name > after)
-        .collect();
-    queues.sort_by(|a, b| a.1.name.cmp(&b.1.name));
-    let page: Vec<Value> = queues
-        .iter()
-        .take(max)
         .map(|(stream, queue)| {
             json!({
                 "QueueName": queue.name,
@@ -384,9 +345,9 @@ pub(super) fn list_queues(broker: &Arc<Broker>, body: &[u8]) -> Result<Vec<u8>, 
             })
         })
         .collect();
-    let mut out = json!({"QueueSummaries": page});
-    if queues.len() > max {
-        out["NextToken"] = json!(queues[max - 1].1.name);
+    let mut out = json!({"QueueSummaries": summaries});
+    if let Some(token) = page.next_token {
+        out["NextToken"] = json!(token);
     }
     Ok(json::encode(&out))
 }

@@ -58,7 +58,6 @@ pub struct ChangeLog {
 pub struct Durability {
     /// The file, for errors.
     path: PathBuf,
-    sync: bool,
     syncs: Mutex<SyncState>,
     synced: Condvar,
 }
@@ -77,10 +76,9 @@ struct SyncState {
 }
 
 impl Durability {
-    fn new(path: &Path, sync: bool, file: SharedFile) -> Self {
+    fn new(path: &Path, file: SharedFile) -> Self {
         Self {
             path: path.to_path_buf(),
-            sync,
             syncs: Mutex::new(SyncState {
                 file,
                 written: 0,
@@ -214,7 +212,7 @@ impl ChangeLog {
                 durability.synced.notify_all();
                 (durability, writes)
             }
-            None => (Arc::new(Durability::new(path, settings.sync, shared)), 0),
+            None => (Arc::new(Durability::new(path, shared)), 0),
         };
         Ok(Self {
             path: path.to_path_buf(),
@@ -268,7 +266,7 @@ impl ChangeLog {
         self.file.append(text.as_bytes()).map_err(io(&self.path))?;
         self.changes_since_snapshot += changes.len();
         self.durability.lock().written = self.writes;
-        Ok(self.durability.sync.then_some(self.writes))
+        Ok(self.settings.sync.then_some(self.writes))
     }
 
     /// Rewrites the file as one snapshot of `state`.

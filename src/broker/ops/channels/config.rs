@@ -41,9 +41,7 @@ pub fn freshness(seconds: Option<i64>, min: u32) -> Result<i64, ApiError> {
 
 /// The bucket an `arn:aws…:s3:::<bucket>` ARN names.
 fn bucket_of(arn: &str) -> Result<&str, ApiError> {
-    arn.split_once(":s3:::")
-        .map(|(_, bucket)| bucket)
-        .filter(|b| (3..=63).contains(&b.len()) && !b.contains('/'))
+    crate::delivery::s3::bucket_in_arn(arn)
         .ok_or_else(|| invalid(format!("BucketARN {arn} is not an S3 bucket ARN.")))
 }
 
