@@ -14,8 +14,10 @@ CRAMJAM_VERSION := 2.14.0
 # moto's S3 server: the S3-compatible server the channel test delivers to (the bench-compare
 # peers use the same version as a Kinesis emulator).
 MOTO_VERSION := 5.2.5
+# pyiceberg (with pyarrow) reads back the Iceberg tables channels append to.
+PYICEBERG_VERSION := 0.12.0
 NODE_SDK_VERSION := 3.1143.0
-PYTHON_TOOLS := $(TOOLS)/venv/.installed-awscli-$(AWSCLI_VERSION)-boto3-$(BOTO3_VERSION)-helm-$(HELM_SDK_VERSION)-kpl-$(KPL_AGG_VERSION)-protobuf-$(PROTOBUF_VERSION)-cramjam-$(CRAMJAM_VERSION)-moto-$(MOTO_VERSION)
+PYTHON_TOOLS := $(TOOLS)/venv/.installed-awscli-$(AWSCLI_VERSION)-boto3-$(BOTO3_VERSION)-helm-$(HELM_SDK_VERSION)-kpl-$(KPL_AGG_VERSION)-protobuf-$(PROTOBUF_VERSION)-cramjam-$(CRAMJAM_VERSION)-moto-$(MOTO_VERSION)-pyiceberg-$(PYICEBERG_VERSION)
 NODE_SDK := $(TOOLS)/node/node_modules/@aws-sdk/client-kinesis
 
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
@@ -46,7 +48,7 @@ $(PYTHON_TOOLS):
 	test -x $(TOOLS)/venv/bin/pip || python3 -m venv $(TOOLS)/venv || (apt-get update && apt-get install -y python3-venv && python3 -m venv $(TOOLS)/venv)
 	$(TOOLS)/venv/bin/pip install --quiet awscli==$(AWSCLI_VERSION) boto3==$(BOTO3_VERSION) helm-python-sdk==$(HELM_SDK_VERSION) \
 		aws-kinesis-agg==$(KPL_AGG_VERSION) protobuf==$(PROTOBUF_VERSION) cramjam==$(CRAMJAM_VERSION) \
-		"moto[server]==$(MOTO_VERSION)"
+		"moto[server]==$(MOTO_VERSION)" "pyiceberg[pyarrow]==$(PYICEBERG_VERSION)"
 	touch $@
 
 ## system-tools: Lua (runs the Argo CD health check) and promtool (checks the alert rules).

@@ -315,6 +315,14 @@ struct BrokerArgs {
     /// AWS_SECRET_ACCESS_KEY.
     #[arg(long, env = "BROOK_S3_ENDPOINT")]
     s3_endpoint: Option<String>,
+    /// The S3 Tables API that channels to Apache Iceberg tables commit through; the
+    /// --s3-endpoint when absent and that is set, else AWS's.
+    #[arg(long, env = "BROOK_S3_TABLES_ENDPOINT")]
+    s3_tables_endpoint: Option<String>,
+    /// The Glue Schema Registry that channels to Iceberg tables read record schemas from;
+    /// the --s3-endpoint when absent and that is set, else AWS's.
+    #[arg(long, env = "BROOK_GLUE_ENDPOINT")]
+    glue_endpoint: Option<String>,
     /// This pod's name (a StatefulSet pod's, such as `orders-2`): its ordinal in the cluster
     /// when --pod-ordinal is not given.
     #[arg(long, env = "BROOK_POD_NAME")]
@@ -345,6 +353,10 @@ struct BrokerArgs {
     /// tests of that failure path).
     #[arg(long, hide = true)]
     crash_before_reshard_save: bool,
+    /// Abort right after a channel's commit to its Iceberg table, before the delivery's
+    /// progress is saved, as a crash there would (for tests of that failure path).
+    #[arg(long, hide = true)]
+    crash_after_table_commit: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -576,11 +588,14 @@ fn run_broker(args: BrokerArgs) -> anyhow::Result<()> {
         checkpoint_interval: std::time::Duration::from_secs(args.checkpoint_seconds.max(1)),
         test_clock: args.test_clock,
         crash_before_reshard_save: args.crash_before_reshard_save,
+        crash_after_table_commit: args.crash_after_table_commit,
         channel_min_freshness_s: args.channel_min_freshness_seconds,
         credentials: args.credentials,
         managed_by: args.managed_by,
         admin_credentials: args.admin_credentials,
         s3_endpoint: args.s3_endpoint,
+        tables_endpoint: args.s3_tables_endpoint,
+        glue_endpoint: args.glue_endpoint,
         tls: args.tls_cert.zip(args.tls_key),
         stream_quotas: args.stream_quotas,
         subscription_lifetime: std::time::Duration::from_secs(args.subscription_seconds.max(1)),

@@ -104,6 +104,9 @@ fn options(data_dir: &Path, quotas: QuotaSettings) -> BrokerOptions {
         managed_by: None,
         admin_credentials: None,
         s3_endpoint: None,
+        tables_endpoint: None,
+        glue_endpoint: None,
+        crash_after_table_commit: false,
     }
 }
 

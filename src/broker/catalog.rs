@@ -142,8 +142,12 @@ pub struct ChannelRecord {
     pub role_arn: String,
     /// The source stream's RecordConfiguration.
     pub record_configuration: serde_json::Value,
-    /// The S3DestinationConfiguration as described.
+    /// The S3DestinationConfiguration as described (null for a channel to a table).
+    #[serde(default)]
     pub s3_destination: serde_json::Value,
+    /// The S3TablesDestinationConfiguration as described, for a channel to an Iceberg table.
+    #[serde(default)]
+    pub tables_destination: Option<serde_json::Value>,
     /// EncryptionConfiguration, stored and described.
     #[serde(default)]
     pub encryption: Option<serde_json::Value>,

@@ -118,6 +118,8 @@ pub struct BrokerOptions {
     pub test_clock: bool,
     /// Stop the process between closing a reshard's parents and saving it (tests only).
     pub crash_before_reshard_save: bool,
+    /// Abort right after a channel's table commit, before its progress is saved (tests).
+    pub crash_after_table_commit: bool,
     /// SigV4 credentials (a folder of key-id files or an `id=secret` file); open when absent.
     pub credentials: Option<PathBuf>,
     /// PEM certificate chain and private key: the API then speaks TLS only.
@@ -136,6 +138,12 @@ pub struct BrokerOptions {
     /// The S3-compatible endpoint the Firehose API's delivery streams write to; AWS S3 when
     /// absent (credentials from the standard AWS environment variables).
     pub s3_endpoint: Option<String>,
+    /// The S3 Tables API channels commit their tables through; the S3 endpoint when absent
+    /// and one is set (an S3-compatible server serving both), else AWS's.
+    pub tables_endpoint: Option<String>,
+    /// The Glue Schema Registry channels read record schemas from; the S3 endpoint when
+    /// absent and one is set, else AWS's.
+    pub glue_endpoint: Option<String>,
     /// The shortest DataFreshnessInSeconds a channel may have (Kinesis: 300).
     pub channel_min_freshness_s: u32,
 }
@@ -472,6 +480,15 @@ async fn start_firehose(
         source_address: SocketAddr::new(host, api_address.port()).to_string(),
         source_key: (key_id, secret),
         s3_endpoint: options.s3_endpoint.clone(),
+        tables_endpoint: options
+            .tables_endpoint
+            .clone()
+            .or_else(|| options.s3_endpoint.clone()),
+        glue_endpoint: options
+            .glue_endpoint
+            .clone()
+            .or_else(|| options.s3_endpoint.clone()),
+        crash_after_table_commit: options.crash_after_table_commit,
         region: options.region.clone(),
         account: options.account.clone(),
     };

@@ -162,6 +162,22 @@ pub struct ChannelOutput {
     pub expected_owner: Option<String>,
     /// The dead-letter bucket, when it is not the destination bucket.
     pub dead_letter_bucket: Option<DeadLetterBucket>,
+    /// For a channel to an Iceberg table: the table (the worker's S3 destination is then
+    /// the dead-letter bucket) and how to reach its catalog.
+    pub table: Option<ChannelTable>,
+}
+
+/// A channel's Iceberg table and the endpoints its worker reaches it through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelTable {
+    /// The table.
+    pub target: super::table::TableTarget,
+    /// The S3 Tables API; AWS's when absent (filled in by the worker's runner).
+    pub tables_endpoint: Option<String>,
+    /// The Glue Schema Registry; AWS's when absent (filled in by the worker's runner).
+    pub glue_endpoint: Option<String>,
+    /// Abort right after a commit, before the delivery's progress is saved (tests).
+    pub crash_after_commit: bool,
 }
 
 /// A channel's dead-letter bucket.

@@ -37,6 +37,12 @@ pub struct ControlSettings {
     pub source_key: (String, String),
     /// The S3-compatible endpoint objects go to; AWS S3 when absent.
     pub s3_endpoint: Option<String>,
+    /// The S3 Tables API channels' tables are committed through; AWS's when absent.
+    pub tables_endpoint: Option<String>,
+    /// The Glue Schema Registry channels' record schemas are read from; AWS's when absent.
+    pub glue_endpoint: Option<String>,
+    /// Abort right after a table commit, before the delivery's progress is saved (tests).
+    pub crash_after_table_commit: bool,
     /// Region in ARNs.
     pub region: String,
     /// Account in ARNs.
@@ -190,9 +196,15 @@ impl Firehose {
             s3.endpoint = self.settings.s3_endpoint.clone();
             s3.region = self.settings.region.clone();
         }
+        let mut output = run.output.clone();
+        if let Some(table) = &mut output.table {
+            table.tables_endpoint = self.settings.tables_endpoint.clone();
+            table.glue_endpoint = self.settings.glue_endpoint.clone();
+            table.crash_after_commit = self.settings.crash_after_table_commit;
+        }
         let settings = WorkerSettings {
             max_pending_bytes: 0,
-            channel: Some(run.output.clone()),
+            channel: Some(output),
             ..self.worker_settings(&run.name, run.generation as i64, spec, folder.join(&run.id))
         };
         let worker = match Worker::open(&settings) {

@@ -16,7 +16,7 @@ use super::channel::{ChannelKeys, TemplateError};
 use super::encode::{EncodeError, compress, join_records};
 use super::http_endpoint::{Endpoint, Verdict, backoff, jitter, request_id};
 use super::metrics::DeliveryMetrics;
-use super::naming::{BatchIdentity, NamingError, ObjectName, object_key};
+use super::naming::{BatchIdentity, NamingError, ObjectName, batch_string, object_key};
 use super::s3::Bucket;
 use crate::api::delivery::{Compression, S3Destination};
 
@@ -35,6 +35,9 @@ pub enum DestinationError {
     /// The content could not be encoded.
     #[error(transparent)]
     Encode(#[from] EncodeError),
+    /// A channel's table cannot take the batch until its configuration changes.
+    #[error(transparent)]
+    Table(#[from] super::table::TableError),
     /// A failed batch could not be kept in the data folder.
     #[error("keeping a failed batch in {path}: {message}")]
     Keep {
@@ -88,11 +91,21 @@ impl BucketOutput {
     }
 }
 
+/// Pause between two attempts at appending a batch to a table.
+const TABLE_RETRY: Duration = Duration::from_secs(2);
+
 /// Where batches go.
 #[derive(Clone)]
 pub enum Sink {
     /// An S3-compatible bucket.
     S3(BucketOutput),
+    /// An Apache Iceberg table, with the bucket of the records that do not fit it.
+    Table {
+        /// The table.
+        table: Arc<super::table::TableOutput>,
+        /// The dead-letter bucket.
+        dead_letters: BucketOutput,
+    },
     /// An HTTP endpoint, with the bucket that takes what it refuses.
     Http {
         /// The endpoint.
@@ -262,6 +275,67 @@ impl Deliverer {
                 }
                 true
             }
+            Sink::Table {
+                table,
+                dead_letters,
+            } => {
+                let appended = loop {
+                    match table
+                        .append(&batch_string(identity), &processed.records)
+                        .await
+                    {
+                        Ok(appended) => break appended,
+                        // The worker stops and the channel is FAILED with the reason.
+                        Err(error) if error.is_permanent() => return Err(error.into()),
+                        Err(error) => {
+                            // Like an S3 put, retried until it succeeds: the stream keeps
+                            // the records meanwhile.
+                            tracing::warn!(%error, "appending a batch to the channel's table failed; retrying");
+                            self.metrics.retries.inc();
+                            tokio::time::sleep(TABLE_RETRY).await;
+                        }
+                    }
+                };
+                let mut failed = failed;
+                if !appended.rejected.is_empty() {
+                    let set_aside: std::collections::HashSet<&str> =
+                        failed.iter().map(|(r, _, _)| r.position.as_str()).collect();
+                    let kept: Vec<&SourceRecord> = batch
+                        .records
+                        .iter()
+                        .filter(|r| !set_aside.contains(r.position.as_str()))
+                        .collect();
+                    let rejected: Vec<(SourceRecord, String, String)> = appended
+                        .rejected
+                        .iter()
+                        .filter_map(|(index, reason)| {
+                            kept.get(*index).map(|r| {
+                                (
+                                    (*r).clone(),
+                                    "Channel.SchemaMismatch".to_owned(),
+                                    reason.clone(),
+                                )
+                            })
+                        })
+                        .collect();
+                    failed.extend(rejected);
+                }
+                if !failed.is_empty() {
+                    self.write_errors(
+                        Some(dead_letters),
+                        identity,
+                        at_ms,
+                        "processing-failed",
+                        failed,
+                        1,
+                    )
+                    .await?;
+                }
+                if appended.rows > 0 {
+                    self.record_delivery(appended.rows, content.len(), at_ms);
+                }
+                false
+            }
             Sink::Http {
                 endpoint,
                 retry_duration,
@@ -310,17 +384,20 @@ impl Deliverer {
             }
         };
         if delivered && !processed.records.is_empty() {
-            self.metrics
-                .records_delivered
-                .inc_by(processed.records.len() as u64);
-            self.metrics.bytes_delivered.inc_by(content.len() as u64);
-            let now = crate::broker::shard::wall_clock_ms();
-            self.metrics.last_delivery.set((now / 1000) as i64);
-            self.metrics
-                .latency
-                .observe(now.saturating_sub(at_ms) as f64 / 1000.0);
+            self.record_delivery(processed.records.len(), content.len(), at_ms);
         }
         Ok(())
+    }
+
+    /// Counts `records` (`bytes` in all) delivered, the oldest of which arrived at `at_ms`.
+    fn record_delivery(&self, records: usize, bytes: usize, at_ms: u64) {
+        self.metrics.records_delivered.inc_by(records as u64);
+        self.metrics.bytes_delivered.inc_by(bytes as u64);
+        let now = crate::broker::shard::wall_clock_ms();
+        self.metrics.last_delivery.set((now / 1000) as i64);
+        self.metrics
+            .latency
+            .observe(now.saturating_sub(at_ms) as f64 / 1000.0);
     }
 
     /// POSTs until the endpoint accepts, refuses for good, or the retry duration is over;

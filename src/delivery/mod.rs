@@ -22,6 +22,7 @@ pub mod naming;
 pub mod progress;
 pub mod s3;
 pub mod source;
+pub mod table;
 pub mod worker;
 
 use std::convert::Infallible;
@@ -140,6 +141,38 @@ fn deliverer(
             .map_err(invalid)
     };
     let sink = match &settings.spec.destination {
+        Destination { s3: Some(s3), .. }
+            if let Some(table) = settings.channel.as_ref().and_then(|c| c.table.as_ref()) =>
+        {
+            let mut dead_letters = bucket(s3)?;
+            if let Some(channel) = &settings.channel {
+                dead_letters.bucket = dead_letters
+                    .bucket
+                    .with_object_settings(None, channel.expected_owner.clone());
+            }
+            let tables = Bucket::tables_client(
+                s3,
+                table.tables_endpoint.as_deref(),
+                settings.s3_key.clone(),
+            )
+            .map_err(invalid)?;
+            let endpoints = table::TableEndpoints {
+                tables: table.tables_endpoint.clone(),
+                glue: table.glue_endpoint.clone(),
+                region: s3.region.clone(),
+                key: settings.s3_key.clone(),
+                crash_after_commit: table.crash_after_commit,
+            };
+            Sink::Table {
+                table: Arc::new(table::TableOutput::new(
+                    table.target.clone(),
+                    tables,
+                    &dead_letters.bucket,
+                    endpoints,
+                )),
+                dead_letters,
+            }
+        }
         Destination { s3: Some(s3), .. } => {
             let mut output = bucket(s3)?;
             if let Some(channel) = &settings.channel {

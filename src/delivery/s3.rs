@@ -83,6 +83,33 @@ pub fn bucket_in_arn(arn: &str) -> Option<&str> {
         .filter(|b| (3..=63).contains(&b.len()) && !b.contains('/'))
 }
 
+/// What every AWS SDK client of a destination shares: credentials, TLS and time limits.
+struct Connection {
+    credentials: Credentials,
+    http: aws_smithy_runtime_api::client::http::SharedHttpClient,
+    timeouts: TimeoutConfig,
+}
+
+impl Connection {
+    fn new(key: Option<AccessKey>) -> Result<Self, S3Error> {
+        let key = key
+            .or_else(AccessKey::from_environment)
+            .ok_or(S3Error::NoCredentials)?;
+        Ok(Self {
+            credentials: Credentials::new(key.id, key.secret, key.session_token, None, "brook"),
+            http: aws_smithy_http_client::Builder::new()
+                .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+                    aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+                ))
+                .build_https(),
+            timeouts: TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .operation_attempt_timeout(Duration::from_secs(120))
+                .build(),
+        })
+    }
+}
+
 /// A bucket objects are written to.
 #[derive(Clone, Debug)]
 pub struct Bucket {
@@ -97,35 +124,17 @@ pub struct Bucket {
 impl Bucket {
     /// A client for `destination`'s bucket, signing with `key`.
     pub fn new(destination: &S3Destination, key: Option<AccessKey>) -> Result<Self, S3Error> {
-        let key = key
-            .or_else(AccessKey::from_environment)
-            .ok_or(S3Error::NoCredentials)?;
-        let http = aws_smithy_http_client::Builder::new()
-            .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-                aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-            ))
-            .build_https();
+        let connection = Connection::new(key)?;
         let mut config = aws_sdk_s3::Config::builder()
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new(destination.region.clone()))
-            .credentials_provider(Credentials::new(
-                key.id,
-                key.secret,
-                key.session_token,
-                None,
-                "brook",
-            ))
+            .credentials_provider(connection.credentials.clone())
             // Checksums only where S3 requires them: not every S3-compatible server checks
             // the newer ones, and a body's MD5 is not needed over a checked connection.
             .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
             .retry_config(RetryConfig::standard().with_max_attempts(2))
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(Duration::from_secs(5))
-                    .operation_attempt_timeout(Duration::from_secs(120))
-                    .build(),
-            )
-            .http_client(http);
+            .timeout_config(connection.timeouts.clone())
+            .http_client(connection.http.clone());
         if let Some(endpoint) = &destination.endpoint {
             config = config.endpoint_url(endpoint);
         }
@@ -139,6 +148,91 @@ impl Bucket {
             storage_class: None,
             expected_owner: None,
         })
+    }
+
+    /// A client of the S3 Tables API at `endpoint` (AWS's when absent), in `destination`'s
+    /// region, signing with `key` (or the environment's).
+    pub fn tables_client(
+        destination: &S3Destination,
+        endpoint: Option<&str>,
+        key: Option<AccessKey>,
+    ) -> Result<aws_sdk_s3tables::Client, S3Error> {
+        let connection = Connection::new(key)?;
+        let mut config = aws_sdk_s3tables::Config::builder()
+            .behavior_version(aws_sdk_s3tables::config::BehaviorVersion::latest())
+            .region(aws_sdk_s3tables::config::Region::new(
+                destination.region.clone(),
+            ))
+            .credentials_provider(connection.credentials)
+            .retry_config(aws_sdk_s3tables::config::retry::RetryConfig::standard())
+            .timeout_config(connection.timeouts)
+            .http_client(connection.http);
+        if let Some(endpoint) = endpoint {
+            config = config.endpoint_url(endpoint);
+        }
+        Ok(aws_sdk_s3tables::Client::from_conf(config.build()))
+    }
+
+    /// The bucket's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The bytes of `key` in `range` (the whole object when absent).
+    pub async fn get(
+        &self,
+        key: &str,
+        range: Option<std::ops::Range<u64>>,
+    ) -> Result<Bytes, S3Error> {
+        if range.as_ref().is_some_and(|r| r.is_empty()) {
+            return Ok(Bytes::new());
+        }
+        let object = self
+            .client
+            .get_object()
+            .bucket(&self.name)
+            .key(key)
+            .set_range(range.map(|r| format!("bytes={}-{}", r.start, r.end - 1)))
+            .set_expected_bucket_owner(self.expected_owner.clone())
+            .send()
+            .await
+            .map_err(|e| self.failed("GetObject", key, e))?;
+        let body = object
+            .body
+            .collect()
+            .await
+            .map_err(|e| self.failed("GetObject", key, e))?;
+        Ok(body.into_bytes())
+    }
+
+    /// The size of the object at `key`; `None` when there is none.
+    pub async fn size(&self, key: &str) -> Result<Option<u64>, S3Error> {
+        match self
+            .client
+            .head_object()
+            .bucket(&self.name)
+            .key(key)
+            .set_expected_bucket_owner(self.expected_owner.clone())
+            .send()
+            .await
+        {
+            Ok(head) => Ok(Some(head.content_length().unwrap_or(0).max(0) as u64)),
+            Err(error) if error.as_service_error().is_some_and(|e| e.is_not_found()) => Ok(None),
+            Err(error) => Err(self.failed("HeadObject", key, error)),
+        }
+    }
+
+    /// Removes the object at `key` (nothing when there is none).
+    pub async fn delete(&self, key: &str) -> Result<(), S3Error> {
+        self.client
+            .delete_object()
+            .bucket(&self.name)
+            .key(key)
+            .set_expected_bucket_owner(self.expected_owner.clone())
+            .send()
+            .await
+            .map_err(|e| self.failed("DeleteObject", key, e))?;
+        Ok(())
     }
 
     /// The same bucket, written with `storage_class` and only if `expected_owner` owns it.

@@ -8,68 +8,23 @@ import base64
 import gzip
 import json
 import os
-import socket
-import subprocess
 import tempfile
 import time
 import urllib.request
 
-import boto3
 import cramjam
 
 import brook_process
+from moto_server import S3_KEY, S3Server
 from brook_process import ANSWERED, Broker, check, error_code, on_demand_stream
 
 brook_process.BROOK = os.environ.get("BROOK", "target/debug/brook")
 brook_process.CHECKED_WORDS.add("Channel")
-MOTO = os.environ.get("MOTO_SERVER", ".tools/venv/bin/moto_server")
 # moto's account: ExpectedBucketOwner must name it.
 OWNER = "123456789012"
-S3_KEY = {"AWS_ACCESS_KEY_ID": "brook-channel-test", "AWS_SECRET_ACCESS_KEY": "brook-channel-secret"}
 ROLE = f"arn:aws:iam::{OWNER}:role/channel"
 # How long delivered objects may take to appear (freshness is 1 s here).
 DELIVERY_DEADLINE_S = 90
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class S3Server:
-    """moto's server on a loopback port, with a client for reading objects back."""
-
-    def __init__(self, log_path):
-        self.port = free_port()
-        self.log = open(log_path, "a")
-        self.process = subprocess.Popen([MOTO, "-H", "127.0.0.1", "-p", str(self.port)],
-                                        stdout=self.log, stderr=self.log)
-        self.endpoint = f"http://127.0.0.1:{self.port}"
-        self.client = boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
-                                   aws_access_key_id=S3_KEY["AWS_ACCESS_KEY_ID"],
-                                   aws_secret_access_key=S3_KEY["AWS_SECRET_ACCESS_KEY"])
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                    break
-            except OSError:
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("moto_server did not start")
-                time.sleep(0.1)
-
-    def objects(self, bucket, prefix=""):
-        """{key: body} of every object under `prefix`."""
-        out = {}
-        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-            for item in page.get("Contents", []):
-                out[item["Key"]] = self.client.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
-        return out
-
-    def stop(self):
-        self.process.terminate()
-        self.process.wait()
 
 
 def channel_broker(work, s3, name, s3_keys=True):
@@ -134,8 +89,8 @@ def refusals(kinesis, stream_arn, fixed_arn):
     cases = {
         "a provisioned stream": (refused(StreamConfigurationList=[
             {"StreamARN": fixed_arn, "RecordConfiguration": {"RecordFormatType": "JSON"}}]), "InvalidArgumentException"),
-        "S3 Tables, not served yet": (refused(S3DestinationConfiguration=None,
-                                              S3TablesDestinationConfiguration=tables), "InvalidArgumentException"),
+        "S3 Tables without a record schema": (refused(S3DestinationConfiguration=None,
+                                                      S3TablesDestinationConfiguration=tables), "InvalidArgumentException"),
         "both destinations": (refused(S3TablesDestinationConfiguration=tables), "InvalidArgumentException"),
         "no destination": (refused(S3DestinationConfiguration=None), "InvalidArgumentException"),
         "GSR_JSON for an S3 bucket": (refused(StreamConfigurationList=[

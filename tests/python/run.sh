@@ -9,3 +9,5 @@ source tests/support/start-broker.sh
 BROOK=${BROOK:-target/debug/brook} "$PYTHON" tests/python/queues.py
 # The channel test starts brokers and an S3-compatible server (moto's) of its own.
 BROOK=${BROOK:-target/debug/brook} "$PYTHON" tests/python/channels.py
+# Channels to Iceberg tables: moto's server plays S3 Tables and the Glue Schema Registry.
+BROOK=${BROOK:-target/debug/brook} "$PYTHON" tests/python/channel_tables.py

@@ -364,6 +364,18 @@ fn expected_signature(
 /// Signs a request as the AWS SDK does: returns the `Authorization` header value for a
 /// request whose headers (lowercase names) already include `host` and `x-amz-date`.
 pub fn sign(request: &SignedRequest<'_>, access_key: &str, secret: &str, region: &str) -> String {
+    sign_for(request, access_key, secret, region, SERVICE)
+}
+
+/// The `Authorization` header of `request` to AWS service `service` (its signing name, such
+/// as `glue`), signed with SigV4.
+pub fn sign_for(
+    request: &SignedRequest<'_>,
+    access_key: &str,
+    secret: &str,
+    region: &str,
+    service: &str,
+) -> String {
     let amz_date = request.header("x-amz-date").unwrap_or_default().to_owned();
     let mut names: Vec<&str> = request
         .headers
@@ -378,7 +390,7 @@ pub fn sign(request: &SignedRequest<'_>, access_key: &str, secret: &str, region:
         access_key,
         date,
         region,
-        service: SERVICE,
+        service,
         signed_headers: names.clone(),
         signature: "",
     };
@@ -387,7 +399,7 @@ pub fn sign(request: &SignedRequest<'_>, access_key: &str, secret: &str, region:
         expected_signature(request, &auth, &amz_date, secret, &body_hash, request.query)
             .unwrap_or_default();
     format!(
-        "{ALGORITHM} Credential={access_key}/{date}/{region}/{SERVICE}/aws4_request, SignedHeaders={}, Signature={signature}",
+        "{ALGORITHM} Credential={access_key}/{date}/{region}/{service}/aws4_request, SignedHeaders={}, Signature={signature}",
         names.join(";")
     )
 }

@@ -4,7 +4,7 @@
 //! in its stream's catalog record, its worker's progress in `firehose/channels/<id>/`.
 //!
 //! ARNs: `arn:aws:kinesis:<region>:<account>:channel/<name>` (names are unique per account).
-//! S3 Tables (Apache Iceberg) destinations are refused with a clear message: not served yet.
+//! S3 Tables (Apache Iceberg) destinations append to an Iceberg table (`delivery::table`).
 
 mod config;
 
@@ -112,9 +112,12 @@ fn describe(broker: &Broker, stream: &LiveStream, channel: &ChannelRecord) -> Va
             "StreamCreationTimestamp": seconds(stream.record.created_ms),
             "RecordConfiguration": channel.record_configuration,
         }],
-        "S3DestinationConfiguration": channel.s3_destination,
         "LoggingConfiguration": channel.logging,
     });
+    match &channel.tables_destination {
+        Some(tables) => description["S3TablesDestinationConfiguration"] = tables.clone(),
+        None => description["S3DestinationConfiguration"] = channel.s3_destination.clone(),
+    }
     if let Some(encryption) = &channel.encryption {
         description["EncryptionConfiguration"] = encryption.clone();
     }
@@ -175,8 +178,13 @@ pub(super) async fn create_channel(broker: &Arc<Broker>, body: &[u8]) -> Result<
         ));
     }
     let min_freshness = broker.settings.channel_min_freshness_s;
-    let destination = config::destination(&request, &name, min_freshness)?;
-    let record_configuration = config::record_configuration(configuration)?;
+    let destination = config::destination(&request, min_freshness)?;
+    let (s3_destination, tables_destination) = match destination {
+        config::Described::S3(s3) => (s3, None),
+        config::Described::Tables(tables) => (Value::Null, Some(tables)),
+    };
+    let record_configuration =
+        config::record_configuration(configuration, tables_destination.is_some())?;
     let stream = broker.resolve(None, configuration["StreamARN"].as_str())?;
     let account = broker.settings.account.clone();
     if stream.record.mode != StreamMode::OnDemand {
@@ -199,7 +207,8 @@ pub(super) async fn create_channel(broker: &Arc<Broker>, body: &[u8]) -> Result<
         generation: 0,
         role_arn,
         record_configuration,
-        s3_destination: destination,
+        s3_destination,
+        tables_destination,
         encryption: request
             .get("EncryptionConfiguration")
             .filter(|v| !v.is_null())
@@ -238,7 +247,7 @@ pub(super) async fn create_channel(broker: &Arc<Broker>, body: &[u8]) -> Result<
             return Err(ApiError::new(
                 ErrorKind::LimitExceeded,
                 format!(
-                    "Stream {} under account {account} already has an S3 channel; a stream has at most one.",
+                    "Stream {} under account {account} already has a channel; a stream has at most one.",
                     record.name
                 ),
             ));
@@ -282,7 +291,7 @@ pub(super) fn list_channels(broker: &Arc<Broker>, body: &[u8]) -> Result<Vec<u8>
         .iter()
         .map(|(stream, channel)| {
             let summary = json!({
-                "ChannelDestinationType": "S3",
+                "ChannelDestinationType": if channel.tables_destination.is_some() { "S3_TABLES" } else { "S3" },
                 "Streams": [{
                     "StreamARN": stream.arn,
                     "StreamCreationTimestamp": seconds(stream.record.created_ms),
@@ -301,20 +310,29 @@ pub(super) fn list_channels(broker: &Arc<Broker>, body: &[u8]) -> Result<Vec<u8>
 pub(super) async fn update_channel(broker: &Arc<Broker>, body: &[u8]) -> Result<Vec<u8>, ApiError> {
     let request: Value = json::decode(body)?;
     let arn = channel_arn_of(&request)?;
-    if request
-        .get("S3TablesDestinationConfiguration")
-        .is_some_and(|v| !v.is_null())
-    {
-        return Err(invalid(
-            "S3TablesDestinationConfiguration updates a channel to S3 Tables; this channel delivers to a general purpose S3 bucket.",
-        ));
-    }
-    let freshness = match request.get("S3DestinationConfiguration") {
-        Some(update) if !update.is_null() => Some(config::freshness(
-            update["DataFreshnessInSeconds"].as_i64(),
-            broker.settings.channel_min_freshness_s,
-        )?),
-        _ => None,
+    let given = |field: &str| request.get(field).filter(|v| !v.is_null());
+    let update = match (
+        given("S3DestinationConfiguration"),
+        given("S3TablesDestinationConfiguration"),
+    ) {
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                "Specify S3DestinationConfiguration or S3TablesDestinationConfiguration, not both.",
+            ));
+        }
+        (Some(update), None) => Some((update, false)),
+        (None, Some(update)) => Some((update, true)),
+        (None, None) => None,
+    };
+    let freshness = match update {
+        Some((update, to_table)) => Some((
+            config::freshness(
+                update["DataFreshnessInSeconds"].as_i64(),
+                broker.settings.channel_min_freshness_s,
+            )?,
+            to_table,
+        )),
+        None => None,
     };
     let logging = request
         .get("LoggingConfiguration")
@@ -322,10 +340,19 @@ pub(super) async fn update_channel(broker: &Arc<Broker>, body: &[u8]) -> Result<
         .cloned();
     if freshness.is_none() && logging.is_none() {
         return Err(invalid(
-            "Nothing to update: give S3DestinationConfiguration or LoggingConfiguration.",
+            "Nothing to update: give S3DestinationConfiguration, S3TablesDestinationConfiguration or LoggingConfiguration.",
         ));
     }
     let (stream, channel) = find_channel(broker, &arn)?;
+    if let Some((_, to_table)) = freshness
+        && to_table != channel.tables_destination.is_some()
+    {
+        return Err(invalid(if to_table {
+            "S3TablesDestinationConfiguration updates a channel to S3 Tables; this channel delivers to a general purpose S3 bucket."
+        } else {
+            "S3DestinationConfiguration updates a channel to a general purpose S3 bucket; this channel delivers to S3 Tables."
+        }));
+    }
     let (current, _) = status(broker, &channel);
     if matches!(current, "CREATING" | "UPDATING" | "DELETING") {
         return Err(ApiError::new(
@@ -344,8 +371,11 @@ pub(super) async fn update_channel(broker: &Arc<Broker>, body: &[u8]) -> Result<
             .iter_mut()
             .find(|c| c.id == channel.id && c.deleting_since_ms.is_none())
             .ok_or_else(|| not_found(broker, &arn))?;
-        if let Some(seconds) = freshness {
-            entry.s3_destination["DataFreshnessInSeconds"] = json!(seconds);
+        if let Some((seconds, _)) = freshness {
+            match &mut entry.tables_destination {
+                Some(tables) => tables["DataFreshnessInSeconds"] = json!(seconds),
+                None => entry.s3_destination["DataFreshnessInSeconds"] = json!(seconds),
+            }
         }
         if let Some(logging) = &logging {
             entry.logging = logging.clone();

@@ -14,9 +14,10 @@ use crate::api::delivery::{
 use crate::broker::catalog::ChannelRecord;
 use crate::broker::protocol::ApiError;
 use crate::delivery::channel::{
-    ChannelKeys, ChannelOutput, DEFAULT_TEMPLATE, DeadLetterBucket, check_template,
+    ChannelKeys, ChannelOutput, ChannelTable, DEFAULT_TEMPLATE, DeadLetterBucket, check_template,
 };
 use crate::delivery::control::ChannelRun;
+use crate::delivery::table::{ParquetCompression, TableTarget};
 
 /// DataFreshnessInSeconds when the caller gives none.
 const DEFAULT_FRESHNESS_S: i64 = 300;
@@ -45,31 +46,44 @@ fn bucket_of(arn: &str) -> Result<&str, ApiError> {
         .ok_or_else(|| invalid(format!("BucketARN {arn} is not an S3 bucket ARN.")))
 }
 
-/// The S3DestinationConfiguration DescribeChannel shows for a CreateChannel `request`:
-/// checked, with the defaults filled in.
-pub fn destination(request: &Value, channel: &str, min_freshness: u32) -> Result<Value, ApiError> {
+/// A channel's destination as DescribeChannel shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Described {
+    /// S3DestinationConfiguration.
+    S3(Value),
+    /// S3TablesDestinationConfiguration.
+    Tables(Value),
+}
+
+/// The destination DescribeChannel shows for a CreateChannel `request`: checked, with the
+/// defaults filled in.
+pub fn destination(request: &Value, min_freshness: u32) -> Result<Described, ApiError> {
     let given = |field: &str| request.get(field).filter(|v| !v.is_null());
-    let s3 = match (
+    match (
         given("S3DestinationConfiguration"),
         given("S3TablesDestinationConfiguration"),
     ) {
-        (Some(_), Some(_)) => {
-            return Err(invalid(
-                "Specify S3DestinationConfiguration or S3TablesDestinationConfiguration, not both.",
-            ));
-        }
-        (None, Some(_)) => {
-            return Err(invalid(format!(
-                "Channel {channel}: Brook does not deliver to S3 Tables (Apache Iceberg) yet; use S3DestinationConfiguration to deliver to an S3-compatible bucket."
-            )));
-        }
-        (None, None) => {
-            return Err(invalid(
-                "Specify S3DestinationConfiguration or S3TablesDestinationConfiguration.",
-            ));
-        }
-        (Some(s3), None) => s3,
-    };
+        (Some(_), Some(_)) => Err(invalid(
+            "Specify S3DestinationConfiguration or S3TablesDestinationConfiguration, not both.",
+        )),
+        (None, Some(tables)) => tables_destination(tables, min_freshness).map(Described::Tables),
+        (None, None) => Err(invalid(
+            "Specify S3DestinationConfiguration or S3TablesDestinationConfiguration.",
+        )),
+        (Some(s3), None) => s3_destination(s3, min_freshness).map(Described::S3),
+    }
+}
+
+/// A DeadLetterQueueS3Configuration with its default error prefix.
+fn dead_letters(mut dead_letters: Value) -> Result<Value, ApiError> {
+    bucket_of(dead_letters["BucketARN"].as_str().unwrap_or_default())?;
+    if dead_letters["ErrorOutputPrefix"].is_null() {
+        dead_letters["ErrorOutputPrefix"] = json!(DEFAULT_ERROR_PREFIX);
+    }
+    Ok(dead_letters)
+}
+
+fn s3_destination(s3: &Value, min_freshness: u32) -> Result<Value, ApiError> {
     let mut described = s3.clone();
     let seconds = freshness(s3["DataFreshnessInSeconds"].as_i64(), min_freshness)?;
     described["DataFreshnessInSeconds"] = json!(seconds);
@@ -84,27 +98,116 @@ pub fn destination(request: &Value, channel: &str, min_freshness: u32) -> Result
         storage["StorageClass"] = json!("STANDARD");
     }
     let owner = storage["ExpectedBucketOwner"].clone();
-    let dead_letters = &mut described["DeadLetterQueueS3Configuration"];
-    if dead_letters.is_null() {
-        *dead_letters = json!({"BucketARN": bucket_arn, "ExpectedBucketOwner": owner});
-    }
-    bucket_of(dead_letters["BucketARN"].as_str().unwrap_or_default())?;
-    if dead_letters["ErrorOutputPrefix"].is_null() {
-        dead_letters["ErrorOutputPrefix"] = json!(DEFAULT_ERROR_PREFIX);
-    }
+    let given = described["DeadLetterQueueS3Configuration"].take();
+    described["DeadLetterQueueS3Configuration"] = dead_letters(if given.is_null() {
+        json!({"BucketARN": bucket_arn, "ExpectedBucketOwner": owner})
+    } else {
+        given
+    })?;
     Ok(described)
 }
 
-/// The RecordConfiguration of a stream configuration, checked for an S3 destination.
-pub fn record_configuration(stream_configuration: &Value) -> Result<Value, ApiError> {
+fn tables_destination(tables: &Value, min_freshness: u32) -> Result<Value, ApiError> {
+    let mut described = tables.clone();
+    let seconds = freshness(tables["DataFreshnessInSeconds"].as_i64(), min_freshness)?;
+    described["DataFreshnessInSeconds"] = json!(seconds);
+    let given = described["DeadLetterQueueS3Configuration"].take();
+    if given.is_null() {
+        return Err(invalid(
+            "DeadLetterQueueS3Configuration is required for a streaming table destination.",
+        ));
+    }
+    described["DeadLetterQueueS3Configuration"] = dead_letters(given)?;
+    let configurations = described["S3TablesConfigurationList"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let [table] = configurations else {
+        return Err(invalid(
+            "S3TablesConfigurationList must contain exactly one table: one table is supported per channel.",
+        ));
+    };
+    target(table)?;
+    Ok(described)
+}
+
+/// The table an S3TablesConfiguration names, checked.
+fn target(table: &Value) -> Result<TableTarget, ApiError> {
+    let text = |field: &str| table[field].as_str().unwrap_or_default().to_owned();
+    let arn = text("TableBucketARN");
+    let bucket_arn = arn
+        .strip_prefix("arn:")
+        .and_then(|rest| rest.split_once(":s3tables:"));
+    if !bucket_arn
+        .is_some_and(|(partition, rest)| partition.starts_with("aws") && rest.contains(":bucket/"))
+    {
+        return Err(invalid(format!(
+            "TableBucketARN {arn} is not an S3 table bucket ARN."
+        )));
+    }
+    let compression =
+        ParquetCompression::from_type(table["CompressionType"].as_str().unwrap_or_default())
+            .ok_or_else(|| invalid("CompressionType must be NONE, ZSTD or SNAPPY."))?;
+    let mut hour_sources = Vec::new();
+    let fields = table["PartitionSpec"]["PartitionFields"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    for field in fields {
+        match field["Transform"].as_str() {
+            Some("TIME_HOUR") => {}
+            other => {
+                return Err(invalid(format!(
+                    "Partition transform {} is not supported; the only transform is TIME_HOUR.",
+                    other.unwrap_or("null")
+                )));
+            }
+        }
+        let source = field["SourceName"].as_str().unwrap_or_default().to_owned();
+        if source.is_empty() || hour_sources.contains(&source) {
+            return Err(invalid(format!(
+                "PartitionField SourceName {source:?} is empty or repeated."
+            )));
+        }
+        hour_sources.push(source);
+    }
+    Ok(TableTarget {
+        table_bucket_arn: arn,
+        namespace: text("Namespace"),
+        table: text("TableName"),
+        compression,
+        hour_sources,
+        schema_arn: String::new(),
+    })
+}
+
+/// The RecordConfiguration of a stream configuration, checked for the channel's destination
+/// (`to_table`: an S3 Tables one).
+pub fn record_configuration(
+    stream_configuration: &Value,
+    to_table: bool,
+) -> Result<Value, ApiError> {
     let record = &stream_configuration["RecordConfiguration"];
-    match record["RecordFormatType"].as_str() {
-        Some("JSON" | "STRING" | "BYTE_ARRAY") => Ok(record.clone()),
-        Some("GSR_JSON") => Err(invalid(
+    let format = record["RecordFormatType"].as_str();
+    match (format, to_table) {
+        (Some("JSON" | "STRING" | "BYTE_ARRAY"), false) => Ok(record.clone()),
+        (Some("GSR_JSON"), false) => Err(invalid(
             "RecordFormatType GSR_JSON is supported only for S3 Tables destinations; use JSON, STRING or BYTE_ARRAY for an S3 bucket.",
         )),
-        other => Err(invalid(format!(
-            "RecordFormatType {} is not JSON, STRING or BYTE_ARRAY.",
+        (Some("GSR_JSON" | "JSON"), true) => {
+            if record["GSRSchemaARN"].as_str().is_none_or(str::is_empty) {
+                return Err(invalid(
+                    "GSRSchemaARN is required when the channel destination is a streaming table: the table's columns come from the schema.",
+                ));
+            }
+            Ok(record.clone())
+        }
+        (Some("STRING" | "BYTE_ARRAY"), true) => Err(invalid(format!(
+            "RecordFormatType {} is supported only for general purpose S3 destinations; use JSON or GSR_JSON for a streaming table.",
+            format.unwrap_or_default()
+        ))),
+        (other, _) => Err(invalid(format!(
+            "RecordFormatType {} is not GSR_JSON, JSON, STRING or BYTE_ARRAY.",
             other.unwrap_or("null")
         ))),
     }
@@ -119,12 +222,26 @@ pub fn logging(given: Option<&Value>) -> Value {
 }
 
 /// The work of `channel`'s delivery worker, reading stream `stream`. The S3 endpoint and
-/// region are the broker's, filled in by the worker's runner.
+/// region are the broker's, filled in by the worker's runner. A channel to a table writes
+/// objects only to its dead-letter bucket.
 pub fn channel_run(stream: &str, channel: &ChannelRecord) -> Result<ChannelRun, ApiError> {
-    let s3 = &channel.s3_destination;
-    let storage = &s3["StorageConfiguration"];
     let text = |value: &Value| value.as_str().map(str::to_owned);
-    let bucket = bucket_of(storage["BucketARN"].as_str().unwrap_or_default())?.to_owned();
+    let (destination, table) = match &channel.tables_destination {
+        Some(tables) => {
+            let mut target = target(&tables["S3TablesConfigurationList"][0])?;
+            target.schema_arn =
+                text(&channel.record_configuration["GSRSchemaARN"]).unwrap_or_default();
+            (tables, Some(target))
+        }
+        None => (&channel.s3_destination, None),
+    };
+    let storage = &destination["StorageConfiguration"];
+    let dead_letters = &destination["DeadLetterQueueS3Configuration"];
+    let dead_letter_bucket = bucket_of(dead_letters["BucketARN"].as_str().unwrap_or_default())?;
+    let bucket = match &table {
+        Some(_) => dead_letter_bucket.to_owned(),
+        None => bucket_of(storage["BucketARN"].as_str().unwrap_or_default())?.to_owned(),
+    };
     let compression = match storage["CompressionType"].as_str() {
         Some("GZIP") => Compression::Gzip,
         Some("ZSTD") => Compression::Zstd,
@@ -132,12 +249,10 @@ pub fn channel_run(stream: &str, channel: &ChannelRecord) -> Result<ChannelRun, 
     };
     let (require, append_newline) = match channel.record_configuration["RecordFormatType"].as_str()
     {
-        Some("JSON") => (RecordShape::Json, true),
+        Some("JSON" | "GSR_JSON") => (RecordShape::Json, table.is_none()),
         Some("STRING") => (RecordShape::Utf8, true),
         _ => (RecordShape::Any, false),
     };
-    let dead_letters = &s3["DeadLetterQueueS3Configuration"];
-    let dead_letter_bucket = bucket_of(dead_letters["BucketARN"].as_str().unwrap_or_default())?;
     let created = Timestamp::from_millisecond(channel.created_ms as i64)
         .map_err(|e| invalid(format!("channel creation time: {e}")))?;
     let spec = DeliveryStreamSpec {
@@ -151,7 +266,7 @@ pub fn channel_run(stream: &str, channel: &ChannelRecord) -> Result<ChannelRun, 
         },
         buffering: BufferingHints {
             size_mib: BUFFER_MIB,
-            interval_seconds: s3["DataFreshnessInSeconds"]
+            interval_seconds: destination["DataFreshnessInSeconds"]
                 .as_i64()
                 .unwrap_or(DEFAULT_FRESHNESS_S) as i32,
         },
@@ -184,10 +299,20 @@ pub fn channel_run(stream: &str, channel: &ChannelRecord) -> Result<ChannelRun, 
             stream_name: stream.to_owned(),
         },
         storage_class: text(&storage["StorageClass"]).filter(|c| c != "STANDARD"),
-        expected_owner: text(&storage["ExpectedBucketOwner"]),
+        expected_owner: text(&storage["ExpectedBucketOwner"]).or_else(|| {
+            table
+                .as_ref()
+                .and_then(|_| text(&dead_letters["ExpectedBucketOwner"]))
+        }),
         dead_letter_bucket: (dead_letter_bucket != bucket).then(|| DeadLetterBucket {
             name: dead_letter_bucket.to_owned(),
             expected_owner: text(&dead_letters["ExpectedBucketOwner"]),
+        }),
+        table: table.map(|target| ChannelTable {
+            target,
+            tables_endpoint: None,
+            glue_endpoint: None,
+            crash_after_commit: false,
         }),
     };
     Ok(ChannelRun {
@@ -211,6 +336,14 @@ mod tests {
         json!({"BucketARN": "arn:aws:s3:::lake", "ExpectedBucketOwner": "000000000000", "CompressionType": "GZIP"})
     }
 
+    /// The S3 destination a valid `request` describes.
+    fn s3_described(request: &Value) -> Value {
+        match destination(request, 300).expect("valid") {
+            Described::S3(s3) => s3,
+            other => panic!("not an S3 destination: {other:?}"),
+        }
+    }
+
     fn record(destination: Value, format: &str) -> ChannelRecord {
         ChannelRecord {
             id: "abc".into(),
@@ -222,6 +355,7 @@ mod tests {
             role_arn: "arn:aws:iam::000000000000:role/r".into(),
             record_configuration: json!({"RecordFormatType": format}),
             s3_destination: destination,
+            tables_destination: None,
             encryption: None,
             logging: logging(None),
             tags: Default::default(),
@@ -231,12 +365,7 @@ mod tests {
 
     #[test]
     fn channel_destination_defaults_are_filled_in() {
-        let described = destination(
-            &request(json!({"StorageConfiguration": storage()})),
-            "c",
-            300,
-        )
-        .expect("valid");
+        let described = s3_described(&request(json!({"StorageConfiguration": storage()})));
         assert_eq!(described["DataFreshnessInSeconds"], 300);
         assert_eq!(
             described["StorageConfiguration"]["OutputKeyTemplate"],
@@ -259,29 +388,23 @@ mod tests {
             for (k, v) in extra.as_object().expect("object") {
                 s3[k] = v.clone();
             }
-            destination(&request(s3), "c", 300)
+            destination(&request(s3), 300)
         };
         assert!(s3(json!({"DataFreshnessInSeconds": 60})).is_err());
         assert!(s3(json!({"DataFreshnessInSeconds": 901})).is_err());
         assert!(s3(json!({"DataFreshnessInSeconds": 900})).is_ok());
         let mut bad_template = json!({"StorageConfiguration": storage()});
         bad_template["StorageConfiguration"]["OutputKeyTemplate"] = json!("x/!{nope}");
-        assert!(destination(&request(bad_template), "c", 300).is_err());
-        let tables = json!({"ChannelName": "c", "S3TablesDestinationConfiguration": {}});
-        let refused = destination(&tables, "c", 300).expect_err("S3 Tables");
-        assert!(refused.message.contains("S3 Tables"), "{}", refused.message);
-        assert!(destination(&json!({}), "c", 300).is_err());
+        assert!(destination(&request(bad_template), 300).is_err());
+        let both = json!({"S3DestinationConfiguration": {"StorageConfiguration": storage()}, "S3TablesDestinationConfiguration": tables()});
+        assert!(destination(&both, 300).is_err());
+        assert!(destination(&json!({}), 300).is_err());
         assert_eq!(freshness(Some(1), 1).expect("floor lowered"), 1);
     }
 
     #[test]
     fn channel_record_formats_choose_the_record_check_and_delimiter() {
-        let described = destination(
-            &request(json!({"StorageConfiguration": storage()})),
-            "c",
-            300,
-        )
-        .expect("valid");
+        let described = s3_described(&request(json!({"StorageConfiguration": storage()})));
         let run = |format| {
             let run = channel_run("clicks", &record(described.clone(), format)).expect("run");
             (
@@ -292,10 +415,24 @@ mod tests {
         assert_eq!(run("JSON"), (RecordShape::Json, true));
         assert_eq!(run("STRING"), (RecordShape::Utf8, true));
         assert_eq!(run("BYTE_ARRAY"), (RecordShape::Any, false));
+        let format = |format: &str, schema: Option<&str>, to_table| {
+            let mut record = json!({"RecordFormatType": format});
+            if let Some(schema) = schema {
+                record["GSRSchemaARN"] = json!(schema);
+            }
+            record_configuration(&json!({"RecordConfiguration": record}), to_table).is_ok()
+        };
+        let schema = Some("arn:aws:glue:us-east-1:000000000000:schema/registry/orders");
+        assert!(!format("GSR_JSON", schema, false));
+        assert!(format("JSON", None, false));
+        assert!(format("GSR_JSON", schema, true));
+        assert!(format("JSON", schema, true));
         assert!(
-            record_configuration(&json!({"RecordConfiguration": {"RecordFormatType": "GSR_JSON"}}))
-                .is_err()
+            !format("JSON", None, true),
+            "a table's columns come from a schema"
         );
+        assert!(!format("STRING", schema, true));
+        assert!(!format("BYTE_ARRAY", schema, true));
     }
 
     #[test]
@@ -304,7 +441,7 @@ mod tests {
         s3["DeadLetterQueueS3Configuration"] =
             json!({"BucketARN": "arn:aws:s3:::dead", "ExpectedBucketOwner": "111111111111"});
         s3["StorageConfiguration"]["StorageClass"] = json!("GLACIER_IR");
-        let described = destination(&request(s3), "c", 300).expect("valid");
+        let described = s3_described(&request(s3));
         let run = channel_run("clicks", &record(described, "JSON")).expect("run");
         let source = run.spec.source.stream.expect("a stream source");
         assert_eq!(source.starting_position, StartingPosition::AtTimestamp);
@@ -328,5 +465,101 @@ mod tests {
             })
         );
         assert_eq!(run.generation, 2);
+    }
+
+    fn tables() -> Value {
+        json!({
+            "DeadLetterQueueS3Configuration": {"BucketARN": "arn:aws:s3:::dead", "ExpectedBucketOwner": "111111111111"},
+            "S3TablesConfigurationList": [{
+                "TableBucketARN": "arn:aws:s3tables:us-east-1:000000000000:bucket/lakehouse",
+                "Namespace": "sales",
+                "TableName": "orders",
+                "CompressionType": "ZSTD",
+                "PartitionSpec": {"PartitionFields": [{"Transform": "TIME_HOUR", "SourceName": "placed_at"}]}
+            }]
+        })
+    }
+
+    fn tables_request(tables: Value) -> Value {
+        json!({"ChannelName": "c", "S3TablesDestinationConfiguration": tables})
+    }
+
+    #[test]
+    fn a_table_channel_writes_its_table_and_only_dead_letters_to_s3() {
+        let Described::Tables(described) =
+            destination(&tables_request(tables()), 300).expect("valid")
+        else {
+            panic!("not a table destination")
+        };
+        assert_eq!(described["DataFreshnessInSeconds"], 300);
+        assert_eq!(
+            described["DeadLetterQueueS3Configuration"]["ErrorOutputPrefix"],
+            "errors/"
+        );
+        let mut channel = record(Value::Null, "GSR_JSON");
+        channel.record_configuration["GSRSchemaARN"] =
+            json!("arn:aws:glue:us-east-1:000000000000:schema/registry/orders");
+        channel.tables_destination = Some(described);
+        let run = channel_run("clicks", &channel).expect("run");
+        assert_eq!(
+            (
+                run.spec.processing.require,
+                run.spec.processing.append_newline
+            ),
+            (RecordShape::Json, false)
+        );
+        let s3 = run.spec.destination.s3.expect("the dead-letter bucket");
+        assert_eq!(s3.bucket, "dead");
+        assert_eq!(run.output.dead_letter_bucket, None);
+        assert_eq!(run.output.expected_owner.as_deref(), Some("111111111111"));
+        let table = run.output.table.expect("a table");
+        assert_eq!(
+            table.target,
+            TableTarget {
+                table_bucket_arn: "arn:aws:s3tables:us-east-1:000000000000:bucket/lakehouse".into(),
+                namespace: "sales".into(),
+                table: "orders".into(),
+                compression: ParquetCompression::Zstd,
+                hour_sources: vec!["placed_at".into()],
+                schema_arn: "arn:aws:glue:us-east-1:000000000000:schema/registry/orders".into(),
+            }
+        );
+    }
+
+    #[test]
+    fn table_destinations_are_checked() {
+        let refused = |change: &dyn Fn(&mut Value)| {
+            let mut tables = tables();
+            change(&mut tables);
+            destination(&tables_request(tables), 300)
+                .expect_err("refused")
+                .message
+        };
+        assert!(
+            refused(&|t| t["DeadLetterQueueS3Configuration"] = Value::Null)
+                .contains("DeadLetterQueueS3Configuration")
+        );
+        assert!(
+            refused(&|t| {
+                let table = t["S3TablesConfigurationList"][0].clone();
+                t["S3TablesConfigurationList"] = json!([table.clone(), table]);
+            })
+            .contains("one table")
+        );
+        assert!(refused(&|t| t["S3TablesConfigurationList"] = json!([])).contains("one table"));
+        assert!(
+            refused(&|t| t["S3TablesConfigurationList"][0]["TableBucketARN"] =
+                json!("arn:aws:s3:::lake"))
+            .contains("table bucket")
+        );
+        assert!(
+            refused(&|t| t["S3TablesConfigurationList"][0]["CompressionType"] = json!("GZIP"))
+                .contains("CompressionType")
+        );
+        assert!(refused(&|t| t["S3TablesConfigurationList"][0]["PartitionSpec"]["PartitionFields"][0]["Transform"] = json!("TIME_DAY")).contains("TIME_HOUR"));
+        assert!(
+            refused(&|t| t["DataFreshnessInSeconds"] = json!(10))
+                .contains("DataFreshnessInSeconds")
+        );
     }
 }

@@ -1,0 +1,328 @@
+//! Delivery into an Apache Iceberg table (a Kinesis channel's S3 Tables destination): each
+//! batch becomes Parquet data files, one per hour partition, appended in one Iceberg commit
+//! through the table bucket's catalog. The commit carries the batch's identity in its
+//! snapshot summary, so a batch delivered again after a crash finds its commit and is not
+//! appended twice. The table is created on the first delivery, with the columns of the
+//! channel's record schema.
+
+pub mod catalog;
+pub mod columns;
+pub mod registry;
+pub mod storage;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use iceberg::arrow::{RecordBatchPartitionSplitter, schema_to_arrow_schema};
+use iceberg::io::FileIO;
+use iceberg::spec::DataFileFormat;
+use iceberg::table::Table;
+use iceberg::transaction::{ApplyTransactionAction, Transaction};
+use iceberg::writer::base_writer::data_file_writer::DataFileWriterBuilder;
+use iceberg::writer::file_writer::ParquetWriterBuilder;
+use iceberg::writer::file_writer::location_generator::{
+    DefaultFileNameGenerator, DefaultLocationGenerator,
+};
+use iceberg::writer::file_writer::rolling_writer::RollingFileWriterBuilder;
+use iceberg::writer::{IcebergWriter, IcebergWriterBuilder};
+use iceberg::{Catalog, ErrorKind, NamespaceIdent, TableCreation, TableIdent};
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+
+use self::catalog::TableBucketCatalog;
+use self::columns::{ColumnsError, Decoded};
+use self::registry::RegistryError;
+use crate::delivery::s3::{AccessKey, Bucket};
+
+/// The snapshot summary property holding the identity of the batch a commit appended.
+pub const BATCH_PROPERTY: &str = "brook.batch";
+
+/// Why a batch could not be appended.
+#[derive(Debug, thiserror::Error)]
+pub enum TableError {
+    /// The record schema could not be read.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// The record schema or partition spec does not describe a table.
+    #[error("table {table}: {source}")]
+    Columns {
+        /// The table.
+        table: String,
+        /// Why.
+        source: ColumnsError,
+    },
+    /// The catalog, the storage or the Iceberg library failed.
+    #[error("table {table}: {source}")]
+    Iceberg {
+        /// The table.
+        table: String,
+        /// Why (boxed: the library's error is large).
+        source: Box<iceberg::Error>,
+    },
+}
+
+impl TableError {
+    /// Whether retrying cannot help until the channel or its schema changes: a schema that
+    /// does not describe a table, or one the registry refuses to give.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            Self::Columns { .. } => true,
+            Self::Registry(error) => error.is_permanent(),
+            Self::Iceberg { .. } => false,
+        }
+    }
+}
+
+/// Parquet compression of a table's data files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParquetCompression {
+    /// None.
+    None,
+    /// Zstandard.
+    Zstd,
+    /// Snappy.
+    Snappy,
+}
+
+impl ParquetCompression {
+    /// The compression of S3Tables' `CompressionType` (`NONE`, `ZSTD`, `SNAPPY`).
+    pub fn from_type(name: &str) -> Option<Self> {
+        match name {
+            "NONE" => Some(Self::None),
+            "ZSTD" => Some(Self::Zstd),
+            "SNAPPY" => Some(Self::Snappy),
+            _ => None,
+        }
+    }
+
+    /// The value of Iceberg's `write.parquet.compression-codec` table property.
+    fn table_property(self) -> &'static str {
+        match self {
+            Self::None => "uncompressed",
+            Self::Zstd => "zstd",
+            Self::Snappy => "snappy",
+        }
+    }
+
+    fn parquet(self) -> Compression {
+        match self {
+            Self::None => Compression::UNCOMPRESSED,
+            Self::Zstd => Compression::ZSTD(ZstdLevel::default()),
+            Self::Snappy => Compression::SNAPPY,
+        }
+    }
+}
+
+/// A channel's table, as configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableTarget {
+    /// `arn:aws:s3tables:<region>:<account>:bucket/<name>`.
+    pub table_bucket_arn: String,
+    /// The namespace (which must exist).
+    pub namespace: String,
+    /// The table (created when missing).
+    pub table: String,
+    /// Data file compression.
+    pub compression: ParquetCompression,
+    /// Columns partitioned by hour (`TIME_HOUR`).
+    pub hour_sources: Vec<String>,
+    /// The record schema in the Glue Schema Registry.
+    pub schema_arn: String,
+}
+
+/// How the worker reaches the catalog and the schema registry.
+#[derive(Debug, Clone)]
+pub struct TableEndpoints {
+    /// The S3 Tables API (AWS's when absent).
+    pub tables: Option<String>,
+    /// The Glue Schema Registry (AWS's when absent).
+    pub glue: Option<String>,
+    /// The signing region.
+    pub region: String,
+    /// The key pair (the environment's when absent).
+    pub key: Option<AccessKey>,
+    /// Abort right after a commit, before the delivery's progress is saved (tests).
+    pub crash_after_commit: bool,
+}
+
+/// What one delivery did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Appended {
+    /// Rows appended (0 when the batch had been appended before).
+    pub rows: usize,
+    /// The indexes of records that do not fit the table, with why.
+    pub rejected: Vec<(usize, String)>,
+}
+
+/// Appends batches to one table.
+pub struct TableOutput {
+    target: TableTarget,
+    ident: TableIdent,
+    catalog: TableBucketCatalog,
+    file_io: FileIO,
+    endpoints: TableEndpoints,
+    /// Commits of this worker one at a time (shards deliver concurrently; racing commits
+    /// would only retry each other).
+    commits: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for TableOutput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TableOutput")
+            .field("target", &self.target)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TableOutput {
+    /// The output into `target`, through the S3 Tables client `tables` and the buckets `s3`
+    /// reaches.
+    pub fn new(
+        target: TableTarget,
+        tables: aws_sdk_s3tables::Client,
+        s3: &Bucket,
+        endpoints: TableEndpoints,
+    ) -> Self {
+        let file_io = storage::ObjectStorage::file_io(s3);
+        let ident = TableIdent::new(
+            NamespaceIdent::new(target.namespace.clone()),
+            target.table.clone(),
+        );
+        Self {
+            catalog: TableBucketCatalog::new(
+                tables,
+                target.table_bucket_arn.clone(),
+                file_io.clone(),
+            ),
+            target,
+            ident,
+            file_io,
+            endpoints,
+            commits: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    fn iceberg(&self, source: iceberg::Error) -> TableError {
+        TableError::Iceberg {
+            table: self.ident.to_string(),
+            source: Box::new(source),
+        }
+    }
+
+    /// The table, created with the record schema's columns when it does not exist.
+    async fn table(&self) -> Result<Table, TableError> {
+        match self.catalog.load_table(&self.ident).await {
+            Ok(table) => return Ok(table),
+            Err(error) if error.kind() == ErrorKind::TableNotFound => {}
+            Err(error) => return Err(self.iceberg(error)),
+        }
+        let record_schema = registry::latest_json_schema(
+            self.endpoints.glue.as_deref(),
+            &self.endpoints.region,
+            self.endpoints.key.clone(),
+            &self.target.schema_arn,
+            crate::broker::shard::wall_clock_ms(),
+        )
+        .await?;
+        let columns = |source| TableError::Columns {
+            table: self.ident.to_string(),
+            source,
+        };
+        let schema = columns::table_schema(&record_schema).map_err(columns)?;
+        let spec = columns::partition_spec(&schema, &self.target.hour_sources).map_err(columns)?;
+        let creation = TableCreation::builder()
+            .name(self.target.table.clone())
+            .schema(schema)
+            .partition_spec(spec)
+            .properties(HashMap::from([(
+                "write.parquet.compression-codec".to_owned(),
+                self.target.compression.table_property().to_owned(),
+            )]))
+            .build();
+        self.catalog
+            .create_table(self.ident.namespace(), creation)
+            .await
+            .map_err(|e| self.iceberg(e))
+    }
+
+    /// Appends the JSON `records` of the batch `batch` (its identity string) to the table,
+    /// unless a commit of the same batch is there already.
+    pub async fn append(&self, batch: &str, records: &[Bytes]) -> Result<Appended, TableError> {
+        let _one_commit_at_a_time = self.commits.lock().await;
+        let table = self.table().await?;
+        let committed = table.metadata().snapshots().any(|snapshot| {
+            snapshot.summary().additional_properties.get(BATCH_PROPERTY) == Some(&batch.to_owned())
+        });
+        let schema = table.metadata().current_schema().clone();
+        let arrow_schema = Arc::new(schema_to_arrow_schema(&schema).map_err(|e| self.iceberg(e))?);
+        let slices: Vec<&[u8]> = records.iter().map(|r| r.as_ref()).collect();
+        let Decoded { rows, rejected } = columns::decode(&arrow_schema, &slices);
+        if committed {
+            return Ok(Appended { rows: 0, rejected });
+        }
+        let Some(rows) = rows else {
+            return Ok(Appended { rows: 0, rejected });
+        };
+        let count = rows.num_rows();
+        let spec = table.metadata().default_partition_spec().clone();
+        let parts = if spec.is_unpartitioned() {
+            vec![(None, rows)]
+        } else {
+            RecordBatchPartitionSplitter::try_new_with_computed_values(schema.clone(), spec)
+                .and_then(|splitter| splitter.split(&rows))
+                .map_err(|e| self.iceberg(e))?
+                .into_iter()
+                .map(|(key, part)| (Some(key), part))
+                .collect()
+        };
+        let properties = WriterProperties::builder()
+            .set_compression(self.target.compression.parquet())
+            .build();
+        let mut files = Vec::new();
+        for (index, (key, part)) in parts.into_iter().enumerate() {
+            let locations =
+                DefaultLocationGenerator::new(table.metadata()).map_err(|e| self.iceberg(e))?;
+            // Named after the batch: a batch written again after a crash replaces its files.
+            let names = DefaultFileNameGenerator::new(
+                format!("{batch}-{index}"),
+                None,
+                DataFileFormat::Parquet,
+            );
+            let rolling = RollingFileWriterBuilder::new_with_default_file_size(
+                ParquetWriterBuilder::new(properties.clone(), schema.clone()),
+                self.file_io.clone(),
+                locations,
+                names,
+            );
+            let mut writer = DataFileWriterBuilder::new(rolling)
+                .build(key)
+                .await
+                .map_err(|e| self.iceberg(e))?;
+            writer.write(part).await.map_err(|e| self.iceberg(e))?;
+            files.extend(writer.close().await.map_err(|e| self.iceberg(e))?);
+        }
+        let transaction = Transaction::new(&table);
+        let append = transaction
+            .fast_append()
+            .add_data_files(files)
+            .set_snapshot_properties(HashMap::from([(
+                BATCH_PROPERTY.to_owned(),
+                batch.to_owned(),
+            )]));
+        append
+            .apply(transaction)
+            .map_err(|e| self.iceberg(e))?
+            .commit(&self.catalog)
+            .await
+            .map_err(|e| self.iceberg(e))?;
+        if self.endpoints.crash_after_commit {
+            tracing::error!(table = %self.ident, batch, "stopping after the table commit, before the progress is saved, as asked");
+            std::process::exit(101);
+        }
+        Ok(Appended {
+            rows: count,
+            rejected,
+        })
+    }
+}
