@@ -375,6 +375,16 @@ struct GatewayArgs {
     /// default).
     #[arg(long, env = "BROOK_GATEWAY_NAMESPACE")]
     namespace: Option<String>,
+    /// PEM bundle of the CAs that `https://` brokers' certificates are trusted by; the
+    /// system's roots when absent.
+    #[arg(long, env = "BROOK_GATEWAY_BROKER_CA")]
+    broker_ca: Option<PathBuf>,
+    /// The gateway's certificate (PEM): clients reach it over HTTPS. Reloaded when it changes.
+    #[arg(long, env = "BROOK_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The key of --tls-cert (PEM).
+    #[arg(long, env = "BROOK_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Json)]
     log_format: LogFormat,
@@ -395,6 +405,8 @@ fn run_gateway(args: GatewayArgs) -> anyhow::Result<()> {
         metrics_listen: args.metrics_listen,
         routes: args.routes.into_iter().collect(),
         namespace: args.namespace,
+        broker_ca: args.broker_ca,
+        tls: args.tls_cert.zip(args.tls_key),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -410,6 +410,60 @@ fn gateway_the_chart_installs_one_endpoint_for_a_namespaces_streams_with_read_on
         lint_findings(&json!({"gateway": {"enabled": true}})).is_empty(),
         "the chart lints clean with the gateway"
     );
+    assert!(pod.volumes.is_none() && container.volume_mounts.is_none());
+
+    // TLS to its clients and trust of HTTPS brokers, each from a Secret.
+    let values = json!({"gateway": {"enabled": true, "tlsSecret": "gateway-cert", "brokerCaSecret": "brokers-ca"}});
+    let (objects, _) = render(&values, "brook-system");
+    check_every_object_is_well_formed(&objects);
+    let deployment: Deployment = one(&objects, "Deployment", "brook-gateway");
+    let pod = deployment.spec.and_then(|s| s.template.spec).expect("pod");
+    let container = &pod.containers[0];
+    let args = container.args.clone().unwrap_or_default();
+    let after = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .map(String::as_str)
+    };
+    assert_eq!(after("--tls-cert"), Some("/etc/brook/gateway-tls/tls.crt"));
+    assert_eq!(after("--tls-key"), Some("/etc/brook/gateway-tls/tls.key"));
+    assert_eq!(after("--broker-ca"), Some("/etc/brook/broker-ca/ca.crt"));
+    let mounts: Vec<(String, String)> = container
+        .volume_mounts
+        .iter()
+        .flatten()
+        .map(|m| (m.name.clone(), m.mount_path.clone()))
+        .collect();
+    assert_eq!(
+        mounts,
+        [
+            ("tls".to_owned(), "/etc/brook/gateway-tls".to_owned()),
+            ("broker-ca".to_owned(), "/etc/brook/broker-ca".to_owned())
+        ]
+    );
+    let secrets: Vec<(String, Option<String>)> = pod
+        .volumes
+        .iter()
+        .flatten()
+        .map(|v| {
+            (
+                v.name.clone(),
+                v.secret.as_ref().and_then(|s| s.secret_name.clone()),
+            )
+        })
+        .collect();
+    assert_eq!(
+        secrets,
+        [
+            ("tls".to_owned(), Some("gateway-cert".to_owned())),
+            ("broker-ca".to_owned(), Some("brokers-ca".to_owned()))
+        ]
+    );
+    assert!(
+        lint_findings(&values).is_empty(),
+        "the chart lints clean with gateway TLS"
+    );
 }
 
 #[test]

@@ -58,14 +58,13 @@ fn start_gateway(args: &[String], kubeconfig: Option<&std::path::Path>) -> Gatew
         .expect("the gateway prints its address");
     let endpoint = line
         .split_whitespace()
-        .find(|w| w.starts_with("http://"))
+        .find(|w| w.starts_with("http://") || w.starts_with("https://"))
         .unwrap_or_else(|| panic!("no address in {line:?}"))
         .to_owned();
     let metrics = line
         .split_whitespace()
         .filter_map(|w| w.strip_prefix("http://"))
-        .nth(1)
-        .and_then(|w| w.strip_suffix("/healthz)"))
+        .find_map(|w| w.strip_suffix("/healthz)"))
         .map(|address| format!("http://{address}"))
         .unwrap_or_else(|| panic!("no health address in {line:?}"));
     GatewayProcess {
@@ -310,4 +309,78 @@ async fn gateway_routes_by_stream_resources_and_follows_new_ones() {
     put_and_read_back(&client, "clicks").await;
     let listed = client.list_streams().send().await.expect("ListStreams");
     assert_eq!(listed.stream_names(), ["clicks", "orders"]);
+}
+
+#[tokio::test]
+async fn gateway_reaches_https_brokers_through_the_ca_it_is_given_and_serves_https_itself() {
+    let pki_dir = TempDir::new("gateway-pki");
+    let pki = support::pki::make(pki_dir.path(), "gateway");
+    // The key the HTTPS test client signs with, so the broker verifies what the gateway
+    // relayed over TLS.
+    let keys = TempDir::new("gateway-tls-keys");
+    let folder = keys.path().join("keys");
+    std::fs::create_dir_all(&folder).expect("folder");
+    std::fs::write(
+        folder.join("AKIDEXAMPLE"),
+        "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+    )
+    .expect("key");
+    let dir = TempDir::new("gateway-tls-broker");
+    let broker = BrokerBuilder::default()
+        .arg("--credentials")
+        .arg(folder.to_string_lossy())
+        .arg("--tls-cert")
+        .arg(pki.cert.display().to_string())
+        .arg("--tls-key")
+        .arg(pki.key.display().to_string())
+        .start(dir.path());
+    assert!(
+        broker.endpoint.starts_with("https://"),
+        "{}",
+        broker.endpoint
+    );
+    create_active_stream(
+        &support::broker::https_client(&broker.endpoint, &pki.ca_pem),
+        "orders",
+        1,
+    )
+    .await;
+    let route = format!("orders={}", broker.endpoint);
+    let tls_args = |ca: bool| {
+        let mut args = vec![
+            "--route".to_owned(),
+            route.clone(),
+            "--tls-cert".to_owned(),
+            pki.cert.display().to_string(),
+            "--tls-key".to_owned(),
+            pki.key.display().to_string(),
+        ];
+        if ca {
+            args.extend(["--broker-ca".to_owned(), pki.ca_pem.display().to_string()]);
+        }
+        args
+    };
+    let gateway = start_gateway(&tls_args(true), None);
+    assert!(
+        gateway.endpoint.starts_with("https://"),
+        "{}",
+        gateway.endpoint
+    );
+    let client = support::broker::https_client(&gateway.endpoint, &pki.ca_pem);
+    put_and_read_back(&client, "orders").await;
+    let listed = client.list_streams().send().await.expect("ListStreams");
+    assert_eq!(listed.stream_names(), ["orders"]);
+
+    // Without the CA, the broker's certificate is not trusted: a retryable error that says
+    // why, not a hang or a plain-text attempt.
+    let untrusting = start_gateway(&tls_args(false), None);
+    let refused = support::broker::https_client(&untrusting.endpoint, &pki.ca_pem)
+        .describe_stream_summary()
+        .stream_name("orders")
+        .send()
+        .await
+        .expect_err("the broker's certificate is not trusted");
+    assert_eq!(error_code(&refused), "ServiceUnavailable");
+    let message = format!("{refused:?}");
+    assert!(message.contains("certificate"), "{message}");
 }

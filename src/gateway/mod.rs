@@ -22,6 +22,7 @@ use futures::StreamExt;
 use http::{Method, Request, Response, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -56,6 +57,17 @@ pub enum GatewayError {
     /// The metrics could not be registered.
     #[error("metrics: {0}")]
     Metrics(String),
+    /// The CA bundle for `https://` brokers could not be read.
+    #[error("CA bundle {path}: {message}")]
+    Ca {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The gateway's own certificate or key could not be loaded.
+    #[error(transparent)]
+    Tls(#[from] crate::broker::tls::TlsError),
 }
 
 /// Where the routes come from.
@@ -103,7 +115,7 @@ impl Routes {
 /// The gateway's state.
 pub struct Gateway {
     routes: Routes,
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     /// Requests, their durations and the routed streams.
     pub metrics: metrics::GatewayMetrics,
 }
@@ -113,10 +125,17 @@ fn gateway_error(kind: ErrorKind, message: impl Into<String>) -> ApiError {
 }
 
 impl Gateway {
-    /// A gateway over `routes`.
-    pub fn new(routes: Routes) -> Result<Self, GatewayError> {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
+    /// A gateway over `routes`, trusting `https://` brokers whose certificates `tls`
+    /// trusts.
+    pub fn new(routes: Routes, tls: rustls::ClientConfig) -> Result<Self, GatewayError> {
+        let mut plain = HttpConnector::new();
+        plain.set_nodelay(true);
+        plain.enforce_http(false);
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(plain);
         Ok(Self {
             routes,
             client: Client::builder(TokioExecutor::new()).build(connector),
@@ -141,9 +160,17 @@ impl Gateway {
         retarget(&mut head, base).map_err(|e| gateway_error(ErrorKind::InternalFailure, e))?;
         let request = Request::from_parts(head, Full::new(body));
         self.client.request(request).await.map_err(|error| {
+            // The client's error names the stage; its sources say why (refused, a
+            // certificate not trusted, …).
+            let mut reason = error.to_string();
+            let mut source = std::error::Error::source(&error);
+            while let Some(cause) = source {
+                reason = format!("{reason}: {cause}");
+                source = cause.source();
+            }
             gateway_error(
                 ErrorKind::ServiceUnavailable,
-                format!("The stream's brokers at {base} cannot be reached ({error}); retry."),
+                format!("The stream's brokers at {base} cannot be reached ({reason}); retry."),
             )
         })
     }
@@ -329,6 +356,11 @@ pub struct GatewayOptions {
     pub routes: BTreeMap<String, Uri>,
     /// The namespace whose Streams the gateway serves (the client's default when absent).
     pub namespace: Option<String>,
+    /// A PEM bundle of the CAs `https://` brokers' certificates are trusted by (the system's
+    /// roots when absent).
+    pub broker_ca: Option<std::path::PathBuf>,
+    /// The gateway's own certificate and key: clients then reach it over HTTPS.
+    pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
 }
 
 async fn bind(address: SocketAddr) -> Result<tokio::net::TcpListener, GatewayError> {
@@ -379,7 +411,34 @@ pub async fn run(options: GatewayOptions) -> Result<(), GatewayError> {
             Arc::new(AtomicBool::new(true)),
         )
     };
-    let gateway = Arc::new(Gateway::new(routes)?);
+    let ca = match &options.broker_ca {
+        Some(path) => Some(std::fs::read(path).map_err(|e| GatewayError::Ca {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?),
+        None => None,
+    };
+    let client_tls =
+        crate::http1::client_tls(ca.as_deref()).map_err(|message| GatewayError::Ca {
+            path: options
+                .broker_ca
+                .as_ref()
+                .map_or_else(|| "(system roots)".to_owned(), |p| p.display().to_string()),
+            message,
+        })?;
+    let gateway = Arc::new(Gateway::new(routes, client_tls)?);
+    let tls = match &options.tls {
+        Some((cert, key)) => {
+            let reloading = Arc::new(crate::broker::tls::ReloadingTls::load(
+                cert.clone(),
+                key.clone(),
+            )?);
+            tokio::spawn(reloading.clone().watch());
+            Some(reloading)
+        }
+        None => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let api = bind(options.listen).await?;
     let observability = bind(options.metrics_listen).await?;
     let api_address = api.local_addr().map_err(|e| GatewayError::Listen {
@@ -396,7 +455,7 @@ pub async fn run(options: GatewayOptions) -> Result<(), GatewayError> {
     let api_gateway = gateway.clone();
     let api_task = tokio::spawn(serve(
         api,
-        None,
+        tls,
         move |request| {
             let gateway = api_gateway.clone();
             async move { Ok::<_, Infallible>(gateway.handle(request).await) }
@@ -433,7 +492,7 @@ pub async fn run(options: GatewayOptions) -> Result<(), GatewayError> {
         stopped,
     ));
     println!(
-        "brook gateway listening on http://{api_address} (health on http://{metrics_address}/healthz)"
+        "brook gateway listening on {scheme}://{api_address} (health on http://{metrics_address}/healthz)"
     );
     crate::broker::wait_for_signal().await;
     let _ = stop.send(true);
