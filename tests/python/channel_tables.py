@@ -214,6 +214,33 @@ def orders_table(lake, kinesis):
     return stream_arn
 
 
+def schema_evolution(lake, kinesis):
+    """A newer version of the record schema with a new property, and one inside a struct:
+    records that carry them fill new columns, rows from before read null."""
+    glue = lake.s3.service("glue")
+    newer = json.loads(json.dumps(ORDERS_SCHEMA))
+    newer["properties"]["coupon"] = {"type": "string"}
+    newer["properties"]["address"]["properties"]["zip"] = {"type": "string"}
+    glue.register_schema_version(SchemaId={"SchemaArn": lake.schema_arn}, SchemaDefinition=json.dumps(newer))
+    extra = [dict(order(i), coupon=f"C{i}", address={"city": "Lisbon", "zip": f"Z{i}"}) for i in range(350, 380)]
+    kinesis.put_records(StreamName="orders", Records=[
+        {"PartitionKey": str(o["order_id"]), "Data": json.dumps(o).encode()} for o in extra])
+    table, rows = lake.rows("orders", 380)
+    ids = [r["order_id"] for r in rows]
+    check("channel table evolves: every record once", sorted(ids) == list(range(380)), len(ids))
+    by_id = {r["order_id"]: r for r in rows}
+    check("channel table evolves: the new properties are in their new columns",
+          all(by_id.get(i, {}).get("coupon") == f"C{i}" and by_id.get(i, {}).get("address", {}).get("zip") == f"Z{i}"
+              for i in range(350, 380)), by_id.get(360))
+    check("channel table evolves: rows from before read null",
+          by_id.get(10, {}).get("coupon", "missing") is None
+          and by_id.get(10, {}).get("address") == {"city": "Lisbon", "zip": None}, by_id.get(10))
+    columns = {f.name: f for f in table.schema().fields} if table else {}
+    check("channel table evolves: coupon is an optional string column",
+          "coupon" in columns and str(columns["coupon"].field_type) == "string" and not columns["coupon"].required,
+          sorted(columns))
+
+
 def refusals(lake, broker, stream_arn):
     # Without the SDK's own checks: the broker must refuse what a caller skipping them sends.
     kinesis = boto3.client("kinesis", endpoint_url=broker.endpoint, region_name="us-east-1",
@@ -327,6 +354,7 @@ def main():
         broker = broker_process(work, s3, "data")
         kinesis = broker.client()
         stream_arn = orders_table(lake, kinesis)
+        schema_evolution(lake, kinesis)
         refusals(lake, broker, stream_arn)
         schema_without_the_partition_column(lake, kinesis)
         broker.stop()

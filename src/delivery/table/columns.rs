@@ -185,6 +185,104 @@ pub fn partition_spec(
     Ok(spec.build())
 }
 
+/// A column a record schema has and its table does not.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewColumn {
+    /// The dotted path of the struct column it goes into; the top level when absent.
+    pub parent: Option<String>,
+    /// Its name.
+    pub name: String,
+    /// Its type.
+    pub column: Type,
+}
+
+/// Whether two column types are the same, field ids aside.
+fn same_type(a: &Type, b: &Type) -> bool {
+    match (a, b) {
+        (Type::Primitive(a), Type::Primitive(b)) => a == b,
+        (Type::Struct(a), Type::Struct(b)) => {
+            a.fields().len() == b.fields().len()
+                && a.fields()
+                    .iter()
+                    .zip(b.fields())
+                    .all(|(x, y)| x.name == y.name && same_type(&x.field_type, &y.field_type))
+        }
+        (Type::List(a), Type::List(b)) => {
+            same_type(&a.element_field.field_type, &b.element_field.field_type)
+        }
+        _ => false,
+    }
+}
+
+fn compare_structs(
+    current: &StructType,
+    wanted: &StructType,
+    parent: Option<&str>,
+    added: &mut Vec<NewColumn>,
+    changed: &mut Vec<String>,
+) {
+    for field in wanted.fields() {
+        let path = match parent {
+            Some(parent) => format!("{parent}.{}", field.name),
+            None => field.name.clone(),
+        };
+        match current.field_by_name(&field.name) {
+            None => added.push(NewColumn {
+                parent: parent.map(str::to_owned),
+                name: field.name.clone(),
+                column: (*field.field_type).clone(),
+            }),
+            Some(existing) => match (existing.field_type.as_ref(), field.field_type.as_ref()) {
+                (Type::Struct(have), Type::Struct(want)) => {
+                    compare_structs(have, want, Some(&path), added, changed)
+                }
+                (have, want) if !same_type(have, want) => changed.push(path),
+                _ => {}
+            },
+        }
+    }
+}
+
+/// What a newer record schema (`wanted`, as a table schema) adds to a table's `current`
+/// columns: the properties it gained, at the top level or inside a struct column both have
+/// (added as optional columns, as Iceberg adds columns to existing rows). Properties whose type
+/// changed are listed apart and keep their column (JSON's type changes are not Iceberg type
+/// promotions); properties the schema dropped keep theirs too.
+pub fn new_columns(current: &Schema, wanted: &Schema) -> (Vec<NewColumn>, Vec<String>) {
+    let mut added = Vec::new();
+    let mut changed = Vec::new();
+    compare_structs(
+        current.as_struct(),
+        wanted.as_struct(),
+        None,
+        &mut added,
+        &mut changed,
+    );
+    (added, changed)
+}
+
+fn has_unknown(value: &Value, columns: &StructType) -> bool {
+    let Some(object) = value.as_object() else {
+        return false;
+    };
+    object
+        .iter()
+        .any(|(name, value)| match columns.field_by_name(name) {
+            None => !value.is_null(),
+            Some(field) => match field.field_type.as_ref() {
+                Type::Struct(inner) => has_unknown(value, inner),
+                _ => false,
+            },
+        })
+}
+
+/// Whether a JSON record has a (non-null) property the table has no column for: a sign
+/// that the record schema gained one.
+pub fn has_unknown_properties(schema: &Schema, record: &[u8]) -> bool {
+    serde_json::from_slice::<Value>(record)
+        .is_ok_and(|value| has_unknown(&value, schema.as_struct()))
+}
+
 /// Records turned into columns: the rows that fit, and each record that did not with why.
 pub struct Decoded {
     /// The rows, in the order of the records that fit (none when no record fits).
@@ -342,6 +440,65 @@ mod tests {
                 .fields()
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn a_newer_record_schema_adds_optional_columns_and_keeps_changed_ones() {
+        let current = table_schema(&orders()).expect("schema");
+        let mut newer = orders();
+        newer["properties"]["coupon"] = json!({"type": "string"});
+        newer["properties"]["address"]["properties"]["zip"] = json!({"type": "string"});
+        newer["properties"]["paid"] = json!({"type": "string"});
+        newer["required"] = json!(["order_id", "placed_at", "coupon"]);
+        let wanted = table_schema(&newer).expect("newer");
+        let (added, changed) = new_columns(&current, &wanted);
+        let string = Type::Primitive(PrimitiveType::String);
+        assert_eq!(
+            added,
+            vec![
+                NewColumn {
+                    parent: Some("address".into()),
+                    name: "zip".into(),
+                    column: string.clone()
+                },
+                NewColumn {
+                    parent: None,
+                    name: "coupon".into(),
+                    column: string
+                },
+            ]
+        );
+        assert_eq!(changed, vec!["paid".to_owned()]);
+        assert_eq!(new_columns(&current, &current), (vec![], vec![]));
+        let mut fewer = orders();
+        fewer["properties"]
+            .as_object_mut()
+            .expect("object")
+            .remove("items");
+        assert_eq!(
+            new_columns(&current, &table_schema(&fewer).expect("fewer")),
+            (vec![], vec![])
+        );
+    }
+
+    #[test]
+    fn records_with_properties_the_table_lacks_are_noticed() {
+        let schema = table_schema(&orders()).expect("schema");
+        let known = br#"{"order_id": 1, "placed_at": "2026-12-01T10:00:00Z", "address": {"city": "Porto"}}"#;
+        assert!(!has_unknown_properties(&schema, known));
+        assert!(!has_unknown_properties(
+            &schema,
+            br#"{"order_id": 1, "coupon": null}"#
+        ));
+        assert!(has_unknown_properties(
+            &schema,
+            br#"{"order_id": 1, "coupon": "X"}"#
+        ));
+        assert!(has_unknown_properties(
+            &schema,
+            br#"{"address": {"zip": "4000"}}"#
+        ));
+        assert!(!has_unknown_properties(&schema, b"not json"));
     }
 
     #[test]

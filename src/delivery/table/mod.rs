@@ -18,7 +18,7 @@ use iceberg::arrow::{RecordBatchPartitionSplitter, schema_to_arrow_schema};
 use iceberg::io::FileIO;
 use iceberg::spec::DataFileFormat;
 use iceberg::table::Table;
-use iceberg::transaction::{ApplyTransactionAction, Transaction};
+use iceberg::transaction::{AddColumn, ApplyTransactionAction, Transaction};
 use iceberg::writer::base_writer::data_file_writer::DataFileWriterBuilder;
 use iceberg::writer::file_writer::ParquetWriterBuilder;
 use iceberg::writer::file_writer::location_generator::{
@@ -37,6 +37,9 @@ use crate::delivery::s3::{AccessKey, Bucket};
 
 /// The snapshot summary property holding the identity of the batch a commit appended.
 pub const BATCH_PROPERTY: &str = "brook.batch";
+/// Shortest time between two reads of the record schema prompted by records with
+/// properties the table lacks (producers may send properties no schema version has).
+const SCHEMA_REREAD: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Why a batch could not be appended.
 #[derive(Debug, thiserror::Error)]
@@ -163,8 +166,8 @@ pub struct TableOutput {
     file_io: FileIO,
     endpoints: TableEndpoints,
     /// Commits of this worker one at a time (shards deliver concurrently; racing commits
-    /// would only retry each other).
-    commits: tokio::sync::Mutex<()>,
+    /// would only retry each other); holds when the record schema was last read.
+    commits: tokio::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl std::fmt::Debug for TableOutput {
@@ -199,7 +202,7 @@ impl TableOutput {
             ident,
             file_io,
             endpoints,
-            commits: tokio::sync::Mutex::new(()),
+            commits: tokio::sync::Mutex::new(None),
         }
     }
 
@@ -217,14 +220,7 @@ impl TableOutput {
             Err(error) if error.kind() == ErrorKind::TableNotFound => {}
             Err(error) => return Err(self.iceberg(error)),
         }
-        let record_schema = registry::latest_json_schema(
-            self.endpoints.glue.as_deref(),
-            &self.endpoints.region,
-            self.endpoints.key.clone(),
-            &self.target.schema_arn,
-            crate::broker::shard::wall_clock_ms(),
-        )
-        .await?;
+        let record_schema = self.record_schema().await?;
         let columns = |source| TableError::Columns {
             table: self.ident.to_string(),
             source,
@@ -246,11 +242,76 @@ impl TableOutput {
             .map_err(|e| self.iceberg(e))
     }
 
+    async fn record_schema(&self) -> Result<serde_json::Value, RegistryError> {
+        registry::latest_json_schema(
+            self.endpoints.glue.as_deref(),
+            &self.endpoints.region,
+            self.endpoints.key.clone(),
+            &self.target.schema_arn,
+            crate::broker::shard::wall_clock_ms(),
+        )
+        .await
+    }
+
+    /// The table with the columns the latest record schema adds (as optional columns, in one
+    /// commit); the table as it is when the schema cannot be read or adds nothing.
+    async fn evolve(&self, table: Table) -> Result<Table, TableError> {
+        let record_schema = match self.record_schema().await {
+            Ok(schema) => schema,
+            Err(error) => {
+                tracing::warn!(table = %self.ident, %error, "the record schema could not be read again; the table keeps its columns");
+                return Ok(table);
+            }
+        };
+        let Ok(wanted) = columns::table_schema(&record_schema) else {
+            tracing::warn!(table = %self.ident, "the record schema's latest version does not describe a table; the table keeps its columns");
+            return Ok(table);
+        };
+        let (added, changed) = columns::new_columns(table.metadata().current_schema(), &wanted);
+        if !changed.is_empty() {
+            tracing::warn!(table = %self.ident, ?changed, "properties whose type changed in the record schema keep their column type");
+        }
+        if added.is_empty() {
+            return Ok(table);
+        }
+        tracing::info!(table = %self.ident, added = ?added.iter().map(|c| &c.name).collect::<Vec<_>>(), "adding the record schema's new properties as columns");
+        let transaction = Transaction::new(&table);
+        let mut update = transaction.update_schema();
+        for column in added {
+            let add = match column.parent {
+                Some(parent) => AddColumn::builder()
+                    .parent(parent)
+                    .name(column.name)
+                    .field_type(column.column)
+                    .build(),
+                None => AddColumn::optional(column.name, column.column),
+            };
+            update = update.add_column(add);
+        }
+        update
+            .apply(transaction)
+            .map_err(|e| self.iceberg(e))?
+            .commit(&self.catalog)
+            .await
+            .map_err(|e| self.iceberg(e))
+    }
+
     /// Appends the JSON `records` of the batch `batch` (its identity string) to the table,
-    /// unless a commit of the same batch is there already.
+    /// unless a commit of the same batch is there already. Records with properties the table
+    /// has no column for make it read the record schema again (at most every
+    /// [`SCHEMA_REREAD`]) and add the columns a newer version has.
     pub async fn append(&self, batch: &str, records: &[Bytes]) -> Result<Appended, TableError> {
-        let _one_commit_at_a_time = self.commits.lock().await;
-        let table = self.table().await?;
+        let mut schema_read = self.commits.lock().await;
+        let mut table = self.table().await?;
+        let reread_due = schema_read.is_none_or(|at| at.elapsed() >= SCHEMA_REREAD);
+        if reread_due
+            && records
+                .iter()
+                .any(|r| columns::has_unknown_properties(table.metadata().current_schema(), r))
+        {
+            *schema_read = Some(std::time::Instant::now());
+            table = self.evolve(table).await?;
+        }
         let committed = table.metadata().snapshots().any(|snapshot| {
             snapshot.summary().additional_properties.get(BATCH_PROPERTY) == Some(&batch.to_owned())
         });
