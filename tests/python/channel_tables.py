@@ -5,6 +5,7 @@ schema, partitioned by hour, its Parquet files compressed as asked; every record
 with pyiceberg exactly once, records that do not fit land in the dead-letter bucket, and a
 broker stopped between a commit and saving its progress does not append that batch twice."""
 
+import base64
 import io
 import json
 import os
@@ -95,10 +96,13 @@ class Lakehouse:
             return None
         if not location:
             return None
-        return StaticTable.from_metadata(location, properties={
-            "s3.endpoint": self.s3.endpoint, "s3.region": "us-east-1",
-            "s3.access-key-id": S3_KEY["AWS_ACCESS_KEY_ID"],
-            "s3.secret-access-key": S3_KEY["AWS_SECRET_ACCESS_KEY"]})
+        return StaticTable.from_metadata(location, properties=self.read_properties())
+
+    def read_properties(self):
+        """pyiceberg's settings for reading the tables' files from the server."""
+        return {"s3.endpoint": self.s3.endpoint, "s3.region": "us-east-1",
+                "s3.access-key-id": S3_KEY["AWS_ACCESS_KEY_ID"],
+                "s3.secret-access-key": S3_KEY["AWS_SECRET_ACCESS_KEY"]}
 
     def rows(self, name, want):
         """Polls until the table holds at least `want` rows or the deadline passes; returns
@@ -119,6 +123,12 @@ class Lakehouse:
             if len(lines) >= want or time.monotonic() > deadline:
                 return lines
             time.sleep(0.5)
+
+
+def put_orders(kinesis, stream, orders):
+    for start in range(0, len(orders), 100):
+        kinesis.put_records(StreamName=stream, Records=[
+            {"PartitionKey": str(o["order_id"]), "Data": json.dumps(o).encode()} for o in orders[start:start + 100]])
 
 
 def wait_active(kinesis, arn):
@@ -143,9 +153,7 @@ def orders_table(lake, kinesis):
     check("channel to a table listed as S3_TABLES",
           [c["ChannelDestinationType"] for c in listed] == ["S3_TABLES"], listed)
     sent = [order(i) for i in range(300)]
-    for start in range(0, len(sent), 100):
-        kinesis.put_records(StreamName="orders", Records=[
-            {"PartitionKey": str(o["order_id"]), "Data": json.dumps(o).encode()} for o in sent[start:start + 100]])
+    put_orders(kinesis, "orders", sent)
     misfits = [b"not json at all", json.dumps({"order_id": "seven", "placed_at": "2026-12-01T08:00:00Z"}).encode(),
                json.dumps({"customer": "no id", "placed_at": "2026-12-01T08:00:00Z"}).encode()]
     for data in misfits:
@@ -195,7 +203,7 @@ def orders_table(lake, kinesis):
     check("channel table: records that do not fit in the dead-letter bucket",
           codes == ["Channel.RecordFormatInvalid", "Channel.SchemaMismatch", "Channel.SchemaMismatch"], dead)
     check("channel table: the dead letters hold the records",
-          sorted(__import__("base64").b64decode(line["rawData"]) for line in dead) == sorted(misfits))
+          sorted(base64.b64decode(line["rawData"]) for line in dead) == sorted(misfits))
     # Updates: freshness of a table destination; an S3 destination update is refused.
     updated = kinesis.update_channel(ChannelARN=created["ChannelARN"],
                                      S3TablesDestinationConfiguration={"DataFreshnessInSeconds": 2})
@@ -206,8 +214,7 @@ def orders_table(lake, kinesis):
         ChannelARN=created["ChannelARN"], S3DestinationConfiguration={"DataFreshnessInSeconds": 2}))
           == "InvalidArgumentException")
     more = [order(i) for i in range(300, 350)]
-    kinesis.put_records(StreamName="orders", Records=[
-        {"PartitionKey": str(o["order_id"]), "Data": json.dumps(o).encode()} for o in more])
+    put_orders(kinesis, "orders", more)
     _, rows = lake.rows("orders", len(sent) + len(more))
     ids = [r["order_id"] for r in rows]
     check("channel table: after the update, every record once", sorted(ids) == list(range(350)), len(ids))
@@ -223,8 +230,7 @@ def schema_evolution(lake, kinesis):
     newer["properties"]["address"]["properties"]["zip"] = {"type": "string"}
     glue.register_schema_version(SchemaId={"SchemaArn": lake.schema_arn}, SchemaDefinition=json.dumps(newer))
     extra = [dict(order(i), coupon=f"C{i}", address={"city": "Lisbon", "zip": f"Z{i}"}) for i in range(350, 380)]
-    kinesis.put_records(StreamName="orders", Records=[
-        {"PartitionKey": str(o["order_id"]), "Data": json.dumps(o).encode()} for o in extra])
+    put_orders(kinesis, "orders", extra)
     table, rows = lake.rows("orders", 380)
     ids = [r["order_id"] for r in rows]
     check("channel table evolves: every record once", sorted(ids) == list(range(380)), len(ids))
@@ -297,6 +303,66 @@ def schema_without_the_partition_column(lake, kinesis):
     kinesis.delete_channel(ChannelARN=channel["ChannelARN"])
 
 
+def wait_status(kinesis, arn, status):
+    deadline = time.monotonic() + DEADLINE_S
+    while True:
+        described = kinesis.describe_channel(ChannelARN=arn)["ChannelDescription"]
+        if described["ChannelStatus"] == status or time.monotonic() > deadline:
+            return described
+        time.sleep(0.5)
+
+
+def missing_namespace(lake, kinesis):
+    """A channel to a namespace that does not exist is FAILED with the reason; once the
+    namespace is made, an update restarts its delivery and the records arrive."""
+    stream_arn = on_demand_stream(kinesis, "returns")
+    destination = lake.destination("returns")
+    destination["S3TablesConfigurationList"][0]["Namespace"] = "returns"
+    channel = lake.create_channel(kinesis, "returns-to-lakehouse", stream_arn, "returns",
+                                  S3TablesDestinationConfiguration=destination)
+    wait_active(kinesis, channel["ChannelARN"])
+    sent = [order(i) for i in range(20)]
+    put_orders(kinesis, "returns", sent)
+    described = wait_status(kinesis, channel["ChannelARN"], "FAILED")
+    check("channel table: a missing namespace is FAILED with the reason",
+          described["ChannelStatus"] == "FAILED" and "namespace" in described.get("ChannelStatusReason", ""),
+          described)
+    lake.tables.create_namespace(tableBucketARN=lake.bucket_arn, namespace=["returns"])
+    kinesis.update_channel(ChannelARN=channel["ChannelARN"],
+                           S3TablesDestinationConfiguration={"DataFreshnessInSeconds": 1})
+    check("channel table: ACTIVE again after the update",
+          wait_status(kinesis, channel["ChannelARN"], "ACTIVE")["ChannelStatus"] == "ACTIVE")
+    deadline = time.monotonic() + DEADLINE_S
+    while True:
+        location = None
+        try:
+            location = lake.tables.get_table_metadata_location(
+                tableBucketARN=lake.bucket_arn, namespace="returns", name="returns").get("metadataLocation")
+        except lake.tables.exceptions.NotFoundException:
+            pass
+        rows = StaticTable.from_metadata(location, properties=lake.read_properties()).scan().to_arrow().to_pylist() \
+            if location else []
+        if len(rows) >= len(sent) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    check("channel table: the records put while it was FAILED arrive once",
+          sorted(r["order_id"] for r in rows) == list(range(len(sent))), len(rows))
+
+
+def table_without_metadata(lake, kinesis):
+    """A table made in the bucket but never given metadata (a creation cut short) is
+    completed by the channel, not refused."""
+    lake.tables.create_table(tableBucketARN=lake.bucket_arn, namespace="sales", name="refunds", format="ICEBERG")
+    stream_arn = on_demand_stream(kinesis, "refunds")
+    channel = lake.create_channel(kinesis, "refunds-to-lakehouse", stream_arn, "refunds")
+    wait_active(kinesis, channel["ChannelARN"])
+    sent = [order(i) for i in range(10)]
+    put_orders(kinesis, "refunds", sent)
+    _, rows = lake.rows("refunds", len(sent))
+    check("channel table: a table without metadata gets its first metadata and the rows",
+          sorted(r["order_id"] for r in rows) == list(range(len(sent))), len(rows))
+
+
 def commit_then_crash(work, s3, lake):
     """A broker that stops right after its first table commit, before saving the batch's
     progress: after the restart the batch is delivered again and recognized, not appended
@@ -307,8 +373,7 @@ def commit_then_crash(work, s3, lake):
     channel = lake.create_channel(kinesis, "payments-to-lakehouse", stream_arn, "payments")
     wait_active(kinesis, channel["ChannelARN"])
     sent = [order(i) for i in range(120)]
-    kinesis.put_records(StreamName="payments", Records=[
-        {"PartitionKey": str(o["order_id"]), "Data": json.dumps(o).encode()} for o in sent])
+    put_orders(kinesis, "payments", sent)
     try:
         code = broker.process.wait(timeout=DEADLINE_S)
     except Exception:
@@ -357,6 +422,8 @@ def main():
         schema_evolution(lake, kinesis)
         refusals(lake, broker, stream_arn)
         schema_without_the_partition_column(lake, kinesis)
+        missing_namespace(lake, kinesis)
+        table_without_metadata(lake, kinesis)
         broker.stop()
         broker = None
         commit_then_crash(work, s3, lake)

@@ -182,7 +182,8 @@ impl Catalog for TableBucketCatalog {
         mut creation: TableCreation,
     ) -> Result<Table> {
         let ident = TableIdent::new(namespace.clone(), creation.name.clone());
-        self.client
+        let created = self
+            .client
             .create_table()
             .table_bucket_arn(&self.table_bucket_arn)
             .namespace(namespace.to_url_string())
@@ -190,7 +191,18 @@ impl Catalog for TableBucketCatalog {
             .format(OpenTableFormat::Iceberg)
             .send()
             .await
-            .map_err(|e| sdk_error("CreateTable", e))?;
+            .map_err(|e| sdk_error("CreateTable", e));
+        match created {
+            Ok(_) => {}
+            // There already: made by a creation a crash cut short (no metadata yet: this
+            // one writes it), or by another writer (whose table is loaded).
+            Err(error) if error.kind() == ErrorKind::CatalogCommitConflicts => {
+                if self.pointer(&ident).await?.metadata_location.is_some() {
+                    return self.load_table(&ident).await;
+                }
+            }
+            Err(error) => return Err(error),
+        }
         let pointer = self.pointer(&ident).await?;
         creation.location = Some(pointer.warehouse_location.clone());
         let metadata = TableMetadataBuilder::from_table_creation(creation)?

@@ -63,6 +63,16 @@ pub enum TableError {
         /// Why (boxed: the library's error is large).
         source: Box<iceberg::Error>,
     },
+    /// The table cannot be created: its table bucket or namespace does not exist.
+    #[error(
+        "table {table} cannot be created: its table bucket or namespace does not exist ({source})"
+    )]
+    NoNamespace {
+        /// The table.
+        table: String,
+        /// The catalog's answer.
+        source: Box<iceberg::Error>,
+    },
 }
 
 impl TableError {
@@ -72,6 +82,7 @@ impl TableError {
         match self {
             Self::Columns { .. } => true,
             Self::Registry(error) => error.is_permanent(),
+            Self::NoNamespace { .. } => true,
             Self::Iceberg { .. } => false,
         }
     }
@@ -239,7 +250,13 @@ impl TableOutput {
         self.catalog
             .create_table(self.ident.namespace(), creation)
             .await
-            .map_err(|e| self.iceberg(e))
+            .map_err(|e| match e.kind() {
+                ErrorKind::TableNotFound => TableError::NoNamespace {
+                    table: self.ident.to_string(),
+                    source: Box::new(e),
+                },
+                _ => self.iceberg(e),
+            })
     }
 
     async fn record_schema(&self) -> Result<serde_json::Value, RegistryError> {
