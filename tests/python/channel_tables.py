@@ -11,6 +11,7 @@ import json
 import os
 import tempfile
 import time
+import uuid
 
 import boto3
 import botocore.config
@@ -247,6 +248,44 @@ def schema_evolution(lake, kinesis):
           sorted(columns))
 
 
+def snapshot_expiry(lake, kinesis):
+    """Another writer sets the table's history.expire.max-snapshot-age-ms to 1 s (Iceberg's
+    knob for snapshot expiry); the channel's next commit expires the older snapshots, and
+    every row stays readable."""
+    for _ in range(5):
+        pointer = lake.tables.get_table_metadata_location(tableBucketARN=lake.bucket_arn, namespace="sales", name="orders")
+        bucket, key = pointer["metadataLocation"].removeprefix("s3://").split("/", 1)
+        metadata = json.loads(lake.s3.client.get_object(Bucket=bucket, Key=key)["Body"].read())
+        before = len(metadata["snapshots"])
+        metadata["properties"]["history.expire.max-snapshot-age-ms"] = "1000"
+        metadata["last-updated-ms"] = int(time.time() * 1000)
+        version = int(key.split("/")[-1].split("-")[0]) + 1
+        next_key = f"metadata/{version:05d}-{uuid.uuid4()}.metadata.json"
+        lake.s3.client.put_object(Bucket=bucket, Key=next_key, Body=json.dumps(metadata).encode())
+        try:
+            lake.tables.update_table_metadata_location(
+                tableBucketARN=lake.bucket_arn, namespace="sales", name="orders",
+                versionToken=pointer["versionToken"], metadataLocation=f"s3://{bucket}/{next_key}")
+            break
+        except lake.tables.exceptions.ConflictException:
+            continue
+    newest = max(snapshot["timestamp-ms"] for snapshot in metadata["snapshots"])
+    # The snapshots must be over a second old by the clock: wait for the clock, not an event.
+    while time.time() * 1000 < newest + 1500:
+        time.sleep(0.1)
+    put_orders(kinesis, "orders", [order(i) for i in range(380, 390)])
+    deadline = time.monotonic() + DEADLINE_S
+    while True:
+        table, rows = lake.rows("orders", 390)
+        after = len(table.metadata.snapshots) if table else before
+        if (len(rows) >= 390 and after < before) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    check("channel table: snapshots past the table's age limit are expired", after < before, (before, after))
+    check("channel table: every row still there after the expiry",
+          sorted(r["order_id"] for r in rows) == list(range(390)), len(rows))
+
+
 def refusals(lake, broker, stream_arn):
     # Without the SDK's own checks: the broker must refuse what a caller skipping them sends.
     kinesis = boto3.client("kinesis", endpoint_url=broker.endpoint, region_name="us-east-1",
@@ -420,6 +459,7 @@ def main():
         kinesis = broker.client()
         stream_arn = orders_table(lake, kinesis)
         schema_evolution(lake, kinesis)
+        snapshot_expiry(lake, kinesis)
         refusals(lake, broker, stream_arn)
         schema_without_the_partition_column(lake, kinesis)
         missing_namespace(lake, kinesis)

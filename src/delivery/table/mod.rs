@@ -313,6 +313,38 @@ impl TableOutput {
             .map_err(|e| self.iceberg(e))
     }
 
+    /// Expires the table's snapshots its `history.expire.*` properties say are past keeping
+    /// (Iceberg's defaults: older than 5 days, the newest kept): without it every commit of a
+    /// channel would stay in the table's metadata, which each commit rewrites. Only metadata
+    /// changes; the data files stay referenced by the current snapshot. A failure is logged:
+    /// the next commit tries again.
+    async fn expire_snapshots(&self, table: &Table) {
+        let Ok(properties) = table.metadata().table_properties() else {
+            return;
+        };
+        let cutoff = crate::broker::shard::wall_clock_ms() as i64 - properties.max_snapshot_age_ms;
+        let current = table.metadata().current_snapshot_id();
+        let due = table
+            .metadata()
+            .snapshots()
+            .filter(|s| Some(s.snapshot_id()) != current && s.timestamp_ms() < cutoff)
+            .count();
+        if due == 0 || table.metadata().snapshots().count() <= properties.min_snapshots_to_keep {
+            return;
+        }
+        let transaction = Transaction::new(table);
+        let expired = match transaction.expire_snapshots().apply(transaction) {
+            Ok(transaction) => transaction.commit(&self.catalog).await,
+            Err(error) => Err(error),
+        };
+        match expired {
+            Ok(_) => tracing::info!(table = %self.ident, due, "expired old snapshots"),
+            Err(error) => {
+                tracing::warn!(table = %self.ident, %error, "expiring old snapshots failed; the next commit tries again")
+            }
+        }
+    }
+
     /// Appends the JSON `records` of the batch `batch` (its identity string) to the table,
     /// unless a commit of the same batch is there already. Records with properties the table
     /// has no column for make it read the record schema again (at most every
@@ -388,7 +420,7 @@ impl TableOutput {
                 BATCH_PROPERTY.to_owned(),
                 batch.to_owned(),
             )]));
-        append
+        let table = append
             .apply(transaction)
             .map_err(|e| self.iceberg(e))?
             .commit(&self.catalog)
@@ -398,6 +430,7 @@ impl TableOutput {
             tracing::error!(table = %self.ident, batch, "stopping after the table commit, before the progress is saved, as asked");
             std::process::exit(101);
         }
+        self.expire_snapshots(&table).await;
         Ok(Appended {
             rows: count,
             rejected,
