@@ -31,6 +31,39 @@ where
     sender.send_request(request).await
 }
 
+/// Opens TLS over `tcp` to the server at `address` (`host:port`), its name the host.
+pub async fn connect_tls(
+    address: &str,
+    tcp: tokio::net::TcpStream,
+    tls: &Arc<rustls::ClientConfig>,
+) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String> {
+    let host = address.rsplit_once(':').map_or(address, |(host, _)| host);
+    let name =
+        rustls_pki_types::ServerName::try_from(host.to_owned()).map_err(|e| e.to_string())?;
+    tokio_rustls::TlsConnector::from(tls.clone())
+        .connect(name, tcp)
+        .await
+        .map_err(|e| format!("TLS: {e}"))
+}
+
+/// An HTTP/1.1 connection over `io` kept for many requests (the connection runs in its own
+/// task until the sender is dropped).
+pub async fn handshake<S, B>(
+    io: S,
+) -> Result<hyper::client::conn::http1::SendRequest<B>, hyper::Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(sender)
+}
+
 /// Sends `request` to `host:port` over a fresh connection (TLS with `tls`, the server named
 /// `host`) and returns the status and the whole body; a failure is its message.
 pub async fn exchange<B>(

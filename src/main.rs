@@ -101,6 +101,10 @@ struct DeliveryArgs {
     /// host:port of the source stream's brokers.
     #[arg(long, env = "BROOK_SOURCE_ENDPOINT")]
     source_endpoint: Option<String>,
+    /// PEM certificates the source stream's brokers' certificate is signed by: the brokers
+    /// are then reached over TLS.
+    #[arg(long, env = "BROOK_SOURCE_CA")]
+    source_ca: Option<PathBuf>,
     /// Access key id for the source stream's brokers.
     #[arg(long, env = "BROOK_SOURCE_ACCESS_KEY_ID", hide_env_values = true)]
     source_access_key_id: Option<String>,
@@ -709,6 +713,7 @@ fn run_delivery(args: DeliveryArgs) -> anyhow::Result<()> {
         data_dir: args.data_dir,
         listen: args.listen,
         source_endpoint: args.source_endpoint,
+        source_ca: args.source_ca,
         source_key: args.source_access_key_id.zip(args.source_secret_access_key),
         s3_key: args
             .s3_access_key_id

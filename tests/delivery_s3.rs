@@ -162,6 +162,50 @@ async fn delivery_writes_every_compression_with_firehose_keys() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn delivery_reads_a_stream_served_over_tls_trusting_its_ca() {
+    let dir = TempDir::new("delivery-tls");
+    let pki = support::pki::make(&dir.path().join("pki"), "delivery");
+    let broker = BrokerBuilder::default()
+        .arg("--no-quotas")
+        .arg("--tls-cert")
+        .arg(pki.cert.display().to_string())
+        .arg("--tls-key")
+        .arg(pki.key.display().to_string())
+        .start(&dir.path().join("broker"));
+    let client = support::broker::https_client(&broker.endpoint, &pki.ca_pem);
+    create_active_stream(&client, "sealed", 2).await;
+    let s3 = S3Server::start(&dir.path().join("s3"), &[BUCKET]).await;
+    let spec = stream_spec(
+        &broker,
+        "sealed",
+        s3_destination(&s3, BUCKET, "s/", "GZIP"),
+        128,
+        1,
+    );
+    let address = broker.endpoint.trim_start_matches("https://").to_owned();
+    let ca = pki.ca_pem.display().to_string();
+    let mut worker = Worker::start(
+        "sealed",
+        spec,
+        &dir.path().join("worker"),
+        &["--source-endpoint", &address, "--source-ca", &ca],
+    );
+    let sent: Vec<String> = (0..20).map(|i| format!("sealed-{i}")).collect();
+    put_all(&client, "sealed", &sent).await;
+    worker
+        .wait_for_metric("brook_delivery_delivered_records_total", "", 20.0)
+        .await;
+    let mut got: Vec<String> = delivered_lines(&s3, BUCKET, "s/", "GZIP")
+        .into_iter()
+        .flat_map(|(_, lines)| lines)
+        .collect();
+    got.sort();
+    let mut want = sent;
+    want.sort();
+    assert_eq!(got, want, "every record read over TLS and delivered once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn delivery_size_hint_fires_before_a_long_interval_and_large_objects_go_in_parts() {
     let dir = TempDir::new("delivery-size");
     let broker = broker(&dir);

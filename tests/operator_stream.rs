@@ -271,6 +271,100 @@ async fn unreachable_brokers_make_the_stream_degraded_and_it_is_retried() {
     );
 }
 
+/// A certificate Secret as cert-manager writes it, from the test PKI `pki`.
+fn seed_certificate(harness: &Harness, name: &str, pki: &support::pki::TestPki) {
+    use base64::Engine;
+    let encoded = |path: &std::path::Path| {
+        base64::engine::general_purpose::STANDARD.encode(std::fs::read(path).expect("PEM"))
+    };
+    harness.mock.insert(
+        SECRETS,
+        json!({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+            "metadata": {"name": name, "namespace": NAMESPACE},
+            "data": {"tls.crt": encoded(&pki.cert), "tls.key": encoded(&pki.key),
+                "ca.crt": encoded(&pki.ca_pem)}}),
+    );
+}
+
+#[tokio::test]
+async fn a_tls_stream_is_served_over_tls_and_the_operator_trusts_its_secrets_ca() {
+    let pki_dir = support::broker::TempDir::new("op-tls-pki");
+    let pki = support::pki::make(pki_dir.path(), "brokers");
+    let cert = pki.cert.display().to_string();
+    let key = pki.key.display().to_string();
+    let harness = Harness::with_broker_args(
+        "op-tls",
+        "orders",
+        &["--tls-cert", &cert, "--tls-key", &key],
+    );
+    harness.seed_admin_secret("orders");
+    seed_certificate(&harness, "orders-cert", &pki);
+    harness.apply_stream(
+        "orders",
+        json!({"shards": 2, "tls": {"secretRef": {"name": "orders-cert"}}}),
+    );
+    harness.reconcile_stream("orders").await.expect("finalizer");
+    harness.reconcile_stream("orders").await.expect("children");
+    let config = harness
+        .mock
+        .get(CONFIG_MAPS, "orders-broker-config")
+        .expect("config");
+    assert_eq!(config["data"]["BROOK_TLS_CERT"], "/etc/brook/tls/tls.crt");
+    assert_eq!(
+        config["data"]["BROOK_CLUSTER_PEERS"],
+        "https://orders-{ordinal}.orders-brokers.shop.svc:4568"
+    );
+    let set = harness
+        .mock
+        .get(STATEFULSETS, "orders")
+        .expect("statefulset");
+    let volumes = set["spec"]["template"]["spec"]["volumes"]
+        .as_array()
+        .expect("volumes");
+    assert!(
+        volumes
+            .iter()
+            .any(|v| v["name"] == "tls" && v["secret"]["secretName"] == "orders-cert"),
+        "{volumes:?}"
+    );
+    harness.brokers_ready("orders", 1);
+    // Ready: the operator created the stream over TLS, trusting the Secret's ca.crt.
+    let ready = harness.reconcile_until_ready("orders").await;
+    let status = ready.status.expect("status");
+    assert_eq!(status.open_shards, Some(2));
+    assert_eq!(
+        status.endpoint.as_deref(),
+        Some("https://orders.shop.svc:4567")
+    );
+
+    // A Secret whose CA did not sign the brokers' certificate: the operator refuses to talk
+    // to them and says why.
+    let other_dir = support::broker::TempDir::new("op-tls-other");
+    let other = support::pki::make(other_dir.path(), "other");
+    let wrong = support::pki::TestPki {
+        ca_pem: other.ca_pem.clone(),
+        cert: pki.cert.clone(),
+        key: pki.key.clone(),
+    };
+    seed_certificate(&harness, "orders-cert", &wrong);
+    harness.reconcile_stream("orders").await.expect("reconcile");
+    let status = harness
+        .stream("orders")
+        .and_then(|s| s.status)
+        .expect("status");
+    assert_eq!(
+        condition(&status.conditions, "Degraded"),
+        ("True", "BrokersUnreachable")
+    );
+    let message = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Degraded")
+        .map(|c| c.message.clone())
+        .unwrap_or_default();
+    assert!(message.contains("certificate"), "{message}");
+}
+
 fn seed_claims(harness: &Harness, stream: &str, count: usize) {
     for index in 0..count {
         harness.mock.insert(

@@ -86,6 +86,9 @@ pub struct StreamSpec {
     /// What happens to stored data when the Stream is deleted.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
+    /// TLS on the brokers' Kinesis port and between the pods; plain HTTP when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<StreamTls>,
 }
 
 fn default_shards() -> i32 {
@@ -385,6 +388,17 @@ pub enum Durability {
 pub struct Auth {
     /// Secret whose keys are access key ids and whose values are their secret keys.
     pub credentials_secret_ref: SecretReference,
+}
+
+/// The brokers' certificate, as cert-manager writes it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamTls {
+    /// A Secret with `tls.crt` and `tls.key` — a certificate for `<stream>.<namespace>.svc`
+    /// and `*.<stream>-brokers.<namespace>.svc` — and `ca.crt`, the CA that signed it, which
+    /// the operator, the pods and DeliveryStream workers trust. Reloaded by the brokers when
+    /// it changes.
+    pub secret_ref: SecretReference,
 }
 
 /// What happens to a stream's stored data when its Stream is deleted.

@@ -298,6 +298,7 @@ impl Firehose {
             data_dir,
             listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
             source_endpoint: Some(self.settings.source_address.clone()),
+            source_ca: None,
             source_key: Some(self.settings.source_key.clone()),
             s3_key: None,
             http_access_key: None,

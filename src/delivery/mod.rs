@@ -84,6 +84,9 @@ pub struct WorkerSettings {
     pub listen: SocketAddr,
     /// `host:port` of the source stream's brokers.
     pub source_endpoint: Option<String>,
+    /// PEM certificates the source brokers' certificate is signed by: they are then reached
+    /// over TLS.
+    pub source_ca: Option<PathBuf>,
     /// Key pair for the source stream's brokers.
     pub source_key: Option<(String, String)>,
     /// Key pair for the destination (or backup) bucket.
@@ -297,7 +300,20 @@ impl Worker {
                     .source_endpoint
                     .clone()
                     .unwrap_or_else(|| "127.0.0.1:4567".into());
-                let client = StreamClient::new(endpoint, stream.name.clone(), key, secret);
+                let tls = match &settings.source_ca {
+                    Some(path) => Some(std::sync::Arc::new(
+                        std::fs::read(path)
+                            .map_err(|e| e.to_string())
+                            .and_then(|pem| crate::http1::client_tls(Some(&pem)))
+                            .map_err(|message| worker::WorkerError::SourceCa {
+                                path: path.display().to_string(),
+                                message,
+                            })?,
+                    )),
+                    None => None,
+                };
+                let client =
+                    StreamClient::new(endpoint, stream.name.clone(), key, secret).with_tls(tls);
                 let timestamp_ms = stream
                     .timestamp
                     .as_ref()

@@ -10,7 +10,6 @@ use base64::Engine;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
-use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 
@@ -141,6 +140,8 @@ pub struct StreamClient {
     access_key: String,
     secret: String,
     region: String,
+    /// For brokers serving TLS: whom their certificate is trusted by.
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 /// One GetRecords answer.
@@ -169,7 +170,14 @@ impl StreamClient {
             access_key,
             secret,
             region: "us-east-1".into(),
+            tls: None,
         }
+    }
+
+    /// The same client over TLS, trusting `tls` (plain when `None`).
+    pub fn with_tls(mut self, tls: Option<std::sync::Arc<rustls::ClientConfig>>) -> Self {
+        self.tls = tls;
+        self
     }
 
     /// The stream's name.
@@ -249,12 +257,16 @@ impl Connection {
                 .await
                 .map_err(|e| client.unreachable(e))?;
             let _ = tcp.set_nodelay(true);
-            let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-                .await
-                .map_err(|e| client.unreachable(e))?;
-            tokio::spawn(async move {
-                let _ = connection.await;
-            });
+            let sender = match &client.tls {
+                None => crate::http1::handshake(tcp).await,
+                Some(tls) => {
+                    let stream = crate::http1::connect_tls(&client.address, tcp, tls)
+                        .await
+                        .map_err(|e| client.unreachable(e))?;
+                    crate::http1::handshake(stream).await
+                }
+            }
+            .map_err(|e| client.unreachable(e))?;
             self.sender = Some(sender);
         }
         self.sender

@@ -47,6 +47,14 @@ pub enum WorkerError {
     /// A partition task panicked or was cancelled.
     #[error("a delivery task ended abnormally: {0}")]
     Task(String),
+    /// The source's CA bundle could not be read.
+    #[error("the source CA {path}: {message}")]
+    SourceCa {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        message: String,
+    },
 }
 
 /// What every partition shares.

@@ -64,7 +64,7 @@ async fn stream_admin(
             message: format!("waiting for Stream {stream_name} in namespace {namespace}"),
         }));
     };
-    let status = stream.status.unwrap_or_default();
+    let status = stream.status.clone().unwrap_or_default();
     let serving = status
         .conditions
         .iter()
@@ -75,7 +75,7 @@ async fn stream_admin(
             message: format!("waiting for Stream {stream_name} to be Ready"),
         }));
     };
-    let Some(admin) = ctx.broker_admin(namespace, stream_name).await? else {
+    let Some(admin) = ctx.broker_admin(&stream).await? else {
         return Ok(Err(ConsumerPhase::WaitingForStream {
             reason: "StreamNotReady",
             message: format!("waiting for the brokers of Stream {stream_name}"),

@@ -308,21 +308,51 @@ impl Context {
         )
     }
 
-    /// An admin client for the brokers of stream `name`, when its admin Secret exists.
+    /// An admin client for the brokers of `stream`, when its admin Secret exists; over TLS
+    /// when the Stream asks for it.
     pub async fn broker_admin(
         &self,
-        namespace: &str,
-        name: &str,
+        stream: &crate::api::Stream,
     ) -> Result<Option<BrokerAdmin>, kube::Error> {
+        let namespace = stream.metadata.namespace.as_deref().unwrap_or("default");
+        let name = stream.metadata.name.as_deref().unwrap_or_default();
         let secrets: kube::Api<Secret> = kube::Api::namespaced(self.client.clone(), namespace);
         let key = secrets
             .get_opt(&ChildNames::for_stream(name).admin_secret)
             .await?
             .and_then(|secret| secret.data)
             .and_then(|data| data.get(ADMIN_ACCESS_KEY_ID).cloned());
-        Ok(key.map(|key| {
+        let Some(key) = key else {
+            return Ok(None);
+        };
+        let tls = self.broker_tls(stream).await?;
+        Ok(Some(
             self.admin_with_key(namespace, name, String::from_utf8_lossy(&key.0).trim())
-        }))
+                .with_tls(tls),
+        ))
+    }
+
+    /// Whom the brokers of `stream` are trusted by, when it asks for TLS: the `ca.crt` of
+    /// its certificate Secret (the system's roots when the Secret or the key is missing or
+    /// unreadable: the handshake then fails and says why).
+    pub async fn broker_tls(
+        &self,
+        stream: &crate::api::Stream,
+    ) -> Result<Option<std::sync::Arc<rustls::ClientConfig>>, kube::Error> {
+        let Some(tls) = &stream.spec.tls else {
+            return Ok(None);
+        };
+        let namespace = stream.metadata.namespace.as_deref().unwrap_or("default");
+        let secrets: kube::Api<Secret> = kube::Api::namespaced(self.client.clone(), namespace);
+        let ca = secrets
+            .get_opt(&tls.secret_ref.name)
+            .await?
+            .and_then(|secret| secret.data)
+            .and_then(|data| data.get("ca.crt").cloned());
+        let config = ca
+            .and_then(|pem| crate::http1::client_tls(Some(&pem.0)).ok())
+            .or_else(|| crate::http1::client_tls(None).ok());
+        Ok(config.map(std::sync::Arc::new))
     }
 
     /// Whether `namespace` is being deleted (a namespace that cannot be found is not).

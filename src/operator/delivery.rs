@@ -19,7 +19,7 @@ use kube::{Resource, ResourceExt};
 use super::apply::{apply, apply_status};
 use super::context::{Context, ReconcileError};
 use super::resources::delivery::{
-    delivery_claim, delivery_deployment, delivery_endpoint, delivery_service,
+    SourceBrokers, delivery_claim, delivery_deployment, delivery_endpoint, delivery_service,
     delivery_service_monitor,
 };
 use super::status::{DeliveryPhase, WorkerFacts, delivery_status, is_behind};
@@ -92,14 +92,15 @@ async fn scrape(address: &str) -> Option<WorkerFacts> {
     }
 }
 
-/// Whether the source Stream serves; otherwise the phase that says what is awaited.
+/// Whether the source Stream serves (and, when it does, its certificate Secret if it serves
+/// TLS); otherwise the phase that says what is awaited.
 async fn source_ready(
     ctx: &Context,
     delivery: &DeliveryStream,
     namespace: &str,
-) -> Result<Result<(), DeliveryPhase>, ReconcileError> {
+) -> Result<Result<Option<String>, DeliveryPhase>, ReconcileError> {
     let Some(source) = &delivery.spec.source.stream else {
-        return Ok(Ok(()));
+        return Ok(Ok(None));
     };
     let streams: Api<Stream> = Api::namespaced(ctx.client.clone(), namespace);
     let Some(stream) = streams.get_opt(&source.name).await? else {
@@ -117,7 +118,7 @@ async fn source_ready(
             .any(|c| c.type_ == condition_types::READY && c.status == "True")
     });
     if ready {
-        Ok(Ok(()))
+        Ok(Ok(stream.spec.tls.map(|tls| tls.secret_ref.name)))
     } else {
         Ok(Err(DeliveryPhase::WaitingForStream {
             reason: "StreamNotReady",
@@ -225,10 +226,13 @@ pub async fn reconcile(
         .await?;
         return Ok(Action::await_change());
     }
-    if let Err(waiting) = source_ready(ctx, &delivery, &namespace).await? {
-        write_status(ctx, &delivery, &waiting, &namespace).await?;
-        return Ok(Action::requeue(WAITING_REQUEUE));
-    }
+    let source_tls = match source_ready(ctx, &delivery, &namespace).await? {
+        Ok(tls) => tls,
+        Err(waiting) => {
+            write_status(ctx, &delivery, &waiting, &namespace).await?;
+            return Ok(Action::requeue(WAITING_REQUEUE));
+        }
+    };
     let source_address = delivery
         .spec
         .source
@@ -259,7 +263,14 @@ pub async fn reconcile(
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &namespace);
     let live = apply(
         &deployments,
-        &delivery_deployment(&delivery, &ctx.defaults, source_address.as_deref()),
+        &delivery_deployment(
+            &delivery,
+            &ctx.defaults,
+            source_address.as_deref().map(|address| SourceBrokers {
+                address,
+                tls_secret: source_tls.as_deref(),
+            }),
+        ),
         &ctx.metrics,
     )
     .await?;

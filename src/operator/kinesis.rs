@@ -114,13 +114,24 @@ pub struct Placement {
 }
 
 /// An admin client for one stream's brokers.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct BrokerAdmin {
     /// `host:port` of the brokers' Kinesis API.
     pub address: String,
     access_key: String,
     secret: String,
     region: String,
+    /// For brokers serving TLS: whom their certificate is trusted by.
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+}
+
+impl std::fmt::Debug for BrokerAdmin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BrokerAdmin")
+            .field("address", &self.address)
+            .field("tls", &self.tls.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl BrokerAdmin {
@@ -131,7 +142,14 @@ impl BrokerAdmin {
             access_key: access_key.to_owned(),
             secret: secret.to_owned(),
             region: region.to_owned(),
+            tls: None,
         }
+    }
+
+    /// The same client over TLS, trusting `tls` (plain HTTP when `None`).
+    pub fn with_tls(mut self, tls: Option<std::sync::Arc<rustls::ClientConfig>>) -> Self {
+        self.tls = tls;
+        self
     }
 
     fn unreachable(&self, message: impl ToString) -> AdminError {
@@ -184,9 +202,16 @@ impl BrokerAdmin {
         let stream = TcpStream::connect(&self.address)
             .await
             .map_err(|e| self.unreachable(e))?;
-        let response = crate::http1::send(stream, request)
-            .await
-            .map_err(|e| self.unreachable(e))?;
+        let response = match &self.tls {
+            None => crate::http1::send(stream, request).await,
+            Some(tls) => {
+                let stream = crate::http1::connect_tls(&self.address, stream, tls)
+                    .await
+                    .map_err(|e| self.unreachable(e))?;
+                crate::http1::send(stream, request).await
+            }
+        }
+        .map_err(|e| self.unreachable(e))?;
         let status = response.status();
         let bytes = response
             .into_body()

@@ -224,7 +224,7 @@ async fn apply_stream(stream: &Stream, ctx: &Context) -> Result<Action, Reconcil
     let mut facts = StreamFacts {
         arn: None,
         open_shards: None,
-        endpoint: resources::client_endpoint(&name, &namespace),
+        endpoint: resources::client_endpoint(&name, &namespace, stream.spec.tls.is_some()),
         selector: resources::selector_string(&name),
         autoscaling: None,
     };
@@ -266,7 +266,9 @@ async fn apply_stream(stream: &Stream, ctx: &Context) -> Result<Action, Reconcil
         return Ok(Action::requeue(WAITING_REQUEUE));
     }
 
-    let admin = ctx.admin_with_key(&namespace, &name, &admin_key);
+    let admin = ctx
+        .admin_with_key(&namespace, &name, &admin_key)
+        .with_tls(ctx.broker_tls(stream).await?);
     let (phase, requeue) = match converge(ctx, stream, &admin, pods, &mut facts).await {
         Ok(Converged::Done(phase, requeue)) => (phase, requeue),
         Ok(Converged::Shrink(replicas)) => {
@@ -543,7 +545,7 @@ async fn cleanup(stream: &Stream, ctx: &Context) -> Result<Action, ReconcileErro
     // With Retain the stream's data stays with the volumes, so the brokers keep it too.
     let admin = match retain {
         true => None,
-        false => ctx.broker_admin(&namespace, &name).await?,
+        false => ctx.broker_admin(stream).await?,
     };
     if let Some(admin) = admin {
         match admin.delete_stream(&name).await {

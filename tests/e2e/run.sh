@@ -365,6 +365,80 @@ spread_over_pods() {
     || fail "the records did not reach all 4 shards: $spread"
 }
 
+# A CA and a certificate for Stream $1's Service, its pods (by their stable names) and this
+# host's port-forwards, in the layout cert-manager writes (tls.crt, tls.key, ca.crt).
+stream_certificate() { # stream dir
+  local stream="$1" dir="$2"
+  mkdir -p "$dir"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=e2e test CA" \
+    -keyout "$dir/ca.key" -out "$dir/ca.crt" 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=$stream.$NS.svc" \
+    -keyout "$dir/tls.key" -out "$dir/tls.csr" 2>/dev/null
+  printf 'subjectAltName=DNS:%s.%s.svc,DNS:*.%s-brokers.%s.svc,DNS:localhost,IP:127.0.0.1\n' \
+    "$stream" "$NS" "$stream" "$NS" >"$dir/san.ext"
+  openssl x509 -req -in "$dir/tls.csr" -CA "$dir/ca.crt" -CAkey "$dir/ca.key" -CAcreateserial \
+    -days 2 -extfile "$dir/san.ext" -out "$dir/tls.crt" 2>/dev/null
+}
+
+tls_stream() {
+  step "3d. a Stream with TLS: HTTPS to clients, TLS between its pods, the operator and a Consumer over TLS"
+  local dir="$WORK/secure-tls" begun=$SECONDS
+  stream_certificate secure "$dir"
+  kn create secret generic secure-cert --from-file="$dir/tls.crt" --from-file="$dir/tls.key" \
+    --from-file="$dir/ca.crt" >/dev/null
+  kn apply -f - >/dev/null <<EOF
+apiVersion: brook.dev/v1alpha1
+kind: Stream
+metadata:
+  name: secure
+spec:
+  shards: 4
+  brokers:
+    replicas: 2
+    resources:
+      requests: {cpu: 50m, memory: 64Mi}
+    storage:
+      size: 1Gi
+  tls:
+    secretRef:
+      name: secure-cert
+---
+apiVersion: brook.dev/v1alpha1
+kind: Consumer
+metadata:
+  name: secure-reader
+spec:
+  streamName: secure
+EOF
+  # Ready means the operator created the stream through pod 0 over TLS, trusting ca.crt.
+  kn wait --for=condition=Ready stream/secure --timeout=300s >/dev/null \
+    || fail "Stream secure not Ready: $(kn get stream secure -o jsonpath='{.status.conditions}')"
+  kn wait --for=condition=Ready consumer/secure-reader --timeout=180s >/dev/null || fail "Consumer secure-reader not Ready"
+  echo "TLS Stream and its Consumer Ready $((SECONDS - begun)) s after kubectl apply"
+  equals stream/secure '{.status.endpoint}' "https://secure.$NS.svc:4567" \
+    || fail "status.endpoint: $(jsonpath stream/secure '{.status.endpoint}')"
+  TIMEOUT=180 eventually equals statefulset/secure '{.status.readyReplicas}' 2
+  "$KUBECTL" -n "$NS" port-forward service/secure 24590:4567 >"$WORK/port-forward-24590.log" 2>&1 &
+  PIDS+=($!)
+  TIMEOUT=30 eventually curl -s -o /dev/null --max-time 2 --cacert "$dir/ca.crt" "https://127.0.0.1:24590/"
+  if curl -s -o /dev/null --max-time 3 "http://127.0.0.1:24590/"; then
+    fail "the TLS Stream answered plain HTTP"
+  fi
+  # Records for all 4 shards: the pod the Service picked relays the other pod's share over TLS.
+  AWS_CA_BUNDLE="$dir/ca.crt" "$PYTHON" tests/e2e/e2e.py put https://127.0.0.1:24590 secure 200 "$WORK/secure-acked.json" \
+    || fail "puts over HTTPS"
+  AWS_CA_BUNDLE="$dir/ca.crt" "$PYTHON" tests/e2e/e2e.py verify https://127.0.0.1:24590 secure "$WORK/secure-acked.json" \
+    || fail "reading back over HTTPS"
+  local pod stored
+  for pod in secure-0 secure-1; do
+    stored="$(k get --raw "/api/v1/namespaces/$NS/pods/$pod:9100/proxy/metrics" \
+      | awk '/^brook_incoming_records_total\{/ {sum += $2} END {printf "%d\n", sum}')"
+    [ "$stored" -gt 0 ] || fail "$pod stored no record: the pods did not relay to each other"
+    echo "$pod stored $stored records"
+  done
+  kn delete stream secure --timeout=120s >/dev/null || fail "deleting the TLS Stream"
+}
+
 gateway() {
   step "3c. one endpoint for every stream: the chart's gateway routes by stream name, with read-only RBAC"
   local values
@@ -704,6 +778,7 @@ serve
 data_path
 delivery
 gateway
+tls_stream
 reshard
 kill_broker
 steady

@@ -87,7 +87,11 @@ impl Harness {
             .arg("--admin-credentials")
             .arg(admin.display().to_string())
             .start(&dir.path().join("data"));
-        let address = broker.endpoint.trim_start_matches("http://").to_owned();
+        let address = broker
+            .endpoint
+            .trim_start_matches("https://")
+            .trim_start_matches("http://")
+            .to_owned();
         Self::build(dir, Some(broker), address)
     }
 

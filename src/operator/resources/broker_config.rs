@@ -18,6 +18,8 @@ pub const DATA_MOUNT_PATH: &str = "/var/lib/brook";
 pub const ADMIN_MOUNT_PATH: &str = "/etc/brook/admin";
 /// Where the broker pods mount the clients' SigV4 keys, when the Stream asks for auth.
 pub const CREDENTIALS_MOUNT_PATH: &str = "/etc/brook/credentials";
+/// Where the broker pods mount their certificate Secret, when the Stream asks for TLS.
+pub const TLS_MOUNT_PATH: &str = "/etc/brook/tls";
 
 /// The broker configuration of a Stream, as environment variables of the broker container.
 pub fn broker_environment(stream: &Stream, defaults: &BrokerDefaults) -> BTreeMap<String, String> {
@@ -75,10 +77,30 @@ pub fn broker_environment(stream: &Stream, defaults: &BrokerDefaults) -> BTreeMa
     // the others by their stable DNS names and its own ordinal from its pod name; the
     // operator sets how many pods take new shards, so scaling the pods rolls none.
     let names = super::ChildNames::for_stream(name);
+    // With TLS the Kinesis port and the internal port serve the Secret's certificate, and
+    // the pods call each other over TLS only, trusting its CA.
+    let scheme = match &stream.spec.tls {
+        Some(_) => {
+            env.insert(
+                "BROOK_TLS_CERT".to_owned(),
+                format!("{TLS_MOUNT_PATH}/tls.crt"),
+            );
+            env.insert(
+                "BROOK_TLS_KEY".to_owned(),
+                format!("{TLS_MOUNT_PATH}/tls.key"),
+            );
+            env.insert(
+                "BROOK_CLUSTER_CA".to_owned(),
+                format!("{TLS_MOUNT_PATH}/ca.crt"),
+            );
+            "https"
+        }
+        None => "http",
+    };
     env.insert(
         "BROOK_CLUSTER_PEERS".to_owned(),
         format!(
-            "http://{name}-{{ordinal}}.{}.{namespace}.svc:{CLUSTER_PORT}",
+            "{scheme}://{name}-{{ordinal}}.{}.{namespace}.svc:{CLUSTER_PORT}",
             names.headless_service
         ),
     );
@@ -191,6 +213,29 @@ mod tests {
         assert_eq!(data["BROOK_NO_QUOTAS"], "true");
         assert_eq!(data["BROOK_DURABILITY"], "async");
         assert_eq!(data["BROOK_CREDENTIALS"], "/etc/brook/credentials");
+        assert!(!data.contains_key("BROOK_TLS_CERT"));
+    }
+
+    #[test]
+    fn a_tls_stream_serves_its_certificate_and_calls_its_pods_over_tls_only() {
+        let mut secure = stream("orders");
+        secure.spec.tls = Some(crate::api::stream::StreamTls {
+            secret_ref: SecretReference {
+                name: "orders-cert".to_owned(),
+            },
+        });
+        let data = broker_config_map(&secure, &defaults()).data.expect("data");
+        assert_eq!(data["BROOK_TLS_CERT"], "/etc/brook/tls/tls.crt");
+        assert_eq!(data["BROOK_TLS_KEY"], "/etc/brook/tls/tls.key");
+        assert_eq!(data["BROOK_CLUSTER_CA"], "/etc/brook/tls/ca.crt");
+        assert_eq!(
+            data["BROOK_CLUSTER_PEERS"],
+            "https://orders-{ordinal}.orders-brokers.shop.svc:4568"
+        );
+        assert_eq!(
+            super::super::client_endpoint("orders", "shop", true),
+            "https://orders.shop.svc:4567"
+        );
     }
 
     #[test]

@@ -6,9 +6,10 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, EnvVar, EnvVarSource, PersistentVolumeClaim,
+    Container, ContainerPort, EnvVar, EnvVarSource, KeyToPath, PersistentVolumeClaim,
     PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec,
-    SecretKeySelector, Service, ServicePort, ServiceSpec, Volume, VolumeResourceRequirements,
+    SecretKeySelector, SecretVolumeSource, Service, ServicePort, ServiceSpec, Volume,
+    VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -132,10 +133,21 @@ fn access_key_env(reference: &AccessKeySecretReference) -> [EnvVar; 2] {
     ]
 }
 
+/// Where a worker mounts the CA of a source Stream that serves TLS.
+pub const SOURCE_CA_MOUNT_PATH: &str = "/etc/brook/source-tls";
+
+/// The source Stream's brokers, as a worker reaches them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SourceBrokers<'a> {
+    /// `host:port` of the Stream's brokers.
+    pub address: &'a str,
+    /// The Stream's certificate Secret, when it serves TLS: the worker trusts its `ca.crt`.
+    pub tls_secret: Option<&'a str>,
+}
+
 /// The worker's environment: its identity and spec, and every credential as a reference to
-/// its Secret (never a value in the Deployment). `source_address` is `host:port` of the
-/// source Stream's brokers.
-pub fn worker_env(delivery: &DeliveryStream, source_address: Option<&str>) -> Vec<EnvVar> {
+/// its Secret (never a value in the Deployment).
+pub fn worker_env(delivery: &DeliveryStream, source: Option<SourceBrokers<'_>>) -> Vec<EnvVar> {
     let spec = &delivery.spec;
     let name = delivery.metadata.name.as_deref().unwrap_or_default();
     let mut env = vec![
@@ -153,8 +165,14 @@ pub fn worker_env(delivery: &DeliveryStream, source_address: Option<&str>) -> Ve
         plain("BROOK_LISTEN", format!("0.0.0.0:{WORKER_PORT}")),
         plain("BROOK_LOG_FORMAT", "json"),
     ];
-    if let (Some(stream), Some(address)) = (&spec.source.stream, source_address) {
-        env.push(plain("BROOK_SOURCE_ENDPOINT", address));
+    if let (Some(stream), Some(source)) = (&spec.source.stream, source) {
+        env.push(plain("BROOK_SOURCE_ENDPOINT", source.address));
+        if source.tls_secret.is_some() {
+            env.push(plain(
+                "BROOK_SOURCE_CA",
+                format!("{SOURCE_CA_MOUNT_PATH}/ca.crt"),
+            ));
+        }
         env.push(plain("BROOK_SOURCE_ACCESS_KEY_ID", ADMIN_ACCESS_KEY_ID));
         env.push(from_secret(
             "BROOK_SOURCE_SECRET_ACCESS_KEY",
@@ -186,16 +204,17 @@ pub fn worker_env(delivery: &DeliveryStream, source_address: Option<&str>) -> Ve
 pub fn delivery_deployment(
     delivery: &DeliveryStream,
     defaults: &BrokerDefaults,
-    source_address: Option<&str>,
+    source: Option<SourceBrokers<'_>>,
 ) -> Deployment {
     let name = delivery.metadata.name.as_deref().unwrap_or_default();
     let names = DeliveryChildNames::for_delivery(name);
+    let source_ca = source.and_then(|s| s.tls_secret);
     let worker = delivery.spec.worker.clone().unwrap_or_default();
     let container = Container {
         name: "delivery".to_owned(),
         image: Some(worker.image.unwrap_or_else(|| defaults.image.clone())),
         args: Some(vec!["delivery".to_owned()]),
-        env: Some(worker_env(delivery, source_address)),
+        env: Some(worker_env(delivery, source)),
         ports: Some(vec![ContainerPort {
             name: Some(WORKER_PORT_NAME.to_owned()),
             container_port: WORKER_PORT,
@@ -208,10 +227,16 @@ pub fn delivery_deployment(
         liveness_probe: Some(http_probe(WORKER_PORT_NAME, "/healthz", 10, 3)),
         readiness_probe: Some(http_probe(WORKER_PORT_NAME, "/readyz", 5, 2)),
         security_context: Some(container_security()),
-        volume_mounts: Some(vec![
-            mount("data", DATA_PATH, false),
-            mount("tmp", "/tmp", false),
-        ]),
+        volume_mounts: Some(
+            [mount("data", DATA_PATH, false), mount("tmp", "/tmp", false)]
+                .into_iter()
+                .chain(
+                    source_ca
+                        .is_some()
+                        .then(|| mount("source-tls", SOURCE_CA_MOUNT_PATH, true)),
+                )
+                .collect(),
+        ),
         ..Container::default()
     };
     let pod = PodSpec {
@@ -221,17 +246,35 @@ pub fn delivery_deployment(
         enable_service_links: Some(false),
         termination_grace_period_seconds: Some(60),
         security_context: Some(pod_security()),
-        volumes: Some(vec![
-            Volume {
-                name: "data".to_owned(),
-                persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-                    claim_name: names.claim.clone(),
-                    read_only: None,
+        volumes: Some(
+            vec![
+                Volume {
+                    name: "data".to_owned(),
+                    persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                        claim_name: names.claim.clone(),
+                        read_only: None,
+                    }),
+                    ..Volume::default()
+                },
+                tmp_volume(),
+            ]
+            .into_iter()
+            .chain(source_ca.map(|secret| Volume {
+                name: "source-tls".to_owned(),
+                secret: Some(SecretVolumeSource {
+                    secret_name: Some(secret.to_owned()),
+                    // Only the CA: the worker never sees the brokers' key.
+                    items: Some(vec![KeyToPath {
+                        key: "ca.crt".to_owned(),
+                        path: "ca.crt".to_owned(),
+                        mode: None,
+                    }]),
+                    ..SecretVolumeSource::default()
                 }),
                 ..Volume::default()
-            },
-            tmp_volume(),
-        ]),
+            }))
+            .collect(),
+        ),
         ..PodSpec::default()
     };
     Deployment {
@@ -361,9 +404,13 @@ mod tests {
         let deployment = delivery_deployment(
             &delivery,
             &BrokerDefaults::for_this_version(),
-            Some("clicks.shop.svc:4567"),
+            Some(SourceBrokers {
+                address: "clicks.shop.svc:4567",
+                tls_secret: None,
+            }),
         );
         let env = env_of(&deployment);
+        assert!(env.iter().all(|e| e.name != "BROOK_SOURCE_CA"));
         let value = |name: &str| {
             env.iter()
                 .find(|e| e.name == name)
@@ -420,6 +467,51 @@ mod tests {
             (owners[0].kind.as_str(), owners[0].controller),
             ("DeliveryStream", Some(true))
         );
+    }
+
+    #[test]
+    fn delivery_worker_of_a_tls_stream_trusts_its_ca_and_sees_nothing_else_of_the_secret() {
+        let delivery = delivery(serde_json::json!({
+            "source": {"stream": {"name": "clicks"}},
+            "destination": {"s3": {"bucket": "archive"}},
+        }));
+        let deployment = delivery_deployment(
+            &delivery,
+            &BrokerDefaults::for_this_version(),
+            Some(SourceBrokers {
+                address: "clicks.shop.svc:4567",
+                tls_secret: Some("clicks-cert"),
+            }),
+        );
+        let env = env_of(&deployment);
+        assert_eq!(
+            env.iter()
+                .find(|e| e.name == "BROOK_SOURCE_CA")
+                .and_then(|e| e.value.as_deref()),
+            Some("/etc/brook/source-tls/ca.crt")
+        );
+        let pod = deployment.spec.and_then(|s| s.template.spec).expect("pod");
+        let volume = pod
+            .volumes
+            .iter()
+            .flatten()
+            .find(|v| v.name == "source-tls")
+            .and_then(|v| v.secret.clone())
+            .expect("the CA volume");
+        assert_eq!(volume.secret_name.as_deref(), Some("clicks-cert"));
+        let items: Vec<_> = volume
+            .items
+            .iter()
+            .flatten()
+            .map(|i| (i.key.as_str(), i.path.as_str()))
+            .collect();
+        assert_eq!(items, [("ca.crt", "ca.crt")], "never the key");
+        let mounted = pod.containers[0].volume_mounts.iter().flatten().any(|m| {
+            m.name == "source-tls"
+                && m.mount_path == "/etc/brook/source-tls"
+                && m.read_only == Some(true)
+        });
+        assert!(mounted);
     }
 
     #[test]

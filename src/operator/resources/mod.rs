@@ -173,8 +173,9 @@ pub fn child_meta(stream: &Stream, name: &str) -> ObjectMeta {
 }
 
 /// The Kinesis endpoint URL of a Stream's client Service, as clients inside the cluster use it.
-pub fn client_endpoint(stream_name: &str, namespace: &str) -> String {
-    format!("http://{stream_name}.{namespace}.svc:{KINESIS_PORT}")
+pub fn client_endpoint(stream_name: &str, namespace: &str, tls: bool) -> String {
+    let scheme = if tls { "https" } else { "http" };
+    format!("{scheme}://{stream_name}.{namespace}.svc:{KINESIS_PORT}")
 }
 
 #[cfg(test)]

@@ -18,7 +18,9 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::broker_config::{ADMIN_MOUNT_PATH, CREDENTIALS_MOUNT_PATH, DATA_MOUNT_PATH};
+use super::broker_config::{
+    ADMIN_MOUNT_PATH, CREDENTIALS_MOUNT_PATH, DATA_MOUNT_PATH, TLS_MOUNT_PATH,
+};
 use super::{
     BrokerDefaults, CLUSTER_PORT, CLUSTER_PORT_NAME, ChildNames, KINESIS_PORT, KINESIS_PORT_NAME,
     METRICS_PORT, METRICS_PORT_NAME, child_labels, child_meta, selector_labels,
@@ -96,6 +98,9 @@ fn broker_container(stream: &Stream, defaults: &BrokerDefaults) -> Container {
     ];
     if stream.spec.auth.is_some() {
         mounts.push(mount("credentials", CREDENTIALS_MOUNT_PATH, true));
+    }
+    if stream.spec.tls.is_some() {
+        mounts.push(mount("tls", TLS_MOUNT_PATH, true));
     }
     Container {
         name: "broker".to_owned(),
@@ -208,6 +213,9 @@ fn pod_spec(stream: &Stream, defaults: &BrokerDefaults) -> PodSpec {
             "credentials",
             &auth.credentials_secret_ref.name,
         ));
+    }
+    if let Some(tls) = &stream.spec.tls {
+        volumes.push(secret_volume("tls", &tls.secret_ref.name));
     }
     PodSpec {
         containers: vec![broker_container(stream, defaults)],

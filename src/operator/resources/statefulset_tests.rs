@@ -331,6 +331,42 @@ fn every_broker_field_of_the_spec_reaches_the_statefulset() {
 }
 
 #[test]
+fn a_tls_stream_mounts_its_certificate_secret_read_only() {
+    let plain = build(&stream("orders"));
+    assert!(
+        pod(&plain)
+            .volumes
+            .expect("volumes")
+            .iter()
+            .all(|v| v.name != "tls")
+    );
+    let mut secure = stream("orders");
+    secure.spec.tls = Some(crate::api::stream::StreamTls {
+        secret_ref: SecretReference {
+            name: "orders-cert".to_owned(),
+        },
+    });
+    let set = build(&secure);
+    let volume = pod(&set)
+        .volumes
+        .expect("volumes")
+        .into_iter()
+        .find(|v| v.name == "tls")
+        .and_then(|v| v.secret)
+        .expect("the certificate volume");
+    assert_eq!(volume.secret_name.as_deref(), Some("orders-cert"));
+    assert!(
+        container(&set)
+            .volume_mounts
+            .expect("mounts")
+            .iter()
+            .any(|m| m.name == "tls"
+                && m.mount_path == "/etc/brook/tls"
+                && m.read_only == Some(true))
+    );
+}
+
+#[test]
 fn a_storage_change_keeps_the_live_claim_templates_and_is_reported() {
     let live = build(&stream("orders"));
     let mut bigger = stream("orders");
