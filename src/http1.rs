@@ -24,20 +24,20 @@ where
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    sender.send_request(request).await
+    handshake(io).await?.send_request(request).await
 }
 
-/// Opens TLS over `tcp` to the server at `address` (`host:port`), its name the host.
+/// The host of a `host:port` address.
+pub fn host_of(address: &str) -> &str {
+    address.rsplit_once(':').map_or(address, |(host, _)| host)
+}
+
+/// Opens TLS over `tcp` to the server named `host`.
 pub async fn connect_tls(
-    address: &str,
+    host: &str,
     tcp: tokio::net::TcpStream,
     tls: &Arc<rustls::ClientConfig>,
 ) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String> {
-    let host = address.rsplit_once(':').map_or(address, |(host, _)| host);
     let name =
         rustls_pki_types::ServerName::try_from(host.to_owned()).map_err(|e| e.to_string())?;
     tokio_rustls::TlsConnector::from(tls.clone())
@@ -82,15 +82,7 @@ where
         .map_err(|e| e.to_string())?;
     let response = match tls {
         None => send(tcp, request).await,
-        Some(config) => {
-            let name = rustls_pki_types::ServerName::try_from(host.to_owned())
-                .map_err(|e| e.to_string())?;
-            let stream = tokio_rustls::TlsConnector::from(config.clone())
-                .connect(name, tcp)
-                .await
-                .map_err(|e| e.to_string())?;
-            send(stream, request).await
-        }
+        Some(config) => send(connect_tls(host, tcp, config).await?, request).await,
     }
     .map_err(|e| e.to_string())?;
     let status = response.status();
@@ -101,6 +93,21 @@ where
         .map_err(|e| e.to_string())?
         .to_bytes();
     Ok((status, body))
+}
+
+/// A TLS client configuration trusting the PEM certificates in the file `ca_file`, or the
+/// system's roots; a failure names the file.
+pub fn client_tls_from_file(
+    ca_file: Option<&std::path::Path>,
+) -> Result<rustls::ClientConfig, String> {
+    let pem = match ca_file {
+        Some(path) => Some(std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?),
+        None => None,
+    };
+    client_tls(pem.as_deref()).map_err(|e| match ca_file {
+        Some(path) => format!("{}: {e}", path.display()),
+        None => e,
+    })
 }
 
 /// A TLS client configuration trusting the PEM certificates of `ca_pem`, or the system's roots.

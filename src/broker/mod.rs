@@ -403,15 +403,8 @@ async fn start_cluster(
             "with --tls-cert the internal port speaks TLS too: give --cluster-peers as https:// URLs".to_owned(),
         ));
     }
-    let ca =
-        match &settings.ca {
-            Some(path) => Some(std::fs::read(path).map_err(|e| {
-                BrokerError::Cluster(format!("--cluster-ca {}: {e}", path.display()))
-            })?),
-            None => None,
-        };
-    let client_tls = crate::http1::client_tls(ca.as_deref())
-        .map_err(|e| BrokerError::Cluster(format!("--cluster-ca: {e}")))?;
+    let client_tls = crate::http1::client_tls_from_file(settings.ca.as_deref())
+        .map_err(|e| BrokerError::Cluster(format!("--cluster-ca {e}")))?;
     let cluster = Arc::new(cluster::Cluster::new(
         settings.ordinal,
         settings.peers.clone(),

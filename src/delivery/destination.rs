@@ -133,6 +133,19 @@ pub struct Deliverer {
     pub metrics: Arc<DeliveryMetrics>,
 }
 
+/// The records of `batch` that processing kept (did not set aside in `failed`), in order.
+fn processed_records<'a>(
+    batch: &'a Batch,
+    failed: &'a [(SourceRecord, String, String)],
+) -> impl Iterator<Item = &'a SourceRecord> {
+    let set_aside: std::collections::HashSet<&str> =
+        failed.iter().map(|(r, _, _)| r.position.as_str()).collect();
+    batch
+        .records
+        .iter()
+        .filter(move |r| !set_aside.contains(r.position.as_str()))
+}
+
 fn timestamp(ms: u64) -> Timestamp {
     Timestamp::from_millisecond(ms as i64).unwrap_or(Timestamp::UNIX_EPOCH)
 }
@@ -298,13 +311,8 @@ impl Deliverer {
                 };
                 let mut failed = failed;
                 if !appended.rejected.is_empty() {
-                    let set_aside: std::collections::HashSet<&str> =
-                        failed.iter().map(|(r, _, _)| r.position.as_str()).collect();
-                    let kept: Vec<&SourceRecord> = batch
-                        .records
-                        .iter()
-                        .filter(|r| !set_aside.contains(r.position.as_str()))
-                        .collect();
+                    // `rejected` indexes the processed records: those not set aside.
+                    let kept: Vec<&SourceRecord> = processed_records(batch, &failed).collect();
                     let rejected: Vec<(SourceRecord, String, String)> = appended
                         .rejected
                         .iter()
@@ -350,12 +358,7 @@ impl Deliverer {
                         accepted = false;
                         tracing::error!(%reason, attempts, "the endpoint did not take the batch; it goes to the error output");
                         // The records that were posted: those processing did not set aside.
-                        let set_aside: std::collections::HashSet<&str> =
-                            failed.iter().map(|(r, _, _)| r.position.as_str()).collect();
-                        let records = batch
-                            .records
-                            .iter()
-                            .filter(|r| !set_aside.contains(r.position.as_str()))
+                        let records = processed_records(batch, &failed)
                             .map(|r| (r.clone(), "HttpEndpoint.Failed".to_owned(), reason.clone()))
                             .collect();
                         self.write_errors(

@@ -145,14 +145,13 @@ fn deliverer(
     };
     let sink = match &settings.spec.destination {
         Destination { s3: Some(s3), .. }
-            if let Some(table) = settings.channel.as_ref().and_then(|c| c.table.as_ref()) =>
+            if let Some(channel) = &settings.channel
+                && let Some(table) = &channel.table =>
         {
             let mut dead_letters = bucket(s3)?;
-            if let Some(channel) = &settings.channel {
-                dead_letters.bucket = dead_letters
-                    .bucket
-                    .with_object_settings(None, channel.expected_owner.clone());
-            }
+            dead_letters.bucket = dead_letters
+                .bucket
+                .with_object_settings(None, channel.expected_owner.clone());
             let tables = Bucket::tables_client(
                 s3,
                 table.tables_endpoint.as_deref(),
@@ -302,13 +301,8 @@ impl Worker {
                     .unwrap_or_else(|| "127.0.0.1:4567".into());
                 let tls = match &settings.source_ca {
                     Some(path) => Some(std::sync::Arc::new(
-                        std::fs::read(path)
-                            .map_err(|e| e.to_string())
-                            .and_then(|pem| crate::http1::client_tls(Some(&pem)))
-                            .map_err(|message| worker::WorkerError::SourceCa {
-                                path: path.display().to_string(),
-                                message,
-                            })?,
+                        crate::http1::client_tls_from_file(Some(path))
+                            .map_err(worker::WorkerError::SourceCa)?,
                     )),
                     None => None,
                 };

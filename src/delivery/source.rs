@@ -260,7 +260,8 @@ impl Connection {
             let sender = match &client.tls {
                 None => crate::http1::handshake(tcp).await,
                 Some(tls) => {
-                    let stream = crate::http1::connect_tls(&client.address, tcp, tls)
+                    let host = crate::http1::host_of(&client.address);
+                    let stream = crate::http1::connect_tls(host, tcp, tls)
                         .await
                         .map_err(|e| client.unreachable(e))?;
                     crate::http1::handshake(stream).await

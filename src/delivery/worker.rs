@@ -48,13 +48,8 @@ pub enum WorkerError {
     #[error("a delivery task ended abnormally: {0}")]
     Task(String),
     /// The source's CA bundle could not be read.
-    #[error("the source CA {path}: {message}")]
-    SourceCa {
-        /// The file.
-        path: String,
-        /// What went wrong.
-        message: String,
-    },
+    #[error("the source CA {0}")]
+    SourceCa(String),
 }
 
 /// What every partition shares.

@@ -58,13 +58,8 @@ pub enum GatewayError {
     #[error("metrics: {0}")]
     Metrics(String),
     /// The CA bundle for `https://` brokers could not be read.
-    #[error("CA bundle {path}: {message}")]
-    Ca {
-        /// The file.
-        path: String,
-        /// What went wrong.
-        message: String,
-    },
+    #[error("--broker-ca {0}")]
+    Ca(String),
     /// The gateway's own certificate or key could not be loaded.
     #[error(transparent)]
     Tls(#[from] crate::broker::tls::TlsError),
@@ -411,21 +406,8 @@ pub async fn run(options: GatewayOptions) -> Result<(), GatewayError> {
             Arc::new(AtomicBool::new(true)),
         )
     };
-    let ca = match &options.broker_ca {
-        Some(path) => Some(std::fs::read(path).map_err(|e| GatewayError::Ca {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        })?),
-        None => None,
-    };
-    let client_tls =
-        crate::http1::client_tls(ca.as_deref()).map_err(|message| GatewayError::Ca {
-            path: options
-                .broker_ca
-                .as_ref()
-                .map_or_else(|| "(system roots)".to_owned(), |p| p.display().to_string()),
-            message,
-        })?;
+    let client_tls = crate::http1::client_tls_from_file(options.broker_ca.as_deref())
+        .map_err(GatewayError::Ca)?;
     let gateway = Arc::new(Gateway::new(routes, client_tls)?);
     let tls = match &options.tls {
         Some((cert, key)) => {

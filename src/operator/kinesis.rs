@@ -205,7 +205,8 @@ impl BrokerAdmin {
         let response = match &self.tls {
             None => crate::http1::send(stream, request).await,
             Some(tls) => {
-                let stream = crate::http1::connect_tls(&self.address, stream, tls)
+                let host = crate::http1::host_of(&self.address);
+                let stream = crate::http1::connect_tls(host, stream, tls)
                     .await
                     .map_err(|e| self.unreachable(e))?;
                 crate::http1::send(stream, request).await

@@ -369,7 +369,7 @@ pub fn sign(request: &SignedRequest<'_>, access_key: &str, secret: &str, region:
 
 /// The `Authorization` header of `request` to AWS service `service` (its signing name, such
 /// as `glue`), signed with SigV4.
-pub fn sign_for(
+fn sign_for(
     request: &SignedRequest<'_>,
     access_key: &str,
     secret: &str,
@@ -417,27 +417,58 @@ pub fn signed_json_request(
     region: &str,
     now_ms: u64,
 ) -> Result<http::Request<http_body_util::Full<bytes::Bytes>>, http::Error> {
+    let key = SigningKey {
+        access_key,
+        secret,
+        session_token: None,
+    };
+    signed_json_request_for(SERVICE, host, target, body, &key, region, now_ms)
+}
+
+/// A key pair to sign with, and its session token when the key is temporary.
+pub struct SigningKey<'a> {
+    /// The access key id.
+    pub access_key: &'a str,
+    /// The secret access key.
+    pub secret: &'a str,
+    /// The session token (sent as `x-amz-security-token`, and signed).
+    pub session_token: Option<&'a str>,
+}
+
+/// [`signed_json_request`] to AWS service `service` (its signing name, such as `glue`).
+pub fn signed_json_request_for(
+    service: &str,
+    host: &str,
+    target: &str,
+    body: bytes::Bytes,
+    key: &SigningKey<'_>,
+    region: &str,
+    now_ms: u64,
+) -> Result<http::Request<http_body_util::Full<bytes::Bytes>>, http::Error> {
     const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
-    let amz_date = format_amz_date(now_ms);
+    let mut headers = vec![
+        ("content-type".to_owned(), CONTENT_TYPE.to_owned()),
+        ("host".to_owned(), host.to_owned()),
+        ("x-amz-date".to_owned(), format_amz_date(now_ms)),
+        ("x-amz-target".to_owned(), target.to_owned()),
+    ];
+    if let Some(token) = key.session_token {
+        headers.push(("x-amz-security-token".to_owned(), token.to_owned()));
+    }
     let signed = SignedRequest {
         method: "POST",
         path: "/",
         query: "",
-        headers: vec![
-            ("content-type".into(), CONTENT_TYPE.into()),
-            ("host".into(), host.into()),
-            ("x-amz-date".into(), amz_date.clone()),
-            ("x-amz-target".into(), target.into()),
-        ],
+        headers,
         body: &body,
     };
-    let authorization = sign(&signed, access_key, secret, region);
-    http::Request::post("/")
-        .header("host", host)
-        .header("x-amz-target", target)
-        .header("x-amz-date", amz_date)
+    let authorization = sign_for(&signed, key.access_key, key.secret, region, service);
+    let mut request = http::Request::post("/");
+    for (name, value) in &signed.headers {
+        request = request.header(name, value);
+    }
+    request
         .header("authorization", authorization)
-        .header("content-type", CONTENT_TYPE)
         .body(http_body_util::Full::new(body))
 }
 

@@ -310,21 +310,7 @@ pub(super) fn list_channels(broker: &Arc<Broker>, body: &[u8]) -> Result<Vec<u8>
 pub(super) async fn update_channel(broker: &Arc<Broker>, body: &[u8]) -> Result<Vec<u8>, ApiError> {
     let request: Value = json::decode(body)?;
     let arn = channel_arn_of(&request)?;
-    let given = |field: &str| request.get(field).filter(|v| !v.is_null());
-    let update = match (
-        given("S3DestinationConfiguration"),
-        given("S3TablesDestinationConfiguration"),
-    ) {
-        (Some(_), Some(_)) => {
-            return Err(invalid(
-                "Specify S3DestinationConfiguration or S3TablesDestinationConfiguration, not both.",
-            ));
-        }
-        (Some(update), None) => Some((update, false)),
-        (None, Some(update)) => Some((update, true)),
-        (None, None) => None,
-    };
-    let freshness = match update {
+    let freshness = match config::given_destination(&request)? {
         Some((update, to_table)) => Some((
             config::freshness(
                 update["DataFreshnessInSeconds"].as_i64(),

@@ -5,10 +5,9 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http_body_util::Full;
 use serde_json::{Value, json};
 
-use crate::broker::auth::{SignedRequest, format_amz_date, sign_for};
+use crate::broker::auth::{SigningKey, signed_json_request_for};
 use crate::delivery::s3::AccessKey;
 
 /// Why a schema could not be read.
@@ -119,34 +118,21 @@ pub async fn latest_json_schema(
         arn: arn.to_owned(),
         reason,
     };
-    const TARGET: &str = "AWSGlue.GetSchemaVersion";
-    const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
-    let amz_date = format_amz_date(now_ms);
-    let mut headers = vec![
-        ("content-type".to_owned(), CONTENT_TYPE.to_owned()),
-        ("host".to_owned(), address.authority.to_owned()),
-        ("x-amz-date".to_owned(), amz_date.clone()),
-        ("x-amz-target".to_owned(), TARGET.to_owned()),
-    ];
-    if let Some(token) = &key.session_token {
-        headers.push(("x-amz-security-token".to_owned(), token.clone()));
-    }
-    let signed = SignedRequest {
-        method: "POST",
-        path: "/",
-        query: "",
-        headers: headers.clone(),
-        body: &body,
+    let signing = SigningKey {
+        access_key: &key.id,
+        secret: &key.secret,
+        session_token: key.session_token.as_deref(),
     };
-    let authorization = sign_for(&signed, &key.id, &key.secret, region, "glue");
-    let mut request = http::Request::post("/");
-    for (name, value) in &headers {
-        request = request.header(name, value);
-    }
-    let request = request
-        .header("authorization", authorization)
-        .body(Full::new(body))
-        .map_err(|e| failed(e.to_string()))?;
+    let request = signed_json_request_for(
+        "glue",
+        address.authority,
+        "AWSGlue.GetSchemaVersion",
+        body,
+        &signing,
+        region,
+        now_ms,
+    )
+    .map_err(|e| failed(e.to_string()))?;
     let tls = match address.tls {
         true => Some(Arc::new(crate::http1::client_tls(None).map_err(failed)?)),
         false => None,

@@ -55,9 +55,9 @@ pub enum Described {
     Tables(Value),
 }
 
-/// The destination DescribeChannel shows for a CreateChannel `request`: checked, with the
-/// defaults filled in.
-pub fn destination(request: &Value, min_freshness: u32) -> Result<Described, ApiError> {
+/// The destination member a CreateChannel or UpdateChannel `request` gives, and whether it is
+/// the S3 Tables one; giving both is refused.
+pub fn given_destination(request: &Value) -> Result<Option<(&Value, bool)>, ApiError> {
     let given = |field: &str| request.get(field).filter(|v| !v.is_null());
     match (
         given("S3DestinationConfiguration"),
@@ -66,11 +66,21 @@ pub fn destination(request: &Value, min_freshness: u32) -> Result<Described, Api
         (Some(_), Some(_)) => Err(invalid(
             "Specify S3DestinationConfiguration or S3TablesDestinationConfiguration, not both.",
         )),
-        (None, Some(tables)) => tables_destination(tables, min_freshness).map(Described::Tables),
-        (None, None) => Err(invalid(
+        (Some(s3), None) => Ok(Some((s3, false))),
+        (None, Some(tables)) => Ok(Some((tables, true))),
+        (None, None) => Ok(None),
+    }
+}
+
+/// The destination DescribeChannel shows for a CreateChannel `request`: checked, with the
+/// defaults filled in.
+pub fn destination(request: &Value, min_freshness: u32) -> Result<Described, ApiError> {
+    match given_destination(request)? {
+        Some((tables, true)) => tables_destination(tables, min_freshness).map(Described::Tables),
+        Some((s3, false)) => s3_destination(s3, min_freshness).map(Described::S3),
+        None => Err(invalid(
             "Specify S3DestinationConfiguration or S3TablesDestinationConfiguration.",
         )),
-        (Some(s3), None) => s3_destination(s3, min_freshness).map(Described::S3),
     }
 }
 
