@@ -8,6 +8,8 @@ mod support;
 mod distribution;
 #[path = "cluster/failures.rs"]
 mod failures;
+#[path = "cluster/on_demand.rs"]
+mod on_demand;
 #[path = "cluster/operator.rs"]
 mod operator;
 #[path = "cluster/tls.rs"]

@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::autoscale::{Inputs, Observation, ScalingPolicy, decide};
 
 use super::catalog::StreamMode;
-use super::state::Broker;
+use super::state::{Broker, LiveStream};
 
 /// How the ON_DEMAND autoscaler behaves.
 #[derive(Debug, Clone, Copy)]
@@ -31,6 +31,24 @@ struct Measured {
     history: VecDeque<Observation>,
 }
 
+/// The write demand on `stream` since its pods started (bytes, records; refused writes
+/// included): its shards here, and in a cluster the totals the other pods last reported
+/// for theirs.
+fn demand(broker: &Broker, stream: &LiveStream) -> (u64, u64) {
+    let here = broker.cluster.get().map_or(0, |c| c.ordinal);
+    let local = stream
+        .shards
+        .iter()
+        .filter(|s| broker.cluster.get().is_none() || s.owner == here)
+        .map(|s| s.quota.demand())
+        .fold((0, 0), |a, d| (a.0 + d.0, a.1 + d.1));
+    let reported = broker
+        .cluster
+        .get()
+        .map_or((0, 0), |c| c.rates.reported_demand(stream.record.key, here));
+    (local.0 + reported.0, local.1 + reported.1)
+}
+
 /// Measures and rescales every ON_DEMAND stream, forever.
 pub async fn run(broker: Arc<Broker>, settings: OnDemandSettings) {
     let mut measured: HashMap<String, Measured> = HashMap::new();
@@ -48,11 +66,7 @@ pub async fn run(broker: Arc<Broker>, settings: OnDemandSettings) {
             {
                 continue;
             }
-            let totals = stream
-                .shards
-                .iter()
-                .map(|s| s.quota.demand())
-                .fold((0, 0), |a, d| (a.0 + d.0, a.1 + d.1));
+            let totals = demand(&broker, &stream);
             let entry = measured
                 .entry(stream.record.name.clone())
                 .or_insert(Measured {

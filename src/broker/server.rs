@@ -145,6 +145,11 @@ pub async fn handle_peer(
             header(cluster::rates::RATE_HEADER).and_then(|r| r.parse::<f64>().ok()),
         ) {
             cluster.rates.record(pod, rate, std::time::Instant::now());
+            if let Some(demand) =
+                header(cluster::rates::DEMAND_HEADER).and_then(|d| cluster::rates::parse_demand(&d))
+            {
+                cluster.rates.record_demand(pod, demand);
+            }
         }
         let document = cluster::replica::catalog_document(&broker).await;
         return Ok(respond(200, document, "application/json"));
@@ -159,6 +164,14 @@ pub async fn handle_peer(
             Err(error) => return Ok(respond(400, error.to_string().into_bytes(), "text/plain")),
         };
         let (status, answer) = cluster::closing::serve(&broker, &path, &body).await;
+        return Ok(respond(status, answer, "application/json"));
+    }
+    if request.method() == http::Method::POST && path == cluster::shard_read::QUERY_PATH {
+        let body = match request.into_body().collect().await {
+            Ok(body) => body.to_bytes(),
+            Err(error) => return Ok(respond(400, error.to_string().into_bytes(), "text/plain")),
+        };
+        let (status, answer) = cluster::shard_read::serve(&broker, &body).await;
         return Ok(respond(status, answer, "application/json"));
     }
     handle(broker, request, cluster::Entry::Peer).await

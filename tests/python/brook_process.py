@@ -124,6 +124,17 @@ def on_demand_stream(kinesis, name):
     return kinesis.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]["StreamARN"]
 
 
+def create_queue(kinesis, name, stream_arn, position="TRIM_HORIZON", **attributes):
+    """Creates a queue on `stream_arn` and returns its ARN once it is ACTIVE."""
+    queue = kinesis.create_queue(
+        QueueName=name,
+        StreamConfigurationList=[{"StreamARN": stream_arn, "StartingPosition": {"Type": position}}],
+        **({"QueueAttributes": attributes} if attributes else {}))["QueueDescription"]
+    while queue["QueueStatus"] != "ACTIVE":
+        queue = kinesis.describe_queue(QueueARN=queue["QueueARN"])["QueueDescription"]
+    return queue["QueueARN"]
+
+
 def finish(work, title):
     """Prints the logs of `work` if a check failed, removes it, prints the tally and exits."""
     if tally["failed"]:

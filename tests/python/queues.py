@@ -10,20 +10,10 @@ import time
 import urllib.request
 
 import brook_process
-from brook_process import ANSWERED, Broker, check, error_code, on_demand_stream
+from brook_process import create_queue, ANSWERED, Broker, check, error_code, on_demand_stream
 
 brook_process.BROOK = os.environ.get("BROOK", "target/debug/brook")
 brook_process.CHECKED_WORDS.add("Queue")
-
-
-def create_queue(kinesis, name, stream_arn, position="TRIM_HORIZON", **attributes):
-    queue = kinesis.create_queue(
-        QueueName=name,
-        StreamConfigurationList=[{"StreamARN": stream_arn, "StartingPosition": {"Type": position}}],
-        **({"QueueAttributes": attributes} if attributes else {}))["QueueDescription"]
-    while queue["QueueStatus"] != "ACTIVE":
-        queue = kinesis.describe_queue(QueueARN=queue["QueueARN"])["QueueDescription"]
-    return queue["QueueARN"]
 
 
 def put(kinesis, stream, count, prefix):

@@ -23,6 +23,7 @@ pub mod placement;
 pub mod rates;
 pub mod relay;
 pub mod replica;
+pub mod shard_read;
 pub mod split;
 
 use std::borrow::Cow;
@@ -274,6 +275,32 @@ pub fn changes_catalog(operation: Operation) -> bool {
     )
 }
 
+/// Operations served by pod 0 whatever they name: queues keep their delivery state there
+/// (reading the shards from their owners), and channels run their delivery there.
+pub fn served_at_home(operation: Operation) -> bool {
+    use Operation::*;
+    matches!(
+        operation,
+        CreateQueue
+            | DescribeQueue
+            | ListQueues
+            | UpdateQueue
+            | DeleteQueue
+            | ReceiveQueueRecords
+            | AcknowledgeQueueRecords
+            | UpdateQueueRecordsVisibility
+            | ReceiveDeadLetterQueueRecords
+            | AcknowledgeDeadLetterQueueRecords
+            | RestoreDeadLetterQueueRecords
+            | UpdateDeadLetterQueueRecordsVisibility
+            | CreateChannel
+            | DescribeChannel
+            | ListChannels
+            | UpdateChannel
+            | DeleteChannel
+    )
+}
+
 /// Where a request is served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
@@ -336,7 +363,7 @@ pub fn route(broker: &Broker, here: u32, operation: Operation, body: &[u8]) -> R
     } else {
         Route::Pod(HOME)
     };
-    if changes_catalog(operation) {
+    if changes_catalog(operation) || served_at_home(operation) {
         return home_unless_here;
     }
     // Only the members that name a stream, shard or key are read: record data is skipped, not

@@ -22,13 +22,22 @@ pub async fn catalog_document(broker: &Broker) -> Vec<u8> {
     serde_json::to_vec(&*broker.catalog.lock().await).unwrap_or_default()
 }
 
-/// Fetches pod 0's catalog; with `rate`, tells pod 0 this pod's write rate.
-pub async fn fetch(cluster: &Cluster, rate: Option<f64>) -> Result<Catalog, ClusterError> {
+/// What a pod tells pod 0 with each catalog fetch.
+pub struct Report {
+    /// Its write rate, records per second.
+    pub rate: f64,
+    /// The write demand of the shards it owns, by stream.
+    pub demand: rates::StreamDemand,
+}
+
+/// Fetches pod 0's catalog; with `report`, tells pod 0 this pod's write rate and demand.
+pub async fn fetch(cluster: &Cluster, report: Option<&Report>) -> Result<Catalog, ClusterError> {
     let mut request = http::Request::get(CATALOG_PATH);
-    if let Some(rate) = rate {
+    if let Some(report) = report {
         request = request
             .header(rates::POD_HEADER, cluster.ordinal.to_string())
-            .header(rates::RATE_HEADER, format!("{rate:.3}"));
+            .header(rates::RATE_HEADER, format!("{:.3}", report.rate))
+            .header(rates::DEMAND_HEADER, rates::encode_demand(&report.demand));
     }
     let answer = cluster
         .send(HOME, request, CATALOG_PATH, Bytes::new())
@@ -127,9 +136,9 @@ pub async fn refresh(broker: &Broker, cluster: &Cluster) {
     refresh_reporting(broker, cluster, None).await;
 }
 
-/// [`refresh`], telling pod 0 this pod's write rate.
-async fn refresh_reporting(broker: &Broker, cluster: &Cluster, rate: Option<f64>) {
-    match fetch(cluster, rate).await {
+/// [`refresh`], telling pod 0 this pod's write rate and demand.
+async fn refresh_reporting(broker: &Broker, cluster: &Cluster, report: Option<&Report>) {
+    match fetch(cluster, report).await {
         Ok(incoming) => {
             if let Err(error) = adopt(broker, incoming).await {
                 tracing::warn!(%error, "could not adopt pod 0's catalog");
@@ -140,7 +149,7 @@ async fn refresh_reporting(broker: &Broker, cluster: &Cluster, rate: Option<f64>
 }
 
 /// Follows pod 0's catalog for as long as the broker runs, telling it this pod's write
-/// rate each time; pod 0 itself only measures its own.
+/// rate and the demand on its shards each time; pod 0 itself only measures its own.
 pub async fn follow(broker: Arc<Broker>, cluster: Arc<Cluster>) {
     let mut ticks = tokio::time::interval(FOLLOW_INTERVAL);
     let mut meter = rates::RateMeter::default();
@@ -151,7 +160,11 @@ pub async fn follow(broker: Arc<Broker>, cluster: Arc<Cluster>) {
         if cluster.is_home() {
             cluster.rates.record(cluster.ordinal, rate, now);
         } else {
-            refresh_reporting(&broker, &cluster, Some(rate)).await;
+            let report = Report {
+                rate,
+                demand: rates::owned_demand(&broker, cluster.ordinal),
+            };
+            refresh_reporting(&broker, &cluster, Some(&report)).await;
         }
     }
 }

@@ -20,13 +20,12 @@ use serde_json::{Value, json};
 
 use super::by_stream::{ListByStreamInput, random_id};
 use super::consumers::MAX_CONSUMERS;
-use super::records::read_failed;
 use super::{modify_stream, no_output, required};
 use crate::broker::catalog::{QueueRecord, StreamMode};
+use crate::broker::cluster::shard_read::{CopiedRecord, position};
 use crate::broker::protocol::{ApiError, ErrorKind, json, timestamp_ms};
 use crate::broker::queue::state::{Change, QueueState, Receipt, ReceiptRefusal, RecordKey};
 use crate::broker::routing::record_sequence;
-use crate::broker::shard::ReadLimits;
 use crate::broker::state::{Broker, LiveShard, LiveStream};
 
 /// The visibility timeout of a queue created without one.
@@ -37,8 +36,6 @@ const DEFAULT_MAX_RECEIVE_COUNT: u32 = 6;
 const MAX_RECEIVE: usize = 10;
 /// How long a receive waits for a record by default.
 const DEFAULT_WAIT_S: u64 = 9;
-/// Most record bytes one receive reads from a shard.
-const MAX_READ_BYTES: u64 = 10 * 1024 * 1024;
 
 fn queue_arn(broker: &Broker, stream: &str, queue: &QueueRecord) -> String {
     format!(
@@ -162,8 +159,10 @@ struct CreateQueueInput {
     tags: Option<BTreeMap<String, String>>,
 }
 
-/// Where each shard's cursor starts for a queue created now.
-fn starting_cursors(
+/// Where each shard's cursor starts for a queue created now (a shard on another pod is
+/// asked of its owner).
+async fn starting_cursors(
+    broker: &Broker,
     stream: &LiveStream,
     start_type: &str,
     at_ms: Option<u64>,
@@ -171,8 +170,10 @@ fn starting_cursors(
     let mut cursors = BTreeMap::new();
     for shard in &stream.shards {
         let offset = match (start_type, at_ms) {
-            ("LATEST", _) => shard.log.tip().0,
-            ("AT_TIMESTAMP", Some(at)) => shard.log.offset_at_time(at).map_err(read_failed)?,
+            ("LATEST", _) => position(broker, stream.record.key, shard, None).await?,
+            ("AT_TIMESTAMP", Some(at)) => {
+                position(broker, stream.record.key, shard, Some(at)).await?
+            }
             _ => 0,
         };
         cursors.insert(shard.key.shard_index, offset);
@@ -191,12 +192,6 @@ pub(super) async fn create_queue(broker: &Arc<Broker>, body: &[u8]) -> Result<Ve
         ));
     }
     let configuration = configurations.remove(0);
-    if broker.cluster.get().is_some() {
-        return Err(ApiError::new(
-            ErrorKind::InvalidArgument,
-            "Queues are not available on a stream whose shards are spread over several broker pods.",
-        ));
-    }
     let stream = broker.resolve(None, Some(&configuration.stream_arn))?;
     if stream.record.mode != StreamMode::OnDemand {
         return Err(ApiError::new(
@@ -262,7 +257,8 @@ pub(super) async fn create_queue(broker: &Arc<Broker>, body: &[u8]) -> Result<Ve
         tags: input.tags.unwrap_or_default(),
         policy: None,
     };
-    let cursors = starting_cursors(&stream, &queue.start_type, queue.start_timestamp_ms)?;
+    let cursors =
+        starting_cursors(broker, &stream, &queue.start_type, queue.start_timestamp_ms).await?;
     let created = {
         let (broker, id) = (broker.clone(), queue.id.clone());
         tokio::task::spawn_blocking(move || {
@@ -592,50 +588,6 @@ fn readable(stream: &LiveStream, shard: &LiveShard, cursors: &HashMap<u32, u64>)
                             .is_some_and(|end| cursors.get(&parent).copied().unwrap_or(0) >= end)
                 })
             })
-}
-
-/// A record read for a receive, copied out of the read (the read does not outlive it).
-struct CopiedRecord {
-    partition_key: String,
-    data: Vec<u8>,
-    arrival_ms: u64,
-}
-
-/// Reads up to `limit` records of `shard` from `offset`, with their offsets, and where
-/// reading stopped.
-fn read_records(
-    shard: &LiveShard,
-    offset: u64,
-    limit: usize,
-    not_before_ms: u64,
-) -> Result<(Vec<(u64, CopiedRecord)>, u64), ApiError> {
-    let outcome = shard
-        .log
-        .read(
-            offset,
-            ReadLimits {
-                max_records: limit as u32,
-                max_bytes: MAX_READ_BYTES,
-                not_before_ms,
-            },
-        )
-        .map_err(read_failed)?;
-    let found = outcome
-        .records()
-        .map(|read| {
-            let read =
-                read.map_err(|e| ApiError::new(ErrorKind::InternalFailure, e.to_string()))?;
-            Ok((
-                read.offset,
-                CopiedRecord {
-                    partition_key: read.record.partition_key.to_owned(),
-                    data: read.record.data.to_vec(),
-                    arrival_ms: read.arrival_ms,
-                },
-            ))
-        })
-        .collect::<Result<Vec<_>, ApiError>>()?;
-    Ok((found, outcome.next_offset))
 }
 
 /// One record of a receive's answer.

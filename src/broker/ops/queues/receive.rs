@@ -4,6 +4,7 @@
 //! record, a request makes one visible, an invisible one's timeout passes, or the wait ends.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -12,15 +13,16 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{
-    CopiedRecord, DEFAULT_WAIT_S, MAX_RECEIVE, active_queue, read_records, readable, record_json,
-    shard_of,
-};
+use super::{DEFAULT_WAIT_S, MAX_RECEIVE, active_queue, readable, record_json, shard_of};
 use crate::broker::catalog::QueueRecord;
+use crate::broker::cluster::shard_read::{
+    CopiedRecord, MAX_READ_BYTES, ReadAnswer, is_here, read_at, read_here, wait_at,
+};
 use crate::broker::ops::{bounded, required};
 use crate::broker::protocol::{ApiError, ErrorKind, json};
 use crate::broker::queue::Queue;
 use crate::broker::queue::state::Change;
+use crate::broker::queue::state::RecordKey;
 use crate::broker::state::{Broker, LiveStream};
 
 /// Where the next receive starts its turn over the shards, so no shard is always first.
@@ -80,11 +82,51 @@ pub(in crate::broker::ops) async fn receive(
         for wakeup in &mut wakeups {
             wakeup.as_mut().enable();
         }
+        // Shards on other pods: their owners are asked to answer when a record arrives.
+        let mut waits: Vec<Pin<Box<dyn Future<Output = ()> + Send>>> = Vec::new();
+        if let Some(cluster) = broker.cluster.get() {
+            let cursors: HashMap<u32, u64> = state.read(|current| {
+                stream
+                    .shards
+                    .iter()
+                    .map(|s| (s.key.shard_index, current.cursor(s.key.shard_index)))
+                    .collect()
+            });
+            let mut by_owner: HashMap<u32, Vec<(u32, u64)>> = HashMap::new();
+            for shard in stream.shards.iter().filter(|s| !is_here(broker, s)) {
+                if readable(&stream, shard, &cursors)
+                    && shard
+                        .closed_at_offset
+                        .is_none_or(|end| cursors[&shard.key.shard_index] < end)
+                {
+                    let index = shard.key.shard_index;
+                    by_owner
+                        .entry(shard.owner)
+                        .or_default()
+                        .push((index, cursors[&index]));
+                }
+            }
+            let wait = deadline.saturating_duration_since(tokio::time::Instant::now());
+            for (owner, shards) in by_owner {
+                waits.push(wait_at(
+                    cluster.clone(),
+                    owner,
+                    stream.record.key,
+                    shards,
+                    wait,
+                ));
+            }
+        }
+        // Records on other pods are read before the state is taken: nothing waits on the
+        // network while holding it.
+        let prefetched = prefetch(broker, &stream, &queue, &state, &ask).await;
         let found = {
             let (broker, stream, state) = (broker.clone(), stream.clone(), state.clone());
-            tokio::task::spawn_blocking(move || attempt(&broker, &stream, &queue, &state, &ask))
-                .await
-                .map_err(|e| ApiError::new(ErrorKind::InternalFailure, e.to_string()))??
+            tokio::task::spawn_blocking(move || {
+                attempt(&broker, &stream, &queue, &state, &ask, &prefetched)
+            })
+            .await
+            .map_err(|e| ApiError::new(ErrorKind::InternalFailure, e.to_string()))??
         };
         let now = tokio::time::Instant::now();
         if !found.is_empty() || now >= deadline {
@@ -106,11 +148,123 @@ pub(in crate::broker::ops) async fn receive(
         let until = next_visible.map_or(deadline, |at| {
             deadline.min(now + Duration::from_millis(at.saturating_sub(now_ms)))
         });
+        let remote = async {
+            if waits.is_empty() {
+                std::future::pending::<()>().await
+            } else {
+                futures::future::select_all(waits).await;
+            }
+        };
         tokio::select! {
             _ = futures::future::select_all(wakeups) => {}
+            _ = remote => {}
             _ = tokio::time::sleep_until(until) => {}
         }
     }
+}
+
+/// Records of shards on other pods, read for one look at the queue.
+#[derive(Default)]
+struct Prefetched {
+    /// New records by shard: the offset the read started at, the records, and where the
+    /// read stopped.
+    new: HashMap<u32, (u64, ReadAnswer)>,
+    /// Records that may be picked for redelivery, by key.
+    again: HashMap<RecordKey, CopiedRecord>,
+}
+
+/// Reads, from their owners, what a look at the queue may take from shards on other pods:
+/// the records it would redeliver and each readable shard's records from its cursor. The
+/// look itself decides again under the queue's state and takes only what still fits (a
+/// concurrent receive may have taken some meanwhile).
+async fn prefetch(
+    broker: &Broker,
+    stream: &LiveStream,
+    queue: &QueueRecord,
+    state: &Queue,
+    ask: &Ask,
+) -> Prefetched {
+    let mut prefetched = Prefetched::default();
+    let Some(cluster) = broker.cluster.get() else {
+        return prefetched;
+    };
+    if stream.shards.iter().all(|s| is_here(broker, s)) {
+        return prefetched;
+    }
+    let now = broker.clock.now_ms();
+    let not_before = now.saturating_sub(stream.record.retention_ms());
+    let (cursors, picked, room) = state.read(|current| {
+        let cursors: HashMap<u32, u64> = stream
+            .shards
+            .iter()
+            .map(|s| (s.key.shard_index, current.cursor(s.key.shard_index)))
+            .collect();
+        let (_, picked) = current.plan_redeliveries(
+            now,
+            not_before,
+            queue.max_receive_count,
+            ask.dead_letters,
+            ask.limit,
+        );
+        (cursors, picked, current.has_room())
+    });
+    let key = stream.record.key;
+    let again = picked.into_iter().filter_map(|record| {
+        let shard = shard_of(stream, record.0).filter(|s| !is_here(broker, s))?;
+        let owner = shard.owner;
+        Some(async move {
+            let read = read_at(cluster, owner, key, record.0, record.1, 1, not_before).await;
+            (record, read)
+        })
+    });
+    let new = stream
+        .shards
+        .iter()
+        .filter(|shard| {
+            !ask.dead_letters
+                && room
+                && !is_here(broker, shard)
+                && readable(stream, shard, &cursors)
+                && shard
+                    .closed_at_offset
+                    .is_none_or(|end| cursors[&shard.key.shard_index] < end)
+        })
+        .map(|shard| {
+            let (index, owner, cursor) = (
+                shard.key.shard_index,
+                shard.owner,
+                cursors[&shard.key.shard_index],
+            );
+            async move {
+                let read = read_at(
+                    cluster,
+                    owner,
+                    key,
+                    index,
+                    cursor,
+                    ask.limit as u32,
+                    not_before,
+                )
+                .await;
+                (index, cursor, read)
+            }
+        });
+    let (again, new) = futures::future::join(
+        futures::future::join_all(again),
+        futures::future::join_all(new),
+    )
+    .await;
+    for (record, read) in again {
+        if let Some(found) = read.and_then(|r| r.records.into_iter().next()) {
+            prefetched.again.insert(record, found);
+        }
+    }
+    for (index, cursor, read) in new {
+        if let Some(read) = read {
+            prefetched.new.insert(index, (cursor, read));
+        }
+    }
+    prefetched
 }
 
 /// One look at the queue: picks, reads and receives what is visible now.
@@ -120,6 +274,7 @@ fn attempt(
     queue: &QueueRecord,
     state: &Queue,
     ask: &Ask,
+    prefetched: &Prefetched,
 ) -> Result<Vec<Value>, ApiError> {
     state.update(|current| {
         let now = broker.clock.now_ms();
@@ -143,11 +298,19 @@ fn attempt(
         let mut answer = Vec::new();
         for key in picked {
             let read = match shard_of(stream, key.0) {
-                Some(shard) => read_records(shard, key.1, 1, not_before)?.0,
+                Some(shard) if is_here(broker, shard) => {
+                    read_here(shard, key.1, 1, MAX_READ_BYTES, not_before)?.records
+                }
+                // On another pod: as read before the look, or (its owner out of reach, or
+                // picked only now) left as it is for a later look.
+                Some(_) => match prefetched.again.get(&key) {
+                    Some(record) => vec![record.clone()],
+                    None => continue,
+                },
                 None => Vec::new(),
             };
             match read.into_iter().next() {
-                Some((offset, record)) if offset == key.1 => {
+                Some(record) if record.offset == key.1 => {
                     let (json, change) = receive(key, &record, ask.dead_letters);
                     answer.push(json);
                     changes.push(change);
@@ -170,16 +333,32 @@ fn attempt(
                 let shard = &stream.shards[(start + turn) % count];
                 let index = shard.key.shard_index;
                 let cursor = cursors[&index];
-                if !readable(stream, shard, &cursors) || shard.log.tip().0 <= cursor {
+                if !readable(stream, shard, &cursors) {
                     continue;
                 }
-                let (found, next) =
-                    read_records(shard, cursor, ask.limit - answer.len(), not_before)?;
+                let room = ask.limit - answer.len();
+                let (found, next) = if is_here(broker, shard) {
+                    if shard.log.tip().0 <= cursor {
+                        continue;
+                    }
+                    let read = read_here(shard, cursor, room as u32, MAX_READ_BYTES, not_before)?;
+                    (read.records, read.next_offset)
+                } else {
+                    // Read before the look from this cursor; a read from an older cursor
+                    // (another receive took records meanwhile) waits for the next look.
+                    match prefetched.new.get(&index) {
+                        Some((from, read)) if *from == cursor => (
+                            read.records.iter().take(room).cloned().collect(),
+                            read.next_offset,
+                        ),
+                        _ => continue,
+                    }
+                };
                 if found.is_empty() && next > cursor {
                     changes.push(Change::Cursor(index, next));
                 }
-                for (offset, record) in found {
-                    let (json, change) = receive((index, offset), &record, false);
+                for record in found {
+                    let (json, change) = receive((index, record.offset), &record, false);
                     answer.push(json);
                     changes.push(change);
                 }
