@@ -9,8 +9,8 @@ use std::process::{Command, Stdio};
 use brook::api::{ConsumerStatus, StreamStatus};
 use brook::operator::argocd::{HEALTH_LUA, KINDS, health_key};
 use brook::operator::status::{
-    ConsumerPhase, DeliveryPhase, StreamFacts, StreamPhase, WorkerFacts, consumer_status,
-    delivery_status, stream_status,
+    ConsumerPhase, DeliveryPhase, QueuePhase, StreamFacts, StreamPhase, WorkerFacts,
+    consumer_status, delivery_status, queue_status, stream_status,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde_json::{Value, json};
@@ -166,7 +166,7 @@ fn a_resource_being_deleted_is_progressing_whatever_its_status_said() {
 }
 
 #[test]
-fn consumers_and_delivery_streams_are_judged_by_the_same_conditions() {
+fn consumers_queues_and_delivery_streams_are_judged_by_the_same_conditions() {
     let consumer = |status: &ConsumerStatus| {
         json!({
             "apiVersion": "brook.dev/v1alpha1", "kind": "Consumer",
@@ -190,6 +190,32 @@ fn consumers_and_delivery_streams_are_judged_by_the_same_conditions() {
     let refused = ConsumerPhase::RegistrationRefused("LimitExceededException".to_owned());
     let status = consumer_status(None, Some(1), &refused, now());
     assert_eq!(health(&consumer(&status)).0, "Degraded");
+
+    let queue = |status: &brook::api::QueueStatus| {
+        json!({
+            "apiVersion": "brook.dev/v1alpha1", "kind": "Queue",
+            "metadata": {"name": "work", "namespace": "shop", "generation": 1},
+            "spec": {"streamName": "clicks"},
+            "status": serde_json::to_value(status).expect("status"),
+        })
+    };
+    let creating = QueuePhase::Created {
+        arn: "arn:aws:kinesis:us-east-1:000000000000:queue/clicks/abc".to_owned(),
+        state: brook::api::queue::QueueState::Creating,
+    };
+    let status = queue_status(None, Some(1), &creating, now());
+    assert_eq!(health(&queue(&status)).0, "Progressing");
+    let active = QueuePhase::Created {
+        arn: "arn:aws:kinesis:us-east-1:000000000000:queue/clicks/abc".to_owned(),
+        state: brook::api::queue::QueueState::Active,
+    };
+    let status = queue_status(None, Some(1), &active, now());
+    assert_eq!(health(&queue(&status)).0, "Healthy");
+    let refused = QueuePhase::Refused("InvalidArgumentException: PROVISIONED".to_owned());
+    let status = queue_status(None, Some(1), &refused, now());
+    let (health_status, message) = health(&queue(&status));
+    assert_eq!(health_status, "Degraded");
+    assert!(message.contains("PROVISIONED"), "{message}");
 
     // No controller has written a DeliveryStream's status yet: it waits, never looks healthy.
     let delivery = json!({

@@ -113,7 +113,7 @@ fn every_document_of_brook_crd_round_trips_through_k8s_openapi_without_loss() {
         );
         kinds.push(crd.spec.names.kind.clone());
     }
-    assert_eq!(kinds, ["Stream", "DeliveryStream", "Consumer"]);
+    assert_eq!(kinds, ["Stream", "DeliveryStream", "Consumer", "Queue"]);
 }
 
 fn compilation_errors(node: &CompiledSchema, path: &str, out: &mut Vec<String>) {
@@ -167,9 +167,11 @@ fn every_cel_rule_compiles_and_fits_the_cost_budget() {
         );
         total_rules += count_rules(&schema);
     }
-    // Stream: name length, autoscaling bounds and source, one Prometheus auth; DeliveryStream:
-    // one source, one destination, AT_TIMESTAMP; Consumer: both names immutable.
-    assert_eq!(total_rules, 9);
+    // Stream: name length, autoscaling bounds and source, one Prometheus auth, no autoscaling
+    // when ON_DEMAND; DeliveryStream: one source, one destination, AT_TIMESTAMP; Consumer: both
+    // names immutable; Queue: both names and the starting position immutable, AT_TIMESTAMP
+    // with its timestamp, maxReceiveCount only with BUILT_IN.
+    assert_eq!(total_rules, 15);
 }
 
 #[test]

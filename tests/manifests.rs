@@ -6,8 +6,10 @@ mod support;
 
 use std::path::{Path, PathBuf};
 
-use brook::api::validation::{validate_consumer, validate_delivery_stream, validate_stream};
-use brook::api::{Consumer, DeliveryStream, Stream};
+use brook::api::validation::{
+    validate_consumer, validate_delivery_stream, validate_queue, validate_stream,
+};
+use brook::api::{Consumer, DeliveryStream, Queue, Stream};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
@@ -45,6 +47,7 @@ fn crd_for(kind: &str) -> CustomResourceDefinition {
         "Stream" => Stream::crd(),
         "DeliveryStream" => DeliveryStream::crd(),
         "Consumer" => Consumer::crd(),
+        "Queue" => Queue::crd(),
         other => panic!("no CRD for {other}"),
     }
 }
@@ -68,6 +71,11 @@ fn operator_verdict(manifest: &Value) -> Result<(), String> {
             let consumer: Consumer =
                 serde_json::from_value(manifest.clone()).map_err(|e| e.to_string())?;
             validate_consumer(&consumer.spec)
+        }
+        "Queue" => {
+            let queue: Queue =
+                serde_json::from_value(manifest.clone()).map_err(|e| e.to_string())?;
+            validate_queue(&queue.spec)
         }
         other => return Err(format!("unknown kind {other}")),
     };
@@ -104,6 +112,9 @@ fn every_example_is_admitted_parses_validates_and_round_trips() {
                 "DeliveryStream" => serde_json::to_value(
                     serde_json::from_value::<DeliveryStream>(manifest.clone()).expect("parses"),
                 ),
+                "Queue" => serde_json::to_value(
+                    serde_json::from_value::<Queue>(manifest.clone()).expect("parses"),
+                ),
                 _ => serde_json::to_value(
                     serde_json::from_value::<Consumer>(manifest.clone()).expect("parses"),
                 ),
@@ -119,8 +130,8 @@ fn every_example_is_admitted_parses_validates_and_round_trips() {
         }
     }
     assert_eq!(
-        brook_documents, 5,
-        "two Streams (one autoscaled), a Consumer, two DeliveryStreams"
+        brook_documents, 7,
+        "three Streams (one autoscaled, one ON_DEMAND), a Consumer, a Queue, two DeliveryStreams"
     );
 }
 

@@ -1,4 +1,4 @@
--- Argo CD health of a Brook resource (Stream, Consumer, DeliveryStream), from what the operator
+-- Argo CD health of a Brook resource (Stream, Consumer, Queue, DeliveryStream), from what the operator
 -- writes: status.observedGeneration and the Ready, Progressing and Degraded conditions.
 local hs = {}
 local kind = obj.kind or "resource"

@@ -6,6 +6,7 @@
 pub mod common;
 pub mod consumer;
 pub mod delivery;
+pub mod queue;
 pub mod stream;
 pub mod validation;
 
@@ -15,11 +16,17 @@ use kube::CustomResourceExt;
 pub use common::{GROUP, VERSION};
 pub use consumer::{Consumer, ConsumerSpec, ConsumerStatus};
 pub use delivery::{DeliveryStream, DeliveryStreamSpec, DeliveryStreamStatus};
+pub use queue::{Queue, QueueSpec, QueueStatus};
 pub use stream::{Stream, StreamSpec, StreamStatus};
 
-/// Every CRD Brook installs, in a stable order: Stream, DeliveryStream, Consumer.
+/// Every CRD Brook installs, in a stable order: Stream, DeliveryStream, Consumer, Queue.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![Stream::crd(), DeliveryStream::crd(), Consumer::crd()]
+    vec![
+        Stream::crd(),
+        DeliveryStream::crd(),
+        Consumer::crd(),
+        Queue::crd(),
+    ]
 }
 
 /// Renders one CRD as a YAML document, as `brook crd` prints and `crds/` stores it.

@@ -46,6 +46,7 @@ pub const MAX_STREAM_NAME_LENGTH: usize = 52;
         status_replicas_path = ".status.openShards",
         label_selector_path = ".status.selector"
     ),
+    printcolumn(name = "Mode", type_ = "string", json_path = ".spec.streamMode", priority = 1),
     printcolumn(name = "Shards", type_ = "integer", json_path = ".spec.shards"),
     printcolumn(name = "Desired", type_ = "integer", json_path = ".status.autoscaling.desiredShards", description = "open shards the autoscaler wants"),
     printcolumn(name = "Open", type_ = "integer", json_path = ".status.openShards"),
@@ -55,8 +56,9 @@ pub const MAX_STREAM_NAME_LENGTH: usize = 52;
     validation = Rule::new("size(self.metadata.name) <= 52").message("a Stream name must be at most 52 characters"),
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!(has(self.streamMode) && self.streamMode == 'ON_DEMAND' && has(self.autoscaling) && self.autoscaling.enabled)").message("an ON_DEMAND stream scales itself: autoscaling applies to PROVISIONED streams"))]
 pub struct StreamSpec {
-    /// Open shards; with autoscaling, the count it starts from.
+    /// Open shards; with autoscaling, or in ON_DEMAND mode, the count it starts from.
     #[serde(default = "default_shards")]
     #[schemars(range(min = 1, max = 10000))]
     pub shards: i32,
@@ -68,6 +70,11 @@ pub struct StreamSpec {
     #[serde(default = "default_max_record_size_kib", rename = "maxRecordSizeKiB")]
     #[schemars(range(min = 1024, max = 10240))]
     pub max_record_size_kib: i32,
+    /// Capacity mode, as Kinesis's StreamModeDetails: PROVISIONED (the shard count is
+    /// `shards`, or the autoscaler's) or ON_DEMAND (the brokers add and remove shards from
+    /// the write demand; queues need it).
+    #[serde(default)]
+    pub stream_mode: StreamMode,
     /// Per-shard quotas; Kinesis's by default.
     #[serde(default)]
     pub limits: ShardLimits,
@@ -399,6 +406,27 @@ pub struct StreamTls {
     /// the operator, the pods and DeliveryStream workers trust. Reloaded by the brokers when
     /// it changes.
     pub secret_ref: SecretReference,
+}
+
+/// A stream's capacity mode.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum StreamMode {
+    /// The shard count is declared (or the autoscaler's).
+    #[default]
+    Provisioned,
+    /// The brokers scale the shards from the write demand.
+    OnDemand,
+}
+
+impl StreamMode {
+    /// The Kinesis API's name of the mode.
+    pub fn as_api(self) -> &'static str {
+        match self {
+            Self::Provisioned => "PROVISIONED",
+            Self::OnDemand => "ON_DEMAND",
+        }
+    }
 }
 
 /// What happens to a stream's stored data when its Stream is deleted.

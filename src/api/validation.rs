@@ -75,6 +75,15 @@ impl Problems {
         }
     }
 
+    fn kinesis_name(&mut self, field: &'static str, value: &str) {
+        self.form(
+            field,
+            value,
+            is_kinesis_name(value),
+            "1 to 128 letters, digits, '_', '.' or '-'",
+        );
+    }
+
     fn require(&mut self, ok: bool, message: &'static str) {
         if !ok {
             self.0.push(ValidationError::Inconsistent(message));
@@ -160,6 +169,10 @@ pub fn validate_stream(name: &str, spec: &StreamSpec) -> Result<(), Vec<Validati
         problems.require(
             !auto.enabled || auto.prometheus.is_some(),
             "autoscaling needs a prometheus source when enabled",
+        );
+        problems.require(
+            !auto.enabled || spec.stream_mode != crate::api::stream::StreamMode::OnDemand,
+            "an ON_DEMAND stream scales itself: autoscaling applies to PROVISIONED streams",
         );
         if let Some(prometheus) = &auto.prometheus {
             problems.form(
@@ -271,20 +284,40 @@ pub fn validate_delivery_stream(spec: &DeliveryStreamSpec) -> Result<(), Vec<Val
 /// Checks a Consumer.
 pub fn validate_consumer(spec: &ConsumerSpec) -> Result<(), Vec<ValidationError>> {
     let mut problems = Problems::default();
-    problems.form(
-        "spec.streamName",
-        &spec.stream_name,
-        is_kinesis_name(&spec.stream_name),
-        "1 to 128 letters, digits, '_', '.' or '-'",
-    );
+    problems.kinesis_name("spec.streamName", &spec.stream_name);
     if let Some(name) = &spec.consumer_name {
-        problems.form(
-            "spec.consumerName",
-            name,
-            is_kinesis_name(name),
-            "1 to 128 letters, digits, '_', '.' or '-'",
-        );
+        problems.kinesis_name("spec.consumerName", name);
     }
+    problems.finish()
+}
+
+/// Checks a Queue's spec as the schema does, for objects that bypassed it.
+pub fn validate_queue(spec: &crate::api::QueueSpec) -> Result<(), Vec<ValidationError>> {
+    use crate::api::queue::{DeadLetterTarget, StartingPositionType};
+    let mut problems = Problems::default();
+    problems.kinesis_name("spec.streamName", &spec.stream_name);
+    if let Some(name) = &spec.queue_name {
+        problems.kinesis_name("spec.queueName", name);
+    }
+    problems.range(
+        "spec.visibilityTimeoutSeconds",
+        spec.visibility_timeout_seconds,
+        0,
+        43_200,
+    );
+    if let Some(count) = spec.dead_letters.max_receive_count {
+        problems.range("spec.deadLetters.maxReceiveCount", count, 1, 1000);
+    }
+    problems.require(
+        spec.dead_letters.target_type == DeadLetterTarget::BuiltIn
+            || spec.dead_letters.max_receive_count.is_none(),
+        "maxReceiveCount applies to BUILT_IN dead-letter handling",
+    );
+    problems.require(
+        (spec.starting_position.kind == StartingPositionType::AtTimestamp)
+            == spec.starting_position.timestamp.is_some(),
+        "timestamp is required with AT_TIMESTAMP and only with it",
+    );
     problems.finish()
 }
 

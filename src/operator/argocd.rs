@@ -1,5 +1,5 @@
 //! Argo CD's view of Brook's resources: one Lua health check (`deploy/argocd/health.lua`) for
-//! Stream, Consumer and DeliveryStream, and the two ways to install it that `brook generate`
+//! Stream, Consumer, Queue and DeliveryStream, and the two ways to install it that `brook generate`
 //! writes beside it: a patch of `argocd-cm`, and values for the Argo CD Helm chart.
 
 use std::collections::BTreeMap;
@@ -14,7 +14,7 @@ use crate::api::GROUP;
 pub const HEALTH_LUA: &str = include_str!("../../deploy/argocd/health.lua");
 
 /// The kinds the health check is installed for.
-pub const KINDS: [&str; 3] = ["Stream", "Consumer", "DeliveryStream"];
+pub const KINDS: [&str; 4] = ["Stream", "Consumer", "Queue", "DeliveryStream"];
 
 /// The `argocd-cm` key of one kind's health check, such as
 /// `resource.customizations.health.brook.dev_Stream`.

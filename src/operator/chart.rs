@@ -72,7 +72,7 @@ pub fn chart_yaml(version: &str) -> String {
     format!(
         "{HEADER}apiVersion: v2
 name: brook
-description: The Kinesis Data Streams API on Kubernetes - the Brook operator, its CRDs (Stream, DeliveryStream, Consumer) and its RBAC.
+description: The Kinesis Data Streams API on Kubernetes - the Brook operator, its CRDs (Stream, DeliveryStream, Consumer, Queue) and its RBAC.
 type: application
 version: {version}
 appVersion: \"{version}\"
@@ -89,6 +89,8 @@ annotations:
     - kind: DeliveryStream
       version: v1alpha1
     - kind: Consumer
+      version: v1alpha1
+    - kind: Queue
       version: v1alpha1
 "
     )

@@ -50,19 +50,22 @@ pub async fn reconcile(
     .await
 }
 
-/// The admin client and ARN of a consumer's stream, when the stream serves; otherwise why not.
-async fn stream_admin(
+/// Why a resource that reads a stream waits for it: a reason and a message.
+pub type StreamWait = (&'static str, String);
+
+/// The admin client and ARN of the Stream `stream_name` in `namespace`, when it serves;
+/// otherwise why not. Consumers and Queues wait for their stream with it.
+pub async fn stream_admin(
     ctx: &Context,
-    consumer: &Consumer,
+    stream_name: &str,
     namespace: &str,
-) -> Result<Result<(BrokerAdmin, String), ConsumerPhase>, ReconcileError> {
-    let stream_name = &consumer.spec.stream_name;
+) -> Result<Result<(BrokerAdmin, String), StreamWait>, ReconcileError> {
     let streams: Api<Stream> = Api::namespaced(ctx.client.clone(), namespace);
     let Some(stream) = streams.get_opt(stream_name).await? else {
-        return Ok(Err(ConsumerPhase::WaitingForStream {
-            reason: "StreamNotFound",
-            message: format!("waiting for Stream {stream_name} in namespace {namespace}"),
-        }));
+        return Ok(Err((
+            "StreamNotFound",
+            format!("waiting for Stream {stream_name} in namespace {namespace}"),
+        )));
     };
     let status = stream.status.clone().unwrap_or_default();
     let serving = status
@@ -70,16 +73,16 @@ async fn stream_admin(
         .iter()
         .any(|c| c.type_ == condition_types::READY && c.status == "True");
     let (Some(arn), true) = (status.stream_arn, serving) else {
-        return Ok(Err(ConsumerPhase::WaitingForStream {
-            reason: "StreamNotReady",
-            message: format!("waiting for Stream {stream_name} to be Ready"),
-        }));
+        return Ok(Err((
+            "StreamNotReady",
+            format!("waiting for Stream {stream_name} to be Ready"),
+        )));
     };
     let Some(admin) = ctx.broker_admin(&stream).await? else {
-        return Ok(Err(ConsumerPhase::WaitingForStream {
-            reason: "StreamNotReady",
-            message: format!("waiting for the brokers of Stream {stream_name}"),
-        }));
+        return Ok(Err((
+            "StreamNotReady",
+            format!("waiting for the brokers of Stream {stream_name}"),
+        )));
     };
     Ok(Ok((admin, arn)))
 }
@@ -128,13 +131,15 @@ async fn apply_consumer(consumer: &Consumer, ctx: &Context) -> Result<Action, Re
         write_status(ctx, consumer, &ConsumerPhase::InvalidSpec(message)).await?;
         return Ok(Action::await_change());
     }
-    let (admin, stream_arn) = match stream_admin(ctx, consumer, &namespace).await? {
-        Ok(found) => found,
-        Err(waiting) => {
-            write_status(ctx, consumer, &waiting).await?;
-            return Ok(Action::requeue(WAITING_REQUEUE));
-        }
-    };
+    let (admin, stream_arn) =
+        match stream_admin(ctx, &consumer.spec.stream_name, &namespace).await? {
+            Ok(found) => found,
+            Err((reason, message)) => {
+                let waiting = ConsumerPhase::WaitingForStream { reason, message };
+                write_status(ctx, consumer, &waiting).await?;
+                return Ok(Action::requeue(WAITING_REQUEUE));
+            }
+        };
     let name = consumer_name(consumer);
     let outcome = match admin.describe_consumer(&stream_arn, &name).await {
         Ok(Some(found)) => Ok(found),
@@ -206,7 +211,8 @@ async fn cleanup(consumer: &Consumer, ctx: &Context) -> Result<Action, Reconcile
         .ok_or(ReconcileError::Unnamed("namespace"))?;
     let reference = consumer.object_ref(&());
     // A stream that is gone took its consumers with it; nothing holds the finalizer then.
-    let Ok((admin, stream_arn)) = stream_admin(ctx, consumer, &namespace).await? else {
+    let Ok((admin, stream_arn)) = stream_admin(ctx, &consumer.spec.stream_name, &namespace).await?
+    else {
         return Ok(Action::await_change());
     };
     let name = consumer_name(consumer);

@@ -51,7 +51,7 @@ pub fn namespaced_rules() -> Vec<PolicyRule> {
         // through metadata patches; status written.
         rule(
             &["brook.dev"],
-            &["streams", "consumers", "deliverystreams"],
+            &["streams", "consumers", "queues", "deliverystreams"],
             &["get", "list", "watch", "patch", "update"],
         ),
         rule(
@@ -59,6 +59,7 @@ pub fn namespaced_rules() -> Vec<PolicyRule> {
             &[
                 "streams/status",
                 "consumers/status",
+                "queues/status",
                 "deliverystreams/status",
             ],
             &["get", "patch", "update"],
@@ -69,6 +70,7 @@ pub fn namespaced_rules() -> Vec<PolicyRule> {
             &[
                 "streams/finalizers",
                 "consumers/finalizers",
+                "queues/finalizers",
                 "deliverystreams/finalizers",
             ],
             &["update"],
@@ -301,6 +303,8 @@ mod tests {
             ("brook.dev", "streams", "watch"),
             ("brook.dev", "streams/status", "patch"),
             ("brook.dev", "consumers", "patch"),
+            ("brook.dev", "queues", "patch"),
+            ("brook.dev", "queues/status", "patch"),
             ("apps", "statefulsets", "patch"),
             ("", "services", "delete"),
             ("", "configmaps", "patch"),

@@ -9,6 +9,10 @@ use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 
+mod queues;
+
+pub use queues::{QueueAttributes, QueueStart, QueueSummary};
+
 use super::broker_pods::ShardView;
 use crate::broker::auth;
 use crate::broker::cluster::admin::TARGET_PREFIX as PLACEMENT_PREFIX;
@@ -89,6 +93,8 @@ pub struct StreamSummary {
     pub retention_hours: i32,
     /// Largest record in KiB.
     pub max_record_size_kib: i32,
+    /// PROVISIONED or ON_DEMAND.
+    pub mode: String,
 }
 
 /// What the operator reads of a consumer.
@@ -263,15 +269,34 @@ impl BrokerAdmin {
             retention_hours: number("RetentionPeriodHours")
                 .ok_or_else(|| missing("RetentionPeriodHours"))?,
             max_record_size_kib: number("MaxRecordSizeInKiB").unwrap_or(1024),
+            mode: summary["StreamModeDetails"]["StreamMode"]
+                .as_str()
+                .unwrap_or("PROVISIONED")
+                .to_owned(),
         }))
     }
 
-    /// Creates a provisioned stream.
-    pub async fn create_stream(&self, name: &str, shards: i32) -> Result<(), AdminError> {
+    /// Creates a stream with `shards` open shards in `mode` (PROVISIONED or ON_DEMAND).
+    pub async fn create_stream(
+        &self,
+        name: &str,
+        shards: i32,
+        mode: &str,
+    ) -> Result<(), AdminError> {
         self.call(
             "CreateStream",
             json!({"StreamName": name, "ShardCount": shards,
-                   "StreamModeDetails": {"StreamMode": "PROVISIONED"}}),
+                   "StreamModeDetails": {"StreamMode": mode}}),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Switches the stream's capacity mode.
+    pub async fn update_stream_mode(&self, arn: &str, mode: &str) -> Result<(), AdminError> {
+        self.call(
+            "UpdateStreamMode",
+            json!({"StreamARN": arn, "StreamModeDetails": {"StreamMode": mode}}),
         )
         .await
         .map(drop)

@@ -1,5 +1,5 @@
-//! `brook operator`: turns `Stream` and `Consumer` resources into running brokers and keeps
-//! them as declared. One controller per kind; a reconcile is a pipeline of pure decisions
+//! `brook operator`: turns `Stream`, `Consumer`, `Queue` and `DeliveryStream` resources into
+//! running brokers, registrations and workers, and keeps them as declared. One controller per kind; a reconcile is a pipeline of pure decisions
 //! (`resources`, `status`) with thin I/O around them (`apply`, `kinesis`).
 
 pub mod apply;
@@ -15,6 +15,7 @@ pub mod kinesis;
 pub mod leader;
 pub mod prometheus;
 pub mod quantity;
+pub mod queue;
 pub mod resources;
 pub mod runner;
 pub mod status;
@@ -42,7 +43,7 @@ use tracing::Instrument;
 pub use context::{BrokerAddresses, Context, OperatorMetrics, ReconcileError};
 
 use crate::api::delivery::DeliveryStream;
-use crate::api::{Consumer, Stream};
+use crate::api::{Consumer, Queue, Stream};
 
 /// Why the operator could not run.
 #[derive(Debug, thiserror::Error)]
@@ -223,6 +224,13 @@ async fn reconcile_consumer_object(
     .await
 }
 
+async fn reconcile_queue_object(
+    object: Arc<DynamicObject>,
+    ctx: Arc<Context>,
+) -> Result<Action, ReconcileError> {
+    reconcile_object::<Queue, _, _>(object, ctx, "queue", queue::FINALIZER, queue::reconcile).await
+}
+
 async fn reconcile_delivery_object(
     object: Arc<DynamicObject>,
     ctx: Arc<Context>,
@@ -264,7 +272,25 @@ pub async fn serves_service_monitors(client: &Client) -> bool {
     }
 }
 
-/// Runs both controllers until `shutdown` resolves.
+/// Maps a Stream to the objects in `store` (of `resource`) whose `spec.streamName` names it, in
+/// its namespace: the Consumers or Queues a change of the Stream wakes.
+fn readers_of_stream(
+    store: kube::runtime::reflector::Store<DynamicObject>,
+    resource: ApiResource,
+) -> impl Fn(DynamicObject) -> Vec<ObjectRef<DynamicObject>> + Send + Sync + 'static {
+    move |stream: DynamicObject| {
+        let namespace = stream.namespace();
+        let name = stream.name_any();
+        store
+            .state()
+            .into_iter()
+            .filter(|o| o.namespace() == namespace && o.data["spec"]["streamName"] == name.as_str())
+            .map(|o| ObjectRef::from_obj_with(o.as_ref(), resource.clone()))
+            .collect()
+    }
+}
+
+/// Runs the controllers (Stream, Consumer, Queue, DeliveryStream) until `shutdown` resolves.
 pub async fn run_controllers(
     ctx: Arc<Context>,
     namespace: Option<String>,
@@ -299,26 +325,14 @@ pub async fn run_controllers(
         config.clone(),
         consumer_resource.clone(),
     );
-    let consumer_store = consumers_controller.store();
-    let mapped_resource = consumer_resource.clone();
+    let readers = readers_of_stream(consumers_controller.store(), consumer_resource.clone());
     let consumers = consumers_controller
         // A Stream that changes (becomes Ready, goes away) wakes the Consumers that read it.
         .watches_with(
             dynamic_api(&client, ns, &stream_resource),
             stream_resource.clone(),
             config.clone(),
-            move |stream: DynamicObject| {
-                let namespace = stream.namespace();
-                let name = stream.name_any();
-                consumer_store
-                    .state()
-                    .into_iter()
-                    .filter(|c| {
-                        c.namespace() == namespace && c.data["spec"]["streamName"] == name.as_str()
-                    })
-                    .map(|c| ObjectRef::from_obj_with(c.as_ref(), mapped_resource.clone()))
-                    .collect::<Vec<_>>()
-            },
+            readers,
         )
         .graceful_shutdown_on(shutdown.clone())
         .run(
@@ -326,6 +340,25 @@ pub async fn run_controllers(
             error_policy("consumer"),
             ctx.clone(),
         )
+        .for_each(|_| async {});
+
+    let queue_resource = ApiResource::erase::<Queue>(&());
+    let queues_controller = Controller::new_with(
+        dynamic_api(&client, ns, &queue_resource),
+        config.clone(),
+        queue_resource.clone(),
+    );
+    let readers = readers_of_stream(queues_controller.store(), queue_resource);
+    let queues = queues_controller
+        // A Stream that changes (becomes Ready, goes away) wakes the Queues on it.
+        .watches_with(
+            dynamic_api(&client, ns, &stream_resource),
+            stream_resource.clone(),
+            config.clone(),
+            readers,
+        )
+        .graceful_shutdown_on(shutdown.clone())
+        .run(reconcile_queue_object, error_policy("queue"), ctx.clone())
         .for_each(|_| async {});
 
     let delivery_resource = ApiResource::erase::<DeliveryStream>(&());
@@ -362,7 +395,7 @@ pub async fn run_controllers(
         .graceful_shutdown_on(shutdown)
         .run(reconcile_delivery_object, error_policy("delivery"), ctx)
         .for_each(|_| async {});
-    futures::join!(streams, consumers, deliveries);
+    futures::join!(streams, consumers, queues, deliveries);
 }
 
 #[cfg(test)]

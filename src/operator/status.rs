@@ -6,6 +6,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::api::common::{condition, condition_types, merge_condition};
 use crate::api::delivery::DeliveryStreamStatus;
+use crate::api::queue::{QueueState, QueueStatus};
 use crate::api::stream::StreamStatus;
 use crate::api::{ConsumerStatus, consumer::ConsumerState};
 
@@ -215,6 +216,62 @@ pub fn consumer_status(
         consumer_arn: arn,
         consumer_status: state,
         ..previous
+    }
+}
+
+/// Where a Queue's reconcile got to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum QueuePhase {
+    /// The spec breaks a rule the schema could not check.
+    InvalidSpec(String),
+    /// The Stream does not exist or is not serving yet.
+    WaitingForStream {
+        /// `StreamNotFound` or `StreamNotReady`.
+        reason: &'static str,
+        /// What it waits for.
+        message: String,
+    },
+    /// The stream's brokers do not answer.
+    BrokersUnreachable(String),
+    /// The brokers refused to create or update the queue (such as a PROVISIONED stream).
+    Refused(String),
+    /// The queue exists with the declared attributes; `state` says whether it is active.
+    Created {
+        /// The queue's ARN.
+        arn: String,
+        /// Its state.
+        state: QueueState,
+    },
+}
+
+/// The status of a Queue after a reconcile that reached `phase`.
+pub fn queue_status(
+    previous: Option<&QueueStatus>,
+    generation: Option<i64>,
+    phase: &QueuePhase,
+    now: Time,
+) -> QueueStatus {
+    let previous = previous.cloned().unwrap_or_default();
+    let verdicts = match phase {
+        QueuePhase::InvalidSpec(message) => failing("InvalidSpec", message),
+        QueuePhase::WaitingForStream { reason, message } => under_way(reason, message),
+        QueuePhase::BrokersUnreachable(message) => failing("BrokersUnreachable", message),
+        QueuePhase::Refused(message) => failing("QueueRefused", message),
+        QueuePhase::Created { state, .. } if *state == QueueState::Active => {
+            settled("Active", "created and active".to_owned())
+        }
+        QueuePhase::Created { .. } => under_way("Creating", "the queue is being created"),
+    };
+    let conditions = conditions_for(&previous.conditions, generation, &now, verdicts);
+    let (arn, state) = match phase {
+        QueuePhase::Created { arn, state } => (Some(arn.clone()), Some(*state)),
+        _ => (previous.queue_arn.clone(), previous.queue_status),
+    };
+    QueueStatus {
+        observed_generation: generation,
+        conditions,
+        queue_arn: arn,
+        queue_status: state,
     }
 }
 

@@ -214,6 +214,49 @@ fn consumer_status_follows_registration() {
 }
 
 #[test]
+fn queue_status_follows_creation_and_keeps_the_arn_through_a_refusal() {
+    let creating = queue_status(
+        None,
+        Some(1),
+        &QueuePhase::Created {
+            arn: "arn:queue".to_owned(),
+            state: QueueState::Creating,
+        },
+        at(1),
+    );
+    assert_eq!(
+        condition_of(&creating.conditions, "Ready"),
+        ("False", "Creating")
+    );
+    let active = queue_status(
+        Some(&creating),
+        Some(1),
+        &QueuePhase::Created {
+            arn: "arn:queue".to_owned(),
+            state: QueueState::Active,
+        },
+        at(2),
+    );
+    assert_eq!(
+        condition_of(&active.conditions, "Ready"),
+        ("True", "Active")
+    );
+    assert_eq!(active.queue_status, Some(QueueState::Active));
+    let refused = queue_status(
+        Some(&active),
+        Some(2),
+        &QueuePhase::Refused("InvalidArgumentException: PROVISIONED".to_owned()),
+        at(3),
+    );
+    assert_eq!(
+        condition_of(&refused.conditions, "Degraded"),
+        ("True", "QueueRefused")
+    );
+    assert_eq!(refused.queue_arn.as_deref(), Some("arn:queue"));
+    assert_eq!(refused.observed_generation, Some(2));
+}
+
+#[test]
 fn delivery_status_reports_the_worker_and_a_delivery_that_falls_behind() {
     let facts = WorkerFacts {
         delivered_records: 10,

@@ -25,7 +25,7 @@ use super::status::{StreamFacts, StreamPhase, next_shard_step, stream_status};
 use super::stream_autoscaling;
 use super::stream_pods::{self, BrokerPods, PodsOutcome};
 use crate::api::Stream;
-use crate::api::stream::{DeletionPolicy, StreamSpec};
+use crate::api::stream::{DeletionPolicy, StreamMode, StreamSpec};
 use crate::api::validation::validate_stream;
 
 /// The finalizer that holds a Stream until its brokers have let the stream go.
@@ -341,7 +341,9 @@ async fn converge(
             return Ok(Converged::Done(phase, CHANGING_REQUEUE));
         }
         stream_pods::place_on_declared_pods(stream, admin, None).await?;
-        admin.create_stream(&name, spec.shards).await?;
+        admin
+            .create_stream(&name, spec.shards, spec.stream_mode.as_api())
+            .await?;
         // A stream the status already knew was lost by the brokers or deleted behind the
         // operator's back.
         let recreated = stream
@@ -422,6 +424,7 @@ async fn converge(
         return Ok(Converged::Done(StreamPhase::Serving, recheck));
     };
     let applied = match change {
+        StreamChange::Mode { to, .. } => admin.update_stream_mode(&summary.arn, to.as_api()).await,
         StreamChange::Reshard { to, .. } => admin.update_shard_count(&name, to).await,
         StreamChange::Retention { from, to } => admin.set_retention(&name, from, to).await,
         StreamChange::MaxRecordSize { to, .. } => admin.set_max_record_size(&name, to).await,
@@ -447,6 +450,13 @@ async fn converge(
 /// One change that brings a serving stream closer to its spec.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StreamChange {
+    /// UpdateStreamMode from `from` (as the brokers name it) to `to`.
+    Mode {
+        /// The mode now.
+        from: &'static str,
+        /// The mode declared.
+        to: StreamMode,
+    },
     /// UpdateShardCount to `to` open shards on the way to `declared`.
     Reshard {
         /// Open shards now.
@@ -476,6 +486,11 @@ impl StreamChange {
     /// The Event's reason, action and note.
     fn event(self) -> (&'static str, &'static str, String) {
         match self {
+            Self::Mode { from, to } => (
+                "StreamModeChanged",
+                "UpdateStreamMode",
+                format!("capacity mode changed from {from} to {}", to.as_api()),
+            ),
             Self::Reshard { from, to, declared } => (
                 "Resharding",
                 "UpdateShardCount",
@@ -501,6 +516,7 @@ impl StreamChange {
     /// The Progressing reason while the change is under way.
     fn progress_reason(self) -> &'static str {
         match self {
+            Self::Mode { .. } => "ChangingStreamMode",
             Self::Reshard { .. } => "Resharding",
             Self::Retention { .. } => "ChangingRetention",
             Self::MaxRecordSize { .. } => "ChangingMaxRecordSize",
@@ -508,9 +524,21 @@ impl StreamChange {
     }
 }
 
-/// The next change a serving stream needs, shards first, or `None` when it is as declared.
+/// The next change a serving stream needs — its capacity mode, then shards (a PROVISIONED
+/// stream's: an ON_DEMAND stream's brokers scale it), retention, record size — or `None`
+/// when it is as declared.
 pub fn next_change(summary: &StreamSummary, spec: &StreamSpec) -> Option<StreamChange> {
-    if summary.open_shards != spec.shards {
+    if summary.mode != spec.stream_mode.as_api() {
+        return Some(StreamChange::Mode {
+            from: if summary.mode == StreamMode::OnDemand.as_api() {
+                StreamMode::OnDemand.as_api()
+            } else {
+                StreamMode::Provisioned.as_api()
+            },
+            to: spec.stream_mode,
+        });
+    }
+    if spec.stream_mode == StreamMode::Provisioned && summary.open_shards != spec.shards {
         return Some(StreamChange::Reshard {
             from: summary.open_shards,
             to: next_shard_step(summary.open_shards, spec.shards),
@@ -665,6 +693,7 @@ mod tests {
             open_shards: shards,
             retention_hours: hours,
             max_record_size_kib: kib,
+            mode: "PROVISIONED".to_owned(),
         }
     }
 
@@ -698,5 +727,52 @@ mod tests {
             })
         );
         assert_eq!(next_change(&summary(5, 48, 2048), &spec(5, 48, 2048)), None);
+    }
+
+    #[test]
+    fn the_mode_changes_first_and_an_on_demand_streams_shards_are_the_brokers() {
+        let mut on_demand = spec(2, 48, 1024);
+        on_demand.stream_mode = StreamMode::OnDemand;
+        assert_eq!(
+            next_change(&summary(5, 24, 1024), &on_demand),
+            Some(StreamChange::Mode {
+                from: "PROVISIONED",
+                to: StreamMode::OnDemand
+            })
+        );
+        let serving = StreamSummary {
+            mode: "ON_DEMAND".to_owned(),
+            ..summary(5, 24, 1024)
+        };
+        assert_eq!(
+            next_change(&serving, &on_demand),
+            Some(StreamChange::Retention { from: 24, to: 48 }),
+            "5 open shards where 2 are declared: the brokers' count stands"
+        );
+        let settled = StreamSummary {
+            retention_hours: 48,
+            ..serving.clone()
+        };
+        assert_eq!(next_change(&settled, &on_demand), None);
+        assert_eq!(
+            next_change(&settled, &spec(2, 48, 1024)),
+            Some(StreamChange::Mode {
+                from: "ON_DEMAND",
+                to: StreamMode::Provisioned
+            }),
+            "back to PROVISIONED, then to the declared count"
+        );
+        let provisioned = StreamSummary {
+            mode: "PROVISIONED".to_owned(),
+            ..settled
+        };
+        assert_eq!(
+            next_change(&provisioned, &spec(2, 48, 1024)),
+            Some(StreamChange::Reshard {
+                from: 5,
+                to: 3,
+                declared: 2
+            })
+        );
     }
 }

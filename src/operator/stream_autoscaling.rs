@@ -25,6 +25,10 @@ const UTILIZATION_STEP: i32 = 5;
 
 /// The autoscaling settings of a Stream that has them on.
 pub fn enabled(stream: &Stream) -> Option<&Autoscaling> {
+    // An ON_DEMAND stream is scaled by its brokers.
+    if stream.spec.stream_mode == crate::api::stream::StreamMode::OnDemand {
+        return None;
+    }
     stream.spec.autoscaling.as_ref().filter(|a| a.enabled)
 }
 

@@ -12,6 +12,10 @@
     e2e.py load ENDPOINT STREAM RATE STOPFILE
                                      offer about RATE records/s with PutRecords until STOPFILE
                                      exists (refused records are not retried)
+    e2e.py queue QUEUE_ARN ACKED ENDPOINT...
+                                     consumers, one per ENDPOINT (different broker pods), receive
+                                     and acknowledge until every record in ACKED (put's output)
+                                     was acknowledged once; fails on a duplicate or a stranger
     e2e.py receive PORT OUT          a Firehose HTTP endpoint on 0.0.0.0:PORT: every request's
                                      path, headers and records appended to OUT (JSON lines)
     e2e.py delivered OUT PATH KEY ACKED...
@@ -265,6 +269,35 @@ def delivered(out, path, key, *acked_files):
     return 1 if missing or problems else 0
 
 
+def queue(queue_arn, acked_file, *endpoints):
+    with open(acked_file) as f:
+        expected = {record["sequence"]: record["data"] for record in json.load(f)}
+    clients = [kinesis(endpoint, attempts=5) for endpoint in endpoints]
+    acknowledged = []
+    deadline = time.time() + 180
+    turn = 0
+    while len(set(acknowledged)) < len(expected) and time.time() < deadline:
+        client = clients[turn % len(clients)]
+        turn += 1
+        records = client.receive_queue_records(QueueARN=queue_arn, WaitTimeSeconds=2)["QueueRecords"]
+        if not records:
+            continue
+        answer = client.acknowledge_queue_records(
+            QueueARN=queue_arn, Entries=[{"ReceiptHandle": r["ReceiptHandle"]} for r in records])
+        done = {entry["ReceiptHandle"] for entry in answer["Successful"]}
+        for record in records:
+            if record["ReceiptHandle"] in done:
+                acknowledged.append(record["RecordId"])
+                if expected.get(record["RecordId"]) != record["Data"].decode():
+                    print(f"record {record['RecordId']} is not one that was put", file=sys.stderr)
+                    return 1
+    twice = len(acknowledged) - len(set(acknowledged))
+    missing = len(expected) - len(set(acknowledged))
+    print(f"{len(set(acknowledged))} of {len(expected)} records received and acknowledged through "
+          f"{len(clients)} pods, {twice} twice, {missing} missing")
+    return 1 if twice or missing else 0
+
+
 def main(argv):
     commands = {
         "load": load,
@@ -273,6 +306,7 @@ def main(argv):
         "verify": verify,
         "put-until": put_until,
         "receive": receive,
+        "queue": queue,
         "delivered": delivered,
     }
     if len(argv) < 2 or argv[1] not in commands:

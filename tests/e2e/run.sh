@@ -429,14 +429,45 @@ EOF
     || fail "puts over HTTPS"
   AWS_CA_BUNDLE="$dir/ca.crt" "$PYTHON" tests/e2e/e2e.py verify https://127.0.0.1:24590 secure "$WORK/secure-acked.json" \
     || fail "reading back over HTTPS"
-  local pod stored
-  for pod in secure-0 secure-1; do
+  stored_on_every_pod "the pods did not relay to each other" secure-0 secure-1
+  kn delete stream secure --timeout=120s >/dev/null || fail "deleting the TLS Stream"
+}
+
+# Fails with $1 unless every pod named after it stored records (its own /metrics).
+stored_on_every_pod() { # why pod...
+  local why="$1" pod stored
+  shift
+  for pod in "$@"; do
     stored="$(k get --raw "/api/v1/namespaces/$NS/pods/$pod:9100/proxy/metrics" \
       | awk '/^brook_incoming_records_total\{/ {sum += $2} END {printf "%d\n", sum}')"
-    [ "$stored" -gt 0 ] || fail "$pod stored no record: the pods did not relay to each other"
+    [ "$stored" -gt 0 ] || fail "$pod stored no record: $why"
     echo "$pod stored $stored records"
   done
-  kn delete stream secure --timeout=120s >/dev/null || fail "deleting the TLS Stream"
+}
+
+queue_stream() {
+  step "3e. an ON_DEMAND Stream over two broker pods and a Queue (examples/queue.yaml): consumers on both pods"
+  local begun=$SECONDS
+  kn apply -f examples/queue.yaml >/dev/null
+  kn wait --for=condition=Ready stream/jobs --timeout=300s >/dev/null \
+    || fail "Stream jobs not Ready: $(kn get stream jobs -o jsonpath='{.status.conditions}')"
+  kn wait --for=condition=Ready queue/jobs-workers --timeout=180s >/dev/null \
+    || fail "Queue jobs-workers not Ready: $(kn get queue jobs-workers -o jsonpath='{.status.conditions}')"
+  echo "ON_DEMAND Stream and its Queue Ready $((SECONDS - begun)) s after kubectl apply"
+  TIMEOUT=180 eventually equals statefulset/jobs '{.status.readyReplicas}' 2
+  local arn first second
+  arn="$(jsonpath queue/jobs-workers '{.status.queueARN}')"
+  [[ "$arn" == *":queue/jobs/"* ]] || fail "status.queueARN: $arn"
+  first="$(endpoint_of pod/jobs-0 24591)"
+  second="$(endpoint_of pod/jobs-1 24592)"
+  "$PYTHON" tests/e2e/e2e.py put "$second" jobs 200 "$WORK/jobs-acked.json" || fail "puts to the ON_DEMAND stream"
+  # Pod 0 keeps the queue; a consumer on pod 1 is relayed there, and the records of pod 1's
+  # shards are read from pod 1.
+  "$PYTHON" tests/e2e/e2e.py queue "$arn" "$WORK/jobs-acked.json" "$first" "$second" \
+    || fail "the queue did not deliver every record once"
+  stored_on_every_pod "the queue's records were not spread over the pods" jobs-0 jobs-1
+  kn delete queue jobs-workers --timeout=120s >/dev/null || fail "deleting the Queue"
+  kn delete stream jobs --timeout=120s >/dev/null || fail "deleting the ON_DEMAND Stream"
 }
 
 gateway() {
@@ -779,6 +810,7 @@ data_path
 delivery
 gateway
 tls_stream
+queue_stream
 reshard
 kill_broker
 steady

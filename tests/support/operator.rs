@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
-use brook::api::{Consumer, Stream};
+use brook::api::{Consumer, Queue, Stream};
 use brook::operator::resources::BrokerDefaults;
 use brook::operator::{BrokerAddresses, Context};
 use kube::runtime::controller::Action;
@@ -23,6 +23,8 @@ pub const NAMESPACE: &str = "shop";
 pub const STREAMS: &str = "/apis/brook.dev/v1alpha1/namespaces/shop/streams";
 /// Collection path of the Consumers.
 pub const CONSUMERS: &str = "/apis/brook.dev/v1alpha1/namespaces/shop/consumers";
+/// Collection path of the Queues.
+pub const QUEUES: &str = "/apis/brook.dev/v1alpha1/namespaces/shop/queues";
 /// Collection path of the StatefulSets.
 pub const STATEFULSETS: &str = "/apis/apps/v1/namespaces/shop/statefulsets";
 /// Collection path of the Secrets.
@@ -236,6 +238,27 @@ impl Harness {
     ) -> Result<Action, brook::operator::ReconcileError> {
         let consumer = self.consumer(name).expect("the Consumer exists");
         brook::operator::consumer::reconcile(Arc::new(consumer), self.ctx.clone()).await
+    }
+
+    /// The Queue as stored.
+    pub fn queue(&self, name: &str) -> Option<Queue> {
+        self.mock
+            .get(QUEUES, name)
+            .map(|v| serde_json::from_value(v).expect("a Queue"))
+    }
+
+    /// One reconcile of the stored Queue.
+    pub async fn reconcile_queue(
+        &self,
+        name: &str,
+    ) -> Result<Action, brook::operator::ReconcileError> {
+        let queue = self.queue(name).expect("the Queue exists");
+        brook::operator::queue::reconcile(Arc::new(queue), self.ctx.clone()).await
+    }
+
+    /// The broker's Kinesis endpoint.
+    pub fn endpoint(&self) -> String {
+        self.broker.as_ref().expect("a broker").endpoint.clone()
     }
 
     /// An AWS SDK client for the broker, as a producer would use it.

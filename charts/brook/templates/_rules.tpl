@@ -6,6 +6,7 @@
   resources:
   - streams
   - consumers
+  - queues
   - deliverystreams
   verbs:
   - get
@@ -18,6 +19,7 @@
   resources:
   - streams/status
   - consumers/status
+  - queues/status
   - deliverystreams/status
   verbs:
   - get
@@ -28,6 +30,7 @@
   resources:
   - streams/finalizers
   - consumers/finalizers
+  - queues/finalizers
   - deliverystreams/finalizers
   verbs:
   - update
