@@ -128,11 +128,16 @@ fn invalid(message: impl Into<String>) -> ApiError {
     ApiError::new(ErrorKind::InvalidArgument, message)
 }
 
-/// Starts, restarts and stops the channel workers to match the catalog.
+/// Starts, restarts and stops the channel workers to match the catalog. In a cluster only
+/// pod 0 runs them (it serves every channel call); they read the stream through this pod's
+/// API, which relays each shard's reads to its owner.
 pub(crate) fn run_channels(broker: &Broker) {
     let Some(control) = broker.firehose.get() else {
         return;
     };
+    if broker.cluster.get().is_some_and(|c| !c.is_home()) {
+        return;
+    }
     let runs = broker
         .streams()
         .iter()
@@ -172,9 +177,9 @@ pub(super) async fn create_channel(broker: &Arc<Broker>, body: &[u8]) -> Result<
             "StreamConfigurationList must contain exactly one entry: a channel delivers records from a single data stream.",
         ));
     };
-    if broker.cluster.get().is_some() || broker.firehose.get().is_none() {
+    if broker.firehose.get().is_none() {
         return Err(invalid(
-            "Channels are served by a standalone broker (brook broker); this broker is managed or spreads its streams over several pods.",
+            "Channels are served by brokers that run delivery workers (brook broker, alone or as the pods of a cluster); this broker is managed by the Brook operator, whose Streams do not carry a channel's storage settings.",
         ));
     }
     let min_freshness = broker.settings.channel_min_freshness_s;
