@@ -314,6 +314,10 @@ struct BrokerArgs {
     /// The operator's admin keys, in the formats of --credentials.
     #[arg(long, env = "BROOK_ADMIN_CREDENTIALS")]
     admin_credentials: Option<PathBuf>,
+    /// Run Kinesis channels (CreateChannel) on a managed broker too: the operator sets it for
+    /// a Stream with spec.channels. A broker on its own always runs them.
+    #[arg(long, env = "BROOK_CHANNELS")]
+    channels: bool,
     /// S3-compatible endpoint (such as http://127.0.0.1:9000) that the Firehose API's
     /// delivery streams write to; AWS S3 when absent. Keys from AWS_ACCESS_KEY_ID and
     /// AWS_SECRET_ACCESS_KEY.
@@ -608,6 +612,7 @@ fn run_broker(args: BrokerArgs) -> anyhow::Result<()> {
         channel_min_freshness_s: args.channel_min_freshness_seconds,
         credentials: args.credentials,
         managed_by: args.managed_by,
+        channels: args.channels,
         admin_credentials: args.admin_credentials,
         s3_endpoint: args.s3_endpoint,
         tables_endpoint: args.s3_tables_endpoint,

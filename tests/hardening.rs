@@ -102,6 +102,7 @@ fn options(data_dir: &Path, quotas: QuotaSettings) -> BrokerOptions {
         stream_quotas: None,
         subscription_lifetime: Duration::from_secs(300),
         managed_by: None,
+        channels: false,
         admin_credentials: None,
         s3_endpoint: None,
         tables_endpoint: None,

@@ -96,6 +96,10 @@ pub struct StreamSpec {
     /// TLS on the brokers' Kinesis port and between the pods; plain HTTP when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<StreamTls>,
+    /// Kinesis channels (CreateChannel) on this stream: where they deliver. The brokers run
+    /// no channels when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channels: Option<StreamChannels>,
 }
 
 fn default_shards() -> i32 {
@@ -406,6 +410,21 @@ pub struct StreamTls {
     /// the operator, the pods and DeliveryStream workers trust. Reloaded by the brokers when
     /// it changes.
     pub secret_ref: SecretReference,
+}
+
+/// The storage a stream's channels deliver to (the bucket each channel names is on it).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamChannels {
+    /// Endpoint URL of the S3-compatible server (also its S3 Tables and Glue Schema Registry
+    /// APIs, for channels to Iceberg tables); AWS when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^https?://[^\s]+$"), length(max = 2048))]
+    pub s3_endpoint: Option<String>,
+    /// Secret with the access key pair the brokers deliver with; the pods' ambient
+    /// credentials when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret_ref: Option<super::common::AccessKeySecretReference>,
 }
 
 /// A stream's capacity mode.

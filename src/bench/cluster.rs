@@ -201,6 +201,13 @@ pub async fn run(options: &BenchOptions) -> Result<Vec<Row>, BenchError> {
         });
     }
     drop(gateway);
+    // A queue over the spread shards: its consumers reach pod 1, which relays every call to
+    // pod 0, which keeps the queue and reads pods 1 and 2's shards over the internal port.
+    let queued = super::queue::throughput(pods[1].address, 8, seconds, "fsync").await?;
+    rows.push(Row {
+        workload: format!("{} over {PODS} pods, through pod 1", queued.workload),
+        ..queued
+    });
     drop(pods);
     for dir in [
         "cluster-single",

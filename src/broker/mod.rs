@@ -133,6 +133,8 @@ pub struct BrokerOptions {
     /// The Kubernetes resource that owns the broker's configuration, such as
     /// `Stream shop/orders`: control-plane calls are refused unless signed with an admin key.
     pub managed_by: Option<String>,
+    /// Run channels on a managed broker too (a broker on its own always does).
+    pub channels: bool,
     /// The operator's admin keys (same formats as `credentials`), reloaded like them.
     pub admin_credentials: Option<PathBuf>,
     /// The S3-compatible endpoint the Firehose API's delivery streams write to; AWS S3 when
@@ -291,7 +293,9 @@ pub async fn run(options: BrokerOptions) -> Result<(), BrokerError> {
             address: options.metrics_listen,
             message: e.to_string(),
         })?;
-    if options.managed_by.is_none() {
+    // A managed broker runs the delivery workers only for channels its Stream allows; its
+    // Firehose API stays closed (DeliveryStream resources deliver in Kubernetes).
+    if options.managed_by.is_none() || options.channels {
         start_firehose(&broker, &options, api_address).await?;
         ops::channels::run_channels(&broker);
     }

@@ -380,11 +380,16 @@ async fn handle_firehose(broker: &Broker, request: Request<Incoming>) -> Respons
     }
     let answer = async {
         let operation = firehose::operation(target.as_deref())?;
-        let control = broker.firehose.get().ok_or_else(|| {
-            FirehoseError::unavailable(
-                "this broker serves no Firehose API (an operator-managed broker: use DeliveryStream resources)",
-            )
-        })?;
+        // A managed broker runs delivery workers only for its channels.
+        let control = broker
+            .firehose
+            .get()
+            .filter(|_| broker.settings.managed_by.is_none())
+            .ok_or_else(|| {
+                FirehoseError::unavailable(
+                    "this broker serves no Firehose API (an operator-managed broker: use DeliveryStream resources)",
+                )
+            })?;
         control
             .handle(operation, &body, |name| broker.stream(name).is_some())
             .await

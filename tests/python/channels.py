@@ -12,7 +12,9 @@ import tempfile
 import time
 import urllib.request
 
+import boto3
 import cramjam
+from botocore.exceptions import ClientError
 
 import brook_process
 from moto_server import S3_KEY, S3Server
@@ -318,6 +320,53 @@ def across_kill_9(work, s3):
         broker.stop()
 
 
+def managed_brokers(work, s3):
+    """Brokers managed by the operator: without --channels (a Stream without spec.channels)
+    CreateChannel is refused with the reason; with it the channel delivers, and the Firehose
+    API stays closed either way (DeliveryStream resources deliver in Kubernetes)."""
+    admin_keys = os.path.join(work, "admin-keys")
+    with open(admin_keys, "w") as f:
+        f.write("BROOKADMIN=admin-secret\n")
+    for name, extra in (("managed", ()), ("managed-channels", ("--channels",))):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        env.update(S3_KEY)
+        broker = Broker(os.path.join(work, name), os.path.join(work, f"{name}.log"),
+                        "--managed-by", "Stream shop/orders", "--admin-credentials", admin_keys,
+                        "--s3-endpoint", s3.endpoint, "--channel-min-freshness-seconds", "1", *extra,
+                        env=env)
+        try:
+            operator = broker.client(key="BROOKADMIN", secret="admin-secret")
+            arn = on_demand_stream(operator, "orders")
+            kinesis = broker.client()
+            firehose = boto3.client("firehose", endpoint_url=broker.endpoint, region_name="us-east-1",
+                                    aws_access_key_id="AKIDEXAMPLE", aws_secret_access_key="secret")
+            check(f"channel {name} broker serves no Firehose API",
+                  error_code(lambda: firehose.list_delivery_streams()) is not None)
+            if not extra:
+                try:
+                    create_channel(kinesis, "orders-to-lake", arn)
+                    refusal = None
+                except ClientError as error:
+                    refusal = error.response["Error"]
+                check("channel a managed broker without spec.channels refuses, naming it",
+                      refusal is not None and refusal["Code"] == "InvalidArgumentException"
+                      and "spec.channels" in refusal["Message"], refusal)
+                continue
+            channel = wait_active(kinesis, create_channel(
+                kinesis, "orders-to-lake", arn,
+                StorageConfiguration=storage(OutputKeyTemplate="managed/!{channel-id}!{extension}"))["ChannelARN"])
+            check("channel on a managed broker with --channels ACTIVE", channel["ChannelStatus"] == "ACTIVE", channel)
+            sent = [json.dumps({"managed": i}).encode() for i in range(50)]
+            kinesis.put_records(StreamName="orders", Records=[{"PartitionKey": str(i), "Data": d}
+                                                               for i, d in enumerate(sent)])
+            objects = delivered(s3, "lake", "managed/", gzip.decompress, len(sent), lines)
+            got = [line for items in objects.values() for line in items]
+            check("channel on a managed broker delivers every record once", sorted(got) == sorted(sent),
+                  (len(got), len(sent)))
+        finally:
+            broker.stop()
+
+
 def main():
     work = tempfile.mkdtemp(prefix="brook-channels-")
     s3 = S3Server(os.path.join(work, "moto.log"))
@@ -339,6 +388,7 @@ def main():
         deletion(kinesis, text_arn)
         across_kill_9(work, s3)
         failed_channel(work, s3)
+        managed_brokers(work, s3)
         channel_operations = {name for name in kinesis.meta.service_model.operation_names if "Channel" in name}
         check("channel every channel operation of the model answered and checked",
               len(channel_operations) == 5 and ANSWERED == channel_operations,

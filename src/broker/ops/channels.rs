@@ -179,7 +179,7 @@ pub(super) async fn create_channel(broker: &Arc<Broker>, body: &[u8]) -> Result<
     };
     if broker.firehose.get().is_none() {
         return Err(invalid(
-            "Channels are served by brokers that run delivery workers (brook broker, alone or as the pods of a cluster); this broker is managed by the Brook operator, whose Streams do not carry a channel's storage settings.",
+            "Channels are served by brokers that run delivery workers: this broker is managed by the Brook operator, and its Stream resource has no spec.channels (the S3 endpoint and credentials channels deliver with).",
         ));
     }
     let min_freshness = broker.settings.channel_min_freshness_s;

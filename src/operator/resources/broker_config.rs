@@ -114,6 +114,13 @@ pub fn broker_environment(stream: &Stream, defaults: &BrokerDefaults) -> BTreeMa
             CREDENTIALS_MOUNT_PATH.to_owned(),
         );
     }
+    // Channels: pod 0 runs their workers; the keys come from the Secret (statefulset.rs).
+    if let Some(channels) = &stream.spec.channels {
+        env.insert("BROOK_CHANNELS".to_owned(), "true".to_owned());
+        if let Some(endpoint) = &channels.s3_endpoint {
+            env.insert("BROOK_S3_ENDPOINT".to_owned(), endpoint.clone());
+        }
+    }
     env
 }
 

@@ -26,6 +26,40 @@ use super::{
     METRICS_PORT, METRICS_PORT_NAME, child_labels, child_meta, selector_labels,
 };
 use crate::api::Stream;
+
+/// The broker container's own variables (the rest comes from the ConfigMap): its pod name, and
+/// the keys its channels deliver with, from the Secret `spec.channels` names.
+fn broker_env(stream: &Stream) -> Vec<EnvVar> {
+    let mut env = vec![EnvVar {
+        name: "BROOK_POD_NAME".to_owned(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: "metadata.name".to_owned(),
+                api_version: None,
+            }),
+            ..EnvVarSource::default()
+        }),
+        value: None,
+    }];
+    if let Some(reference) = stream
+        .spec
+        .channels
+        .as_ref()
+        .and_then(|c| c.credentials_secret_ref.as_ref())
+    {
+        env.push(super::delivery::from_secret(
+            "AWS_ACCESS_KEY_ID",
+            &reference.name,
+            &reference.access_key_id_key,
+        ));
+        env.push(super::delivery::from_secret(
+            "AWS_SECRET_ACCESS_KEY",
+            &reference.name,
+            &reference.secret_access_key_key,
+        ));
+    }
+    env
+}
 use crate::api::stream::{DeletionPolicy, ImagePullPolicy};
 
 /// Name of each broker pod's data volume claim.
@@ -126,17 +160,7 @@ fn broker_container(stream: &Stream, defaults: &BrokerDefaults) -> Container {
             }),
             ..EnvFromSource::default()
         }]),
-        env: Some(vec![EnvVar {
-            name: "BROOK_POD_NAME".to_owned(),
-            value_from: Some(EnvVarSource {
-                field_ref: Some(ObjectFieldSelector {
-                    field_path: "metadata.name".to_owned(),
-                    api_version: None,
-                }),
-                ..EnvVarSource::default()
-            }),
-            value: None,
-        }]),
+        env: Some(broker_env(stream)),
         ports: Some(vec![
             ContainerPort {
                 name: Some(KINESIS_PORT_NAME.to_owned()),

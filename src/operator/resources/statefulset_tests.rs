@@ -222,6 +222,62 @@ fn brokers_run_as_non_root_on_a_read_only_root_filesystem() {
 }
 
 #[test]
+fn a_stream_with_channels_gives_its_brokers_the_storage_keys_and_endpoint() {
+    let plain = container(&build(&stream("orders")));
+    assert!(
+        plain
+            .env
+            .unwrap_or_default()
+            .iter()
+            .all(|e| !e.name.starts_with("AWS_")),
+        "no keys without channels"
+    );
+    let mut with_channels = stream("orders");
+    with_channels.spec.channels = Some(crate::api::stream::StreamChannels {
+        s3_endpoint: Some("http://minio.storage.svc:9000".to_owned()),
+        credentials_secret_ref: Some(crate::api::common::AccessKeySecretReference {
+            name: "lake-keys".to_owned(),
+            access_key_id_key: "id".to_owned(),
+            secret_access_key_key: "secret".to_owned(),
+        }),
+    });
+    let env = container(&build(&with_channels)).env.expect("env");
+    let from_secret = |name: &str| {
+        env.iter()
+            .find(|e| e.name == name)
+            .and_then(|e| e.value_from.as_ref())
+            .and_then(|v| v.secret_key_ref.as_ref())
+            .map(|s| (s.name.clone(), s.key.clone()))
+    };
+    assert_eq!(
+        from_secret("AWS_ACCESS_KEY_ID"),
+        Some(("lake-keys".to_owned(), "id".to_owned()))
+    );
+    assert_eq!(
+        from_secret("AWS_SECRET_ACCESS_KEY"),
+        Some(("lake-keys".to_owned(), "secret".to_owned()))
+    );
+    let data = crate::operator::resources::broker_config_map(
+        &with_channels,
+        &BrokerDefaults::for_this_version(),
+    )
+    .data
+    .expect("data");
+    assert_eq!(data.get("BROOK_CHANNELS").map(String::as_str), Some("true"));
+    assert_eq!(
+        data.get("BROOK_S3_ENDPOINT").map(String::as_str),
+        Some("http://minio.storage.svc:9000")
+    );
+    let plain = crate::operator::resources::broker_config_map(
+        &stream("orders"),
+        &BrokerDefaults::for_this_version(),
+    )
+    .data
+    .expect("data");
+    assert!(!plain.contains_key("BROOK_CHANNELS"));
+}
+
+#[test]
 fn the_broker_reads_its_config_map_and_the_admin_key_secret() {
     let set = build(&stream("orders"));
     let broker = container(&set);
