@@ -56,6 +56,14 @@ pub enum BrokerAddresses {
     /// One fixed `host:port` for every stream (tests, or an operator run outside the cluster
     /// through a port-forward).
     Fixed(String),
+    /// The Service and pod 0 at `host:port`s of their own (an operator run outside the cluster
+    /// through a port-forward to each).
+    Forwarded {
+        /// Where the client Service (any pod) is reached.
+        service: String,
+        /// Where pod 0 is reached.
+        home: String,
+    },
 }
 
 impl BrokerAddresses {
@@ -63,7 +71,10 @@ impl BrokerAddresses {
     pub fn address(&self, namespace: &str, name: &str) -> String {
         match self {
             Self::ClusterDns => format!("{name}.{namespace}.svc:{KINESIS_PORT}"),
-            Self::Fixed(address) => address.clone(),
+            Self::Fixed(address)
+            | Self::Forwarded {
+                service: address, ..
+            } => address.clone(),
         }
     }
 
@@ -76,7 +87,7 @@ impl BrokerAddresses {
                 "{name}-0.{}.{namespace}.svc:{KINESIS_PORT}",
                 super::resources::ChildNames::for_stream(name).headless_service
             ),
-            Self::Fixed(address) => address.clone(),
+            Self::Fixed(address) | Self::Forwarded { home: address, .. } => address.clone(),
         }
     }
 
@@ -88,7 +99,10 @@ impl BrokerAddresses {
                 "{}.{namespace}.svc:{WORKER_PORT}",
                 DeliveryChildNames::for_delivery(name).service
             ),
-            Self::Fixed(address) => address.clone(),
+            Self::Fixed(address)
+            | Self::Forwarded {
+                service: address, ..
+            } => address.clone(),
         }
     }
 }
@@ -296,6 +310,17 @@ impl Context {
             backoff: Backoff::default(),
             recorder,
         })
+    }
+
+    /// An admin client for any pod of stream `name`'s brokers (through its Service), signing
+    /// with `key`: it reads the pod's catalog replica, for when pod 0 does not answer.
+    pub fn any_pod_admin(&self, namespace: &str, name: &str, key: &str) -> BrokerAdmin {
+        BrokerAdmin::new(
+            self.brokers.address(namespace, name),
+            ADMIN_ACCESS_KEY_ID,
+            key,
+            &self.defaults.region,
+        )
     }
 
     /// An admin client for the brokers of stream `name` in `namespace`, signing with `key`.

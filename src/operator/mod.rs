@@ -21,6 +21,7 @@ pub mod runner;
 pub mod status;
 pub mod stream;
 pub mod stream_autoscaling;
+pub mod stream_change;
 pub mod stream_pods;
 
 use std::net::SocketAddr;

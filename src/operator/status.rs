@@ -24,6 +24,9 @@ pub enum StreamPhase {
     },
     /// Brokers are ready but do not answer the admin calls.
     BrokersUnreachable(String),
+    /// Pod 0, which holds the catalog, does not answer, but the other pods serve their shards
+    /// (a restart of pod 0): serving, with changes waiting.
+    HomePodUnavailable(String),
     /// The stream is being created, resharded or updated by the brokers.
     Changing {
         /// Short CamelCase reason, such as `Resharding`.
@@ -135,6 +138,11 @@ pub fn stream_status(
             &format!("{ready} of {declared} broker pods are ready"),
         ),
         StreamPhase::BrokersUnreachable(message) => failing("BrokersUnreachable", message),
+        StreamPhase::HomePodUnavailable(message) => [
+            (true, "PartlyServing", message.clone()),
+            (false, "HomePodUnavailable", String::new()),
+            (true, "HomePodUnavailable", message.clone()),
+        ],
         StreamPhase::Changing { reason, message } => under_way(reason, message),
         StreamPhase::ChangeRefused { code, message } => [
             (true, "ServingWithDrift", message.clone()),

@@ -197,3 +197,90 @@ async fn cluster_operator_spreads_a_stream_and_shrinks_its_pods_only_once_the_le
     let placement = admin.describe_placement(STREAM).await.expect("placement");
     assert_eq!(placement.pods, 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_operator_reports_a_stream_partly_serving_while_pod_0_is_down() {
+    let dirs: Vec<TempDir> = (0..3)
+        .map(|i| TempDir::new(&format!("op-home-down-{i}")))
+        .collect();
+    let internal = super::support::reserved_addresses(3);
+    let operator_dir = TempDir::new("op-home-down-operator");
+    let admin_keys = Harness::admin_credentials(&operator_dir);
+    let managed = BrokerBuilder::default()
+        .arg("--managed-by")
+        .arg(format!("Stream {NAMESPACE}/{STREAM}"))
+        .arg("--admin-credentials")
+        .arg(admin_keys.display().to_string());
+    let mut pods: Vec<Broker> = (0..3)
+        .map(|i| start_pod_with(managed.clone(), &dirs[i], i, &internal))
+        .collect();
+    let address = |pod: &Broker| pod.endpoint.trim_start_matches("http://").to_owned();
+    let mut harness = Harness::with_brokers_at(operator_dir, &address(&pods[0]));
+    // The operator reaches pod 0 for its calls and the Service (here: pod 1) otherwise.
+    std::sync::Arc::get_mut(&mut harness.ctx)
+        .expect("the harness holds the only context")
+        .brokers = brook::operator::BrokerAddresses::Forwarded {
+        service: address(&pods[1]),
+        home: address(&pods[0]),
+    };
+    harness.seed_admin_secret(STREAM);
+    harness.apply_stream(STREAM, json!({"shards": 3, "brokers": {"replicas": 3}}));
+    harness.reconcile_stream(STREAM).await.expect("finalizer");
+    harness.reconcile_stream(STREAM).await.expect("children");
+    harness.brokers_ready(STREAM, 3);
+    harness.reconcile_until_ready(STREAM).await;
+    assert_eq!(ready(&harness), ("True".to_owned(), "Serving".to_owned()));
+    replicas_caught_up(&pods).await;
+
+    pods[0].kill();
+    harness.brokers_ready(STREAM, 2);
+    harness.reconcile_stream(STREAM).await.expect("reconcile");
+    let status = harness
+        .stream(STREAM)
+        .and_then(|s| s.status)
+        .expect("a status");
+    assert_eq!(
+        condition(&status.conditions, "Ready"),
+        ("True", "PartlyServing"),
+        "{:?}",
+        status.conditions
+    );
+    assert_eq!(
+        condition(&status.conditions, "Degraded"),
+        ("True", "HomePodUnavailable")
+    );
+    assert_eq!(status.open_shards, Some(3));
+    assert_eq!(events_with(&harness, "HomePodUnavailable"), 1);
+    // It is so: a record for a shard of pod 1 or 2 is stored meanwhile.
+    let writer = client_for(&pods[1].endpoint);
+    let failed = put(
+        &writer,
+        &(0..30).map(|key| record(key, 0)).collect::<Vec<_>>(),
+    )
+    .await;
+    assert!(
+        failed.len() < 30,
+        "the other pods' shards serve: {failed:?}"
+    );
+
+    pods[0] = start_pod_with(managed.clone(), &dirs[0], 0, &internal);
+    harness.brokers_ready(STREAM, 3);
+    // The new process listens on another port: the operator is pointed at it, as the pod's
+    // stable DNS name would follow it.
+    std::sync::Arc::get_mut(&mut harness.ctx)
+        .expect("the harness holds the only context")
+        .brokers = brook::operator::BrokerAddresses::Forwarded {
+        service: address(&pods[1]),
+        home: address(&pods[0]),
+    };
+    harness.reconcile_until_ready(STREAM).await;
+    assert_eq!(ready(&harness), ("True".to_owned(), "Serving".to_owned()));
+    let status = harness
+        .stream(STREAM)
+        .and_then(|s| s.status)
+        .expect("a status");
+    assert_eq!(
+        condition(&status.conditions, "Degraded"),
+        ("False", "AsExpected")
+    );
+}
