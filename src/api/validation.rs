@@ -7,6 +7,15 @@ use super::consumer::ConsumerSpec;
 use super::delivery::{DeliveryStreamSpec, StartingPosition};
 use super::stream::{MAX_STREAM_NAME_LENGTH, StreamSpec};
 
+/// The problems of a spec as one message, as an InvalidSpec status shows them.
+pub fn describe(problems: &[ValidationError]) -> String {
+    problems
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// One problem with a resource's spec.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ValidationError {

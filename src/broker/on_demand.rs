@@ -35,17 +35,13 @@ struct Measured {
 /// included): its shards here, and in a cluster the totals the other pods last reported
 /// for theirs.
 fn demand(broker: &Broker, stream: &LiveStream) -> (u64, u64) {
-    let here = broker.cluster.get().map_or(0, |c| c.ordinal);
-    let local = stream
-        .shards
-        .iter()
-        .filter(|s| broker.cluster.get().is_none() || s.owner == here)
-        .map(|s| s.quota.demand())
-        .fold((0, 0), |a, d| (a.0 + d.0, a.1 + d.1));
-    let reported = broker
-        .cluster
-        .get()
-        .map_or((0, 0), |c| c.rates.reported_demand(stream.record.key, here));
+    let Some(cluster) = broker.cluster.get() else {
+        return super::cluster::rates::shard_demand(stream, None);
+    };
+    let local = super::cluster::rates::shard_demand(stream, Some(cluster.ordinal));
+    let reported = cluster
+        .rates
+        .reported_demand(stream.record.key, cluster.ordinal);
     (local.0 + reported.0, local.1 + reported.1)
 }
 

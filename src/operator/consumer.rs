@@ -123,11 +123,7 @@ async fn apply_consumer(consumer: &Consumer, ctx: &Context) -> Result<Action, Re
         .ok_or(ReconcileError::Unnamed("namespace"))?;
     let reference = consumer.object_ref(&());
     if let Err(problems) = validate_consumer(&consumer.spec) {
-        let message = problems
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("; ");
+        let message = crate::api::validation::describe(&problems);
         write_status(ctx, consumer, &ConsumerPhase::InvalidSpec(message)).await?;
         return Ok(Action::await_change());
     }

@@ -125,11 +125,7 @@ async fn apply_queue(queue: &Queue, ctx: &Context) -> Result<Action, ReconcileEr
         .ok_or(ReconcileError::Unnamed("namespace"))?;
     let reference = queue.object_ref(&());
     if let Err(problems) = validate_queue(&queue.spec) {
-        let message = problems
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("; ");
+        let message = crate::api::validation::describe(&problems);
         write_status(ctx, queue, &QueuePhase::InvalidSpec(message)).await?;
         return Ok(Action::await_change());
     }

@@ -230,11 +230,7 @@ async fn apply_stream(stream: &Stream, ctx: &Context) -> Result<Action, Reconcil
         autoscaling: None,
     };
     if let Err(problems) = validate_stream(&name, &stream.spec) {
-        let message = problems
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("; ");
+        let message = crate::api::validation::describe(&problems);
         if !has_reason(stream, "InvalidSpec") {
             ctx.event(&reference, true, "InvalidSpec", "Validate", message.clone())
                 .await;

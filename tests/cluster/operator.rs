@@ -70,23 +70,50 @@ async fn replicas_caught_up(pods: &[Broker]) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cluster_operator_spreads_a_stream_and_shrinks_its_pods_only_once_the_leaving_pod_holds_nothing_readable()
- {
+/// Three pods of a Stream managed by the operator, and the operator's folder (its admin keys).
+struct ManagedPods {
+    dirs: Vec<TempDir>,
+    internal: Vec<std::net::SocketAddr>,
+    operator_dir: TempDir,
+    managed: BrokerBuilder,
+    pods: Vec<Broker>,
+}
+
+fn managed_pods(label: &str) -> ManagedPods {
     let dirs: Vec<TempDir> = (0..3)
-        .map(|i| TempDir::new(&format!("op-cluster-{i}")))
+        .map(|i| TempDir::new(&format!("{label}-{i}")))
         .collect();
     let internal = super::support::reserved_addresses(3);
-    let operator_dir = TempDir::new("op-cluster-operator");
+    let operator_dir = TempDir::new(&format!("{label}-operator"));
     let admin_keys = Harness::admin_credentials(&operator_dir);
     let managed = BrokerBuilder::default()
         .arg("--managed-by")
         .arg(format!("Stream {NAMESPACE}/{STREAM}"))
         .arg("--admin-credentials")
         .arg(admin_keys.display().to_string());
-    let mut pods: Vec<Broker> = (0..3)
+    let pods = (0..3)
         .map(|i| start_pod_with(managed.clone(), &dirs[i], i, &internal))
         .collect();
+    ManagedPods {
+        dirs,
+        internal,
+        operator_dir,
+        managed,
+        pods,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_operator_spreads_a_stream_and_shrinks_its_pods_only_once_the_leaving_pod_holds_nothing_readable()
+ {
+    // The folders are kept until the end of the test.
+    let ManagedPods {
+        dirs: _dirs,
+        internal: _internal,
+        operator_dir,
+        managed: _managed,
+        mut pods,
+    } = managed_pods("op-cluster");
     // The operator calls pod 0, as it does in a cluster (`{stream}-0.{stream}-brokers`).
     let address = pods[0].endpoint.trim_start_matches("http://").to_owned();
     let harness = Harness::with_brokers_at(operator_dir, &address);
@@ -200,20 +227,13 @@ async fn cluster_operator_spreads_a_stream_and_shrinks_its_pods_only_once_the_le
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_operator_reports_a_stream_partly_serving_while_pod_0_is_down() {
-    let dirs: Vec<TempDir> = (0..3)
-        .map(|i| TempDir::new(&format!("op-home-down-{i}")))
-        .collect();
-    let internal = super::support::reserved_addresses(3);
-    let operator_dir = TempDir::new("op-home-down-operator");
-    let admin_keys = Harness::admin_credentials(&operator_dir);
-    let managed = BrokerBuilder::default()
-        .arg("--managed-by")
-        .arg(format!("Stream {NAMESPACE}/{STREAM}"))
-        .arg("--admin-credentials")
-        .arg(admin_keys.display().to_string());
-    let mut pods: Vec<Broker> = (0..3)
-        .map(|i| start_pod_with(managed.clone(), &dirs[i], i, &internal))
-        .collect();
+    let ManagedPods {
+        dirs,
+        internal,
+        operator_dir,
+        managed,
+        mut pods,
+    } = managed_pods("op-home-down");
     let address = |pod: &Broker| pod.endpoint.trim_start_matches("http://").to_owned();
     let mut harness = Harness::with_brokers_at(operator_dir, &address(&pods[0]));
     // The operator reaches pod 0 for its calls and the Service (here: pod 1) otherwise.

@@ -4,6 +4,7 @@ output shapes, and brook broker processes on ephemeral loopback ports."""
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -108,6 +109,25 @@ class Broker:
     def stop(self):
         self.process.terminate()
         self.process.wait()
+
+
+def free_ports(count):
+    """`count` distinct loopback ports free now."""
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def cluster_pod(work, ordinal, internal, *extra, env=None):
+    """Pod `ordinal` of a cluster whose internal ports are `internal`, on its own data dir."""
+    peers = ",".join(f"http://127.0.0.1:{p}" for p in internal)
+    return Broker(os.path.join(work, f"pod-{ordinal}"), os.path.join(work, f"pod-{ordinal}.log"),
+                  "--cluster-peers", peers, "--pod-ordinal", str(ordinal),
+                  "--cluster-listen", f"127.0.0.1:{internal[ordinal]}", *extra, env=env)
 
 
 def error_code(call):

@@ -5,29 +5,18 @@ stored on any pod arrives in the bucket exactly once."""
 
 import json
 import os
-import socket
 import tempfile
 import time
 import urllib.request
 
 import brook_process
 from moto_server import S3_KEY, S3Server
-from brook_process import Broker, check, error_code, on_demand_stream
+from brook_process import check, cluster_pod, error_code, free_ports, on_demand_stream
 
 brook_process.BROOK = os.environ.get("BROOK", "target/debug/brook")
 brook_process.CHECKED_WORDS.add("Channel")
 OWNER = "123456789012"
 STREAM = "spread"
-
-
-def free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 def main():
@@ -37,11 +26,8 @@ def main():
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     env.update(S3_KEY)
     internal = free_ports(3)
-    peers = ",".join(f"http://127.0.0.1:{p}" for p in internal)
-    pods = [Broker(os.path.join(work, f"pod-{i}"), os.path.join(work, f"pod-{i}.log"),
-                   "--cluster-peers", peers, "--pod-ordinal", str(i),
-                   "--cluster-listen", f"127.0.0.1:{internal[i]}",
-                   "--s3-endpoint", s3.endpoint, "--channel-min-freshness-seconds", "1", env=env)
+    pods = [cluster_pod(work, i, internal, "--s3-endpoint", s3.endpoint,
+                        "--channel-min-freshness-seconds", "1", env=env)
             for i in range(3)]
     try:
         kinesis = pods[1].client()

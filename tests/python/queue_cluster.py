@@ -7,29 +7,18 @@ acknowledged to a producer is lost, and the other pods' shards keep being delive
 
 import json
 import os
-import socket
 import tempfile
 import threading
 import time
 import urllib.request
 
 import brook_process
-from brook_process import create_queue, Broker, check, error_code, on_demand_stream
+from brook_process import check, cluster_pod, create_queue, error_code, free_ports, on_demand_stream
 
 brook_process.BROOK = os.environ.get("BROOK", "target/debug/brook")
 brook_process.CHECKED_WORDS.add("Queue")
 
 STREAM = "spread"
-
-
-def free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 class Pods:
@@ -41,10 +30,7 @@ class Pods:
         self.pods = [self.start(i) for i in range(3)]
 
     def start(self, ordinal):
-        peers = ",".join(f"http://127.0.0.1:{p}" for p in self.internal)
-        return Broker(os.path.join(self.work, f"pod-{ordinal}"), os.path.join(self.work, f"pod-{ordinal}.log"),
-                      "--cluster-peers", peers, "--pod-ordinal", str(ordinal),
-                      "--cluster-listen", f"127.0.0.1:{self.internal[ordinal]}")
+        return cluster_pod(self.work, ordinal, self.internal)
 
     def restart(self, ordinal):
         self.pods[ordinal] = self.start(ordinal)

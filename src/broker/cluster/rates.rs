@@ -23,20 +23,23 @@ pub const DEMAND_HEADER: &str = "x-brook-demand";
 /// Write demand by stream key: bytes and records asked to be written since the pod started.
 pub type StreamDemand = BTreeMap<u32, (u64, u64)>;
 
+/// The write demand on `stream`'s shards owned by `owner` (every shard when `None`): bytes
+/// and records since this pod started.
+pub fn shard_demand(stream: &crate::broker::state::LiveStream, owner: Option<u32>) -> (u64, u64) {
+    stream
+        .shards
+        .iter()
+        .filter(|shard| owner.is_none_or(|o| shard.owner == o))
+        .map(|shard| shard.quota.demand())
+        .fold((0, 0), |a, d| (a.0 + d.0, a.1 + d.1))
+}
+
 /// The write demand on the shards pod `here` owns, by stream.
 pub fn owned_demand(broker: &Broker, here: u32) -> StreamDemand {
     broker
         .streams()
         .iter()
-        .map(|stream| {
-            let total = stream
-                .shards
-                .iter()
-                .filter(|shard| shard.owner == here)
-                .map(|shard| shard.quota.demand())
-                .fold((0, 0), |a, d| (a.0 + d.0, a.1 + d.1));
-            (stream.record.key, total)
-        })
+        .map(|stream| (stream.record.key, shard_demand(stream, Some(here))))
         .collect()
 }
 

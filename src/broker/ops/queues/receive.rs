@@ -123,7 +123,7 @@ pub(in crate::broker::ops) async fn receive(
         let found = {
             let (broker, stream, state) = (broker.clone(), stream.clone(), state.clone());
             tokio::task::spawn_blocking(move || {
-                attempt(&broker, &stream, &queue, &state, &ask, &prefetched)
+                attempt(&broker, &stream, &queue, &state, &ask, prefetched)
             })
             .await
             .map_err(|e| ApiError::new(ErrorKind::InternalFailure, e.to_string()))??
@@ -274,7 +274,7 @@ fn attempt(
     queue: &QueueRecord,
     state: &Queue,
     ask: &Ask,
-    prefetched: &Prefetched,
+    mut prefetched: Prefetched,
 ) -> Result<Vec<Value>, ApiError> {
     state.update(|current| {
         let now = broker.clock.now_ms();
@@ -303,8 +303,8 @@ fn attempt(
                 }
                 // On another pod: as read before the look, or (its owner out of reach, or
                 // picked only now) left as it is for a later look.
-                Some(_) => match prefetched.again.get(&key) {
-                    Some(record) => vec![record.clone()],
+                Some(_) => match prefetched.again.remove(&key) {
+                    Some(record) => vec![record],
                     None => continue,
                 },
                 None => Vec::new(),
@@ -346,11 +346,11 @@ fn attempt(
                 } else {
                     // Read before the look from this cursor; a read from an older cursor
                     // (another receive took records meanwhile) waits for the next look.
-                    match prefetched.new.get(&index) {
-                        Some((from, read)) if *from == cursor => (
-                            read.records.iter().take(room).cloned().collect(),
-                            read.next_offset,
-                        ),
+                    match prefetched.new.remove(&index) {
+                        Some((from, mut read)) if from == cursor => {
+                            read.records.truncate(room);
+                            (read.records, read.next_offset)
+                        }
                         _ => continue,
                     }
                 };
