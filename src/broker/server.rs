@@ -166,6 +166,20 @@ pub async fn handle_peer(
         let (status, answer) = cluster::closing::serve(&broker, &path, &body).await;
         return Ok(respond(status, answer, "application/json"));
     }
+    if request.method() == http::Method::POST && path == cluster::put_part::PUT_PATH {
+        let caller = cluster::parse_caller(
+            request
+                .headers()
+                .get(cluster::CALLER_HEADER)
+                .and_then(|v| v.to_str().ok()),
+        );
+        let body = match request.into_body().collect().await {
+            Ok(body) => body.to_bytes(),
+            Err(error) => return Ok(respond(400, error.to_string().into_bytes(), "text/plain")),
+        };
+        let (status, answer) = cluster::put_part::serve(&broker, caller, &body).await;
+        return Ok(respond(status, answer, "application/octet-stream"));
+    }
     if request.method() == http::Method::POST && path == cluster::shard_read::QUERY_PATH {
         let body = match request.into_body().collect().await {
             Ok(body) => body.to_bytes(),

@@ -20,6 +20,7 @@
 pub mod admin;
 pub mod closing;
 pub mod placement;
+pub mod put_part;
 pub mod rates;
 pub mod relay;
 pub mod replica;
@@ -497,19 +498,10 @@ pub async fn serve(
 ) -> Result<Served, ApiError> {
     let here = cluster.ordinal;
     let route = if relayed.operation == Operation::PutRecords {
-        match split::plan(broker, here, body) {
-            split::Plan::Here => Route::Here,
-            split::Plan::Elsewhere(pod) => Route::Pod(pod),
-            split::Plan::Split(groups, count) => {
-                // Another pod sends a part only to its records' owner; it sends a whole
-                // request only to pod 0 (a stream its replica lacks), which splits it.
-                if entry == Entry::Peer && here != HOME {
-                    return Err(misrouted(here, Route::Pod(HOME)));
-                }
-                let answer =
-                    split::put_records(broker, cluster, groups, count, relayed.caller).await;
-                return Ok(Served::Json(answer));
-            }
+        match split::put_records(broker, cluster, entry, body, relayed.caller).await? {
+            split::Served::Here => Route::Here,
+            split::Served::Elsewhere(pod) => Route::Pod(pod),
+            split::Served::Answered(answer) => return Ok(Served::Json(answer)),
         }
     } else {
         route(broker, here, relayed.operation, body)

@@ -5,9 +5,9 @@ mod admin;
 mod by_stream;
 pub mod channels;
 pub(crate) mod consumers;
-mod records;
-pub(crate) use records::check_put_records;
+pub mod put;
 pub mod queues;
+mod records;
 pub mod reshard;
 mod streams;
 pub use streams::list_streams_token;
@@ -64,8 +64,8 @@ async fn run(broker: &Arc<Broker>, operation: Operation, body: &[u8]) -> Result<
         Operation::RemoveTagsFromStream => streams::remove_tags(broker, body).await,
         Operation::ListTagsForStream => streams::list_tags(broker, body),
         Operation::DescribeLimits => streams::describe_limits(broker).await,
-        Operation::PutRecord => records::put_record(broker, body).await,
-        Operation::PutRecords => records::put_records(broker, body).await,
+        Operation::PutRecord => put::put_record(broker, body).await,
+        Operation::PutRecords => put::put_records(broker, body).await,
         Operation::GetShardIterator => records::get_shard_iterator(broker, body).await,
         Operation::GetRecords => records::get_records(broker, body).await,
         Operation::SplitShard => reshard::split_shard(broker, body).await,
