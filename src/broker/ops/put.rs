@@ -469,6 +469,15 @@ pub async fn store_records(
         .collect())
 }
 
+/// A shard's id: the stream's own copy when its map has the shard (a record stored on
+/// another pod may have gone to a child this pod's map does not have yet).
+fn shard_name(stream: &LiveStream, shard_index: u32) -> String {
+    match stream.shards.get(shard_index as usize) {
+        Some(shard) if shard.key.shard_index == shard_index => shard.id.clone(),
+        _ => shard_id(shard_index),
+    }
+}
+
 /// PutRecords's answer: each record's result, in the request's order.
 pub fn put_records_answer(
     broker: &Broker,
@@ -484,7 +493,7 @@ pub fn put_records_answer(
                 offset,
             } => PutRecordsResultEntry {
                 sequence_number: Some(record_sequence(stream.record.key, *shard_index, *offset)),
-                shard_id: Some(shard_id(*shard_index)),
+                shard_id: Some(shard_name(stream, *shard_index)),
                 error_code: None,
                 error_message: None,
             },
