@@ -331,6 +331,10 @@ struct BrokerArgs {
     /// the --s3-endpoint when absent and that is set, else AWS's.
     #[arg(long, env = "BROOK_GLUE_ENDPOINT")]
     glue_endpoint: Option<String>,
+    /// After SIGTERM, seconds to keep serving with /readyz failing before draining, so
+    /// that load balancers stop sending new connections first (a second signal stops at once).
+    #[arg(long, env = "BROOK_SHUTDOWN_DELAY_SECONDS", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=300))]
+    shutdown_delay_seconds: u32,
     /// This pod's name (a StatefulSet pod's, such as `orders-2`): its ordinal in the cluster
     /// when --pod-ordinal is not given.
     #[arg(long, env = "BROOK_POD_NAME")]
@@ -607,6 +611,7 @@ fn run_broker(args: BrokerArgs) -> anyhow::Result<()> {
         shard_limit: args.shard_limit,
         checkpoint_interval: std::time::Duration::from_secs(args.checkpoint_seconds.max(1)),
         test_clock: args.test_clock,
+        shutdown_delay: std::time::Duration::from_secs(u64::from(args.shutdown_delay_seconds)),
         crash_before_reshard_save: args.crash_before_reshard_save,
         crash_after_table_commit: args.crash_after_table_commit,
         channel_min_freshness_s: args.channel_min_freshness_seconds,

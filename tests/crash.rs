@@ -6,6 +6,7 @@ mod support;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use aws_sdk_kinesis::Client;
 use aws_sdk_kinesis::primitives::Blob;
@@ -287,4 +288,60 @@ async fn sigterm_drains_checkpoints_and_leaves_nothing_to_replay() {
     assert!(broker.log().contains("replayed=0"), "{}", broker.log());
     let stored = read_everything(&broker.client()).await;
     assert_eq!(stored.values().map(Vec::len).sum::<usize>(), 50);
+}
+
+#[tokio::test]
+async fn sigterm_keeps_serving_not_ready_for_the_shutdown_delay_and_a_second_signal_ends_it() {
+    let dir = TempDir::new("sigterm-delay");
+    // A delay no busy machine can outlast before the test's own steps run.
+    let mut broker = BrokerBuilder::default()
+        .arg("--no-quotas")
+        .arg("--shutdown-delay-seconds")
+        .arg("300")
+        .start(dir.path());
+    let client = broker.client();
+    create_active_stream(&client, "durable", 1).await;
+    let put = |client: aws_sdk_kinesis::Client, n: u64| async move {
+        client
+            .put_record()
+            .stream_name("durable")
+            .partition_key(format!("k{n}"))
+            .data(Blob::new(payload(0, n)))
+            .send()
+            .await
+    };
+    put(client.clone(), 0)
+        .await
+        .expect("PutRecord before SIGTERM");
+    broker.signal_term();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while broker.observe("/readyz").0 == 200 {
+        assert!(
+            Instant::now() < deadline,
+            "/readyz still ready after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Not ready, yet still alive and serving, new connections included.
+    assert_eq!(
+        broker.observe("/healthz").0,
+        200,
+        "liveness holds while steered away"
+    );
+    assert!(broker.running());
+    put(broker.client(), 1)
+        .await
+        .expect("a PutRecord on a new connection while not ready is still stored");
+    let exit = broker.terminate();
+    assert!(
+        exit.success(),
+        "a second SIGTERM ends the delay cleanly: {exit:?}"
+    );
+    assert!(broker.log().contains("shut down cleanly"));
+
+    let broker = BrokerBuilder::default()
+        .arg("--no-quotas")
+        .start(dir.path());
+    let stored = read_everything(&broker.client()).await;
+    assert_eq!(stored.values().map(Vec::len).sum::<usize>(), 2);
 }

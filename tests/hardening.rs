@@ -89,6 +89,7 @@ fn options(data_dir: &Path, quotas: QuotaSettings) -> BrokerOptions {
         shard_limit: 100,
         checkpoint_interval: Duration::from_secs(3600),
         test_clock: true,
+        shutdown_delay: std::time::Duration::ZERO,
         crash_before_reshard_save: false,
         channel_min_freshness_s: 300,
         credentials: None,

@@ -116,6 +116,9 @@ pub struct BrokerOptions {
     pub checkpoint_interval: Duration,
     /// Accept `POST /debug/advance-clock` on the metrics port (tests only).
     pub test_clock: bool,
+    /// After SIGTERM, how long the broker keeps serving with `/readyz` failing before it
+    /// stops taking connections and drains.
+    pub shutdown_delay: std::time::Duration,
     /// Stop the process between closing a reshard's parents and saving it (tests only).
     pub crash_before_reshard_save: bool,
     /// Abort right after a channel's table commit, before its progress is saved (tests).
@@ -383,8 +386,20 @@ pub async fn run(options: BrokerOptions) -> Result<(), BrokerError> {
         "brook broker listening on {scheme}://{api_address} (metrics on http://{metrics_address}/metrics)"
     );
     wait_for_signal().await;
-    tracing::info!("shutting down: draining in-flight requests");
     let _ = ready_tx.send(false);
+    if !options.shutdown_delay.is_zero() {
+        // Kubernetes takes a terminating pod out of its Services' endpoints while it sends
+        // SIGTERM; until every node's proxy has caught up, new connections still arrive.
+        tracing::info!(
+            seconds = options.shutdown_delay.as_secs(),
+            "not ready: serving on while clients are steered away (a second signal stops now)"
+        );
+        tokio::select! {
+            _ = tokio::time::sleep(options.shutdown_delay) => {}
+            _ = wait_for_signal() => {}
+        }
+    }
+    tracing::info!("shutting down: draining in-flight requests");
     let _ = stop.send(true);
     let _ = api_task.await;
     let _ = obs_task.await;

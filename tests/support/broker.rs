@@ -166,13 +166,23 @@ impl Broker {
         let _ = self.child.wait();
     }
 
-    /// SIGTERM, then waits for a clean exit.
-    pub fn terminate(&mut self) -> std::process::ExitStatus {
+    /// Sends SIGTERM without waiting for the broker to stop.
+    pub fn signal_term(&self) {
         let pid = self.child.id().to_string();
         Command::new("kill")
             .args(["-TERM", &pid])
             .status()
             .expect("kill runs");
+    }
+
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> bool {
+        self.child.try_wait().expect("wait works").is_none()
+    }
+
+    /// SIGTERM, then waits for a clean exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        self.signal_term();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = self.child.try_wait().expect("wait works") {

@@ -21,6 +21,11 @@ pub const CREDENTIALS_MOUNT_PATH: &str = "/etc/brook/credentials";
 /// Where the broker pods mount their certificate Secret, when the Stream asks for TLS.
 pub const TLS_MOUNT_PATH: &str = "/etc/brook/tls";
 
+/// Seconds a broker pod keeps serving, not ready, after SIGTERM: Kubernetes takes a
+/// terminating pod out of the Service while it signals it, and every node's proxy must catch
+/// up before no new connection reaches it (the pod's termination grace covers this too).
+pub const SHUTDOWN_DELAY_SECONDS: u32 = 5;
+
 /// The broker configuration of a Stream, as environment variables of the broker container.
 pub fn broker_environment(stream: &Stream, defaults: &BrokerDefaults) -> BTreeMap<String, String> {
     let name = stream.metadata.name.as_deref().unwrap_or_default();
@@ -37,6 +42,10 @@ pub fn broker_environment(stream: &Stream, defaults: &BrokerDefaults) -> BTreeMa
             format!("{DATA_MOUNT_PATH}/data"),
         ),
         ("BROOK_LOG_FORMAT".to_owned(), "json".to_owned()),
+        (
+            "BROOK_SHUTDOWN_DELAY_SECONDS".to_owned(),
+            SHUTDOWN_DELAY_SECONDS.to_string(),
+        ),
         (
             "BROOK_DURABILITY".to_owned(),
             match stream.spec.durability {
@@ -176,6 +185,7 @@ mod tests {
             ("BROOK_METRICS_LISTEN", "0.0.0.0:9100"),
             ("BROOK_DATA_DIR", "/var/lib/brook/data"),
             ("BROOK_LOG_FORMAT", "json"),
+            ("BROOK_SHUTDOWN_DELAY_SECONDS", "5"),
             ("BROOK_DURABILITY", "fsync"),
             ("BROOK_REGION", "us-east-1"),
             ("BROOK_ACCOUNT", "000000000000"),

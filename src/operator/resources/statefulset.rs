@@ -68,8 +68,9 @@ pub const DATA_VOLUME: &str = "data";
 pub const CONFIG_HASH_ANNOTATION: &str = "brook.dev/config-hash";
 /// User and group the broker runs as: the distroless `nonroot` user.
 const BROKER_UID: i64 = 65532;
-/// Time a broker gets between SIGTERM and SIGKILL: draining requests, a final journal sync
-/// and checkpoint take seconds; the margin covers a slow volume.
+/// Time a broker gets between SIGTERM and SIGKILL: serving on while not ready
+/// ([`super::broker_config::SHUTDOWN_DELAY_SECONDS`]), draining requests, a final journal
+/// sync and checkpoint take seconds; the margin covers a slow volume.
 const TERMINATION_GRACE_SECONDS: i64 = 60;
 
 /// An HTTP probe of `path` on the named `port`.
