@@ -192,7 +192,10 @@ def put_until(endpoint, stream, stop_file, report):
                 {"shard": answer["ShardId"], "sequence": answer["SequenceNumber"], "data": data.decode()}
             )
         except Exception as error:  # every failure a client sees counts, whatever its kind
-            failures.append(type(error).__name__)
+            # A service error by its Kinesis error code; anything else (a refused connection)
+            # by its exception's name.
+            code = getattr(error, "response", {}).get("Error", {}).get("Code")
+            failures.append(code or type(error).__name__)
             time.sleep(0.2)
         i += 1
     with open(report, "w") as f:
