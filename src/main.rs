@@ -397,6 +397,10 @@ struct GatewayArgs {
     /// The key of --tls-cert (PEM).
     #[arg(long, env = "BROOK_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// After SIGTERM, seconds to keep serving with /readyz failing before stopping, so that
+    /// load balancers stop sending new connections first (a second signal stops at once).
+    #[arg(long, env = "BROOK_SHUTDOWN_DELAY_SECONDS", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=300))]
+    shutdown_delay_seconds: u32,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Json)]
     log_format: LogFormat,
@@ -419,6 +423,7 @@ fn run_gateway(args: GatewayArgs) -> anyhow::Result<()> {
         namespace: args.namespace,
         broker_ca: args.broker_ca,
         tls: args.tls_cert.zip(args.tls_key),
+        shutdown_delay: std::time::Duration::from_secs(u64::from(args.shutdown_delay_seconds)),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -371,7 +371,15 @@ fn gateway_the_chart_installs_one_endpoint_for_a_namespaces_streams_with_read_on
     let container = &pod.containers[0];
     assert_eq!(
         container.args.as_deref(),
-        Some(&["gateway".to_owned(), "--namespace".into(), "shop".into()][..])
+        Some(
+            &[
+                "gateway".to_owned(),
+                "--namespace".into(),
+                "shop".into(),
+                "--shutdown-delay-seconds".into(),
+                "5".into()
+            ][..]
+        )
     );
     assert_eq!(
         container.image.as_deref(),

@@ -12,7 +12,8 @@ use aws_sdk_kinesis::Client;
 use aws_sdk_kinesis::primitives::Blob;
 use serde_json::json;
 use support::broker::{
-    BrokerBuilder, TempDir, create_active_stream, error_code, signed_client, trim_horizon_iterator,
+    BrokerBuilder, TempDir, create_active_stream, error_code, http_request, signed_client,
+    trim_horizon_iterator,
 };
 use support::mock_kube::MockKube;
 
@@ -383,4 +384,63 @@ async fn gateway_reaches_https_brokers_through_the_ca_it_is_given_and_serves_htt
     assert_eq!(error_code(&refused), "ServiceUnavailable");
     let message = format!("{refused:?}");
     assert!(message.contains("certificate"), "{message}");
+}
+
+#[tokio::test]
+async fn gateway_serves_on_not_ready_for_its_shutdown_delay_and_a_second_signal_stops_it() {
+    let dir = TempDir::new("gateway-stopping");
+    let broker = BrokerBuilder::default().start(dir.path());
+    create_active_stream(&broker.client(), "orders", 1).await;
+    // A delay no busy machine can outlast before the test's own steps run.
+    let mut gateway = start_gateway(
+        &[
+            "--route".into(),
+            format!("orders={}", broker.endpoint),
+            "--shutdown-delay-seconds".into(),
+            "300".into(),
+        ],
+        None,
+    );
+    let readyz = format!("{}/readyz", gateway.metrics);
+    assert_eq!(http_request("GET", &readyz).0, 200);
+    let pid = gateway.child.id().to_string();
+    let terminate = || {
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill runs")
+    };
+    terminate();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (status, body) = http_request("GET", &readyz);
+        if status == 503 {
+            assert_eq!(body, "stopping\n");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "/readyz still ready after SIGTERM"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        http_request("GET", &format!("{}/healthz", gateway.metrics)).0,
+        200
+    );
+    // A new client, so a new connection, still goes through.
+    put_and_read_back(&signed_client(&gateway.endpoint, KEY_ID, SECRET), "orders").await;
+    terminate();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = gateway.child.try_wait().expect("wait works") {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the gateway kept running after a second SIGTERM"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert!(status.success(), "{status:?}");
 }

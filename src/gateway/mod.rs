@@ -356,6 +356,9 @@ pub struct GatewayOptions {
     pub broker_ca: Option<std::path::PathBuf>,
     /// The gateway's own certificate and key: clients then reach it over HTTPS.
     pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
+    /// After SIGTERM, how long the gateway keeps serving with `/readyz` failing before it
+    /// stops taking connections (a second signal ends it).
+    pub shutdown_delay: std::time::Duration,
 }
 
 async fn bind(address: SocketAddr) -> Result<tokio::net::TcpListener, GatewayError> {
@@ -434,6 +437,7 @@ pub async fn run(options: GatewayOptions) -> Result<(), GatewayError> {
             message: e.to_string(),
         })?;
     let (stop, stopped) = watch::channel(false);
+    let stopping = Arc::new(AtomicBool::new(false));
     let api_gateway = gateway.clone();
     let api_task = tokio::spawn(serve(
         api,
@@ -445,15 +449,18 @@ pub async fn run(options: GatewayOptions) -> Result<(), GatewayError> {
         stopped.clone(),
     ));
     let obs_gateway = gateway.clone();
+    let obs_stopping = stopping.clone();
     let obs_task = tokio::spawn(serve(
         observability,
         None,
         move |request: Request<Incoming>| {
             let ready = ready.clone();
+            let stopping = obs_stopping.clone();
             let gateway = obs_gateway.clone();
             async move {
                 let text = "text/plain; charset=utf-8";
-                let is_ready = ready.load(Ordering::Relaxed);
+                let is_stopping = stopping.load(Ordering::Relaxed);
+                let is_ready = ready.load(Ordering::Relaxed) && !is_stopping;
                 Ok::<_, Infallible>(match (request.method(), request.uri().path()) {
                     (&Method::GET, "/healthz") => respond(200, b"ok\n".to_vec(), text),
                     (&Method::GET, "/metrics") => respond(
@@ -463,6 +470,9 @@ pub async fn run(options: GatewayOptions) -> Result<(), GatewayError> {
                     ),
                     (&Method::GET, "/readyz") if is_ready => {
                         respond(200, b"ready\n".to_vec(), text)
+                    }
+                    (&Method::GET, "/readyz") if is_stopping => {
+                        respond(503, b"stopping\n".to_vec(), text)
                     }
                     (&Method::GET, "/readyz") => {
                         respond(503, b"the Streams are not listed yet\n".to_vec(), text)
@@ -477,6 +487,17 @@ pub async fn run(options: GatewayOptions) -> Result<(), GatewayError> {
         "brook gateway listening on {scheme}://{api_address} (health on http://{metrics_address}/healthz)"
     );
     crate::broker::wait_for_signal().await;
+    stopping.store(true, Ordering::Relaxed);
+    if !options.shutdown_delay.is_zero() {
+        tracing::info!(
+            seconds = options.shutdown_delay.as_secs(),
+            "not ready: serving on while clients are steered away (a second signal stops now)"
+        );
+        tokio::select! {
+            _ = tokio::time::sleep(options.shutdown_delay) => {}
+            _ = crate::broker::wait_for_signal() => {}
+        }
+    }
     let _ = stop.send(true);
     let _ = api_task.await;
     let _ = obs_task.await;
