@@ -515,18 +515,16 @@ pub async fn serve(
             if answer.status() != http::StatusCode::SERVICE_UNAVAILABLE {
                 return Ok(Served::Relayed(answer));
             }
-            // The owner refused (a pod refuses what its placement map says another pod
-            // serves, before it writes anything): with a newer map the request may go
-            // elsewhere, once; else the refusal is the answer, and the client retries.
-            let epoch = broker.catalog_epoch();
+            // The owner refused before writing anything: its placement map says another pod
+            // serves the request, or has no open shard for it yet (a reshard's children),
+            // and it caught up with pod 0 before it answered (`server::handle`). With this
+            // pod's map caught up too, the request goes once more where it now routes, the
+            // same pod included (this pod's map may have been current and the owner's not);
+            // after that the refusal is the answer, and the client retries.
             replica::refresh(broker, cluster).await;
-            let newer = broker.catalog_epoch() > epoch;
             match self::route(broker, here, relayed.operation, body) {
-                // The same pod under the same map: nothing to gain by asking again (and a
-                // change to the catalog is the client's to retry).
-                Route::Pod(again)
-                    if again == owner && (!newer || changes_catalog(relayed.operation)) =>
-                {
+                // A change to the catalog is the client's to retry.
+                Route::Pod(again) if again == owner && changes_catalog(relayed.operation) => {
                     Ok(Served::Relayed(answer))
                 }
                 Route::Here => Ok(Served::Here),
