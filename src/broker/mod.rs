@@ -118,7 +118,7 @@ pub struct BrokerOptions {
     pub test_clock: bool,
     /// After SIGTERM, how long the broker keeps serving with `/readyz` failing before it
     /// stops taking connections and drains.
-    pub shutdown_delay: std::time::Duration,
+    pub shutdown_delay: Duration,
     /// Stop the process between closing a reshard's parents and saving it (tests only).
     pub crash_before_reshard_save: bool,
     /// Abort right after a channel's table commit, before its progress is saved (tests).
@@ -387,18 +387,7 @@ pub async fn run(options: BrokerOptions) -> Result<(), BrokerError> {
     );
     wait_for_signal().await;
     let _ = ready_tx.send(false);
-    if !options.shutdown_delay.is_zero() {
-        // Kubernetes takes a terminating pod out of its Services' endpoints while it sends
-        // SIGTERM; until every node's proxy has caught up, new connections still arrive.
-        tracing::info!(
-            seconds = options.shutdown_delay.as_secs(),
-            "not ready: serving on while clients are steered away (a second signal stops now)"
-        );
-        tokio::select! {
-            _ = tokio::time::sleep(options.shutdown_delay) => {}
-            _ = wait_for_signal() => {}
-        }
-    }
+    serve_on_while_steered_away(options.shutdown_delay).await;
     tracing::info!("shutting down: draining in-flight requests");
     let _ = stop.send(true);
     let _ = api_task.await;
@@ -536,6 +525,23 @@ async fn reload_credentials(
                 tracing::warn!(%error, source, "credentials unreadable: serving the last good keys");
             }
         }
+    }
+}
+
+/// After SIGTERM, with readiness already failing: keeps serving for `delay`, or until a
+/// second signal. Kubernetes takes a terminating pod out of its Services' endpoints while it
+/// sends SIGTERM; until every node's proxy has caught up, new connections still arrive.
+pub(crate) async fn serve_on_while_steered_away(delay: Duration) {
+    if delay.is_zero() {
+        return;
+    }
+    tracing::info!(
+        seconds = delay.as_secs(),
+        "not ready: serving on while clients are steered away (a second signal stops now)"
+    );
+    tokio::select! {
+        _ = tokio::time::sleep(delay) => {}
+        _ = wait_for_signal() => {}
     }
 }
 

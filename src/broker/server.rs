@@ -125,6 +125,14 @@ pub async fn handle_kinesis(
     handle(broker, request, cluster::Entry::Client).await
 }
 
+/// An internal request's whole body, or the 400 that answers a body that could not be read.
+async fn collected(request: Request<Incoming>) -> Result<Bytes, Response<ResponseBody>> {
+    match request.into_body().collect().await {
+        Ok(body) => Ok(body.to_bytes()),
+        Err(error) => Err(respond(400, error.to_string().into_bytes(), "text/plain")),
+    }
+}
+
 /// Serves one request on a clustered broker's internal port: the catalog for the other pods,
 /// or a Kinesis request another pod relayed, with its caller's identity in a header.
 pub async fn handle_peer(
@@ -159,9 +167,9 @@ pub async fn handle_peer(
         && (path == cluster::closing::CLOSE_PATH || path == cluster::closing::REOPEN_PATH)
     {
         let path = path.to_owned();
-        let body = match request.into_body().collect().await {
-            Ok(body) => body.to_bytes(),
-            Err(error) => return Ok(respond(400, error.to_string().into_bytes(), "text/plain")),
+        let body = match collected(request).await {
+            Ok(body) => body,
+            Err(refusal) => return Ok(refusal),
         };
         let (status, answer) = cluster::closing::serve(&broker, &path, &body).await;
         return Ok(respond(status, answer, "application/json"));
@@ -173,17 +181,17 @@ pub async fn handle_peer(
                 .get(cluster::CALLER_HEADER)
                 .and_then(|v| v.to_str().ok()),
         );
-        let body = match request.into_body().collect().await {
-            Ok(body) => body.to_bytes(),
-            Err(error) => return Ok(respond(400, error.to_string().into_bytes(), "text/plain")),
+        let body = match collected(request).await {
+            Ok(body) => body,
+            Err(refusal) => return Ok(refusal),
         };
         let (status, answer) = cluster::put_part::serve(&broker, caller, &body).await;
         return Ok(respond(status, answer, "application/octet-stream"));
     }
     if request.method() == http::Method::POST && path == cluster::shard_read::QUERY_PATH {
-        let body = match request.into_body().collect().await {
-            Ok(body) => body.to_bytes(),
-            Err(error) => return Ok(respond(400, error.to_string().into_bytes(), "text/plain")),
+        let body = match collected(request).await {
+            Ok(body) => body,
+            Err(refusal) => return Ok(refusal),
         };
         let (status, answer) = cluster::shard_read::serve(&broker, &body).await;
         return Ok(respond(status, answer, "application/json"));

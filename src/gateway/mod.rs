@@ -488,16 +488,7 @@ pub async fn run(options: GatewayOptions) -> Result<(), GatewayError> {
     );
     crate::broker::wait_for_signal().await;
     stopping.store(true, Ordering::Relaxed);
-    if !options.shutdown_delay.is_zero() {
-        tracing::info!(
-            seconds = options.shutdown_delay.as_secs(),
-            "not ready: serving on while clients are steered away (a second signal stops now)"
-        );
-        tokio::select! {
-            _ = tokio::time::sleep(options.shutdown_delay) => {}
-            _ = crate::broker::wait_for_signal() => {}
-        }
-    }
+    crate::broker::serve_on_while_steered_away(options.shutdown_delay).await;
     let _ = stop.send(true);
     let _ = api_task.await;
     let _ = obs_task.await;

@@ -17,6 +17,7 @@ use serde_json::json;
 use super::Cluster;
 use crate::broker::ops::put::{self, PutRecord, RecordResult};
 use crate::broker::ops::{self, Caller};
+use crate::broker::protocol::json;
 use crate::broker::protocol::{ApiError, ErrorKind, Operation};
 use crate::broker::state::{Broker, LiveStream};
 
@@ -226,13 +227,7 @@ pub fn decode_answer(body: &[u8]) -> Result<Vec<RecordResult>, PartError> {
 pub async fn serve(broker: &Arc<Broker>, caller: Option<Caller>, body: &[u8]) -> (u16, Vec<u8>) {
     match store(broker, caller, body).await {
         Ok(results) => (200, encode_answer(&results)),
-        Err(error) => (
-            error.kind.status(),
-            serde_json::to_vec(
-                &json!({"__type": error.kind.type_name(), "message": error.message}),
-            )
-            .unwrap_or_default(),
-        ),
+        Err(error) => (error.kind.status(), error.body()),
     }
 }
 
@@ -292,13 +287,9 @@ pub async fn send(
         .to_bytes();
     if status != http::StatusCode::OK {
         let refusal: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
-        return Err(format!(
-            "Pod {owner} refused the records: {}",
-            refusal
-                .get("message")
-                .and_then(serde_json::Value::as_str)
-                .unwrap_or("no reason given")
-        ));
+        let (json::FailedAnswer::Unavailable(why) | json::FailedAnswer::Api { message: why, .. }) =
+            json::failed_answer(status, &refusal);
+        return Err(format!("Pod {owner} refused the records: {why}"));
     }
     let results = decode_answer(&bytes).map_err(|e| format!("Pod {owner} answered badly: {e}"))?;
     if results.len() != records.len() {
