@@ -12,6 +12,7 @@ mod recovery;
 mod shard_writer;
 pub mod stats;
 mod syncer;
+pub mod transfer;
 pub mod writer;
 
 use std::collections::HashMap;
@@ -52,6 +53,9 @@ pub enum StoreError {
     /// A stored file does not check out.
     #[error("corrupt storage: {0}")]
     Corrupt(String),
+    /// Copying a shard from another store failed; nothing of it was kept.
+    #[error("copying a shard: {0}")]
+    Copy(#[from] transfer::TransferError),
 }
 
 impl StoreError {
@@ -160,6 +164,7 @@ pub struct Store {
     failure: Arc<std::sync::Mutex<Option<String>>>,
     stats: stats::CommitStats,
     fsync: bool,
+    fs: Arc<dyn FileSystem>,
 }
 
 impl Store {
@@ -175,7 +180,7 @@ impl Store {
     ) -> Result<(Self, RecoveryReport), StoreError> {
         let (writer, report) = recovery::recover(
             dir,
-            fs,
+            fs.clone(),
             options.clone(),
             clock.clone(),
             shards,
@@ -217,6 +222,7 @@ impl Store {
             failure,
             stats,
             fsync: options.fsync,
+            fs,
         };
         Ok((store, report))
     }

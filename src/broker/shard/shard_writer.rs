@@ -101,6 +101,15 @@ impl ShardWriter {
         })
     }
 
+    /// Marks a shard whose segments a copy just wrote (see [`super::transfer`]): closed, and
+    /// its files and folder synced into their parents by the next checkpoint.
+    pub(super) fn mark_imported(&mut self) {
+        self.closed = true;
+        self.dirty = true;
+        self.new_entries = true;
+        self.new_folder = true;
+    }
+
     /// Stages a batch (from a request or the journal) into this round; returns its header.
     pub(super) fn stage(
         &mut self,

@@ -106,6 +106,25 @@ pub enum Command {
         /// The first offset still needed.
         offset: u64,
     },
+    /// Take the segments a copy wrote as an empty shard's log, closed, and checkpoint.
+    AdoptImport {
+        /// The shard.
+        shard: ShardKey,
+        /// What the source holds.
+        listing: super::transfer::ShardListing,
+        /// The segments written, oldest first.
+        segments: Vec<super::transfer::ImportedSegment>,
+        /// Done.
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    /// Empty a shard whose log another pod now holds: checkpoint without it, delete its
+    /// files, and answer the new (empty) log readers get from now on.
+    ForgetShard {
+        /// The shard.
+        shard: ShardKey,
+        /// The new log.
+        reply: oneshot::Sender<Result<Arc<ShardLog>, StoreError>>,
+    },
     /// Periodic housekeeping: checkpoint when due, delete expired segments.
     Tick,
     /// Checkpoint now (whether due or not) and keep going.
@@ -270,6 +289,17 @@ impl Writer {
                     Some(writer) => writer.trim_before(fs.as_ref(), offset),
                     None => Ok(()),
                 });
+            }
+            Command::AdoptImport {
+                shard,
+                listing,
+                segments,
+                reply,
+            } => {
+                let _ = reply.send(self.checked(|w| w.adopt_import(shard, &listing, segments)));
+            }
+            Command::ForgetShard { shard, reply } => {
+                let _ = reply.send(self.checked(|w| w.forget_shard(shard)));
             }
             Command::Tick => {
                 let _ = self.checked(|w| w.housekeeping());
