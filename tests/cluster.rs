@@ -195,18 +195,20 @@ async fn put_all(client: &Client, mut records: Vec<PutRecordsRequestEntry>) {
     }
 }
 
-/// Every record of every shard, read through `client`: data by shard id, in shard order.
-async fn read_all(client: &Client) -> BTreeMap<String, Vec<String>> {
+/// One record read back: its shard id, sequence number, arrival time (ms) and data.
+type ReadRecord = (String, String, i64, String);
+
+/// Every record of every shard read through `client`, in shard order.
+async fn read_positions(client: &Client) -> Vec<ReadRecord> {
     let shards = client
         .list_shards()
         .stream_name(STREAM)
         .send()
         .await
         .expect("ListShards");
-    let mut read = BTreeMap::new();
+    let mut read = Vec::new();
     for shard in shards.shards() {
         let mut iterator = Some(trim_horizon_iterator(client, STREAM, shard.shard_id()).await);
-        let mut data = Vec::new();
         while let Some(current) = iterator {
             let page = client
                 .get_records()
@@ -215,7 +217,13 @@ async fn read_all(client: &Client) -> BTreeMap<String, Vec<String>> {
                 .await
                 .expect("GetRecords");
             for r in page.records() {
-                data.push(String::from_utf8_lossy(r.data().as_ref()).into_owned());
+                read.push((
+                    shard.shard_id().to_owned(),
+                    r.sequence_number().to_owned(),
+                    r.approximate_arrival_timestamp()
+                        .map_or(0, |t| t.to_millis().unwrap_or(0)),
+                    String::from_utf8_lossy(r.data().as_ref()).into_owned(),
+                ));
             }
             let caught_up = page.records().is_empty() && page.millis_behind_latest() == Some(0);
             iterator = if caught_up {
@@ -224,7 +232,22 @@ async fn read_all(client: &Client) -> BTreeMap<String, Vec<String>> {
                 page.next_shard_iterator().map(str::to_owned)
             };
         }
-        read.insert(shard.shard_id().to_owned(), data);
+        // A shard with no records is listed too.
+        if !read.iter().any(|r: &ReadRecord| r.0 == shard.shard_id()) {
+            read.push((shard.shard_id().to_owned(), String::new(), 0, String::new()));
+        }
+    }
+    read
+}
+
+/// Every record of every shard, read through `client`: data by shard id, in shard order.
+async fn read_all(client: &Client) -> BTreeMap<String, Vec<String>> {
+    let mut read: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (shard, sequence, _, data) in read_positions(client).await {
+        let records = read.entry(shard).or_default();
+        if !sequence.is_empty() {
+            records.push(data);
+        }
     }
     read
 }

@@ -17,7 +17,7 @@ pub use common::{GROUP, VERSION};
 pub use consumer::{Consumer, ConsumerSpec, ConsumerStatus};
 pub use delivery::{DeliveryStream, DeliveryStreamSpec, DeliveryStreamStatus};
 pub use queue::{Queue, QueueSpec, QueueStatus};
-pub use stream::{Stream, StreamSpec, StreamStatus};
+pub use stream::{ShrinkPolicy, Stream, StreamSpec, StreamStatus};
 
 /// Every CRD Brook installs, in a stable order: Stream, DeliveryStream, Consumer, Queue.
 pub fn crds() -> Vec<CustomResourceDefinition> {

@@ -302,10 +302,17 @@ fn default_window_seconds() -> i32 {
 pub struct Brokers {
     /// Broker pods: the stream's shards are spread over them and any pod answers any request.
     /// Fewer pods take effect once no readable shard is left on the leaving ones (their open
-    /// shards are moved off at once, their closed ones wait out retention).
+    /// shards are moved off at once, their closed ones wait out retention or are drained, as
+    /// `shrinkPolicy` says).
     #[serde(default = "default_replicas")]
     #[schemars(range(min = 1, max = 100))]
     pub replicas: i32,
+    /// What fewer pods do with the leaving pods' closed shards that are still readable:
+    /// `WaitForRetention` (the pods leave once those records expire) or `Drain` (the shards
+    /// are copied to the pods that stay, keeping their sequence numbers and arrival times, and
+    /// the pods leave once every copy is done).
+    #[serde(default, skip_serializing_if = "ShrinkPolicy::is_default")]
+    pub shrink_policy: ShrinkPolicy,
     /// Container image of the broker; the operator's own version when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
@@ -332,6 +339,7 @@ impl Default for Brokers {
     fn default() -> Self {
         Self {
             replicas: default_replicas(),
+            shrink_policy: ShrinkPolicy::default(),
             image: None,
             image_pull_policy: None,
             resources: None,
@@ -344,6 +352,22 @@ impl Default for Brokers {
 
 fn default_replicas() -> i32 {
     3
+}
+
+/// What fewer broker pods do with the leaving pods' readable closed shards.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum ShrinkPolicy {
+    /// Keep the leaving pods until their closed shards are past retention.
+    #[default]
+    WaitForRetention,
+    /// Copy the closed shards to the pods that stay, then let the pods go.
+    Drain,
+}
+
+impl ShrinkPolicy {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 /// When the kubelet pulls a container image.

@@ -72,6 +72,10 @@ pub struct ShardRecord {
     /// keeps the shard open (pod 0 did not complete the reshard) opens it again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub closing_epoch: Option<u64>,
+    /// Pods that held the shard's log before it was moved (a closed shard drained off a
+    /// leaving pod): each forgets its copy once it adopts a catalog that says so.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub moved_from: Vec<u32>,
 }
 
 /// An enhanced fan-out consumer registered on a stream.
@@ -231,6 +235,7 @@ impl StreamRecord {
                 expired: false,
                 owner: 0,
                 closing_epoch: None,
+                moved_from: Vec::new(),
             })
             .collect();
         Self {

@@ -439,6 +439,10 @@ async fn start_cluster(
                 message: e.message,
             })?;
     } else {
+        let saved = broker.catalog.lock().await.clone();
+        if let Err(error) = cluster::moving::forget_moved_away(broker, &saved).await {
+            tracing::error!(%error, "could not forget the shards moved off this pod");
+        }
         cluster::replica::refresh(broker, &cluster).await;
     }
     tokio::spawn(cluster::replica::follow(broker.clone(), cluster.clone()));

@@ -115,6 +115,7 @@ impl Builder {
             expired: false,
             owner: 0,
             closing_epoch: None,
+            moved_from: Vec::new(),
         });
         self.added.push(index);
         index

@@ -188,6 +188,25 @@ pub async fn handle_peer(
         let (status, answer) = cluster::put_part::serve(&broker, caller, &body).await;
         return Ok(respond(status, answer, "application/octet-stream"));
     }
+    if request.method() == http::Method::GET
+        && (path == cluster::moving::LISTING_PATH || path == cluster::moving::BATCHES_PATH)
+    {
+        let query = request.uri().query();
+        let (status, answer) = if path == cluster::moving::LISTING_PATH {
+            cluster::moving::serve_listing(&broker, query)
+        } else {
+            cluster::moving::serve_batches(&broker, query)
+        };
+        return Ok(respond(status, answer, "application/octet-stream"));
+    }
+    if request.method() == http::Method::POST && path == cluster::moving::IMPORT_PATH {
+        let body = match collected(request).await {
+            Ok(body) => body,
+            Err(refusal) => return Ok(refusal),
+        };
+        let (status, answer) = cluster::moving::serve_import(&broker, &body).await;
+        return Ok(respond(status, answer, "application/json"));
+    }
     if request.method() == http::Method::POST && path == cluster::shard_read::QUERY_PATH {
         let body = match collected(request).await {
             Ok(body) => body,
@@ -447,7 +466,7 @@ fn caller_of(
 
 /// Serves a placement operation of the operator (`cluster::admin`).
 async fn handle_cluster_admin(
-    broker: &Broker,
+    broker: &Arc<Broker>,
     request: Request<Incoming>,
     entry: cluster::Entry,
 ) -> Response<ResponseBody> {

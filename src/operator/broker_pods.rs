@@ -3,8 +3,9 @@
 //! next shards placed. Shrinking must not strand a shard: first no open shard may remain on a
 //! leaving pod (each is split, its two children placed on the pods that stay, and the
 //! children merged again, so the shard count is kept; one shard at a time), then the leaving
-//! pods' closed shards must be past retention (nothing readable is left on them), and only
-//! then does the StatefulSet shrink.
+//! pods' closed shards must be past retention (nothing readable is left on them) or, when the
+//! Stream asks to drain them, copied to the pods that stay (one at a time), and only then does
+//! the StatefulSet shrink.
 
 /// One shard as the decision sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,6 +22,10 @@ pub struct ShardView {
     pub merged: bool,
     /// Closed past retention: no longer readable.
     pub expired: bool,
+    /// The pod a copy of it is under way to (a drained closed shard).
+    pub moving_to: Option<u32>,
+    /// Why the last copy of it failed.
+    pub move_failure: Option<String>,
 }
 
 /// The next step towards `wanted` pods.
@@ -39,18 +44,24 @@ pub enum PodsStep {
     /// Every open shard is on a pod that stays; the leaving pods still hold closed shards that
     /// are readable until this time (epoch milliseconds), when their retention ends.
     WaitForRetention(u64),
+    /// Draining: copy this readable closed shard off its leaving pod to a pod that stays.
+    MoveClosedShard(u32),
+    /// Draining: wait for the copy of this closed shard to this pod.
+    WaitForCopy(u32, u32),
     /// Nothing readable is left on the leaving pods: shrink the StatefulSet to this many.
     Shrink(u32),
 }
 
 /// The next step from `current` to `wanted` pods, given the stream's `shards`, its retention
-/// and the time now.
+/// and the time now; with `drain`, the leaving pods' readable closed shards are copied off
+/// instead of waited out.
 pub fn next_step(
     current: u32,
     wanted: u32,
     shards: &[ShardView],
     retention_ms: u64,
     now_ms: u64,
+    drain: bool,
 ) -> PodsStep {
     let wanted = wanted.max(1);
     if wanted > current {
@@ -71,6 +82,24 @@ pub fn next_step(
         .min()
     {
         return PodsStep::MoveShard(open);
+    }
+    let readable = |shard: &&ShardView| {
+        !shard.expired
+            && shard
+                .closed_ms
+                .is_some_and(|closed| closed + retention_ms > now_ms)
+    };
+    if drain {
+        let mut to_copy = shards.iter().filter(leaving).filter(readable);
+        if let Some((index, to)) = to_copy
+            .clone()
+            .find_map(|s| s.moving_to.map(|to| (s.index, to)))
+        {
+            return PodsStep::WaitForCopy(index, to);
+        }
+        if let Some(shard) = to_copy.by_ref().min_by_key(|s| s.index) {
+            return PodsStep::MoveClosedShard(shard.index);
+        }
     }
     let readable_until = shards
         .iter()
@@ -120,6 +149,12 @@ pub fn describe(step: &PodsStep) -> String {
         PodsStep::WaitForRetention(until) => format!(
             "waiting until the leaving broker pods' closed shards pass retention (at {until} ms since the epoch)"
         ),
+        PodsStep::MoveClosedShard(shard) => {
+            format!("copying closed shard {shard} off a broker pod that is leaving")
+        }
+        PodsStep::WaitForCopy(shard, to) => format!(
+            "copying closed shard {shard} off a broker pod that is leaving, to broker pod {to}"
+        ),
         PodsStep::Shrink(pods) => format!("shrinking to {pods} broker pods"),
     }
 }
@@ -136,6 +171,8 @@ mod tests {
             parent: None,
             merged: false,
             expired: false,
+            moving_to: None,
+            move_failure: None,
         }
     }
 
@@ -284,7 +321,7 @@ mod tests {
         ];
         for (name, current, wanted, shards, expected) in cases {
             assert_eq!(
-                next_step(current, wanted, &shards, retention, now),
+                next_step(current, wanted, &shards, retention, now, false),
                 expected,
                 "{name}"
             );
@@ -292,6 +329,114 @@ mod tests {
         assert_eq!(
             describe(&PodsStep::MoveShard(2)),
             "resharding shard 2 off a broker pod that is leaving"
+        );
+    }
+
+    #[test]
+    fn cluster_broker_pods_drained_copy_each_readable_closed_shard_off_the_leaving_pods_one_at_a_time()
+     {
+        const HOUR: u64 = 3_600_000;
+        let retention = 24 * HOUR;
+        let now = 100 * HOUR;
+        let moving = |index: u32, owner: u32, to: u32| ShardView {
+            moving_to: Some(to),
+            ..shard(index, owner, Some(now - HOUR))
+        };
+        let cases: Vec<Case> = vec![
+            (
+                "an open shard on a leaving pod is resharded off first",
+                3,
+                2,
+                vec![shard(0, 0, None), shard(1, 2, Some(now)), shard(2, 2, None)],
+                PodsStep::MoveShard(2),
+            ),
+            (
+                "readable closed shards are copied, lowest first",
+                3,
+                2,
+                vec![
+                    shard(0, 0, None),
+                    shard(4, 2, Some(now - HOUR)),
+                    shard(3, 2, Some(now - 2 * HOUR)),
+                    shard(1, 1, Some(now)),
+                ],
+                PodsStep::MoveClosedShard(3),
+            ),
+            (
+                "a copy under way is waited for before the next starts",
+                3,
+                2,
+                vec![
+                    shard(0, 0, None),
+                    shard(3, 2, Some(now - 2 * HOUR)),
+                    moving(4, 2, 1),
+                ],
+                PodsStep::WaitForCopy(4, 1),
+            ),
+            (
+                "a shard whose copy failed is copied again",
+                3,
+                2,
+                vec![
+                    shard(0, 0, None),
+                    ShardView {
+                        move_failure: Some("pod 1 is unreachable".into()),
+                        ..shard(3, 2, Some(now - HOUR))
+                    },
+                ],
+                PodsStep::MoveClosedShard(3),
+            ),
+            (
+                "expired shards and shards past retention are not copied",
+                3,
+                2,
+                vec![
+                    shard(0, 0, None),
+                    ShardView {
+                        expired: true,
+                        ..shard(3, 2, Some(now - HOUR))
+                    },
+                    shard(4, 2, Some(now - retention - HOUR)),
+                ],
+                PodsStep::Shrink(2),
+            ),
+            (
+                "closed shards on pods that stay are not copied",
+                3,
+                2,
+                vec![shard(0, 0, None), shard(1, 1, Some(now))],
+                PodsStep::Shrink(2),
+            ),
+            (
+                "once copied (owned by a pod that stays) the pods shrink",
+                3,
+                1,
+                vec![shard(0, 0, None), shard(3, 0, Some(now - HOUR))],
+                PodsStep::Shrink(1),
+            ),
+        ];
+        for (name, current, wanted, shards, expected) in cases {
+            assert_eq!(
+                next_step(current, wanted, &shards, retention, now, true),
+                expected,
+                "{name}"
+            );
+        }
+        // Without draining, the same readable closed shard is waited out.
+        assert_eq!(
+            next_step(
+                3,
+                2,
+                &[shard(0, 0, None), shard(3, 2, Some(now - HOUR))],
+                retention,
+                now,
+                false
+            ),
+            PodsStep::WaitForRetention(now - HOUR + retention)
+        );
+        assert_eq!(
+            describe(&PodsStep::WaitForCopy(4, 1)),
+            "copying closed shard 4 off a broker pod that is leaving, to broker pod 1"
         );
     }
 }

@@ -392,6 +392,10 @@ impl BrokerAdmin {
                     parent: index(&shard["ParentShardId"]),
                     merged: !shard["AdjacentParentShardId"].is_null(),
                     expired: shard["Expired"].as_bool().unwrap_or(false),
+                    moving_to: shard["MovingTo"]
+                        .as_u64()
+                        .and_then(|o| u32::try_from(o).ok()),
+                    move_failure: shard["MoveFailure"].as_str().map(str::to_owned),
                 })
             })
             .collect::<Result<Vec<_>, AdminError>>()?;
@@ -413,6 +417,26 @@ impl BrokerAdmin {
         self.call_as(PLACEMENT_PREFIX, "SetPlacementPods", json!({"Pods": pods}))
             .await
             .map(drop)
+    }
+
+    /// Starts copying closed shard `shard_id` off its leaving pod to one that stays; answers
+    /// the pod it goes to.
+    pub async fn move_closed_shard(&self, name: &str, shard_id: &str) -> Result<u32, AdminError> {
+        const OPERATION: &str = "MoveClosedShard";
+        let answer = self
+            .call_as(
+                PLACEMENT_PREFIX,
+                OPERATION,
+                json!({"StreamName": name, "ShardId": shard_id}),
+            )
+            .await?;
+        answer["To"]
+            .as_u64()
+            .and_then(|to| u32::try_from(to).ok())
+            .ok_or_else(|| AdminError::Decode {
+                operation: OPERATION,
+                message: format!("no To in {answer}"),
+            })
     }
 
     /// Splits one shard at `new_starting_hash_key`.

@@ -408,7 +408,7 @@ async fn converge(
     // more open than declared, which only the move's own merge should take back.
     let pods_waiting = match stream_pods::step(ctx, stream, admin, pods).await? {
         PodsOutcome::Proceed => None,
-        PodsOutcome::Waiting(message) => Some(message),
+        PodsOutcome::Waiting(reason, message) => Some((reason, message)),
         PodsOutcome::Resharding(phase) => return Ok(Converged::Done(phase, CHANGING_REQUEUE)),
         PodsOutcome::Shrink(replicas) => return Ok(Converged::Shrink(replicas)),
     };
@@ -432,12 +432,15 @@ async fn converge(
                 u64::try_from(a.period_seconds).unwrap_or(30).max(1),
             ))
         });
-        if let Some(message) = pods_waiting {
-            let phase = StreamPhase::Changing {
-                reason: "WaitingForRetention",
-                message,
+        if let Some((reason, message)) = pods_waiting {
+            // A copy is checked on soon; retention is waited out at the usual pace.
+            let requeue = if reason == stream_pods::DRAINING {
+                CHANGING_REQUEUE
+            } else {
+                recheck
             };
-            return Ok(Converged::Done(phase, recheck));
+            let phase = StreamPhase::Changing { reason, message };
+            return Ok(Converged::Done(phase, requeue));
         }
         return Ok(Converged::Done(StreamPhase::Serving, recheck));
     };

@@ -9,7 +9,12 @@ use super::broker_pods::{self, PodsStep};
 use super::context::Context;
 use super::kinesis::{AdminError, BrokerAdmin};
 use super::status::StreamPhase;
-use crate::api::Stream;
+use crate::api::{ShrinkPolicy, Stream};
+
+/// The Stream's reason while the leaving pods' closed shards wait out retention.
+pub const WAITING_FOR_RETENTION: &str = "WaitingForRetention";
+/// The Stream's reason while the leaving pods' closed shards are copied off.
+pub const DRAINING: &str = "DrainingShards";
 use crate::broker::routing::shard_id;
 
 /// The StatefulSet's pods as the reconcile found them.
@@ -27,8 +32,8 @@ pub enum PodsOutcome {
     /// Nothing to do about the pods: go on with the stream's own changes.
     Proceed,
     /// The stream's own changes may go on; once there are none, the Stream reports this wait
-    /// instead of serving as declared.
-    Waiting(String),
+    /// (its reason, its message) instead of serving as declared.
+    Waiting(&'static str, String),
     /// A reshard was started to move a shard off a leaving pod: the stream is changing.
     Resharding(StreamPhase),
     /// Nothing readable is left on the leaving pods: shrink the StatefulSet to this many.
@@ -71,12 +76,38 @@ pub async fn step(
         &placement.shards,
         placement.retention_ms,
         placement.now_ms,
+        stream.spec.brokers.shrink_policy == ShrinkPolicy::Drain,
     );
     let message = broker_pods::describe(&next);
     let reference = stream.object_ref(&());
     match next {
         PodsStep::Steady | PodsStep::Grow(_) => Ok(PodsOutcome::Proceed),
-        PodsStep::WaitForRetention(_) => Ok(PodsOutcome::Waiting(message)),
+        PodsStep::WaitForRetention(_) => Ok(PodsOutcome::Waiting(WAITING_FOR_RETENTION, message)),
+        PodsStep::WaitForCopy(..) => Ok(PodsOutcome::Waiting(DRAINING, message)),
+        PodsStep::MoveClosedShard(index) => {
+            let id = shard_id(index);
+            let failure = placement
+                .shards
+                .iter()
+                .find(|s| s.index == index)
+                .and_then(|s| s.move_failure.clone());
+            let to = admin.move_closed_shard(&name, &id).await?;
+            let mut note = format!(
+                "copying closed shard {index} off a broker pod that is leaving, to broker pod {to}"
+            );
+            if let Some(failure) = failure {
+                note.push_str(&format!(" (again: the last copy failed: {failure})"));
+            }
+            ctx.event(
+                &reference,
+                false,
+                "DrainingShard",
+                "MoveClosedShard",
+                note.clone(),
+            )
+            .await;
+            Ok(PodsOutcome::Waiting(DRAINING, note))
+        }
         PodsStep::Shrink(pods) => {
             ctx.event(
                 &reference,
@@ -96,9 +127,12 @@ pub async fn step(
                 return Ok(PodsOutcome::Resharding(changing(message)));
             };
             let Some(at) = midpoint(shard.starting_hash_key, shard.ending_hash_key) else {
-                return Ok(PodsOutcome::Waiting(format!(
-                    "shard {id} covers a single hash key and cannot be moved off its leaving pod"
-                )));
+                return Ok(PodsOutcome::Waiting(
+                    WAITING_FOR_RETENTION,
+                    format!(
+                        "shard {id} covers a single hash key and cannot be moved off its leaving pod"
+                    ),
+                ));
             };
             admin.split_shard(&name, &id, at).await?;
             ctx.event(

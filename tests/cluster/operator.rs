@@ -12,7 +12,8 @@ use serde_json::json;
 use super::support::broker::{Broker, BrokerBuilder, TempDir, client_for};
 use super::support::operator::{ADMIN_SECRET, Harness, NAMESPACE, STATEFULSETS, condition};
 use super::{
-    STREAM, catalog_epoch, numbers_by_key, put, put_all, read_all, record, start_pod_with,
+    STREAM, catalog_epoch, numbers_by_key, put, put_all, read_all, read_positions, record,
+    start_pod_with,
 };
 
 const HOUR_MS: i64 = 3_600_000;
@@ -303,4 +304,143 @@ async fn cluster_operator_reports_a_stream_partly_serving_while_pod_0_is_down() 
         condition(&status.conditions, "Degraded"),
         ("False", "AsExpected")
     );
+}
+
+/// Files under a pod's folder for the shards of the stream (`streams/<key>/<index>/...`).
+fn segment_files(dir: &TempDir, shard_index: u32) -> Vec<String> {
+    let mut found = Vec::new();
+    let Ok(streams) = std::fs::read_dir(dir.path().join("streams")) else {
+        return found;
+    };
+    for stream in streams.flatten() {
+        if let Ok(files) = std::fs::read_dir(stream.path().join(shard_index.to_string())) {
+            found.extend(files.flatten().map(|f| f.path().display().to_string()));
+        }
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_operator_drains_a_leaving_pods_closed_shards_and_shrinks_before_retention() {
+    let ManagedPods {
+        dirs,
+        internal,
+        operator_dir,
+        managed,
+        mut pods,
+    } = managed_pods("op-drain");
+    let address = pods[0].endpoint.trim_start_matches("http://").to_owned();
+    let harness = Harness::with_brokers_at(operator_dir, &address);
+    let admin = BrokerAdmin::new(address, "brook-operator", ADMIN_SECRET, "us-east-1");
+    harness.seed_admin_secret(STREAM);
+    harness.apply_stream(STREAM, json!({"shards": 3, "brokers": {"replicas": 3}}));
+    harness.reconcile_stream(STREAM).await.expect("finalizer");
+    harness.reconcile_stream(STREAM).await.expect("children");
+    harness.brokers_ready(STREAM, 3);
+    harness.reconcile_until_ready(STREAM).await;
+    replicas_caught_up(&pods).await;
+    let writer = client_for(&pods[2].endpoint);
+    put_all(&writer, (0..30).map(|key| record(key, 0)).collect()).await;
+    // An open shard, or one on a pod that stays, is not moved.
+    let open = admin
+        .move_closed_shard(STREAM, "shardId-000000000000")
+        .await
+        .expect_err("an open shard is not moved");
+    assert_eq!(open.code(), Some("ResourceInUseException"), "{open}");
+
+    harness.apply_stream(
+        STREAM,
+        json!({"shards": 3, "brokers": {"replicas": 2, "shrinkPolicy": "Drain"}}),
+    );
+    let mut reasons = Vec::new();
+    let mut before = None;
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while statefulset_replicas(&harness) != Some(2) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never shrank: {:?}",
+            ready(&harness)
+        );
+        harness.reconcile_stream(STREAM).await.expect("reconcile");
+        let reason = ready(&harness).1;
+        if reason == "DrainingShards" && before.is_none() {
+            // Pod 2's open shard is resharded off; its closed one is being copied: what every
+            // reader sees now is what it must see after the pod is gone.
+            let placement = admin.describe_placement(STREAM).await.expect("placement");
+            assert!(
+                open_owners(&placement).iter().all(|owner| *owner < 2),
+                "{placement:?}"
+            );
+            // Read through pod 1 once it follows pod 0's map (the merge that ended the
+            // reshard included).
+            replicas_caught_up(&pods).await;
+            before = Some(read_positions(&client_for(&pods[1].endpoint)).await);
+        }
+        if reasons.last() != Some(&reason) {
+            reasons.push(reason);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        reasons.iter().any(|r| r == "DrainingShards"),
+        "the Stream said it drained: {reasons:?}"
+    );
+    assert!(
+        !reasons.iter().any(|r| r == "WaitingForRetention"),
+        "nothing waited for retention: {reasons:?}"
+    );
+    assert!(events_with(&harness, "DrainingShard") >= 1);
+    assert_eq!(events_with(&harness, "ShrinkingBrokers"), 1);
+    let placement = admin.describe_placement(STREAM).await.expect("placement");
+    let moved: Vec<_> = placement
+        .shards
+        .iter()
+        .filter(|s| s.closed_ms.is_some() && s.parent.is_none())
+        .collect();
+    assert_eq!(
+        moved.len(),
+        1,
+        "pod 2's first shard was closed: {placement:?}"
+    );
+    let (moved_index, destination) = (moved[0].index, moved[0].owner);
+    assert!(destination < 2, "copied to a pod that stays: {placement:?}");
+    let before = before.expect("read while draining");
+    let stored = before.iter().filter(|r| !r.1.is_empty()).count();
+    assert_eq!(stored, 30, "{before:?}");
+
+    // Pod 2 forgets its copy once it follows the new map.
+    replicas_caught_up(&pods).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !segment_files(&dirs[2], moved_index).is_empty() {
+        assert!(std::time::Instant::now() < deadline, "pod 2 kept its copy");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!segment_files(&dirs[destination as usize], moved_index).is_empty());
+
+    // Pod 2 goes; then the pod that took the copy is killed (-9) and restarted: every record
+    // reads back with its sequence number and arrival time, through either pod.
+    pods[2].kill();
+    replicas_caught_up(&pods[..2]).await;
+    let after = read_positions(&client_for(&pods[0].endpoint)).await;
+    assert_eq!(after, before, "read through pod 0 with pod 2 gone");
+    let destination = destination as usize;
+    pods[destination].kill();
+    pods[destination] = start_pod_with(managed.clone(), &dirs[destination], destination, &internal);
+    let other = 1 - destination;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let client = client_for(&pods[other].endpoint);
+        let listed = client.list_shards().stream_name(STREAM).send().await;
+        if listed.is_ok() && catalog_epoch(&pods[destination]).is_some() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the pod never came back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    replicas_caught_up(&pods[..2]).await;
+    let after_restart = read_positions(&client_for(&pods[other].endpoint)).await;
+    assert_eq!(after_restart, before, "read after the copy's pod restarted");
 }

@@ -8,7 +8,10 @@
 //!   StatefulSet grows, lowered before it shrinks so that the shards resharded off the leaving
 //!   pods land on the pods that stay.
 //!
-//! Both are answered by pod 0, which holds the authoritative catalog; another pod relays them.
+//! - `MoveClosedShard` moves a closed shard off a leaving pod to one that stays (copied, see
+//!   [`super::moving`]); `DescribePlacement` shows the move under way or why it failed.
+//!
+//! All are answered by pod 0, which holds the authoritative catalog; another pod relays them.
 
 use serde_json::{Value, json};
 
@@ -31,6 +34,8 @@ pub enum AdminOperation {
     DescribePlacement,
     /// How many pods take new shards.
     SetPlacementPods,
+    /// Move a closed shard off a leaving pod.
+    MoveClosedShard,
 }
 
 impl AdminOperation {
@@ -39,6 +44,7 @@ impl AdminOperation {
         match target.strip_prefix(TARGET_PREFIX) {
             Some("DescribePlacement") => Ok(Self::DescribePlacement),
             Some("SetPlacementPods") => Ok(Self::SetPlacementPods),
+            Some("MoveClosedShard") => Ok(Self::MoveClosedShard),
             _ => Err(ApiError::new(ErrorKind::UnknownOperation, "")),
         }
     }
@@ -59,7 +65,7 @@ fn invalid(message: impl Into<String>) -> ApiError {
 /// Serves a placement operation for `caller`: only the operator may call it on a managed
 /// broker.
 pub async fn serve(
-    broker: &Broker,
+    broker: &std::sync::Arc<Broker>,
     target: &str,
     body: &[u8],
     caller: &Caller,
@@ -97,6 +103,7 @@ pub async fn serve(
     let answer = match operation {
         AdminOperation::DescribePlacement => describe(broker, &input).await?,
         AdminOperation::SetPlacementPods => set_pods(broker, &input).await?,
+        AdminOperation::MoveClosedShard => super::moving::start_move(broker, &input).await?,
     };
     Ok(Answered::Json(answer))
 }
@@ -112,6 +119,7 @@ async fn describe(broker: &Broker, input: &Value) -> Result<Vec<u8>, ApiError> {
         .cluster
         .get()
         .map_or(1, |cluster| cluster.placement_pods(&catalog));
+    let moves = broker.cluster.get().map(|cluster| &cluster.moves);
     let mut streams = Vec::new();
     for record in catalog.streams.values() {
         if wanted.is_some_and(|name| name != record.name) {
@@ -121,6 +129,12 @@ async fn describe(broker: &Broker, input: &Value) -> Result<Vec<u8>, ApiError> {
             .shards
             .iter()
             .map(|shard| {
+                let moving = moves.and_then(|moves| {
+                    moves.state(crate::broker::shard::ShardKey {
+                        stream_key: record.key,
+                        shard_index: shard.index,
+                    })
+                });
                 json!({
                     "ShardId": shard_id(shard.index),
                     "Owner": shard.owner,
@@ -128,6 +142,8 @@ async fn describe(broker: &Broker, input: &Value) -> Result<Vec<u8>, ApiError> {
                     "AdjacentParentShardId": shard.adjacent_parent.map(shard_id),
                     "ClosedMs": shard.closed_ms,
                     "Expired": shard.expired,
+                    "MovingTo": moving.as_ref().filter(|m| m.running).map(|m| m.to),
+                    "MoveFailure": moving.and_then(|m| m.failure),
                 })
             })
             .collect();

@@ -7,7 +7,6 @@
 //! keeps the shard open and the owner opens it again when it adopts that catalog.
 
 use bytes::Bytes;
-use http_body_util::BodyExt;
 use serde::{Deserialize, Serialize};
 
 use super::{Cluster, HOME};
@@ -110,22 +109,16 @@ pub async fn ask_owner(
     let path = if closed { CLOSE_PATH } else { REOPEN_PATH };
     let body = serde_json::to_vec(request).map_err(internal)?;
     let builder = http::Request::post(path).header(http::header::CONTENT_TYPE, "application/json");
-    let answer = cluster
-        .send(owner, builder, path, Bytes::from(body))
+    let (status, bytes) = cluster
+        .exchange(owner, builder, path, Bytes::from(body))
         .await
-        .map_err(|error| {
-            ApiError::new(
+        .map_err(|error| match error {
+            super::ClusterError::BadAnswer { .. } => internal(error),
+            _ => ApiError::new(
                 ErrorKind::ServiceUnavailable,
                 format!("The pod that holds the shard cannot be reached ({error}); retry."),
-            )
+            ),
         })?;
-    let status = answer.status();
-    let bytes = answer
-        .into_body()
-        .collect()
-        .await
-        .map_err(internal)?
-        .to_bytes();
     if !status.is_success() {
         return Err(internal(format!(
             "pod {owner} answered {status}: {}",

@@ -19,6 +19,7 @@
 
 pub mod admin;
 pub mod closing;
+pub mod moving;
 pub mod placement;
 pub mod put_part;
 pub mod rates;
@@ -154,6 +155,8 @@ pub struct Cluster {
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     /// Each pod's latest write rate, as pod 0 heard them.
     pub rates: rates::PodRates,
+    /// Closed shards pod 0 is moving, and copies this pod is taking in.
+    pub moves: moving::Moves,
 }
 
 impl Cluster {
@@ -173,6 +176,7 @@ impl Cluster {
             peers,
             client: Client::builder(TokioExecutor::new()).build(connector),
             rates: rates::PodRates::default(),
+            moves: moving::Moves::default(),
         }
     }
 
@@ -221,6 +225,32 @@ impl Cluster {
             .request(request)
             .await
             .map_err(|e| unreachable(e.to_string()))
+    }
+}
+
+impl Cluster {
+    /// Sends one request to pod `ordinal`'s internal port and reads the whole answer:
+    /// its status and body.
+    pub async fn exchange(
+        &self,
+        ordinal: u32,
+        request: http::request::Builder,
+        path: &str,
+        body: Bytes,
+    ) -> Result<(http::StatusCode, Bytes), ClusterError> {
+        use http_body_util::BodyExt;
+        let answer = self.send(ordinal, request, path, body).await?;
+        let status = answer.status();
+        let bytes = answer
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| ClusterError::BadAnswer {
+                ordinal,
+                message: e.to_string(),
+            })?
+            .to_bytes();
+        Ok((status, bytes))
     }
 }
 

@@ -268,23 +268,15 @@ pub async fn send(
     records: &[PutRecord<'_>],
     caller: &str,
 ) -> Result<Vec<RecordResult>, String> {
-    use http_body_util::BodyExt;
     let body =
         encode(stream.record.key, &stream.record.name, records).map_err(|e| e.to_string())?;
     let request = http::Request::post(PUT_PATH)
         .header(http::header::CONTENT_TYPE, "application/octet-stream")
         .header(super::CALLER_HEADER, caller);
-    let answer = cluster
-        .send(owner, request, PUT_PATH, body.into())
+    let (status, bytes) = cluster
+        .exchange(owner, request, PUT_PATH, body.into())
         .await
         .map_err(|e| e.to_string())?;
-    let status = answer.status();
-    let bytes = answer
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
     if status != http::StatusCode::OK {
         let refusal: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
         let (json::FailedAnswer::Unavailable(why) | json::FailedAnswer::Api { message: why, .. }) =

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::BodyExt;
 
 use super::{CATALOG_PATH, Cluster, ClusterError, HOME, rates};
 use crate::broker::catalog::Catalog;
@@ -39,19 +38,9 @@ pub async fn fetch(cluster: &Cluster, report: Option<&Report>) -> Result<Catalog
             .header(rates::RATE_HEADER, format!("{:.3}", report.rate))
             .header(rates::DEMAND_HEADER, rates::encode_demand(&report.demand));
     }
-    let answer = cluster
-        .send(HOME, request, CATALOG_PATH, Bytes::new())
+    let (status, bytes) = cluster
+        .exchange(HOME, request, CATALOG_PATH, Bytes::new())
         .await?;
-    let status = answer.status();
-    let bytes = answer
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| ClusterError::BadAnswer {
-            ordinal: HOME,
-            message: e.to_string(),
-        })?
-        .to_bytes();
     if !status.is_success() {
         return Err(ClusterError::BadAnswer {
             ordinal: HOME,
@@ -125,6 +114,11 @@ pub async fn adopt(broker: &Broker, incoming: Catalog) -> Result<bool, ApiError>
             .map_err(internal)?;
         broker.publish(record);
     }
+    // Closed shards moved off this pod: their copies here go, once the catalog that names
+    // their new owner is saved (a read routed here under an older map is refused from now on).
+    super::moving::forget_moved_away(broker, &incoming)
+        .await
+        .map_err(internal)?;
     tracing::info!(epoch = incoming.epoch, "adopted pod 0's catalog");
     *catalog = incoming;
     Ok(true)

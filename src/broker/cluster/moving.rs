@@ -1,0 +1,482 @@
+//! Moving a closed shard off a pod that is leaving (what a Stream with `shrinkPolicy: Drain`
+//! asks for before its StatefulSet shrinks), so the pods can shrink before retention ends.
+//!
+//! Pod 0 picks the destination among the pods that stay (by [`super::placement::place`]) and
+//! asks it over the internal port to copy the shard from its owner. The destination reads the
+//! owner's segments batch by batch, checks and writes them byte for byte (offsets, so sequence
+//! numbers, and arrival times are kept) and checkpoints the copy before it answers. Only then
+//! does pod 0 name the destination the shard's owner in its catalog (and the old owner in the
+//! shard's `moved_from`); the old owner forgets its copy once it adopts that catalog. Until
+//! then reads go to the old owner, which still holds every record, and a read sent under an
+//! older map to a pod that does not serve the shard is refused and routed again, so no reader
+//! ever sees a shard empty that is not. A copy cut short leaves nothing that counts: the move
+//! is asked again and starts over.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::{Cluster, HOME, placement};
+use crate::broker::protocol::{ApiError, ErrorKind};
+use crate::broker::routing::{parse_shard_id, shard_id};
+use crate::broker::shard::ShardKey;
+use crate::broker::shard::transfer::{SegmentSource, ShardListing, TransferError};
+use crate::broker::state::Broker;
+
+/// The internal path that lists what a pod holds of a shard.
+pub const LISTING_PATH: &str = "/cluster/shard-listing";
+/// The internal path that hands out whole batches of a shard's segment.
+pub const BATCHES_PATH: &str = "/cluster/shard-batches";
+/// The internal path that asks a pod to copy a shard from its owner.
+pub const IMPORT_PATH: &str = "/cluster/import-shard";
+
+/// A move as pod 0 tracks it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MoveState {
+    /// Where the shard goes.
+    pub to: u32,
+    /// Whether the copy is under way.
+    pub running: bool,
+    /// Why the last attempt failed.
+    pub failure: Option<String>,
+}
+
+/// The moves pod 0 runs and the copies a pod takes in.
+#[derive(Default)]
+pub struct Moves {
+    running: Mutex<HashMap<ShardKey, MoveState>>,
+    importing: Mutex<HashMap<ShardKey, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl Moves {
+    /// The state of the move of `key`, if one was asked for since pod 0 started.
+    pub fn state(&self, key: ShardKey) -> Option<MoveState> {
+        self.running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+            .cloned()
+    }
+
+    /// Registers a move of `key` to `to` unless one is running; returns the running one's
+    /// destination, or `None` when this call started it.
+    fn start(&self, key: ShardKey, to: u32) -> Option<u32> {
+        let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+        match running.get(&key) {
+            Some(state) if state.running => Some(state.to),
+            _ => {
+                running.insert(
+                    key,
+                    MoveState {
+                        to,
+                        running: true,
+                        failure: None,
+                    },
+                );
+                None
+            }
+        }
+    }
+
+    fn finish(&self, key: ShardKey, failure: Option<String>) {
+        let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+        match failure {
+            None => {
+                running.remove(&key);
+            }
+            Some(failure) => {
+                if let Some(state) = running.get_mut(&key) {
+                    state.running = false;
+                    state.failure = Some(failure);
+                }
+            }
+        }
+    }
+
+    fn import_lock(&self, key: ShardKey) -> Arc<tokio::sync::Mutex<()>> {
+        self.importing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(key)
+            .or_default()
+            .clone()
+    }
+}
+
+fn invalid(message: impl Into<String>) -> ApiError {
+    ApiError::new(ErrorKind::InvalidArgument, message)
+}
+
+/// What pod 0 decides about a request to move `shard_index` of the stream in `catalog`: the
+/// shard's key, its owner and the pod it goes to; or why it is refused.
+pub fn destination(
+    catalog: &crate::broker::catalog::Catalog,
+    stream_name: &str,
+    shard_index: u32,
+    loads: &[placement::PodLoad],
+) -> Result<(ShardKey, u32, u32), ApiError> {
+    let record = catalog.streams.get(stream_name).ok_or_else(|| {
+        ApiError::new(
+            ErrorKind::ResourceNotFound,
+            format!("Stream {stream_name} not found."),
+        )
+    })?;
+    let id = shard_id(shard_index);
+    let shard = record
+        .shards
+        .iter()
+        .find(|s| s.index == shard_index)
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorKind::ResourceNotFound,
+                format!("Shard {id} of stream {stream_name} not found."),
+            )
+        })?;
+    if shard.closed_at_offset.is_none() {
+        return Err(ApiError::new(
+            ErrorKind::ResourceInUse,
+            format!("Shard {id} is open: only closed shards are moved (reshard it off its pod)."),
+        ));
+    }
+    if shard.expired {
+        return Err(invalid(format!(
+            "Shard {id} is past retention: nothing of it is left to move."
+        )));
+    }
+    let pods = loads.len() as u32;
+    if shard.owner < pods {
+        return Err(invalid(format!(
+            "Shard {id} is on pod {}, which stays (new shards go to pods 0 to {}): only shards on leaving pods are moved.",
+            shard.owner,
+            pods.saturating_sub(1)
+        )));
+    }
+    let to = placement::place(1, loads, &[])
+        .first()
+        .copied()
+        .unwrap_or(HOME);
+    let key = ShardKey {
+        stream_key: record.key,
+        shard_index,
+    };
+    Ok((key, shard.owner, to))
+}
+
+/// Serves `MoveClosedShard` on pod 0: starts moving the shard (or reports the move already
+/// running) and answers where it goes.
+pub async fn start_move(broker: &Arc<Broker>, input: &Value) -> Result<Vec<u8>, ApiError> {
+    let Some(cluster) = broker.cluster.get().cloned() else {
+        return Err(invalid(
+            "This broker is not one pod of a cluster: its shards have nowhere to move.",
+        ));
+    };
+    let name = input
+        .get("StreamName")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ApiError::new(ErrorKind::Validation, "StreamName is required."))?;
+    let index = input
+        .get("ShardId")
+        .and_then(Value::as_str)
+        .and_then(parse_shard_id)
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorKind::Validation,
+                "ShardId must name a shard (shardId-<number>).",
+            )
+        })?;
+    let (key, from, to) = {
+        let catalog = broker.catalog.lock().await;
+        let loads = placement::loads(
+            &catalog,
+            cluster.placement_pods(&catalog),
+            &cluster.rates.current(std::time::Instant::now()),
+        );
+        destination(&catalog, name, index, &loads)?
+    };
+    let to = match cluster.moves.start(key, to) {
+        Some(running_to) => running_to,
+        None => {
+            tracing::info!(?key, from, to, "moving a closed shard off a leaving pod");
+            tokio::spawn(run_move(broker.clone(), cluster, key, from, to));
+            to
+        }
+    };
+    let answer = json!({"ShardId": shard_id(index), "From": from, "To": to});
+    serde_json::to_vec(&answer)
+        .map_err(|e| ApiError::new(ErrorKind::InternalFailure, e.to_string()))
+}
+
+async fn run_move(broker: Arc<Broker>, cluster: Arc<Cluster>, key: ShardKey, from: u32, to: u32) {
+    let copied = if to == cluster.ordinal {
+        import_here(&broker, &cluster, key, from).await.map(drop)
+    } else {
+        ask_import(&cluster, key, from, to).await
+    };
+    let result = match copied {
+        Ok(_) => name_owner(&broker, key, from, to).await,
+        Err(error) => Err(error),
+    };
+    match result {
+        Ok(()) => {
+            tracing::info!(?key, from, to, "closed shard moved");
+            cluster.moves.finish(key, None);
+        }
+        Err(error) => {
+            tracing::warn!(?key, from, to, %error, "moving a closed shard failed; it stays where it is");
+            cluster.moves.finish(key, Some(error));
+        }
+    }
+}
+
+/// Makes `to` the owner of `key` in pod 0's catalog, `from` remembered as a pod that held it.
+async fn name_owner(broker: &Broker, key: ShardKey, from: u32, to: u32) -> Result<(), String> {
+    let mut catalog = broker.catalog.lock().await;
+    let mut updated = catalog.clone();
+    let record = updated
+        .streams
+        .values_mut()
+        .find(|s| s.key == key.stream_key)
+        .ok_or("the stream was deleted meanwhile")?;
+    let shard = record
+        .shards
+        .iter_mut()
+        .find(|s| s.index == key.shard_index)
+        .ok_or("the shard is gone")?;
+    if shard.owner != from {
+        return Err(format!(
+            "the shard's owner changed meanwhile (pod {})",
+            shard.owner
+        ));
+    }
+    shard.owner = to;
+    if !shard.moved_from.contains(&from) {
+        shard.moved_from.push(from);
+    }
+    let published = record.clone();
+    broker.save(&mut updated).map_err(|e| e.message)?;
+    broker.publish(&published);
+    *catalog = updated;
+    Ok(())
+}
+
+/// Asks pod `to` to copy `key` from pod `from`.
+async fn ask_import(cluster: &Cluster, key: ShardKey, from: u32, to: u32) -> Result<(), String> {
+    let body = serde_json::to_vec(&ImportRequest {
+        stream_key: key.stream_key,
+        shard: key.shard_index,
+        from,
+    })
+    .map_err(|e| e.to_string())?;
+    let request =
+        http::Request::post(IMPORT_PATH).header(http::header::CONTENT_TYPE, "application/json");
+    let (status, bytes) = cluster
+        .exchange(to, request, IMPORT_PATH, Bytes::from(body))
+        .await
+        .map_err(|e| e.to_string())?;
+    if !status.is_success() {
+        return Err(format!(
+            "pod {to} could not copy the shard: {status} {}",
+            String::from_utf8_lossy(&bytes)
+        ));
+    }
+    Ok(())
+}
+
+/// What pod 0 asks of the destination.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ImportRequest {
+    /// The stream's key.
+    pub stream_key: u32,
+    /// The shard's index.
+    pub shard: u32,
+    /// The pod that holds it.
+    pub from: u32,
+}
+
+/// Copies `key` from pod `from` into this pod's store, one copy per shard at a time (a copy
+/// asked again while one runs waits for it, then finds it done). The copy runs on its own
+/// task: a caller that goes away does not cut it short.
+pub async fn import_here(
+    broker: &Arc<Broker>,
+    cluster: &Arc<Cluster>,
+    key: ShardKey,
+    from: u32,
+) -> Result<ShardListing, String> {
+    let lock = cluster.moves.import_lock(key);
+    let (broker, cluster) = (broker.clone(), cluster.clone());
+    let task = tokio::spawn(async move {
+        let _one_at_a_time = lock.lock().await;
+        let source = PeerSource {
+            cluster: &cluster,
+            from,
+            key,
+        };
+        broker.store.import_shard(key, &source).await
+    });
+    match task.await {
+        Ok(result) => result.map_err(|e| e.to_string()),
+        Err(error) => Err(format!("the copy stopped: {error}")),
+    }
+}
+
+/// Serves pod 0's [`ImportRequest`] on the internal port.
+pub async fn serve_import(broker: &Arc<Broker>, body: &[u8]) -> (u16, Vec<u8>) {
+    let request: ImportRequest = match serde_json::from_slice(body) {
+        Ok(request) => request,
+        Err(error) => return (400, error.to_string().into_bytes()),
+    };
+    let Some(cluster) = broker.cluster.get().cloned() else {
+        return (400, b"not a pod of a cluster".to_vec());
+    };
+    let key = ShardKey {
+        stream_key: request.stream_key,
+        shard_index: request.shard,
+    };
+    match import_here(broker, &cluster, key, request.from).await {
+        Ok(listing) => (200, serde_json::to_vec(&listing).unwrap_or_default()),
+        Err(error) => (500, error.into_bytes()),
+    }
+}
+
+/// A query's `name=number` pairs.
+fn numbers(query: Option<&str>) -> HashMap<&str, u64> {
+    query
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .filter_map(|(name, value)| value.parse().ok().map(|v| (name, v)))
+        .collect()
+}
+
+fn shard_of(numbers: &HashMap<&str, u64>) -> Option<ShardKey> {
+    Some(ShardKey {
+        stream_key: u32::try_from(*numbers.get("stream_key")?).ok()?,
+        shard_index: u32::try_from(*numbers.get("shard")?).ok()?,
+    })
+}
+
+/// Serves [`LISTING_PATH`]: what this pod holds of a shard (JSON).
+pub fn serve_listing(broker: &Broker, query: Option<&str>) -> (u16, Vec<u8>) {
+    let listing = shard_of(&numbers(query)).and_then(|key| broker.store.listing(key));
+    match listing {
+        Some(listing) => (200, serde_json::to_vec(&listing).unwrap_or_default()),
+        None => (404, b"no such shard here".to_vec()),
+    }
+}
+
+/// Serves [`BATCHES_PATH`]: whole batches of a segment from a byte position.
+pub fn serve_batches(broker: &Broker, query: Option<&str>) -> (u16, Vec<u8>) {
+    let numbers = numbers(query);
+    let (Some(key), Some(base), Some(position)) = (
+        shard_of(&numbers),
+        numbers.get("base").copied(),
+        numbers.get("position").copied(),
+    ) else {
+        return (
+            400,
+            b"stream_key, shard, base and position are required".to_vec(),
+        );
+    };
+    match broker.store.batches(key, base, position) {
+        Some(Ok(bytes)) => (200, bytes),
+        Some(Err(error)) => (500, error.to_string().into_bytes()),
+        None => (404, b"no such segment here".to_vec()),
+    }
+}
+
+/// Reads a shard from the pod that holds it, over the internal port.
+struct PeerSource<'a> {
+    cluster: &'a Cluster,
+    from: u32,
+    key: ShardKey,
+}
+
+impl PeerSource<'_> {
+    async fn get(&self, path: &str, query: String) -> Result<Bytes, TransferError> {
+        let path = format!("{path}?{query}");
+        let (status, bytes) = self
+            .cluster
+            .exchange(self.from, http::Request::get(&path), &path, Bytes::new())
+            .await
+            .map_err(|e| TransferError::Source(e.to_string()))?;
+        if !status.is_success() {
+            return Err(TransferError::Source(format!(
+                "pod {} answered {status}: {}",
+                self.from,
+                String::from_utf8_lossy(&bytes)
+            )));
+        }
+        Ok(bytes)
+    }
+}
+
+impl SegmentSource for PeerSource<'_> {
+    async fn listing(&self) -> Result<ShardListing, TransferError> {
+        let query = format!(
+            "stream_key={}&shard={}",
+            self.key.stream_key, self.key.shard_index
+        );
+        let bytes = self.get(LISTING_PATH, query).await?;
+        serde_json::from_slice(&bytes).map_err(|e| TransferError::Source(e.to_string()))
+    }
+
+    async fn batches(&self, base_offset: u64, position: u64) -> Result<Vec<u8>, TransferError> {
+        let query = format!(
+            "stream_key={}&shard={}&base={base_offset}&position={position}",
+            self.key.stream_key, self.key.shard_index
+        );
+        Ok(self.get(BATCHES_PATH, query).await?.to_vec())
+    }
+}
+
+/// Shards this pod (`here`) held and that `catalog` says another pod holds now: their copies
+/// here are forgotten.
+pub fn moved_away(catalog: &crate::broker::catalog::Catalog, here: u32) -> Vec<ShardKey> {
+    catalog
+        .streams
+        .values()
+        .flat_map(|record| {
+            record
+                .shards
+                .iter()
+                .filter(|s| s.owner != here && s.moved_from.contains(&here))
+                .map(|s| ShardKey {
+                    stream_key: record.key,
+                    shard_index: s.index,
+                })
+        })
+        .collect()
+}
+
+/// Forgets this pod's copies of the shards `catalog` says were moved off it (at each newer
+/// catalog, and at start for a catalog saved before a crash cut the forgetting short).
+pub async fn forget_moved_away(
+    broker: &Broker,
+    catalog: &crate::broker::catalog::Catalog,
+) -> Result<(), crate::broker::shard::StoreError> {
+    let Some(here) = broker.cluster.get().map(|cluster| cluster.ordinal) else {
+        return Ok(());
+    };
+    let mut forgot = false;
+    for key in moved_away(catalog, here) {
+        let held = broker
+            .store
+            .listing(key)
+            .is_some_and(|l| l.next_offset > 0 || !l.segments.is_empty());
+        if held {
+            broker.store.forget_shard(key).await?;
+            tracing::info!(?key, "forgot a closed shard another pod holds now");
+            forgot = true;
+        }
+    }
+    if forgot {
+        // Readers take the emptied logs from here on.
+        for record in catalog.streams.values() {
+            broker.publish(record);
+        }
+    }
+    Ok(())
+}
