@@ -295,3 +295,161 @@ async fn cluster_a_store_that_gave_a_shard_up_forgets_it_and_its_files_for_good(
     assert_eq!(records(&reopened), Vec::new());
     assert_eq!(reopened.listing(SHARD).map(|l| l.next_offset), Some(0));
 }
+
+type Op = support::power_cut::Op<()>;
+type Recorder = support::power_cut::Recorder<()>;
+type Record = (u64, u64, String, Vec<u8>);
+
+/// A store over a recording file layer in `dir`, with the shard (empty), and its recorder.
+async fn recorded_store(dir: &Path) -> (Store, Arc<std::sync::Mutex<Recorder>>) {
+    let recorder = Arc::new(std::sync::Mutex::new(Recorder::default()));
+    let fs = Arc::new(support::power_cut::RecordingFs {
+        root: dir.to_path_buf(),
+        recorder: recorder.clone(),
+    });
+    let (store, _) = Store::open(
+        dir,
+        fs,
+        options(),
+        Clock::default(),
+        &[SHARD],
+        HashMap::new(),
+    )
+    .expect("store opens");
+    store.add_shards(vec![SHARD]).await.expect("shard");
+    (store, recorder)
+}
+
+/// Recovers the image of every cut point of `ops`, after a power cut and after a `kill -9`,
+/// and hands `check` how many acknowledgements came before the cut, the records recovered
+/// and where the cut was. Returns the number of power-cut images.
+fn every_cut(ops: &[Op], mut check: impl FnMut(usize, &[Record], &str)) -> usize {
+    use support::power_cut::{Cut, PowerCutModel, describe};
+    let mut model = PowerCutModel::default();
+    let (mut acknowledged, mut power_cuts) = (0, 0);
+    for cut in 0..=ops.len() {
+        if cut > 0 {
+            model.apply(&ops[cut - 1]);
+            if matches!(ops[cut - 1], Op::Acknowledged(())) {
+                acknowledged += 1;
+                continue;
+            }
+        }
+        for kind in [Cut::Power, Cut::Process] {
+            let image = TempDir::new("copy-cut-image");
+            model.materialize(image.path(), kind);
+            let at = format!(
+                "{kind:?} cut after op {cut} ({})",
+                describe(ops.get(cut.wrapping_sub(1)))
+            );
+            let (store, _) = Store::open(
+                image.path(),
+                Arc::new(RealFs),
+                options(),
+                Clock::default(),
+                &[SHARD],
+                HashMap::new(),
+            )
+            .unwrap_or_else(|e| panic!("{at}: recovery failed: {e}"));
+            check(acknowledged, &records(&store), &at);
+            power_cuts += usize::from(matches!(kind, Cut::Power));
+        }
+    }
+    power_cuts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_a_copy_cut_by_a_power_cut_anywhere_is_whole_once_done_and_never_in_part() {
+    let (from_dir, run) = (TempDir::new("copy-cut-src"), TempDir::new("copy-cut-run"));
+    let source = filled_source(from_dir.path()).await;
+    let expected = records(&source);
+    let (target, recorder) = recorded_store(run.path()).await;
+    target
+        .import_shard(
+            SHARD,
+            &StoreSource {
+                store: &source,
+                damage_at: None,
+            },
+        )
+        .await
+        .expect("copy");
+    // The copy is done: from here on it must survive anything.
+    recorder
+        .lock()
+        .expect("lock")
+        .ops
+        .push(Op::Acknowledged(()));
+    target.shutdown().await.expect("shutdown");
+    let ops = recorder.lock().expect("lock").ops.clone();
+    let mut whole_early = 0;
+    let power_cuts = every_cut(&ops, |done, found, at| {
+        if done > 0 {
+            assert_eq!(found, expected, "{at}: after the copy was done");
+        } else {
+            assert!(
+                found.is_empty() || found == expected,
+                "{at}: {} of {} records, a copy in part",
+                found.len(),
+                expected.len()
+            );
+            whole_early += usize::from(!found.is_empty());
+        }
+    });
+    eprintln!(
+        "copy: {power_cuts} power-cut and as many kill -9 images over {} recorded calls; whole before the copy returned in {whole_early}",
+        ops.len()
+    );
+    assert!(power_cuts > 30, "{power_cuts} power-cut images");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_a_shard_given_up_is_whole_or_gone_at_any_power_cut_and_gone_once_done() {
+    let run = TempDir::new("forget-cut-run");
+    let (store, recorder) = recorded_store(run.path()).await;
+    for batch in 0..40 {
+        let mut body = BodyBuilder::default();
+        for i in 0..10 {
+            body.push("key", format!("record {batch}/{i}").as_bytes());
+        }
+        store
+            .append(vec![AppendPart {
+                shard: SHARD,
+                body: body.finish(),
+            }])
+            .await
+            .expect("append");
+    }
+    store.close_shard(SHARD).await.expect("close");
+    store.checkpoint().await.expect("checkpoint");
+    let expected = records(&store);
+    assert_eq!(expected.len(), 400);
+    // Whole from here on, until it is given up.
+    recorder
+        .lock()
+        .expect("lock")
+        .ops
+        .push(Op::Acknowledged(()));
+    store.forget_shard(SHARD).await.expect("forget");
+    recorder
+        .lock()
+        .expect("lock")
+        .ops
+        .push(Op::Acknowledged(()));
+    store.shutdown().await.expect("shutdown");
+    let ops = recorder.lock().expect("lock").ops.clone();
+    let power_cuts = every_cut(&ops, |phase, found, at| match phase {
+        0 => {}
+        1 => assert!(
+            found == expected || found.is_empty(),
+            "{at}: {} of {} records while giving the shard up",
+            found.len(),
+            expected.len()
+        ),
+        _ => assert!(
+            found.is_empty(),
+            "{at}: the shard is back after it was given up"
+        ),
+    });
+    assert!(power_cuts > 30, "{power_cuts} power-cut images");
+}
