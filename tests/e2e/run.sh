@@ -590,7 +590,17 @@ reshard() {
   [ "$(pod_incoming clicks-2)" = "$before" ] || fail "records landed on the leaving pod after the move ($before, then $(pod_incoming clicks-2))"
   "$PYTHON" tests/e2e/e2e.py verify "$ENDPOINT" clicks "$WORK"/acked-*.json || fail "records lost moving shards off a pod"
   echo "the leaving pod clicks-2 took no record after the move; every record reads back"
+
+  step "4. draining instead: the leaving pod's closed shards are copied to the pods that stay, then it goes"
+  kn patch stream/clicks --type merge -p '{"spec":{"brokers":{"replicas":2,"shrinkPolicy":"Drain"}}}' >/dev/null
+  TIMEOUT=240 eventually equals statefulset/clicks '{.spec.replicas}' 2
+  says event/ kn get events --field-selector reason=DrainingShard,involvedObject.name=clicks -o name || fail "no DrainingShard Event"
+  TIMEOUT=120 eventually sh -c "! $KUBECTL -n $NS get pod clicks-2 >/dev/null 2>&1"
+  TIMEOUT=60 eventually equals stream/clicks '{.status.conditions[?(@.type=="Ready")].reason}' Serving
+  "$PYTHON" tests/e2e/e2e.py verify "$ENDPOINT" clicks "$WORK"/acked-*.json || fail "records lost draining the leaving pod"
+  echo "clicks-2 is gone before retention passed; every acknowledged record reads back from the two pods left"
   kn patch stream/clicks --type merge -p '{"spec":{"brokers":{"replicas":3}}}' >/dev/null
+  TIMEOUT=120 eventually equals statefulset/clicks '{.status.readyReplicas}' 3
   TIMEOUT=60 eventually equals stream/clicks '{.status.conditions[?(@.type=="Ready")].reason}' Serving
 }
 
