@@ -1,7 +1,8 @@
 //! The Stream controller's part in changing the number of broker pods (`docs/cluster.md`):
 //! it tells pod 0 how many pods take new shards, then takes the step
 //! [`broker_pods::next_step`] decides: split a shard off a leaving pod, merge the two
-//! children back, wait for retention, or shrink the StatefulSet.
+//! children back, wait for retention or copy the closed shards off (`shrinkPolicy: Drain`),
+//! or shrink the StatefulSet.
 
 use kube::{Resource, ResourceExt};
 
@@ -10,12 +11,12 @@ use super::context::Context;
 use super::kinesis::{AdminError, BrokerAdmin};
 use super::status::StreamPhase;
 use crate::api::{ShrinkPolicy, Stream};
+use crate::broker::routing::shard_id;
 
 /// The Stream's reason while the leaving pods' closed shards wait out retention.
 pub const WAITING_FOR_RETENTION: &str = "WaitingForRetention";
 /// The Stream's reason while the leaving pods' closed shards are copied off.
 pub const DRAINING: &str = "DrainingShards";
-use crate::broker::routing::shard_id;
 
 /// The StatefulSet's pods as the reconcile found them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
