@@ -11,8 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use brook::broker::shard::batch::BodyBuilder;
+use brook::broker::shard::checkpoint::ShardCheckpoint;
 use brook::broker::shard::fs::RealFs;
-use brook::broker::shard::transfer::{SegmentSource, ShardListing, TransferError};
+use brook::broker::shard::transfer::{SegmentSource, TransferError};
 use brook::broker::shard::{
     AppendPart, Clock, ReadLimits, ShardKey, Store, StoreError, StoreOptions,
 };
@@ -72,26 +73,40 @@ fn records(store: &Store) -> Vec<(u64, u64, String, Vec<u8>)> {
         .collect()
 }
 
+/// Appends batch `batch`: 10 records under one key.
+async fn append_batch(store: &Store, batch: usize) {
+    let mut body = BodyBuilder::default();
+    for i in 0..10 {
+        body.push(
+            &format!("key-{batch}"),
+            format!("record {batch}/{i}").as_bytes(),
+        );
+    }
+    store
+        .append(vec![AppendPart {
+            shard: SHARD,
+            body: body.finish(),
+        }])
+        .await
+        .expect("append");
+}
+
+/// Copies the shard whole from `source` into `target`.
+async fn copy_whole(target: &Store, source: &Store) -> Result<ShardCheckpoint, StoreError> {
+    let source = StoreSource {
+        store: source,
+        damage_at: None,
+    };
+    target.import_shard(SHARD, &source).await
+}
+
 /// A source store with 60 batches of 10 records (each batch a few milliseconds apart), the
 /// shard then closed.
 async fn filled_source(dir: &Path) -> Store {
     let store = open(dir);
     store.add_shards(vec![SHARD]).await.expect("shard");
     for batch in 0..60 {
-        let mut body = BodyBuilder::default();
-        for i in 0..10 {
-            body.push(
-                &format!("key-{batch}"),
-                format!("record {batch}/{i}").as_bytes(),
-            );
-        }
-        store
-            .append(vec![AppendPart {
-                shard: SHARD,
-                body: body.finish(),
-            }])
-            .await
-            .expect("append");
+        append_batch(&store, batch).await;
         if batch % 20 == 0 {
             tokio::time::sleep(Duration::from_millis(3)).await;
         }
@@ -108,7 +123,7 @@ struct StoreSource<'a> {
 }
 
 impl SegmentSource for StoreSource<'_> {
-    async fn listing(&self) -> Result<ShardListing, TransferError> {
+    async fn listing(&self) -> Result<ShardCheckpoint, TransferError> {
         self.store
             .listing(SHARD)
             .ok_or_else(|| TransferError::Source("no such shard".into()))
@@ -158,27 +173,11 @@ async fn cluster_a_copied_shard_keeps_every_offset_and_arrival_time_and_survives
 
     let target = open(to_dir.path());
     target.add_shards(vec![SHARD]).await.expect("empty shard");
-    let copied = target
-        .import_shard(
-            SHARD,
-            &StoreSource {
-                store: &source,
-                damage_at: None,
-            },
-        )
-        .await
-        .expect("copy");
+    let copied = copy_whole(&target, &source).await.expect("copy");
     assert_eq!(copied, listing);
     assert_eq!(records(&target), expected, "read back from the copy");
     // Asking again changes nothing: the copy is already whole.
-    target
-        .import_shard(
-            SHARD,
-            &StoreSource {
-                store: &source,
-                damage_at: None,
-            },
-        )
+    copy_whole(&target, &source)
         .await
         .expect("the same copy again");
     // The copy is closed like its source: nothing more is written to it.
@@ -229,16 +228,7 @@ async fn cluster_a_copy_of_damaged_bytes_is_refused_and_leaves_nothing_behind() 
         );
     }
     // A whole copy afterwards succeeds.
-    target
-        .import_shard(
-            SHARD,
-            &StoreSource {
-                store: &source,
-                damage_at: None,
-            },
-        )
-        .await
-        .expect("copy");
+    copy_whole(&target, &source).await.expect("copy");
     assert_eq!(records(&target), records(&source));
 }
 
@@ -364,16 +354,7 @@ async fn cluster_a_copy_cut_by_a_power_cut_anywhere_is_whole_once_done_and_never
     let source = filled_source(from_dir.path()).await;
     let expected = records(&source);
     let (target, recorder) = recorded_store(run.path()).await;
-    target
-        .import_shard(
-            SHARD,
-            &StoreSource {
-                store: &source,
-                damage_at: None,
-            },
-        )
-        .await
-        .expect("copy");
+    copy_whole(&target, &source).await.expect("copy");
     // The copy is done: from here on it must survive anything.
     recorder
         .lock()
@@ -408,17 +389,7 @@ async fn cluster_a_shard_given_up_is_whole_or_gone_at_any_power_cut_and_gone_onc
     let run = TempDir::new("forget-cut-run");
     let (store, recorder) = recorded_store(run.path()).await;
     for batch in 0..40 {
-        let mut body = BodyBuilder::default();
-        for i in 0..10 {
-            body.push("key", format!("record {batch}/{i}").as_bytes());
-        }
-        store
-            .append(vec![AppendPart {
-                shard: SHARD,
-                body: body.finish(),
-            }])
-            .await
-            .expect("append");
+        append_batch(&store, batch).await;
     }
     store.close_shard(SHARD).await.expect("close");
     store.checkpoint().await.expect("checkpoint");

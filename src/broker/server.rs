@@ -188,15 +188,15 @@ pub async fn handle_peer(
         let (status, answer) = cluster::put_part::serve(&broker, caller, &body).await;
         return Ok(respond(status, answer, "application/octet-stream"));
     }
-    if request.method() == http::Method::GET
+    if request.method() == http::Method::POST
         && (path == cluster::moving::LISTING_PATH || path == cluster::moving::BATCHES_PATH)
     {
-        let query = request.uri().query();
-        let (status, answer) = if path == cluster::moving::LISTING_PATH {
-            cluster::moving::serve_listing(&broker, query)
-        } else {
-            cluster::moving::serve_batches(&broker, query)
+        let path = path.to_owned();
+        let body = match collected(request).await {
+            Ok(body) => body,
+            Err(refusal) => return Ok(refusal),
         };
+        let (status, answer) = cluster::moving::serve_segments(&broker, &path, &body);
         return Ok(respond(status, answer, "application/octet-stream"));
     }
     if request.method() == http::Method::POST && path == cluster::moving::IMPORT_PATH {

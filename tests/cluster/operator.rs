@@ -71,6 +71,17 @@ async fn replicas_caught_up(pods: &[Broker]) {
     }
 }
 
+/// Declares the Stream with 3 shards over 3 broker pods, all ready, and reconciles it until
+/// it serves.
+async fn serve_three_pod_stream(harness: &Harness) {
+    harness.seed_admin_secret(STREAM);
+    harness.apply_stream(STREAM, json!({"shards": 3, "brokers": {"replicas": 3}}));
+    harness.reconcile_stream(STREAM).await.expect("finalizer");
+    harness.reconcile_stream(STREAM).await.expect("children");
+    harness.brokers_ready(STREAM, 3);
+    harness.reconcile_until_ready(STREAM).await;
+}
+
 /// Three pods of a Stream managed by the operator, and the operator's folder (its admin keys).
 struct ManagedPods {
     dirs: Vec<TempDir>,
@@ -244,12 +255,7 @@ async fn cluster_operator_reports_a_stream_partly_serving_while_pod_0_is_down() 
         service: address(&pods[1]),
         home: address(&pods[0]),
     };
-    harness.seed_admin_secret(STREAM);
-    harness.apply_stream(STREAM, json!({"shards": 3, "brokers": {"replicas": 3}}));
-    harness.reconcile_stream(STREAM).await.expect("finalizer");
-    harness.reconcile_stream(STREAM).await.expect("children");
-    harness.brokers_ready(STREAM, 3);
-    harness.reconcile_until_ready(STREAM).await;
+    serve_three_pod_stream(&harness).await;
     assert_eq!(ready(&harness), ("True".to_owned(), "Serving".to_owned()));
     replicas_caught_up(&pods).await;
 
@@ -332,12 +338,7 @@ async fn cluster_operator_drains_a_leaving_pods_closed_shards_and_shrinks_before
     let address = pods[0].endpoint.trim_start_matches("http://").to_owned();
     let harness = Harness::with_brokers_at(operator_dir, &address);
     let admin = BrokerAdmin::new(address, "brook-operator", ADMIN_SECRET, "us-east-1");
-    harness.seed_admin_secret(STREAM);
-    harness.apply_stream(STREAM, json!({"shards": 3, "brokers": {"replicas": 3}}));
-    harness.reconcile_stream(STREAM).await.expect("finalizer");
-    harness.reconcile_stream(STREAM).await.expect("children");
-    harness.brokers_ready(STREAM, 3);
-    harness.reconcile_until_ready(STREAM).await;
+    serve_three_pod_stream(&harness).await;
     replicas_caught_up(&pods).await;
     let writer = client_for(&pods[2].endpoint);
     put_all(&writer, (0..30).map(|key| record(key, 0)).collect()).await;

@@ -23,7 +23,8 @@ use super::{Cluster, HOME, placement};
 use crate::broker::protocol::{ApiError, ErrorKind};
 use crate::broker::routing::{parse_shard_id, shard_id};
 use crate::broker::shard::ShardKey;
-use crate::broker::shard::transfer::{SegmentSource, ShardListing, TransferError};
+use crate::broker::shard::checkpoint::ShardCheckpoint;
+use crate::broker::shard::transfer::{SegmentSource, TransferError};
 use crate::broker::state::Broker;
 
 /// The internal path that lists what a pod holds of a shard.
@@ -304,7 +305,7 @@ pub async fn import_here(
     cluster: &Arc<Cluster>,
     key: ShardKey,
     from: u32,
-) -> Result<ShardListing, String> {
+) -> Result<ShardCheckpoint, String> {
     let lock = cluster.moves.import_lock(key);
     let (broker, cluster) = (broker.clone(), cluster.clone());
     let task = tokio::spawn(async move {
@@ -341,46 +342,48 @@ pub async fn serve_import(broker: &Arc<Broker>, body: &[u8]) -> (u16, Vec<u8>) {
     }
 }
 
-/// A query's `name=number` pairs.
-fn numbers(query: Option<&str>) -> HashMap<&str, u64> {
-    query
-        .unwrap_or("")
-        .split('&')
-        .filter_map(|pair| pair.split_once('='))
-        .filter_map(|(name, value)| value.parse().ok().map(|v| (name, v)))
-        .collect()
+/// What a copy asks of the pod that holds the shard: its listing, or whole batches of the
+/// segment at `base` from byte `position`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SegmentRequest {
+    /// The stream's key.
+    pub stream_key: u32,
+    /// The shard's index.
+    pub shard: u32,
+    /// The segment's first offset (batches only).
+    #[serde(default)]
+    pub base: u64,
+    /// The byte to start at (batches only).
+    #[serde(default)]
+    pub position: u64,
 }
 
-fn shard_of(numbers: &HashMap<&str, u64>) -> Option<ShardKey> {
-    Some(ShardKey {
-        stream_key: u32::try_from(*numbers.get("stream_key")?).ok()?,
-        shard_index: u32::try_from(*numbers.get("shard")?).ok()?,
-    })
-}
-
-/// Serves [`LISTING_PATH`]: what this pod holds of a shard (JSON).
-pub fn serve_listing(broker: &Broker, query: Option<&str>) -> (u16, Vec<u8>) {
-    let listing = shard_of(&numbers(query)).and_then(|key| broker.store.listing(key));
-    match listing {
-        Some(listing) => (200, serde_json::to_vec(&listing).unwrap_or_default()),
-        None => (404, b"no such shard here".to_vec()),
+impl SegmentRequest {
+    fn key(&self) -> ShardKey {
+        ShardKey {
+            stream_key: self.stream_key,
+            shard_index: self.shard,
+        }
     }
 }
 
-/// Serves [`BATCHES_PATH`]: whole batches of a segment from a byte position.
-pub fn serve_batches(broker: &Broker, query: Option<&str>) -> (u16, Vec<u8>) {
-    let numbers = numbers(query);
-    let (Some(key), Some(base), Some(position)) = (
-        shard_of(&numbers),
-        numbers.get("base").copied(),
-        numbers.get("position").copied(),
-    ) else {
-        return (
-            400,
-            b"stream_key, shard, base and position are required".to_vec(),
-        );
+/// Serves [`LISTING_PATH`] or [`BATCHES_PATH`] for a [`SegmentRequest`] (JSON): what this
+/// pod holds of a shard (JSON), or whole batches of one of its segments.
+pub fn serve_segments(broker: &Broker, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
+    let request: SegmentRequest = match serde_json::from_slice(body) {
+        Ok(request) => request,
+        Err(error) => return (400, error.to_string().into_bytes()),
     };
-    match broker.store.batches(key, base, position) {
+    if path == LISTING_PATH {
+        return match broker.store.listing(request.key()) {
+            Some(listing) => (200, serde_json::to_vec(&listing).unwrap_or_default()),
+            None => (404, b"no such shard here".to_vec()),
+        };
+    }
+    match broker
+        .store
+        .batches(request.key(), request.base, request.position)
+    {
         Some(Ok(bytes)) => (200, bytes),
         Some(Err(error)) => (500, error.to_string().into_bytes()),
         None => (404, b"no such segment here".to_vec()),
@@ -395,11 +398,20 @@ struct PeerSource<'a> {
 }
 
 impl PeerSource<'_> {
-    async fn get(&self, path: &str, query: String) -> Result<Bytes, TransferError> {
-        let path = format!("{path}?{query}");
+    async fn ask(&self, path: &str, base: u64, position: u64) -> Result<Bytes, TransferError> {
+        let request = SegmentRequest {
+            stream_key: self.key.stream_key,
+            shard: self.key.shard_index,
+            base,
+            position,
+        };
+        let body =
+            serde_json::to_vec(&request).map_err(|e| TransferError::Source(e.to_string()))?;
+        let builder =
+            http::Request::post(path).header(http::header::CONTENT_TYPE, "application/json");
         let (status, bytes) = self
             .cluster
-            .exchange(self.from, http::Request::get(&path), &path, Bytes::new())
+            .exchange(self.from, builder, path, Bytes::from(body))
             .await
             .map_err(|e| TransferError::Source(e.to_string()))?;
         if !status.is_success() {
@@ -414,21 +426,16 @@ impl PeerSource<'_> {
 }
 
 impl SegmentSource for PeerSource<'_> {
-    async fn listing(&self) -> Result<ShardListing, TransferError> {
-        let query = format!(
-            "stream_key={}&shard={}",
-            self.key.stream_key, self.key.shard_index
-        );
-        let bytes = self.get(LISTING_PATH, query).await?;
+    async fn listing(&self) -> Result<ShardCheckpoint, TransferError> {
+        let bytes = self.ask(LISTING_PATH, 0, 0).await?;
         serde_json::from_slice(&bytes).map_err(|e| TransferError::Source(e.to_string()))
     }
 
     async fn batches(&self, base_offset: u64, position: u64) -> Result<Vec<u8>, TransferError> {
-        let query = format!(
-            "stream_key={}&shard={}&base={base_offset}&position={position}",
-            self.key.stream_key, self.key.shard_index
-        );
-        Ok(self.get(BATCHES_PATH, query).await?.to_vec())
+        Ok(self
+            .ask(BATCHES_PATH, base_offset, position)
+            .await?
+            .to_vec())
     }
 }
 
@@ -462,11 +469,7 @@ pub async fn forget_moved_away(
     };
     let mut forgot = false;
     for key in moved_away(catalog, here) {
-        let held = broker
-            .store
-            .listing(key)
-            .is_some_and(|l| l.next_offset > 0 || !l.segments.is_empty());
-        if held {
+        if broker.store.holds_records(key) {
             broker.store.forget_shard(key).await?;
             tracing::info!(?key, "forgot a closed shard another pod holds now");
             forgot = true;

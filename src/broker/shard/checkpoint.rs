@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::log::{IndexEntry, ShardKey};
+use super::fs::FileSystem;
+use super::log::{IndexEntry, ShardKey, ShardView};
 
 /// File name of the checkpoint in the data directory.
 pub const CHECKPOINT_FILE: &str = "checkpoint.json";
@@ -36,6 +37,27 @@ pub struct ShardCheckpoint {
     pub segments: Vec<SegmentCheckpoint>,
 }
 
+impl ShardCheckpoint {
+    /// What `view` holds of shard `key`: where it ends, its newest arrival, its segments.
+    pub fn of(key: ShardKey, view: &ShardView) -> Self {
+        Self {
+            key,
+            next_offset: view.next_offset,
+            last_arrival_ms: view.last_arrival_ms,
+            segments: view
+                .segments
+                .iter()
+                .map(|s| SegmentCheckpoint {
+                    base_offset: s.base_offset,
+                    end_offset: s.end_offset,
+                    len: s.len,
+                    last_arrival_ms: s.last_arrival_ms,
+                })
+                .collect(),
+        }
+    }
+}
+
 /// The whole checkpoint.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Checkpoint {
@@ -61,6 +83,12 @@ pub fn segment_path(shard_dir: &Path, base_offset: u64) -> PathBuf {
 /// Path of a segment's persisted sparse index.
 pub fn index_path(segment_path: &Path) -> PathBuf {
     segment_path.with_extension("idx")
+}
+
+/// Removes a segment's file and its index file.
+pub fn remove_segment(fs: &dyn FileSystem, segment: &Path) -> std::io::Result<()> {
+    fs.remove_file(segment)?;
+    fs.remove_file(&index_path(segment))
 }
 
 /// Path of a journal generation.

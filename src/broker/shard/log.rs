@@ -82,6 +82,13 @@ pub struct ShardView {
     pub segments: Vec<SegmentView>,
 }
 
+impl ShardView {
+    /// Whether the shard holds no record here and never did.
+    pub fn is_empty(&self) -> bool {
+        self.segments.is_empty() && self.next_offset == 0
+    }
+}
+
 /// A shard's log as readers share it.
 pub struct ShardLog {
     /// Which shard.

@@ -5,9 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::batch::{BatchHeader, SealedBody};
-use super::checkpoint::{
-    SegmentCheckpoint, ShardCheckpoint, encode_index, index_path, segment_path,
-};
+use super::checkpoint::{ShardCheckpoint, encode_index, index_path, remove_segment, segment_path};
 use super::fs::{FileSystem, LogFile};
 use super::log::{INDEX_STRIDE, IndexEntry, ShardLog};
 use super::syncer::PublishStep;
@@ -296,22 +294,7 @@ impl ShardWriter {
     }
 
     pub(super) fn checkpoint_entry(&self) -> ShardCheckpoint {
-        let view = self.log.view();
-        ShardCheckpoint {
-            key: self.log.key,
-            next_offset: view.next_offset,
-            last_arrival_ms: view.last_arrival_ms,
-            segments: view
-                .segments
-                .iter()
-                .map(|s| SegmentCheckpoint {
-                    base_offset: s.base_offset,
-                    end_offset: s.end_offset,
-                    len: s.len,
-                    last_arrival_ms: s.last_arrival_ms,
-                })
-                .collect(),
-        }
+        ShardCheckpoint::of(self.log.key, &self.log.view())
     }
 
     /// Deletes sealed segments whose newest record is older than `cutoff_ms`.
@@ -357,9 +340,7 @@ impl ShardWriter {
                 self.active = None;
                 self.published_segment = None;
             }
-            fs.remove_file(&path).map_err(StoreError::io(&path))?;
-            fs.remove_file(&index_path(&path))
-                .map_err(StoreError::io(&path))?;
+            remove_segment(fs, &path).map_err(StoreError::io(&path))?;
         }
         Ok(())
     }

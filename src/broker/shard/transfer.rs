@@ -8,10 +8,10 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
-
 use super::batch::{BatchError, BatchHeader, HEADER_LEN, verify_body};
-use super::checkpoint::{SegmentCheckpoint, encode_index, index_path, segment_path};
+use super::checkpoint::{
+    SegmentCheckpoint, ShardCheckpoint, encode_index, index_path, remove_segment, segment_path,
+};
 use super::fs::{FileSystem, LogFile};
 use super::log::{INDEX_STRIDE, IndexEntry, SegmentView, ShardKey, ShardView};
 
@@ -50,10 +50,10 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> TransferError + '_ {
 
 /// Where a copy reads a shard from (another pod, over the internal port; a store in tests).
 pub trait SegmentSource {
-    /// What the source holds of the shard.
+    /// What the source holds of the shard: where it ends and its segments.
     fn listing(
         &self,
-    ) -> impl std::future::Future<Output = Result<ShardListing, TransferError>> + Send;
+    ) -> impl std::future::Future<Output = Result<ShardCheckpoint, TransferError>> + Send;
     /// Whole batches of the segment that starts at `base_offset`, from byte `position`.
     fn batches(
         &self,
@@ -64,35 +64,6 @@ pub trait SegmentSource {
 
 /// Most bytes of batches one call hands out (one larger batch still goes whole).
 pub const BATCHES_BYTES: u64 = 4 * 1024 * 1024;
-
-/// A shard's committed log as the source describes it: where it ends and its segments.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ShardListing {
-    /// Offset one past its last record.
-    pub next_offset: u64,
-    /// Arrival time of its newest record (0 when it never had one).
-    pub last_arrival_ms: u64,
-    /// Its segments, oldest first, with their committed lengths.
-    pub segments: Vec<SegmentCheckpoint>,
-}
-
-/// What `view` holds, as a copy needs to know it.
-pub fn listing(view: &ShardView) -> ShardListing {
-    ShardListing {
-        next_offset: view.next_offset,
-        last_arrival_ms: view.last_arrival_ms,
-        segments: view
-            .segments
-            .iter()
-            .map(|s| SegmentCheckpoint {
-                base_offset: s.base_offset,
-                end_offset: s.end_offset,
-                len: s.len,
-                last_arrival_ms: s.last_arrival_ms,
-            })
-            .collect(),
-    }
-}
 
 /// The whole batches of `segment` from byte `position`, at most `max_bytes` of them unless
 /// the first batch alone is larger; empty at the segment's committed end.
@@ -290,14 +261,13 @@ impl SegmentImport {
 
     /// Removes what was written (a copy that failed).
     pub fn abandon(self, fs: &dyn FileSystem) {
-        let _ = fs.remove_file(&self.path);
-        let _ = fs.remove_file(&index_path(&self.path));
+        let _ = remove_segment(fs, &self.path);
     }
 }
 
 /// Whether `listing` of the source and the imported `segments` agree: the same segments,
 /// end to end, ending where the shard ends.
-pub fn covers(listing: &ShardListing, segments: &[ImportedSegment]) -> bool {
+pub fn covers(listing: &ShardCheckpoint, segments: &[ImportedSegment]) -> bool {
     listing.segments.len() == segments.len()
         && listing
             .segments
@@ -320,7 +290,7 @@ impl super::writer::Writer {
     pub(super) fn adopt_import(
         &mut self,
         shard: ShardKey,
-        listing: &ShardListing,
+        listing: &ShardCheckpoint,
         segments: Vec<ImportedSegment>,
     ) -> Result<(), super::StoreError> {
         use super::StoreError;
@@ -329,13 +299,10 @@ impl super::writer::Writer {
         let Some(current) = self.shards.get(&shard) else {
             return Err(StoreError::UnknownShard(shard));
         };
-        {
-            let view = current.log.view();
-            if !view.segments.is_empty() || view.next_offset > 0 {
-                return Err(StoreError::Corrupt(format!(
-                    "shard {shard:?} already holds records here: a copy is not taken over them"
-                )));
-            }
+        if !current.log.view().is_empty() {
+            return Err(StoreError::Corrupt(format!(
+                "shard {shard:?} already holds records here: a copy is not taken over them"
+            )));
         }
         if !covers(listing, &segments) {
             return Err(StoreError::Corrupt(format!(
@@ -392,7 +359,7 @@ impl super::writer::Writer {
         let old = current.log.clone();
         let paths: Vec<PathBuf> = {
             let view = old.view();
-            if view.segments.is_empty() && view.next_offset == 0 {
+            if view.is_empty() {
                 return Ok(old.clone());
             }
             view.segments.iter().map(|s| s.path.clone()).collect()
@@ -404,9 +371,7 @@ impl super::writer::Writer {
         self.shards.insert(shard, writer);
         self.checkpoint()?;
         for path in paths {
-            fs.remove_file(&path).map_err(StoreError::io(&path))?;
-            fs.remove_file(&index_path(&path))
-                .map_err(StoreError::io(&path))?;
+            remove_segment(fs.as_ref(), &path).map_err(StoreError::io(&path))?;
         }
         // Empty now, unless something unexpected is left: then it stays.
         let _ = std::fs::remove_dir(&dir);
@@ -425,8 +390,14 @@ async fn blocking<T: Send + 'static>(
 
 impl super::Store {
     /// What this store holds of `shard`, for a copy to another store.
-    pub fn listing(&self, shard: ShardKey) -> Option<ShardListing> {
-        self.log(shard).map(|log| listing(&log.view()))
+    pub fn listing(&self, shard: ShardKey) -> Option<ShardCheckpoint> {
+        self.log(shard)
+            .map(|log| ShardCheckpoint::of(shard, &log.view()))
+    }
+
+    /// Whether this store holds records of `shard` (or ever did).
+    pub fn holds_records(&self, shard: ShardKey) -> bool {
+        self.log(shard).is_some_and(|log| !log.view().is_empty())
     }
 
     /// Whole batches of `shard`'s segment at `base_offset` from byte `position`; `None` when
@@ -454,14 +425,14 @@ impl super::Store {
         &self,
         shard: ShardKey,
         source: &impl SegmentSource,
-    ) -> Result<ShardListing, super::StoreError> {
+    ) -> Result<ShardCheckpoint, super::StoreError> {
         use super::StoreError;
         let here = self.listing(shard).ok_or(StoreError::UnknownShard(shard))?;
         let wanted = source.listing().await?;
         if here == wanted {
             return Ok(wanted);
         }
-        if !here.segments.is_empty() || here.next_offset > 0 {
+        if self.holds_records(shard) {
             return Err(StoreError::Corrupt(format!(
                 "shard {shard:?} already holds other records here: a copy is not taken over them"
             )));
@@ -471,14 +442,14 @@ impl super::Store {
         let copied = self
             .copy_segments(shard, &dir, &wanted, source, &mut written)
             .await;
+        let paths: Vec<PathBuf> = written.iter().map(|s| s.path.clone()).collect();
         let adopted = match copied {
             Ok(()) => {
-                let segments = written.clone();
                 let listing = wanted.clone();
                 self.ask(|reply| super::writer::Command::AdoptImport {
                     shard,
                     listing,
-                    segments,
+                    segments: written,
                     reply,
                 })
                 .await
@@ -486,9 +457,8 @@ impl super::Store {
             Err(error) => Err(error),
         };
         if let Err(error) = adopted {
-            for segment in written {
-                let _ = self.fs.remove_file(&segment.path);
-                let _ = self.fs.remove_file(&index_path(&segment.path));
+            for path in paths {
+                let _ = remove_segment(self.fs.as_ref(), &path);
             }
             return Err(error);
         }
@@ -499,7 +469,7 @@ impl super::Store {
         &self,
         shard: ShardKey,
         dir: &Path,
-        wanted: &ShardListing,
+        wanted: &ShardCheckpoint,
         source: &impl SegmentSource,
         written: &mut Vec<ImportedSegment>,
     ) -> Result<(), super::StoreError> {

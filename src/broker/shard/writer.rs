@@ -111,7 +111,7 @@ pub enum Command {
         /// The shard.
         shard: ShardKey,
         /// What the source holds.
-        listing: super::transfer::ShardListing,
+        listing: super::checkpoint::ShardCheckpoint,
         /// The segments written, oldest first.
         segments: Vec<super::transfer::ImportedSegment>,
         /// Done.
