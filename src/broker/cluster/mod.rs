@@ -343,12 +343,16 @@ pub enum Route {
 
 /// The owner of shard `index` of `stream`, if the stream has it.
 pub fn owner_of(stream: &LiveStream, index: u32) -> Option<u32> {
-    stream
-        .record
-        .shards
-        .iter()
-        .find(|s| s.index == index)
-        .map(|s| s.owner)
+    match stream.shards.get(index as usize) {
+        Some(shard) if shard.key.shard_index == index => Some(shard.owner),
+        // A shard the store lacked when the stream was published: the catalog still knows.
+        _ => stream
+            .record
+            .shards
+            .iter()
+            .find(|s| s.index == index)
+            .map(|s| s.owner),
+    }
 }
 
 /// The members of a request that decide where it is served.
@@ -437,11 +441,8 @@ pub fn route(broker: &Broker, here: u32, operation: Operation, body: &[u8]) -> R
                     .map(super::routing::partition_hash),
             };
             match hash.and_then(|h| stream.route(h)) {
-                Some(shard) => match owner_of(&stream, shard.key.shard_index) {
-                    Some(owner) if owner != here => Route::Pod(owner),
-                    _ => Route::Here,
-                },
-                None => Route::Here,
+                Some(shard) if shard.owner != here => Route::Pod(shard.owner),
+                _ => Route::Here,
             }
         }
         GetShardIterator => shard_owner(

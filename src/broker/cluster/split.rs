@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use super::{Cluster, Entry, HOME, Route, caller_header, misrouted, owner_of};
+use super::{Cluster, Entry, HOME, Route, caller_header, misrouted};
 use crate::broker::ops::Caller;
 use crate::broker::ops::put::{self, PutRecord, RecordResult};
 use crate::broker::protocol::ApiError;
@@ -33,7 +33,7 @@ pub enum Served {
 pub fn owners(stream: &LiveStream, records: &[PutRecord<'_>]) -> Option<Vec<u32>> {
     records
         .iter()
-        .map(|record| owner_of(stream, stream.route(record.hash)?.key.shard_index))
+        .map(|record| stream.route(record.hash).map(|shard| shard.owner))
         .collect()
 }
 
