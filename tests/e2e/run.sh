@@ -577,7 +577,8 @@ reshard() {
   "$PYTHON" tests/e2e/e2e.py verify "$ENDPOINT" clicks "$WORK"/acked-*.json || fail "records lost across resharding"
 
   step "4. fewer broker pods: the shards are moved off the leaving pod, which stays until retention passes"
-  kn patch stream/clicks --type merge -p '{"spec":{"brokers":{"replicas":2}}}' >/dev/null
+  # examples/stream.yaml drains; this step checks the default, waiting for retention.
+  kn patch stream/clicks --type merge -p '{"spec":{"brokers":{"replicas":2,"shrinkPolicy":"WaitForRetention"}}}' >/dev/null
   TIMEOUT=240 eventually equals stream/clicks '{.status.conditions[?(@.type=="Ready")].reason}' WaitingForRetention
   equals statefulset/clicks '{.spec.replicas}' 3 || fail "the StatefulSet shrank before the leaving pod's shards passed retention"
   open_shards clicks 3 || fail "moving the shards changed the shard count: $(jsonpath stream/clicks '{.status.openShards}')"
