@@ -6,184 +6,22 @@
 mod support;
 
 use std::collections::HashMap;
-use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use brook::broker::shard::batch::{BodyBuilder, records};
-use brook::broker::shard::fs::{FileSystem, LogFile, ReadFile, RealFs};
-use brook::broker::shard::{AppendPart, Clock, ReadLimits, ShardKey, Store, StoreOptions};
+use brook::broker::shard::fs::RealFs;
+use brook::broker::shard::{AppendPart, Clock, ReadLimits, Store, StoreOptions};
 use support::broker::TempDir;
 use support::eventually;
-
-const SHARD: ShardKey = ShardKey {
-    stream_key: 1,
-    shard_index: 0,
-};
-
-/// What the file layer saw of the journal, in order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Event {
-    Append(usize),
-    SyncStarted,
-    SyncReturned,
-    /// The test saw the append's acknowledgement.
-    Acknowledged,
-}
-
-/// Wraps the real file system: records journal calls, can hold a sync until released, and
-/// can fail the next sync.
-#[derive(Default)]
-struct Recording {
-    events: Mutex<Vec<Event>>,
-    hold_sync: Mutex<bool>,
-    released: Condvar,
-    recorded: Condvar,
-    fail_next_sync: AtomicBool,
-}
-
-impl Recording {
-    fn record(&self, event: Event) {
-        self.events.lock().expect("lock").push(event);
-        self.recorded.notify_all();
-    }
-
-    /// Blocks until `event` has been recorded (or fails after 60 s).
-    fn wait_for(&self, event: &Event) {
-        let events = self.events.lock().expect("lock");
-        let (events, timeout) = self
-            .recorded
-            .wait_timeout_while(events, Duration::from_secs(60), |events| {
-                !events.contains(event)
-            })
-            .expect("wait");
-        assert!(!timeout.timed_out(), "{event:?} never happened: {events:?}");
-    }
-
-    fn hold(&self, hold: bool) {
-        *self.hold_sync.lock().expect("lock") = hold;
-        self.released.notify_all();
-    }
-}
-
-struct RecordingFs(Arc<Recording>);
-
-struct RecordingFile {
-    inner: Box<dyn LogFile>,
-    journal: bool,
-    recording: Arc<Recording>,
-}
-
-impl LogFile for RecordingFile {
-    fn append(&mut self, buf: &[u8]) -> io::Result<()> {
-        if self.journal {
-            self.recording.record(Event::Append(buf.len()));
-        }
-        self.inner.append(buf)
-    }
-
-    fn sync_data(&mut self) -> io::Result<()> {
-        if !self.journal {
-            return self.inner.sync_data();
-        }
-        self.recording.record(Event::SyncStarted);
-        let mut held = self.recording.hold_sync.lock().expect("lock");
-        while *held {
-            held = self.recording.released.wait(held).expect("wait");
-        }
-        drop(held);
-        if self.recording.fail_next_sync.swap(false, Ordering::SeqCst) {
-            return Err(io::Error::other("injected fsync failure"));
-        }
-        let result = self.inner.sync_data();
-        self.recording.record(Event::SyncReturned);
-        result
-    }
-
-    fn truncate(&mut self, len: u64) -> io::Result<()> {
-        self.inner.truncate(len)
-    }
-
-    fn len(&self) -> io::Result<u64> {
-        self.inner.len()
-    }
-
-    fn try_clone(&self) -> io::Result<Box<dyn LogFile>> {
-        Ok(Box::new(RecordingFile {
-            inner: self.inner.try_clone()?,
-            journal: self.journal,
-            recording: self.recording.clone(),
-        }))
-    }
-
-    fn preallocate(&mut self, len: u64) -> io::Result<()> {
-        self.inner.preallocate(len)
-    }
-}
-
-impl FileSystem for RecordingFs {
-    fn open_append(&self, path: &Path) -> io::Result<Box<dyn LogFile>> {
-        let journal = path.components().any(|c| c.as_os_str() == "journal");
-        Ok(Box::new(RecordingFile {
-            inner: RealFs.open_append(path)?,
-            journal,
-            recording: self.0.clone(),
-        }))
-    }
-
-    fn open_read(&self, path: &Path) -> io::Result<Arc<dyn ReadFile>> {
-        RealFs.open_read(path)
-    }
-
-    fn sync_dir(&self, path: &Path) -> io::Result<()> {
-        RealFs.sync_dir(path)
-    }
-
-    fn write_atomic(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
-        RealFs.write_atomic(path, bytes)
-    }
-
-    fn remove_file(&self, path: &Path) -> io::Result<()> {
-        RealFs.remove_file(path)
-    }
-}
-
-fn open(dir: &Path, fs: Arc<dyn FileSystem>) -> Store {
-    let options = StoreOptions {
-        checkpoint_interval: Duration::from_secs(3600),
-        // Small, so copies of the store stay small; the room still holds every test's writes.
-        journal_room: 64 * 1024,
-        ..StoreOptions::default()
-    };
-    let (store, _) = Store::open(dir, fs, options, Clock::default(), &[SHARD], HashMap::new())
-        .expect("store opens");
-    store
-}
-
-fn part(label: &str, count: usize) -> AppendPart {
-    let mut body = BodyBuilder::default();
-    for i in 0..count {
-        body.push(label, format!("{label}-{i}").as_bytes());
-    }
-    AppendPart {
-        shard: SHARD,
-        body: body.finish(),
-    }
-}
-
-fn stored_data(store: &Store) -> Vec<String> {
-    support::stored_records(store, SHARD).expect("shard")
-}
+use support::recording_fs::{Event, SHARD, open, open_recorded, part, stored_data, wait_for_count};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_acknowledgement_leaves_before_the_sync_that_covers_it_returns() {
     let dir = TempDir::new("ack-order");
-    let recording = Arc::new(Recording::default());
-    let store = Arc::new(open(dir.path(), Arc::new(RecordingFs(recording.clone()))));
-    store.add_shards(vec![SHARD]).await.expect("shard");
-    recording.events.lock().expect("lock").clear();
+    let (recording, store) = open_recorded(dir.path()).await;
     recording.hold(true);
     let writer = store.clone();
     let acknowledged = recording.clone();
@@ -218,33 +56,10 @@ async fn no_acknowledgement_leaves_before_the_sync_that_covers_it_returns() {
     assert_eq!(stored_data(&store), ["a-0", "a-1", "a-2"]);
 }
 
-/// Blocks (off the runtime) until `recording` holds `count` copies of `event`.
-async fn wait_for_count(recording: &Arc<Recording>, event: Event, count: usize) {
-    let recording = recording.clone();
-    tokio::task::spawn_blocking(move || {
-        let events = recording.events.lock().expect("lock");
-        let (events, timeout) = recording
-            .recorded
-            .wait_timeout_while(events, Duration::from_secs(60), |events| {
-                events.iter().filter(|e| **e == event).count() < count
-            })
-            .expect("wait");
-        assert!(
-            !timeout.timed_out(),
-            "never saw {count} x {event:?}: {events:?}"
-        );
-    })
-    .await
-    .expect("wait");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_round_is_written_while_the_previous_one_syncs_and_acknowledged_after_its_own_sync() {
     let dir = TempDir::new("pipelined");
-    let recording = Arc::new(Recording::default());
-    let store = Arc::new(open(dir.path(), Arc::new(RecordingFs(recording.clone()))));
-    store.add_shards(vec![SHARD]).await.expect("shard");
-    recording.events.lock().expect("lock").clear();
+    let (recording, store) = open_recorded(dir.path()).await;
     recording.hold(true);
     let spawn_append = |label: &'static str| {
         let writer = store.clone();
@@ -297,9 +112,7 @@ async fn a_round_is_written_while_the_previous_one_syncs_and_acknowledged_after_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_sync_fails_the_writes_it_covered_and_stops_the_writer() {
     let dir = TempDir::new("failed-sync");
-    let recording = Arc::new(Recording::default());
-    let store = open(dir.path(), Arc::new(RecordingFs(recording.clone())));
-    store.add_shards(vec![SHARD]).await.expect("shard");
+    let (recording, store) = open_recorded(dir.path()).await;
     store
         .append(vec![part("before", 2)])
         .await

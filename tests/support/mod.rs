@@ -12,6 +12,7 @@ pub mod operator;
 pub mod pki;
 pub mod power_cut;
 pub mod prometheus;
+pub mod recording_fs;
 pub mod s3;
 
 /// A loopback address nothing listens on: a port the system just handed out and took back

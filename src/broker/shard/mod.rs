@@ -1,5 +1,5 @@
-//! Durable per-shard logs: segment files per shard, one fsynced journal per volume, a single
-//! writer thread, and recovery that truncates each shard to its checkpoint and replays the
+//! Durable per-shard logs: segment files per shard, one fsynced journal per volume, one
+//! writer (appends write on their own task, with group commit), and recovery that truncates each shard to its checkpoint and replays the
 //! journal, stopping at the first entry whose checksum, length or sequence is wrong.
 //!
 //! See "Shard storage" in the design notes; [`writer`] holds the commit protocol.
@@ -7,11 +7,11 @@
 pub mod batch;
 pub mod checkpoint;
 pub mod fs;
+mod group_commit;
 pub mod log;
 mod recovery;
 mod shard_writer;
 pub mod stats;
-mod syncer;
 pub mod transfer;
 pub mod writer;
 
@@ -157,7 +157,10 @@ impl Clock {
 
 /// The shard logs of a data directory and the writer that appends to them.
 pub struct Store {
+    /// Controls for the writer thread.
     queue: mpsc::Sender<Command>,
+    /// The writer, which appends lock on their own task.
+    writer: Arc<tokio::sync::Mutex<writer::Writer>>,
     logs: RwLock<HashMap<ShardKey, Arc<ShardLog>>>,
     clock: Clock,
     dir: PathBuf,
@@ -178,7 +181,7 @@ impl Store {
         shards: &[ShardKey],
         retention_ms: HashMap<u32, u64>,
     ) -> Result<(Self, RecoveryReport), StoreError> {
-        let (writer, report) = recovery::recover(
+        let (mut writer, report) = recovery::recover(
             dir,
             fs.clone(),
             options.clone(),
@@ -193,10 +196,13 @@ impl Store {
             .iter()
             .map(|(key, shard)| (*key, shard.log.clone()))
             .collect();
+        writer.start_group_commit()?;
+        let writer = Arc::new(tokio::sync::Mutex::new(writer));
         let (queue, receiver) = mpsc::channel(options.queue_depth);
+        let thread_writer = writer.clone();
         std::thread::Builder::new()
             .name("brook-writer".into())
-            .spawn(move || writer.run(receiver))
+            .spawn(move || writer::Writer::run(thread_writer, receiver))
             .map_err(StoreError::io(dir))?;
         // The ticker holds a weak handle, so dropping the store closes the queue and the
         // writer exits.
@@ -216,6 +222,7 @@ impl Store {
             .map_err(StoreError::io(dir))?;
         let store = Self {
             queue,
+            writer,
             logs: RwLock::new(logs),
             clock,
             dir: dir.to_path_buf(),
@@ -272,13 +279,18 @@ impl Store {
     /// Appends parts atomically (all or none) and returns once they are committed.
     pub async fn append(&self, parts: Vec<AppendPart>) -> Result<Vec<Appended>, StoreError> {
         let enqueued = std::time::Instant::now();
-        let committed = self
-            .ask(|reply| Command::Append {
-                parts,
-                enqueued,
-                reply,
-            })
-            .await?;
+        let (reply, answer) = oneshot::channel();
+        let checkpoint_due = {
+            let mut writer = self.writer.lock().await;
+            writer.commit(vec![(parts, enqueued, reply)]);
+            writer.checkpoint_due()
+        };
+        if checkpoint_due {
+            let _ = self.queue.try_send(Command::Tick);
+        }
+        let committed = answer
+            .await
+            .map_err(|_| StoreError::Stopped("the writer has shut down".into()))??;
         self.stats
             .add(stats::Stage::Wakeup, committed.replied_at.elapsed(), 1);
         Ok(committed.landed)

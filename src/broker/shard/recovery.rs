@@ -92,7 +92,8 @@ pub(super) fn recover(
         failure: None,
         shared_failure: Default::default(),
         stats: Default::default(),
-        syncer: None,
+        group_commit: None,
+        shut_down: false,
     };
     let mut report = RecoveryReport::default();
     for generation in generations {

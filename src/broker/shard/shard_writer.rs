@@ -7,8 +7,8 @@ use std::sync::Arc;
 use super::batch::{BatchHeader, SealedBody};
 use super::checkpoint::{ShardCheckpoint, encode_index, index_path, remove_segment, segment_path};
 use super::fs::{FileSystem, LogFile};
+use super::group_commit::PublishStep;
 use super::log::{INDEX_STRIDE, IndexEntry, ShardLog};
-use super::syncer::PublishStep;
 use super::{StoreError, StoreOptions};
 
 /// Capacity a shard's round buffer keeps between rounds.

@@ -9,7 +9,7 @@ use prometheus::{Counter, CounterVec, IntCounter, Opts};
 /// The stages of an append, in the order it passes them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
-    /// From the request's hand-off to the writer until a round takes it.
+    /// From the append call until it holds the writer's lock.
     Handoff,
     /// The round staged and written to the journal and its shards' segments.
     Write,

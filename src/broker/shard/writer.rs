@@ -1,11 +1,15 @@
-//! The single storage writer: a plain OS thread that owns every shard's mutable state.
+//! The storage writer: every shard's mutable state, behind one lock.
 //!
-//! Each round it drains the queue, assigns offsets and arrival times, appends every batch to
-//! the shared (preallocated) journal and to its shard's active segment, and hands the round to
-//! the journal syncer ([`super::syncer`]), which syncs it (with `Fsync` durability), publishes
-//! the committed state and completes the replies while the writer takes the next round. No
-//! reply leaves before the sync that covers it returns; a failed write or sync fails the
-//! round's writes and stops the writer for good, since a retried fsync can lie.
+//! An append takes the lock on its own task: it assigns offsets and arrival times, appends
+//! its batches to the shared (preallocated) journal and to their shards' active segments, and
+//! queues the round for the group commit ([`super::group_commit`]), which syncs it (with
+//! `Fsync` durability), publishes the committed state and replies — led by the waiting appends
+//! themselves, while the next append takes the lock and writes. No reply leaves before the
+//! sync that covers it returns; a failed write or sync fails the round's writes and stops the
+//! writer for good, since a retried fsync can lie.
+//!
+//! Everything else (new shards, closing, checkpoints, expiry, imports) runs on a plain OS
+//! thread, the writer thread, that takes the lock for each command.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -17,14 +21,11 @@ use tokio::sync::{mpsc, oneshot};
 use super::batch::SealedBody;
 use super::checkpoint::{CHECKPOINT_FILE, Checkpoint, ShardCheckpoint, journal_path, shard_dir};
 use super::fs::{FileSystem, LogFile};
+use super::group_commit::{GroupCommit, WrittenRound, sync_journal};
 use super::log::{ShardKey, ShardLog, ShardView};
 use super::shard_writer::ShardWriter;
 use super::stats::{CommitStats, Stage};
-use super::syncer::{Syncer, WrittenRound, sync_journal};
 use super::{Clock, StoreError, StoreOptions, retention_of};
-
-/// Most commands one round takes from the queue.
-const MAX_ROUND_COMMANDS: usize = 1024;
 
 /// One shard's part of an append request.
 #[derive(Debug)]
@@ -58,15 +59,6 @@ pub type AppendReply = oneshot::Sender<Result<Committed, StoreError>>;
 
 /// What the writer is asked to do.
 pub enum Command {
-    /// Append parts, all or none, and reply once they are committed.
-    Append {
-        /// The parts, one per shard touched.
-        parts: Vec<AppendPart>,
-        /// When the request handed them over.
-        enqueued: Instant,
-        /// Where each part landed, in order.
-        reply: AppendReply,
-    },
     /// Start empty shards.
     AddShards {
         /// The new shards.
@@ -157,68 +149,69 @@ pub(super) struct Writer {
     pub(super) shared_failure: Arc<std::sync::Mutex<Option<String>>>,
     pub(super) stats: CommitStats,
     /// Syncs written rounds while the next one is written (`Fsync` durability only; without
-    /// it, rounds are synced where they are written).
-    pub(super) syncer: Option<Syncer>,
+    /// it, rounds are settled where they are written).
+    pub(super) group_commit: Option<Arc<GroupCommit>>,
+    /// Shut down: takes no more writes.
+    pub(super) shut_down: bool,
 }
 
 /// A queued append: its parts, when it was handed over, and where to reply.
-type QueuedAppend = (Vec<AppendPart>, Instant, AppendReply);
+pub(super) type QueuedAppend = (Vec<AppendPart>, Instant, AppendReply);
 type PendingReply = (AppendReply, Vec<Appended>);
 
 impl Writer {
-    /// Runs until the queue closes or a shutdown is asked for.
-    pub(super) fn run(mut self, mut queue: mpsc::Receiver<Command>) {
+    /// Starts the group commit and its syncer thread (with `Fsync` durability).
+    pub(super) fn start_group_commit(&mut self) -> Result<(), StoreError> {
         if self.options.fsync {
-            let syncer = self.journal.try_clone().and_then(|journal| {
-                Syncer::start(journal, self.stats.clone(), self.shared_failure.clone())
-            });
-            match syncer {
-                Ok(syncer) => self.syncer = Some(syncer),
-                Err(error) => {
-                    tracing::warn!(%error, "no journal syncer thread: rounds sync one after another");
-                }
-            }
+            let journal = self
+                .journal
+                .try_clone()
+                .map_err(StoreError::io(Path::new("journal")))?;
+            let group_commit =
+                GroupCommit::start(journal, self.stats.clone(), self.shared_failure.clone())
+                    .map_err(StoreError::io(Path::new("journal syncer")))?;
+            self.group_commit = Some(group_commit);
         }
-        let mut commands = Vec::with_capacity(MAX_ROUND_COMMANDS);
-        while let Some(first) = queue.blocking_recv() {
-            commands.push(first);
-            while commands.len() < MAX_ROUND_COMMANDS {
-                match queue.try_recv() {
-                    Ok(next) => commands.push(next),
-                    Err(_) => break,
-                }
-            }
-            let mut appends = Vec::new();
-            let mut stop = None;
-            for command in commands.drain(..) {
-                match command {
-                    Command::Append {
-                        parts,
-                        enqueued,
-                        reply,
-                    } => appends.push((parts, enqueued, reply)),
-                    Command::Shutdown { reply } => stop = Some(reply),
-                    other => {
-                        // Controls see every earlier round settled.
-                        self.quiesce();
-                        self.control(other);
-                    }
-                }
-            }
-            self.commit(appends);
-            if let Some(reply) = stop {
-                let result = self.checked(|w| w.checkpoint());
-                let _ = reply.send(result);
-                return;
-            }
-        }
+        Ok(())
     }
 
-    /// Waits until every round handed to the syncer is synced and replied to, and takes
-    /// over a failure the syncer met.
+    /// The writer thread: runs commands until the queue closes or a shutdown is asked for.
+    pub(super) fn run(writer: Arc<tokio::sync::Mutex<Writer>>, mut queue: mpsc::Receiver<Command>) {
+        let close = |writer: &Writer| {
+            if let Some(group_commit) = &writer.group_commit {
+                group_commit.close();
+            }
+        };
+        while let Some(command) = queue.blocking_recv() {
+            let mut writer = writer.blocking_lock();
+            match command {
+                Command::Shutdown { reply } => {
+                    let result = writer.checked(|w| w.checkpoint());
+                    writer.shut_down = true;
+                    close(&writer);
+                    let _ = reply.send(result);
+                    return;
+                }
+                other => {
+                    // Controls see every earlier round settled.
+                    writer.quiesce();
+                    writer.control(other);
+                }
+            }
+        }
+        close(&writer.blocking_lock());
+    }
+
+    /// Whether the journal has grown enough that a checkpoint should start a new one.
+    pub(super) fn checkpoint_due(&self) -> bool {
+        self.journal_len >= self.options.journal_bytes
+    }
+
+    /// Waits until every written round is synced and replied to, and takes over a failure
+    /// a sync met.
     fn quiesce(&mut self) {
-        if let Some(syncer) = &self.syncer {
-            syncer.wait_idle();
+        if let Some(group_commit) = &self.group_commit {
+            group_commit.wait_idle();
         }
         self.adopt_shared_failure();
     }
@@ -307,7 +300,7 @@ impl Writer {
             Command::Checkpoint { reply } => {
                 let _ = reply.send(self.checked(|w| w.checkpoint()));
             }
-            Command::Append { .. } | Command::Shutdown { .. } => {}
+            Command::Shutdown { .. } => {}
         }
     }
 
@@ -338,12 +331,19 @@ impl Writer {
         }
     }
 
-    fn commit(&mut self, appends: Vec<QueuedAppend>) {
+    /// Writes a round of appends and queues it for the group commit (or, without `Fsync`
+    /// durability, settles it at once). Replies go to each append's reply channel.
+    pub(super) fn commit(&mut self, appends: Vec<QueuedAppend>) {
         if appends.is_empty() {
             return;
         }
         self.adopt_shared_failure();
-        if let Some(reason) = &self.failure {
+        let refusal = match (&self.failure, self.shut_down) {
+            (Some(reason), _) => Some(reason.clone()),
+            (None, true) => Some("the writer has shut down".to_string()),
+            (None, false) => None,
+        };
+        if let Some(reason) = refusal {
             for (_, _, reply) in appends {
                 let _ = reply.send(Err(StoreError::Stopped(reason.clone())));
             }
@@ -402,8 +402,8 @@ impl Writer {
             round.written - round_start,
             round.replies.len(),
         );
-        match &self.syncer {
-            Some(syncer) => syncer.submit(round),
+        match &self.group_commit {
+            Some(group_commit) => group_commit.queue(round),
             None => {
                 let appends = round.replies.len();
                 let synced = if self.options.fsync {
@@ -413,9 +413,6 @@ impl Writer {
                 };
                 round.settle(&synced, &self.stats);
             }
-        }
-        if self.journal_len >= self.options.journal_bytes {
-            let _ = self.checked(|w| w.checkpoint());
         }
     }
 
@@ -489,7 +486,9 @@ impl Writer {
             shard.expire(self.fs.as_ref(), now.saturating_sub(retention))?;
         }
         let idle = self.journal_len == 0 && !self.shards.values().any(|s| s.dirty);
-        if !idle && self.last_checkpoint.elapsed() >= self.options.checkpoint_interval {
+        let due = self.last_checkpoint.elapsed() >= self.options.checkpoint_interval
+            || self.checkpoint_due();
+        if !idle && due {
             self.checkpoint()?;
         }
         Ok(())
@@ -535,8 +534,8 @@ impl Writer {
         fs.write_atomic(&path, &bytes)
             .map_err(StoreError::io(&path))?;
         let old = journal_path(&self.dir, self.journal_generation);
-        if let Some(syncer) = &self.syncer {
-            syncer.replace_journal(
+        if let Some(group_commit) = &self.group_commit {
+            group_commit.replace_journal(
                 next_journal
                     .try_clone()
                     .map_err(StoreError::io(&next_path))?,

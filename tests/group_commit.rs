@@ -1,0 +1,129 @@
+//! Group commit as a caller sees it: appends write the journal on their own task while the
+//! syncer thread syncs, appends written while a sync runs share one later sync, and a round
+//! whose caller went away is still synced, published in order and waited for by a checkpoint. A file layer records the journal's calls
+//! and holds a sync until the test lets it go, so every step is an event, never a delay.
+
+mod support;
+
+use std::sync::Arc;
+
+use support::broker::TempDir;
+use support::recording_fs::{Event, RecordingFs, open_recorded, part, stored_data, wait_for_count};
+
+/// Journal bytes of a one-record part whose data is `x-0`: header 48, then per record its key
+/// length (2), key (1), data length (4) and data (3).
+const ONE_RECORD: usize = 48 + 2 + 1 + 4 + 3;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_write_on_their_own_task_and_those_written_during_a_sync_share_one_later_sync() {
+    let dir = TempDir::new("group-commit");
+    let (recording, store) = open_recorded(dir.path()).await;
+    recording.hold(true);
+    let spawn_append = |label: String| {
+        let writer = store.clone();
+        let acknowledged = recording.clone();
+        tokio::spawn(async move {
+            let landed = writer.append(vec![part(&label, 1)]).await;
+            acknowledged.record(Event::Acknowledged);
+            landed
+        })
+    };
+    let first = spawn_append("a".into());
+    wait_for_count(&recording, Event::SyncStarted, 1).await;
+    // Four appends are written while the first one's sync is held.
+    let later: Vec<_> = (1..=4).map(|i| spawn_append(format!("{i}"))).collect();
+    wait_for_count(&recording, Event::Append(ONE_RECORD), 5).await;
+    assert!(
+        stored_data(&store).is_empty(),
+        "readers saw records before their sync"
+    );
+    recording.hold(false);
+    let first = first.await.expect("task").expect("append");
+    let mut offsets = vec![first[0].base_offset];
+    for append in later {
+        offsets.push(append.await.expect("task").expect("append")[0].base_offset);
+    }
+    offsets.sort_unstable();
+    assert_eq!(offsets, [0, 1, 2, 3, 4], "every append has its own offset");
+
+    let events = recording.events.lock().expect("lock").clone();
+    let syncs = events.iter().filter(|e| **e == Event::SyncStarted).count();
+    // The last of the four may be queued a moment after its write was seen: at most two syncs.
+    assert!(
+        (2..=3).contains(&syncs),
+        "four appends written during one sync took {} syncs of their own: {events:?}",
+        syncs - 1
+    );
+    let last_write = events
+        .iter()
+        .rposition(|e| *e == Event::Append(ONE_RECORD))
+        .expect("writes");
+    let first_return = events
+        .iter()
+        .position(|e| *e == Event::SyncReturned)
+        .expect("a sync returned");
+    assert!(
+        last_write < first_return,
+        "an append waited for the running sync before being written: {events:?}"
+    );
+    let acknowledgements_after_first_return = events[first_return..]
+        .iter()
+        .filter(|e| **e == Event::Acknowledged)
+        .count();
+    assert_eq!(acknowledgements_after_first_return, 5, "{events:?}");
+
+    let writes = recording.write_threads.lock().expect("lock").clone();
+    assert!(
+        writes
+            .iter()
+            .all(|t| t != "brook-syncer" && t != "brook-writer"),
+        "journal writes went through another thread instead of the request's own: {writes:?}"
+    );
+    let syncs = recording.sync_threads.lock().expect("lock").clone();
+    assert!(
+        syncs.iter().all(|t| t == "brook-syncer"),
+        "syncs ran on {syncs:?}"
+    );
+    let mut stored = stored_data(&store);
+    assert_eq!(stored.remove(0), "a-0", "the first append is first");
+    stored.sort();
+    assert_eq!(stored, ["1-0", "2-0", "3-0", "4-0"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_round_whose_caller_went_away_is_synced_and_published_and_a_checkpoint_waits_for_it() {
+    let dir = TempDir::new("abandoned-round");
+    let (recording, store) = open_recorded(dir.path()).await;
+    recording.hold(true);
+    let writer = store.clone();
+    let first = tokio::spawn(async move { writer.append(vec![part("a", 1)]).await });
+    wait_for_count(&recording, Event::SyncStarted, 1).await;
+    let writer = store.clone();
+    let abandoned = tokio::spawn(async move { writer.append(vec![part("b", 1)]).await });
+    wait_for_count(&recording, Event::Append(ONE_RECORD), 2).await;
+    // Its caller goes away (a client that hung up) once the round is written.
+    abandoned.abort();
+    assert!(
+        abandoned.await.is_err_and(|e| e.is_cancelled()),
+        "the abandoned append finished before it was cut short"
+    );
+    let checkpointing = store.clone();
+    let checkpoint = tokio::spawn(async move { checkpointing.checkpoint().await });
+    recording.hold(false);
+    first.await.expect("task").expect("append");
+    checkpoint.await.expect("task").expect("checkpoint");
+    // The checkpoint waited for every written round: both are readable once it returns.
+    assert_eq!(stored_data(&store), ["a-0", "b-0"]);
+    let syncs = recording
+        .events
+        .lock()
+        .expect("lock")
+        .iter()
+        .filter(|e| **e == Event::SyncStarted)
+        .count();
+    assert!(syncs >= 2, "the abandoned round was never synced");
+    store.shutdown().await.expect("shutdown");
+    drop(store);
+    let reopened = support::recording_fs::open(dir.path(), Arc::new(RecordingFs(recording)));
+    assert_eq!(stored_data(&reopened), ["a-0", "b-0"], "after a restart");
+}

@@ -1,0 +1,225 @@
+//! A file layer over the real one that records the journal's calls in order, can hold a sync
+//! until released and can fail the next one; and a one-shard store opened on it.
+
+use std::collections::HashMap;
+use std::io;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use brook::broker::shard::batch::BodyBuilder;
+use brook::broker::shard::fs::{FileSystem, LogFile, ReadFile, RealFs};
+use brook::broker::shard::{AppendPart, Clock, ShardKey, Store, StoreOptions};
+
+pub const SHARD: ShardKey = ShardKey {
+    stream_key: 1,
+    shard_index: 0,
+};
+
+/// What the file layer saw of the journal, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    Append(usize),
+    SyncStarted,
+    SyncReturned,
+    /// The test saw the append's acknowledgement.
+    Acknowledged,
+}
+
+/// Wraps the real file system: records journal calls, can hold a sync until released, and
+/// can fail the next sync.
+#[derive(Default)]
+pub struct Recording {
+    pub events: Mutex<Vec<Event>>,
+    hold_sync: Mutex<bool>,
+    released: Condvar,
+    pub recorded: Condvar,
+    pub fail_next_sync: AtomicBool,
+    /// The name of the thread each journal sync ran on, in order.
+    pub sync_threads: Mutex<Vec<String>>,
+    /// The name of the thread each journal write ran on, in order.
+    pub write_threads: Mutex<Vec<String>>,
+}
+
+impl Recording {
+    pub fn record(&self, event: Event) {
+        self.events.lock().expect("lock").push(event);
+        self.recorded.notify_all();
+    }
+
+    /// Blocks until `event` has been recorded (or fails after 60 s).
+    pub fn wait_for(&self, event: &Event) {
+        let events = self.events.lock().expect("lock");
+        let (events, timeout) = self
+            .recorded
+            .wait_timeout_while(events, Duration::from_secs(60), |events| {
+                !events.contains(event)
+            })
+            .expect("wait");
+        assert!(!timeout.timed_out(), "{event:?} never happened: {events:?}");
+    }
+
+    pub fn hold(&self, hold: bool) {
+        *self.hold_sync.lock().expect("lock") = hold;
+        self.released.notify_all();
+    }
+}
+
+pub struct RecordingFs(pub Arc<Recording>);
+
+fn thread_name() -> String {
+    std::thread::current()
+        .name()
+        .unwrap_or("unnamed")
+        .to_string()
+}
+
+struct RecordingFile {
+    inner: Box<dyn LogFile>,
+    journal: bool,
+    recording: Arc<Recording>,
+}
+
+impl LogFile for RecordingFile {
+    fn append(&mut self, buf: &[u8]) -> io::Result<()> {
+        if self.journal {
+            self.recording
+                .write_threads
+                .lock()
+                .expect("lock")
+                .push(thread_name());
+            self.recording.record(Event::Append(buf.len()));
+        }
+        self.inner.append(buf)
+    }
+
+    fn sync_data(&mut self) -> io::Result<()> {
+        if !self.journal {
+            return self.inner.sync_data();
+        }
+        self.recording
+            .sync_threads
+            .lock()
+            .expect("lock")
+            .push(thread_name());
+        self.recording.record(Event::SyncStarted);
+        let mut held = self.recording.hold_sync.lock().expect("lock");
+        while *held {
+            held = self.recording.released.wait(held).expect("wait");
+        }
+        drop(held);
+        if self.recording.fail_next_sync.swap(false, Ordering::SeqCst) {
+            return Err(io::Error::other("injected fsync failure"));
+        }
+        let result = self.inner.sync_data();
+        self.recording.record(Event::SyncReturned);
+        result
+    }
+
+    fn truncate(&mut self, len: u64) -> io::Result<()> {
+        self.inner.truncate(len)
+    }
+
+    fn len(&self) -> io::Result<u64> {
+        self.inner.len()
+    }
+
+    fn try_clone(&self) -> io::Result<Box<dyn LogFile>> {
+        Ok(Box::new(RecordingFile {
+            inner: self.inner.try_clone()?,
+            journal: self.journal,
+            recording: self.recording.clone(),
+        }))
+    }
+
+    fn preallocate(&mut self, len: u64) -> io::Result<()> {
+        self.inner.preallocate(len)
+    }
+}
+
+impl FileSystem for RecordingFs {
+    fn open_append(&self, path: &Path) -> io::Result<Box<dyn LogFile>> {
+        let journal = path.components().any(|c| c.as_os_str() == "journal");
+        Ok(Box::new(RecordingFile {
+            inner: RealFs.open_append(path)?,
+            journal,
+            recording: self.0.clone(),
+        }))
+    }
+
+    fn open_read(&self, path: &Path) -> io::Result<Arc<dyn ReadFile>> {
+        RealFs.open_read(path)
+    }
+
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        RealFs.sync_dir(path)
+    }
+
+    fn write_atomic(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
+        RealFs.write_atomic(path, bytes)
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        RealFs.remove_file(path)
+    }
+}
+
+pub fn open(dir: &Path, fs: Arc<dyn FileSystem>) -> Store {
+    let options = StoreOptions {
+        checkpoint_interval: Duration::from_secs(3600),
+        // Small, so copies of the store stay small; the room still holds every test's writes.
+        journal_room: 64 * 1024,
+        ..StoreOptions::default()
+    };
+    let (store, _) = Store::open(dir, fs, options, Clock::default(), &[SHARD], HashMap::new())
+        .expect("store opens");
+    store
+}
+
+/// A store on the recording file layer with its shard added, and the recording of the calls
+/// that made it cleared, so only what follows counts.
+pub async fn open_recorded(dir: &Path) -> (Arc<Recording>, Arc<Store>) {
+    let recording = Arc::new(Recording::default());
+    let store = Arc::new(open(dir, Arc::new(RecordingFs(recording.clone()))));
+    store.add_shards(vec![SHARD]).await.expect("shard");
+    recording.events.lock().expect("lock").clear();
+    recording.sync_threads.lock().expect("lock").clear();
+    recording.write_threads.lock().expect("lock").clear();
+    (recording, store)
+}
+
+pub fn part(label: &str, count: usize) -> AppendPart {
+    let mut body = BodyBuilder::default();
+    for i in 0..count {
+        body.push(label, format!("{label}-{i}").as_bytes());
+    }
+    AppendPart {
+        shard: SHARD,
+        body: body.finish(),
+    }
+}
+
+pub fn stored_data(store: &Store) -> Vec<String> {
+    super::stored_records(store, SHARD).expect("shard")
+}
+
+/// Blocks (off the runtime) until `recording` holds `count` copies of `event`.
+pub async fn wait_for_count(recording: &Arc<Recording>, event: Event, count: usize) {
+    let recording = recording.clone();
+    tokio::task::spawn_blocking(move || {
+        let events = recording.events.lock().expect("lock");
+        let (events, timeout) = recording
+            .recorded
+            .wait_timeout_while(events, Duration::from_secs(60), |events| {
+                events.iter().filter(|e| **e == event).count() < count
+            })
+            .expect("wait");
+        assert!(
+            !timeout.timed_out(),
+            "never saw {count} x {event:?}: {events:?}"
+        );
+    })
+    .await
+    .expect("wait");
+}
