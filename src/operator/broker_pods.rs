@@ -26,6 +26,8 @@ pub struct ShardView {
     pub moving_to: Option<u32>,
     /// Why the last copy of it failed.
     pub move_failure: Option<String>,
+    /// After a failed copy: when it is worth asking again (epoch milliseconds).
+    pub move_retry_at_ms: Option<u64>,
 }
 
 /// The next step towards `wanted` pods.
@@ -48,6 +50,9 @@ pub enum PodsStep {
     MoveClosedShard(u32),
     /// Draining: wait for the copy of this closed shard to this pod.
     WaitForCopy(u32, u32),
+    /// Draining: every closed shard left to copy failed its last copy; ask again for this
+    /// one at this time (epoch milliseconds), not before.
+    WaitToCopyAgain(u32, u64),
     /// Nothing readable is left on the leaving pods: shrink the StatefulSet to this many.
     Shrink(u32),
 }
@@ -90,15 +95,22 @@ pub fn next_step(
                 .is_some_and(|closed| closed + retention_ms > now_ms)
     };
     if drain {
-        let mut to_copy = shards.iter().filter(leaving).filter(readable);
+        let to_copy = shards.iter().filter(leaving).filter(readable);
         if let Some((index, to)) = to_copy
             .clone()
             .find_map(|s| s.moving_to.map(|to| (s.index, to)))
         {
             return PodsStep::WaitForCopy(index, to);
         }
-        if let Some(shard) = to_copy.by_ref().min_by_key(|s| s.index) {
+        let due = |shard: &&ShardView| shard.move_retry_at_ms.is_none_or(|at| at <= now_ms);
+        if let Some(shard) = to_copy.clone().filter(due).min_by_key(|s| s.index) {
             return PodsStep::MoveClosedShard(shard.index);
+        }
+        if let Some((index, at)) = to_copy
+            .filter_map(|s| s.move_retry_at_ms.map(|at| (s.index, at)))
+            .min_by_key(|&(index, at)| (at, index))
+        {
+            return PodsStep::WaitToCopyAgain(index, at);
         }
     }
     let readable_until = shards
@@ -155,6 +167,9 @@ pub fn describe(step: &PodsStep) -> String {
         PodsStep::WaitForCopy(shard, to) => format!(
             "copying closed shard {shard} off a broker pod that is leaving, to broker pod {to}"
         ),
+        PodsStep::WaitToCopyAgain(shard, at) => format!(
+            "copying closed shard {shard} off a broker pod that is leaving failed; asking again at {at} ms since the epoch"
+        ),
         PodsStep::Shrink(pods) => format!("shrinking to {pods} broker pods"),
     }
 }
@@ -173,6 +188,7 @@ mod tests {
             expired: false,
             moving_to: None,
             move_failure: None,
+            move_retry_at_ms: None,
         }
     }
 
@@ -342,6 +358,11 @@ mod tests {
             moving_to: Some(to),
             ..shard(index, owner, Some(now - HOUR))
         };
+        let failed = |index: u32, retry_at: u64| ShardView {
+            move_failure: Some("pod 1 is unreachable".into()),
+            move_retry_at_ms: Some(retry_at),
+            ..shard(index, 2, Some(now - HOUR))
+        };
         let cases: Vec<Case> = vec![
             (
                 "an open shard on a leaving pod is resharded off first",
@@ -374,17 +395,33 @@ mod tests {
                 PodsStep::WaitForCopy(4, 1),
             ),
             (
-                "a shard whose copy failed is copied again",
+                "a shard whose copy failed is copied again once its wait is over",
+                3,
+                2,
+                vec![shard(0, 0, None), failed(3, now)],
+                PodsStep::MoveClosedShard(3),
+            ),
+            (
+                "not before: another shard is copied meanwhile",
                 3,
                 2,
                 vec![
                     shard(0, 0, None),
-                    ShardView {
-                        move_failure: Some("pod 1 is unreachable".into()),
-                        ..shard(3, 2, Some(now - HOUR))
-                    },
+                    failed(3, now + 1),
+                    shard(4, 2, Some(now - HOUR)),
                 ],
-                PodsStep::MoveClosedShard(3),
+                PodsStep::MoveClosedShard(4),
+            ),
+            (
+                "and with none left but failed ones, the earliest retry is waited for",
+                3,
+                2,
+                vec![
+                    shard(0, 0, None),
+                    failed(3, now + 8_000),
+                    failed(4, now + 2_000),
+                ],
+                PodsStep::WaitToCopyAgain(4, now + 2_000),
             ),
             (
                 "expired shards and shards past retention are not copied",

@@ -396,6 +396,7 @@ impl BrokerAdmin {
                         .as_u64()
                         .and_then(|o| u32::try_from(o).ok()),
                     move_failure: shard["MoveFailure"].as_str().map(str::to_owned),
+                    move_retry_at_ms: shard["MoveRetryAt"].as_u64(),
                 })
             })
             .collect::<Result<Vec<_>, AdminError>>()?;

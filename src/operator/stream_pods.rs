@@ -85,6 +85,18 @@ pub async fn step(
         PodsStep::Steady | PodsStep::Grow(_) => Ok(PodsOutcome::Proceed),
         PodsStep::WaitForRetention(_) => Ok(PodsOutcome::Waiting(WAITING_FOR_RETENTION, message)),
         PodsStep::WaitForCopy(..) => Ok(PodsOutcome::Waiting(DRAINING, message)),
+        PodsStep::WaitToCopyAgain(index, _) => {
+            let failure = placement
+                .shards
+                .iter()
+                .find(|s| s.index == index)
+                .and_then(|s| s.move_failure.clone())
+                .unwrap_or_default();
+            Ok(PodsOutcome::Waiting(
+                DRAINING,
+                format!("{message} (the last copy failed: {failure})"),
+            ))
+        }
         PodsStep::MoveClosedShard(index) => {
             let id = shard_id(index);
             let failure = placement

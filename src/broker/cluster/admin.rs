@@ -143,6 +143,10 @@ async fn describe(broker: &Broker, input: &Value) -> Result<Vec<u8>, ApiError> {
                     "ClosedMs": shard.closed_ms,
                     "Expired": shard.expired,
                     "MovingTo": moving.as_ref().filter(|m| m.running).map(|m| m.to),
+                    "MoveRetryAt": moving
+                        .as_ref()
+                        .filter(|m| !m.running)
+                        .and_then(|m| m.retry_at_ms),
                     "MoveFailure": moving.and_then(|m| m.failure),
                 })
             })

@@ -43,6 +43,22 @@ pub struct MoveState {
     pub running: bool,
     /// Why the last attempt failed.
     pub failure: Option<String>,
+    /// Attempts that failed in a row.
+    pub failures: u32,
+    /// After a failure: when the move is worth asking again (epoch milliseconds).
+    pub retry_at_ms: Option<u64>,
+}
+
+/// First wait before a failed move is asked again; it doubles with each failure in a row.
+const FIRST_RETRY_MS: u64 = 2_000;
+/// Longest wait before a failed move is asked again.
+const LONGEST_RETRY_MS: u64 = 300_000;
+
+/// How long to wait before asking again for a move that failed `failures` times in a row:
+/// 2 s, doubling, at most 5 minutes.
+pub fn retry_delay_ms(failures: u32) -> u64 {
+    let doublings = failures.saturating_sub(1).min(20);
+    (FIRST_RETRY_MS << doublings).min(LONGEST_RETRY_MS)
 }
 
 /// The moves pod 0 runs and the copies a pod takes in.
@@ -68,13 +84,17 @@ impl Moves {
         let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
         match running.get(&key) {
             Some(state) if state.running => Some(state.to),
-            _ => {
+            earlier => {
+                // Failures in a row are kept until a move succeeds.
+                let failures = earlier.map_or(0, |state| state.failures);
                 running.insert(
                     key,
                     MoveState {
                         to,
                         running: true,
                         failure: None,
+                        failures,
+                        retry_at_ms: None,
                     },
                 );
                 None
@@ -82,7 +102,9 @@ impl Moves {
         }
     }
 
-    fn finish(&self, key: ShardKey, failure: Option<String>) {
+    /// Ends the running move of `key`: forgotten when it succeeded; after a failure, kept
+    /// with its reason and the time it is worth asking again.
+    pub fn finish(&self, key: ShardKey, failure: Option<String>, now_ms: u64) {
         let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
         match failure {
             None => {
@@ -92,6 +114,8 @@ impl Moves {
                 if let Some(state) = running.get_mut(&key) {
                     state.running = false;
                     state.failure = Some(failure);
+                    state.failures += 1;
+                    state.retry_at_ms = Some(now_ms + retry_delay_ms(state.failures));
                 }
             }
         }
@@ -223,11 +247,13 @@ async fn run_move(broker: Arc<Broker>, cluster: Arc<Cluster>, key: ShardKey, fro
     match result {
         Ok(()) => {
             tracing::info!(?key, from, to, "closed shard moved");
-            cluster.moves.finish(key, None);
+            cluster.moves.finish(key, None, broker.clock.now_ms());
         }
         Err(error) => {
             tracing::warn!(?key, from, to, %error, "moving a closed shard failed; it stays where it is");
-            cluster.moves.finish(key, Some(error));
+            cluster
+                .moves
+                .finish(key, Some(error), broker.clock.now_ms());
         }
     }
 }
@@ -482,4 +508,46 @@ pub async fn forget_moved_away(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_a_failed_move_waits_longer_after_each_failure_in_a_row_up_to_five_minutes() {
+        let waits: Vec<u64> = (1..=10).map(retry_delay_ms).collect();
+        assert_eq!(
+            waits,
+            [
+                2_000, 4_000, 8_000, 16_000, 32_000, 64_000, 128_000, 256_000, 300_000, 300_000
+            ]
+        );
+        assert_eq!(retry_delay_ms(u32::MAX), 300_000);
+
+        let moves = Moves::default();
+        let key = ShardKey {
+            stream_key: 1,
+            shard_index: 3,
+        };
+        assert_eq!(moves.start(key, 1), None, "a first move starts");
+        assert_eq!(
+            moves.start(key, 2),
+            Some(1),
+            "a running move is not started twice"
+        );
+        moves.finish(key, Some("pod 1 is unreachable".into()), 10_000);
+        let failed = moves.state(key).expect("a failed move is kept");
+        assert_eq!(
+            (failed.running, failed.failures, failed.retry_at_ms),
+            (false, 1, Some(12_000))
+        );
+        assert_eq!(moves.start(key, 1), None, "asked again, it starts again");
+        moves.finish(key, Some("pod 1 is unreachable".into()), 20_000);
+        let again = moves.state(key).expect("kept");
+        assert_eq!((again.failures, again.retry_at_ms), (2, Some(24_000)));
+        assert_eq!(moves.start(key, 1), None);
+        moves.finish(key, None, 30_000);
+        assert_eq!(moves.state(key), None, "a move that succeeded is forgotten");
+    }
 }
