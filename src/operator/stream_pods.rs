@@ -60,6 +60,14 @@ pub async fn place_on_declared_pods(
     Ok(())
 }
 
+/// Why the last copy of shard `index` failed, if it did.
+fn last_move_failure(shards: &[broker_pods::ShardView], index: u32) -> Option<String> {
+    shards
+        .iter()
+        .find(|s| s.index == index)
+        .and_then(|s| s.move_failure.clone())
+}
+
 /// One step towards the declared number of broker pods.
 pub async fn step(
     ctx: &Context,
@@ -86,12 +94,7 @@ pub async fn step(
         PodsStep::WaitForRetention(_) => Ok(PodsOutcome::Waiting(WAITING_FOR_RETENTION, message)),
         PodsStep::WaitForCopy(..) => Ok(PodsOutcome::Waiting(DRAINING, message)),
         PodsStep::WaitToCopyAgain(index, _) => {
-            let failure = placement
-                .shards
-                .iter()
-                .find(|s| s.index == index)
-                .and_then(|s| s.move_failure.clone())
-                .unwrap_or_default();
+            let failure = last_move_failure(&placement.shards, index).unwrap_or_default();
             Ok(PodsOutcome::Waiting(
                 DRAINING,
                 format!("{message} (the last copy failed: {failure})"),
@@ -99,11 +102,7 @@ pub async fn step(
         }
         PodsStep::MoveClosedShard(index) => {
             let id = shard_id(index);
-            let failure = placement
-                .shards
-                .iter()
-                .find(|s| s.index == index)
-                .and_then(|s| s.move_failure.clone());
+            let failure = last_move_failure(&placement.shards, index);
             let to = admin.move_closed_shard(&name, &id).await?;
             let mut note = format!(
                 "copying closed shard {index} off a broker pod that is leaving, to broker pod {to}"

@@ -91,7 +91,7 @@ impl WrittenRound {
 }
 
 /// Syncs the journal for `appends` appends and counts the sync and its time.
-pub(super) fn sync_journal(
+fn sync_journal(
     journal: &mut dyn LogFile,
     stats: &CommitStats,
     appends: usize,

@@ -1,6 +1,7 @@
 //! Durable per-shard logs: segment files per shard, one fsynced journal per volume, one
-//! writer (appends write on their own task, with group commit), and recovery that truncates each shard to its checkpoint and replays the
-//! journal, stopping at the first entry whose checksum, length or sequence is wrong.
+//! writer (appends write on their own task, a syncer thread syncs them in groups), and
+//! recovery that truncates each shard to its checkpoint and replays the journal, stopping at
+//! the first entry whose checksum, length or sequence is wrong.
 //!
 //! See "Shard storage" in the design notes; [`writer`] holds the commit protocol.
 

@@ -2,10 +2,9 @@
 //!
 //! An append takes the lock on its own task: it assigns offsets and arrival times, appends
 //! its batches to the shared (preallocated) journal and to their shards' active segments, and
-//! queues the round for the group commit ([`super::group_commit`]), which syncs it (with
-//! `Fsync` durability), publishes the committed state and replies — led by the waiting appends
-//! themselves, while the next append takes the lock and writes. No reply leaves before the
-//! sync that covers it returns; a failed write or sync fails the round's writes and stops the
+//! queues the round for the group commit ([`super::group_commit`]), whose syncer thread syncs
+//! it (with `Fsync` durability), publishes the committed state and replies while the next
+//! appends take the lock and write. No reply leaves before the sync that covers it returns; a failed write or sync fails the round's writes and stops the
 //! writer for good, since a retried fsync can lie.
 //!
 //! Everything else (new shards, closing, checkpoints, expiry, imports) runs on a plain OS
@@ -21,7 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::batch::SealedBody;
 use super::checkpoint::{CHECKPOINT_FILE, Checkpoint, ShardCheckpoint, journal_path, shard_dir};
 use super::fs::{FileSystem, LogFile};
-use super::group_commit::{GroupCommit, WrittenRound, sync_journal};
+use super::group_commit::{GroupCommit, WrittenRound};
 use super::log::{ShardKey, ShardLog, ShardView};
 use super::shard_writer::ShardWriter;
 use super::stats::{CommitStats, Stage};
@@ -148,7 +147,7 @@ pub(super) struct Writer {
     pub(super) failure: Option<String>,
     pub(super) shared_failure: Arc<std::sync::Mutex<Option<String>>>,
     pub(super) stats: CommitStats,
-    /// Syncs written rounds while the next one is written (`Fsync` durability only; without
+    /// Syncs written rounds while the next ones are written (`Fsync` durability only; without
     /// it, rounds are settled where they are written).
     pub(super) group_commit: Option<Arc<GroupCommit>>,
     /// Shut down: takes no more writes.
@@ -404,15 +403,8 @@ impl Writer {
         );
         match &self.group_commit {
             Some(group_commit) => group_commit.queue(round),
-            None => {
-                let appends = round.replies.len();
-                let synced = if self.options.fsync {
-                    self.checked(|w| sync_journal(w.journal.as_mut(), &w.stats, appends))
-                } else {
-                    Ok(())
-                };
-                round.settle(&synced, &self.stats);
-            }
+            // Without `Fsync` durability there is no group commit: written is acknowledged.
+            None => round.settle(&Ok(()), &self.stats),
         }
     }
 
