@@ -194,7 +194,8 @@ def put_until(endpoint, stream, stop_file, report):
         except Exception as error:  # every failure a client sees counts, whatever its kind
             # A service error by its Kinesis error code; anything else (a refused connection)
             # by its exception's name.
-            code = getattr(error, "response", {}).get("Error", {}).get("Code")
+            # (a read timeout has a `response` attribute that is None).
+            code = (getattr(error, "response", None) or {}).get("Error", {}).get("Code")
             failures.append(code or type(error).__name__)
             time.sleep(0.2)
         i += 1
