@@ -2,7 +2,8 @@
 //! page cache in place; a power cut does not. A file layer for tests records every call the
 //! storage writer makes (creates, appends, data syncs, directory syncs, atomic replaces,
 //! removes), interleaved with the acknowledgements the writer gave. For every cut point of a
-//! run with appends, segment rolls, checkpoints and a reshard, the image a POSIX file system
+//! run with appends, segment rolls, checkpoints, a restart (recovery's own calls
+//! included) and a reshard, the image a POSIX file system
 //! must keep is built (a file's contents up to its last sync; a new directory entry, or the
 //! removal of one, only once its parent directory was synced), recovery runs on it, and every
 //! record acknowledged before the cut must be there exactly once, in order, intact.
@@ -51,6 +52,7 @@ fn options() -> StoreOptions {
         checkpoint_interval: Duration::from_secs(3600),
         // Small, so the run grows the journal's room several times.
         journal_room: 2048,
+        journal_growth: 2048,
         ..StoreOptions::default()
     }
 }
@@ -114,17 +116,31 @@ async fn append_batches(
     }
 }
 
-/// The recorded run: appends, segment rolls, checkpoints, a reshard, more of each.
+/// The recorded run: appends, segment rolls, checkpoints, a restart, a reshard, more of each.
 async fn recorded_run(dir: &Path) -> Vec<Op> {
     let recorder = Arc::new(Mutex::new(Recorder::default()));
     let fs = Arc::new(RecordingFs {
         root: dir.to_path_buf(),
         recorder: recorder.clone(),
     });
-    let (store, _) = Store::open(dir, fs, options(), Clock::default(), &[PARENT], retention())
-        .expect("store opens");
+    let (store, _) = Store::open(
+        dir,
+        fs.clone(),
+        options(),
+        Clock::default(),
+        &[PARENT],
+        retention(),
+    )
+    .expect("store opens");
     store.add_shards(vec![PARENT]).await.expect("shard");
     append_batches(&store, &recorder, &[PARENT], "p", 4).await;
+    // The process ends without a shutdown and starts again: recovery's own calls are recorded
+    // too, so power cuts while it replays, checkpoints and removes old journals are tried.
+    drop(store);
+    support::threads_ended(&["brook-writer", "brook-syncer", "brook-ticker"]).await;
+    let (store, _) = Store::open(dir, fs, options(), Clock::default(), &[PARENT], retention())
+        .expect("store recovers");
+    append_batches(&store, &recorder, &[PARENT], "q", 4).await;
     // A reshard: the children come, the parent closes.
     store.add_shards(CHILDREN.to_vec()).await.expect("children");
     store.close_shard(PARENT).await.expect("close the parent");

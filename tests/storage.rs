@@ -151,13 +151,117 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-fn journal_file(dir: &Path) -> PathBuf {
-    std::fs::read_dir(dir.join("journal"))
+/// The journal generations in `dir`, oldest first.
+fn journal_files(dir: &Path) -> Vec<(u64, PathBuf)> {
+    let mut files: Vec<(u64, PathBuf)> = std::fs::read_dir(dir.join("journal"))
         .expect("journal dir")
         .flatten()
-        .map(|e| e.path())
-        .max()
+        .filter_map(|e| {
+            let generation = e.file_name().to_str()?.strip_suffix(".log")?.parse().ok()?;
+            Some((generation, e.path()))
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// The journal being appended to: the oldest generation there (the one after it, when there,
+/// is the next generation, made ahead of the checkpoint that will start it).
+fn journal_file(dir: &Path) -> PathBuf {
+    journal_files(dir)
+        .into_iter()
+        .next()
         .expect("a journal file")
+        .1
+}
+
+/// The extents of `path` as `filefrag -v` lists them (file system's FIEMAP).
+fn extents(path: &Path) -> String {
+    let out = std::process::Command::new("filefrag")
+        .arg("-v")
+        .arg(path)
+        .output()
+        .expect("filefrag (e2fsprogs) runs");
+    assert!(out.status.success(), "filefrag {}: {out:?}", path.display());
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A durable append's sync writes only data when the journal's room is written zeros: room
+/// reserved with fallocate ("unwritten" extents) must be converted by each sync that first
+/// writes into it, which on ext4 commits the file system's own journal as well. Checked on the
+/// generation the store opened with, on room an append grew, and on the next generation the
+/// writer thread makes ahead — which the following checkpoint then starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_journal_room_is_written_zeros_and_the_next_generation_is_made_ahead() {
+    let dir = TempDir::new("written-room");
+    let options = StoreOptions {
+        checkpoint_interval: Duration::from_secs(3600),
+        journal_room: 64 * 1024,
+        journal_growth: 16 * 1024,
+        ..StoreOptions::default()
+    };
+    let (store, _) = Store::open(
+        dir.path(),
+        Arc::new(RealFs),
+        options,
+        Clock::default(),
+        &[SHARD],
+        HashMap::new(),
+    )
+    .expect("store opens");
+    store.add_shards(vec![SHARD]).await.expect("shard");
+    let mut label = 0;
+    // Past the first room, so that appends grow it.
+    while journal_data_len(dir.path()) <= 80 * 1024 {
+        label += 1;
+        store
+            .append(vec![part(&format!("r{label}"), 50)])
+            .await
+            .expect("append");
+    }
+    let current = journal_file(dir.path());
+    let len = std::fs::metadata(&current).expect("journal").len();
+    assert_eq!(len % (16 * 1024), 0, "grown by whole steps: {len}");
+    assert!(len > 64 * 1024, "grown past the first room: {len}");
+    let listing = extents(&current);
+    assert!(listing.contains(" found"), "{listing}");
+    assert!(!listing.contains("unwritten"), "{listing}");
+
+    // Adding the shard was a control: the writer thread then made the next generation.
+    eventually("the next journal generation made ahead", || {
+        journal_files(dir.path()).len() == 2
+    })
+    .await;
+    let next = journal_files(dir.path())[1].1.clone();
+    eventually("the next generation's room zeroed", || {
+        std::fs::metadata(&next).is_ok_and(|m| m.len() == 64 * 1024)
+    })
+    .await;
+    let next_inode = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&next).expect("next"));
+    assert!(!extents(&next).contains("unwritten"));
+
+    store.checkpoint().await.expect("checkpoint");
+    assert_eq!(journal_file(dir.path()), next, "the checkpoint started it");
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&next).expect("next")),
+        next_inode,
+        "the file made ahead, not a new one"
+    );
+    store
+        .append(vec![part("after", 3)])
+        .await
+        .expect("append in the new generation");
+    assert!(journal_data_len(dir.path()) > 0);
+    assert_eq!(
+        std::fs::metadata(&next).expect("next").len(),
+        64 * 1024,
+        "the append went into the room"
+    );
+    drop(store);
+    let store = open(dir.path(), Arc::new(RealFs));
+    let data = stored_data(&store);
+    assert_eq!(data.len(), label * 50 + 3, "every record recovered");
+    assert_eq!(data.last().map(String::as_str), Some("after-2"));
 }
 
 /// Where the newest journal's data ends: its length without the preallocated zeros after it

@@ -59,6 +59,19 @@ pub async fn eventually(what: &str, check: impl Fn() -> bool) {
     }
 }
 
+/// Waits until no thread of this process has one of `names` (a store dropped without a
+/// shutdown: its threads end on their own once they see it gone).
+pub async fn threads_ended(names: &[&str]) {
+    let running = || {
+        std::fs::read_dir("/proc/self/task")
+            .expect("/proc/self/task")
+            .flatten()
+            .filter_map(|task| std::fs::read_to_string(task.path().join("comm")).ok())
+            .any(|comm| names.contains(&comm.trim_end()))
+    };
+    eventually("the dropped store's threads to end", || !running()).await;
+}
+
 /// Every record stored in a shard's log, in order, as text; `None` for a shard the store does
 /// not have.
 pub fn stored_records(

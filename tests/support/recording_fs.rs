@@ -78,6 +78,10 @@ fn thread_name() -> String {
 struct RecordingFile {
     inner: Box<dyn LogFile>,
     journal: bool,
+    /// Whether anything was appended through this file or a clone of it: the sync that makes
+    /// a new journal generation's room durable, before any append, is not recorded (nor held
+    /// or failed), as it covers no write.
+    appended: Arc<AtomicBool>,
     recording: Arc<Recording>,
 }
 
@@ -90,12 +94,13 @@ impl LogFile for RecordingFile {
                 .expect("lock")
                 .push(thread_name());
             self.recording.record(Event::Append(buf.len()));
+            self.appended.store(true, Ordering::SeqCst);
         }
         self.inner.append(buf)
     }
 
     fn sync_data(&mut self) -> io::Result<()> {
-        if !self.journal {
+        if !self.journal || !self.appended.load(Ordering::SeqCst) {
             return self.inner.sync_data();
         }
         self.recording
@@ -129,6 +134,7 @@ impl LogFile for RecordingFile {
         Ok(Box::new(RecordingFile {
             inner: self.inner.try_clone()?,
             journal: self.journal,
+            appended: self.appended.clone(),
             recording: self.recording.clone(),
         }))
     }
@@ -141,8 +147,10 @@ impl LogFile for RecordingFile {
 impl FileSystem for RecordingFs {
     fn open_append(&self, path: &Path) -> io::Result<Box<dyn LogFile>> {
         let journal = path.components().any(|c| c.as_os_str() == "journal");
+        let inner = RealFs.open_append(path)?;
         Ok(Box::new(RecordingFile {
-            inner: RealFs.open_append(path)?,
+            appended: Arc::new(AtomicBool::new(!inner.is_empty()?)),
+            inner,
             journal,
             recording: self.0.clone(),
         }))

@@ -20,9 +20,11 @@ pub trait LogFile: Send + Sync {
     /// A second handle on the same file (the journal syncer syncs through it while the
     /// writer appends through the first).
     fn try_clone(&self) -> io::Result<Box<dyn LogFile>>;
-    /// Allocates room up to `len` bytes, zero-filled, after what was appended (which stays
-    /// where it is: appends continue at the end of the data, not of the room). A sync then
-    /// has no file size or block allocation to write for appends that fit in the room.
+    /// Makes room up to `len` bytes after what was appended (which stays where it is:
+    /// appends continue at the end of the data, not of the room), reading as zeros. The room
+    /// is written, not only reserved: a sync of appends that fit in it then writes only their
+    /// data, with no file size, block allocation or extent conversion for the file system's
+    /// own journal to commit first.
     fn preallocate(&mut self, len: u64) -> io::Result<()>;
     /// Whether the file is empty.
     fn is_empty(&self) -> io::Result<bool> {
@@ -81,6 +83,9 @@ pub trait ReadFile: Send + Sync {
     }
 }
 
+/// How much of a room [`LogFile::preallocate`] zeroes per write.
+const ZERO_FILL_PIECE: u64 = 1 << 20;
+
 /// The operating system's file system.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct RealFs;
@@ -122,11 +127,22 @@ impl LogFile for RealLogFile {
     }
 
     fn preallocate(&mut self, len: u64) -> io::Result<()> {
-        if len <= self.file.metadata()?.len() {
+        // Zeros are written rather than reserved with fallocate: a block fallocate leaves
+        // "unwritten" must be converted on its first write, and on ext4 that conversion makes
+        // the sync commit the file system's journal too (on a 2-vCPU VM: a 1 KiB append and
+        // fdatasync p90 363–615 µs in reserved room, 264–277 µs in written room; the store's
+        // sync stage under 8 producers 23–30 % shorter).
+        let mut at = self.file.metadata()?.len();
+        if len <= at {
             return Ok(());
         }
-        // Unwritten extents: the blocks are reserved and read as zeros, nothing is written.
-        nix::fcntl::posix_fallocate(&self.file, 0, len as i64).map_err(io::Error::from)
+        let zeros = vec![0u8; ZERO_FILL_PIECE.min(len - at) as usize];
+        while at < len {
+            let piece = (len - at).min(zeros.len() as u64) as usize;
+            self.file.write_all_at(&zeros[..piece], at)?;
+            at += piece as u64;
+        }
+        Ok(())
     }
 }
 

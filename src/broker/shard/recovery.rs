@@ -94,6 +94,7 @@ pub(super) fn recover(
         stats: Default::default(),
         group_commit: None,
         shut_down: false,
+        next_journal: None,
     };
     let mut report = RecoveryReport::default();
     for generation in generations {
@@ -102,15 +103,15 @@ pub(super) fn recover(
             break;
         }
     }
-    // Old generations other than the last are deleted by this checkpoint's successors; make
-    // sure none lingers in front of the one being replaced.
+    // The replayed records are durable in their segments only once this checkpoint has
+    // synced them: until it is written, every generation replayed must stay.
+    writer.checkpoint()?;
     for generation in journal_generations(&journal_dir, 0)? {
         if generation < writer.journal_generation {
             let path = journal_path(dir, generation);
             fs.remove_file(&path).map_err(StoreError::io(&path))?;
         }
     }
-    writer.checkpoint()?;
     if report.dropped_bytes > 0 || report.stopped_because.is_some() {
         tracing::warn!(
             dropped_bytes = report.dropped_bytes,

@@ -11,6 +11,7 @@
 //! thread, the writer thread, that takes the lock for each command.
 
 use std::collections::HashMap;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -139,7 +140,7 @@ pub(super) struct Writer {
     pub(super) journal: Box<dyn LogFile>,
     pub(super) journal_generation: u64,
     pub(super) journal_len: u64,
-    /// Bytes of journal preallocated (see [`StoreOptions::journal_room`]).
+    /// Bytes of journal room zeroed (see [`StoreOptions::journal_room`]).
     pub(super) journal_room: u64,
     pub(super) shards: HashMap<ShardKey, ShardWriter>,
     pub(super) retention_ms: HashMap<u32, u64>,
@@ -152,6 +153,9 @@ pub(super) struct Writer {
     pub(super) group_commit: Option<Arc<GroupCommit>>,
     /// Shut down: takes no more writes.
     pub(super) shut_down: bool,
+    /// The next journal generation, made and zeroed ahead by the writer thread outside the
+    /// lock, so that a checkpoint does not stall appends for it.
+    pub(super) next_journal: Option<(u64, Box<dyn LogFile>)>,
 }
 
 /// A queued append: its parts, when it was handed over, and where to reply.
@@ -182,23 +186,55 @@ impl Writer {
             }
         };
         while let Some(command) = queue.blocking_recv() {
-            let mut writer = writer.blocking_lock();
+            let mut locked = writer.blocking_lock();
             match command {
                 Command::Shutdown { reply } => {
-                    let result = writer.checked(|w| w.checkpoint());
-                    writer.shut_down = true;
-                    close(&writer);
+                    let result = locked.checked(|w| w.checkpoint());
+                    locked.shut_down = true;
+                    close(&locked);
                     let _ = reply.send(result);
                     return;
                 }
                 other => {
                     // Controls see every earlier round settled.
-                    writer.quiesce();
-                    writer.control(other);
+                    locked.quiesce();
+                    locked.control(other);
                 }
             }
+            drop(locked);
+            Self::prepare_next_journal(&writer);
         }
         close(&writer.blocking_lock());
+    }
+
+    /// Makes the next journal generation's file with its room zeroed and synced, unless it
+    /// is made already, holding the lock only to read what it needs and to hand the file over.
+    /// A failure leaves it to the checkpoint, which makes the file itself and reports.
+    fn prepare_next_journal(writer: &tokio::sync::Mutex<Writer>) {
+        let (fs, path, generation, room) = {
+            let w = writer.blocking_lock();
+            let generation = w.journal_generation + 1;
+            if w.failure.is_some()
+                || w.shut_down
+                || w.next_journal
+                    .as_ref()
+                    .is_some_and(|(g, _)| *g == generation)
+            {
+                return;
+            }
+            (
+                w.fs.clone(),
+                journal_path(&w.dir, generation),
+                generation,
+                w.options.journal_room,
+            )
+        };
+        match new_journal_file(fs.as_ref(), &path, room) {
+            Ok(journal) => writer.blocking_lock().next_journal = Some((generation, journal)),
+            Err(error) => {
+                tracing::warn!(%error, path = %path.display(), "could not prepare the next journal generation")
+            }
+        }
     }
 
     /// Whether the journal has grown enough that a checkpoint should start a new one.
@@ -361,7 +397,7 @@ impl Writer {
             }
             let needed = w.journal_len + journal.len() as u64;
             if needed > w.journal_room {
-                w.journal_room = needed.next_multiple_of(w.options.journal_room.max(1));
+                w.journal_room = needed.next_multiple_of(w.options.journal_growth.max(1));
                 w.journal
                     .preallocate(w.journal_room)
                     .map_err(StoreError::io(Path::new("journal")))?;
@@ -499,14 +535,11 @@ impl Writer {
         }
         let next_generation = self.journal_generation + 1;
         let next_path = journal_path(&self.dir, next_generation);
-        let mut next_journal = fs
-            .open_append(&next_path)
-            .map_err(StoreError::io(&next_path))?;
-        // The room's size and blocks are made durable here, not by the first write's sync.
-        next_journal
-            .preallocate(self.options.journal_room)
-            .and_then(|()| next_journal.sync_data())
-            .map_err(StoreError::io(&next_path))?;
+        let next_journal = match self.next_journal.take() {
+            Some((generation, journal)) if generation == next_generation => journal,
+            _ => new_journal_file(fs.as_ref(), &next_path, self.options.journal_room)
+                .map_err(StoreError::io(&next_path))?,
+        };
         let journal_dir = self.dir.join("journal");
         fs.sync_dir(&journal_dir)
             .map_err(StoreError::io(&journal_dir))?;
@@ -541,6 +574,20 @@ impl Writer {
         fs.remove_file(&old).map_err(StoreError::io(&old))?;
         Ok(())
     }
+}
+
+/// Makes an empty journal generation at `path` with `room` bytes zeroed and synced: its size
+/// and blocks are durable before any append, so no append's sync has them to write. A file
+/// left there by an earlier attempt holds no record (a generation is only appended to once
+/// a checkpoint has made it current) and is emptied first.
+fn new_journal_file(fs: &dyn FileSystem, path: &Path, room: u64) -> io::Result<Box<dyn LogFile>> {
+    let mut journal = fs.open_append(path)?;
+    if !journal.is_empty()? {
+        journal.truncate(0)?;
+    }
+    journal.preallocate(room)?;
+    journal.sync_data()?;
+    Ok(journal)
 }
 
 /// How often the ticker asks the writer for housekeeping.
