@@ -26,6 +26,11 @@ pub trait LogFile: Send + Sync {
     /// data, with no file size, block allocation or extent conversion for the file system's
     /// own journal to commit first.
     fn preallocate(&mut self, len: u64) -> io::Result<()>;
+    /// Like [`LogFile::preallocate`], but only reserves the room's blocks (`fallocate`):
+    /// nothing is written now, and each sync that first writes into a block converts it.
+    fn reserve(&mut self, len: u64) -> io::Result<()> {
+        self.preallocate(len)
+    }
     /// Whether the file is empty.
     fn is_empty(&self) -> io::Result<bool> {
         Ok(self.len()? == 0)
@@ -124,6 +129,13 @@ impl LogFile for RealLogFile {
             file: self.file.try_clone()?,
             end: self.end,
         }))
+    }
+
+    fn reserve(&mut self, len: u64) -> io::Result<()> {
+        if len <= self.file.metadata()?.len() {
+            return Ok(());
+        }
+        nix::fcntl::posix_fallocate(&self.file, 0, len as i64).map_err(io::Error::from)
     }
 
     fn preallocate(&mut self, len: u64) -> io::Result<()> {

@@ -86,6 +86,7 @@ pub(super) fn recover(
         journal_generation: last_generation,
         journal_len: 0,
         journal_room: 0,
+        journal_rounds: 0,
         shards: writers,
         retention_ms,
         last_checkpoint: Instant::now(),
