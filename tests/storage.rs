@@ -186,30 +186,29 @@ fn extents(path: &Path) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Large rounds only reserve the room they grow (written zeros would double the journal's
-/// disk writes where the disk's bandwidth is the limit), and recover like any other.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn large_rounds_grow_the_journal_room_by_reserving_it() {
-    let dir = TempDir::new("reserved-room");
+/// A one-shard store on the real file system whose journal generations start with `room`
+/// bytes and grow by `growth`.
+fn open_with_journal_room(dir: &Path, room: u64, growth: u64) -> Store {
     let options = StoreOptions {
         checkpoint_interval: Duration::from_secs(3600),
-        journal_room: 64 * 1024,
-        journal_growth: 256 * 1024,
+        journal_room: room,
+        journal_growth: growth,
         ..StoreOptions::default()
     };
-    let (store, _) = Store::open(
-        dir.path(),
+    Store::open(
+        dir,
         Arc::new(RealFs),
         options,
         Clock::default(),
         &[SHARD],
         HashMap::new(),
     )
-    .expect("store opens");
-    let mut body = BodyBuilder::default();
-    for i in 0..3 {
-        body.push("big", &vec![b'a' + i; 100 * 1024]);
-    }
+    .expect("store opens")
+    .0
+}
+
+/// Appends the records of `body` to the shard as one round.
+async fn append_body(store: &Store, body: BodyBuilder) {
     store
         .append(vec![AppendPart {
             shard: SHARD,
@@ -217,6 +216,19 @@ async fn large_rounds_grow_the_journal_room_by_reserving_it() {
         }])
         .await
         .expect("append");
+}
+
+/// Large rounds only reserve the room they grow (written zeros would double the journal's
+/// disk writes where the disk's bandwidth is the limit), and recover like any other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_rounds_grow_the_journal_room_by_reserving_it() {
+    let dir = TempDir::new("reserved-room");
+    let store = open_with_journal_room(dir.path(), 64 * 1024, 256 * 1024);
+    let mut body = BodyBuilder::default();
+    for i in 0..3 {
+        body.push("big", &vec![b'a' + i; 100 * 1024]);
+    }
+    append_body(&store, body).await;
     let journal = journal_file(dir.path());
     assert_eq!(
         std::fs::metadata(&journal).expect("journal").len(),
@@ -240,21 +252,7 @@ async fn large_rounds_grow_the_journal_room_by_reserving_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_journal_room_is_written_zeros_and_the_next_generation_is_made_ahead() {
     let dir = TempDir::new("written-room");
-    let options = StoreOptions {
-        checkpoint_interval: Duration::from_secs(3600),
-        journal_room: 64 * 1024,
-        journal_growth: 16 * 1024,
-        ..StoreOptions::default()
-    };
-    let (store, _) = Store::open(
-        dir.path(),
-        Arc::new(RealFs),
-        options,
-        Clock::default(),
-        &[SHARD],
-        HashMap::new(),
-    )
-    .expect("store opens");
+    let store = open_with_journal_room(dir.path(), 64 * 1024, 16 * 1024);
     store.add_shards(vec![SHARD]).await.expect("shard");
     let mut label = 0;
     // Past the first room, so that appends grow it.
@@ -608,13 +606,7 @@ async fn reads_land_on_the_right_record_in_sealed_segments_before_and_after_reco
             data.extend_from_slice(&payload);
             body.push("k", &data);
         }
-        store
-            .append(vec![AppendPart {
-                shard: SHARD,
-                body: body.finish(),
-            }])
-            .await
-            .expect("append");
+        append_body(&store, body).await;
     }
     let segments = std::fs::read_dir(dir.path().join("streams/1/0"))
         .expect("shard dir")
