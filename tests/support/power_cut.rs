@@ -139,6 +139,16 @@ impl<A: Send + 'static> LogFile for RecordingFile<A> {
         });
         Ok(())
     }
+    // Reserved room reads as zeros as written room does: the same call to the model.
+    fn reserve(&mut self, len: u64) -> io::Result<()> {
+        let mut recorder = self.recorder.lock().expect("lock");
+        self.inner.reserve(len)?;
+        recorder.ops.push(Op::Preallocate {
+            inode: self.inode,
+            len,
+        });
+        Ok(())
+    }
 }
 
 impl<A: Send + 'static> FileSystem for RecordingFs<A> {

@@ -142,6 +142,10 @@ impl LogFile for RecordingFile {
     fn preallocate(&mut self, len: u64) -> io::Result<()> {
         self.inner.preallocate(len)
     }
+
+    fn reserve(&mut self, len: u64) -> io::Result<()> {
+        self.inner.reserve(len)
+    }
 }
 
 impl FileSystem for RecordingFs {

@@ -28,9 +28,7 @@ pub trait LogFile: Send + Sync {
     fn preallocate(&mut self, len: u64) -> io::Result<()>;
     /// Like [`LogFile::preallocate`], but only reserves the room's blocks (`fallocate`):
     /// nothing is written now, and each sync that first writes into a block converts it.
-    fn reserve(&mut self, len: u64) -> io::Result<()> {
-        self.preallocate(len)
-    }
+    fn reserve(&mut self, len: u64) -> io::Result<()>;
     /// Whether the file is empty.
     fn is_empty(&self) -> io::Result<bool> {
         Ok(self.len()? == 0)

@@ -4,8 +4,9 @@
 //! its batches to the shared (preallocated) journal and to their shards' active segments, and
 //! queues the round for the group commit ([`super::group_commit`]), whose syncer thread syncs
 //! it (with `Fsync` durability), publishes the committed state and replies while the next
-//! appends take the lock and write. No reply leaves before the sync that covers it returns; a failed write or sync fails the round's writes and stops the
-//! writer for good, since a retried fsync can lie.
+//! appends take the lock and write. No reply leaves before the sync that covers it returns;
+//! a failed write or sync fails the round's writes and stops the writer for good, since a
+//! retried fsync can lie.
 //!
 //! Everything else (new shards, closing, checkpoints, expiry, imports) runs on a plain OS
 //! thread, the writer thread, that takes the lock for each command.
@@ -160,6 +161,14 @@ pub(super) struct Writer {
     pub(super) next_journal: Option<(u64, Box<dyn LogFile>)>,
 }
 
+/// A journal generation for the writer thread to make ahead.
+struct NextJournal {
+    fs: Arc<dyn FileSystem>,
+    path: PathBuf,
+    generation: u64,
+    room: u64,
+}
+
 /// A queued append: its parts, when it was handed over, and where to reply.
 pub(super) type QueuedAppend = (Vec<AppendPart>, Instant, AppendReply);
 type PendingReply = (AppendReply, Vec<Appended>);
@@ -203,39 +212,41 @@ impl Writer {
                     locked.control(other);
                 }
             }
+            let next = locked.next_journal_to_make();
             drop(locked);
-            Self::prepare_next_journal(&writer);
+            if let Some(next) = next {
+                Self::make_next_journal(&writer, next);
+            }
         }
         close(&writer.blocking_lock());
     }
 
-    /// Makes the next journal generation's file with its room zeroed and synced, unless it
-    /// is made already, holding the lock only to read what it needs and to hand the file over.
-    /// A failure leaves it to the checkpoint, which makes the file itself and reports.
-    fn prepare_next_journal(writer: &tokio::sync::Mutex<Writer>) {
-        let (fs, path, generation, room) = {
-            let w = writer.blocking_lock();
-            let generation = w.journal_generation + 1;
-            if w.failure.is_some()
-                || w.shut_down
-                || w.next_journal
-                    .as_ref()
-                    .is_some_and(|(g, _)| *g == generation)
-            {
-                return;
+    /// What the writer thread needs to make the next journal generation ahead (its file
+    /// system, path, generation and room), unless it is made already or the writer stopped.
+    fn next_journal_to_make(&self) -> Option<NextJournal> {
+        let generation = self.journal_generation + 1;
+        let made = matches!(&self.next_journal, Some((g, _)) if *g == generation);
+        (self.failure.is_none() && !self.shut_down && !made).then(|| NextJournal {
+            fs: self.fs.clone(),
+            path: journal_path(&self.dir, generation),
+            generation,
+            room: self.options.journal_room,
+        })
+    }
+
+    /// Makes the next journal generation's file with its room zeroed and synced, without
+    /// the lock, and hands it over. A failure leaves it to the checkpoint, which makes the
+    /// file itself and reports.
+    fn make_next_journal(writer: &tokio::sync::Mutex<Writer>, next: NextJournal) {
+        match new_journal_file(next.fs.as_ref(), &next.path, next.room) {
+            Ok(journal) => {
+                writer.blocking_lock().next_journal = Some((next.generation, journal));
             }
-            (
-                w.fs.clone(),
-                journal_path(&w.dir, generation),
-                generation,
-                w.options.journal_room,
-            )
-        };
-        match new_journal_file(fs.as_ref(), &path, room) {
-            Ok(journal) => writer.blocking_lock().next_journal = Some((generation, journal)),
-            Err(error) => {
-                tracing::warn!(%error, path = %path.display(), "could not prepare the next journal generation")
-            }
+            Err(error) => tracing::warn!(
+                %error,
+                path = %next.path.display(),
+                "could not prepare the next journal generation"
+            ),
         }
     }
 
