@@ -358,7 +358,8 @@ struct BrokerArgs {
     /// How long a SubscribeToShard call lasts, in seconds (Kinesis: 300).
     #[arg(long, default_value_t = 300, hide = true)]
     subscription_seconds: u64,
-    /// Accept POST /debug/advance-clock?ms=N on the metrics port (for tests of retention).
+    /// Accept the test hooks on the metrics port: POST /debug/advance-clock?ms=N (for tests of
+    /// retention) and /debug/hold-catalog-follow (for tests of a pod with a stale map).
     #[arg(long, hide = true)]
     test_clock: bool,
     /// Abort between closing a reshard's parents and saving it, as a crash there would (for

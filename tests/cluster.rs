@@ -12,6 +12,8 @@ mod failures;
 mod on_demand;
 #[path = "cluster/operator.rs"]
 mod operator;
+#[path = "cluster/stale_map.rs"]
+mod stale_map;
 #[path = "cluster/tls.rs"]
 mod tls;
 

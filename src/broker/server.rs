@@ -568,7 +568,8 @@ fn authenticate(
     }
 }
 
-/// Serves the observability endpoints; with `test_clock`, also `POST /debug/advance-clock?ms=N`.
+/// Serves the observability endpoints; with `test_clock`, also the test hooks
+/// `POST /debug/freeze-clock`, `/debug/advance-clock?ms=N` and `/debug/hold-catalog-follow`.
 pub async fn handle_observability(
     broker: Arc<Broker>,
     ready: watch::Receiver<bool>,
@@ -627,6 +628,15 @@ pub async fn handle_observability(
                 None => respond(400, b"expected ?ms=<milliseconds>\n".to_vec(), text),
             }
         }
+        (&Method::POST, "/debug/hold-catalog-follow") if test_clock => match broker.cluster.get() {
+            Some(cluster) => {
+                cluster
+                    .follow_held
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                respond(200, b"held\n".to_vec(), text)
+            }
+            None => respond(409, b"not a cluster pod\n".to_vec(), text),
+        },
         _ => respond(404, b"not found\n".to_vec(), text),
     };
     Ok(response)

@@ -208,6 +208,14 @@ impl Broker {
         http_request("POST", &url);
     }
 
+    /// Holds a cluster pod's timed catalog refresh: its placement map then changes only when
+    /// a request makes it refresh.
+    pub fn hold_catalog_follow(&self) {
+        let url = format!("{}/debug/hold-catalog-follow", self.metrics);
+        let (status, body) = http_request("POST", &url);
+        assert_eq!(status, 200, "hold-catalog-follow: {body}");
+    }
+
     /// GETs a path on the observability port: (status, body).
     pub fn observe(&self, path: &str) -> (u16, String) {
         http_request("GET", &format!("{}{path}", self.metrics))

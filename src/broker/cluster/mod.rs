@@ -157,6 +157,9 @@ pub struct Cluster {
     pub rates: rates::PodRates,
     /// Closed shards pod 0 is moving, and copies this pod is taking in.
     pub moves: moving::Moves,
+    /// Whether the timed catalog refresh is held (a test hook: the replica then changes
+    /// only when a request makes the pod refresh it).
+    pub follow_held: std::sync::atomic::AtomicBool,
 }
 
 impl Cluster {
@@ -177,6 +180,7 @@ impl Cluster {
             client: Client::builder(TokioExecutor::new()).build(connector),
             rates: rates::PodRates::default(),
             moves: moving::Moves::default(),
+            follow_held: std::sync::atomic::AtomicBool::new(false),
         }
     }
 

@@ -243,6 +243,29 @@ async fn store(
         )
     })?;
     let part = decode(body).map_err(|e| ApiError::new(ErrorKind::Serialization, e.to_string()))?;
+    match store_part(broker, &caller, &part).await {
+        // This pod's map places a record elsewhere or nowhere, and nothing was written: the
+        // sender's map may be newer. Follow pod 0's once and try again.
+        Err(refused) if refused.kind == ErrorKind::ServiceUnavailable => {
+            match broker.cluster.get() {
+                Some(cluster)
+                    if !cluster.is_home() && super::replica::refresh(broker, cluster).await =>
+                {
+                    store_part(broker, &caller, &part).await
+                }
+                _ => Err(refused),
+            }
+        }
+        stored => stored,
+    }
+}
+
+/// Stores a part's records under this pod's map as it is.
+async fn store_part(
+    broker: &Arc<Broker>,
+    caller: &Caller,
+    part: &Part<'_>,
+) -> Result<Vec<RecordResult>, ApiError> {
     let stream = broker.resolve(Some(part.stream_name), None)?;
     if stream.record.key != part.stream_key {
         return Err(ApiError::new(
@@ -256,7 +279,7 @@ async fn store(
     // The pod the client reached verified its signature and authorized the write; the
     // stream's policy is checked again here, against this pod's replica of it.
     let named = serde_json::to_vec(&json!({"StreamName": part.stream_name})).unwrap_or_default();
-    ops::authorize(broker, Operation::PutRecords, &named, &caller)?;
+    ops::authorize(broker, Operation::PutRecords, &named, caller)?;
     put::store_records(broker, stream, &part.records).await
 }
 

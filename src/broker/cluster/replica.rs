@@ -126,19 +126,22 @@ pub async fn adopt(broker: &Broker, incoming: Catalog) -> Result<bool, ApiError>
 
 /// Fetches and adopts pod 0's catalog once; a pod 0 that cannot be reached leaves the
 /// replica as it is.
-pub async fn refresh(broker: &Broker, cluster: &Cluster) {
-    refresh_reporting(broker, cluster, None).await;
+/// Returns whether a newer catalog was adopted.
+pub async fn refresh(broker: &Broker, cluster: &Cluster) -> bool {
+    refresh_reporting(broker, cluster, None).await
 }
 
 /// [`refresh`], telling pod 0 this pod's write rate and demand.
-async fn refresh_reporting(broker: &Broker, cluster: &Cluster, report: Option<&Report>) {
+async fn refresh_reporting(broker: &Broker, cluster: &Cluster, report: Option<&Report>) -> bool {
     match fetch(cluster, report).await {
-        Ok(incoming) => {
-            if let Err(error) = adopt(broker, incoming).await {
-                tracing::warn!(%error, "could not adopt pod 0's catalog");
-            }
+        Ok(incoming) => adopt(broker, incoming).await.unwrap_or_else(|error| {
+            tracing::warn!(%error, "could not adopt pod 0's catalog");
+            false
+        }),
+        Err(error) => {
+            tracing::debug!(%error, "pod 0's catalog is out of reach");
+            false
         }
-        Err(error) => tracing::debug!(%error, "pod 0's catalog is out of reach"),
     }
 }
 
@@ -149,6 +152,12 @@ pub async fn follow(broker: Arc<Broker>, cluster: Arc<Cluster>) {
     let mut meter = rates::RateMeter::default();
     loop {
         ticks.tick().await;
+        if cluster
+            .follow_held
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            continue;
+        }
         let now = std::time::Instant::now();
         let rate = meter.sample(now, rates::written_records(&broker));
         if cluster.is_home() {

@@ -28,13 +28,22 @@ pub enum Served {
     Answered(Vec<u8>),
 }
 
-/// The pod owning each record's shard, or `None` when a record's hash key has no open
-/// shard in this pod's map (the usual path then refuses the request as retryable).
-pub fn owners(stream: &LiveStream, records: &[PutRecord<'_>]) -> Option<Vec<u32>> {
+/// The pod owning each record's shard, or `None` for a record whose hash key has no open
+/// shard in this pod's map: a reshard's parent closed here before this pod's map had its
+/// children.
+pub fn owners(stream: &LiveStream, records: &[PutRecord<'_>]) -> Vec<Option<u32>> {
     records
         .iter()
         .map(|record| stream.route(record.hash).map(|shard| shard.owner))
         .collect()
+}
+
+/// Why a record with no open shard in this pod's map was not stored (an `InternalFailure`
+/// the client retries once this pod has the newer map).
+fn unplaced_reason(here: u32) -> String {
+    format!(
+        "Pod {here}'s placement map has no open shard for this record yet (a reshard is under way); retry."
+    )
 }
 
 /// Serves a PutRecords `body` (JSON) that reached pod `here`, reading it once.
@@ -70,10 +79,8 @@ pub async fn put_records(
         return Ok(Served::Here);
     };
     let records = decoded.records();
-    let Some(owners) = owners(&stream, &records) else {
-        return Ok(Served::Here);
-    };
-    if owners.iter().all(|&owner| owner == here) {
+    let owners = owners(&stream, &records);
+    if owners.iter().all(|&owner| owner == Some(here)) {
         let results = put::store_records(broker, stream.clone(), &records).await?;
         return Ok(Served::Answered(put::put_records_answer(
             broker, &stream, &results,
@@ -85,7 +92,13 @@ pub async fn put_records(
         return Err(misrouted(here, Route::Pod(HOME)));
     }
     let caller = caller_header(caller);
-    let sends = groups(&owners).into_iter().map(|(owner, positions)| {
+    let (placed, unplaced) = groups(&owners);
+    if !unplaced.is_empty() {
+        // This pod's map lags a reshard: the other records are stored, these fail
+        // retryably, and the map is brought up to date before the client sends them again.
+        super::replica::refresh(broker, cluster).await;
+    }
+    let sends = placed.into_iter().map(|(owner, positions)| {
         let part: Vec<PutRecord<'_>> = positions.iter().map(|&i| records[i]).collect();
         let (stream, caller) = (&stream, &caller);
         async move {
@@ -105,24 +118,33 @@ pub async fn put_records(
             (positions, answer)
         }
     });
-    let answered = futures::future::join_all(sends).await;
+    let mut answered = futures::future::join_all(sends).await;
+    if !unplaced.is_empty() {
+        answered.push((unplaced, Err(unplaced_reason(here))));
+    }
     let results = merge(records.len(), answered);
     Ok(Served::Answered(put::put_records_answer(
         broker, &stream, &results,
     )))
 }
 
-/// Record positions grouped by owner, each group in the request's order, groups by owner.
-pub fn groups(owners: &[u32]) -> Vec<(u32, Vec<usize>)> {
+/// Record positions grouped by owner, each group in the request's order, groups by owner;
+/// and the positions of the records no pod owns in this pod's map.
+pub fn groups(owners: &[Option<u32>]) -> (Vec<(u32, Vec<usize>)>, Vec<usize>) {
     let mut groups: Vec<(u32, Vec<usize>)> = Vec::new();
+    let mut unplaced = Vec::new();
     for (position, &owner) in owners.iter().enumerate() {
+        let Some(owner) = owner else {
+            unplaced.push(position);
+            continue;
+        };
         match groups.iter_mut().find(|(o, _)| *o == owner) {
             Some((_, positions)) => positions.push(position),
             None => groups.push((owner, vec![position])),
         }
     }
     groups.sort_by_key(|(owner, _)| *owner);
-    groups
+    (groups, unplaced)
 }
 
 /// What one group's pod answered: each of its records' results, or why it failed.
@@ -159,10 +181,16 @@ mod tests {
     #[test]
     fn cluster_records_are_grouped_by_owner_in_request_order() {
         assert_eq!(
-            groups(&[2, 0, 2, 1, 0]),
-            vec![(0, vec![1, 4]), (1, vec![3]), (2, vec![0, 2])]
+            groups(&[Some(2), Some(0), Some(2), Some(1), Some(0)]),
+            (vec![(0, vec![1, 4]), (1, vec![3]), (2, vec![0, 2])], vec![])
         );
-        assert_eq!(groups(&[]), vec![]);
+        assert_eq!(groups(&[]), (vec![], vec![]));
+        // Records with no open shard in the map are set apart, in order; the others group.
+        assert_eq!(
+            groups(&[None, Some(1), None, Some(1)]),
+            (vec![(1, vec![1, 3])], vec![0, 2])
+        );
+        assert_eq!(groups(&[None]), (vec![], vec![0]));
     }
 
     #[test]
