@@ -308,6 +308,49 @@ async fn the_journal_room_is_written_zeros_and_the_next_generation_is_made_ahead
     assert_eq!(data.last().map(String::as_str), Some("after-2"));
 }
 
+/// Once less than half a growth step of room is left, the writer thread grows the room by a
+/// step of synced zeros on its own, so appends do not wait for zeros to be written and synced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_writer_thread_grows_the_journal_room_ahead_of_the_appends() {
+    let dir = TempDir::new("room-ahead");
+    let store = open_with_journal_room(dir.path(), 64 * 1024, 64 * 1024);
+    store.add_shards(vec![SHARD]).await.expect("shard");
+    let mut label = 0;
+    while journal_data_len(dir.path()) <= 33 * 1024 {
+        label += 1;
+        store
+            .append(vec![part(&format!("r{label}"), 50)])
+            .await
+            .expect("append");
+    }
+    let current = journal_file(dir.path());
+    // No append needs more than the first room; the file grows all the same.
+    eventually("the room grown ahead by a step", || {
+        std::fs::metadata(&current).is_ok_and(|m| m.len() == 128 * 1024)
+    })
+    .await;
+    assert!(journal_data_len(dir.path()) < 64 * 1024);
+    let listing = extents(&current);
+    assert!(!listing.contains("unwritten"), "{listing}");
+    // Appends go on into the room made ahead.
+    let before = label;
+    while journal_data_len(dir.path()) <= 90 * 1024 {
+        label += 1;
+        store
+            .append(vec![part(&format!("r{label}"), 50)])
+            .await
+            .expect("append");
+    }
+    assert!(label > before);
+    drop(store);
+    let store = open(dir.path(), Arc::new(RealFs));
+    assert_eq!(
+        stored_data(&store).len(),
+        label * 50,
+        "every record recovered"
+    );
+}
+
 /// Where the newest journal's data ends: its length without the preallocated zeros after it
 /// (the test records never end in a zero byte).
 fn journal_data_len(dir: &Path) -> u64 {

@@ -82,6 +82,10 @@ struct RecordingFile {
     /// a new journal generation's room durable, before any append, is not recorded (nor held
     /// or failed), as it covers no write.
     appended: Arc<AtomicBool>,
+    /// Room was written through this handle since its last sync: its next sync makes room
+    /// durable (the writer thread growing the journal's room ahead), and is not recorded
+    /// either; it acknowledges nothing.
+    grew: bool,
     recording: Arc<Recording>,
 }
 
@@ -100,7 +104,8 @@ impl LogFile for RecordingFile {
     }
 
     fn sync_data(&mut self) -> io::Result<()> {
-        if !self.journal || !self.appended.load(Ordering::SeqCst) {
+        if !self.journal || !self.appended.load(Ordering::SeqCst) || self.grew {
+            self.grew = false;
             return self.inner.sync_data();
         }
         self.recording
@@ -135,11 +140,13 @@ impl LogFile for RecordingFile {
             inner: self.inner.try_clone()?,
             journal: self.journal,
             appended: self.appended.clone(),
+            grew: false,
             recording: self.recording.clone(),
         }))
     }
 
     fn preallocate(&mut self, len: u64) -> io::Result<()> {
+        self.grew = true;
         self.inner.preallocate(len)
     }
 
@@ -154,6 +161,7 @@ impl FileSystem for RecordingFs {
         let inner = RealFs.open_append(path)?;
         Ok(Box::new(RecordingFile {
             appended: Arc::new(AtomicBool::new(!inner.is_empty()?)),
+            grew: false,
             inner,
             journal,
             recording: self.0.clone(),

@@ -9,6 +9,7 @@ pub mod batch;
 pub mod checkpoint;
 pub mod fs;
 mod group_commit;
+mod journal_room;
 pub mod log;
 mod recovery;
 mod shard_writer;
@@ -291,6 +292,9 @@ impl Store {
         let checkpoint_due = {
             let mut writer = self.writer.lock().await;
             writer.commit(vec![(parts, enqueued, reply)]);
+            if writer.ask_room_growth() && self.queue.try_send(Command::GrowJournal).is_err() {
+                writer.growth_asked = false;
+            }
             writer.checkpoint_due()
         };
         if checkpoint_due {

@@ -87,6 +87,8 @@ pub(super) fn recover(
         journal_len: 0,
         journal_room: 0,
         journal_rounds: 0,
+        room_made: Default::default(),
+        growth_asked: false,
         shards: writers,
         retention_ms,
         last_checkpoint: Instant::now(),

@@ -23,6 +23,7 @@ use super::batch::SealedBody;
 use super::checkpoint::{CHECKPOINT_FILE, Checkpoint, ShardCheckpoint, journal_path, shard_dir};
 use super::fs::{FileSystem, LogFile};
 use super::group_commit::{GroupCommit, WrittenRound};
+use super::journal_room::{AheadGrowth, RoomMade, grow, grow_with_zeros, growth_due};
 use super::log::{ShardKey, ShardLog, ShardView};
 use super::shard_writer::ShardWriter;
 use super::stats::{CommitStats, Stage};
@@ -120,6 +121,8 @@ pub enum Command {
     },
     /// Periodic housekeeping: checkpoint when due, delete expired segments.
     Tick,
+    /// Grow the journal's room ahead of the appends (without waiting for written rounds).
+    GrowJournal,
     /// Checkpoint now (whether due or not) and keep going.
     Checkpoint {
         /// Done.
@@ -145,6 +148,10 @@ pub(super) struct Writer {
     pub(super) journal_room: u64,
     /// Rounds written to this journal generation.
     pub(super) journal_rounds: u64,
+    /// The room made in this generation's file, which the writer thread grows ahead.
+    pub(super) room_made: RoomMade,
+    /// The writer thread was asked to grow the room ahead and has not yet.
+    pub(super) growth_asked: bool,
     pub(super) shards: HashMap<ShardKey, ShardWriter>,
     pub(super) retention_ms: HashMap<u32, u64>,
     pub(super) last_checkpoint: Instant,
@@ -198,6 +205,7 @@ impl Writer {
         };
         while let Some(command) = queue.blocking_recv() {
             let mut locked = writer.blocking_lock();
+            let mut growth = None;
             match command {
                 Command::Shutdown { reply } => {
                     let result = locked.checked(|w| w.checkpoint());
@@ -206,6 +214,7 @@ impl Writer {
                     let _ = reply.send(result);
                     return;
                 }
+                Command::GrowJournal => growth = locked.ahead_growth(),
                 other => {
                     // Controls see every earlier round settled.
                     locked.quiesce();
@@ -214,6 +223,12 @@ impl Writer {
             }
             let next = locked.next_journal_to_make();
             drop(locked);
+            if let Some(growth) = growth
+                && let Err(error) = growth.run()
+            {
+                // Appends that outrun the room grow it themselves, and report.
+                tracing::warn!(%error, "could not grow the journal's room ahead");
+            }
             if let Some(next) = next {
                 Self::make_next_journal(&writer, next);
             }
@@ -248,6 +263,47 @@ impl Writer {
                 "could not prepare the next journal generation"
             ),
         }
+    }
+
+    /// Whether the writer thread should now be asked to grow the journal's room ahead (once
+    /// until it has done so).
+    pub(super) fn ask_room_growth(&mut self) -> bool {
+        let step = self.options.journal_growth;
+        if self.growth_asked
+            || self.failure.is_some()
+            || !growth_due(self.journal_room, self.journal_len, step)
+        {
+            return false;
+        }
+        // Appends use the room the writer thread made since; none is asked for while it
+        // makes some.
+        let Some(made) = self.room_made.settled() else {
+            return false;
+        };
+        self.journal_room = made;
+        self.growth_asked = growth_due(self.journal_room, self.journal_len, step);
+        self.growth_asked
+    }
+
+    /// The growth of the room the writer thread makes ahead, outside the lock.
+    fn ahead_growth(&mut self) -> Option<AheadGrowth> {
+        self.growth_asked = false;
+        if self.failure.is_some() || self.shut_down {
+            return None;
+        }
+        let file = self
+            .journal
+            .try_clone()
+            .inspect_err(|error| tracing::warn!(%error, "could not grow the journal's room ahead"))
+            .ok()?;
+        Some(AheadGrowth {
+            file,
+            made: self.room_made.clone(),
+            written: self.journal_len,
+            step: self.options.journal_growth,
+            zeros: grow_with_zeros(self.journal_len, self.journal_rounds),
+            sync: self.options.fsync,
+        })
     }
 
     /// Whether the journal has grown enough that a checkpoint should start a new one.
@@ -348,7 +404,8 @@ impl Writer {
             Command::Checkpoint { reply } => {
                 let _ = reply.send(self.checked(|w| w.checkpoint()));
             }
-            Command::Shutdown { .. } => {}
+            // Handled by the writer thread's loop.
+            Command::Shutdown { .. } | Command::GrowJournal => {}
         }
     }
 
@@ -410,13 +467,19 @@ impl Writer {
             }
             let needed = w.journal_len + journal.len() as u64;
             if needed > w.journal_room {
-                w.journal_room = needed.next_multiple_of(w.options.journal_growth.max(1));
-                let grown = if grow_with_zeros(needed, w.journal_rounds + 1) {
-                    w.journal.preallocate(w.journal_room)
-                } else {
-                    w.journal.reserve(w.journal_room)
-                };
-                grown.map_err(StoreError::io(Path::new("journal")))?;
+                // Waits for a growth the writer thread is making; grows the rest here.
+                let room_made = w.room_made.clone();
+                let mut made = room_made.lock();
+                let zeros = grow_with_zeros(needed, w.journal_rounds + 1);
+                *made = grow(
+                    w.journal.as_mut(),
+                    *made,
+                    needed,
+                    w.options.journal_growth,
+                    zeros,
+                )
+                .map_err(StoreError::io(Path::new("journal")))?;
+                w.journal_room = *made;
             }
             w.journal_rounds += 1;
             w.journal
@@ -588,22 +651,11 @@ impl Writer {
         self.journal_len = 0;
         self.journal_rounds = 0;
         self.journal_room = self.options.journal_room;
+        self.room_made = RoomMade::new(self.journal_room);
         self.last_checkpoint = Instant::now();
         fs.remove_file(&old).map_err(StoreError::io(&old))?;
         Ok(())
     }
-}
-
-/// Rounds up to this size on average grow the journal's room with written zeros; larger
-/// ones only reserve it. Zeros save each small sync the conversion of reserved blocks (a
-/// commit of the file system's journal, 100–300 µs here), but write the room twice; with
-/// large rounds the disk's bandwidth is the limit and one conversion covers much data.
-const ZEROED_GROWTH_MAX_ROUND_BYTES: u64 = 64 * 1024;
-
-/// Whether the journal's room should grow by written zeros, given the bytes and rounds
-/// written to this generation, the one being written included.
-fn grow_with_zeros(journal_len: u64, rounds: u64) -> bool {
-    journal_len < ZEROED_GROWTH_MAX_ROUND_BYTES.saturating_mul(rounds.max(1))
 }
 
 /// Makes an empty journal generation at `path` with `room` bytes zeroed and synced: its size
@@ -622,22 +674,3 @@ fn new_journal_file(fs: &dyn FileSystem, path: &Path, room: u64) -> io::Result<B
 
 /// How often the ticker asks the writer for housekeeping.
 pub(super) const TICK: Duration = Duration::from_secs(1);
-
-#[cfg(test)]
-mod tests {
-    use super::grow_with_zeros;
-
-    #[test]
-    fn small_rounds_grow_the_room_with_zeros_and_large_ones_only_reserve_it() {
-        // One PutRecord of 1 KiB per round, 8 MiB of them.
-        assert!(grow_with_zeros(8 << 20, 8 << 10));
-        // 100 B records, 500 per round: 50 KiB rounds.
-        assert!(grow_with_zeros(500 * 100 * 200, 200));
-        // 10 KiB records, 500 per round: 5 MiB rounds.
-        assert!(!grow_with_zeros(5 << 20, 1));
-        assert!(!grow_with_zeros(50 << 20, 10));
-        // The boundary: an average of exactly 64 KiB reserves.
-        assert!(grow_with_zeros(64 * 1024 * 4 - 1, 4));
-        assert!(!grow_with_zeros(64 * 1024 * 4, 4));
-    }
-}
