@@ -418,7 +418,13 @@ async fn cluster_a_writer_through_a_pod_with_a_stale_map_during_a_reshard_loses_
     );
     writing.await.expect("the writer finished");
 
-    let read = read_all(&client_for(&pods[0].endpoint)).await;
+    read_back_once_after_a_split(&client_for(&pods[0].endpoint), 20).await;
+}
+
+/// Every key's numbers 0..=`last` read back through `client` once each, in order, from the
+/// stream's shards plus a split's two children.
+async fn read_back_once_after_a_split(client: &Client, last: usize) {
+    let read = read_all(client).await;
     assert_eq!(
         read.len(),
         SHARDS as usize + 2,
@@ -426,7 +432,7 @@ async fn cluster_a_writer_through_a_pod_with_a_stale_map_during_a_reshard_loses_
     );
     let seen = numbers_by_key(&read);
     assert_eq!(seen.len(), KEYS);
-    let expected: Vec<usize> = (0..=20).collect();
+    let expected: Vec<usize> = (0..=last).collect();
     for (key, seqs) in &seen {
         assert_eq!(seqs, &expected, "{key}: once each, in order");
     }

@@ -254,15 +254,8 @@ async fn the_journal_room_is_written_zeros_and_the_next_generation_is_made_ahead
     let dir = TempDir::new("written-room");
     let store = open_with_journal_room(dir.path(), 64 * 1024, 16 * 1024);
     store.add_shards(vec![SHARD]).await.expect("shard");
-    let mut label = 0;
     // Past the first room, so that appends grow it.
-    while journal_data_len(dir.path()) <= 80 * 1024 {
-        label += 1;
-        store
-            .append(vec![part(&format!("r{label}"), 50)])
-            .await
-            .expect("append");
-    }
+    let label = append_until_journal_holds(&store, dir.path(), 80 * 1024, 0).await;
     let current = journal_file(dir.path());
     let len = std::fs::metadata(&current).expect("journal").len();
     assert_eq!(len % (16 * 1024), 0, "grown by whole steps: {len}");
@@ -315,14 +308,7 @@ async fn the_writer_thread_grows_the_journal_room_ahead_of_the_appends() {
     let dir = TempDir::new("room-ahead");
     let store = open_with_journal_room(dir.path(), 64 * 1024, 64 * 1024);
     store.add_shards(vec![SHARD]).await.expect("shard");
-    let mut label = 0;
-    while journal_data_len(dir.path()) <= 33 * 1024 {
-        label += 1;
-        store
-            .append(vec![part(&format!("r{label}"), 50)])
-            .await
-            .expect("append");
-    }
+    let label = append_until_journal_holds(&store, dir.path(), 33 * 1024, 0).await;
     let current = journal_file(dir.path());
     // No append needs more than the first room; the file grows all the same.
     eventually("the room grown ahead by a step", || {
@@ -333,15 +319,9 @@ async fn the_writer_thread_grows_the_journal_room_ahead_of_the_appends() {
     let listing = extents(&current);
     assert!(!listing.contains("unwritten"), "{listing}");
     // Appends go on into the room made ahead.
-    let before = label;
-    while journal_data_len(dir.path()) <= 90 * 1024 {
-        label += 1;
-        store
-            .append(vec![part(&format!("r{label}"), 50)])
-            .await
-            .expect("append");
-    }
-    assert!(label > before);
+    let later = append_until_journal_holds(&store, dir.path(), 90 * 1024, label).await;
+    assert!(later > label);
+    let label = later;
     drop(store);
     let store = open(dir.path(), Arc::new(RealFs));
     assert_eq!(
@@ -349,6 +329,24 @@ async fn the_writer_thread_grows_the_journal_room_ahead_of_the_appends() {
         label * 50,
         "every record recovered"
     );
+}
+
+/// Appends 50-record parts labelled `r<n>` (after `label`) until the newest journal holds
+/// more than `bytes`; returns the last label.
+async fn append_until_journal_holds(
+    store: &Store,
+    dir: &Path,
+    bytes: u64,
+    mut label: usize,
+) -> usize {
+    while journal_data_len(dir) <= bytes {
+        label += 1;
+        store
+            .append(vec![part(&format!("r{label}"), 50)])
+            .await
+            .expect("append");
+    }
+    label
 }
 
 /// Where the newest journal's data ends: its length without the preallocated zeros after it
