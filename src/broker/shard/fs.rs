@@ -138,10 +138,10 @@ impl LogFile for RealLogFile {
 
     fn preallocate(&mut self, len: u64) -> io::Result<()> {
         // Zeros are written rather than reserved with fallocate: a block fallocate leaves
-        // "unwritten" must be converted on its first write, and on ext4 that conversion makes
-        // the sync commit the file system's journal too (on a 2-vCPU VM: a 1 KiB append and
-        // fdatasync p90 363–615 µs in reserved room, 264–277 µs in written room; the store's
-        // sync stage under 8 producers 23–30 % shorter).
+        // "unwritten" must be converted on its first write, and that conversion makes the sync
+        // write metadata too (a journal commit, or the inode on ext4 without a journal; on a
+        // 2-vCPU VM: a 1 KiB append and fdatasync p90 363–615 µs in reserved room, 264–277 µs
+        // in written room; the store's sync stage under 8 producers 23–30 % shorter).
         let mut at = self.file.metadata()?.len();
         if len <= at {
             return Ok(());

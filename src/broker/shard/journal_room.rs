@@ -13,7 +13,7 @@ use super::fs::LogFile;
 
 /// Rounds up to this size on average grow the journal's room with written zeros; larger
 /// ones only reserve it. Zeros save each small sync the conversion of reserved blocks (a
-/// commit of the file system's journal, 100–300 µs here), but write the room twice; with
+/// metadata write, 100–300 µs here), but write the room twice; with
 /// large rounds the disk's bandwidth is the limit and one conversion covers much data.
 const ZEROED_GROWTH_MAX_ROUND_BYTES: u64 = 64 * 1024;
 

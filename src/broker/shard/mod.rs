@@ -104,7 +104,7 @@ impl Default for StoreOptions {
             journal_room: 8 * 1024 * 1024,
             // A step costs one append about 4 ms of zeroing and its sync about 7 ms more,
             // once per 8 MiB of journal; 1 MiB steps measured slower overall (a sync that
-            // changes the file's size commits the file system's journal: 8 times as many).
+            // changes the file's size writes metadata too: 8 times as many).
             journal_growth: 8 * 1024 * 1024,
         }
     }
