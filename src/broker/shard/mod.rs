@@ -102,9 +102,10 @@ impl Default for StoreOptions {
             // Small enough for a 64 MiB volume (the old and the new generation both exist
             // during a checkpoint); a sync pays for file metadata once per room.
             journal_room: 8 * 1024 * 1024,
-            // A step costs one append about 4 ms of zeroing and its sync about 7 ms more,
-            // once per 8 MiB of journal; 1 MiB steps measured slower overall (a sync that
-            // changes the file's size writes metadata too: 8 times as many).
+            // A step costs about 4 ms of zeroing and 7 ms of sync, once per 8 MiB of journal,
+            // on the writer thread ahead of the appends (on an append only when one outruns
+            // it); 1 MiB steps measured slower overall (a sync that changes the file's size
+            // writes metadata too: 8 times as many).
             journal_growth: 8 * 1024 * 1024,
         }
     }
