@@ -13,8 +13,8 @@ use super::fs::LogFile;
 
 /// Rounds up to this size on average grow the journal's room with written zeros; larger
 /// ones only reserve it. Zeros save each small sync the conversion of reserved blocks (a
-/// metadata write, 100–300 µs here), but write the room twice; with
-/// large rounds the disk's bandwidth is the limit and one conversion covers much data.
+/// metadata write, 100–300 µs here), but write the room twice; with large rounds the disk's
+/// bandwidth is the limit and one conversion covers much data.
 const ZEROED_GROWTH_MAX_ROUND_BYTES: u64 = 64 * 1024;
 
 /// Whether the journal's room should grow by written zeros, given the bytes and rounds
