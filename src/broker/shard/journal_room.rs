@@ -3,11 +3,13 @@
 //!
 //! The room grows a step at a time. The writer thread grows it ahead, outside the writer's
 //! lock, once less than half a step is left; only an append that outruns it grows the room
-//! itself. Who grows it holds [`RoomMade`]'s lock for the whole growth, and appends are kept
-//! below the room it records, so an append never lands in bytes being zeroed.
+//! itself. Who grows it holds [`JournalRoom`]'s growth lock for the whole growth, and the room
+//! appends see is raised only once its bytes are made, so no append lands in bytes being
+//! zeroed.
 
 use std::io;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use super::fs::LogFile;
 
@@ -28,41 +30,67 @@ pub(super) fn growth_due(room: u64, written: u64, step: u64) -> bool {
     room.saturating_sub(written) < step / 2
 }
 
-/// The room made in one journal generation's file, in bytes; its lock is held while the
-/// room grows.
-#[derive(Clone, Default)]
-pub(super) struct RoomMade(Arc<Mutex<u64>>);
+/// The room made in one journal generation's file, in bytes, shared by the appends and the
+/// writer thread: read without a lock; grown only under its growth lock, and raised only once
+/// the bytes are made, so appends stay out of bytes being zeroed.
+#[derive(Clone)]
+pub(super) struct JournalRoom(Arc<RoomState>);
 
-impl RoomMade {
+struct RoomState {
+    made: AtomicU64,
+    /// The writer thread was asked to grow it ahead and has not finished.
+    asked: AtomicBool,
+    growing: Mutex<()>,
+}
+
+impl JournalRoom {
     /// A generation's file with `room` bytes made.
     pub(super) fn new(room: u64) -> Self {
-        Self(Arc::new(Mutex::new(room)))
+        Self(Arc::new(RoomState {
+            made: AtomicU64::new(room),
+            asked: AtomicBool::new(false),
+            growing: Mutex::new(()),
+        }))
     }
 
-    /// The room made, unless a growth is under way.
-    pub(super) fn settled(&self) -> Option<u64> {
-        match self.0.try_lock() {
-            Ok(made) => Some(*made),
-            Err(std::sync::TryLockError::Poisoned(poisoned)) => Some(*poisoned.into_inner()),
-            Err(std::sync::TryLockError::WouldBlock) => None,
-        }
+    /// The bytes made.
+    pub(super) fn made(&self) -> u64 {
+        self.0.made.load(Ordering::Acquire)
     }
 
-    /// Waits for a growth under way and holds the room until the guard drops.
-    pub(super) fn lock(&self) -> MutexGuard<'_, u64> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    /// Whether the writer thread should now be asked to grow the room ahead, `written` bytes
+    /// being written: once, until it has grown it (or [`JournalRoom::unask`]).
+    pub(super) fn ask_growth(&self, written: u64, step: u64) -> bool {
+        growth_due(self.made(), written, step) && !self.0.asked.swap(true, Ordering::AcqRel)
+    }
+
+    /// The request to grow ahead could not be made: a later append asks again.
+    pub(super) fn unask(&self) {
+        self.0.asked.store(false, Ordering::Release);
+    }
+
+    /// Grows the room so it holds `needed` bytes (waiting for a growth under way first).
+    pub(super) fn grow_to(
+        &self,
+        file: &mut dyn LogFile,
+        needed: u64,
+        step: u64,
+        zeros: bool,
+    ) -> io::Result<u64> {
+        let _growing = self
+            .0
+            .growing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let room = grow(file, self.made(), needed, step, zeros)?;
+        self.0.made.store(room, Ordering::Release);
+        Ok(room)
     }
 }
 
 /// Grows `file`'s room so it holds `needed` bytes, by whole `step`s from `made`, with written
 /// zeros or reserved blocks; returns the new room.
-pub(super) fn grow(
-    file: &mut dyn LogFile,
-    made: u64,
-    needed: u64,
-    step: u64,
-    zeros: bool,
-) -> io::Result<u64> {
+fn grow(file: &mut dyn LogFile, made: u64, needed: u64, step: u64, zeros: bool) -> io::Result<u64> {
     if needed <= made {
         return Ok(made);
     }
@@ -79,7 +107,7 @@ pub(super) fn grow(
 pub(super) struct AheadGrowth {
     /// A handle on the generation's file.
     pub(super) file: Box<dyn LogFile>,
-    pub(super) made: RoomMade,
+    pub(super) room: JournalRoom,
     /// Bytes of journal written when it was asked for.
     pub(super) written: u64,
     pub(super) step: u64,
@@ -91,21 +119,29 @@ pub(super) struct AheadGrowth {
 impl AheadGrowth {
     /// Grows the room by a step unless it was grown meanwhile.
     pub(super) fn run(mut self) -> io::Result<()> {
-        let mut made = self.made.lock();
-        if !growth_due(*made, self.written, self.step) {
+        let grown = self.grow();
+        self.room.unask();
+        grown
+    }
+
+    fn grow(&mut self) -> io::Result<()> {
+        let state = &self.room.0;
+        let _growing = state.growing.lock().unwrap_or_else(PoisonError::into_inner);
+        let made = self.room.made();
+        if !growth_due(made, self.written, self.step) {
             return Ok(());
         }
         let room = grow(
             self.file.as_mut(),
-            *made,
-            *made + self.step,
+            made,
+            made + self.step,
             self.step,
             self.zeros,
         )?;
         if self.zeros && self.sync {
             self.file.sync_data()?;
         }
-        *made = room;
+        state.made.store(room, Ordering::Release);
         Ok(())
     }
 }

@@ -294,7 +294,7 @@ impl Store {
             let mut writer = self.writer.lock().await;
             writer.commit(vec![(parts, enqueued, reply)]);
             if writer.ask_room_growth() && self.queue.try_send(Command::GrowJournal).is_err() {
-                writer.growth_asked = false;
+                writer.journal_room.unask();
             }
             writer.checkpoint_due()
         };

@@ -14,6 +14,7 @@ use super::checkpoint::{
     segment_path, shard_dir,
 };
 use super::fs::FileSystem;
+use super::journal_room::JournalRoom;
 use super::log::{SegmentView, ShardKey, ShardLog, ShardView};
 use super::shard_writer::ShardWriter;
 use super::writer::Writer;
@@ -85,10 +86,8 @@ pub(super) fn recover(
         clock,
         journal_generation: last_generation,
         journal_len: 0,
-        journal_room: 0,
+        journal_room: JournalRoom::new(0),
         journal_rounds: 0,
-        room_made: Default::default(),
-        growth_asked: false,
         shards: writers,
         retention_ms,
         last_checkpoint: Instant::now(),

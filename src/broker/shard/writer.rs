@@ -23,7 +23,7 @@ use super::batch::SealedBody;
 use super::checkpoint::{CHECKPOINT_FILE, Checkpoint, ShardCheckpoint, journal_path, shard_dir};
 use super::fs::{FileSystem, LogFile};
 use super::group_commit::{GroupCommit, WrittenRound};
-use super::journal_room::{AheadGrowth, RoomMade, grow, grow_with_zeros, growth_due};
+use super::journal_room::{AheadGrowth, JournalRoom, grow_with_zeros};
 use super::log::{ShardKey, ShardLog, ShardView};
 use super::shard_writer::ShardWriter;
 use super::stats::{CommitStats, Stage};
@@ -144,14 +144,11 @@ pub(super) struct Writer {
     pub(super) journal: Box<dyn LogFile>,
     pub(super) journal_generation: u64,
     pub(super) journal_len: u64,
-    /// Bytes of journal room made (see [`StoreOptions::journal_room`]).
-    pub(super) journal_room: u64,
     /// Rounds written to this journal generation.
     pub(super) journal_rounds: u64,
-    /// The room made in this generation's file, which the writer thread grows ahead.
-    pub(super) room_made: RoomMade,
-    /// The writer thread was asked to grow the room ahead and has not yet.
-    pub(super) growth_asked: bool,
+    /// The room made in this generation's file (see [`StoreOptions::journal_room`]), which
+    /// the writer thread grows ahead.
+    pub(super) journal_room: JournalRoom,
     pub(super) shards: HashMap<ShardKey, ShardWriter>,
     pub(super) retention_ms: HashMap<u32, u64>,
     pub(super) last_checkpoint: Instant,
@@ -267,38 +264,30 @@ impl Writer {
 
     /// Whether the writer thread should now be asked to grow the journal's room ahead (once
     /// until it has done so).
-    pub(super) fn ask_room_growth(&mut self) -> bool {
-        let step = self.options.journal_growth;
-        if self.growth_asked
-            || self.failure.is_some()
-            || !growth_due(self.journal_room, self.journal_len, step)
-        {
-            return false;
-        }
-        // Appends use the room the writer thread made since; none is asked for while it
-        // makes some.
-        let Some(made) = self.room_made.settled() else {
-            return false;
-        };
-        self.journal_room = made;
-        self.growth_asked = growth_due(self.journal_room, self.journal_len, step);
-        self.growth_asked
+    pub(super) fn ask_room_growth(&self) -> bool {
+        self.failure.is_none()
+            && self
+                .journal_room
+                .ask_growth(self.journal_len, self.options.journal_growth)
     }
 
     /// The growth of the room the writer thread makes ahead, outside the lock.
     fn ahead_growth(&mut self) -> Option<AheadGrowth> {
-        self.growth_asked = false;
         if self.failure.is_some() || self.shut_down {
+            self.journal_room.unask();
             return None;
         }
         let file = self
             .journal
             .try_clone()
-            .inspect_err(|error| tracing::warn!(%error, "could not grow the journal's room ahead"))
+            .inspect_err(|error| {
+                self.journal_room.unask();
+                tracing::warn!(%error, "could not grow the journal's room ahead");
+            })
             .ok()?;
         Some(AheadGrowth {
             file,
-            made: self.room_made.clone(),
+            room: self.journal_room.clone(),
             written: self.journal_len,
             step: self.options.journal_growth,
             zeros: grow_with_zeros(self.journal_len, self.journal_rounds),
@@ -466,20 +455,12 @@ impl Writer {
                 return Err(error);
             }
             let needed = w.journal_len + journal.len() as u64;
-            if needed > w.journal_room {
+            if needed > w.journal_room.made() {
                 // Waits for a growth the writer thread is making; grows the rest here.
-                let room_made = w.room_made.clone();
-                let mut made = room_made.lock();
                 let zeros = grow_with_zeros(needed, w.journal_rounds + 1);
-                *made = grow(
-                    w.journal.as_mut(),
-                    *made,
-                    needed,
-                    w.options.journal_growth,
-                    zeros,
-                )
-                .map_err(StoreError::io(Path::new("journal")))?;
-                w.journal_room = *made;
+                let room = w.journal_room.clone();
+                room.grow_to(w.journal.as_mut(), needed, w.options.journal_growth, zeros)
+                    .map_err(StoreError::io(Path::new("journal")))?;
             }
             w.journal_rounds += 1;
             w.journal
@@ -650,8 +631,7 @@ impl Writer {
         self.journal_generation = next_generation;
         self.journal_len = 0;
         self.journal_rounds = 0;
-        self.journal_room = self.options.journal_room;
-        self.room_made = RoomMade::new(self.journal_room);
+        self.journal_room = JournalRoom::new(self.options.journal_room);
         self.last_checkpoint = Instant::now();
         fs.remove_file(&old).map_err(StoreError::io(&old))?;
         Ok(())
