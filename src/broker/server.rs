@@ -319,11 +319,9 @@ async fn handle(
     // A pod that refused another pod's request under its own older map catches up before it
     // answers, so the sender's one retry finds it current.
     if entry == cluster::Entry::Peer
-        && matches!(&result, Err(error) if error.kind == ErrorKind::ServiceUnavailable)
-        && let Some(cluster) = broker.cluster.get()
-        && !cluster.is_home()
+        && let Err(error) = &result
     {
-        cluster::replica::refresh(&broker, cluster).await;
+        cluster::replica::catch_up_after_refusal(&broker, error).await;
     }
     let operation = operation.ok();
     let outcome = match &result {

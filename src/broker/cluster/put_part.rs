@@ -244,17 +244,10 @@ async fn store(
     })?;
     let part = decode(body).map_err(|e| ApiError::new(ErrorKind::Serialization, e.to_string()))?;
     match store_part(broker, &caller, &part).await {
-        // This pod's map places a record elsewhere or nowhere, and nothing was written: the
-        // sender's map may be newer. Follow pod 0's once and try again.
-        Err(refused) if refused.kind == ErrorKind::ServiceUnavailable => {
-            match broker.cluster.get() {
-                Some(cluster)
-                    if !cluster.is_home() && super::replica::refresh(broker, cluster).await =>
-                {
-                    store_part(broker, &caller, &part).await
-                }
-                _ => Err(refused),
-            }
+        // This pod's map places a record elsewhere or nowhere: the sender's map may be newer.
+        // Once caught up, the part is tried again.
+        Err(refused) if super::replica::catch_up_after_refusal(broker, &refused).await => {
+            store_part(broker, &caller, &part).await
         }
         stored => stored,
     }

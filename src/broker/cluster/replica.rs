@@ -131,6 +131,21 @@ pub async fn refresh(broker: &Broker, cluster: &Cluster) -> bool {
     refresh_reporting(broker, cluster, None).await
 }
 
+/// After this pod refused another pod's request under its own map (`ServiceUnavailable`:
+/// nothing written), catches up with pod 0, the authority, which never does; returns whether
+/// a newer catalog was adopted.
+pub async fn catch_up_after_refusal(broker: &Broker, refusal: &ApiError) -> bool {
+    match broker.cluster.get() {
+        Some(cluster)
+            if refusal.kind == crate::broker::protocol::ErrorKind::ServiceUnavailable
+                && !cluster.is_home() =>
+        {
+            refresh(broker, cluster).await
+        }
+        _ => false,
+    }
+}
+
 /// [`refresh`], telling pod 0 this pod's write rate and demand.
 async fn refresh_reporting(broker: &Broker, cluster: &Cluster, report: Option<&Report>) -> bool {
     match fetch(cluster, report).await {

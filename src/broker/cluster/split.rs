@@ -93,11 +93,6 @@ pub async fn put_records(
     }
     let caller = caller_header(caller);
     let (placed, unplaced) = groups(&owners);
-    if !unplaced.is_empty() {
-        // This pod's map lags a reshard: the other records are stored, these fail
-        // retryably, and the map is brought up to date before the client sends them again.
-        super::replica::refresh(broker, cluster).await;
-    }
     let sends = placed.into_iter().map(|(owner, positions)| {
         let part: Vec<PutRecord<'_>> = positions.iter().map(|&i| records[i]).collect();
         let (stream, caller) = (&stream, &caller);
@@ -107,13 +102,7 @@ pub async fn put_records(
                     .await
                     .map_err(|e| e.message)
             } else {
-                let answer = super::put_part::send(cluster, owner, stream, &part, caller).await;
-                if answer.is_err() {
-                    // The pod may hold a newer placement map: follow it before the client
-                    // retries.
-                    super::replica::refresh(broker, cluster).await;
-                }
-                answer
+                super::put_part::send(cluster, owner, stream, &part, caller).await
             };
             (positions, answer)
         }
@@ -121,6 +110,11 @@ pub async fn put_records(
     let mut answered = futures::future::join_all(sends).await;
     if !unplaced.is_empty() {
         answered.push((unplaced, Err(unplaced_reason(here))));
+    }
+    if answered.iter().any(|(_, answer)| answer.is_err()) {
+        // This pod's map may lag a reshard or another pod's: follow pod 0's once, before the
+        // client sends the failed records again.
+        super::replica::refresh(broker, cluster).await;
     }
     let results = merge(records.len(), answered);
     Ok(Served::Answered(put::put_records_answer(
