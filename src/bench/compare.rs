@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::client::Connection;
+use super::disk::{self, SyncFloor};
 use super::single::{PRODUCER_COUNTS, PutRecordFigures, RECORD_BYTES, put_record_closed_loop};
 use super::{BenchError, get_throughput, put_throughput};
 
@@ -42,6 +43,8 @@ pub struct Figures {
     pub put_record: Option<f64>,
     /// PutRecord 1 KiB closed loop per producer count (medians of the runs).
     pub single: Vec<PutRecordFigures>,
+    /// The disk alone just before each run's single-record workloads (medians of the runs).
+    pub disk: Option<SyncFloor>,
     /// Mixed: producers and consumers together, records/s written.
     pub mixed: Option<f64>,
     /// GetRecords draining what the fill stored, MiB/s.
@@ -266,6 +269,7 @@ async fn measure_inner(
     let (mut put_1, mut put_8, mut mixed, mut create, mut describe) =
         (vec![], vec![], vec![], vec![], vec![]);
     let mut single: Vec<Vec<PutRecordFigures>> = vec![Vec::new(); PRODUCER_COUNTS.len()];
+    let mut disk: Vec<SyncFloor> = Vec::new();
     for run in 0..runs {
         let server = start(target, work).await?;
         let address = server.address;
@@ -300,6 +304,10 @@ async fn measure_inner(
             Ok((rps, _)) => put_8.push(rps),
             Err(error) => note("PutRecords with 8 producers", error),
         }
+        match disk::measure_off_runtime(&work.join("disk"), seconds.min(3.0)).await {
+            Ok(floor) => disk.push(floor),
+            Err(error) => note("the disk alone", error),
+        }
         for (i, producers) in PRODUCER_COUNTS.into_iter().enumerate() {
             match put_record_closed_loop(address, "bench", producers, RECORD_BYTES, seconds).await {
                 Ok(figures) => single[i].push(figures),
@@ -331,6 +339,15 @@ async fn measure_inner(
             }
         })
         .collect();
+    figures.disk = (!disk.is_empty()).then(|| {
+        let of = |f: fn(&SyncFloor) -> f64| median(disk.iter().map(f).collect()).unwrap_or(0.0);
+        SyncFloor {
+            syncs_per_second: of(|d| d.syncs_per_second),
+            p50_ms: of(|d| d.p50_ms),
+            p99_ms: of(|d| d.p99_ms),
+            p999_ms: of(|d| d.p999_ms),
+        }
+    });
     figures.put_record = figures
         .single
         .iter()
@@ -618,7 +635,7 @@ pub fn render(results: &[(Target, Figures)], cores: usize, date: &str, command: 
 /// The single-record table: PutRecord 1 KiB, closed loop, per producer count.
 fn render_single(results: &[(Target, Figures)]) -> String {
     let mut out = String::from(
-        "\n## One record per call: PutRecord 1 KiB, closed loop\n\nEach producer sends its next record when the previous one is acknowledged; latency is per call, in milliseconds.\n\n| target |",
+        "\n## One record per call: PutRecord 1 KiB, closed loop\n\nEach producer sends its next record when the previous one is acknowledged; latency is per call, in milliseconds. The last columns are the disk alone, measured just before each target's runs: 1 KiB written and `fdatasync`ed one at a time into written room, no server — no durable PutRecord can be acknowledged faster than that.\n\n| target |",
     );
     let mut rule = String::from("| --- |");
     for producers in PRODUCER_COUNTS {
@@ -627,9 +644,9 @@ fn render_single(results: &[(Target, Figures)]) -> String {
         ));
         rule.push_str(" ---: | ---: | ---: | ---: |");
     }
-    out.push('\n');
+    out.push_str(" disk alone (syncs/s) | p50 | p99 | p99.9 |\n");
     out.push_str(&rule);
-    out.push('\n');
+    out.push_str(" ---: | ---: | ---: | ---: |\n");
     for (target, f) in results.iter().filter(|(_, f)| f.failure.is_none()) {
         out.push_str(&format!("| {} |", target.name));
         for producers in PRODUCER_COUNTS {
@@ -640,6 +657,13 @@ fn render_single(results: &[(Target, Figures)]) -> String {
                 )),
                 None => out.push_str(" n/a | n/a | n/a | n/a |"),
             }
+        }
+        match &f.disk {
+            Some(d) => out.push_str(&format!(
+                " {:.0} | {:.2} | {:.2} | {:.2} |",
+                d.syncs_per_second, d.p50_ms, d.p99_ms, d.p999_ms
+            )),
+            None => out.push_str(" n/a | n/a | n/a | n/a |"),
         }
         out.push('\n');
     }
@@ -655,4 +679,58 @@ pub fn chart_data(results: &[(Target, Figures)]) -> String {
         })
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Figures, PRODUCER_COUNTS, PutRecordFigures, SyncFloor, Target, render_single};
+
+    fn target(name: &str) -> Target {
+        Target {
+            name: name.into(),
+            persistence: "disk".into(),
+            command: Vec::new(),
+            env: Vec::new(),
+            cwd: None,
+        }
+    }
+
+    #[test]
+    fn the_single_record_table_shows_the_disk_alone_beside_each_target() {
+        let single = PRODUCER_COUNTS
+            .into_iter()
+            .map(|producers| PutRecordFigures {
+                producers,
+                records_per_second: 1000.0 * producers as f64,
+                p50_ms: 0.5,
+                p99_ms: 2.0,
+                p999_ms: 4.0,
+            })
+            .collect();
+        let measured = Figures {
+            single,
+            disk: Some(SyncFloor {
+                syncs_per_second: 3456.4,
+                p50_ms: 0.281,
+                p99_ms: 1.726,
+                p999_ms: 5.5,
+            }),
+            ..Figures::default()
+        };
+        let table = render_single(&[
+            (target("brook-fsync"), measured),
+            (target("peer"), Figures::default()),
+        ]);
+        let lines: Vec<&str> = table.lines().filter(|l| l.starts_with('|')).collect();
+        assert_eq!(lines.len(), 4, "{table}");
+        assert!(lines[0].ends_with("| disk alone (syncs/s) | p50 | p99 | p99.9 |"));
+        let columns = |line: &str| line.matches('|').count();
+        assert!(lines.iter().all(|l| columns(l) == columns(lines[0])), "{table}");
+        assert!(
+            lines[2].starts_with("| brook-fsync | 1000 | 0.50 | 2.00 | 4.00 | 8000 |"),
+            "{table}"
+        );
+        assert!(lines[2].ends_with("| 3456 | 0.28 | 1.73 | 5.50 |"), "{table}");
+        assert!(lines[3].ends_with("| n/a | n/a | n/a | n/a |"), "{table}");
+    }
 }

@@ -5,6 +5,7 @@
 pub mod client;
 pub mod cluster;
 pub mod compare;
+pub mod disk;
 pub mod fanout;
 pub mod noop;
 pub mod queue;
@@ -344,6 +345,21 @@ pub async fn run_durability(
         return Ok(rows);
     }
     create_stream(address, "single", 4).await?;
+    if durability == "fsync" {
+        let floor =
+            disk::measure_off_runtime(&options.work_dir.join("disk"), seconds.min(3.0)).await?;
+        eprintln!(
+            "The disk alone, 1 KiB write + fdatasync one at a time: {:.0}/s, p50 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms",
+            floor.syncs_per_second, floor.p50_ms, floor.p99_ms, floor.p999_ms
+        );
+        rows.push(Row {
+            workload: "The disk alone: 1 KiB write + fdatasync, one at a time, no server".into(),
+            durability: durability.to_owned(),
+            records_per_second: floor.syncs_per_second,
+            mib_per_second: floor.syncs_per_second * single::RECORD_BYTES as f64 / 1_048_576.0,
+            latency_ms: Some((floor.p50_ms, floor.p99_ms, floor.p999_ms)),
+        });
+    }
     for producers in single::PRODUCER_COUNTS {
         let before = single::scrape(broker.metrics).await?;
         let figures = single::put_record_closed_loop(
