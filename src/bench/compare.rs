@@ -725,12 +725,18 @@ mod tests {
         assert_eq!(lines.len(), 4, "{table}");
         assert!(lines[0].ends_with("| disk alone (syncs/s) | p50 | p99 | p99.9 |"));
         let columns = |line: &str| line.matches('|').count();
-        assert!(lines.iter().all(|l| columns(l) == columns(lines[0])), "{table}");
+        assert!(
+            lines.iter().all(|l| columns(l) == columns(lines[0])),
+            "{table}"
+        );
         assert!(
             lines[2].starts_with("| brook-fsync | 1000 | 0.50 | 2.00 | 4.00 | 8000 |"),
             "{table}"
         );
-        assert!(lines[2].ends_with("| 3456 | 0.28 | 1.73 | 5.50 |"), "{table}");
+        assert!(
+            lines[2].ends_with("| 3456 | 0.28 | 1.73 | 5.50 |"),
+            "{table}"
+        );
         assert!(lines[3].ends_with("| n/a | n/a | n/a | n/a |"), "{table}");
     }
 }
