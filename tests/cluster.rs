@@ -8,6 +8,8 @@ mod support;
 mod distribution;
 #[path = "cluster/failures.rs"]
 mod failures;
+#[path = "cluster/moves.rs"]
+mod moves;
 #[path = "cluster/on_demand.rs"]
 mod on_demand;
 #[path = "cluster/operator.rs"]

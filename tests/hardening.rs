@@ -91,6 +91,7 @@ fn options(data_dir: &Path, quotas: QuotaSettings) -> BrokerOptions {
         test_clock: true,
         shutdown_delay: std::time::Duration::ZERO,
         crash_before_reshard_save: false,
+        crash_before_move_named: false,
         channel_min_freshness_s: 300,
         credentials: None,
         tls: None,

@@ -76,6 +76,11 @@ pub struct ShardRecord {
     /// leaving pod): each forgets its copy once it adopts a catalog that says so.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub moved_from: Vec<u32>,
+    /// On pod 0: the pod a move is copying this closed shard to, saved before the copy
+    /// starts, so that a move asked again after pod 0 restarts goes to the pod that may hold
+    /// the copy already instead of leaving that copy behind unnamed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moving_to: Option<u32>,
 }
 
 /// An enhanced fan-out consumer registered on a stream.
@@ -236,6 +241,7 @@ impl StreamRecord {
                 owner: 0,
                 closing_epoch: None,
                 moved_from: Vec::new(),
+                moving_to: None,
             })
             .collect();
         Self {

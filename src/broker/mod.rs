@@ -121,6 +121,8 @@ pub struct BrokerOptions {
     pub shutdown_delay: Duration,
     /// Stop the process between closing a reshard's parents and saving it (tests only).
     pub crash_before_reshard_save: bool,
+    /// Stop pod 0 once a moved shard is copied, before its new owner is saved (tests only).
+    pub crash_before_move_named: bool,
     /// Abort right after a channel's table commit, before its progress is saved (tests).
     pub crash_after_table_commit: bool,
     /// SigV4 credentials (a folder of key-id files or an `id=secret` file); open when absent.
@@ -252,6 +254,7 @@ pub fn open(options: &BrokerOptions, fs: Arc<dyn FileSystem>) -> Result<Broker, 
         subscription_lifetime: options.subscription_lifetime,
         managed_by: options.managed_by.clone(),
         crash_before_reshard_save: options.crash_before_reshard_save,
+        crash_before_move_named: options.crash_before_move_named,
         channel_min_freshness_s: options.channel_min_freshness_s,
     };
     let key = iterator_key(fs.as_ref(), dir)?;

@@ -116,6 +116,7 @@ impl Builder {
             owner: 0,
             closing_epoch: None,
             moved_from: Vec::new(),
+            moving_to: None,
         });
         self.added.push(index);
         index

@@ -41,6 +41,9 @@ pub struct ApiSettings {
     /// For tests of failure paths: stop the process (as a crash would) between closing a
     /// reshard's parents and saving the reshard.
     pub crash_before_reshard_save: bool,
+    /// For tests of failure paths: stop pod 0 once a moved shard's copy is complete, before
+    /// its new owner is saved.
+    pub crash_before_move_named: bool,
     /// The shortest DataFreshnessInSeconds a channel may have (Kinesis: 300).
     pub channel_min_freshness_s: u32,
 }

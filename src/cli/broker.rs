@@ -152,6 +152,10 @@ pub(crate) struct BrokerArgs {
     /// tests of that failure path).
     #[arg(long, hide = true)]
     crash_before_reshard_save: bool,
+    /// Abort on pod 0 once a moved shard's copy is complete, before its new owner is saved,
+    /// as a crash there would (for tests of that failure path).
+    #[arg(long, hide = true)]
+    crash_before_move_named: bool,
     /// Abort right after a channel's commit to its Iceberg table, before the delivery's
     /// progress is saved, as a crash there would (for tests of that failure path).
     #[arg(long, hide = true)]
@@ -210,6 +214,7 @@ pub(crate) fn run_broker(args: BrokerArgs) -> anyhow::Result<()> {
         test_clock: args.test_clock,
         shutdown_delay: std::time::Duration::from_secs(u64::from(args.shutdown_delay_seconds)),
         crash_before_reshard_save: args.crash_before_reshard_save,
+        crash_before_move_named: args.crash_before_move_named,
         crash_after_table_commit: args.crash_after_table_commit,
         channel_min_freshness_s: args.channel_min_freshness_seconds,
         credentials: args.credentials,

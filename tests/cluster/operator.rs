@@ -313,7 +313,7 @@ async fn cluster_operator_reports_a_stream_partly_serving_while_pod_0_is_down() 
 }
 
 /// Files under a pod's folder for the shards of the stream (`streams/<key>/<index>/...`).
-fn segment_files(dir: &TempDir, shard_index: u32) -> Vec<String> {
+pub(super) fn segment_files(dir: &TempDir, shard_index: u32) -> Vec<String> {
     let mut found = Vec::new();
     let Ok(streams) = std::fs::read_dir(dir.path().join("streams")) else {
         return found;

@@ -179,10 +179,15 @@ pub fn destination(
             pods.saturating_sub(1)
         )));
     }
-    let to = placement::place(1, loads, &[])
-        .first()
-        .copied()
-        .unwrap_or(HOME);
+    // A move asked before (pod 0 may have restarted since) goes on to the same pod while it
+    // stays: that pod may hold the copy already.
+    let to = match shard.moving_to {
+        Some(pod) if pod < pods => pod,
+        _ => placement::place(1, loads, &[])
+            .first()
+            .copied()
+            .unwrap_or(HOME),
+    };
     let key = ShardKey {
         stream_key: record.key,
         shard_index,
@@ -235,11 +240,21 @@ pub async fn start_move(broker: &Arc<Broker>, input: &Value) -> Result<Vec<u8>, 
 }
 
 async fn run_move(broker: Arc<Broker>, cluster: Arc<Cluster>, key: ShardKey, from: u32, to: u32) {
-    let copied = if to == cluster.ordinal {
-        import_here(&broker, &cluster, key, from).await.map(drop)
-    } else {
-        ask_import(&cluster, key, from, to).await
+    let copied = match record_destination(&broker, key, to).await {
+        Err(error) => Err(error),
+        Ok(()) if to == cluster.ordinal => {
+            import_here(&broker, &cluster, key, from).await.map(drop)
+        }
+        Ok(()) => ask_import(&cluster, key, from, to).await,
     };
+    if copied.is_ok() && broker.settings.crash_before_move_named {
+        tracing::error!(
+            ?key,
+            to,
+            "stopping before the moved shard's owner is saved, as asked"
+        );
+        std::process::exit(101);
+    }
     let result = match copied {
         Ok(_) => name_owner(&broker, key, from, to).await,
         Err(error) => Err(error),
@@ -256,6 +271,38 @@ async fn run_move(broker: Arc<Broker>, cluster: Arc<Cluster>, key: ShardKey, fro
                 .finish(key, Some(error), broker.clock.now_ms());
         }
     }
+}
+
+/// Saves `to` as where `key` is being copied, before the copy starts. A destination saved
+/// earlier that is not `to` (it is leaving now) is remembered as a pod that held the shard,
+/// so it forgets what it may have copied.
+async fn record_destination(broker: &Broker, key: ShardKey, to: u32) -> Result<(), String> {
+    let mut catalog = broker.catalog.lock().await;
+    let mut updated = catalog.clone();
+    let record = updated
+        .streams
+        .values_mut()
+        .find(|s| s.key == key.stream_key)
+        .ok_or("the stream was deleted meanwhile")?;
+    let shard = record
+        .shards
+        .iter_mut()
+        .find(|s| s.index == key.shard_index)
+        .ok_or("the shard is gone")?;
+    // A pod that held a copy before may take one again: it must not forget it.
+    shard.moved_from.retain(|&pod| pod != to);
+    match shard.moving_to.replace(to) {
+        Some(earlier) if earlier == to => return Ok(()),
+        Some(earlier) if earlier != shard.owner && !shard.moved_from.contains(&earlier) => {
+            shard.moved_from.push(earlier);
+        }
+        _ => {}
+    }
+    let published = record.clone();
+    broker.save(&mut updated).map_err(|e| e.message)?;
+    broker.publish(&published);
+    *catalog = updated;
+    Ok(())
 }
 
 /// Makes `to` the owner of `key` in pod 0's catalog, `from` remembered as a pod that held it.
@@ -279,6 +326,7 @@ async fn name_owner(broker: &Broker, key: ShardKey, from: u32, to: u32) -> Resul
         ));
     }
     shard.owner = to;
+    shard.moving_to = None;
     if !shard.moved_from.contains(&from) {
         shard.moved_from.push(from);
     }
@@ -513,6 +561,50 @@ pub async fn forget_moved_away(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::broker::catalog::{Catalog, StreamRecord};
+
+    /// A stream of three shards on pods 0, 1 and 2; shard 2 (on pod 2) closed.
+    fn catalog_with_a_closed_shard_on_pod_2(moving_to: Option<u32>) -> Catalog {
+        let mut catalog = Catalog::default();
+        let mut orders = StreamRecord::new("orders".into(), 7, 3, 0);
+        for (shard, owner) in orders.shards.iter_mut().zip([0, 1, 2]) {
+            shard.owner = owner;
+        }
+        orders.shards[2].closed_at_offset = Some(30);
+        orders.shards[2].moving_to = moving_to;
+        catalog.streams.insert("orders".into(), orders);
+        catalog
+    }
+
+    fn load(ordinal: u32, open_shards: u32) -> placement::PodLoad {
+        placement::PodLoad {
+            ordinal,
+            open_shards,
+            write_rate: 0.0,
+        }
+    }
+
+    #[test]
+    fn cluster_a_move_asked_again_goes_to_the_pod_it_was_copying_to_while_that_pod_stays() {
+        let key = ShardKey {
+            stream_key: 7,
+            shard_index: 2,
+        };
+        // Pod 1 is the least loaded of the two that stay.
+        let loads = [load(0, 3), load(1, 1)];
+        let cases = [
+            ("first time: the least loaded pod", None, 1),
+            ("asked before, to pod 0: pod 0 again", Some(0), 0),
+            ("asked before, to pod 1: pod 1", Some(1), 1),
+            ("asked before, to a pod that is leaving now", Some(2), 1),
+            ("asked before, to a pod that is gone", Some(5), 1),
+        ];
+        for (name, moving_to, expected) in cases {
+            let catalog = catalog_with_a_closed_shard_on_pod_2(moving_to);
+            let decided = destination(&catalog, "orders", 2, &loads).expect(name);
+            assert_eq!(decided, (key, 2, expected), "{name}");
+        }
+    }
 
     #[test]
     fn cluster_a_failed_move_waits_longer_after_each_failure_in_a_row_up_to_five_minutes() {
