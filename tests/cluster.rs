@@ -104,11 +104,23 @@ async fn served_everywhere(pods: &[Broker], client_of: impl Fn(&Broker) -> Clien
 /// the stream, created through pod 1, which relays the change to pod 0; returns once every
 /// pod serves it from its own replica.
 async fn start_cluster(label: &str) -> (Vec<TempDir>, Vec<SocketAddr>, Vec<Broker>) {
+    start_cluster_with(label, BrokerBuilder::default()).await
+}
+
+/// The same, with pod 0 started from `pod_0` (extra arguments, such as a crash hook).
+async fn start_cluster_with(
+    label: &str,
+    pod_0: BrokerBuilder,
+) -> (Vec<TempDir>, Vec<SocketAddr>, Vec<Broker>) {
     let dirs: Vec<TempDir> = (0..3)
         .map(|i| TempDir::new(&format!("{label}-{i}")))
         .collect();
     let internal = support::reserved_addresses(3);
-    let pods: Vec<Broker> = (0..3).map(|i| start_pod(&dirs[i], i, &internal)).collect();
+    let pods: Vec<Broker> = vec![
+        start_pod_with(pod_0, &dirs[0], 0, &internal),
+        start_pod(&dirs[1], 1, &internal),
+        start_pod(&dirs[2], 2, &internal),
+    ];
     client_for(&pods[1].endpoint)
         .create_stream()
         .stream_name(STREAM)

@@ -5,10 +5,10 @@
 
 use aws_sdk_kinesis::Client;
 
-use super::support::broker::{Broker, BrokerBuilder, TempDir, client_for};
+use super::support::broker::{BrokerBuilder, client_for};
 use super::{
-    KEYS, SHARDS, STREAM, numbers_by_key, put_all, read_all, record, served_everywhere,
-    shard_on_pod_2, split, start_cluster, start_pod, start_pod_with, wait_until_served,
+    KEYS, SHARDS, STREAM, numbers_by_key, put_all, read_all, record, shard_on_pod_2, split,
+    start_cluster, start_cluster_with, start_pod, wait_until_served,
 };
 
 async fn open_shards(client: &Client) -> Vec<String> {
@@ -69,25 +69,9 @@ async fn cluster_a_reshard_whose_parent_pod_is_down_is_refused_and_changes_nothi
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_pod_0_stopping_between_closing_a_parent_and_saving_the_reshard_opens_the_parent_again()
  {
-    let dirs: Vec<TempDir> = (0..3)
-        .map(|i| TempDir::new(&format!("cluster-pod0-stops-{i}")))
-        .collect();
-    let internal = super::support::reserved_addresses(3);
     let crashing = BrokerBuilder::default().arg("--crash-before-reshard-save");
-    let mut pods: Vec<Broker> = vec![
-        start_pod_with(crashing, &dirs[0], 0, &internal),
-        start_pod(&dirs[1], 1, &internal),
-        start_pod(&dirs[2], 2, &internal),
-    ];
+    let (dirs, internal, mut pods) = start_cluster_with("cluster-pod0-stops", crashing).await;
     let writer = client_for(&pods[1].endpoint);
-    writer
-        .create_stream()
-        .stream_name(STREAM)
-        .shard_count(SHARDS)
-        .send()
-        .await
-        .expect("CreateStream");
-    served_everywhere(&pods, |pod| client_for(&pod.endpoint)).await;
     put_all(&writer, (0..KEYS).map(|k| record(k, 0)).collect()).await;
     let (parent, start, end) = shard_on_pod_2(&pods[2], &writer).await;
 

@@ -5,10 +5,10 @@
 use std::time::{Duration, Instant};
 
 use super::operator::segment_files;
-use super::support::broker::{BrokerBuilder, TempDir, client_for, raw_post};
+use super::support::broker::{BrokerBuilder, client_for, raw_post};
 use super::{
-    KEYS, SHARDS, STREAM, placement, put_all, read_back_once_after_a_split, record,
-    served_everywhere, shard_on_pod_2, split, start_pod, start_pod_with,
+    KEYS, STREAM, placement, put_all, read_back_once_after_a_split, record, served_everywhere,
+    shard_on_pod_2, split, start_cluster_with, start_pod,
 };
 
 /// A placement operation sent to `endpoint`: its status and JSON answer.
@@ -37,24 +37,8 @@ fn owner_of(pod_0: &super::support::broker::Broker, id: &str) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_a_move_asked_again_after_pod_0_stopped_before_naming_the_owner_leaves_no_copy_behind()
  {
-    let dirs: Vec<TempDir> = (0..3)
-        .map(|i| TempDir::new(&format!("cluster-move-again-{i}")))
-        .collect();
-    let internal = super::support::reserved_addresses(3);
     let crashing = BrokerBuilder::default().arg("--crash-before-move-named");
-    let mut pods = vec![
-        start_pod_with(crashing, &dirs[0], 0, &internal),
-        start_pod(&dirs[1], 1, &internal),
-        start_pod(&dirs[2], 2, &internal),
-    ];
-    client_for(&pods[0].endpoint)
-        .create_stream()
-        .stream_name(STREAM)
-        .shard_count(SHARDS)
-        .send()
-        .await
-        .expect("CreateStream");
-    served_everywhere(&pods, |pod| client_for(&pod.endpoint)).await;
+    let (dirs, internal, mut pods) = start_cluster_with("cluster-move-again", crashing).await;
     let home = client_for(&pods[0].endpoint);
     put_all(&home, (0..KEYS).map(|k| record(k, 0)).collect()).await;
 

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::{Cluster, HOME, placement};
+use crate::broker::catalog::ShardRecord;
 use crate::broker::protocol::{ApiError, ErrorKind};
 use crate::broker::routing::{parse_shard_id, shard_id};
 use crate::broker::shard::ShardKey;
@@ -273,10 +274,26 @@ async fn run_move(broker: Arc<Broker>, cluster: Arc<Cluster>, key: ShardKey, fro
     }
 }
 
-/// Saves `to` as where `key` is being copied, before the copy starts. A destination saved
-/// earlier that is not `to` (it is leaving now) is remembered as a pod that held the shard,
-/// so it forgets what it may have copied.
+/// Saves `to` as where `key` is being copied, before the copy starts.
 async fn record_destination(broker: &Broker, key: ShardKey, to: u32) -> Result<(), String> {
+    change_shard(broker, key, |shard| Ok(set_destination(shard, to))).await
+}
+
+/// Makes `to` the owner of `key` in pod 0's catalog, `from` remembered as a pod that held it.
+async fn name_owner(broker: &Broker, key: ShardKey, from: u32, to: u32) -> Result<(), String> {
+    change_shard(broker, key, |shard| {
+        set_owner(shard, from, to).map(|()| true)
+    })
+    .await
+}
+
+/// Applies `change` to shard `key` of pod 0's catalog and, when it says the shard changed,
+/// saves and publishes the catalog.
+async fn change_shard(
+    broker: &Broker,
+    key: ShardKey,
+    change: impl FnOnce(&mut ShardRecord) -> Result<bool, String>,
+) -> Result<(), String> {
     let mut catalog = broker.catalog.lock().await;
     let mut updated = catalog.clone();
     let record = updated
@@ -289,14 +306,8 @@ async fn record_destination(broker: &Broker, key: ShardKey, to: u32) -> Result<(
         .iter_mut()
         .find(|s| s.index == key.shard_index)
         .ok_or("the shard is gone")?;
-    // A pod that held a copy before may take one again: it must not forget it.
-    shard.moved_from.retain(|&pod| pod != to);
-    match shard.moving_to.replace(to) {
-        Some(earlier) if earlier == to => return Ok(()),
-        Some(earlier) if earlier != shard.owner && !shard.moved_from.contains(&earlier) => {
-            shard.moved_from.push(earlier);
-        }
-        _ => {}
+    if !change(shard)? {
+        return Ok(());
     }
     let published = record.clone();
     broker.save(&mut updated).map_err(|e| e.message)?;
@@ -305,20 +316,27 @@ async fn record_destination(broker: &Broker, key: ShardKey, to: u32) -> Result<(
     Ok(())
 }
 
-/// Makes `to` the owner of `key` in pod 0's catalog, `from` remembered as a pod that held it.
-async fn name_owner(broker: &Broker, key: ShardKey, from: u32, to: u32) -> Result<(), String> {
-    let mut catalog = broker.catalog.lock().await;
-    let mut updated = catalog.clone();
-    let record = updated
-        .streams
-        .values_mut()
-        .find(|s| s.key == key.stream_key)
-        .ok_or("the stream was deleted meanwhile")?;
-    let shard = record
-        .shards
-        .iter_mut()
-        .find(|s| s.index == key.shard_index)
-        .ok_or("the shard is gone")?;
+/// Records `to` as the pod `shard` is being copied to; whether that changed it. A destination
+/// recorded earlier that is not `to` (it is leaving now) is remembered as a pod that held the
+/// shard, so it forgets what it may have copied; `to` itself is not, even if it held it once.
+pub fn set_destination(shard: &mut ShardRecord, to: u32) -> bool {
+    let held_before = shard.moved_from.len();
+    shard.moved_from.retain(|&pod| pod != to);
+    match shard.moving_to.replace(to) {
+        Some(earlier) if earlier == to => shard.moved_from.len() != held_before,
+        Some(earlier) => {
+            if earlier != shard.owner && !shard.moved_from.contains(&earlier) {
+                shard.moved_from.push(earlier);
+            }
+            true
+        }
+        None => true,
+    }
+}
+
+/// Names `to` the owner of `shard` in place of `from`, which is remembered as a pod that held
+/// it; refused when the owner is no longer `from`.
+pub fn set_owner(shard: &mut ShardRecord, from: u32, to: u32) -> Result<(), String> {
     if shard.owner != from {
         return Err(format!(
             "the shard's owner changed meanwhile (pod {})",
@@ -330,10 +348,6 @@ async fn name_owner(broker: &Broker, key: ShardKey, from: u32, to: u32) -> Resul
     if !shard.moved_from.contains(&from) {
         shard.moved_from.push(from);
     }
-    let published = record.clone();
-    broker.save(&mut updated).map_err(|e| e.message)?;
-    broker.publish(&published);
-    *catalog = updated;
     Ok(())
 }
 
@@ -582,6 +596,63 @@ mod tests {
             open_shards,
             write_rate: 0.0,
         }
+    }
+
+    #[test]
+    fn cluster_a_moves_destination_is_recorded_and_an_abandoned_one_forgets_its_copy() {
+        let shard = |moving_to: Option<u32>, moved_from: Vec<u32>| {
+            let mut shard =
+                catalog_with_a_closed_shard_on_pod_2(moving_to).streams["orders"].shards[2].clone();
+            shard.moved_from = moved_from;
+            shard
+        };
+        // (case, moving_to, moved_from, to) -> (changed, moving_to, moved_from)
+        let cases = [
+            ("first time", None, vec![], 1, (true, Some(1), vec![])),
+            (
+                "the same again: nothing to save",
+                Some(1),
+                vec![],
+                1,
+                (false, Some(1), vec![]),
+            ),
+            (
+                "another: the first forgets",
+                Some(3),
+                vec![],
+                1,
+                (true, Some(1), vec![3]),
+            ),
+            (
+                "a pod that held it once takes it",
+                None,
+                vec![4, 1],
+                1,
+                (true, Some(1), vec![4]),
+            ),
+            (
+                "the owner itself is not listed",
+                Some(2),
+                vec![],
+                0,
+                (true, Some(0), vec![]),
+            ),
+        ];
+        for (name, moving_to, moved_from, to, (changed, after_to, after_from)) in cases {
+            let mut shard = shard(moving_to, moved_from);
+            assert_eq!(set_destination(&mut shard, to), changed, "{name}");
+            assert_eq!(shard.moving_to, after_to, "{name}");
+            assert_eq!(shard.moved_from, after_from, "{name}");
+        }
+
+        let mut moving = shard(Some(1), vec![]);
+        assert!(
+            set_owner(&mut moving, 0, 1).is_err(),
+            "pod 2 owns it, not pod 0"
+        );
+        assert_eq!(set_owner(&mut moving, 2, 1), Ok(()));
+        assert_eq!((moving.owner, moving.moving_to), (1, None));
+        assert_eq!(moving.moved_from, vec![2]);
     }
 
     #[test]
