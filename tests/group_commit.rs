@@ -1,6 +1,7 @@
 //! Group commit as a caller sees it: appends write the journal on their own task while the
 //! syncer thread syncs, appends written while a sync runs share one later sync, and a round
-//! whose caller went away is still synced, published in order and waited for by a checkpoint. A file layer records the journal's calls
+//! whose caller went away is still synced, published in order and waited for by a checkpoint;
+//! a checkpoint syncs the bulk of the segments before it takes the writer. A file layer records the journal's calls
 //! and holds a sync until the test lets it go, so every step is an event, never a delay.
 
 mod support;
@@ -126,4 +127,38 @@ async fn a_round_whose_caller_went_away_is_synced_and_published_and_a_checkpoint
     drop(store);
     let reopened = support::recording_fs::open(dir.path(), Arc::new(RecordingFs(recording)));
     assert_eq!(stored_data(&reopened), ["a-0", "b-0"], "after a restart");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_syncs_the_bulk_of_the_segments_while_appends_go_on() {
+    let dir = TempDir::new("checkpoint-ahead");
+    let (recording, store) = open_recorded(dir.path()).await;
+    store
+        .append(vec![part("a", 1)])
+        .await
+        .expect("the first append");
+    // Every segment sync is held from now on: the checkpoint's first one is the sync ahead.
+    recording.hold_segments(true);
+    let checkpointing = store.clone();
+    let checkpoint = tokio::spawn(async move { checkpointing.checkpoint().await });
+    wait_for_count(&recording, Event::SegmentSyncStarted, 1).await;
+
+    // While that sync is held, an append is written, synced and acknowledged: the writer's
+    // lock is free.
+    let appended = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        store.append(vec![part("b", 1)]),
+    )
+    .await
+    .expect("an append waited for the checkpoint's segment sync")
+    .expect("the second append");
+    assert_eq!(appended[0].base_offset, 1);
+    assert!(!checkpoint.is_finished(), "the checkpoint did not wait");
+
+    recording.hold_segments(false);
+    checkpoint
+        .await
+        .expect("task")
+        .expect("the checkpoint completes");
+    assert_eq!(stored_data(&store), ["a-0", "b-0"]);
 }

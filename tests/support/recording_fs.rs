@@ -23,6 +23,8 @@ pub enum Event {
     Append(usize),
     SyncStarted,
     SyncReturned,
+    /// A sync of a shard's segment file began (recorded only while segment syncs are held).
+    SegmentSyncStarted,
     /// The test saw the append's acknowledgement.
     Acknowledged,
 }
@@ -33,6 +35,8 @@ pub enum Event {
 pub struct Recording {
     pub events: Mutex<Vec<Event>>,
     hold_sync: Mutex<bool>,
+    hold_segment_sync: Mutex<bool>,
+    segments_released: Condvar,
     released: Condvar,
     pub recorded: Condvar,
     pub fail_next_sync: AtomicBool,
@@ -63,6 +67,22 @@ impl Recording {
     pub fn hold(&self, hold: bool) {
         *self.hold_sync.lock().expect("lock") = hold;
         self.released.notify_all();
+    }
+
+    /// Holds (or lets go) every sync of a segment file from now on.
+    pub fn hold_segments(&self, hold: bool) {
+        *self.hold_segment_sync.lock().expect("lock") = hold;
+        self.segments_released.notify_all();
+    }
+
+    fn wait_while_segments_held(&self) {
+        let mut held = self.hold_segment_sync.lock().expect("lock");
+        if *held {
+            self.record(Event::SegmentSyncStarted);
+        }
+        while *held {
+            held = self.segments_released.wait(held).expect("wait");
+        }
     }
 }
 
@@ -104,7 +124,11 @@ impl LogFile for RecordingFile {
     }
 
     fn sync_data(&mut self) -> io::Result<()> {
-        if !self.journal || !self.appended.load(Ordering::SeqCst) || self.grew {
+        if !self.journal {
+            self.recording.wait_while_segments_held();
+            return self.inner.sync_data();
+        }
+        if !self.appended.load(Ordering::SeqCst) || self.grew {
             self.grew = false;
             return self.inner.sync_data();
         }

@@ -256,6 +256,20 @@ impl ShardWriter {
         Ok(())
     }
 
+    /// Second handles on the segment files written since the last checkpoint, for syncing
+    /// their bulk ahead of it without the writer's lock.
+    pub(super) fn segments_to_sync_ahead(&self) -> Vec<Box<dyn LogFile>> {
+        if !self.dirty {
+            return Vec::new();
+        }
+        self.sealed
+            .iter()
+            .map(|sealed| &sealed.file)
+            .chain(self.active.as_ref().map(|active| &active.file))
+            .filter_map(|file| file.try_clone().ok())
+            .collect()
+    }
+
     /// Syncs everything written since the last checkpoint and persists new index entries.
     pub(super) fn sync_for_checkpoint(&mut self, fs: &dyn FileSystem) -> Result<(), StoreError> {
         for mut sealed in self.sealed.drain(..) {
