@@ -4,33 +4,29 @@
 
 use std::time::{Duration, Instant};
 
+use brook::operator::kinesis::BrokerAdmin;
+
 use super::operator::segment_files;
-use super::support::broker::{BrokerBuilder, client_for, raw_post};
+use super::support::broker::{BrokerBuilder, client_for};
 use super::{
-    KEYS, STREAM, placement, put_all, read_back_once_after_a_split, record, served_everywhere,
-    shard_on_pod_2, split, start_cluster_with, start_pod,
+    KEYS, STREAM, put_all, read_back_once_after_a_split, record, served_everywhere, shard_on_pod_2,
+    split, start_cluster_with, start_pod,
 };
 
-/// A placement operation sent to `endpoint`: its status and JSON answer.
-fn admin(endpoint: &str, operation: &str, input: serde_json::Value) -> (u16, serde_json::Value) {
-    let answer = raw_post(
-        endpoint,
-        Some(&format!("BrookCluster_20261130.{operation}")),
-        "application/x-amz-json-1.1",
-        input.to_string().as_bytes(),
-    );
-    let body = serde_json::from_slice(&answer.body).unwrap_or(serde_json::Value::Null);
-    (answer.status, body)
+/// The placement operations, sent to pod 0 (the brokers take any signature).
+fn admin_of(pod_0: &super::support::broker::Broker) -> BrokerAdmin {
+    let address = pod_0.endpoint.trim_start_matches("http://").to_owned();
+    BrokerAdmin::new(address, "test", "secret", "us-east-1")
 }
 
-/// The owner of shard `id` in pod 0's placement map.
-fn owner_of(pod_0: &super::support::broker::Broker, id: &str) -> u64 {
-    placement(pod_0)["Streams"][0]["Shards"]
-        .as_array()
-        .expect("shards")
+/// The owner of shard `index` in pod 0's placement map.
+async fn owner_of(admin: &BrokerAdmin, index: u32) -> u32 {
+    let placement = admin.describe_placement(STREAM).await.expect("placement");
+    placement
+        .shards
         .iter()
-        .find(|s| s["ShardId"] == id)
-        .and_then(|s| s["Owner"].as_u64())
+        .find(|s| s.index == index)
+        .map(|s| s.owner)
         .expect("the shard is in the map")
 }
 
@@ -43,25 +39,23 @@ async fn cluster_a_move_asked_again_after_pod_0_stopped_before_naming_the_owner_
     put_all(&home, (0..KEYS).map(|k| record(k, 0)).collect()).await;
 
     // Pod 2 is leaving: new shards go to pods 0 and 1, and one of its shards is split off it.
-    let (status, answer) = admin(
-        &pods[0].endpoint,
-        "SetPlacementPods",
-        serde_json::json!({"StreamName": STREAM, "Pods": 2}),
-    );
-    assert_eq!(status, 200, "{answer}");
+    admin_of(&pods[0])
+        .set_placement_pods(2)
+        .await
+        .expect("SetPlacementPods");
     let (parent, start, end) = shard_on_pod_2(&pods[2], &home).await;
     assert!(split(&home, &parent, start, end).await, "SplitShard");
     let index: u32 = parent
         .trim_start_matches("shardId-")
         .parse()
         .expect("a shard number");
-    let move_it = serde_json::json!({"StreamName": STREAM, "ShardId": parent});
 
     // Pod 0 asks a pod that stays to copy it, and stops once the copy is complete.
-    let (status, answer) = admin(&pods[0].endpoint, "MoveClosedShard", move_it.clone());
-    assert_eq!(status, 200, "{answer}");
-    let first = answer["To"].as_u64().expect("a destination") as usize;
-    assert!(first < 2, "{answer}");
+    let first = admin_of(&pods[0])
+        .move_closed_shard(STREAM, &parent)
+        .await
+        .expect("MoveClosedShard") as usize;
+    assert!(first < 2, "to pod {first}");
     let deadline = Instant::now() + Duration::from_secs(60);
     while pods[0].running() {
         assert!(
@@ -79,11 +73,14 @@ async fn cluster_a_move_asked_again_after_pod_0_stopped_before_naming_the_owner_
     // the move goes to the pod that has the copy and completes.
     pods[0] = start_pod(&dirs[0], 0, &internal);
     served_everywhere(&pods, |pod| client_for(&pod.endpoint)).await;
-    let (status, answer) = admin(&pods[0].endpoint, "MoveClosedShard", move_it);
-    assert_eq!(status, 200, "{answer}");
-    assert_eq!(answer["To"].as_u64(), Some(first as u64), "{answer}");
+    let admin = admin_of(&pods[0]);
+    let again = admin
+        .move_closed_shard(STREAM, &parent)
+        .await
+        .expect("MoveClosedShard");
+    assert_eq!(again as usize, first);
     let deadline = Instant::now() + Duration::from_secs(60);
-    while owner_of(&pods[0], &parent) != first as u64 {
+    while owner_of(&admin, index).await as usize != first {
         assert!(Instant::now() < deadline, "the move never completed");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
