@@ -320,18 +320,16 @@ async fn change_shard(
 /// recorded earlier that is not `to` (it is leaving now) is remembered as a pod that held the
 /// shard, so it forgets what it may have copied; `to` itself is not, even if it held it once.
 pub fn set_destination(shard: &mut ShardRecord, to: u32) -> bool {
-    let held_before = shard.moved_from.len();
-    shard.moved_from.retain(|&pod| pod != to);
-    match shard.moving_to.replace(to) {
-        Some(earlier) if earlier == to => shard.moved_from.len() != held_before,
-        Some(earlier) => {
-            if earlier != shard.owner && !shard.moved_from.contains(&earlier) {
-                shard.moved_from.push(earlier);
-            }
-            true
-        }
-        None => true,
+    let before = (shard.moving_to, shard.moved_from.clone());
+    if let Some(earlier) = shard.moving_to.replace(to)
+        && earlier != to
+        && earlier != shard.owner
+        && !shard.moved_from.contains(&earlier)
+    {
+        shard.moved_from.push(earlier);
     }
+    shard.moved_from.retain(|&pod| pod != to);
+    (shard.moving_to, &shard.moved_from) != (before.0, &before.1)
 }
 
 /// Names `to` the owner of `shard` in place of `from`, which is remembered as a pod that held

@@ -77,12 +77,29 @@ impl JournalRoom {
         step: u64,
         zeros: bool,
     ) -> io::Result<u64> {
+        self.grow_locked(file, |_| needed, step, zeros, false)
+    }
+
+    /// Under the growth lock: grows the room to hold `needed(made)` bytes, syncs new zeros
+    /// when `sync`, and only then raises the room appends see; returns the room.
+    fn grow_locked(
+        &self,
+        file: &mut dyn LogFile,
+        needed: impl FnOnce(u64) -> u64,
+        step: u64,
+        zeros: bool,
+        sync: bool,
+    ) -> io::Result<u64> {
         let _growing = self
             .0
             .growing
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let room = grow(file, self.made(), needed, step, zeros)?;
+        let made = self.made();
+        let room = grow(file, made, needed(made), step, zeros)?;
+        if room > made && zeros && sync {
+            file.sync_data()?;
+        }
         self.0.made.store(room, Ordering::Release);
         Ok(room)
     }
@@ -125,24 +142,23 @@ impl AheadGrowth {
     }
 
     fn grow(&mut self) -> io::Result<()> {
-        let state = &self.room.0;
-        let _growing = state.growing.lock().unwrap_or_else(PoisonError::into_inner);
-        let made = self.room.made();
-        if !growth_due(made, self.written, self.step) {
-            return Ok(());
-        }
-        let room = grow(
-            self.file.as_mut(),
-            made,
-            made + self.step,
-            self.step,
-            self.zeros,
-        )?;
-        if self.zeros && self.sync {
-            self.file.sync_data()?;
-        }
-        state.made.store(room, Ordering::Release);
-        Ok(())
+        let (written, step) = (self.written, self.step);
+        self.room
+            .grow_locked(
+                self.file.as_mut(),
+                // Unless it was grown meanwhile.
+                |made| {
+                    if growth_due(made, written, step) {
+                        made + step
+                    } else {
+                        made
+                    }
+                },
+                step,
+                self.zeros,
+                self.sync,
+            )
+            .map(drop)
     }
 }
 
