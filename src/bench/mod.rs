@@ -348,10 +348,6 @@ pub async fn run_durability(
     if durability == "fsync" {
         let floor =
             disk::measure_off_runtime(&options.work_dir.join("disk"), seconds.min(3.0)).await?;
-        eprintln!(
-            "The disk alone, 1 KiB write + fdatasync one at a time: {:.0}/s, p50 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms",
-            floor.syncs_per_second, floor.p50_ms, floor.p99_ms, floor.p999_ms
-        );
         rows.push(Row {
             workload: "The disk alone: 1 KiB write + fdatasync, one at a time, no server".into(),
             durability: durability.to_owned(),

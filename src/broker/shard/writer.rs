@@ -201,12 +201,18 @@ impl Writer {
             }
         };
         while let Some(command) = queue.blocking_recv() {
-            match &command {
-                Command::Tick => Self::sync_segments_ahead(&writer, false),
-                Command::Checkpoint { .. } => Self::sync_segments_ahead(&writer, true),
-                _ => {}
-            }
             let mut locked = writer.blocking_lock();
+            let checkpoint_ahead = match &command {
+                Command::Tick => locked.checkpoint_wanted(),
+                Command::Checkpoint { .. } => true,
+                _ => false,
+            };
+            if checkpoint_ahead {
+                let segments = locked.segments_to_sync_ahead();
+                drop(locked);
+                sync_ahead(segments);
+                locked = writer.blocking_lock();
+            }
             let mut growth = None;
             match command {
                 Command::Shutdown { reply } => {
@@ -238,27 +244,16 @@ impl Writer {
         close(&writer.blocking_lock());
     }
 
-    /// Before a checkpoint (`asked`, or due at this tick): syncs the segments written since
-    /// the last one through second handles, without the lock, while appends go on, so the
-    /// checkpoint's own syncs, which hold the lock, find only what was written since. (After
-    /// 4 MB PutRecords for 3 s, a 1 KiB PutRecord waited up to 174–248 ms for a checkpoint,
-    /// and 86–152 ms with this.) A failure here is left to those syncs, which report it.
-    fn sync_segments_ahead(writer: &tokio::sync::Mutex<Writer>, asked: bool) {
-        let files = {
-            let locked = writer.blocking_lock();
-            if asked || locked.checkpoint_wanted() {
-                locked
-                    .shards
-                    .values()
-                    .flat_map(ShardWriter::segments_to_sync_ahead)
-                    .collect()
-            } else {
-                Vec::new()
-            }
-        };
-        for mut file in files {
-            let _ = file.sync_data();
-        }
+    /// Second handles on the segments written since the last checkpoint. Before a checkpoint
+    /// (asked for, or due at this tick) the writer thread syncs them through these without the
+    /// lock, while appends go on, so the checkpoint's own syncs, which hold the lock, find only
+    /// what was written since. (After 4 MB PutRecords for 3 s, a 1 KiB PutRecord waited up to
+    /// 174–248 ms for a checkpoint, and 86–152 ms with this.)
+    fn segments_to_sync_ahead(&self) -> Vec<Box<dyn LogFile>> {
+        self.shards
+            .values()
+            .flat_map(ShardWriter::segments_to_sync_ahead)
+            .collect()
     }
 
     /// What the writer thread needs to make the next journal generation ahead (its file
@@ -676,6 +671,14 @@ impl Writer {
 /// and blocks are durable before any append, so no append's sync has them to write. A file
 /// left there by an earlier attempt holds no record (a generation is only appended to once
 /// a checkpoint has made it current) and is emptied first.
+/// Syncs `segments` ahead of a checkpoint; a failure is left to the checkpoint's own syncs,
+/// which report it.
+fn sync_ahead(segments: Vec<Box<dyn LogFile>>) {
+    for mut segment in segments {
+        let _ = segment.sync_data();
+    }
+}
+
 fn new_journal_file(fs: &dyn FileSystem, path: &Path, room: u64) -> io::Result<Box<dyn LogFile>> {
     let mut journal = fs.open_append(path)?;
     if !journal.is_empty()? {
