@@ -53,6 +53,9 @@ fn options() -> StoreOptions {
         // Small, so the run grows the journal's room several times.
         journal_room: 2048,
         journal_growth: 2048,
+        // Small, so the writer thread starts segment write-backs all through the run (they
+        // make nothing durable: the model keeps a file's unsynced bytes out of a power cut).
+        segment_writeback: 1024,
         ..StoreOptions::default()
     }
 }

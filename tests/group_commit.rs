@@ -1,15 +1,20 @@
 //! Group commit as a caller sees it: appends write the journal on their own task while the
 //! syncer thread syncs, appends written while a sync runs share one later sync, and a round
 //! whose caller went away is still synced, published in order and waited for by a checkpoint;
-//! a checkpoint syncs the bulk of the segments before it takes the writer. A file layer records the journal's calls
+//! a checkpoint syncs the bulk of the segments before it takes the writer, and segment bytes
+//! are written back as they are written. A file layer records the journal's calls
 //! and holds a sync until the test lets it go, so every step is an event, never a delay.
 
 mod support;
 
 use std::sync::Arc;
 
+use brook::broker::shard::StoreOptions;
 use support::broker::TempDir;
-use support::recording_fs::{Event, RecordingFs, open_recorded, part, stored_data, wait_for_count};
+use support::recording_fs::{
+    Event, RecordingFs, open_recorded, open_recorded_with, part, stored_data, wait_for_count,
+    wait_for_writebacks,
+};
 
 /// Journal bytes of a one-record part whose data is `x-0`: header 48, then per record its key
 /// length (2), key (1), data length (4) and data (3).
@@ -161,4 +166,70 @@ async fn a_checkpoint_syncs_the_bulk_of_the_segments_while_appends_go_on() {
         .expect("task")
         .expect("the checkpoint completes");
     assert_eq!(stored_data(&store), ["a-0", "b-0"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn segment_bytes_are_written_back_on_the_writer_thread_as_they_are_written() {
+    let dir = TempDir::new("segment-writeback");
+    let options = StoreOptions {
+        segment_writeback: 64 * 1024,
+        journal_room: 1024 * 1024,
+        ..support::recording_fs::options()
+    };
+    let (recording, store) = open_recorded_with(dir.path(), options).await;
+    recording.hold_writebacks(true);
+    // A part of 2,000 records takes 26 KiB: the third passes the 64 KiB step.
+    for label in ["a", "b", "c"] {
+        store.append(vec![part(label, 2000)]).await.expect("append");
+    }
+    wait_for_writebacks(&recording, 1).await;
+
+    // While the write-back is held, an append is written, synced and acknowledged: the
+    // writer's lock is free.
+    let appended = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        store.append(vec![part("d", 1)]),
+    )
+    .await
+    .expect("an append waited for the write-back")
+    .expect("append");
+    assert_eq!(appended[0].base_offset, 6000);
+
+    recording.hold_writebacks(false);
+    for label in ["e", "f", "g"] {
+        store.append(vec![part(label, 2000)]).await.expect("append");
+    }
+    wait_for_writebacks(&recording, 2).await;
+
+    let writebacks = recording.writebacks();
+    let mut expected_from = 0;
+    for (from, to, thread) in &writebacks {
+        assert_eq!(
+            *from, expected_from,
+            "write-backs leave a gap or overlap: {writebacks:?}"
+        );
+        assert!(
+            to > from && to % 4096 == 0,
+            "not whole pages: {writebacks:?}"
+        );
+        assert_eq!(thread, "brook-writer", "{writebacks:?}");
+        expected_from = *to;
+    }
+    assert!(
+        writebacks[0].1 >= 64 * 1024,
+        "the first write-back started before the step was written: {writebacks:?}"
+    );
+
+    let expected: Vec<String> = ["a", "b", "c", "d", "e", "f", "g"]
+        .iter()
+        .flat_map(|label| {
+            let count = if *label == "d" { 1 } else { 2000 };
+            (0..count).map(move |i| format!("{label}-{i}"))
+        })
+        .collect();
+    assert_eq!(stored_data(&store), expected);
+    store.shutdown().await.expect("shutdown");
+    drop(store);
+    let reopened = support::recording_fs::open(dir.path(), Arc::new(RecordingFs(recording)));
+    assert_eq!(stored_data(&reopened), expected, "after a restart");
 }

@@ -139,6 +139,10 @@ impl<A: Send + 'static> LogFile for RecordingFile<A> {
         });
         Ok(())
     }
+    // A write-back started makes nothing durable: the model's unsynced writes stay unsynced.
+    fn start_writeback(&self, from: u64, to: u64) -> io::Result<()> {
+        self.inner.start_writeback(from, to)
+    }
     // Reserved room reads as zeros as written room does: the same call to the model.
     fn reserve(&mut self, len: u64) -> io::Result<()> {
         let mut recorder = self.recorder.lock().expect("lock");

@@ -25,6 +25,12 @@ pub enum Event {
     SyncReturned,
     /// A sync of a shard's segment file began (recorded only while segment syncs are held).
     SegmentSyncStarted,
+    /// The write-back of a segment's bytes `from..to` was started (on the named thread).
+    WritebackStarted {
+        from: u64,
+        to: u64,
+        thread: String,
+    },
     /// The test saw the append's acknowledgement.
     Acknowledged,
 }
@@ -35,8 +41,8 @@ pub enum Event {
 pub struct Recording {
     pub events: Mutex<Vec<Event>>,
     hold_sync: Mutex<bool>,
-    hold_segment_sync: Mutex<bool>,
-    segments_released: Condvar,
+    segment_syncs: Gate,
+    writebacks: Gate,
     released: Condvar,
     pub recorded: Condvar,
     pub fail_next_sync: AtomicBool,
@@ -71,18 +77,50 @@ impl Recording {
 
     /// Holds (or lets go) every sync of a segment file from now on.
     pub fn hold_segments(&self, hold: bool) {
-        *self.hold_segment_sync.lock().expect("lock") = hold;
-        self.segments_released.notify_all();
+        self.segment_syncs.set(hold);
     }
 
-    fn wait_while_segments_held(&self) {
-        let mut held = self.hold_segment_sync.lock().expect("lock");
-        if *held {
-            self.record(Event::SegmentSyncStarted);
-        }
+    /// Holds (or lets go) every segment write-back from now on, once it is recorded.
+    pub fn hold_writebacks(&self, hold: bool) {
+        self.writebacks.set(hold);
+    }
+
+    /// The write-backs started so far, as `(from, to, thread)`.
+    pub fn writebacks(&self) -> Vec<(u64, u64, String)> {
+        let events = self.events.lock().expect("lock");
+        events
+            .iter()
+            .filter_map(|e| match e {
+                Event::WritebackStarted { from, to, thread } => Some((*from, *to, thread.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// A point calls can be held at until the test lets them go.
+#[derive(Default)]
+struct Gate {
+    held: Mutex<bool>,
+    opened: Condvar,
+}
+
+impl Gate {
+    fn set(&self, hold: bool) {
+        *self.held.lock().expect("lock") = hold;
+        self.opened.notify_all();
+    }
+
+    /// Waits while the gate is held.
+    fn pass(&self) {
+        let mut held = self.held.lock().expect("lock");
         while *held {
-            held = self.segments_released.wait(held).expect("wait");
+            held = self.opened.wait(held).expect("wait");
         }
+    }
+
+    fn is_held(&self) -> bool {
+        *self.held.lock().expect("lock")
     }
 }
 
@@ -125,7 +163,10 @@ impl LogFile for RecordingFile {
 
     fn sync_data(&mut self) -> io::Result<()> {
         if !self.journal {
-            self.recording.wait_while_segments_held();
+            if self.recording.segment_syncs.is_held() {
+                self.recording.record(Event::SegmentSyncStarted);
+            }
+            self.recording.segment_syncs.pass();
             return self.inner.sync_data();
         }
         if !self.appended.load(Ordering::SeqCst) || self.grew {
@@ -177,6 +218,18 @@ impl LogFile for RecordingFile {
     fn reserve(&mut self, len: u64) -> io::Result<()> {
         self.inner.reserve(len)
     }
+
+    fn start_writeback(&self, from: u64, to: u64) -> io::Result<()> {
+        if !self.journal {
+            self.recording.record(Event::WritebackStarted {
+                from,
+                to,
+                thread: thread_name(),
+            });
+            self.recording.writebacks.pass();
+        }
+        self.inner.start_writeback(from, to)
+    }
 }
 
 impl FileSystem for RecordingFs {
@@ -209,13 +262,21 @@ impl FileSystem for RecordingFs {
     }
 }
 
-pub fn open(dir: &Path, fs: Arc<dyn FileSystem>) -> Store {
-    let options = StoreOptions {
+/// The options of the stores these tests open.
+pub fn options() -> StoreOptions {
+    StoreOptions {
         checkpoint_interval: Duration::from_secs(3600),
         // Small, so copies of the store stay small; the room still holds every test's writes.
         journal_room: 64 * 1024,
         ..StoreOptions::default()
-    };
+    }
+}
+
+pub fn open(dir: &Path, fs: Arc<dyn FileSystem>) -> Store {
+    open_with(dir, fs, options())
+}
+
+pub fn open_with(dir: &Path, fs: Arc<dyn FileSystem>, options: StoreOptions) -> Store {
     let (store, _) = Store::open(dir, fs, options, Clock::default(), &[SHARD], HashMap::new())
         .expect("store opens");
     store
@@ -224,8 +285,17 @@ pub fn open(dir: &Path, fs: Arc<dyn FileSystem>) -> Store {
 /// A store on the recording file layer with its shard added, and the recording of the calls
 /// that made it cleared, so only what follows counts.
 pub async fn open_recorded(dir: &Path) -> (Arc<Recording>, Arc<Store>) {
+    open_recorded_with(dir, options()).await
+}
+
+/// Like [`open_recorded`], with other options.
+pub async fn open_recorded_with(dir: &Path, options: StoreOptions) -> (Arc<Recording>, Arc<Store>) {
     let recording = Arc::new(Recording::default());
-    let store = Arc::new(open(dir, Arc::new(RecordingFs(recording.clone()))));
+    let store = Arc::new(open_with(
+        dir,
+        Arc::new(RecordingFs(recording.clone())),
+        options,
+    ));
     store.add_shards(vec![SHARD]).await.expect("shard");
     recording.events.lock().expect("lock").clear();
     recording.sync_threads.lock().expect("lock").clear();
@@ -248,21 +318,39 @@ pub fn stored_data(store: &Store) -> Vec<String> {
     super::stored_records(store, SHARD).expect("shard")
 }
 
+/// Blocks (off the runtime) until `recording` holds `count` started write-backs.
+pub async fn wait_for_writebacks(recording: &Arc<Recording>, count: usize) {
+    wait_for_matching(recording, count, "write-backs started", |e| {
+        matches!(e, Event::WritebackStarted { .. })
+    })
+    .await;
+}
+
 /// Blocks (off the runtime) until `recording` holds `count` copies of `event`.
 pub async fn wait_for_count(recording: &Arc<Recording>, event: Event, count: usize) {
+    let what = format!("x {event:?}");
+    wait_for_matching(recording, count, &what, move |e| *e == event).await;
+}
+
+/// Blocks (off the runtime) until `recording` holds `count` events that match (or fails
+/// after 60 s, naming them `what`).
+async fn wait_for_matching(
+    recording: &Arc<Recording>,
+    count: usize,
+    what: &str,
+    matching: impl Fn(&Event) -> bool + Send + 'static,
+) {
     let recording = recording.clone();
+    let what = what.to_string();
     tokio::task::spawn_blocking(move || {
         let events = recording.events.lock().expect("lock");
         let (events, timeout) = recording
             .recorded
             .wait_timeout_while(events, Duration::from_secs(60), |events| {
-                events.iter().filter(|e| **e == event).count() < count
+                events.iter().filter(|e| matching(e)).count() < count
             })
             .expect("wait");
-        assert!(
-            !timeout.timed_out(),
-            "never saw {count} x {event:?}: {events:?}"
-        );
+        assert!(!timeout.timed_out(), "never saw {count} {what}: {events:?}");
     })
     .await
     .expect("wait");

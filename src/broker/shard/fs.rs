@@ -29,6 +29,11 @@ pub trait LogFile: Send + Sync {
     /// Like [`LogFile::preallocate`], but only reserves the room's blocks (`fallocate`):
     /// nothing is written now, and each sync that first writes into a block converts it.
     fn reserve(&mut self, len: u64) -> io::Result<()>;
+    /// Starts writing bytes `from..to` to the disk and returns without waiting for it; the
+    /// page cache may then drop the ones it already wrote. Nothing becomes durable by this,
+    /// only by a sync: it spreads the disk's work, so that a later sync finds little left
+    /// to write.
+    fn start_writeback(&self, from: u64, to: u64) -> io::Result<()>;
     /// Whether the file is empty.
     fn is_empty(&self) -> io::Result<bool> {
         Ok(self.len()? == 0)
@@ -134,6 +139,24 @@ impl LogFile for RealLogFile {
             return Ok(());
         }
         nix::fcntl::posix_fallocate(&self.file, 0, len as i64).map_err(io::Error::from)
+    }
+
+    fn start_writeback(&self, from: u64, to: u64) -> io::Result<()> {
+        // On Linux this advice starts the write-back of the range's dirty pages (without
+        // waiting, like `sync_file_range(SYNC_FILE_RANGE_WRITE)`) and drops its clean ones.
+        // (A length of 0 would mean "to the end of the file".)
+        let (Ok(offset), Ok(len @ 1..)) =
+            (i64::try_from(from), i64::try_from(to.saturating_sub(from)))
+        else {
+            return Ok(());
+        };
+        nix::fcntl::posix_fadvise(
+            &self.file,
+            offset,
+            len,
+            nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED,
+        )
+        .map_err(io::Error::from)
     }
 
     fn preallocate(&mut self, len: u64) -> io::Result<()> {

@@ -89,6 +89,10 @@ pub struct StoreOptions {
     /// Room added when an append does not fit: zeroed by that append (a larger step makes
     /// fewer, longer stalls), made durable by its sync.
     pub journal_growth: u64,
+    /// Segment bytes written after which the writer thread starts their write-back to the
+    /// disk, so that a checkpoint's syncs (which appends' journal syncs queue behind) find
+    /// little left to write.
+    pub segment_writeback: u64,
 }
 
 impl Default for StoreOptions {
@@ -107,6 +111,7 @@ impl Default for StoreOptions {
             // it); 1 MiB steps measured slower overall (a sync that changes the file's size
             // writes metadata too: 8 times as many).
             journal_growth: 8 * 1024 * 1024,
+            segment_writeback: 8 * 1024 * 1024,
         }
     }
 }
@@ -295,6 +300,9 @@ impl Store {
             writer.commit(vec![(parts, enqueued, reply)]);
             if writer.ask_room_growth() && self.queue.try_send(Command::GrowJournal).is_err() {
                 writer.journal_room.unask();
+            }
+            if writer.ask_writeback() && self.queue.try_send(Command::WriteBack).is_err() {
+                writer.writeback_asked = false;
             }
             writer.checkpoint_due()
         };

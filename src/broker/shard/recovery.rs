@@ -97,6 +97,8 @@ pub(super) fn recover(
         group_commit: None,
         shut_down: false,
         next_journal: None,
+        unwritten_back: 0,
+        writeback_asked: false,
     };
     let mut report = RecoveryReport::default();
     for generation in generations {

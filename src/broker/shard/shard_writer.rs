@@ -21,6 +21,8 @@ struct ActiveSegment {
     len: u64,
     created_ms: u64,
     unpersisted_index: Vec<IndexEntry>,
+    /// How far the segment's write-back was started (see [`ShardWriter::writebacks_due`]).
+    written_back: u64,
 }
 
 /// A segment sealed since the last checkpoint, still to be synced.
@@ -28,6 +30,31 @@ struct SealedSegment {
     file: Box<dyn LogFile>,
     path: PathBuf,
     unpersisted_index: Vec<IndexEntry>,
+    len: u64,
+    written_back: u64,
+}
+
+/// Bytes of a segment whose write to the disk the writer thread starts ahead of the
+/// checkpoint, through a handle of its own (see [`LogFile::start_writeback`]).
+pub(super) struct Writeback {
+    pub(super) file: Box<dyn LogFile>,
+    pub(super) from: u64,
+    pub(super) to: u64,
+}
+
+/// The bytes of a segment whose write-back is due, given where the last one ended and the
+/// segment's length: those written since, once there are at least `least` of them in whole
+/// pages; a sealed segment, which grows no more, to its end.
+pub(super) fn writeback_range(
+    written_back: u64,
+    len: u64,
+    least: u64,
+    sealed: bool,
+) -> Option<(u64, u64)> {
+    const PAGE: u64 = 4096;
+    // The last page of a growing segment is written again by the next append: left for later.
+    let to = if sealed { len } else { len - len % PAGE };
+    (to > written_back && (sealed || to - written_back >= least)).then_some((written_back, to))
 }
 
 /// A shard's mutable state, owned by the writer.
@@ -72,6 +99,7 @@ impl ShardWriter {
                 len: last.len,
                 created_ms: now_ms,
                 unpersisted_index: Vec::new(),
+                written_back: last.len,
             }),
             None => None,
         };
@@ -136,6 +164,8 @@ impl ShardWriter {
                 file: old.file,
                 path: old.path,
                 unpersisted_index: old.unpersisted_index,
+                len: old.len,
+                written_back: old.written_back,
             });
         }
         if self.active.is_none() {
@@ -154,6 +184,7 @@ impl ShardWriter {
                 len: 0,
                 created_ms: now_ms,
                 unpersisted_index: Vec::new(),
+                written_back: 0,
             });
             self.last_indexed_position = None;
         }
@@ -270,6 +301,31 @@ impl ShardWriter {
             .collect()
     }
 
+    /// The write-backs due in this shard's segments (see [`writeback_range`]), each with a
+    /// second handle on its file; they count as started from now on.
+    pub(super) fn writebacks_due(&mut self, least: u64) -> Vec<Writeback> {
+        let sealed = self
+            .sealed
+            .iter_mut()
+            .map(|s| (&s.file, s.len, &mut s.written_back, true));
+        let active = self
+            .active
+            .as_mut()
+            .map(|a| (&a.file, a.len, &mut a.written_back, false));
+        let mut due = Vec::new();
+        for (file, len, written_back, sealed) in sealed.chain(active) {
+            let Some((from, to)) = writeback_range(*written_back, len, least, sealed) else {
+                continue;
+            };
+            // Without a handle the checkpoint's sync writes these bytes, as before.
+            if let Ok(file) = file.try_clone() {
+                *written_back = to;
+                due.push(Writeback { file, from, to });
+            }
+        }
+        due
+    }
+
     /// Syncs everything written since the last checkpoint and persists new index entries.
     pub(super) fn sync_for_checkpoint(&mut self, fs: &dyn FileSystem) -> Result<(), StoreError> {
         for mut sealed in self.sealed.drain(..) {
@@ -286,6 +342,7 @@ impl ShardWriter {
                 .map_err(StoreError::io(&active.path))?;
             self.new_entries |= append_index(fs, &active.path, &active.unpersisted_index)?;
             active.unpersisted_index.clear();
+            active.written_back = active.len;
         }
         // New segment and index files survive a power cut only once their folder is synced,
         // and a new folder only once its parents are: all before the checkpoint names them.
@@ -376,4 +433,55 @@ fn append_index(
         .map_err(StoreError::io(&path))?;
     file.sync_data().map_err(StoreError::io(&path))?;
     Ok(created)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::writeback_range;
+
+    #[test]
+    fn a_write_back_covers_what_was_written_since_the_last_in_whole_pages_once_there_is_enough() {
+        const KIB: u64 = 1024;
+        // (written back to, length, least, sealed) → range
+        let cases = [
+            // Nothing new.
+            (0, 0, 64 * KIB, false, None),
+            (64 * KIB, 64 * KIB, 64 * KIB, false, None),
+            // Less than `least` in whole pages: left for later.
+            (0, 60 * KIB, 64 * KIB, false, None),
+            (0, 64 * KIB + 100, 64 * KIB, false, Some((0, 64 * KIB))),
+            // The partial last page of a growing segment waits for the next write-back.
+            (
+                64 * KIB,
+                200 * KIB + 5,
+                64 * KIB,
+                false,
+                Some((64 * KIB, 200 * KIB)),
+            ),
+            (
+                64 * KIB,
+                68 * KIB + 5,
+                4 * KIB,
+                false,
+                Some((64 * KIB, 68 * KIB)),
+            ),
+            (64 * KIB, 64 * KIB + 4095, 1, false, None),
+            // A sealed segment grows no more: its rest goes, however small, to its last byte.
+            (
+                64 * KIB,
+                64 * KIB + 5,
+                64 * KIB,
+                true,
+                Some((64 * KIB, 64 * KIB + 5)),
+            ),
+            (64 * KIB + 5, 64 * KIB + 5, 64 * KIB, true, None),
+        ];
+        for (written_back, len, least, sealed, expected) in cases {
+            assert_eq!(
+                writeback_range(written_back, len, least, sealed),
+                expected,
+                "written back to {written_back}, length {len}, least {least}, sealed {sealed}"
+            );
+        }
+    }
 }

@@ -25,7 +25,7 @@ use super::fs::{FileSystem, LogFile};
 use super::group_commit::{GroupCommit, WrittenRound};
 use super::journal_room::{AheadGrowth, JournalRoom, grow_with_zeros};
 use super::log::{ShardKey, ShardLog, ShardView};
-use super::shard_writer::ShardWriter;
+use super::shard_writer::{ShardWriter, Writeback};
 use super::stats::{CommitStats, Stage};
 use super::{Clock, StoreError, StoreOptions, retention_of};
 
@@ -123,6 +123,9 @@ pub enum Command {
     Tick,
     /// Grow the journal's room ahead of the appends (without waiting for written rounds).
     GrowJournal,
+    /// Start the write-back of the segment bytes written lately (without waiting for
+    /// written rounds).
+    WriteBack,
     /// Checkpoint now (whether due or not) and keep going.
     Checkpoint {
         /// Done.
@@ -163,6 +166,10 @@ pub(super) struct Writer {
     /// The next journal generation, made and zeroed ahead by the writer thread outside the
     /// lock, so that a checkpoint does not stall appends for it.
     pub(super) next_journal: Option<(u64, Box<dyn LogFile>)>,
+    /// Segment bytes written since the writer thread last started write-backs.
+    pub(super) unwritten_back: u64,
+    /// The writer thread was asked to start write-backs and has not yet.
+    pub(super) writeback_asked: bool,
 }
 
 /// A journal generation for the writer thread to make ahead.
@@ -214,6 +221,7 @@ impl Writer {
                 locked = writer.blocking_lock();
             }
             let mut growth = None;
+            let mut writebacks = Vec::new();
             match command {
                 Command::Shutdown { reply } => {
                     let result = locked.checked(|w| w.checkpoint());
@@ -223,6 +231,7 @@ impl Writer {
                     return;
                 }
                 Command::GrowJournal => growth = locked.ahead_growth(),
+                Command::WriteBack => writebacks = locked.writebacks_due(),
                 other => {
                     // Controls see every earlier round settled.
                     locked.quiesce();
@@ -237,6 +246,7 @@ impl Writer {
                 // Appends that outrun the room grow it themselves, and report.
                 tracing::warn!(%error, "could not grow the journal's room ahead");
             }
+            start_writebacks(writebacks);
             if let Some(next) = next {
                 Self::make_next_journal(&writer, next);
             }
@@ -253,6 +263,31 @@ impl Writer {
         self.shards
             .values()
             .flat_map(ShardWriter::segments_to_sync_ahead)
+            .collect()
+    }
+
+    /// Whether the writer thread should now be asked to start the write-back of what was
+    /// written to segments (once until it has done so).
+    pub(super) fn ask_writeback(&mut self) -> bool {
+        let due = !self.writeback_asked
+            && self.failure.is_none()
+            && self.unwritten_back >= self.options.segment_writeback;
+        self.writeback_asked |= due;
+        due
+    }
+
+    /// The segment write-backs due now: at least a 32nd of the step, or a sealed segment's
+    /// rest. (A shard written slowly leaves its bytes to the checkpoint's sync.)
+    fn writebacks_due(&mut self) -> Vec<Writeback> {
+        self.writeback_asked = false;
+        self.unwritten_back = 0;
+        if self.failure.is_some() || self.shut_down {
+            return Vec::new();
+        }
+        let least = self.options.segment_writeback / 32;
+        self.shards
+            .values_mut()
+            .flat_map(|shard| shard.writebacks_due(least))
             .collect()
     }
 
@@ -417,7 +452,7 @@ impl Writer {
                 let _ = reply.send(self.checked(|w| w.checkpoint()));
             }
             // Handled by the writer thread's loop.
-            Command::Shutdown { .. } | Command::GrowJournal => {}
+            Command::Shutdown { .. } | Command::GrowJournal | Command::WriteBack => {}
         }
     }
 
@@ -490,6 +525,7 @@ impl Writer {
                 .append(&journal)
                 .map_err(StoreError::io(Path::new("journal")))?;
             w.journal_len += journal.len() as u64;
+            w.unwritten_back += journal.len() as u64;
             // Segments get their copy now (page cache; recovery cuts them back to the
             // checkpoint), readers only once the journal is synced.
             let mut steps = Vec::with_capacity(touched.len());
@@ -676,6 +712,16 @@ impl Writer {
 fn sync_ahead(segments: Vec<Box<dyn LogFile>>) {
     for mut segment in segments {
         let _ = segment.sync_data();
+    }
+}
+
+/// Starts the write-backs, outside the writer's lock. A failure is left to the checkpoint's
+/// syncs, which write the same bytes and report it.
+fn start_writebacks(writebacks: Vec<Writeback>) {
+    for writeback in writebacks {
+        if let Err(error) = writeback.file.start_writeback(writeback.from, writeback.to) {
+            tracing::debug!(%error, "could not start a segment's write-back");
+        }
     }
 }
 
