@@ -12,8 +12,8 @@ use std::sync::Arc;
 use brook::broker::shard::StoreOptions;
 use support::broker::TempDir;
 use support::recording_fs::{
-    Event, RecordingFs, open_recorded, open_recorded_with, part, stored_data, wait_for_count,
-    wait_for_writebacks,
+    Event, RecordingFs, append_promptly, open_recorded, open_recorded_with, part, stored_data,
+    wait_for_count, wait_for_writebacks,
 };
 
 /// Journal bytes of a one-record part whose data is `x-0`: header 48, then per record its key
@@ -150,13 +150,12 @@ async fn a_checkpoint_syncs_the_bulk_of_the_segments_while_appends_go_on() {
 
     // While that sync is held, an append is written, synced and acknowledged: the writer's
     // lock is free.
-    let appended = tokio::time::timeout(
-        std::time::Duration::from_secs(30),
-        store.append(vec![part("b", 1)]),
+    let appended = append_promptly(
+        &store,
+        part("b", 1),
+        "an append waited for the checkpoint's segment sync",
     )
-    .await
-    .expect("an append waited for the checkpoint's segment sync")
-    .expect("the second append");
+    .await;
     assert_eq!(appended[0].base_offset, 1);
     assert!(!checkpoint.is_finished(), "the checkpoint did not wait");
 
@@ -186,13 +185,8 @@ async fn segment_bytes_are_written_back_on_the_writer_thread_as_they_are_written
 
     // While the write-back is held, an append is written, synced and acknowledged: the
     // writer's lock is free.
-    let appended = tokio::time::timeout(
-        std::time::Duration::from_secs(30),
-        store.append(vec![part("d", 1)]),
-    )
-    .await
-    .expect("an append waited for the write-back")
-    .expect("append");
+    let appended =
+        append_promptly(&store, part("d", 1), "an append waited for the write-back").await;
     assert_eq!(appended[0].base_offset, 6000);
 
     recording.hold_writebacks(false);

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use brook::broker::shard::batch::BodyBuilder;
 use brook::broker::shard::fs::{FileSystem, LogFile, ReadFile, RealFs};
-use brook::broker::shard::{AppendPart, Clock, ShardKey, Store, StoreOptions};
+use brook::broker::shard::{AppendPart, Appended, Clock, ShardKey, Store, StoreOptions};
 
 pub const SHARD: ShardKey = ShardKey {
     stream_key: 1,
@@ -316,6 +316,15 @@ pub fn part(label: &str, count: usize) -> AppendPart {
 
 pub fn stored_data(store: &Store) -> Vec<String> {
     super::stored_records(store, SHARD).expect("shard")
+}
+
+/// Appends `part` and returns where it landed once acknowledged; fails, saying `stalled`,
+/// when that takes over 30 s (something held the writer's lock).
+pub async fn append_promptly(store: &Store, part: AppendPart, stalled: &str) -> Vec<Appended> {
+    tokio::time::timeout(Duration::from_secs(30), store.append(vec![part]))
+        .await
+        .unwrap_or_else(|_| panic!("{stalled}"))
+        .expect("the append")
 }
 
 /// Blocks (off the runtime) until `recording` holds `count` started write-backs.

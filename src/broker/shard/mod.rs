@@ -301,8 +301,8 @@ impl Store {
             if writer.ask_room_growth() && self.queue.try_send(Command::GrowJournal).is_err() {
                 writer.journal_room.unask();
             }
-            if writer.ask_writeback() && self.queue.try_send(Command::WriteBack).is_err() {
-                writer.writeback_asked = false;
+            if writer.ask_writeback() {
+                let _ = self.queue.try_send(Command::WriteBack);
             }
             writer.checkpoint_due()
         };

@@ -98,7 +98,6 @@ pub(super) fn recover(
         shut_down: false,
         next_journal: None,
         unwritten_back: 0,
-        writeback_asked: false,
     };
     let mut report = RecoveryReport::default();
     for generation in generations {

@@ -166,10 +166,8 @@ pub(super) struct Writer {
     /// The next journal generation, made and zeroed ahead by the writer thread outside the
     /// lock, so that a checkpoint does not stall appends for it.
     pub(super) next_journal: Option<(u64, Box<dyn LogFile>)>,
-    /// Segment bytes written since the writer thread last started write-backs.
+    /// Segment bytes written since the writer thread was last asked to start write-backs.
     pub(super) unwritten_back: u64,
-    /// The writer thread was asked to start write-backs and has not yet.
-    pub(super) writeback_asked: bool,
 }
 
 /// A journal generation for the writer thread to make ahead.
@@ -267,20 +265,20 @@ impl Writer {
     }
 
     /// Whether the writer thread should now be asked to start the write-back of what was
-    /// written to segments (once until it has done so).
+    /// written to segments; the bytes count as asked for from then on. (A request that
+    /// cannot be queued loses nothing: the next one covers every segment's bytes since its
+    /// last write-back.)
     pub(super) fn ask_writeback(&mut self) -> bool {
-        let due = !self.writeback_asked
-            && self.failure.is_none()
-            && self.unwritten_back >= self.options.segment_writeback;
-        self.writeback_asked |= due;
+        let due = self.failure.is_none() && self.unwritten_back >= self.options.segment_writeback;
+        if due {
+            self.unwritten_back = 0;
+        }
         due
     }
 
     /// The segment write-backs due now: at least a 32nd of the step, or a sealed segment's
     /// rest. (A shard written slowly leaves its bytes to the checkpoint's sync.)
     fn writebacks_due(&mut self) -> Vec<Writeback> {
-        self.writeback_asked = false;
-        self.unwritten_back = 0;
         if self.failure.is_some() || self.shut_down {
             return Vec::new();
         }
@@ -703,10 +701,6 @@ impl Writer {
     }
 }
 
-/// Makes an empty journal generation at `path` with `room` bytes zeroed and synced: its size
-/// and blocks are durable before any append, so no append's sync has them to write. A file
-/// left there by an earlier attempt holds no record (a generation is only appended to once
-/// a checkpoint has made it current) and is emptied first.
 /// Syncs `segments` ahead of a checkpoint; a failure is left to the checkpoint's own syncs,
 /// which report it.
 fn sync_ahead(segments: Vec<Box<dyn LogFile>>) {
@@ -725,6 +719,10 @@ fn start_writebacks(writebacks: Vec<Writeback>) {
     }
 }
 
+/// Makes an empty journal generation at `path` with `room` bytes zeroed and synced: its size
+/// and blocks are durable before any append, so no append's sync has them to write. A file
+/// left there by an earlier attempt holds no record (a generation is only appended to once
+/// a checkpoint has made it current) and is emptied first.
 fn new_journal_file(fs: &dyn FileSystem, path: &Path, room: u64) -> io::Result<Box<dyn LogFile>> {
     let mut journal = fs.open_append(path)?;
     if !journal.is_empty()? {
