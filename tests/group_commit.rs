@@ -1,8 +1,8 @@
 //! Group commit as a caller sees it: appends write the journal on their own task while the
 //! syncer thread syncs, appends written while a sync runs share one later sync, and a round
 //! whose caller went away is still synced, published in order and waited for by a checkpoint;
-//! a checkpoint syncs the bulk of the segments before it takes the writer, and segment bytes
-//! are written back as they are written. A file layer records the journal's calls
+//! a checkpoint syncs the bulk of the segments before it takes the writer and removes the old
+//! journal after letting it go, and segment bytes are written back as they are written. A file layer records the journal's calls
 //! and holds a sync until the test lets it go, so every step is an event, never a delay.
 
 mod support;
@@ -13,7 +13,7 @@ use brook::broker::shard::StoreOptions;
 use support::broker::TempDir;
 use support::recording_fs::{
     Event, RecordingFs, append_promptly, open_recorded, open_recorded_with, part, stored_data,
-    wait_for_count, wait_for_writebacks,
+    wait_for_count, wait_for_removal_in, wait_for_writebacks,
 };
 
 /// Journal bytes of a one-record part whose data is `x-0`: header 48, then per record its key
@@ -226,4 +226,52 @@ async fn segment_bytes_are_written_back_on_the_writer_thread_as_they_are_written
     drop(store);
     let reopened = support::recording_fs::open(dir.path(), Arc::new(RecordingFs(recording)));
     assert_eq!(stored_data(&reopened), expected, "after a restart");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_removes_the_old_journal_after_letting_the_writer_go() {
+    let dir = TempDir::new("journal-removal");
+    let (recording, store) = open_recorded(dir.path()).await;
+    store
+        .append(vec![part("a", 1)])
+        .await
+        .expect("the first append");
+    // Every removal is held from now on: the checkpoint retires the journal generation that
+    // holds the first append.
+    recording.hold_removals(true);
+    let checkpointing = store.clone();
+    let checkpoint = tokio::spawn(async move { checkpointing.checkpoint().await });
+    let journal_folder = dir.path().join("journal");
+    let (old_journal, thread) = wait_for_removal_in(&recording, &journal_folder).await;
+    assert_eq!(thread, "brook-writer");
+
+    // While that removal is held, an append is written, synced and acknowledged: the
+    // writer's lock is free.
+    let appended = append_promptly(
+        &store,
+        part("b", 1),
+        "an append waited for the old journal's removal",
+    )
+    .await;
+    assert_eq!(appended[0].base_offset, 1);
+    assert!(old_journal.exists(), "the removal was not held");
+
+    recording.hold_removals(false);
+    checkpoint
+        .await
+        .expect("task")
+        .expect("the checkpoint completes");
+    wait_for_count(&recording, Event::Removed(old_journal.clone()), 1).await;
+    assert!(!old_journal.exists(), "the old journal is still there");
+    let generations = std::fs::read_dir(&journal_folder)
+        .expect("the journal folder")
+        .count();
+    assert!(
+        generations <= 2,
+        "the current generation and at most the next one made ahead: {generations} files"
+    );
+    store.shutdown().await.expect("shutdown");
+    drop(store);
+    let reopened = support::recording_fs::open(dir.path(), Arc::new(RecordingFs(recording)));
+    assert_eq!(stored_data(&reopened), ["a-0", "b-0"], "after a restart");
 }

@@ -31,6 +31,13 @@ pub enum Event {
         to: u64,
         thread: String,
     },
+    /// The removal of a file began (on the named thread).
+    RemovalStarted {
+        path: std::path::PathBuf,
+        thread: String,
+    },
+    /// The removal of a file returned.
+    Removed(std::path::PathBuf),
     /// The test saw the append's acknowledgement.
     Acknowledged,
 }
@@ -43,6 +50,7 @@ pub struct Recording {
     hold_sync: Mutex<bool>,
     segment_syncs: Gate,
     writebacks: Gate,
+    removals: Gate,
     released: Condvar,
     pub recorded: Condvar,
     pub fail_next_sync: AtomicBool,
@@ -83,6 +91,11 @@ impl Recording {
     /// Holds (or lets go) every segment write-back from now on, once it is recorded.
     pub fn hold_writebacks(&self, hold: bool) {
         self.writebacks.set(hold);
+    }
+
+    /// Holds (or lets go) every file removal from now on, once it is recorded.
+    pub fn hold_removals(&self, hold: bool) {
+        self.removals.set(hold);
     }
 
     /// The write-backs started so far, as `(from, to, thread)`.
@@ -258,7 +271,14 @@ impl FileSystem for RecordingFs {
     }
 
     fn remove_file(&self, path: &Path) -> io::Result<()> {
-        RealFs.remove_file(path)
+        self.0.record(Event::RemovalStarted {
+            path: path.to_owned(),
+            thread: thread_name(),
+        });
+        self.0.removals.pass();
+        let removed = RealFs.remove_file(path);
+        self.0.record(Event::Removed(path.to_owned()));
+        removed
     }
 }
 
@@ -333,6 +353,27 @@ pub async fn wait_for_writebacks(recording: &Arc<Recording>, count: usize) {
         matches!(e, Event::WritebackStarted { .. })
     })
     .await;
+}
+
+/// Blocks (off the runtime) until a removal of a file in `folder` has started, and answers
+/// its path and the thread it runs on.
+pub async fn wait_for_removal_in(
+    recording: &Arc<Recording>,
+    folder: &Path,
+) -> (std::path::PathBuf, String) {
+    let in_folder = |e: &Event, folder: &Path| matches!(e, Event::RemovalStarted { path, .. } if path.parent() == Some(folder));
+    let wanted = folder.to_owned();
+    wait_for_matching(recording, 1, "a removal", move |e| in_folder(e, &wanted)).await;
+    let events = recording.events.lock().expect("lock");
+    events
+        .iter()
+        .find_map(|e| match e {
+            Event::RemovalStarted { path, thread } if in_folder(e, folder) => {
+                Some((path.clone(), thread.clone()))
+            }
+            _ => None,
+        })
+        .expect("the removal waited for")
 }
 
 /// Blocks (off the runtime) until `recording` holds `count` copies of `event`.

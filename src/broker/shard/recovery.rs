@@ -98,6 +98,7 @@ pub(super) fn recover(
         shut_down: false,
         next_journal: None,
         unwritten_back: 0,
+        retired_journals: Vec::new(),
     };
     let mut report = RecoveryReport::default();
     for generation in generations {
@@ -109,6 +110,8 @@ pub(super) fn recover(
     // The replayed records are durable in their segments only once this checkpoint has
     // synced them: until it is written, every generation replayed must stay.
     writer.checkpoint()?;
+    // Every generation before the checkpoint's goes, the one it just retired among them.
+    writer.retired_journals.clear();
     for generation in journal_generations(&journal_dir, 0)? {
         if generation < writer.journal_generation {
             let path = journal_path(dir, generation);

@@ -168,6 +168,9 @@ pub(super) struct Writer {
     pub(super) next_journal: Option<(u64, Box<dyn LogFile>)>,
     /// Segment bytes written since the writer thread was last asked to start write-backs.
     pub(super) unwritten_back: u64,
+    /// Journal generations a checkpoint has made obsolete, for the writer thread to remove
+    /// outside the lock (freeing a generation's blocks took 3–13 ms here, with `discard`).
+    pub(super) retired_journals: Vec<PathBuf>,
 }
 
 /// A journal generation for the writer thread to make ahead.
@@ -225,6 +228,7 @@ impl Writer {
                     let result = locked.checked(|w| w.checkpoint());
                     locked.shut_down = true;
                     close(&locked);
+                    remove_retired(locked.take_retired());
                     let _ = reply.send(result);
                     return;
                 }
@@ -237,7 +241,9 @@ impl Writer {
                 }
             }
             let next = locked.next_journal_to_make();
+            let retired = locked.take_retired();
             drop(locked);
+            remove_retired(retired);
             if let Some(growth) = growth
                 && let Err(error) = growth.run()
             {
@@ -316,6 +322,11 @@ impl Writer {
                 "could not prepare the next journal generation"
             ),
         }
+    }
+
+    /// The journal generations to remove, with the file layer to remove them through.
+    fn take_retired(&mut self) -> (Arc<dyn FileSystem>, Vec<PathBuf>) {
+        (self.fs.clone(), std::mem::take(&mut self.retired_journals))
     }
 
     /// Whether the writer thread should now be asked to grow the journal's room ahead (once
@@ -696,8 +707,19 @@ impl Writer {
         self.journal_rounds = 0;
         self.journal_room = JournalRoom::new(self.options.journal_room);
         self.last_checkpoint = Instant::now();
-        fs.remove_file(&old).map_err(StoreError::io(&old))?;
+        self.retired_journals.push(old);
         Ok(())
+    }
+}
+
+/// Removes journal generations a checkpoint has made obsolete. One left behind (a failed
+/// removal, or a crash before it) is removed by the next recovery, which replays only the
+/// generations from the checkpoint's on.
+fn remove_retired((fs, journals): (Arc<dyn FileSystem>, Vec<PathBuf>)) {
+    for path in journals {
+        if let Err(error) = fs.remove_file(&path) {
+            tracing::warn!(%error, path = %path.display(), "could not remove an old journal generation");
+        }
     }
 }
 
