@@ -658,7 +658,8 @@ impl Writer {
     }
 
     /// Syncs every segment written since the last checkpoint, records the durable state,
-    /// and starts a new journal generation, deleting the old one.
+    /// and starts a new journal generation, retiring the old one (the writer thread removes
+    /// it once the lock is let go).
     pub(super) fn checkpoint(&mut self) -> Result<(), StoreError> {
         self.quiesce();
         if let Some(reason) = &self.failure {
