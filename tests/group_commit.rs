@@ -7,12 +7,10 @@
 
 mod support;
 
-use std::sync::Arc;
-
 use brook::broker::shard::StoreOptions;
 use support::broker::TempDir;
 use support::recording_fs::{
-    Event, RecordingFs, append_promptly, open_recorded, open_recorded_with, part, stored_data,
+    Event, append_promptly, open_recorded, open_recorded_with, part, restarted, stored_data,
     wait_for_count, wait_for_removal_in, wait_for_writebacks,
 };
 
@@ -128,9 +126,7 @@ async fn a_round_whose_caller_went_away_is_synced_and_published_and_a_checkpoint
         .filter(|e| **e == Event::SyncStarted)
         .count();
     assert!(syncs >= 2, "the abandoned round was never synced");
-    store.shutdown().await.expect("shutdown");
-    drop(store);
-    let reopened = support::recording_fs::open(dir.path(), Arc::new(RecordingFs(recording)));
+    let reopened = restarted(dir.path(), store, recording).await;
     assert_eq!(stored_data(&reopened), ["a-0", "b-0"], "after a restart");
 }
 
@@ -222,9 +218,7 @@ async fn segment_bytes_are_written_back_on_the_writer_thread_as_they_are_written
         })
         .collect();
     assert_eq!(stored_data(&store), expected);
-    store.shutdown().await.expect("shutdown");
-    drop(store);
-    let reopened = support::recording_fs::open(dir.path(), Arc::new(RecordingFs(recording)));
+    let reopened = restarted(dir.path(), store, recording).await;
     assert_eq!(stored_data(&reopened), expected, "after a restart");
 }
 
@@ -270,8 +264,6 @@ async fn a_checkpoint_removes_the_old_journal_after_letting_the_writer_go() {
         generations <= 2,
         "the current generation and at most the next one made ahead: {generations} files"
     );
-    store.shutdown().await.expect("shutdown");
-    drop(store);
-    let reopened = support::recording_fs::open(dir.path(), Arc::new(RecordingFs(recording)));
+    let reopened = restarted(dir.path(), store, recording).await;
     assert_eq!(stored_data(&reopened), ["a-0", "b-0"], "after a restart");
 }

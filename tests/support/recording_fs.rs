@@ -302,6 +302,13 @@ pub fn open_with(dir: &Path, fs: Arc<dyn FileSystem>, options: StoreOptions) -> 
     store
 }
 
+/// Shuts `store` down and opens the store in `dir` again on the same recording.
+pub async fn restarted(dir: &Path, store: Arc<Store>, recording: Arc<Recording>) -> Store {
+    store.shutdown().await.expect("shutdown");
+    drop(store);
+    open(dir, Arc::new(RecordingFs(recording)))
+}
+
 /// A store on the recording file layer with its shard added, and the recording of the calls
 /// that made it cleared, so only what follows counts.
 pub async fn open_recorded(dir: &Path) -> (Arc<Recording>, Arc<Store>) {

@@ -208,6 +208,7 @@ impl Writer {
                 group_commit.close();
             }
         };
+        let fs = writer.blocking_lock().fs.clone();
         while let Some(command) = queue.blocking_recv() {
             let mut locked = writer.blocking_lock();
             let checkpoint_ahead = match &command {
@@ -228,7 +229,7 @@ impl Writer {
                     let result = locked.checked(|w| w.checkpoint());
                     locked.shut_down = true;
                     close(&locked);
-                    remove_retired(locked.take_retired());
+                    remove_retired(fs.as_ref(), std::mem::take(&mut locked.retired_journals));
                     let _ = reply.send(result);
                     return;
                 }
@@ -241,9 +242,9 @@ impl Writer {
                 }
             }
             let next = locked.next_journal_to_make();
-            let retired = locked.take_retired();
+            let retired = std::mem::take(&mut locked.retired_journals);
             drop(locked);
-            remove_retired(retired);
+            remove_retired(fs.as_ref(), retired);
             if let Some(growth) = growth
                 && let Err(error) = growth.run()
             {
@@ -322,11 +323,6 @@ impl Writer {
                 "could not prepare the next journal generation"
             ),
         }
-    }
-
-    /// The journal generations to remove, with the file layer to remove them through.
-    fn take_retired(&mut self) -> (Arc<dyn FileSystem>, Vec<PathBuf>) {
-        (self.fs.clone(), std::mem::take(&mut self.retired_journals))
     }
 
     /// Whether the writer thread should now be asked to grow the journal's room ahead (once
@@ -716,7 +712,7 @@ impl Writer {
 /// Removes journal generations a checkpoint has made obsolete. One left behind (a failed
 /// removal, or a crash before it) is removed by the next recovery, which replays only the
 /// generations from the checkpoint's on.
-fn remove_retired((fs, journals): (Arc<dyn FileSystem>, Vec<PathBuf>)) {
+fn remove_retired(fs: &dyn FileSystem, journals: Vec<PathBuf>) {
     for path in journals {
         if let Err(error) = fs.remove_file(&path) {
             tracing::warn!(%error, path = %path.display(), "could not remove an old journal generation");
