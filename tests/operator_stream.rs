@@ -538,6 +538,33 @@ async fn nothing_is_reapplied_in_a_namespace_that_is_being_deleted() {
 }
 
 #[tokio::test]
+async fn a_create_refused_because_the_namespace_began_deleting_ends_the_reconcile_quietly() {
+    let harness = Harness::without_broker("op-ns-closing");
+    harness.apply_stream("orders", json!({"shards": 1}));
+    harness.reconcile_stream("orders").await.expect("finalizer");
+    harness.reconcile_stream("orders").await.expect("children");
+    // The namespace's deletion begins after the operator looked at it (it still reads as
+    // active): the API server refuses new content, and the StatefulSet is already gone.
+    harness.mock.close_namespace(NAMESPACE);
+    harness.mock.remove_now(STATEFULSETS, "orders");
+    let events_before = harness.mock.events(NAMESPACE).len();
+    let refused = harness.reconcile_stream("orders").await;
+    assert_eq!(
+        refused.expect("a refusal for a terminating namespace is not a failure to retry"),
+        kube::runtime::controller::Action::await_change()
+    );
+    assert!(
+        harness.mock.get(STATEFULSETS, "orders").is_none(),
+        "the API server refused the StatefulSet"
+    );
+    assert_eq!(harness.mock.events(NAMESPACE).len(), events_before);
+    // Then the namespace controller deletes the Stream: its cleanup runs and releases it.
+    harness.mock.delete(STREAMS, "orders");
+    harness.reconcile_stream("orders").await.expect("cleanup");
+    assert!(harness.stream("orders").is_none(), "finalizer released");
+}
+
+#[tokio::test]
 async fn a_reconcile_queued_before_the_stream_went_finds_its_cleanup_done() {
     let harness = Harness::without_broker("op-stale-cleanup");
     harness.apply_stream("orders", json!({"shards": 1}));

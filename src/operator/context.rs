@@ -416,8 +416,12 @@ impl Context {
             tracing::info!(reason, %namespace, "the namespace is being deleted: no Event");
             return;
         }
-        if let Err(error) = self.recorder.publish(&event, object).await {
-            tracing::warn!(%error, reason, "could not publish an event");
+        match self.recorder.publish(&event, object).await {
+            Err(error) if refused_by_terminating_namespace(&error) => {
+                tracing::info!(reason, "the namespace is being deleted: no Event");
+            }
+            Err(error) => tracing::warn!(%error, reason, "could not publish an event"),
+            Ok(()) => {}
         }
     }
 }
@@ -426,6 +430,38 @@ impl Context {
 pub fn is_terminating(namespace: &Namespace) -> bool {
     namespace.metadata.deletion_timestamp.is_some()
         || namespace.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Terminating")
+}
+
+/// Whether the API server refused a write because the namespace is being deleted: its
+/// lifecycle admission refuses new content from the moment deletion begins, which can fall
+/// between the operator's look at the namespace and its create.
+pub fn refused_by_terminating_namespace(error: &kube::Error) -> bool {
+    let kube::Error::Api(status) = error else {
+        return false;
+    };
+    status.code == 403
+        && status.details.as_ref().is_some_and(|details| {
+            details
+                .causes
+                .iter()
+                .any(|cause| cause.reason == "NamespaceTerminating")
+        })
+}
+
+/// A reconcile of an object in `namespace` that the API server refused because the namespace
+/// is being deleted is done, not failed: everything in it is about to be deleted, and a retry
+/// would only be refused again.
+pub fn settled_in_terminating_namespace(
+    result: Result<kube::runtime::controller::Action, ReconcileError>,
+    namespace: &str,
+) -> Result<kube::runtime::controller::Action, ReconcileError> {
+    match result {
+        Err(ReconcileError::Kube(error)) if refused_by_terminating_namespace(&error) => {
+            tracing::info!(%namespace, "the namespace is being deleted: nothing more is created");
+            Ok(kube::runtime::controller::Action::await_change())
+        }
+        other => other,
+    }
 }
 
 /// Runs `apply` or, once the object is being deleted, `cleanup`, behind the finalizer
@@ -459,7 +495,7 @@ where
         return Ok(kube::runtime::controller::Action::await_change());
     }
     let api: kube::Api<K> = kube::Api::namespaced(ctx.client.clone(), &namespace);
-    finalizer(&api, name, object, |event| async move {
+    let result = finalizer(&api, name, object, |event| async move {
         match event {
             FinalizerEvent::Apply(object) => apply(object).await,
             FinalizerEvent::Cleanup(object) => cleanup(object).await,
@@ -473,7 +509,8 @@ where
             Ok(kube::runtime::controller::Action::await_change())
         }
         other => Err(ReconcileError::Finalizer(other.to_string())),
-    })
+    });
+    settled_in_terminating_namespace(result, &namespace)
 }
 
 #[cfg(test)]

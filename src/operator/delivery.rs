@@ -17,7 +17,7 @@ use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 
 use super::apply::{apply, apply_status};
-use super::context::{Context, ReconcileError};
+use super::context::{Context, ReconcileError, settled_in_terminating_namespace};
 use super::resources::delivery::{
     SourceBrokers, delivery_claim, delivery_deployment, delivery_endpoint, delivery_service,
     delivery_service_monitor,
@@ -205,10 +205,18 @@ pub async fn reconcile(
     delivery: Arc<DeliveryStream>,
     ctx: Arc<Context>,
 ) -> Result<Action, ReconcileError> {
-    let ctx = ctx.as_ref();
     let namespace = delivery
         .namespace()
         .ok_or(ReconcileError::Unnamed("namespace"))?;
+    let result = reconcile_in(delivery, ctx.as_ref(), namespace.clone()).await;
+    settled_in_terminating_namespace(result, &namespace)
+}
+
+async fn reconcile_in(
+    delivery: Arc<DeliveryStream>,
+    ctx: &Context,
+    namespace: String,
+) -> Result<Action, ReconcileError> {
     // Deleted: Kubernetes removes the owned children. In a namespace being deleted nothing
     // new may be created.
     if delivery.metadata.deletion_timestamp.is_some()

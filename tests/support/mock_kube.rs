@@ -62,6 +62,9 @@ struct State {
     history: Vec<Change>,
     /// API groups served beyond the built-in ones: (group, version, kind, plural).
     groups: Vec<(String, String, String, String)>,
+    /// Namespaces whose admission refuses new content, as from the moment their deletion
+    /// begins (whatever the stored Namespace says).
+    closed_namespaces: std::collections::BTreeSet<String>,
 }
 
 /// The mocked API server.
@@ -103,6 +106,25 @@ fn merge(target: &mut Value, patch: &Value) {
         }
         (target, patch) => *target = patch.clone(),
     }
+}
+
+/// The namespace of a namespaced collection path (`/api/v1/namespaces/shop/secrets`).
+fn namespace_of(collection: &str) -> Option<&str> {
+    let parts: Vec<&str> = collection.trim_matches('/').split('/').collect();
+    let at = parts.iter().position(|part| *part == "namespaces")?;
+    parts.get(at + 2).and(parts.get(at + 1).copied())
+}
+
+/// The API server's refusal of new content in a namespace being deleted.
+fn namespace_terminating(collection: &str, name: &str, namespace: &str) -> Response<MockBody> {
+    let plural = collection.rsplit('/').next().unwrap_or_default();
+    let body = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "message": format!("{plural} \"{name}\" is forbidden: unable to create new content in namespace {namespace} because it is being terminated"),
+        "reason": "Forbidden", "code": 403,
+        "details": {"name": name, "kind": plural, "causes": [{"reason": "NamespaceTerminating",
+            "message": format!("namespace {namespace} is being terminated"),
+            "field": "metadata.namespace"}]}});
+    respond(403, &body)
 }
 
 /// Splits `/api/v1/namespaces/ns/plural/name/sub` into (collection, name, subresource).
@@ -356,6 +378,28 @@ impl MockKube {
             body: body.clone(),
         });
         let (collection, name, sub) = split(&path);
+        let creates = match (method.as_str(), &name) {
+            ("POST", None) => true,
+            ("PATCH", Some(name)) => {
+                sub.is_none()
+                    && content_type.contains("apply-patch")
+                    && !state
+                        .objects
+                        .get(&collection)
+                        .is_some_and(|o| o.contains_key(name))
+            }
+            _ => false,
+        };
+        if creates
+            && let Some(namespace) = namespace_of(&collection)
+            && state.closed_namespaces.contains(namespace)
+        {
+            let new_name = name
+                .clone()
+                .or_else(|| body["metadata"]["name"].as_str().map(str::to_owned))
+                .unwrap_or_default();
+            return namespace_terminating(&collection, &new_name, namespace);
+        }
         match (method.as_str(), name) {
             ("GET", None) => {
                 let selector = query_param(&query, "labelSelector").unwrap_or_default();
@@ -574,6 +618,13 @@ impl MockKube {
         drop(state);
         self.changed.notify_waiters();
         stored
+    }
+
+    /// From now on the API server refuses new content in `namespace`, as it does once the
+    /// namespace's deletion begins.
+    pub fn close_namespace(&self, namespace: &str) {
+        let mut state = self.state.lock().expect("mock state");
+        state.closed_namespaces.insert(namespace.to_owned());
     }
 
     /// The object `name` in `collection`.
