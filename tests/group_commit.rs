@@ -1,11 +1,9 @@
 //! Group commit as a caller sees it: appends write the journal on their own task while the
-//! syncer thread syncs; appends that queue for a busy writer are written as one round (one
-//! whose caller went away while it queued is left out); appends written while a sync runs
-//! share one later sync; a round whose caller went away is still synced, published in order
-//! and waited for by a checkpoint; a checkpoint syncs the bulk of the segments before it takes
-//! the writer and removes the old journal after letting it go; and segment bytes are written
-//! back as they are written. A file layer records the journal's calls and holds a sync or a
-//! write until the test lets it go, so every step is an event, never a delay.
+//! syncer thread syncs, appends written while a sync runs share one later sync, and a round
+//! whose caller went away is still synced, published in order and waited for by a checkpoint;
+//! a checkpoint syncs the bulk of the segments before it takes the writer and removes the old
+//! journal after letting it go, and segment bytes are written back as they are written. A file layer records the journal's calls
+//! and holds a sync until the test lets it go, so every step is an event, never a delay.
 
 mod support;
 
@@ -13,7 +11,7 @@ use brook::broker::shard::StoreOptions;
 use support::broker::TempDir;
 use support::recording_fs::{
     Event, append_promptly, open_recorded, open_recorded_with, part, restarted, stored_data,
-    wait_for_count, wait_for_journal_bytes, wait_for_removal_in, wait_for_writebacks,
+    wait_for_count, wait_for_removal_in, wait_for_writebacks,
 };
 
 /// Journal bytes of a one-record part whose data is `x-0`: header 48, then per record its key
@@ -36,10 +34,9 @@ async fn appends_write_on_their_own_task_and_those_written_during_a_sync_share_o
     };
     let first = spawn_append("a".into());
     wait_for_count(&recording, Event::SyncStarted, 1).await;
-    // Four appends are written while the first one's sync is held (alone, or several that
-    // queued for the writer together).
+    // Four appends are written while the first one's sync is held.
     let later: Vec<_> = (1..=4).map(|i| spawn_append(format!("{i}"))).collect();
-    wait_for_journal_bytes(&recording, 5 * ONE_RECORD).await;
+    wait_for_count(&recording, Event::Append(ONE_RECORD), 5).await;
     assert!(
         stored_data(&store).is_empty(),
         "readers saw records before their sync"
@@ -63,7 +60,7 @@ async fn appends_write_on_their_own_task_and_those_written_during_a_sync_share_o
     );
     let last_write = events
         .iter()
-        .rposition(|e| matches!(e, Event::Append(_)))
+        .rposition(|e| *e == Event::Append(ONE_RECORD))
         .expect("writes");
     let first_return = events
         .iter()
@@ -95,100 +92,6 @@ async fn appends_write_on_their_own_task_and_those_written_during_a_sync_share_o
     assert_eq!(stored.remove(0), "a-0", "the first append is first");
     stored.sort();
     assert_eq!(stored, ["1-0", "2-0", "3-0", "4-0"]);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn appends_that_queue_for_a_busy_writer_are_written_together_as_one_round() {
-    let dir = TempDir::new("shared-round");
-    let (recording, store) = open_recorded(dir.path()).await;
-    recording.hold_journal_writes(true);
-    let spawn_append = |label: String| {
-        let writer = store.clone();
-        tokio::spawn(async move { writer.append(vec![part(&label, 1)]).await })
-    };
-    let first = spawn_append("a".into());
-    wait_for_count(&recording, Event::Append(ONE_RECORD), 1).await;
-    // The first append holds the writer's lock while its journal write is held: four more
-    // queue for the lock meanwhile.
-    let later: Vec<_> = (1..=4).map(|i| spawn_append(format!("{i}"))).collect();
-    wait_for_waiting(&store, 4).await;
-    recording.hold_journal_writes(false);
-    let mut offsets = vec![first.await.expect("task").expect("append")[0].base_offset];
-    for append in later {
-        offsets.push(append.await.expect("task").expect("append")[0].base_offset);
-    }
-    offsets.sort_unstable();
-    assert_eq!(offsets, [0, 1, 2, 3, 4], "every append has its own offset");
-    let writes: Vec<Event> = recording
-        .events
-        .lock()
-        .expect("lock")
-        .iter()
-        .filter(|e| matches!(e, Event::Append(_)))
-        .cloned()
-        .collect();
-    assert_eq!(
-        writes,
-        [Event::Append(ONE_RECORD), Event::Append(4 * ONE_RECORD)],
-        "the four queued appends were not written as one round"
-    );
-    assert_eq!(store.appends_waiting(), 0);
-    let mut stored = stored_data(&store);
-    assert_eq!(stored.remove(0), "a-0", "the first append is first");
-    stored.sort();
-    assert_eq!(stored, ["1-0", "2-0", "3-0", "4-0"]);
-    let reopened = restarted(dir.path(), store, recording).await;
-    assert_eq!(stored_data(&reopened).len(), 5, "after a restart");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_append_whose_caller_went_away_while_it_queued_is_not_written() {
-    let dir = TempDir::new("abandoned-queued");
-    let (recording, store) = open_recorded(dir.path()).await;
-    recording.hold_journal_writes(true);
-    let spawn_append = |label: &'static str| {
-        let writer = store.clone();
-        tokio::spawn(async move { writer.append(vec![part(label, 1)]).await })
-    };
-    let first = spawn_append("a");
-    wait_for_count(&recording, Event::Append(ONE_RECORD), 1).await;
-    let abandoned = spawn_append("b");
-    wait_for_waiting(&store, 1).await;
-    abandoned.abort();
-    assert!(
-        abandoned.await.is_err_and(|e| e.is_cancelled()),
-        "the abandoned append finished before it was cut short"
-    );
-    let third = spawn_append("c");
-    wait_for_waiting(&store, 2).await;
-    recording.hold_journal_writes(false);
-    first.await.expect("task").expect("append");
-    assert_eq!(
-        third.await.expect("task").expect("append")[0].base_offset,
-        1
-    );
-    assert_eq!(stored_data(&store), ["a-0", "c-0"]);
-    let writes = recording
-        .events
-        .lock()
-        .expect("lock")
-        .iter()
-        .filter(|e| matches!(e, Event::Append(_)))
-        .count();
-    assert_eq!(writes, 2, "the abandoned append was written");
-}
-
-/// Waits until `count` appends queue for the writer's lock (or fails after 60 s).
-async fn wait_for_waiting(store: &brook::broker::shard::Store, count: usize) {
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
-    while store.appends_waiting() < count {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{count} appends never queued for the writer ({} did)",
-            store.appends_waiting()
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

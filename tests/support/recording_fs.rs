@@ -1,6 +1,5 @@
 //! A file layer over the real one that records the journal's calls in order, can hold a sync
-//! or a journal write until released and can fail the next sync; and a one-shard store opened
-//! on it.
+//! until released and can fail the next one; and a one-shard store opened on it.
 
 use std::collections::HashMap;
 use std::io;
@@ -52,7 +51,6 @@ pub struct Recording {
     segment_syncs: Gate,
     writebacks: Gate,
     removals: Gate,
-    journal_writes: Gate,
     released: Condvar,
     pub recorded: Condvar,
     pub fail_next_sync: AtomicBool,
@@ -98,11 +96,6 @@ impl Recording {
     /// Holds (or lets go) every file removal from now on, once it is recorded.
     pub fn hold_removals(&self, hold: bool) {
         self.removals.set(hold);
-    }
-
-    /// Holds (or lets go) every journal write from now on, once it is recorded.
-    pub fn hold_journal_writes(&self, hold: bool) {
-        self.journal_writes.set(hold);
     }
 
     /// The write-backs started so far, as `(from, to, thread)`.
@@ -177,7 +170,6 @@ impl LogFile for RecordingFile {
                 .push(thread_name());
             self.recording.record(Event::Append(buf.len()));
             self.appended.store(true, Ordering::SeqCst);
-            self.recording.journal_writes.pass();
         }
         self.inner.append(buf)
     }
@@ -389,36 +381,6 @@ pub async fn wait_for_removal_in(
             _ => None,
         })
         .expect("the removal waited for")
-}
-
-/// Blocks (off the runtime) until `bytes` have been written to the journal (or fails after
-/// 60 s).
-pub async fn wait_for_journal_bytes(recording: &Arc<Recording>, bytes: usize) {
-    let recording = recording.clone();
-    tokio::task::spawn_blocking(move || {
-        let written = |events: &Vec<Event>| -> usize {
-            events
-                .iter()
-                .map(|e| match e {
-                    Event::Append(len) => *len,
-                    _ => 0,
-                })
-                .sum()
-        };
-        let events = recording.events.lock().expect("lock");
-        let (events, timeout) = recording
-            .recorded
-            .wait_timeout_while(events, Duration::from_secs(60), |events| {
-                written(events) < bytes
-            })
-            .expect("wait");
-        assert!(
-            !timeout.timed_out(),
-            "never saw {bytes} journal bytes written: {events:?}"
-        );
-    })
-    .await
-    .expect("wait");
 }
 
 /// Blocks (off the runtime) until `recording` holds `count` copies of `event`.

@@ -176,9 +176,6 @@ pub struct Store {
     queue: mpsc::Sender<Command>,
     /// The writer, which appends lock on their own task.
     writer: Arc<tokio::sync::Mutex<writer::Writer>>,
-    /// Appends waiting for the writer's lock: whichever append gets it next writes all of
-    /// them as one round, so appends that queue behind a busy writer share a write.
-    waiting: std::sync::Mutex<Vec<writer::QueuedAppend>>,
     logs: RwLock<HashMap<ShardKey, Arc<ShardLog>>>,
     clock: Clock,
     dir: PathBuf,
@@ -241,7 +238,6 @@ impl Store {
         let store = Self {
             queue,
             writer,
-            waiting: std::sync::Mutex::default(),
             logs: RwLock::new(logs),
             clock,
             dir: dir.to_path_buf(),
@@ -295,30 +291,13 @@ impl Store {
             .map_err(|_| StoreError::Stopped("the writer has shut down".into()))?
     }
 
-    fn waiting(&self) -> std::sync::MutexGuard<'_, Vec<writer::QueuedAppend>> {
-        self.waiting
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// How many appends are waiting for the writer's lock (to be written by the next holder).
-    pub fn appends_waiting(&self) -> usize {
-        self.waiting().len()
-    }
-
-    /// Appends parts atomically (all or none) and returns once they are committed. Appends
-    /// queued for the writer's lock are written together by the next holder; one whose
-    /// caller went away while it waited is left out (as it was never written).
+    /// Appends parts atomically (all or none) and returns once they are committed.
     pub async fn append(&self, parts: Vec<AppendPart>) -> Result<Vec<Appended>, StoreError> {
         let enqueued = std::time::Instant::now();
         let (reply, answer) = oneshot::channel();
-        self.waiting().push((parts, enqueued, reply));
         let checkpoint_due = {
             let mut writer = self.writer.lock().await;
-            // This append is among them unless an earlier holder took it along.
-            let mut round = std::mem::take(&mut *self.waiting());
-            round.retain(|(_, _, reply)| !reply.is_closed());
-            writer.commit(round);
+            writer.commit(vec![(parts, enqueued, reply)]);
             if writer.ask_room_growth() && self.queue.try_send(Command::GrowJournal).is_err() {
                 writer.journal_room.unask();
             }
