@@ -75,9 +75,12 @@ pub struct MockKube {
 }
 
 fn status(code: u16, reason: &str, message: &str) -> Response<MockBody> {
-    let body = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-        "message": message, "reason": reason, "code": code});
-    respond(code, &body)
+    respond(code, &status_body(code, reason, message))
+}
+
+fn status_body(code: u16, reason: &str, message: &str) -> Value {
+    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "message": message, "reason": reason, "code": code})
 }
 
 fn respond(code: u16, body: &Value) -> Response<MockBody> {
@@ -112,18 +115,22 @@ fn merge(target: &mut Value, patch: &Value) {
 fn namespace_of(collection: &str) -> Option<&str> {
     let parts: Vec<&str> = collection.trim_matches('/').split('/').collect();
     let at = parts.iter().position(|part| *part == "namespaces")?;
-    parts.get(at + 2).and(parts.get(at + 1).copied())
+    match parts.get(at + 1..) {
+        Some([namespace, _plural, ..]) => Some(namespace),
+        _ => None,
+    }
 }
 
 /// The API server's refusal of new content in a namespace being deleted.
 fn namespace_terminating(collection: &str, name: &str, namespace: &str) -> Response<MockBody> {
     let plural = collection.rsplit('/').next().unwrap_or_default();
-    let body = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-        "message": format!("{plural} \"{name}\" is forbidden: unable to create new content in namespace {namespace} because it is being terminated"),
-        "reason": "Forbidden", "code": 403,
-        "details": {"name": name, "kind": plural, "causes": [{"reason": "NamespaceTerminating",
-            "message": format!("namespace {namespace} is being terminated"),
-            "field": "metadata.namespace"}]}});
+    let message = format!(
+        "{plural} \"{name}\" is forbidden: unable to create new content in namespace {namespace} because it is being terminated"
+    );
+    let mut body = status_body(403, "Forbidden", &message);
+    body["details"] = json!({"name": name, "kind": plural, "causes": [{
+        "reason": "NamespaceTerminating", "field": "metadata.namespace",
+        "message": format!("namespace {namespace} is being terminated")}]});
     respond(403, &body)
 }
 
