@@ -392,12 +392,17 @@ pub fn validate_stream_name(name: &str) -> Result<(), ApiError> {
 
 /// A required member, or the model's "must not be null" ValidationException.
 pub fn required<T>(value: Option<T>, member: &str) -> Result<T, ApiError> {
-    value.ok_or_else(|| {
-        ApiError::new(
-            ErrorKind::Validation,
-            format!("1 validation error detected: Value null at '{member}' failed to satisfy constraint: Member must not be null"),
-        )
-    })
+    value.ok_or_else(|| null_member(member))
+}
+
+/// The validation error for a required member that is missing.
+pub fn null_member(member: &str) -> ApiError {
+    ApiError::new(
+        ErrorKind::Validation,
+        format!(
+            "1 validation error detected: Value null at '{member}' failed to satisfy constraint: Member must not be null"
+        ),
+    )
 }
 
 /// An optional integer member within `min..=max`.

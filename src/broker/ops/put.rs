@@ -2,13 +2,14 @@
 //! is [`ingest`]; a clustered broker decodes a PutRecords once ([`decode_put_records`]) and
 //! stores the records its pod owns with [`store_records`].
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::DecodePaddingMode;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 
-use super::required;
+use super::{null_member, required};
 use crate::broker::protocol::json::{
     self, PutRecordInput, PutRecordOutput, PutRecordsEntry, PutRecordsInput, PutRecordsOutput,
     PutRecordsResultEntry,
@@ -130,7 +131,9 @@ fn decode_records<'e>(
                 format!("{member}.{}.member.{field}", i + 1)
             }
         };
-        let key = required(entry.partition_key.as_deref(), &at("partitionKey"))?;
+        // The member's name is spelled out only for an error: a record costs no formatting.
+        let key =
+            (entry.partition_key.as_deref()).ok_or_else(|| null_member(&at("partitionKey")))?;
         let key_chars = key.chars().count();
         if !(1..=256).contains(&key_chars) {
             return Err(ApiError::constraint(
@@ -139,7 +142,7 @@ fn decode_records<'e>(
                 "Member must have length between 1 and 256",
             ));
         }
-        let data = required(entry.data.as_deref(), &at("data"))?;
+        let data = (entry.data.as_deref()).ok_or_else(|| null_member(&at("data")))?;
         let start = scratch.len();
         LENIENT_BASE64.decode_vec(data, &mut scratch).map_err(|_| {
             ApiError::new(
@@ -471,10 +474,10 @@ pub async fn store_records(
 
 /// A shard's id: the stream's own copy when its map has the shard (a record stored on
 /// another pod may have gone to a child this pod's map does not have yet).
-fn shard_name(stream: &LiveStream, shard_index: u32) -> String {
+fn shard_name(stream: &LiveStream, shard_index: u32) -> Cow<'_, str> {
     match stream.shards.get(shard_index as usize) {
-        Some(shard) if shard.key.shard_index == shard_index => shard.id.clone(),
-        _ => shard_id(shard_index),
+        Some(shard) if shard.key.shard_index == shard_index => Cow::Borrowed(&shard.id),
+        _ => Cow::Owned(shard_id(shard_index)),
     }
 }
 

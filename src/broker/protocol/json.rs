@@ -255,13 +255,14 @@ pub struct PutRecordOutput {
 /// One result of PutRecords: a sequence number or an error.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct PutRecordsResultEntry {
+pub struct PutRecordsResultEntry<'a> {
     /// The record's sequence number, on success.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sequence_number: Option<String>,
-    /// The shard the record went to, on success.
+    /// The shard the record went to, on success (borrowed from the stream: the 500 results
+    /// of a request name a few shards).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub shard_id: Option<String>,
+    pub shard_id: Option<std::borrow::Cow<'a, str>>,
     /// The error type, on failure.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_code: Option<&'static str>,
@@ -273,11 +274,11 @@ pub struct PutRecordsResultEntry {
 /// PutRecords's output.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct PutRecordsOutput {
+pub struct PutRecordsOutput<'a> {
     /// Records that failed.
     pub failed_record_count: u32,
     /// One result per record, in request order.
-    pub records: Vec<PutRecordsResultEntry>,
+    pub records: Vec<PutRecordsResultEntry<'a>>,
     /// Always `NONE`.
     pub encryption_type: &'static str,
 }
