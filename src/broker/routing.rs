@@ -120,36 +120,135 @@ impl SequencePosition {
     }
 }
 
+/// A sequence number's text, held inline: PutRecords and GetRecords answer one per record,
+/// and this costs no allocation.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct SequenceText([u8; SEQUENCE_PREFIX.len() + SEQUENCE_DIGITS]);
+
+impl SequenceText {
+    /// The text of `position`'s sequence number.
+    pub fn of(position: SequencePosition) -> Self {
+        let mut value = (u128::from(position.stream_key) << 96)
+            | (u128::from(position.shard_index) << 64)
+            | u128::from(position.ordinal);
+        // Digits written straight into the buffer, 19 at a time, are several times cheaper
+        // than `format!` with zero padding (a u128 has at most 39 digits, so the leading
+        // ones stay zeros).
+        const CHUNK: u128 = 10_000_000_000_000_000_000;
+        let mut text = [b'0'; SEQUENCE_PREFIX.len() + SEQUENCE_DIGITS];
+        text[..SEQUENCE_PREFIX.len()].copy_from_slice(SEQUENCE_PREFIX.as_bytes());
+        let digits = &mut text[SEQUENCE_PREFIX.len()..];
+        let mut end = SEQUENCE_DIGITS;
+        while value > 0 {
+            let mut chunk = (value % CHUNK) as u64;
+            value /= CHUNK;
+            // A chunk below the highest is 19 digits with its zeros; the highest only its own.
+            let width = if value > 0 {
+                19
+            } else {
+                chunk.checked_ilog10().map_or(0, |log| log as usize + 1)
+            };
+            for digit in digits[end - width..end].iter_mut().rev() {
+                *digit = b'0' + (chunk % 10) as u8;
+                chunk /= 10;
+            }
+            end -= width;
+        }
+        Self(text)
+    }
+
+    /// The text of the sequence number `count` ordinals later in the same shard: decimal
+    /// addition on the digits, so the records of one shard in an answer cost one division
+    /// of a u128 between them, not one each.
+    pub fn advanced(mut self, count: u64) -> Self {
+        let mut carry = count;
+        for digit in self.0[SEQUENCE_PREFIX.len()..].iter_mut().rev() {
+            if carry == 0 {
+                break;
+            }
+            let mut sum = u64::from(*digit - b'0') + carry % 10;
+            carry /= 10;
+            if sum >= 10 {
+                sum -= 10;
+                carry += 1;
+            }
+            *digit = b'0' + sum as u8;
+        }
+        self
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        // Only ASCII digits are ever written into it.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Display for SequenceText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::fmt::Debug for SequenceText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl serde::Serialize for SequenceText {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+/// The sequence numbers of records in an answer, in any order of shards: each shard's
+/// latest text is kept and advanced to the next of its records asked for.
+#[derive(Default)]
+pub struct SequenceTexts {
+    latest: Vec<(u32, u32, u64, SequenceText)>,
+}
+
+impl SequenceTexts {
+    /// The text of the record at `offset` in shard `shard_index` of stream `stream_key`.
+    pub fn record(&mut self, stream_key: u32, shard_index: u32, offset: u64) -> SequenceText {
+        let ordinal = offset + 1;
+        let found = self
+            .latest
+            .iter_mut()
+            .find(|(stream, shard, _, _)| *stream == stream_key && *shard == shard_index);
+        match found {
+            Some((_, _, latest, text)) if *latest <= ordinal => {
+                *text = text.advanced(ordinal - *latest);
+                *latest = ordinal;
+                *text
+            }
+            Some((_, _, latest, text)) => {
+                *text = record_text(stream_key, shard_index, offset);
+                *latest = ordinal;
+                *text
+            }
+            None => {
+                let text = record_text(stream_key, shard_index, offset);
+                self.latest.push((stream_key, shard_index, ordinal, text));
+                text
+            }
+        }
+    }
+}
+
+/// The text of the sequence number of the record at `offset`.
+fn record_text(stream_key: u32, shard_index: u32, offset: u64) -> SequenceText {
+    SequenceText::of(SequencePosition {
+        stream_key,
+        shard_index,
+        ordinal: offset + 1,
+    })
+}
+
 /// Formats a sequence number.
 pub fn format_sequence(position: SequencePosition) -> String {
-    let mut value = (u128::from(position.stream_key) << 96)
-        | (u128::from(position.shard_index) << 64)
-        | u128::from(position.ordinal);
-    // Every PutRecords result carries one: digits written straight into a buffer, 19 at a
-    // time, are several times cheaper than `format!` with zero padding (a u128 has at most
-    // 39 digits, so the leading ones stay zeros).
-    const CHUNK: u128 = 10_000_000_000_000_000_000;
-    let mut digits = [b'0'; SEQUENCE_DIGITS];
-    let mut end = SEQUENCE_DIGITS;
-    while value > 0 {
-        let mut chunk = (value % CHUNK) as u64;
-        value /= CHUNK;
-        // A chunk below the highest is 19 digits with its zeros; the highest only its own.
-        let width = if value > 0 {
-            19
-        } else {
-            chunk.checked_ilog10().map_or(0, |log| log as usize + 1)
-        };
-        for digit in digits[end - width..end].iter_mut().rev() {
-            *digit = b'0' + (chunk % 10) as u8;
-            chunk /= 10;
-        }
-        end -= width;
-    }
-    let mut text = String::with_capacity(SEQUENCE_PREFIX.len() + SEQUENCE_DIGITS);
-    text.push_str(SEQUENCE_PREFIX);
-    text.extend(digits.iter().map(|&d| char::from(d)));
-    text
+    SequenceText::of(position).as_str().to_owned()
 }
 
 /// The sequence number of the record at `offset`.
@@ -206,6 +305,76 @@ pub fn stream_name_from_arn(arn: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The sequence number as `format!` writes it: the reference the fast paths must match.
+    fn reference_sequence(position: SequencePosition) -> String {
+        let value = (u128::from(position.stream_key) << 96)
+            | (u128::from(position.shard_index) << 64)
+            | u128::from(position.ordinal);
+        format!("{SEQUENCE_PREFIX}{value:0SEQUENCE_DIGITS$}")
+    }
+
+    #[test]
+    fn sequence_texts_advanced_by_decimal_addition_match_the_formatted_ones() {
+        let positions = [
+            (0, 0, 0),
+            (1, 2, 9),
+            (7, 3, 99_999),
+            (u32::MAX, u32::MAX, 9_999_999_999_999_999_990),
+            (5, 1, u64::MAX - 600),
+            (3, 4, 18_446_744_073_709_551_000),
+        ];
+        for (stream_key, shard_index, ordinal) in positions {
+            let start = SequencePosition {
+                stream_key,
+                shard_index,
+                ordinal,
+            };
+            let text = SequenceText::of(start);
+            assert_eq!(text.as_str(), reference_sequence(start));
+            for count in [0, 1, 9, 10, 11, 499, 500] {
+                let Some(later) = ordinal.checked_add(count) else {
+                    continue;
+                };
+                let position = SequencePosition {
+                    ordinal: later,
+                    ..start
+                };
+                assert_eq!(
+                    text.advanced(count).as_str(),
+                    reference_sequence(position),
+                    "{start:?} + {count}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn an_answers_sequence_numbers_are_right_in_any_order_of_shards_and_offsets() {
+        let mut texts = SequenceTexts::default();
+        // Interleaved shards, offsets rising within each, then one going back.
+        let asked = [
+            (9, 0, 41),
+            (9, 1, 7),
+            (9, 0, 42),
+            (9, 0, 99),
+            (9, 1, 8),
+            (10, 0, 42),
+            (9, 0, 5),
+            (9, 0, 6),
+        ];
+        for (stream_key, shard_index, offset) in asked {
+            assert_eq!(
+                texts.record(stream_key, shard_index, offset).as_str(),
+                record_sequence(stream_key, shard_index, offset),
+                "stream {stream_key}, shard {shard_index}, offset {offset}"
+            );
+        }
+        assert_eq!(
+            serde_json::to_string(&texts.record(9, 1, 9)).unwrap_or_default(),
+            format!("\"{}\"", record_sequence(9, 1, 9))
+        );
+    }
 
     #[test]
     fn shard_ids_are_zero_padded_to_twelve_digits() {

@@ -16,7 +16,9 @@ use crate::broker::protocol::json::{
 };
 use crate::broker::protocol::validate::string_conforms;
 use crate::broker::protocol::{ApiError, ErrorKind};
-use crate::broker::routing::{parse_hash_key, partition_hash, record_sequence, shard_id};
+use crate::broker::routing::{
+    SequenceTexts, parse_hash_key, partition_hash, record_sequence, shard_id,
+};
 use crate::broker::shard::batch::BodyBuilder;
 use crate::broker::shard::{AppendPart, Appended, StoreError};
 use crate::broker::state::{Broker, LiveStream};
@@ -488,6 +490,7 @@ pub fn put_records_answer(
     results: &[RecordResult],
 ) -> Vec<u8> {
     let mut failed = 0;
+    let mut sequences = SequenceTexts::default();
     let records = results
         .iter()
         .map(|result| match result {
@@ -495,7 +498,7 @@ pub fn put_records_answer(
                 shard_index,
                 offset,
             } => PutRecordsResultEntry {
-                sequence_number: Some(record_sequence(stream.record.key, *shard_index, *offset)),
+                sequence_number: Some(sequences.record(stream.record.key, *shard_index, *offset)),
                 shard_id: Some(shard_name(stream, *shard_index)),
                 error_code: None,
                 error_message: None,

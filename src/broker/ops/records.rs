@@ -14,7 +14,7 @@ use crate::broker::protocol::json::{
     self, GetRecordsInput, GetShardIteratorInput, GetShardIteratorOutput,
 };
 use crate::broker::protocol::{ApiError, ErrorKind, timestamp_ms, write_timestamp};
-use crate::broker::routing::{SequencePosition, parse_sequence, record_sequence};
+use crate::broker::routing::{SequencePosition, SequenceTexts, parse_sequence};
 use crate::broker::shard::ReadLimits;
 use crate::broker::state::{Broker, LiveStream};
 
@@ -247,17 +247,20 @@ pub(super) fn write_records(
         bytes: 0,
         last_arrival_ms: None,
     };
+    let mut sequences = SequenceTexts::default();
     for read in outcome.records() {
         let read = read.map_err(|e| ApiError::new(ErrorKind::InternalFailure, e.to_string()))?;
         let record = read.record;
         if written.count > 0 {
             out.push(',');
         }
-        let _ = write!(
-            out,
-            "{{\"SequenceNumber\":\"{}\",\"ApproximateArrivalTimestamp\":",
-            record_sequence(stream_key, shard_index, read.offset)
+        out.push_str("{\"SequenceNumber\":\"");
+        out.push_str(
+            sequences
+                .record(stream_key, shard_index, read.offset)
+                .as_str(),
         );
+        out.push_str("\",\"ApproximateArrivalTimestamp\":");
         write_timestamp(out, read.arrival_ms);
         out.push_str(",\"Data\":\"");
         STANDARD.encode_string(record.data, out);

@@ -258,7 +258,7 @@ pub struct PutRecordOutput {
 pub struct PutRecordsResultEntry<'a> {
     /// The record's sequence number, on success.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub sequence_number: Option<String>,
+    pub sequence_number: Option<crate::broker::routing::SequenceText>,
     /// The shard the record went to, on success (borrowed from the stream: the 500 results
     /// of a request name a few shards).
     #[serde(skip_serializing_if = "Option::is_none")]
