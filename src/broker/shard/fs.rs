@@ -91,8 +91,10 @@ pub trait ReadFile: Send + Sync {
     }
 }
 
-/// How much of a room [`LogFile::preallocate`] zeroes per write.
-const ZERO_FILL_PIECE: u64 = 1 << 20;
+/// How much of a room [`LogFile::preallocate`] zeroes per write. Each write holds the file's
+/// inode lock while it copies, and the journal's appends wait for that lock: small pieces
+/// keep their wait short (the writer thread zeroes ahead while appends go on).
+const ZERO_FILL_PIECE: u64 = 64 << 10;
 
 /// The operating system's file system.
 #[derive(Debug, Default, Clone, Copy)]
