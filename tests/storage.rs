@@ -278,6 +278,13 @@ async fn the_journal_room_is_written_zeros_and_the_next_generation_is_made_ahead
     assert!(!extents(&next).contains("unwritten"));
 
     store.checkpoint().await.expect("checkpoint");
+    // The checkpoint answers before the writer thread removes the generation it retired.
+    eventually("the retired generation removed", || {
+        journal_files(dir.path())
+            .iter()
+            .all(|(_, path)| *path != current)
+    })
+    .await;
     assert_eq!(journal_file(dir.path()), next, "the checkpoint started it");
     assert_eq!(
         std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&next).expect("next")),
