@@ -253,11 +253,9 @@ pub fn format_sequence(position: SequencePosition) -> String {
 
 /// The sequence number of the record at `offset`.
 pub fn record_sequence(stream_key: u32, shard_index: u32, offset: u64) -> String {
-    format_sequence(SequencePosition {
-        stream_key,
-        shard_index,
-        ordinal: offset + 1,
-    })
+    record_text(stream_key, shard_index, offset)
+        .as_str()
+        .to_owned()
 }
 
 /// A shard's starting sequence number: below every record's.

@@ -134,8 +134,10 @@ fn decode_records<'e>(
             }
         };
         // The member's name is spelled out only for an error: a record costs no formatting.
-        let key =
-            (entry.partition_key.as_deref()).ok_or_else(|| null_member(&at("partitionKey")))?;
+        let key = entry
+            .partition_key
+            .as_deref()
+            .ok_or_else(|| null_member(&at("partitionKey")))?;
         let key_chars = key.chars().count();
         if !(1..=256).contains(&key_chars) {
             return Err(ApiError::constraint(
@@ -144,7 +146,10 @@ fn decode_records<'e>(
                 "Member must have length between 1 and 256",
             ));
         }
-        let data = (entry.data.as_deref()).ok_or_else(|| null_member(&at("data")))?;
+        let data = entry
+            .data
+            .as_deref()
+            .ok_or_else(|| null_member(&at("data")))?;
         let start = scratch.len();
         LENIENT_BASE64.decode_vec(data, &mut scratch).map_err(|_| {
             ApiError::new(
