@@ -96,6 +96,7 @@ pub fn parse_hash_key(text: &str) -> Option<u128> {
 
 const SEQUENCE_PREFIX: &str = "49";
 const SEQUENCE_DIGITS: usize = 54;
+const SEQUENCE_LEN: usize = SEQUENCE_PREFIX.len() + SEQUENCE_DIGITS;
 
 /// Where a sequence number points: a stream, one of its shards and an ordinal in that shard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,7 +124,7 @@ impl SequencePosition {
 /// A sequence number's text, held inline: PutRecords and GetRecords answer one per record,
 /// and this costs no allocation.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub struct SequenceText([u8; SEQUENCE_PREFIX.len() + SEQUENCE_DIGITS]);
+pub struct SequenceText([u8; SEQUENCE_LEN]);
 
 impl SequenceText {
     /// The text of `position`'s sequence number.
@@ -135,7 +136,7 @@ impl SequenceText {
         // than `format!` with zero padding (a u128 has at most 39 digits, so the leading
         // ones stay zeros).
         const CHUNK: u128 = 10_000_000_000_000_000_000;
-        let mut text = [b'0'; SEQUENCE_PREFIX.len() + SEQUENCE_DIGITS];
+        let mut text = [b'0'; SEQUENCE_LEN];
         text[..SEQUENCE_PREFIX.len()].copy_from_slice(SEQUENCE_PREFIX.as_bytes());
         let digits = &mut text[SEQUENCE_PREFIX.len()..];
         let mut end = SEQUENCE_DIGITS;
@@ -184,12 +185,6 @@ impl SequenceText {
     }
 }
 
-impl std::fmt::Display for SequenceText {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 impl std::fmt::Debug for SequenceText {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         std::fmt::Debug::fmt(self.as_str(), f)
@@ -217,23 +212,19 @@ impl SequenceTexts {
             .latest
             .iter_mut()
             .find(|(stream, shard, _, _)| *stream == stream_key && *shard == shard_index);
-        match found {
-            Some((_, _, latest, text)) if *latest <= ordinal => {
-                *text = text.advanced(ordinal - *latest);
-                *latest = ordinal;
-                *text
-            }
-            Some((_, _, latest, text)) => {
-                *text = record_text(stream_key, shard_index, offset);
-                *latest = ordinal;
-                *text
-            }
-            None => {
-                let text = record_text(stream_key, shard_index, offset);
-                self.latest.push((stream_key, shard_index, ordinal, text));
-                text
-            }
-        }
+        let Some((_, _, latest, text)) = found else {
+            let text = record_text(stream_key, shard_index, offset);
+            self.latest.push((stream_key, shard_index, ordinal, text));
+            return text;
+        };
+        // Forward from the shard's latest by addition; back (not in one answer's order, but
+        // allowed) by formatting again.
+        *text = match ordinal.checked_sub(*latest) {
+            Some(count) => text.advanced(count),
+            None => record_text(stream_key, shard_index, offset),
+        };
+        *latest = ordinal;
+        *text
     }
 }
 
