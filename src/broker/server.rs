@@ -39,17 +39,27 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 
 static REQUEST_COUNTER: AtomicU64 = AtomicU64::new(0);
+/// The process id, read once: `std::process::id()` is a system call every time.
+static PROCESS_ID: std::sync::LazyLock<u32> = std::sync::LazyLock::new(std::process::id);
 
+/// A request id in the shape of a UUID: the process id, then the request's number.
 fn request_id() -> String {
+    use std::fmt::Write as _;
     let n = REQUEST_COUNTER.fetch_add(1, Ordering::Relaxed);
-    let pid = std::process::id();
-    format!(
-        "{pid:08x}-{:04x}-{:04x}-{:012x}",
+    let mut id = String::with_capacity(REQUEST_ID_LEN);
+    let _ = write!(
+        id,
+        "{:08x}-{:04x}-{:04x}-{:012x}",
+        *PROCESS_ID,
         (n >> 48) as u16,
         (n >> 32) as u16,
         n & 0xffff_ffff_ffff
-    )
+    );
+    id
 }
+
+/// The length of a request id: 8, 4, 4 and 12 hex digits and three dashes.
+const REQUEST_ID_LEN: usize = 31;
 
 pub(crate) fn respond(
     status: u16,
@@ -710,5 +720,30 @@ pub async fn serve<H, F>(
         .is_err()
     {
         tracing::warn!("in-flight requests did not finish before the drain timeout");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_name_the_process_and_differ_per_request() {
+        let first = request_id();
+        let second = request_id();
+        assert_ne!(first, second);
+        for id in [&first, &second] {
+            assert_eq!(id.len(), REQUEST_ID_LEN, "{id}");
+            let groups: Vec<usize> = id.split('-').map(str::len).collect();
+            assert_eq!(groups, [8, 4, 4, 12], "{id}");
+            assert!(
+                id.chars().all(|c| c == '-' || c.is_ascii_hexdigit()),
+                "{id}"
+            );
+            assert!(
+                id.starts_with(&format!("{:08x}-", std::process::id())),
+                "{id}"
+            );
+        }
     }
 }
