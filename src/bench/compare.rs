@@ -65,6 +65,8 @@ pub struct Figures {
     pub failure: Option<String>,
     /// What went wrong in a workload the target did not finish; the others still count.
     pub notes: Vec<String>,
+    /// CPU time the hypervisor gave to others while the target was measured, in percent.
+    pub steal_percent: Option<f64>,
 }
 
 struct Running {
@@ -250,12 +252,18 @@ fn median(mut values: Vec<f64>) -> Option<f64> {
 
 /// Runs every workload `runs` times against one target.
 pub async fn measure(target: &Target, work: &Path, runs: usize, seconds: f64) -> Figures {
-    match measure_inner(target, work, runs, seconds).await {
+    let (measured, steal_percent) =
+        super::steal::during(measure_inner(target, work, runs, seconds)).await;
+    let figures = match measured {
         Ok(figures) => figures,
         Err(error) => Figures {
             failure: Some(error.to_string()),
             ..Figures::default()
         },
+    };
+    Figures {
+        steal_percent,
+        ..figures
     }
 }
 
@@ -628,8 +636,24 @@ pub fn render(results: &[(Target, Figures)], cores: usize, date: &str, command: 
         out.push_str("\nWorkloads a target did not finish (its other figures stand):\n\n");
         out.push_str(&notes.concat());
     }
+    out.push_str(&render_steal(results));
     out.push_str("\nThe `noop-ceiling` row is a server that parses every request and decodes every record as a Kinesis server must, answers well-formed responses and stores nothing: it is also what the load generator alone can push.\n\n![PutRecords throughput](benchmarks.png)\n");
     out
+}
+
+/// CPU steal while each target ran: figures taken under different steal do not compare.
+fn render_steal(results: &[(Target, Figures)]) -> String {
+    let shares: Vec<String> = results
+        .iter()
+        .filter_map(|(t, f)| Some(format!("{} {:.0} %", t.name, f.steal_percent?)))
+        .collect();
+    if shares.is_empty() {
+        return String::new();
+    }
+    format!(
+        "\nCPU time the hypervisor gave to others while each target was measured (steal; runs under more steal come out lower): {}.\n",
+        shares.join(", ")
+    )
 }
 
 /// The single-record table: PutRecord 1 KiB, closed loop, per producer count.
@@ -683,7 +707,9 @@ pub fn chart_data(results: &[(Target, Figures)]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{Figures, PRODUCER_COUNTS, PutRecordFigures, SyncFloor, Target, render_single};
+    use super::{
+        Figures, PRODUCER_COUNTS, PutRecordFigures, SyncFloor, Target, render_single, render_steal,
+    };
 
     fn target(name: &str) -> Target {
         Target {
@@ -738,5 +764,23 @@ mod tests {
             "{table}"
         );
         assert!(lines[3].ends_with("| n/a | n/a | n/a | n/a |"), "{table}");
+    }
+
+    #[test]
+    fn the_report_names_the_steal_under_each_target_it_knows() {
+        let with = |steal_percent| Figures {
+            steal_percent,
+            ..Figures::default()
+        };
+        let line = render_steal(&[
+            (target("brook-fsync"), with(Some(23.4))),
+            (target("ferrokinesis"), with(Some(2.0))),
+            (target("moto"), with(None)),
+        ]);
+        assert!(
+            line.ends_with(": brook-fsync 23 %, ferrokinesis 2 %.\n"),
+            "{line}"
+        );
+        assert_eq!(render_steal(&[(target("moto"), with(None))]), "");
     }
 }

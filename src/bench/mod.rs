@@ -10,6 +10,7 @@ pub mod fanout;
 pub mod noop;
 pub mod queue;
 pub mod single;
+pub mod steal;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -460,16 +461,23 @@ pub fn render(rows: &[Row], cores: usize) -> String {
 
 /// Runs the whole benchmark and returns the table.
 pub async fn run(options: BenchOptions) -> Result<String, BenchError> {
-    let mut rows = Vec::new();
-    if !options.cluster_only {
-        rows.extend(run_durability(&options, "fsync").await?);
-        rows.extend(run_durability(&options, "async").await?);
-    }
-    if !options.put_record_only && !options.queue_only {
-        rows.extend(cluster::run(&options).await?);
-    }
+    let (rows, stolen) = steal::during(async {
+        let mut rows = Vec::new();
+        if !options.cluster_only {
+            rows.extend(run_durability(&options, "fsync").await?);
+            rows.extend(run_durability(&options, "async").await?);
+        }
+        if !options.put_record_only && !options.queue_only {
+            rows.extend(cluster::run(&options).await?);
+        }
+        Ok::<_, BenchError>(rows)
+    })
+    .await;
+    let rows = rows?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut out = render(&rows, cores);
+    out.push('\n');
+    out.push_str(&steal::describe(stolen));
     out.push_str(&format!(
         "\nSigV4 verification (in-process, one core): {:.1} µs for a 1 KiB body, {:.1} µs for a 70 KiB PutRecords body\n",
         fanout::sigv4_cost(1024),

@@ -1,0 +1,122 @@
+//! How much CPU time the hypervisor gave to other machines while a benchmark ran ("steal" in
+//! `/proc/stat`). On a virtual machine whose host is busy, every figure of a run drops with it
+//! (here the same build's durable PutRecord rate halved under 17-37 % steal), so the reports
+//! say how much was stolen next to the figures.
+
+use std::path::Path;
+
+/// The machine's CPU time counters, summed over its CPUs, in clock ticks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CpuTimes {
+    /// Every state: user, nice, system, idle, iowait, irq, softirq and steal.
+    pub total: u64,
+    /// Time the hypervisor ran something else while this machine's CPUs wanted to run.
+    pub steal: u64,
+}
+
+/// Reads the counters from the text of `/proc/stat`: its `cpu` line holds user, nice, system,
+/// idle, iowait, irq, softirq, steal, guest and guest_nice (guest time is counted in user
+/// already). `None` when the line is missing or too short to carry steal.
+pub fn parse(proc_stat: &str) -> Option<CpuTimes> {
+    let line = proc_stat
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some("cpu"))?;
+    let fields: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .ok()?;
+    if fields.len() < 8 {
+        return None;
+    }
+    Some(CpuTimes {
+        total: fields.iter().sum(),
+        steal: fields[7],
+    })
+}
+
+/// The counters now, where the system has `/proc/stat`.
+pub fn read() -> Option<CpuTimes> {
+    parse(&std::fs::read_to_string(Path::new("/proc/stat")).ok()?)
+}
+
+/// The share of CPU time stolen between two readings, in percent; `None` when no time passed
+/// or the counters went back.
+pub fn stolen_percent(before: CpuTimes, after: CpuTimes) -> Option<f64> {
+    let total = after.total.checked_sub(before.total)?;
+    let steal = after.steal.checked_sub(before.steal)?;
+    (total > 0).then(|| 100.0 * steal as f64 / total as f64)
+}
+
+/// Measures the steal while `work` runs.
+pub async fn during<T>(work: impl std::future::Future<Output = T>) -> (T, Option<f64>) {
+    let before = read();
+    let result = work.await;
+    let stolen = before.zip(read()).and_then(|(b, a)| stolen_percent(b, a));
+    (result, stolen)
+}
+
+/// The report's sentence about it.
+pub fn describe(stolen: Option<f64>) -> String {
+    match stolen {
+        Some(percent) => format!(
+            "CPU time the hypervisor gave to others during these runs (steal): {percent:.0} %{}\n",
+            if percent >= 5.0 {
+                "; the figures are lower than on an idle host, and compare only with runs of similar steal"
+            } else {
+                ""
+            }
+        ),
+        None => "CPU steal during these runs: not known (no /proc/stat)\n".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STAT: &str =
+        "cpu  100 5 50 800 20 3 2 20 7 0\ncpu0 50 2 25 400 10 1 1 10 3 0\nintr 1 2 3\n";
+
+    #[test]
+    fn the_cpu_line_gives_the_total_and_the_steal() {
+        assert_eq!(
+            parse(STAT),
+            Some(CpuTimes {
+                total: 100 + 5 + 50 + 800 + 20 + 3 + 2 + 20,
+                steal: 20
+            })
+        );
+    }
+
+    #[test]
+    fn a_short_or_missing_cpu_line_is_not_read() {
+        assert_eq!(parse("cpu  100 5 50 800\n"), None);
+        assert_eq!(parse("cpu0 1 2 3 4 5 6 7 8\n"), None);
+        assert_eq!(parse("cpu  1 2 x 4 5 6 7 8\n"), None);
+    }
+
+    #[test]
+    fn the_share_is_of_the_time_between_readings() {
+        let before = CpuTimes {
+            total: 1_000,
+            steal: 10,
+        };
+        let after = CpuTimes {
+            total: 1_400,
+            steal: 110,
+        };
+        assert_eq!(stolen_percent(before, after), Some(25.0));
+        assert_eq!(stolen_percent(before, before), None);
+        assert_eq!(stolen_percent(after, before), None);
+    }
+
+    #[test]
+    fn the_sentence_warns_only_when_enough_was_stolen() {
+        assert!(describe(Some(25.0)).contains("25 %; the figures are lower"));
+        assert!(!describe(Some(1.0)).contains("lower"));
+        assert!(describe(None).contains("not known"));
+    }
+}
