@@ -461,23 +461,25 @@ pub fn render(rows: &[Row], cores: usize) -> String {
 
 /// Runs the whole benchmark and returns the table.
 pub async fn run(options: BenchOptions) -> Result<String, BenchError> {
-    let (rows, stolen) = steal::during(async {
-        let mut rows = Vec::new();
-        if !options.cluster_only {
-            rows.extend(run_durability(&options, "fsync").await?);
-            rows.extend(run_durability(&options, "async").await?);
+    let mut rows = Vec::new();
+    // Steal per group of workloads: the host's load changes within one run.
+    let mut stolen = Vec::new();
+    if !options.cluster_only {
+        for durability in ["fsync", "async"] {
+            let (measured, steal) = steal::during(run_durability(&options, durability)).await;
+            rows.extend(measured?);
+            stolen.push((format!("{durability} workloads"), steal));
         }
-        if !options.put_record_only && !options.queue_only {
-            rows.extend(cluster::run(&options).await?);
-        }
-        Ok::<_, BenchError>(rows)
-    })
-    .await;
-    let rows = rows?;
+    }
+    if !options.put_record_only && !options.queue_only {
+        let (measured, steal) = steal::during(cluster::run(&options)).await;
+        rows.extend(measured?);
+        stolen.push(("cluster workloads".to_owned(), steal));
+    }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut out = render(&rows, cores);
     out.push('\n');
-    out.push_str(&steal::describe(stolen));
+    out.push_str(&steal::describe(&stolen));
     out.push_str(&format!(
         "\nSigV4 verification (in-process, one core): {:.1} µs for a 1 KiB body, {:.1} µs for a 70 KiB PutRecords body\n",
         fanout::sigv4_cost(1024),

@@ -58,19 +58,28 @@ pub async fn during<T>(work: impl std::future::Future<Output = T>) -> (T, Option
     (result, stolen)
 }
 
-/// The report's sentence about it.
-pub fn describe(stolen: Option<f64>) -> String {
-    match stolen {
-        Some(percent) => format!(
-            "CPU time the hypervisor gave to others during these runs (steal): {percent:.0} %{}\n",
-            if percent >= 5.0 {
-                "; the figures are lower than on an idle host, and compare only with runs of similar steal"
-            } else {
-                ""
-            }
-        ),
-        None => "CPU steal during these runs: not known (no /proc/stat)\n".to_owned(),
+/// The report's sentence about the steal of each named group of workloads.
+pub fn describe(groups: &[(String, Option<f64>)]) -> String {
+    let known: Vec<(&str, f64)> = groups
+        .iter()
+        .filter_map(|(name, steal)| Some((name.as_str(), (*steal)?)))
+        .collect();
+    if known.is_empty() {
+        return "CPU steal during these runs: not known (no /proc/stat)\n".to_owned();
     }
+    let shares: Vec<String> = known
+        .iter()
+        .map(|(name, percent)| format!("{name} {percent:.0} %"))
+        .collect();
+    let warning = if known.iter().any(|(_, percent)| *percent >= 5.0) {
+        "; figures taken under steal are lower than on an idle host and compare only with runs of similar steal"
+    } else {
+        ""
+    };
+    format!(
+        "CPU time the hypervisor gave to others during these runs (steal): {}{warning}\n",
+        shares.join(", ")
+    )
 }
 
 #[cfg(test)]
@@ -114,9 +123,23 @@ mod tests {
     }
 
     #[test]
-    fn the_sentence_warns_only_when_enough_was_stolen() {
-        assert!(describe(Some(25.0)).contains("25 %; the figures are lower"));
-        assert!(!describe(Some(1.0)).contains("lower"));
-        assert!(describe(None).contains("not known"));
+    fn the_sentence_names_each_group_and_warns_only_when_enough_was_stolen() {
+        let groups = |a: Option<f64>, b: Option<f64>| {
+            vec![
+                ("fsync workloads".to_owned(), a),
+                ("async workloads".to_owned(), b),
+            ]
+        };
+        let busy = describe(&groups(Some(24.6), Some(1.0)));
+        assert!(
+            busy.contains("(steal): fsync workloads 25 %, async workloads 1 %; figures taken"),
+            "{busy}"
+        );
+        let quiet = describe(&groups(Some(1.0), None));
+        assert_eq!(
+            quiet,
+            "CPU time the hypervisor gave to others during these runs (steal): fsync workloads 1 %\n"
+        );
+        assert!(describe(&groups(None, None)).contains("not known"));
     }
 }
