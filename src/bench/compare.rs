@@ -643,17 +643,16 @@ pub fn render(results: &[(Target, Figures)], cores: usize, date: &str, command: 
 
 /// CPU steal while each target ran: figures taken under different steal do not compare.
 fn render_steal(results: &[(Target, Figures)]) -> String {
-    let shares: Vec<String> = results
-        .iter()
-        .filter_map(|(t, f)| Some(format!("{} {:.0} %", t.name, f.steal_percent?)))
-        .collect();
-    if shares.is_empty() {
-        return String::new();
-    }
-    format!(
-        "\nCPU time the hypervisor gave to others while each target was measured (steal; runs under more steal come out lower): {}.\n",
-        shares.join(", ")
-    )
+    let shares = super::steal::known_shares(
+        results
+            .iter()
+            .map(|(t, f)| (t.name.as_str(), f.steal_percent)),
+    );
+    shares.map_or_else(String::new, |(shares, _)| {
+        format!(
+            "\nCPU time the hypervisor gave to others while each target was measured (steal; runs under more steal come out lower): {shares}.\n"
+        )
+    })
 }
 
 /// The single-record table: PutRecord 1 KiB, closed loop, per producer count.

@@ -465,16 +465,16 @@ pub async fn run(options: BenchOptions) -> Result<String, BenchError> {
     // Steal per group of workloads: the host's load changes within one run.
     let mut stolen = Vec::new();
     if !options.cluster_only {
-        for durability in ["fsync", "async"] {
+        for (durability, group) in [("fsync", "fsync workloads"), ("async", "async workloads")] {
             let (measured, steal) = steal::during(run_durability(&options, durability)).await;
             rows.extend(measured?);
-            stolen.push((format!("{durability} workloads"), steal));
+            stolen.push((group, steal));
         }
     }
     if !options.put_record_only && !options.queue_only {
         let (measured, steal) = steal::during(cluster::run(&options)).await;
         rows.extend(measured?);
-        stolen.push(("cluster workloads".to_owned(), steal));
+        stolen.push(("cluster workloads", steal));
     }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut out = render(&rows, cores);

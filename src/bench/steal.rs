@@ -58,28 +58,34 @@ pub async fn during<T>(work: impl std::future::Future<Output = T>) -> (T, Option
     (result, stolen)
 }
 
-/// The report's sentence about the steal of each named group of workloads.
-pub fn describe(groups: &[(String, Option<f64>)]) -> String {
+/// "name N %" for each group whose steal is known, joined by commas, and the largest share;
+/// `None` when no group's is known. Both reports word their sentence around it.
+pub fn known_shares<'a>(
+    groups: impl IntoIterator<Item = (&'a str, Option<f64>)>,
+) -> Option<(String, f64)> {
     let known: Vec<(&str, f64)> = groups
-        .iter()
-        .filter_map(|(name, steal)| Some((name.as_str(), (*steal)?)))
+        .into_iter()
+        .filter_map(|(name, steal)| Some((name, steal?)))
         .collect();
-    if known.is_empty() {
-        return "CPU steal during these runs: not known (no /proc/stat)\n".to_owned();
-    }
+    let largest = known.iter().map(|(_, percent)| *percent).reduce(f64::max)?;
     let shares: Vec<String> = known
         .iter()
         .map(|(name, percent)| format!("{name} {percent:.0} %"))
         .collect();
-    let warning = if known.iter().any(|(_, percent)| *percent >= 5.0) {
+    Some((shares.join(", "), largest))
+}
+
+/// The report's sentence about the steal of each named group of workloads.
+pub fn describe(groups: &[(&str, Option<f64>)]) -> String {
+    let Some((shares, largest)) = known_shares(groups.iter().copied()) else {
+        return "CPU steal during these runs: not known (no /proc/stat)\n".to_owned();
+    };
+    let warning = if largest >= 5.0 {
         "; figures taken under steal are lower than on an idle host and compare only with runs of similar steal"
     } else {
         ""
     };
-    format!(
-        "CPU time the hypervisor gave to others during these runs (steal): {}{warning}\n",
-        shares.join(", ")
-    )
+    format!("CPU time the hypervisor gave to others during these runs (steal): {shares}{warning}\n")
 }
 
 #[cfg(test)]
@@ -124,12 +130,8 @@ mod tests {
 
     #[test]
     fn the_sentence_names_each_group_and_warns_only_when_enough_was_stolen() {
-        let groups = |a: Option<f64>, b: Option<f64>| {
-            vec![
-                ("fsync workloads".to_owned(), a),
-                ("async workloads".to_owned(), b),
-            ]
-        };
+        let groups =
+            |a: Option<f64>, b: Option<f64>| [("fsync workloads", a), ("async workloads", b)];
         let busy = describe(&groups(Some(24.6), Some(1.0)));
         assert!(
             busy.contains("(steal): fsync workloads 25 %, async workloads 1 %; figures taken"),

@@ -41,6 +41,8 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 static REQUEST_COUNTER: AtomicU64 = AtomicU64::new(0);
 /// The process id, read once: `std::process::id()` is a system call every time.
 static PROCESS_ID: std::sync::LazyLock<u32> = std::sync::LazyLock::new(std::process::id);
+/// The length of a request id: 8, 4, 4 and 12 hex digits and three dashes.
+const REQUEST_ID_LEN: usize = 31;
 
 /// A request id in the shape of a UUID: the process id, then the request's number.
 fn request_id() -> String {
@@ -57,9 +59,6 @@ fn request_id() -> String {
     );
     id
 }
-
-/// The length of a request id: 8, 4, 4 and 12 hex digits and three dashes.
-const REQUEST_ID_LEN: usize = 31;
 
 pub(crate) fn respond(
     status: u16,
