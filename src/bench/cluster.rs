@@ -124,6 +124,27 @@ async fn spread_throughput(
     Ok(total)
 }
 
+/// The CPU time the broker processes have used so far, summed, in seconds.
+fn brokers_cpu(brokers: &[&ServerProcess]) -> Option<f64> {
+    brokers
+        .iter()
+        .map(|b| super::steal::process_cpu(b.child.id()))
+        .sum()
+}
+
+/// Prints the brokers' CPU time per record of an aggregate run: how much more work three pods
+/// do per record than one process, which the rates alone mix up with the host's load.
+fn report_cpu(label: &str, before: Option<f64>, after: Option<f64>, records: f64) {
+    if let Some((before, after)) = before.zip(after)
+        && records > 0.0
+    {
+        eprintln!(
+            "PutRecords 100 B x500, {label}: broker CPU {:.2} µs per record",
+            (after - before) / records * 1e6
+        );
+    }
+}
+
 /// Runs the cluster workloads (fsync) and returns their rows.
 pub async fn run(options: &BenchOptions) -> Result<Vec<Row>, BenchError> {
     let producers = options.producers;
@@ -144,7 +165,14 @@ pub async fn run(options: &BenchOptions) -> Result<Vec<Row>, BenchError> {
         &[],
     )?;
     create_stream(single.address, STREAM, SHARDS).await?;
+    let cpu_before = brokers_cpu(&[&single]);
     let one = spread_throughput(&[single.address], producers, seconds).await?;
+    report_cpu(
+        "1 process",
+        cpu_before,
+        brokers_cpu(&[&single]),
+        one.0 * seconds,
+    );
     rows.push(row(
         format!("PutRecords 100 B x500, {producers} producers, {SHARDS} shards, 1 process"),
         one,
@@ -173,7 +201,15 @@ pub async fn run(options: &BenchOptions) -> Result<Vec<Row>, BenchError> {
     create_stream(pods[0].address, STREAM, SHARDS).await?;
     wait_for_replicas(&pods).await?;
     let addresses: Vec<SocketAddr> = pods.iter().map(|p| p.address).collect();
+    let pod_refs: Vec<&ServerProcess> = pods.iter().collect();
+    let cpu_before = brokers_cpu(&pod_refs);
     let spread = spread_throughput(&addresses, producers, seconds).await?;
+    report_cpu(
+        &format!("{PODS} pods"),
+        cpu_before,
+        brokers_cpu(&pod_refs),
+        spread.0 * seconds,
+    );
     rows.push(row(
         format!(
             "PutRecords 100 B x500, {producers} producers over {PODS} pods, {SHARDS} shards spread"

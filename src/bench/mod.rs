@@ -359,6 +359,7 @@ pub async fn run_durability(
     }
     for producers in single::PRODUCER_COUNTS {
         let before = single::scrape(broker.metrics).await?;
+        let cpu_before = steal::process_cpu(broker.child.id());
         let figures = single::put_record_closed_loop(
             address,
             "single",
@@ -367,10 +368,13 @@ pub async fn run_durability(
             seconds,
         )
         .await?;
+        let cpu_used = cpu_before
+            .zip(steal::process_cpu(broker.child.id()))
+            .map(|(before, after)| after - before);
         let after = single::scrape(broker.metrics).await?;
         eprintln!(
             "PutRecord 1 KiB, {producers} producers, {durability}: {}",
-            single::render_breakdown(&before, &after).trim_end()
+            single::render_breakdown(&before, &after, cpu_used).trim_end()
         );
         rows.push(Row {
             workload: format!("PutRecord 1 KiB, {producers} producers, closed loop"),

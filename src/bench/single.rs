@@ -132,8 +132,13 @@ pub fn parse_stage_counters(text: &str) -> StageCounters {
 }
 
 /// Where an acknowledged write's time went between two readings: microseconds per append
-/// and stage, with appends per round and per sync.
-pub fn render_breakdown(before: &StageCounters, after: &StageCounters) -> String {
+/// and stage, with appends per round and per sync, and the broker's CPU time per append when
+/// `broker_cpu_seconds` (used between the readings) is known.
+pub fn render_breakdown(
+    before: &StageCounters,
+    after: &StageCounters,
+    broker_cpu_seconds: Option<f64>,
+) -> String {
     let appends = after.appends - before.appends;
     if appends <= 0.0 {
         return "no appends were measured\n".to_owned();
@@ -160,8 +165,11 @@ pub fn render_breakdown(before: &StageCounters, after: &StageCounters) -> String
     }
     let rounds = (after.rounds - before.rounds).max(1.0);
     let syncs = (after.syncs - before.syncs).max(1.0);
+    let cpu = broker_cpu_seconds.map_or(String::new(), |seconds| {
+        format!("; broker CPU {:.0} µs per append", seconds / appends * 1e6)
+    });
     format!(
-        "{} = {total:.0} µs in the store per append; {:.1} appends per round, {:.1} per sync\n",
+        "{} = {total:.0} µs in the store per append; {:.1} appends per round, {:.1} per sync{cpu}\n",
         parts.join(" + "),
         appends / rounds,
         appends / syncs
@@ -202,10 +210,15 @@ mod tests {
             counters.seconds,
             vec![("sync".to_owned(), 0.002), ("write".to_owned(), 0.001)]
         );
-        let line = render_breakdown(&StageCounters::default(), &counters);
+        let line = render_breakdown(&StageCounters::default(), &counters, None);
         assert_eq!(
             line,
             "write 100 µs + sync 200 µs = 300 µs in the store per append; 2.0 appends per round, 2.5 per sync\n"
+        );
+        let line = render_breakdown(&StageCounters::default(), &counters, Some(0.0015));
+        assert!(
+            line.ends_with("2.5 per sync; broker CPU 150 µs per append\n"),
+            "{line}"
         );
     }
 
