@@ -15,6 +15,7 @@ use base64::Engine;
 use bytes::Bytes;
 
 use super::client::Connection;
+use super::steal::CpuUse;
 use super::{BenchError, BenchOptions, Row, ServerProcess, create_stream, put_throughput};
 
 const STREAM: &str = "spread";
@@ -124,23 +125,15 @@ async fn spread_throughput(
     Ok(total)
 }
 
-/// The CPU time the broker processes have used so far, summed, in seconds.
-fn brokers_cpu(brokers: &[&ServerProcess]) -> Option<f64> {
-    brokers
-        .iter()
-        .map(|b| super::steal::process_cpu(b.child.id()))
-        .sum()
-}
-
 /// Prints the brokers' CPU time per record of an aggregate run: how much more work three pods
 /// do per record than one process, which the rates alone mix up with the host's load.
-fn report_cpu(label: &str, before: Option<f64>, after: Option<f64>, records: f64) {
-    if let Some((before, after)) = before.zip(after)
+fn report_cpu(label: &str, cpu: &CpuUse, records: f64) {
+    if let Some(seconds) = cpu.seconds()
         && records > 0.0
     {
         eprintln!(
             "PutRecords 100 B x500, {label}: broker CPU {:.2} µs per record",
-            (after - before) / records * 1e6
+            seconds / records * 1e6
         );
     }
 }
@@ -165,14 +158,9 @@ pub async fn run(options: &BenchOptions) -> Result<Vec<Row>, BenchError> {
         &[],
     )?;
     create_stream(single.address, STREAM, SHARDS).await?;
-    let cpu_before = brokers_cpu(&[&single]);
+    let cpu = CpuUse::start(vec![single.child.id()]);
     let one = spread_throughput(&[single.address], producers, seconds).await?;
-    report_cpu(
-        "1 process",
-        cpu_before,
-        brokers_cpu(&[&single]),
-        one.0 * seconds,
-    );
+    report_cpu("1 process", &cpu, one.0 * seconds);
     rows.push(row(
         format!("PutRecords 100 B x500, {producers} producers, {SHARDS} shards, 1 process"),
         one,
@@ -201,15 +189,9 @@ pub async fn run(options: &BenchOptions) -> Result<Vec<Row>, BenchError> {
     create_stream(pods[0].address, STREAM, SHARDS).await?;
     wait_for_replicas(&pods).await?;
     let addresses: Vec<SocketAddr> = pods.iter().map(|p| p.address).collect();
-    let pod_refs: Vec<&ServerProcess> = pods.iter().collect();
-    let cpu_before = brokers_cpu(&pod_refs);
+    let cpu = CpuUse::start(pods.iter().map(|p| p.child.id()).collect());
     let spread = spread_throughput(&addresses, producers, seconds).await?;
-    report_cpu(
-        &format!("{PODS} pods"),
-        cpu_before,
-        brokers_cpu(&pod_refs),
-        spread.0 * seconds,
-    );
+    report_cpu(&format!("{PODS} pods"), &cpu, spread.0 * seconds);
     rows.push(row(
         format!(
             "PutRecords 100 B x500, {producers} producers over {PODS} pods, {SHARDS} shards spread"

@@ -108,10 +108,10 @@ fn children_of(pid: u32) -> Vec<u32> {
             std::fs::read_to_string(format!("/proc/{candidate}/stat"))
                 .ok()
                 .and_then(|stat| {
-                    stat.rsplit(')')
-                        .next()
-                        .and_then(|rest| rest.split_whitespace().nth(1))
-                        .and_then(|p| p.parse::<u32>().ok())
+                    super::steal::stat_fields(&stat)?
+                        .nth(1)?
+                        .parse::<u32>()
+                        .ok()
                 })
                 == Some(pid)
         })

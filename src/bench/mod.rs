@@ -359,7 +359,7 @@ pub async fn run_durability(
     }
     for producers in single::PRODUCER_COUNTS {
         let before = single::scrape(broker.metrics).await?;
-        let cpu_before = steal::process_cpu(broker.child.id());
+        let cpu = steal::CpuUse::start(vec![broker.child.id()]);
         let figures = single::put_record_closed_loop(
             address,
             "single",
@@ -368,9 +368,7 @@ pub async fn run_durability(
             seconds,
         )
         .await?;
-        let cpu_used = cpu_before
-            .zip(steal::process_cpu(broker.child.id()))
-            .map(|(before, after)| after - before);
+        let cpu_used = cpu.seconds();
         let after = single::scrape(broker.metrics).await?;
         eprintln!(
             "PutRecord 1 KiB, {producers} producers, {durability}: {}",

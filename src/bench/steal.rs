@@ -91,20 +91,46 @@ pub fn describe(groups: &[(&str, Option<f64>)]) -> String {
     format!("CPU time the hypervisor gave to others during these runs (steal): {shares}{warning}\n")
 }
 
+/// The fields of a `/proc/<pid>/stat` text after the command name (which is in parentheses
+/// and may hold spaces): the state first, then the parent's pid, and so on.
+pub fn stat_fields(proc_pid_stat: &str) -> Option<std::str::SplitWhitespace<'_>> {
+    Some(proc_pid_stat[proc_pid_stat.rfind(')')? + 1..].split_whitespace())
+}
+
 /// The CPU time (user and system) a process has used, in seconds, from the text of its
-/// `/proc/<pid>/stat`: fields 14 and 15, counted in ticks of 1/100 s. The fields are counted
-/// after the command name, which is in parentheses and may hold spaces.
+/// `/proc/<pid>/stat`: fields 14 and 15, counted in ticks of 1/100 s.
 pub fn parse_process_cpu(proc_pid_stat: &str) -> Option<f64> {
-    let after_name = &proc_pid_stat[proc_pid_stat.rfind(')')? + 1..];
-    let mut fields = after_name.split_whitespace().skip(11);
+    let mut fields = stat_fields(proc_pid_stat)?.skip(11);
     let user: u64 = fields.next()?.parse().ok()?;
     let system: u64 = fields.next()?.parse().ok()?;
     Some((user + system) as f64 / 100.0)
 }
 
-/// The CPU time process `pid` has used so far, in seconds, where the system has `/proc`.
-pub fn process_cpu(pid: u32) -> Option<f64> {
-    parse_process_cpu(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+/// The CPU time processes `pids` have used so far, summed, in seconds, where the system has
+/// `/proc`.
+fn processes_cpu(pids: &[u32]) -> Option<f64> {
+    pids.iter()
+        .map(|pid| parse_process_cpu(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?))
+        .sum()
+}
+
+/// The CPU time some processes use from when it is started.
+pub struct CpuUse {
+    pids: Vec<u32>,
+    before: Option<f64>,
+}
+
+impl CpuUse {
+    /// Starts counting for processes `pids`.
+    pub fn start(pids: Vec<u32>) -> Self {
+        let before = processes_cpu(&pids);
+        Self { pids, before }
+    }
+
+    /// The CPU time they have used since the start, summed, in seconds.
+    pub fn seconds(&self) -> Option<f64> {
+        Some(processes_cpu(&self.pids)? - self.before?)
+    }
 }
 
 #[cfg(test)]
