@@ -363,19 +363,49 @@ pub fn owner_of(stream: &LiveStream, index: u32) -> Option<u32> {
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct RoutingNames<'a> {
-    #[serde(borrow)]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::broker::protocol::json::borrowed_text"
+    )]
     stream_name: Option<Cow<'a, str>>,
-    #[serde(borrow, rename = "StreamARN")]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::broker::protocol::json::borrowed_text",
+        rename = "StreamARN"
+    )]
     stream_arn: Option<Cow<'a, str>>,
-    #[serde(borrow, rename = "ConsumerARN")]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::broker::protocol::json::borrowed_text",
+        rename = "ConsumerARN"
+    )]
     consumer_arn: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::broker::protocol::json::borrowed_text"
+    )]
     shard_id: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::broker::protocol::json::borrowed_text"
+    )]
     shard_iterator: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::broker::protocol::json::borrowed_text"
+    )]
     partition_key: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "crate::broker::protocol::json::borrowed_text"
+    )]
     explicit_hash_key: Option<Cow<'a, str>>,
 }
 

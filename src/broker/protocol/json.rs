@@ -64,6 +64,19 @@ pub fn decode<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
     })
 }
 
+/// Reads an optional string member, borrowing it from the body when it holds no escapes.
+/// serde borrows into a bare `Cow<str>` field marked `borrow`, but an `Option<Cow<str>>` it
+/// always copies; a field deserialized with this borrows — for PutRecords, no allocation per
+/// record for its data and partition key. For fields `#[serde(borrow, default,
+/// deserialize_with = "...")]` (`default`, as a missing member is `None`).
+pub fn borrowed_text<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Cow<'de, str>>, D::Error> {
+    #[derive(Deserialize)]
+    struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
+    Ok(Option::<Text<'de>>::deserialize(deserializer)?.map(|text| text.0))
+}
+
 /// Encodes a response body.
 pub fn encode<T: Serialize>(response: &T) -> Vec<u8> {
     serde_json::to_vec(response).unwrap_or_else(|_| b"{}".to_vec())
@@ -190,13 +203,13 @@ pub struct ListShardsInput {
 #[serde(rename_all = "PascalCase")]
 pub struct PutRecordsEntry<'a> {
     /// Base64 data blob.
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "borrowed_text")]
     pub data: Option<Cow<'a, str>>,
     /// Partition key.
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "borrowed_text")]
     pub partition_key: Option<Cow<'a, str>>,
     /// Hash key overriding the partition key's.
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "borrowed_text")]
     pub explicit_hash_key: Option<Cow<'a, str>>,
 }
 
@@ -215,7 +228,7 @@ pub struct PutRecordInput<'a> {
     /// Accepted and ignored: Brook's sequence numbers always increase per shard.
     pub sequence_number_for_ordering: Option<String>,
     /// The stream's id (checked against the model, not used).
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "borrowed_text")]
     pub stream_id: Option<Cow<'a, str>>,
     /// Accepted and ignored (read so a value of the wrong type is refused).
     pub dry_run: Option<bool>,
@@ -234,7 +247,7 @@ pub struct PutRecordsInput<'a> {
     #[serde(borrow)]
     pub records: Option<Vec<PutRecordsEntry<'a>>>,
     /// The stream's id (checked against the model, not used).
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "borrowed_text")]
     pub stream_id: Option<Cow<'a, str>>,
     /// Accepted and ignored (read so a value of the wrong type is refused).
     pub dry_run: Option<bool>,
@@ -470,6 +483,52 @@ pub struct UpdateShardCountInput {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn put_records_members_are_borrowed_from_the_body_unless_escaped() {
+        let body = br#"{"StreamName":"s","Records":[
+            {"Data":"AAEC","PartitionKey":"key-1"},
+            {"Data":"AAEC","PartitionKey":"a\"b","ExplicitHashKey":"7"},
+            {"PartitionKey":"k"}]}"#;
+        let input: PutRecordsInput = decode(body).expect("decodes");
+        let records = input.records.expect("records");
+        let borrowed = |text: &Option<Cow<'_, str>>| matches!(text, Some(Cow::Borrowed(_)));
+        assert!(borrowed(&records[0].data) && borrowed(&records[0].partition_key));
+        assert_eq!(records[0].partition_key.as_deref(), Some("key-1"));
+        assert_eq!(records[1].partition_key.as_deref(), Some("a\"b"));
+        assert!(matches!(records[1].partition_key, Some(Cow::Owned(_))));
+        assert_eq!(records[1].explicit_hash_key.as_deref(), Some("7"));
+        assert_eq!(
+            (
+                records[2].data.as_deref(),
+                records[0].explicit_hash_key.as_deref()
+            ),
+            (None, None)
+        );
+        let single: PutRecordInput =
+            decode(br#"{"StreamName":"s","Data":"AAEC","PartitionKey":"p"}"#).expect("decodes");
+        assert_eq!(
+            (
+                single.record.data.as_deref(),
+                single.record.partition_key.as_deref()
+            ),
+            (Some("AAEC"), Some("p"))
+        );
+    }
+
+    #[test]
+    fn a_borrowed_member_of_the_wrong_type_is_a_serialization_error() {
+        let error = decode::<PutRecordsInput>(br#"{"Records":[{"PartitionKey":5}]}"#)
+            .expect_err("a number is no partition key");
+        assert_eq!(error.kind, ErrorKind::Serialization);
+        let error = decode::<PutRecordsInput>(br#"{"Records":[{"Data":null,"PartitionKey":"k"}]}"#)
+            .map(|input| input.records.map(|r| r[0].data.is_none()));
+        assert_eq!(
+            error.ok().flatten(),
+            Some(true),
+            "null reads as absent, as before"
+        );
+    }
 
     #[test]
     fn a_failed_answer_names_its_code_without_namespace_or_says_the_brokers_are_away() {
