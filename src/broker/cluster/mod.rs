@@ -40,6 +40,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
 use super::ops::Caller;
+use super::protocol::json::borrowed_text;
 use super::protocol::{ApiError, ErrorKind, Operation};
 use super::state::{Broker, LiveStream};
 
@@ -363,49 +364,29 @@ pub fn owner_of(stream: &LiveStream, index: u32) -> Option<u32> {
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct RoutingNames<'a> {
-    #[serde(
-        borrow,
-        default,
-        deserialize_with = "crate::broker::protocol::json::borrowed_text"
-    )]
+    #[serde(borrow, default, deserialize_with = "borrowed_text")]
     stream_name: Option<Cow<'a, str>>,
     #[serde(
         borrow,
         default,
-        deserialize_with = "crate::broker::protocol::json::borrowed_text",
+        deserialize_with = "borrowed_text",
         rename = "StreamARN"
     )]
     stream_arn: Option<Cow<'a, str>>,
     #[serde(
         borrow,
         default,
-        deserialize_with = "crate::broker::protocol::json::borrowed_text",
+        deserialize_with = "borrowed_text",
         rename = "ConsumerARN"
     )]
     consumer_arn: Option<Cow<'a, str>>,
-    #[serde(
-        borrow,
-        default,
-        deserialize_with = "crate::broker::protocol::json::borrowed_text"
-    )]
+    #[serde(borrow, default, deserialize_with = "borrowed_text")]
     shard_id: Option<Cow<'a, str>>,
-    #[serde(
-        borrow,
-        default,
-        deserialize_with = "crate::broker::protocol::json::borrowed_text"
-    )]
+    #[serde(borrow, default, deserialize_with = "borrowed_text")]
     shard_iterator: Option<Cow<'a, str>>,
-    #[serde(
-        borrow,
-        default,
-        deserialize_with = "crate::broker::protocol::json::borrowed_text"
-    )]
+    #[serde(borrow, default, deserialize_with = "borrowed_text")]
     partition_key: Option<Cow<'a, str>>,
-    #[serde(
-        borrow,
-        default,
-        deserialize_with = "crate::broker::protocol::json::borrowed_text"
-    )]
+    #[serde(borrow, default, deserialize_with = "borrowed_text")]
     explicit_hash_key: Option<Cow<'a, str>>,
 }
 

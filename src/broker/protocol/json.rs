@@ -521,10 +521,11 @@ mod tests {
         let error = decode::<PutRecordsInput>(br#"{"Records":[{"PartitionKey":5}]}"#)
             .expect_err("a number is no partition key");
         assert_eq!(error.kind, ErrorKind::Serialization);
-        let error = decode::<PutRecordsInput>(br#"{"Records":[{"Data":null,"PartitionKey":"k"}]}"#)
-            .map(|input| input.records.map(|r| r[0].data.is_none()));
+        let null_data =
+            decode::<PutRecordsInput>(br#"{"Records":[{"Data":null,"PartitionKey":"k"}]}"#)
+                .map(|input| input.records.map(|r| r[0].data.is_none()));
         assert_eq!(
-            error.ok().flatten(),
+            null_data.ok().flatten(),
             Some(true),
             "null reads as absent, as before"
         );
