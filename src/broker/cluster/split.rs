@@ -147,7 +147,9 @@ pub type GroupAnswer = Result<Vec<RecordResult>, String>;
 /// Every record's result from its group's answer, at its position in the request; every
 /// record of a failed group failed with the group's reason.
 pub fn merge(count: usize, answered: Vec<(Vec<usize>, GroupAnswer)>) -> Vec<RecordResult> {
-    let mut results = vec![RecordResult::Failed("The record was not answered.".to_owned()); count];
+    // Unanswered positions hold `None` rather than a placeholder error, which would be a
+    // string allocated and freed for every record of every request.
+    let mut results: Vec<Option<RecordResult>> = vec![None; count];
     for (positions, answer) in answered {
         let group = match answer {
             Ok(group) if group.len() == positions.len() => group,
@@ -162,10 +164,18 @@ pub fn merge(count: usize, answered: Vec<(Vec<usize>, GroupAnswer)>) -> Vec<Reco
             Err(why) => vec![RecordResult::Failed(why); positions.len()],
         };
         for (position, result) in positions.into_iter().zip(group) {
-            results[position] = result;
+            if let Some(slot) = results.get_mut(position) {
+                *slot = Some(result);
+            }
         }
     }
     results
+        .into_iter()
+        .map(|result| {
+            result
+                .unwrap_or_else(|| RecordResult::Failed("The record was not answered.".to_owned()))
+        })
+        .collect()
 }
 
 #[cfg(test)]
