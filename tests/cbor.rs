@@ -229,3 +229,253 @@ fn a_put_and_get_round_trip_speaks_cbor_with_aws_blobs_and_timestamps() {
     assert_eq!(status, 400);
     assert_eq!(error.get("__type").text(), "SerializationException");
 }
+
+/// A JSON record of GetRecords as the CBOR answer must carry it.
+fn record_item(json: &serde_json::Value) -> Item {
+    use base64::Engine;
+    let seconds = json["ApproximateArrivalTimestamp"]
+        .as_f64()
+        .expect("a time");
+    let data = base64::engine::general_purpose::STANDARD
+        .decode(json["Data"].as_str().expect("data"))
+        .expect("base64");
+    Item::Map(BTreeMap::from([
+        (
+            "SequenceNumber".to_owned(),
+            Item::Text(json["SequenceNumber"].as_str().expect("seq").to_owned()),
+        ),
+        (
+            "ApproximateArrivalTimestamp".to_owned(),
+            Item::Tagged(1, Box::new(Item::Int((seconds * 1000.0).round() as i128))),
+        ),
+        ("Data".to_owned(), Item::Bytes(data)),
+        (
+            "PartitionKey".to_owned(),
+            Item::Text(json["PartitionKey"].as_str().expect("key").to_owned()),
+        ),
+        ("EncryptionType".to_owned(), Item::Text("NONE".to_owned())),
+    ]))
+}
+
+/// The child shards of a JSON answer as a CBOR answer carries them.
+fn children_item(json: &serde_json::Value) -> Item {
+    let mut encoded = Vec::new();
+    ciborium::ser::into_writer(json, &mut encoded).expect("encodes");
+    read(&mut Decoder::new(&encoded))
+}
+
+fn json_call(endpoint: &str, operation: &str, body: serde_json::Value) -> serde_json::Value {
+    let (status, text) = support::broker::post_json(endpoint, operation, &body.to_string());
+    assert_eq!(status, 200, "{operation}: {text}");
+    if text.is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_str(&text).expect("JSON")
+    }
+}
+
+/// The body of a chunked HTTP answer, its chunks joined.
+fn dechunk(mut body: &[u8]) -> Vec<u8> {
+    let mut joined = Vec::new();
+    loop {
+        let Some(line_end) = body.windows(2).position(|w| w == b"\r\n") else {
+            return joined;
+        };
+        let size = usize::from_str_radix(std::str::from_utf8(&body[..line_end]).expect("size"), 16)
+            .expect("a chunk size");
+        if size == 0 {
+            return joined;
+        }
+        let start = line_end + 2;
+        joined.extend_from_slice(&body[start..start + size]);
+        body = &body[start + size + 2..];
+    }
+}
+
+/// Event stream messages: each one's `:event-type` and `:content-type` headers and payload.
+fn events(mut stream: &[u8]) -> Vec<(String, String, Vec<u8>)> {
+    let mut events = Vec::new();
+    while stream.len() >= 16 {
+        let total = u32::from_be_bytes(stream[0..4].try_into().expect("4")) as usize;
+        let headers_len = u32::from_be_bytes(stream[4..8].try_into().expect("4")) as usize;
+        let mut headers = &stream[12..12 + headers_len];
+        let (mut kind, mut content_type) = (String::new(), String::new());
+        while !headers.is_empty() {
+            let name_len = headers[0] as usize;
+            let name = String::from_utf8_lossy(&headers[1..1 + name_len]).into_owned();
+            assert_eq!(headers[1 + name_len], 7, "string headers only");
+            let at = 2 + name_len;
+            let value_len = u16::from_be_bytes([headers[at], headers[at + 1]]) as usize;
+            let value = String::from_utf8_lossy(&headers[at + 2..at + 2 + value_len]).into_owned();
+            match name.as_str() {
+                ":event-type" => kind = value,
+                ":content-type" => content_type = value,
+                _ => {}
+            }
+            headers = &headers[at + 2 + value_len..];
+        }
+        let payload = stream[12 + headers_len..total - 4].to_vec();
+        events.push((kind, content_type, payload));
+        stream = &stream[total..];
+    }
+    events
+}
+
+#[test]
+fn records_read_in_cbor_are_the_json_records_and_subscriptions_speak_cbor() {
+    let dir = TempDir::new("cbor-reads");
+    let broker = BrokerBuilder::default().transition_ms(0).start(dir.path());
+    let endpoint = &broker.endpoint;
+    json_call(
+        endpoint,
+        "CreateStream",
+        serde_json::json!({"StreamName": "r", "ShardCount": 1}),
+    );
+    // 300 records: more than a one-byte array head holds, data from empty to 299 bytes of
+    // every byte value, keys that JSON escapes.
+    use base64::Engine;
+    let records: Vec<serde_json::Value> = (0..300usize)
+        .map(|i| {
+            let data: Vec<u8> = (0..i).map(|j| ((i * 7 + j) % 256) as u8).collect();
+            serde_json::json!({
+                "Data": base64::engine::general_purpose::STANDARD.encode(data),
+                "PartitionKey": format!("k\"é\n{i}"),
+            })
+        })
+        .collect();
+    let put = json_call(
+        endpoint,
+        "PutRecords",
+        serde_json::json!({"StreamName": "r", "Records": records}),
+    );
+    assert_eq!(put["FailedRecordCount"], 0);
+    let iterator = json_call(
+        endpoint,
+        "GetShardIterator",
+        serde_json::json!({"StreamName": "r", "ShardId": "shardId-000000000000", "ShardIteratorType": "TRIM_HORIZON"}),
+    )["ShardIterator"]
+        .as_str()
+        .expect("an iterator")
+        .to_owned();
+    let get_cbor = |iterator: &str| {
+        let mut get = Encoder::new(Vec::new());
+        get.map(1).expect("map");
+        get.str("ShardIterator")
+            .expect("k")
+            .str(iterator)
+            .expect("v");
+        let (status, content_type, answer) = call(endpoint, "GetRecords", get.writer());
+        assert_eq!(
+            (status, content_type.as_str()),
+            (200, "application/x-amz-cbor-1.1"),
+            "{answer:?}"
+        );
+        answer
+    };
+
+    let json = json_call(
+        endpoint,
+        "GetRecords",
+        serde_json::json!({"ShardIterator": iterator}),
+    );
+    let expected: Vec<Item> = json["Records"]
+        .as_array()
+        .expect("records")
+        .iter()
+        .map(record_item)
+        .collect();
+    assert_eq!(expected.len(), 300);
+    let cbor = get_cbor(&iterator);
+    assert_eq!(cbor.get("Records"), &Item::Array(expected.clone()));
+    assert_eq!(cbor.get("MillisBehindLatest"), &Item::Int(0));
+    assert!(matches!(cbor.get("NextShardIterator"), Item::Text(t) if !t.is_empty()));
+
+    // Once the shard is split, a read to its end carries its children and no next iterator.
+    json_call(
+        endpoint,
+        "SplitShard",
+        serde_json::json!({"StreamName": "r", "ShardToSplit": "shardId-000000000000", "NewStartingHashKey": "170141183460469231731687303715884105728"}),
+    );
+    let json = json_call(
+        endpoint,
+        "GetRecords",
+        serde_json::json!({"ShardIterator": iterator}),
+    );
+    assert!(json.get("NextShardIterator").is_none(), "{json}");
+    let Item::Map(end) = get_cbor(&iterator) else {
+        panic!("a map")
+    };
+    assert_eq!(
+        end.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["ChildShards", "MillisBehindLatest", "Records"]
+    );
+    assert_eq!(end["ChildShards"], children_item(&json["ChildShards"]));
+    assert_eq!(end["Records"], Item::Array(expected.clone()));
+
+    // A subscription in CBOR: every event's payload is CBOR, and the closed shard's records
+    // arrive whole, then its children.
+    let consumer = json_call(
+        endpoint,
+        "RegisterStreamConsumer",
+        serde_json::json!({"StreamARN": "arn:aws:kinesis:us-east-1:000000000000:stream/r", "ConsumerName": "c"}),
+    )["Consumer"]["ConsumerARN"]
+        .as_str()
+        .expect("an ARN")
+        .to_owned();
+    let mut subscribe = Encoder::new(Vec::new());
+    subscribe.map(3).expect("map");
+    subscribe
+        .str("ConsumerARN")
+        .expect("k")
+        .str(&consumer)
+        .expect("v");
+    subscribe
+        .str("ShardId")
+        .expect("k")
+        .str("shardId-000000000000")
+        .expect("v");
+    subscribe
+        .str("StartingPosition")
+        .expect("k")
+        .map(1)
+        .expect("map");
+    subscribe
+        .str("Type")
+        .expect("k")
+        .str("TRIM_HORIZON")
+        .expect("v");
+    let answer = raw_post(
+        endpoint,
+        Some("Kinesis_20131202.SubscribeToShard"),
+        "application/x-amz-cbor-1.1",
+        subscribe.writer(),
+    );
+    assert_eq!(answer.status, 200, "{}", answer.head);
+    let events = events(&dechunk(&answer.body));
+    assert_eq!(events[0].0, "initial-response");
+    let mut delivered = Vec::new();
+    let mut children = None;
+    for (kind, content_type, payload) in &events {
+        assert_eq!(content_type, "application/x-amz-cbor-1.1", "{kind}");
+        let item = read(&mut Decoder::new(payload));
+        if kind == "initial-response" {
+            assert_eq!(item, Item::Map(BTreeMap::new()));
+            continue;
+        }
+        assert_eq!(kind, "SubscribeToShardEvent");
+        assert!(matches!(
+            item.get("ContinuationSequenceNumber"),
+            Item::Text(_)
+        ));
+        assert!(matches!(item.get("MillisBehindLatest"), Item::Int(_)));
+        let Item::Array(records) = item.get("Records") else {
+            panic!("Records is a list")
+        };
+        delivered.extend(records.iter().cloned());
+        if let Item::Map(map) = &item {
+            children = map.get("ChildShards").cloned().or(children);
+        }
+    }
+    assert_eq!(delivered, expected);
+    assert_eq!(children, Some(end["ChildShards"].clone()));
+}

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use brook::broker::limits::QuotaSettings;
-use brook::broker::ops::dispatch;
+use brook::broker::ops::{Answer, Encoding, dispatch};
 use brook::broker::protocol::{ErrorKind, Operation};
 use brook::broker::shard::fs::{FileSystem, LogFile, ReadFile, RealFs};
 use brook::broker::state::Broker;
@@ -125,9 +125,12 @@ fn unlimited() -> QuotaSettings {
 
 async fn call(broker: &Arc<Broker>, operation: Operation, body: Value) -> Result<Value, ErrorKind> {
     let body = serde_json::to_vec(&body).expect("json");
-    dispatch(broker, operation, &body)
+    dispatch(broker, operation, &body, Encoding::Json)
         .await
-        .map(|answer| serde_json::from_slice(&answer).unwrap_or(Value::Null))
+        .map(|answer| match answer {
+            Answer::Json(json) => serde_json::from_slice(&json).unwrap_or(Value::Null),
+            Answer::Cbor(_) => panic!("a JSON request answered in CBOR"),
+        })
         .map_err(|error| error.kind)
 }
 

@@ -97,8 +97,10 @@ pub type ResponseBody = BoxBody<Bytes, Infallible>;
 
 /// What an operation answers with.
 enum Reply {
-    /// A JSON document.
+    /// A JSON document (transcoded for a CBOR request).
     Json(Vec<u8>),
+    /// A CBOR document, for a CBOR request.
+    Cbor(Vec<u8>),
     /// Event stream messages, sent as they come.
     Events(tokio::sync::mpsc::Receiver<Bytes>),
     /// What the front end answers before any operation runs.
@@ -320,9 +322,17 @@ async fn handle(
             let events = ops::subscribe::subscribe(&broker, &body, is_cbor).await?;
             return Ok(Reply::Events(events));
         }
-        ops::dispatch(&broker, operation, &body)
+        let encoding = if is_cbor {
+            ops::Encoding::Cbor
+        } else {
+            ops::Encoding::Json
+        };
+        ops::dispatch(&broker, operation, &body, encoding)
             .await
-            .map(Reply::Json)
+            .map(|answer| match answer {
+                ops::Answer::Json(json) => Reply::Json(json),
+                ops::Answer::Cbor(cbor) => Reply::Cbor(cbor),
+            })
     }
     .await;
     // A pod that refused another pod's request under its own older map catches up before it
@@ -344,6 +354,7 @@ async fn handle(
             respond(200, cbor::json_to_cbor(&body), cbor::CONTENT_TYPE)
         }
         Ok(Reply::Json(body)) => respond(200, body, JSON_CONTENT_TYPE),
+        Ok(Reply::Cbor(body)) => respond(200, body, cbor::CONTENT_TYPE),
         Ok(Reply::Front(answer)) => front_response(answer),
         Ok(Reply::Relayed(answer)) => answer,
         Ok(Reply::Events(events)) => {

@@ -8,6 +8,8 @@ pub(crate) mod consumers;
 pub mod put;
 pub mod queues;
 mod records;
+mod records_answer;
+pub use records_answer::Encoding;
 pub mod reshard;
 mod streams;
 pub use streams::list_streams_token;
@@ -18,12 +20,23 @@ use std::sync::Arc;
 use super::protocol::{ApiError, ErrorKind, Operation, validate};
 use super::state::Broker;
 
-/// Runs one operation on a request body and returns the response body.
+/// An operation's answer body.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// JSON, which a CBOR request's answer is transcoded from.
+    Json(Vec<u8>),
+    /// Written as CBOR already (GetRecords to a CBOR request).
+    Cbor(Vec<u8>),
+}
+
+/// Runs one operation on a request body (JSON, whatever the client sent) and returns the
+/// answer; the request's `encoding` is the one GetRecords writes its records in.
 pub async fn dispatch(
     broker: &Arc<Broker>,
     operation: Operation,
     body: &[u8],
-) -> Result<Vec<u8>, ApiError> {
+    encoding: Encoding,
+) -> Result<Answer, ApiError> {
     // The model's checks run before every operation but the three on the data path, whose
     // own checks cover their members and which would otherwise parse every body twice; when
     // one of those refuses a request, the model's checks word the answer.
@@ -34,7 +47,12 @@ pub async fn dispatch(
     if !data_path {
         validate::check(operation.name(), body)?;
     }
-    let result = run(broker, operation, body).await;
+    let result = match (operation, encoding) {
+        (Operation::GetRecords, Encoding::Cbor) => records::get_records(broker, body, encoding)
+            .await
+            .map(Answer::Cbor),
+        _ => run(broker, operation, body).await.map(Answer::Json),
+    };
     match result {
         // Kinesis checks a request before it looks for its stream: a refused data-path call
         // that breaks the model answers the violation, whatever refused it here.
@@ -67,7 +85,7 @@ async fn run(broker: &Arc<Broker>, operation: Operation, body: &[u8]) -> Result<
         Operation::PutRecord => put::put_record(broker, body).await,
         Operation::PutRecords => put::put_records(broker, body).await,
         Operation::GetShardIterator => records::get_shard_iterator(broker, body).await,
-        Operation::GetRecords => records::get_records(broker, body).await,
+        Operation::GetRecords => records::get_records(broker, body, Encoding::Json).await,
         Operation::SplitShard => reshard::split_shard(broker, body).await,
         Operation::MergeShards => reshard::merge_shards(broker, body).await,
         Operation::UpdateShardCount => reshard::update_shard_count(broker, body).await,

@@ -1,20 +1,17 @@
 //! Reading records: GetShardIterator and GetRecords, the one place records are read back
 //! ([`get_records`]); writing them is [`super::put`].
 
-use std::fmt::Write;
 use std::sync::Arc;
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
-
 use super::put::{check_members, throttled_message};
+use super::records_answer::{Encoding, RecordsAnswer};
 use super::{bounded, required};
 use crate::broker::iterator::{ITERATOR_TTL_MS, IteratorError, IteratorPosition};
 use crate::broker::protocol::json::{
     self, GetRecordsInput, GetShardIteratorInput, GetShardIteratorOutput,
 };
-use crate::broker::protocol::{ApiError, ErrorKind, timestamp_ms, write_timestamp};
-use crate::broker::routing::{SequencePosition, SequenceTexts, parse_sequence};
+use crate::broker::protocol::{ApiError, ErrorKind, timestamp_ms};
+use crate::broker::routing::{SequencePosition, parse_sequence};
 use crate::broker::shard::ReadLimits;
 use crate::broker::state::{Broker, LiveStream};
 
@@ -112,7 +109,12 @@ pub(super) async fn get_shard_iterator(
     }))
 }
 
-pub(super) async fn get_records(broker: &Arc<Broker>, body: &[u8]) -> Result<Vec<u8>, ApiError> {
+/// GetRecords, answered in `encoding`.
+pub(super) async fn get_records(
+    broker: &Arc<Broker>,
+    body: &[u8],
+    encoding: Encoding,
+) -> Result<Vec<u8>, ApiError> {
     let input: GetRecordsInput = json::decode(body)?;
     check_members([
         ("ShardIterator", input.shard_iterator.as_deref()),
@@ -166,9 +168,8 @@ pub(super) async fn get_records(broker: &Arc<Broker>, body: &[u8]) -> Result<Vec
         .map_err(|e| ApiError::new(ErrorKind::InternalFailure, e.to_string()))?
         .map_err(read_failed)?;
 
-    let mut out = String::with_capacity(json_capacity(&outcome));
-    out.push('{');
-    let written = write_records(&mut out, stream.record.key, shard.key.shard_index, &outcome)?;
+    let mut answer = RecordsAnswer::new(encoding, 3, &outcome);
+    let written = answer.records(stream.record.key, shard.key.shard_index, &outcome)?;
     let (count, bytes, last_arrival) = (written.count, written.bytes, written.last_arrival_ms);
     let caught_up = outcome.next_offset >= outcome.committed_offset;
     let behind = if caught_up {
@@ -181,9 +182,8 @@ pub(super) async fn get_records(broker: &Arc<Broker>, body: &[u8]) -> Result<Vec
     match shard.closed_at_offset {
         // The end of a closed shard: no next iterator, and the children to read next.
         Some(end) if outcome.next_offset >= end => {
-            let _ = write!(out, ",\"MillisBehindLatest\":{behind},\"ChildShards\":");
-            out.push_str(&child_shards(&stream, shard.key.shard_index).to_string());
-            out.push('}');
+            answer.number("MillisBehindLatest", behind);
+            answer.value("ChildShards", &child_shards(&stream, shard.key.shard_index));
         }
         _ => {
             let next = broker.iterators.encode(&IteratorPosition {
@@ -192,17 +192,15 @@ pub(super) async fn get_records(broker: &Arc<Broker>, body: &[u8]) -> Result<Vec
                 offset: outcome.next_offset,
                 issued_ms: now,
             });
-            let _ = write!(
-                out,
-                ",\"NextShardIterator\":\"{next}\",\"MillisBehindLatest\":{behind}}}"
-            );
+            answer.plain_text("NextShardIterator", &next);
+            answer.number("MillisBehindLatest", behind);
         }
     }
     shard.quota.charge_read(bytes, now);
     shard.metrics.outgoing_records().inc_by(count);
     shard.metrics.outgoing_bytes().inc_by(bytes);
     shard.metrics.iterator_age().set(behind as i64);
-    Ok(out.into_bytes())
+    Ok(answer.finish())
 }
 
 /// The answer to a shard read that failed (logged: it means a damaged or lost file).
@@ -212,69 +210,6 @@ pub(super) fn read_failed(error: crate::broker::shard::log::ReadError) -> ApiErr
         ErrorKind::InternalFailure,
         "The broker could not read the shard.",
     )
-}
-
-/// What [`write_records`] wrote.
-pub(super) struct Written {
-    /// Records written.
-    pub count: u64,
-    /// Data and key bytes written.
-    pub bytes: u64,
-    /// Arrival time of the last batch written from.
-    pub last_arrival_ms: Option<u64>,
-}
-
-/// A capacity that holds the JSON of a read without reallocating.
-pub(super) fn json_capacity(outcome: &crate::broker::shard::ReadOutcome) -> usize {
-    outcome
-        .batches
-        .iter()
-        .map(|b| b.body.len() * 4 / 3 + 160 * b.take as usize)
-        .sum::<usize>()
-        + 512
-}
-
-/// Writes `"Records":[...]` for a read, as GetRecords and SubscribeToShard both return it.
-pub(super) fn write_records(
-    out: &mut String,
-    stream_key: u32,
-    shard_index: u32,
-    outcome: &crate::broker::shard::ReadOutcome,
-) -> Result<Written, ApiError> {
-    out.push_str("\"Records\":[");
-    let mut written = Written {
-        count: 0,
-        bytes: 0,
-        last_arrival_ms: None,
-    };
-    let mut sequences = SequenceTexts::default();
-    for read in outcome.records() {
-        let read = read.map_err(|e| ApiError::new(ErrorKind::InternalFailure, e.to_string()))?;
-        let record = read.record;
-        if written.count > 0 {
-            out.push(',');
-        }
-        out.push_str("{\"SequenceNumber\":\"");
-        out.push_str(
-            sequences
-                .record(stream_key, shard_index, read.offset)
-                .as_str(),
-        );
-        out.push_str("\",\"ApproximateArrivalTimestamp\":");
-        write_timestamp(out, read.arrival_ms);
-        out.push_str(",\"Data\":\"");
-        STANDARD.encode_string(record.data, out);
-        out.push_str("\",\"PartitionKey\":");
-        out.push_str(
-            &serde_json::to_string(record.partition_key).unwrap_or_else(|_| "\"\"".into()),
-        );
-        out.push_str(",\"EncryptionType\":\"NONE\"}");
-        written.count += 1;
-        written.bytes += (record.data.len() + record.partition_key.len()) as u64;
-        written.last_arrival_ms = Some(read.arrival_ms);
-    }
-    out.push(']');
-    Ok(written)
 }
 
 /// The shards a closed shard split or merged into, as GetRecords reports them.

@@ -13,7 +13,8 @@ use serde::Deserialize;
 use tokio::sync::mpsc;
 
 use super::consumers::{consumer_status, resolve_consumer};
-use super::records::{child_shards, json_capacity, write_records};
+use super::records::child_shards;
+use super::records_answer::{Encoding, RecordsAnswer};
 use super::required;
 use crate::broker::limits::TokenBucket;
 use crate::broker::protocol::eventstream;
@@ -186,19 +187,20 @@ async fn push_events(
     sender: mpsc::Sender<Bytes>,
 ) {
     // Events speak the protocol the subscription was requested in.
-    let event = |kind: &str, json: &[u8]| -> Bytes {
+    let encoding = if cbor { Encoding::Cbor } else { Encoding::Json };
+    let event = |kind: &str, payload: &[u8]| -> Bytes {
         if cbor {
-            let payload = crate::broker::protocol::cbor::json_to_cbor(json);
             Bytes::from(eventstream::event_with_type(
                 kind,
-                &payload,
+                payload,
                 crate::broker::protocol::cbor::CONTENT_TYPE,
             ))
         } else {
-            Bytes::from(eventstream::event(kind, json))
+            Bytes::from(eventstream::event(kind, payload))
         }
     };
-    if sender.send(event("initial-response", b"{}")).await.is_err() {
+    let empty: &[u8] = if cbor { &[0xa0] } else { b"{}" };
+    if sender.send(event("initial-response", empty)).await.is_err() {
         return;
     }
     let deadline = Instant::now() + broker.settings.subscription_lifetime;
@@ -259,14 +261,10 @@ async fn push_events(
             .is_some_and(|end| outcome.next_offset >= end);
         let has_records = !outcome.batches.is_empty();
         if has_records || at_end || last_event.elapsed() >= HEARTBEAT {
-            let mut payload = String::with_capacity(json_capacity(&outcome));
-            payload.push('{');
-            let Ok(written) = write_records(
-                &mut payload,
-                shard_key.stream_key,
-                shard_key.shard_index,
-                &outcome,
-            ) else {
+            let mut payload = RecordsAnswer::new(encoding, 3 + u64::from(at_end), &outcome);
+            let Ok(written) =
+                payload.records(shard_key.stream_key, shard_key.shard_index, &outcome)
+            else {
                 return;
             };
             let continuation = format_sequence(SequencePosition {
@@ -281,16 +279,14 @@ async fn push_events(
                     .last_arrival_ms
                     .saturating_sub(written.last_arrival_ms.unwrap_or(outcome.last_arrival_ms))
             };
-            payload.push_str(&format!(
-                ",\"ContinuationSequenceNumber\":\"{continuation}\",\"MillisBehindLatest\":{behind}"
-            ));
+            payload.plain_text("ContinuationSequenceNumber", &continuation);
+            payload.number("MillisBehindLatest", behind);
             if at_end {
-                payload.push_str(",\"ChildShards\":");
-                payload.push_str(&child_shards(&stream, shard_key.shard_index).to_string());
+                payload.value("ChildShards", &child_shards(&stream, shard_key.shard_index));
             }
-            payload.push('}');
+            let payload = payload.finish();
             if sender
-                .send(event("SubscribeToShardEvent", payload.as_bytes()))
+                .send(event("SubscribeToShardEvent", &payload))
                 .await
                 .is_err()
             {

@@ -8,6 +8,7 @@
 
 mod to_cbor;
 mod to_json;
+pub mod write;
 
 pub use to_json::{CborError, MAX_DEPTH};
 

@@ -7,11 +7,10 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
-use super::major::{ARRAY, BYTES, MAP, NEGATIVE, TEXT, UNSIGNED};
+use super::major::{BYTES, UNSIGNED};
+use super::write::{Container, epoch_ms, head, integer, text};
 use super::{BLOB_MEMBERS, TIMESTAMP_MEMBERS};
 
-/// Tag 1 (an epoch time), as its head byte.
-const EPOCH_TAG_HEAD: u8 = 0xc1;
 const FALSE: u8 = 0xf4;
 const TRUE: u8 = 0xf5;
 const NULL: u8 = 0xf6;
@@ -51,38 +50,6 @@ impl Member {
     }
 }
 
-/// Appends a head: `major` type with argument `n`, in the fewest bytes.
-fn head(out: &mut Vec<u8>, major: u8, n: u64) {
-    let major = major << 5;
-    if n < 24 {
-        out.push(major | n as u8);
-    } else if let Ok(n) = u8::try_from(n) {
-        out.extend_from_slice(&[major | 24, n]);
-    } else if let Ok(n) = u16::try_from(n) {
-        out.push(major | 25);
-        out.extend_from_slice(&n.to_be_bytes());
-    } else if let Ok(n) = u32::try_from(n) {
-        out.push(major | 26);
-        out.extend_from_slice(&n.to_be_bytes());
-    } else {
-        out.push(major | 27);
-        out.extend_from_slice(&n.to_be_bytes());
-    }
-}
-
-fn integer(out: &mut Vec<u8>, value: i64) {
-    match u64::try_from(value) {
-        Ok(n) => head(out, UNSIGNED, n),
-        // -1 - value is at least 0 for a negative value and cannot overflow.
-        Err(_) => head(out, NEGATIVE, (-1 - i128::from(value)) as u64),
-    }
-}
-
-fn text(out: &mut Vec<u8>, value: &str) {
-    head(out, TEXT, value.len() as u64);
-    out.extend_from_slice(value.as_bytes());
-}
-
 /// Appends the bytes base64 `encoded` holds as a byte string, decoded in place; false, with
 /// nothing appended, when it is not base64 (a blob member never is not, from the operations,
 /// and then stays text).
@@ -102,17 +69,6 @@ fn blob(out: &mut Vec<u8>, encoded: &str) -> bool {
             out.truncate(before);
             false
         }
-    }
-}
-
-/// Replaces the one-byte placeholder at `at` with the head of a container of `count` items,
-/// moving its items along when the head needs more bytes.
-fn close_container(out: &mut Vec<u8>, at: usize, major: u8, count: u64) {
-    let mut container_head = Vec::with_capacity(9);
-    head(&mut container_head, major, count);
-    out[at] = container_head[0];
-    if container_head.len() > 1 {
-        out.splice(at + 1..at + 1, container_head[1..].iter().copied());
     }
 }
 
@@ -160,8 +116,7 @@ impl<'de> Visitor<'de> for Item<'_> {
 
     fn visit_f64<E>(self, value: f64) -> Result<(), E> {
         if self.member == Member::Timestamp {
-            self.out.push(EPOCH_TAG_HEAD);
-            integer(self.out, (value * 1000.0).round() as i64);
+            epoch_ms(self.out, (value * 1000.0).round() as i64);
         } else {
             self.out.push(FLOAT64);
             self.out.extend_from_slice(&value.to_bits().to_be_bytes());
@@ -183,8 +138,7 @@ impl<'de> Visitor<'de> for Item<'_> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut items: A) -> Result<(), A::Error> {
-        let at = self.out.len();
-        self.out.push(0);
+        let array = Container::array(self.out);
         let mut count = 0u64;
         while items
             .next_element_seed(Item {
@@ -195,13 +149,12 @@ impl<'de> Visitor<'de> for Item<'_> {
         {
             count += 1;
         }
-        close_container(self.out, at, ARRAY, count);
+        array.close(self.out, count);
         Ok(())
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut members: A) -> Result<(), A::Error> {
-        let at = self.out.len();
-        self.out.push(0);
+        let map = Container::map(self.out);
         let mut count = 0u64;
         while let Some(member) = members.next_key_seed(Key {
             out: &mut *self.out,
@@ -212,7 +165,7 @@ impl<'de> Visitor<'de> for Item<'_> {
             })?;
             count += 1;
         }
-        close_container(self.out, at, MAP, count);
+        map.close(self.out, count);
         Ok(())
     }
 }
