@@ -36,6 +36,13 @@ pub enum ClientError {
     },
 }
 
+/// A request body's protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Body {
+    Json,
+    Cbor,
+}
+
 /// One keep-alive connection to a broker.
 pub struct Connection {
     sender: SendRequest<Full<Bytes>>,
@@ -62,14 +69,34 @@ impl Connection {
 
     /// Calls `operation` with a JSON body and returns the response body.
     pub async fn call(&mut self, operation: &str, body: Bytes) -> Result<Bytes, ClientError> {
+        self.call_in(operation, body, Body::Json).await
+    }
+
+    /// Calls `operation` with a CBOR body (as the AWS SDK for Java does) and returns the
+    /// response body.
+    pub async fn call_cbor(&mut self, operation: &str, body: Bytes) -> Result<Bytes, ClientError> {
+        self.call_in(operation, body, Body::Cbor).await
+    }
+
+    async fn call_in(
+        &mut self,
+        operation: &str,
+        body: Bytes,
+        kind: Body,
+    ) -> Result<Bytes, ClientError> {
         // A server that stops answering is a result to report, not a benchmark that hangs.
-        match tokio::time::timeout(CALL_TIMEOUT, self.call_once(operation, body)).await {
+        match tokio::time::timeout(CALL_TIMEOUT, self.call_once(operation, body, kind)).await {
             Ok(result) => result,
             Err(_) => Err(ClientError::Timeout(CALL_TIMEOUT)),
         }
     }
 
-    async fn call_once(&mut self, operation: &str, body: Bytes) -> Result<Bytes, ClientError> {
+    async fn call_once(
+        &mut self,
+        operation: &str,
+        body: Bytes,
+        kind: Body,
+    ) -> Result<Bytes, ClientError> {
         // Some servers close keep-alive connections (after an idle spell, or after every
         // response); reconnect once, as an SDK would.
         if self.sender.ready().await.is_err() {
@@ -77,7 +104,7 @@ impl Connection {
         }
         let response = match self
             .sender
-            .send_request(self.request(operation, body.clone())?)
+            .send_request(self.request_in(operation, body.clone(), kind)?)
             .await
         {
             Ok(response) => response,
@@ -87,7 +114,7 @@ impl Connection {
                 *self = Self::open(self.address).await?;
                 self.sender.ready().await?;
                 self.sender
-                    .send_request(self.request(operation, body)?)
+                    .send_request(self.request_in(operation, body, kind)?)
                     .await?
             }
             Err(error) => return Err(error.into()),
@@ -103,14 +130,28 @@ impl Connection {
         Ok(body)
     }
 
-    /// A request as the AWS SDK sends it, signed with SigV4 (emulators check for a signature).
+    /// A JSON request as the AWS SDK sends it, signed with SigV4 (emulators check for a
+    /// signature).
     fn request(&self, operation: &str, body: Bytes) -> Result<Request<Full<Bytes>>, ClientError> {
-        Ok(crate::broker::auth::signed_json_request(
+        self.request_in(operation, body, Body::Json)
+    }
+
+    fn request_in(
+        &self,
+        operation: &str,
+        body: Bytes,
+        kind: Body,
+    ) -> Result<Request<Full<Bytes>>, ClientError> {
+        let content_type = match kind {
+            Body::Json => "application/x-amz-json-1.1",
+            Body::Cbor => crate::broker::protocol::cbor::CONTENT_TYPE,
+        };
+        Ok(crate::broker::auth::signed_request_as(
+            content_type,
             &self.host,
             &format!("{}{operation}", crate::broker::protocol::TARGET_PREFIX),
             body,
-            BENCH_KEY,
-            BENCH_SECRET,
+            (BENCH_KEY, BENCH_SECRET),
             "us-east-1",
             crate::broker::shard::wall_clock_ms(),
         )?)

@@ -2,6 +2,7 @@
 //! throughput, GetRecords throughput and PutRecord latency at half of peak, then prints a
 //! table. Timings live here, never in pass/fail tests.
 
+mod cbor_scan;
 pub mod client;
 pub mod cluster;
 pub mod compare;
@@ -178,18 +179,69 @@ async fn put_throughput(
     size: usize,
     seconds: f64,
 ) -> Result<(f64, f64), BenchError> {
+    let load = PutLoad {
+        stream,
+        producers,
+        batch,
+        size,
+        wire: Wire::Json,
+    };
+    put_throughput_in(address, &load, seconds).await
+}
+
+/// The protocol a workload's client speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wire {
+    /// JSON 1.1, as most SDKs.
+    Json,
+    /// CBOR 1.1, as the AWS SDK for Java and the KCL.
+    Cbor,
+}
+
+/// A closed-loop PutRecords workload.
+struct PutLoad<'a> {
+    stream: &'a str,
+    producers: usize,
+    batch: usize,
+    size: usize,
+    wire: Wire,
+}
+
+/// [`put_throughput`] for a workload in either protocol.
+async fn put_throughput_in(
+    address: SocketAddr,
+    load: &PutLoad<'_>,
+    seconds: f64,
+) -> Result<(f64, f64), BenchError> {
+    let PutLoad {
+        stream,
+        producers,
+        batch,
+        size,
+        wire,
+    } = *load;
     let stored = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
     let started = Instant::now();
     let mut tasks = Vec::new();
     for producer in 0..producers {
         let body = put_records_body(stream, batch, size, producer);
+        let body = match wire {
+            Wire::Json => body,
+            Wire::Cbor => Bytes::from(crate::broker::protocol::cbor::json_to_cbor(&body)),
+        };
         let stored = stored.clone();
         tasks.push(tokio::spawn(async move {
             let mut connection = Connection::open(address).await?;
             while Instant::now() < deadline {
-                let response = connection.call("PutRecords", body.clone()).await?;
-                let failed = failed_count(&response);
+                let failed = match wire {
+                    Wire::Json => failed_count(&connection.call("PutRecords", body.clone()).await?),
+                    Wire::Cbor => {
+                        let response = connection.call_cbor("PutRecords", body.clone()).await?;
+                        cbor_scan::unsigned(&response, "FailedRecordCount")
+                            .map_or(batch, |n| n as usize)
+                    }
+                };
                 stored.fetch_add((batch - failed) as u64, Ordering::Relaxed);
             }
             Ok::<_, BenchError>(())
@@ -228,6 +280,17 @@ async fn get_throughput(
     shards: u32,
     size: usize,
 ) -> Result<(f64, f64), BenchError> {
+    get_throughput_in(address, stream, shards, size, Wire::Json).await
+}
+
+/// [`get_throughput`] with GetRecords in either protocol.
+async fn get_throughput_in(
+    address: SocketAddr,
+    stream: &str,
+    shards: u32,
+    size: usize,
+    wire: Wire,
+) -> Result<(f64, f64), BenchError> {
     let started = Instant::now();
     let mut tasks = Vec::new();
     for shard in 0..shards {
@@ -243,14 +306,25 @@ async fn get_throughput(
             let mut records = 0u64;
             loop {
                 let body = format!("{{\"ShardIterator\":\"{iterator}\",\"Limit\":10000}}");
-                let response = connection.call("GetRecords", Bytes::from(body)).await?;
-                let text = std::str::from_utf8(&response).unwrap_or("");
-                let count = text.matches("\"SequenceNumber\"").count() as u64;
+                let (count, next) = match wire {
+                    Wire::Json => {
+                        let response = connection.call("GetRecords", Bytes::from(body)).await?;
+                        let text = std::str::from_utf8(&response).unwrap_or("");
+                        let count = text.matches("\"SequenceNumber\"").count() as u64;
+                        (count, json_string_after(text, "\"NextShardIterator\"").unwrap_or_default().to_owned())
+                    }
+                    Wire::Cbor => {
+                        let body = crate::broker::protocol::cbor::json_to_cbor(body.as_bytes());
+                        let response = connection.call_cbor("GetRecords", Bytes::from(body)).await?;
+                        let count = cbor_scan::count_member(&response, "SequenceNumber") as u64;
+                        (count, cbor_scan::text(&response, "NextShardIterator").unwrap_or_default().to_owned())
+                    }
+                };
                 if count == 0 {
                     return Ok::<_, BenchError>(records);
                 }
                 records += count;
-                iterator = json_string_after(text, "\"NextShardIterator\"").unwrap_or_default().to_owned();
+                iterator = next;
             }
         }));
     }
@@ -415,6 +489,24 @@ pub async fn run_durability(
     rows.push(row(
         "GetRecords 10 KiB records, 4 shards drained".into(),
         read,
+    ));
+    // The AWS SDK for Java and the KCL speak CBOR: the same workloads in it.
+    let cbor_load = PutLoad {
+        stream: "bench4",
+        producers,
+        batch: 500,
+        size: 100,
+        wire: Wire::Cbor,
+    };
+    let small4_cbor = put_throughput_in(address, &cbor_load, seconds).await?;
+    rows.push(row(
+        format!("PutRecords 100 B x500 in CBOR, {producers} producers, 4 shards"),
+        small4_cbor,
+    ));
+    let read_cbor = get_throughput_in(address, "large4", 4, 10 * 1024, Wire::Cbor).await?;
+    rows.push(row(
+        "GetRecords 10 KiB records in CBOR, 4 shards drained".into(),
+        read_cbor,
     ));
     let peak = put_record_peak(address, "latency", producers, seconds.min(3.0)).await?;
     rows.push(row(

@@ -417,12 +417,39 @@ pub fn signed_json_request(
     region: &str,
     now_ms: u64,
 ) -> Result<http::Request<http_body_util::Full<bytes::Bytes>>, http::Error> {
+    signed_request_as(
+        "application/x-amz-json-1.1",
+        host,
+        target,
+        body,
+        (access_key, secret),
+        region,
+        now_ms,
+    )
+}
+
+/// [`signed_json_request`] with a body of `content_type`, such as CBOR
+/// (`application/x-amz-cbor-1.1`), which the AWS SDK for Java sends Kinesis.
+pub fn signed_request_as(
+    content_type: &str,
+    host: &str,
+    target: &str,
+    body: bytes::Bytes,
+    (access_key, secret): (&str, &str),
+    region: &str,
+    now_ms: u64,
+) -> Result<http::Request<http_body_util::Full<bytes::Bytes>>, http::Error> {
     let key = SigningKey {
         access_key,
         secret,
         session_token: None,
     };
-    signed_json_request_for(SERVICE, host, target, body, &key, region, now_ms)
+    let request = TargetRequest {
+        host,
+        target,
+        content_type,
+    };
+    signed_target_request(SERVICE, &request, body, &key, region, now_ms)
 }
 
 /// A key pair to sign with, and its session token when the key is temporary.
@@ -445,9 +472,36 @@ pub fn signed_json_request_for(
     region: &str,
     now_ms: u64,
 ) -> Result<http::Request<http_body_util::Full<bytes::Bytes>>, http::Error> {
-    const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
+    let request = TargetRequest {
+        host,
+        target,
+        content_type: "application/x-amz-json-1.1",
+    };
+    signed_target_request(service, &request, body, key, region, now_ms)
+}
+
+/// Where an `X-Amz-Target` request goes and what its body is.
+struct TargetRequest<'a> {
+    host: &'a str,
+    target: &'a str,
+    content_type: &'a str,
+}
+
+fn signed_target_request(
+    service: &str,
+    request: &TargetRequest<'_>,
+    body: bytes::Bytes,
+    key: &SigningKey<'_>,
+    region: &str,
+    now_ms: u64,
+) -> Result<http::Request<http_body_util::Full<bytes::Bytes>>, http::Error> {
+    let TargetRequest {
+        host,
+        target,
+        content_type,
+    } = *request;
     let mut headers = vec![
-        ("content-type".to_owned(), CONTENT_TYPE.to_owned()),
+        ("content-type".to_owned(), content_type.to_owned()),
         ("host".to_owned(), host.to_owned()),
         ("x-amz-date".to_owned(), format_amz_date(now_ms)),
         ("x-amz-target".to_owned(), target.to_owned()),
