@@ -131,7 +131,12 @@ impl RecordsAnswer {
                 self.out.push(b'[');
                 None
             }
-            Encoding::Cbor => Some(Container::array(&mut self.out)),
+            // A read returns what its batches say it takes, so the head is right at once
+            // (a large answer is not moved along to widen it).
+            Encoding::Cbor => Some(Container::array_of(
+                &mut self.out,
+                outcome.batches.iter().map(|b| u64::from(b.take)).sum(),
+            )),
         };
         let mut written = Written {
             count: 0,

@@ -58,41 +58,95 @@ pub fn map(out: &mut Vec<u8>, members: u64) {
     head(out, MAP, members);
 }
 
-/// An array or map being written whose item count is not known yet: a one-byte placeholder
-/// holds its head's place until [`Container::close`].
-#[must_use = "a container's head is written by close"]
+/// An array or map being written whose item count may differ from the one its head was
+/// written with: [`Container::close`] rewrites the head when it does.
+#[must_use = "a container's head is corrected by close"]
 pub struct Container {
     at: usize,
     major: u8,
+    announced: u64,
+    head_len: usize,
 }
 
 impl Container {
-    /// Opens an array.
+    /// Opens an array whose count is not known yet.
     pub fn array(out: &mut Vec<u8>) -> Self {
-        Self::open(out, ARRAY)
+        Self::open(out, ARRAY, 0)
     }
 
-    /// Opens a map (its count is of members, not of keys and values).
+    /// Opens an array expected to hold `count` items: its head is written for them, so
+    /// nothing moves at [`Container::close`] when it does.
+    pub fn array_of(out: &mut Vec<u8>, count: u64) -> Self {
+        Self::open(out, ARRAY, count)
+    }
+
+    /// Opens a map whose count (of members, not of keys and values) is not known yet.
     pub fn map(out: &mut Vec<u8>) -> Self {
-        Self::open(out, MAP)
+        Self::open(out, MAP, 0)
     }
 
-    fn open(out: &mut Vec<u8>, major: u8) -> Self {
+    fn open(out: &mut Vec<u8>, major: u8, announced: u64) -> Self {
         let at = out.len();
-        out.push(0);
-        Self { at, major }
+        head(out, major, announced);
+        Self {
+            at,
+            major,
+            announced,
+            head_len: out.len() - at,
+        }
     }
 
-    /// Writes the head of a container of `count` items in the placeholder's place, moving
-    /// its items along when the head needs more than one byte.
+    /// Ends the container at `count` items: when that is not the count its head was written
+    /// with, the head is rewritten, and the items move when its length changes.
     pub fn close(self, out: &mut Vec<u8>, count: u64) {
+        if count == self.announced {
+            return;
+        }
         let mut container_head = Vec::with_capacity(9);
         head(&mut container_head, self.major, count);
-        out[self.at] = container_head[0];
-        if container_head.len() > 1 {
-            out.splice(
-                self.at + 1..self.at + 1,
-                container_head[1..].iter().copied(),
+        if container_head.len() == self.head_len {
+            out[self.at..self.at + self.head_len].copy_from_slice(&container_head);
+        } else {
+            out.splice(self.at..self.at + self.head_len, container_head);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn array_of(announced: Option<u64>, items: u64) -> Vec<u8> {
+        let mut out = vec![0xee];
+        let array = match announced {
+            Some(count) => Container::array_of(&mut out, count),
+            None => Container::array(&mut out),
+        };
+        out.extend(std::iter::repeat_n(0xf6, items as usize));
+        array.close(&mut out, items);
+        out
+    }
+
+    #[test]
+    fn a_container_ends_with_the_head_of_its_item_count() {
+        for (announced, items) in [
+            (None, 0),
+            (None, 23),
+            (None, 24),
+            (None, 300),
+            (Some(300), 300),
+            (Some(300), 299),
+            (Some(300), 20),
+            (Some(20), 300),
+            (Some(70_000), 70_000),
+        ] {
+            let mut expected = vec![0xee];
+            head(&mut expected, ARRAY, items);
+            expected.extend(std::iter::repeat_n(0xf6, items as usize));
+            assert_eq!(
+                array_of(announced, items),
+                expected,
+                "{announced:?} announced, {items} written"
             );
         }
     }
