@@ -43,14 +43,15 @@ impl RecordsAnswer {
     /// Starts an answer of `members` members (a CBOR map says its size first) with room for
     /// the records of `outcome`.
     pub fn new(encoding: Encoding, members: u64, outcome: &ReadOutcome) -> Self {
-        let per_record: usize = match encoding {
-            Encoding::Json => 160,
-            Encoding::Cbor => 120,
+        // JSON carries data in base64 (4/3 of its bytes) and more punctuation per record.
+        let room = |body: usize, records: usize| match encoding {
+            Encoding::Json => body * 4 / 3 + 160 * records,
+            Encoding::Cbor => body + 120 * records,
         };
         let capacity = outcome
             .batches
             .iter()
-            .map(|b| b.body.len() * 4 / 3 + per_record * b.take as usize)
+            .map(|b| room(b.body.len(), b.take as usize))
             .sum::<usize>()
             + 512;
         let mut out = Vec::with_capacity(capacity);

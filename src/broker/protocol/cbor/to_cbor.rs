@@ -51,8 +51,8 @@ impl Member {
 }
 
 /// Appends the bytes base64 `encoded` holds as a byte string, decoded in place; false, with
-/// nothing appended, when it is not base64 (a blob member never is not, from the operations,
-/// and then stays text).
+/// nothing appended, when it is not base64 (the operations always write base64 there; any
+/// other text stays text).
 fn blob(out: &mut Vec<u8>, encoded: &str) -> bool {
     let padding = encoded.bytes().rev().take(2).filter(|&b| b == b'=').count();
     if !encoded.len().is_multiple_of(4) {
