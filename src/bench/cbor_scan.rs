@@ -11,15 +11,10 @@ fn after_member<'a>(document: &'a [u8], name: &str) -> Option<&'a [u8]> {
     Some(&document[at + key.len()..])
 }
 
-/// `name` as CBOR text, head and bytes (names under 256 bytes).
+/// `name` as CBOR text, head and bytes.
 fn member_key(name: &str) -> Vec<u8> {
-    let mut key = Vec::with_capacity(name.len() + 2);
-    match u8::try_from(name.len()) {
-        Ok(n) if n < 24 => key.push(0x60 | n),
-        Ok(n) => key.extend_from_slice(&[0x78, n]),
-        Err(_) => return Vec::new(),
-    }
-    key.extend_from_slice(name.as_bytes());
+    let mut key = Vec::with_capacity(name.len() + 9);
+    crate::broker::protocol::cbor::write::text(&mut key, name);
     key
 }
 

@@ -5,11 +5,8 @@
 
 use std::io::Write;
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
-
 use crate::broker::protocol::cbor::write::{self as cbor, Container};
-use crate::broker::protocol::{ApiError, ErrorKind};
+use crate::broker::protocol::{ApiError, ErrorKind, write_base64, write_timestamp};
 use crate::broker::routing::SequenceTexts;
 use crate::broker::shard::ReadOutcome;
 
@@ -158,14 +155,10 @@ impl RecordsAnswer {
                     let out = &mut self.out;
                     out.extend_from_slice(b"{\"SequenceNumber\":\"");
                     out.extend_from_slice(sequence.as_str().as_bytes());
-                    let ms = read.arrival_ms;
-                    let _ = write!(
-                        out,
-                        "\",\"ApproximateArrivalTimestamp\":{}.{:03},\"Data\":\"",
-                        ms / 1000,
-                        ms % 1000
-                    );
-                    base64_into(out, record.data);
+                    out.extend_from_slice(b"\",\"ApproximateArrivalTimestamp\":");
+                    write_timestamp(out, read.arrival_ms);
+                    out.extend_from_slice(b",\"Data\":\"");
+                    write_base64(out, record.data);
                     out.extend_from_slice(b"\",\"PartitionKey\":");
                     if serde_json::to_writer(&mut *out, record.partition_key).is_err() {
                         out.extend_from_slice(b"\"\"");
@@ -206,15 +199,4 @@ impl RecordsAnswer {
         }
         self.out
     }
-}
-
-/// Appends `data` in base64.
-fn base64_into(out: &mut Vec<u8>, data: &[u8]) {
-    let start = out.len();
-    out.resize(
-        start + base64::encoded_len(data.len(), true).unwrap_or(0),
-        0,
-    );
-    let written = STANDARD.encode_slice(data, &mut out[start..]).unwrap_or(0);
-    out.truncate(start + written);
 }

@@ -7,8 +7,6 @@ pub mod front;
 pub mod json;
 pub mod validate;
 
-use std::fmt::Write;
-
 /// The target prefix of every Kinesis Data Streams operation.
 pub const TARGET_PREFIX: &str = "Kinesis_20131202.";
 /// Content type of the JSON 1.1 protocol.
@@ -410,8 +408,24 @@ impl Operation {
 
 /// Writes epoch milliseconds as Kinesis's epoch seconds with three decimals, never in
 /// exponent notation (some clients cannot parse `1.7E9`).
-pub fn write_timestamp(out: &mut String, epoch_ms: u64) {
+pub fn write_timestamp(out: &mut Vec<u8>, epoch_ms: u64) {
+    use std::io::Write;
     let _ = write!(out, "{}.{:03}", epoch_ms / 1000, epoch_ms % 1000);
+}
+
+/// Appends `data` in base64, as JSON carries blobs, without a string in between.
+pub fn write_base64(out: &mut Vec<u8>, data: &[u8]) {
+    use base64::Engine;
+    let start = out.len();
+    out.resize(
+        start + base64::encoded_len(data.len(), true).unwrap_or(0),
+        0,
+    );
+    // The room is exactly what the encoding takes, so it cannot fall short.
+    let written = base64::engine::general_purpose::STANDARD
+        .encode_slice(data, &mut out[start..])
+        .unwrap_or(0);
+    out.truncate(start + written);
 }
 
 /// Epoch milliseconds from a JSON timestamp in epoch seconds (fractions allowed).
@@ -444,9 +458,9 @@ mod tests {
 
     #[test]
     fn timestamps_have_milliseconds_and_no_exponent() {
-        let mut out = String::new();
+        let mut out = Vec::new();
         write_timestamp(&mut out, 1_700_000_000_005);
-        assert_eq!(out, "1700000000.005");
+        assert_eq!(out, b"1700000000.005");
         assert_eq!(timestamp_ms(1_700_000_000.005), Some(1_700_000_000_005));
         assert_eq!(timestamp_ms(-1.0), None);
     }

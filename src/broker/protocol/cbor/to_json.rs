@@ -5,9 +5,6 @@
 
 use std::borrow::Cow;
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
-
 use super::major::{ARRAY, BYTES, MAP, NEGATIVE, SIMPLE, TAG, TEXT, UNSIGNED};
 
 /// How deep arrays, maps and tags may nest in a request.
@@ -172,15 +169,7 @@ impl<'a> Reader<'a> {
             (BYTES, length) => {
                 let bytes = self.string(BYTES, length)?;
                 out.push(b'"');
-                let start = out.len();
-                out.resize(
-                    start + base64::encoded_len(bytes.len(), true).unwrap_or(0),
-                    0,
-                );
-                let written = STANDARD
-                    .encode_slice(&bytes, &mut out[start..])
-                    .map_err(|_| CborError::Truncated)?;
-                out.truncate(start + written);
+                super::super::write_base64(out, &bytes);
                 out.push(b'"');
             }
             (TEXT, length) => self.text(length, out)?,
