@@ -479,3 +479,226 @@ fn records_read_in_cbor_are_the_json_records_and_subscriptions_speak_cbor() {
     assert_eq!(delivered, expected);
     assert_eq!(children, Some(end["ChildShards"].clone()));
 }
+
+/// `json` as a CBOR client sends it: `Data` members as byte strings (their base64 decoded;
+/// text when it is not base64), everything else as it is.
+fn cbor_of(json: &serde_json::Value) -> Vec<u8> {
+    fn write(e: &mut Encoder<Vec<u8>>, json: &serde_json::Value, blob: bool) {
+        use base64::Engine;
+        use serde_json::Value as J;
+        match json {
+            J::Null => drop(e.null().expect("null")),
+            J::Bool(b) => drop(e.bool(*b).expect("bool")),
+            J::Number(n) => match (n.as_u64(), n.as_i64()) {
+                (Some(u), _) => drop(e.u64(u).expect("u64")),
+                (None, Some(i)) => drop(e.i64(i).expect("i64")),
+                _ => drop(e.f64(n.as_f64().expect("f64")).expect("f64")),
+            },
+            J::String(s) => match base64::engine::general_purpose::STANDARD.decode(s) {
+                Ok(bytes) if blob => drop(e.bytes(&bytes).expect("bytes")),
+                _ => drop(e.str(s).expect("str")),
+            },
+            J::Array(items) => {
+                e.array(items.len() as u64).expect("array");
+                for item in items {
+                    write(e, item, false);
+                }
+            }
+            J::Object(members) => {
+                e.map(members.len() as u64).expect("map");
+                for (name, value) in members {
+                    e.str(name).expect("key");
+                    write(e, value, name == "Data");
+                }
+            }
+        }
+    }
+    let mut encoder = Encoder::new(Vec::new());
+    write(&mut encoder, json, false);
+    encoder.into_writer()
+}
+
+/// A message without the position serde_json gives a JSON error (" at line 1 column 9").
+fn without_position(message: &str) -> &str {
+    message.split(" at line ").next().unwrap_or(message)
+}
+
+#[test]
+fn records_put_in_cbor_are_stored_as_sent_and_refused_as_the_same_json_puts_are() {
+    use base64::Engine;
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+    let dir = TempDir::new("cbor-puts");
+    let broker = BrokerBuilder::default().transition_ms(0).start(dir.path());
+    let endpoint = &broker.endpoint;
+    json_call(
+        endpoint,
+        "CreateStream",
+        serde_json::json!({"StreamName": "w", "ShardCount": 1}),
+    );
+
+    // Data of every byte value and of every length up to 300, keys JSON would escape; one
+    // record's data in indefinite-length chunks, one sent as base64 text.
+    let datas: Vec<Vec<u8>> = (0..300usize)
+        .map(|i| (0..i).map(|j| ((i * 13 + j) % 256) as u8).collect())
+        .collect();
+    let records: Vec<serde_json::Value> = datas
+        .iter()
+        .enumerate()
+        .map(|(i, data)| serde_json::json!({"Data": b64(data), "PartitionKey": format!("k\"é{i}")}))
+        .collect();
+    let put = cbor_of(&serde_json::json!({"StreamName": "w", "Records": records}));
+    let (status, _, answer) = call(endpoint, "PutRecords", &put);
+    assert_eq!(status, 200, "{answer:?}");
+    assert_eq!(answer.get("FailedRecordCount"), &Item::Int(0));
+    let mut single = Encoder::new(Vec::new());
+    single.begin_map().expect("map");
+    single.str("StreamName").expect("k").str("w").expect("v");
+    single
+        .str("Data")
+        .expect("k")
+        .begin_bytes()
+        .expect("chunks");
+    single
+        .bytes(&[1, 2])
+        .expect("chunk")
+        .bytes(&[3])
+        .expect("chunk");
+    single.end().expect("end").str("PartitionKey").expect("k");
+    single.str("chunked").expect("v").end().expect("end");
+    let (status, _, answer) = call(endpoint, "PutRecord", single.writer());
+    assert_eq!(status, 200, "{answer:?}");
+    let mut text = Encoder::new(Vec::new());
+    text.map(3).expect("map");
+    text.str("StreamName").expect("k").str("w").expect("v");
+    text.str("Data").expect("k").str("BAUG").expect("v");
+    text.str("PartitionKey").expect("k").str("text").expect("v");
+    let (status, _, answer) = call(endpoint, "PutRecord", text.writer());
+    assert_eq!(status, 200, "{answer:?}");
+
+    let iterator = json_call(
+        endpoint,
+        "GetShardIterator",
+        serde_json::json!({"StreamName": "w", "ShardId": "shardId-000000000000", "ShardIteratorType": "TRIM_HORIZON"}),
+    )["ShardIterator"]
+        .clone();
+    let read = json_call(
+        endpoint,
+        "GetRecords",
+        serde_json::json!({"ShardIterator": iterator, "Limit": 10000}),
+    );
+    let read: Vec<(String, Vec<u8>)> = read["Records"]
+        .as_array()
+        .expect("records")
+        .iter()
+        .map(|r| {
+            let data = base64::engine::general_purpose::STANDARD
+                .decode(r["Data"].as_str().expect("data"))
+                .expect("base64");
+            (r["PartitionKey"].as_str().expect("key").to_owned(), data)
+        })
+        .collect();
+    let mut expected: Vec<(String, Vec<u8>)> = datas
+        .into_iter()
+        .enumerate()
+        .map(|(i, data)| (format!("k\"é{i}"), data))
+        .collect();
+    expected.push(("chunked".to_owned(), vec![1, 2, 3]));
+    expected.push(("text".to_owned(), vec![4, 5, 6]));
+    assert_eq!(read, expected);
+
+    // Each refusal of a CBOR write is the refusal of the same write in JSON.
+    let big = b64(&vec![7u8; 1024 * 1024 + 1]);
+    let many: Vec<serde_json::Value> = (0..501)
+        .map(|i| serde_json::json!({"Data": "AA==", "PartitionKey": format!("{i}")}))
+        .collect();
+    let refused = [
+        (
+            "PutRecords",
+            serde_json::json!({"StreamName": "w", "Records": [{"Data": 5, "PartitionKey": "k"}]}),
+        ),
+        (
+            "PutRecords",
+            serde_json::json!({"StreamName": "w", "Records": [{"Data": "AA=="}]}),
+        ),
+        (
+            "PutRecords",
+            serde_json::json!({"StreamName": "w", "Records": [{"Data": "AA==", "PartitionKey": ""}]}),
+        ),
+        (
+            "PutRecords",
+            serde_json::json!({"StreamName": "w", "Records": [{"Data": big, "PartitionKey": "k"}]}),
+        ),
+        (
+            "PutRecords",
+            serde_json::json!({"StreamName": "w", "Records": many}),
+        ),
+        (
+            "PutRecords",
+            serde_json::json!({"StreamName": "w", "Records": [{"Data": "AA==", "PartitionKey": "k", "ExplicitHashKey": "x"}]}),
+        ),
+        (
+            "PutRecords",
+            serde_json::json!({"StreamName": "absent", "Records": [{"Data": "AA==", "PartitionKey": "k"}]}),
+        ),
+        (
+            "PutRecords",
+            serde_json::json!({"StreamName": "w", "Records": {"Data": "AA=="}}),
+        ),
+        (
+            "PutRecord",
+            serde_json::json!({"StreamName": "w", "Data": "AA==", "PartitionKey": 7}),
+        ),
+        (
+            "PutRecord",
+            serde_json::json!({"StreamName": "w", "PartitionKey": "k"}),
+        ),
+        (
+            "PutRecord",
+            serde_json::json!({"Data": "AA==", "PartitionKey": "k"}),
+        ),
+    ];
+    for (operation, json) in refused {
+        let (json_status, json_text) =
+            support::broker::post_json(endpoint, operation, &json.to_string());
+        let json_error: serde_json::Value = serde_json::from_str(&json_text).expect("JSON");
+        let (status, content_type, error) = call(endpoint, operation, &cbor_of(&json));
+        assert_eq!(
+            (status, content_type.as_str()),
+            (json_status, "application/x-amz-cbor-1.1"),
+            "{json}"
+        );
+        assert!(json_status >= 400, "{json}: {json_text}");
+        assert_eq!(
+            error.get("__type").text(),
+            json_error["__type"].as_str().expect("a type"),
+            "{json}"
+        );
+        let Item::Map(members) = &error else {
+            panic!("an error is a map: {error:?}")
+        };
+        let message = members
+            .get("message")
+            .or(members.get("Message"))
+            .map(Item::text);
+        let json_message = json_error["message"]
+            .as_str()
+            .or(json_error["Message"].as_str())
+            .map(without_position);
+        assert_eq!(message, json_message, "{json}");
+    }
+
+    // A member given twice in another operation's request (read through its JSON shape) is
+    // refused without a line and column of JSON the client never sent.
+    let mut twice = Encoder::new(Vec::new());
+    twice.map(2).expect("map");
+    twice.str("StreamName").expect("k").str("w").expect("v");
+    twice.str("StreamName").expect("k").str("w").expect("v");
+    let (status, _, error) = call(endpoint, "DescribeStreamSummary", twice.writer());
+    assert_eq!(status, 400);
+    assert_eq!(error.get("__type").text(), "SerializationException");
+    let message = error.get("Message").text();
+    assert!(
+        message.contains("duplicate field `StreamName`") && !message.contains(" at line "),
+        "{message}"
+    );
+}

@@ -4,6 +4,8 @@
 
 mod support;
 
+#[path = "cluster/cbor.rs"]
+mod cbor;
 #[path = "cluster/distribution.rs"]
 mod distribution;
 #[path = "cluster/failures.rs"]

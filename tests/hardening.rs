@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use brook::broker::limits::QuotaSettings;
 use brook::broker::ops::{Answer, Encoding, dispatch};
+use brook::broker::protocol::body::Body;
 use brook::broker::protocol::{ErrorKind, Operation};
 use brook::broker::shard::fs::{FileSystem, LogFile, ReadFile, RealFs};
 use brook::broker::state::Broker;
@@ -125,7 +126,7 @@ fn unlimited() -> QuotaSettings {
 
 async fn call(broker: &Arc<Broker>, operation: Operation, body: Value) -> Result<Value, ErrorKind> {
     let body = serde_json::to_vec(&body).expect("json");
-    dispatch(broker, operation, &body, Encoding::Json)
+    dispatch(broker, operation, Body::Json(&body), Encoding::Json)
         .await
         .map(|answer| match answer {
             Answer::Json(json) => serde_json::from_slice(&json).unwrap_or(Value::Null),

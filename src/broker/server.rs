@@ -25,6 +25,7 @@ use tokio::sync::watch;
 use super::auth;
 use super::cluster;
 use super::ops;
+use super::protocol::body::Body;
 use super::protocol::{
     ApiError, ErrorKind, JSON_CONTENT_TYPE, Operation, cbor, eventstream, front, validate,
 };
@@ -80,7 +81,7 @@ pub(crate) fn error_response(error: &ApiError, is_cbor: bool) -> Response<Respon
     let mut response = if is_cbor {
         respond(
             error.kind.status(),
-            cbor::json_to_cbor(&error.body()),
+            cbor::error_body(error),
             cbor::CONTENT_TYPE,
         )
     } else {
@@ -294,13 +295,20 @@ async fn handle(
         // A clustered pod may relay the request as the client sent it.
         let raw = broker.cluster.get().map(|_| body.clone());
         // CBOR requests are transcoded to the JSON shapes the operations read, and their
-        // answers back, so both protocols run the same code.
-        let body = if is_cbor {
+        // answers back, so both protocols run the same code; the writes read a CBOR body as
+        // it came.
+        let reads_cbor = is_cbor && Body::reads_cbor(operation);
+        let body = if is_cbor && !reads_cbor {
             Bytes::from(cbor::request_to_json(&body)?)
         } else {
             body
         };
-        ops::authorize(&broker, operation, &body, &caller)?;
+        let body = if reads_cbor {
+            Body::Cbor(&body)
+        } else {
+            Body::Json(&body)
+        };
+        ops::authorize(&broker, operation, body, &caller)?;
         if let (Some(cluster), Some(raw)) = (broker.cluster.get(), raw) {
             let relayed = cluster::relay::Relayed {
                 operation,
@@ -310,7 +318,7 @@ async fn handle(
             };
             // Boxed: the relay and split futures are large, and a request served here should
             // not carry their state.
-            match Box::pin(cluster::serve(&broker, cluster, entry, &body, relayed)).await? {
+            match Box::pin(cluster::serve(&broker, cluster, entry, body, relayed)).await? {
                 cluster::Served::Here => {}
                 cluster::Served::Json(answer) => return Ok(Reply::Json(answer)),
                 cluster::Served::Relayed(answer) => return Ok(Reply::Relayed(answer)),
@@ -318,6 +326,7 @@ async fn handle(
         }
         if operation == Operation::SubscribeToShard {
             // Not dispatched (its answer is an event stream), so checked against the model here.
+            let body = body.json()?;
             validate::check(operation.name(), &body)?;
             let events = ops::subscribe::subscribe(&broker, &body, is_cbor).await?;
             return Ok(Reply::Events(events));
@@ -327,7 +336,7 @@ async fn handle(
         } else {
             ops::Encoding::Json
         };
-        ops::dispatch(&broker, operation, &body, encoding)
+        ops::dispatch(&broker, operation, body, encoding)
             .await
             .map(|answer| match answer {
                 ops::Answer::Json(json) => Reply::Json(json),

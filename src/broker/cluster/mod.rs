@@ -40,6 +40,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
 use super::ops::Caller;
+use super::protocol::body::Body;
 use super::protocol::json::borrowed_text;
 use super::protocol::{ApiError, ErrorKind, Operation};
 use super::state::{Broker, LiveStream};
@@ -402,11 +403,11 @@ pub fn auto_route(stream: &LiveStream, here: u32) -> Route {
     }
 }
 
-/// Decides where `operation` with `body` (JSON) is served, as seen from pod `here`.
+/// Decides where `operation` with `body` is served, as seen from pod `here`.
 /// Catalog changes go to pod 0; records, iterators and subscriptions to the shard's owner;
 /// a request this pod cannot resolve (a stream its replica does not have yet) to pod 0;
 /// everything else is answered here. A malformed request is served here, which refuses it.
-pub fn route(broker: &Broker, here: u32, operation: Operation, body: &[u8]) -> Route {
+pub fn route(broker: &Broker, here: u32, operation: Operation, body: Body<'_>) -> Route {
     use Operation::*;
     let home_unless_here = if here == HOME {
         Route::Here
@@ -418,7 +419,11 @@ pub fn route(broker: &Broker, here: u32, operation: Operation, body: &[u8]) -> R
     }
     // Only the members that name a stream, shard or key are read: record data is skipped, not
     // copied.
-    let Ok(names) = serde_json::from_slice::<RoutingNames<'_>>(body) else {
+    let names = match body {
+        Body::Json(json) => serde_json::from_slice::<RoutingNames<'_>>(json).ok(),
+        Body::Cbor(cbor) => super::protocol::cbor::de::from_slice(cbor).ok(),
+    };
+    let Some(names) = names else {
         return Route::Here;
     };
     let stream_of = |name: Option<&str>, arn: Option<&str>| {
@@ -533,13 +538,13 @@ pub enum Served {
 }
 
 /// Routes a request of a clustered broker: serves it here, relays it to the pod that
-/// serves it, or splits a PutRecords over its records' pods. `body` is the JSON the
+/// serves it, or splits a PutRecords over its records' pods. `body` is the body the
 /// operations read; `relayed` the request as the client sent it.
 pub async fn serve(
     broker: &Arc<Broker>,
     cluster: &Arc<Cluster>,
     entry: Entry,
-    body: &[u8],
+    body: Body<'_>,
     relayed: relay::Relayed<'_>,
 ) -> Result<Served, ApiError> {
     let here = cluster.ordinal;

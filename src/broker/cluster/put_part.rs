@@ -17,6 +17,7 @@ use serde_json::json;
 use super::Cluster;
 use crate::broker::ops::put::{self, PutRecord, RecordResult};
 use crate::broker::ops::{self, Caller};
+use crate::broker::protocol::body::Body;
 use crate::broker::protocol::json;
 use crate::broker::protocol::{ApiError, ErrorKind, Operation};
 use crate::broker::state::{Broker, LiveStream};
@@ -272,7 +273,7 @@ async fn store_part(
     // The pod the client reached verified its signature and authorized the write; the
     // stream's policy is checked again here, against this pod's replica of it.
     let named = serde_json::to_vec(&json!({"StreamName": part.stream_name})).unwrap_or_default();
-    ops::authorize(broker, Operation::PutRecords, &named, caller)?;
+    ops::authorize(broker, Operation::PutRecords, Body::Json(&named), caller)?;
     put::store_records(broker, stream, &part.records).await
 }
 

@@ -11,7 +11,8 @@ use super::{Cluster, Entry, HOME, Route, caller_header, misrouted};
 use crate::broker::ops::Caller;
 use crate::broker::ops::put::{self, PutRecord, RecordResult};
 use crate::broker::protocol::ApiError;
-use crate::broker::protocol::json::{self, PutRecordsInput};
+use crate::broker::protocol::body::Body;
+use crate::broker::protocol::json::PutRecordsInput;
 use crate::broker::state::{Broker, LiveStream};
 
 /// How a PutRecords was served.
@@ -46,16 +47,16 @@ fn unplaced_reason(here: u32) -> String {
     )
 }
 
-/// Serves a PutRecords `body` (JSON) that reached pod `here`, reading it once.
+/// Serves a PutRecords `body` that reached pod `here`, reading it once.
 pub async fn put_records(
     broker: &Arc<Broker>,
     cluster: &Arc<Cluster>,
     entry: Entry,
-    body: &[u8],
+    body: Body<'_>,
     caller: &Caller,
 ) -> Result<Served, ApiError> {
     let here = cluster.ordinal;
-    let Ok(input) = json::decode::<PutRecordsInput<'_>>(body) else {
+    let Ok(input) = body.decode::<PutRecordsInput<'_>>() else {
         return Ok(Served::Here);
     };
     if input.stream_name.is_none() && input.stream_arn.is_none() {

@@ -17,6 +17,7 @@ pub mod subscribe;
 
 use std::sync::Arc;
 
+use super::protocol::body::Body;
 use super::protocol::{ApiError, ErrorKind, Operation, validate};
 use super::state::Broker;
 
@@ -29,12 +30,13 @@ pub enum Answer {
     Cbor(Vec<u8>),
 }
 
-/// Runs one operation on a request body (JSON, whatever the client sent) and returns the
-/// answer; the request's `encoding` is the one GetRecords writes its records in.
+/// Runs one operation on a request body and returns the answer. The body is JSON, but for
+/// PutRecord and PutRecords, which read a CBOR body as it came ([`Body::reads_cbor`]); the
+/// request's `encoding` is the one GetRecords writes its records in.
 pub async fn dispatch(
     broker: &Arc<Broker>,
     operation: Operation,
-    body: &[u8],
+    body: Body<'_>,
     encoding: Encoding,
 ) -> Result<Answer, ApiError> {
     // The model's checks run before every operation but the three on the data path, whose
@@ -45,19 +47,25 @@ pub async fn dispatch(
         Operation::PutRecord | Operation::PutRecords | Operation::GetRecords
     );
     if !data_path {
-        validate::check(operation.name(), body)?;
+        validate::check(operation.name(), &body.json()?)?;
     }
-    let result = match (operation, encoding) {
-        (Operation::GetRecords, Encoding::Cbor) => records::get_records(broker, body, encoding)
+    let result = match operation {
+        Operation::PutRecord => put::put_record(broker, body).await.map(Answer::Json),
+        Operation::PutRecords => put::put_records(broker, body).await.map(Answer::Json),
+        Operation::GetRecords if encoding == Encoding::Cbor => {
+            records::get_records(broker, &body.json()?, encoding)
+                .await
+                .map(Answer::Cbor)
+        }
+        _ => run(broker, operation, &body.json()?)
             .await
-            .map(Answer::Cbor),
-        _ => run(broker, operation, body).await.map(Answer::Json),
+            .map(Answer::Json),
     };
     match result {
         // Kinesis checks a request before it looks for its stream: a refused data-path call
         // that breaks the model answers the violation, whatever refused it here.
         Err(error) if data_path => {
-            validate::check(operation.name(), body)?;
+            validate::check(operation.name(), &body.json()?)?;
             Err(error)
         }
         other => other,
@@ -82,8 +90,8 @@ async fn run(broker: &Arc<Broker>, operation: Operation, body: &[u8]) -> Result<
         Operation::RemoveTagsFromStream => streams::remove_tags(broker, body).await,
         Operation::ListTagsForStream => streams::list_tags(broker, body),
         Operation::DescribeLimits => streams::describe_limits(broker).await,
-        Operation::PutRecord => put::put_record(broker, body).await,
-        Operation::PutRecords => put::put_records(broker, body).await,
+        Operation::PutRecord => put::put_record(broker, Body::Json(body)).await,
+        Operation::PutRecords => put::put_records(broker, Body::Json(body)).await,
         Operation::GetShardIterator => records::get_shard_iterator(broker, body).await,
         Operation::GetRecords => records::get_records(broker, body, Encoding::Json).await,
         Operation::SplitShard => reshard::split_shard(broker, body).await,
@@ -223,7 +231,7 @@ fn managed_refusal(owner: &str, operation: &str) -> String {
 pub fn authorize(
     broker: &Broker,
     operation: Operation,
-    body: &[u8],
+    body: Body<'_>,
     caller: &Caller,
 ) -> Result<(), ApiError> {
     use crate::broker::policy::{self, Caller as PolicyCaller, Decision};
@@ -246,7 +254,8 @@ pub fn authorize(
             ),
         )
     };
-    let value: serde_json::Value = serde_json::from_slice(body).unwrap_or(serde_json::Value::Null);
+    let body = body.json().unwrap_or_default();
+    let value: serde_json::Value = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
     let field = |name: &str| value.get(name).and_then(serde_json::Value::as_str);
     let consumer_arn =
         field("ConsumerARN").or(field("ResourceARN").filter(|a| a.contains("/consumer/")));

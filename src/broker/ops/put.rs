@@ -10,9 +10,10 @@ use base64::engine::DecodePaddingMode;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 
 use super::{null_member, required};
+use crate::broker::protocol::body::Body;
 use crate::broker::protocol::json::{
-    self, PutRecordInput, PutRecordOutput, PutRecordsEntry, PutRecordsInput, PutRecordsOutput,
-    PutRecordsResultEntry,
+    self, Blob, PutRecordInput, PutRecordOutput, PutRecordsEntry, PutRecordsInput,
+    PutRecordsOutput, PutRecordsResultEntry,
 };
 use crate::broker::protocol::validate::string_conforms;
 use crate::broker::protocol::{ApiError, ErrorKind};
@@ -117,10 +118,8 @@ fn decode_records<'e>(
     let mut scratch: Vec<u8> = Vec::with_capacity(
         entries
             .iter()
-            .map(|e| e.data.as_ref().map_or(0, |d| d.len()))
+            .map(|e| e.data.as_ref().map_or(0, Blob::decoded_len_bound))
             .sum::<usize>()
-            * 3
-            / 4
             + 16,
     );
     let mut decoded = Vec::with_capacity(entries.len());
@@ -148,15 +147,22 @@ fn decode_records<'e>(
         }
         let data = entry
             .data
-            .as_deref()
+            .as_ref()
             .ok_or_else(|| null_member(&at("data")))?;
         let start = scratch.len();
-        LENIENT_BASE64.decode_vec(data, &mut scratch).map_err(|_| {
-            ApiError::new(
-                ErrorKind::Serialization,
-                format!("Base64 encoded data at '{}' is not valid.", at("data")),
-            )
-        })?;
+        match data {
+            Blob::Base64(text) => {
+                LENIENT_BASE64
+                    .decode_vec(&**text, &mut scratch)
+                    .map_err(|_| {
+                        ApiError::new(
+                            ErrorKind::Serialization,
+                            format!("Base64 encoded data at '{}' is not valid.", at("data")),
+                        )
+                    })?
+            }
+            Blob::Bytes(bytes) => scratch.extend_from_slice(bytes),
+        }
         let size = scratch.len() - start + key.len();
         if size > max_record {
             return Err(ApiError::constraint(
@@ -535,15 +541,15 @@ pub fn put_records_answer(
     })
 }
 
-pub(super) async fn put_records(broker: &Arc<Broker>, body: &[u8]) -> Result<Vec<u8>, ApiError> {
-    let input: PutRecordsInput = json::decode(body)?;
+pub(super) async fn put_records(broker: &Arc<Broker>, body: Body<'_>) -> Result<Vec<u8>, ApiError> {
+    let input: PutRecordsInput = body.decode()?;
     let (stream, decoded) = decode_put_records(broker, &input)?;
     let results = store_records(broker, stream.clone(), &decoded.records()).await?;
     Ok(put_records_answer(broker, &stream, &results))
 }
 
-pub(super) async fn put_record(broker: &Arc<Broker>, body: &[u8]) -> Result<Vec<u8>, ApiError> {
-    let input: PutRecordInput = json::decode(body)?;
+pub(super) async fn put_record(broker: &Arc<Broker>, body: Body<'_>) -> Result<Vec<u8>, ApiError> {
+    let input: PutRecordInput = body.decode()?;
     check_members([
         ("StreamName", input.stream_name.as_deref()),
         ("StreamARN", input.stream_arn.as_deref()),

@@ -77,6 +77,76 @@ pub fn borrowed_text<'de, D: serde::Deserializer<'de>>(
     Ok(Option::<Text<'de>>::deserialize(deserializer)?.map(|text| text.0))
 }
 
+/// A blob member as the client sent it: base64 text in JSON, bytes in CBOR.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Blob<'a> {
+    /// Base64 text, still encoded.
+    Base64(Cow<'a, str>),
+    /// The bytes themselves.
+    Bytes(Cow<'a, [u8]>),
+}
+
+impl Blob<'_> {
+    /// An upper bound of the blob's decoded length.
+    pub fn decoded_len_bound(&self) -> usize {
+        match self {
+            Self::Base64(text) => text.len() / 4 * 3 + 3,
+            Self::Bytes(bytes) => bytes.len(),
+        }
+    }
+}
+
+/// Reads an optional blob member, borrowing it from the body where it can (as
+/// [`borrowed_text`] does). For fields `#[serde(borrow, default, deserialize_with = "...")]`.
+pub fn borrowed_blob<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Blob<'de>>, D::Error> {
+    struct BlobVisitor;
+
+    impl<'de> serde::de::Visitor<'de> for BlobVisitor {
+        type Value = Blob<'de>;
+
+        fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+            // What a string member of the wrong type is told, as a JSON client always was.
+            formatter.write_str("a string")
+        }
+
+        fn visit_borrowed_str<E>(self, text: &'de str) -> Result<Self::Value, E> {
+            Ok(Blob::Base64(Cow::Borrowed(text)))
+        }
+
+        fn visit_str<E>(self, text: &str) -> Result<Self::Value, E> {
+            Ok(Blob::Base64(Cow::Owned(text.to_owned())))
+        }
+
+        fn visit_string<E>(self, text: String) -> Result<Self::Value, E> {
+            Ok(Blob::Base64(Cow::Owned(text)))
+        }
+
+        fn visit_borrowed_bytes<E>(self, bytes: &'de [u8]) -> Result<Self::Value, E> {
+            Ok(Blob::Bytes(Cow::Borrowed(bytes)))
+        }
+
+        fn visit_bytes<E>(self, bytes: &[u8]) -> Result<Self::Value, E> {
+            Ok(Blob::Bytes(Cow::Owned(bytes.to_vec())))
+        }
+
+        fn visit_byte_buf<E>(self, bytes: Vec<u8>) -> Result<Self::Value, E> {
+            Ok(Blob::Bytes(Cow::Owned(bytes)))
+        }
+    }
+
+    struct Member<'a>(Blob<'a>);
+
+    impl<'de> Deserialize<'de> for Member<'de> {
+        fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            deserializer.deserialize_any(BlobVisitor).map(Member)
+        }
+    }
+
+    Ok(Option::<Member<'de>>::deserialize(deserializer)?.map(|member| member.0))
+}
+
 /// Encodes a response body.
 pub fn encode<T: Serialize>(response: &T) -> Vec<u8> {
     serde_json::to_vec(response).unwrap_or_else(|_| b"{}".to_vec())
@@ -198,13 +268,13 @@ pub struct ListShardsInput {
     pub shard_filter: Option<ShardFilter>,
 }
 
-/// One record of a put, with its data still base64 text.
+/// One record of a put, with its data as the client sent it.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct PutRecordsEntry<'a> {
-    /// Base64 data blob.
-    #[serde(borrow, default, deserialize_with = "borrowed_text")]
-    pub data: Option<Cow<'a, str>>,
+    /// The data blob: base64 text (JSON) or bytes (CBOR).
+    #[serde(borrow, default, deserialize_with = "borrowed_blob")]
+    pub data: Option<Blob<'a>>,
     /// Partition key.
     #[serde(borrow, default, deserialize_with = "borrowed_text")]
     pub partition_key: Option<Cow<'a, str>>,
@@ -493,14 +563,18 @@ mod tests {
         let input: PutRecordsInput = decode(body).expect("decodes");
         let records = input.records.expect("records");
         let borrowed = |text: &Option<Cow<'_, str>>| matches!(text, Some(Cow::Borrowed(_)));
-        assert!(borrowed(&records[0].data) && borrowed(&records[0].partition_key));
+        assert!(matches!(
+            records[0].data,
+            Some(Blob::Base64(Cow::Borrowed("AAEC")))
+        ));
+        assert!(borrowed(&records[0].partition_key));
         assert_eq!(records[0].partition_key.as_deref(), Some("key-1"));
         assert_eq!(records[1].partition_key.as_deref(), Some("a\"b"));
         assert!(matches!(records[1].partition_key, Some(Cow::Owned(_))));
         assert_eq!(records[1].explicit_hash_key.as_deref(), Some("7"));
         assert_eq!(
             (
-                records[2].data.as_deref(),
+                records[2].data.as_ref(),
                 records[0].explicit_hash_key.as_deref()
             ),
             (None, None)
@@ -508,11 +582,8 @@ mod tests {
         let single: PutRecordInput =
             decode(br#"{"StreamName":"s","Data":"AAEC","PartitionKey":"p"}"#).expect("decodes");
         assert_eq!(
-            (
-                single.record.data.as_deref(),
-                single.record.partition_key.as_deref()
-            ),
-            (Some("AAEC"), Some("p"))
+            (single.record.data, single.record.partition_key.as_deref()),
+            (Some(Blob::Base64("AAEC".into())), Some("p"))
         );
     }
 

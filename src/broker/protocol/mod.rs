@@ -1,6 +1,7 @@
 //! The Kinesis wire protocol: operations named by `X-Amz-Target`, the JSON 1.1 codec, and
 //! errors in the shape Kinesis gives them. Nothing outside this module parses request bytes.
 
+pub mod body;
 pub mod cbor;
 pub mod eventstream;
 pub mod front;

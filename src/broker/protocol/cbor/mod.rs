@@ -6,11 +6,13 @@
 //!
 //! Which members are blobs and timestamps comes from the Kinesis API model.
 
+pub mod de;
+mod read;
 mod to_cbor;
 mod to_json;
 pub mod write;
 
-pub use to_json::{CborError, MAX_DEPTH};
+pub use read::{CborError, MAX_DEPTH};
 
 use super::{ApiError, ErrorKind};
 
@@ -54,6 +56,32 @@ pub fn request_to_json(body: &[u8]) -> Result<Vec<u8>, ApiError> {
         return Ok(b"{}".to_vec());
     }
     to_json::transcode(body).map_err(|e| serialization(format!("Malformed CBOR: {e}")))
+}
+
+/// An error's CBOR answer. A shape error found in the JSON a CBOR request was rewritten into
+/// does not end with that JSON's line and column, which the client never sent.
+pub fn error_body(error: &ApiError) -> Vec<u8> {
+    let message = without_json_position(&error.message);
+    if error.kind != ErrorKind::Serialization || message.len() == error.message.len() {
+        return json_to_cbor(&error.body());
+    }
+    json_to_cbor(&ApiError::new(error.kind, message).body())
+}
+
+/// `message` without the " at line L column C" serde_json ends its errors with.
+fn without_json_position(message: &str) -> &str {
+    let Some(at) = message.rfind(" at line ") else {
+        return message;
+    };
+    let position = &message[at + " at line ".len()..];
+    let is_position = position
+        .split_once(" column ")
+        .is_some_and(|(line, column)| {
+            [line, column]
+                .iter()
+                .all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        });
+    if is_position { &message[..at] } else { message }
 }
 
 /// Encodes a JSON response body as CBOR; an empty body (an operation without output) stays
@@ -120,6 +148,30 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_cbor_client_is_not_told_a_json_position() {
+        let error = ApiError::new(
+            ErrorKind::Serialization,
+            "Invalid request shape: duplicate field `StreamName` at line 1 column 40",
+        );
+        let answer: Json = ciborium::de::from_reader(error_body(&error).as_slice()).expect("cbor");
+        assert_eq!(
+            answer["Message"],
+            "Invalid request shape: duplicate field `StreamName`"
+        );
+        // Anything else is told as it is.
+        for message in [
+            "Stream at line 1 column x under account 1 not found.",
+            "at line 1 column 2",
+            "Malformed CBOR: the body ends inside an item",
+        ] {
+            assert_eq!(without_json_position(message), message);
+        }
+        let other = ApiError::new(ErrorKind::ResourceNotFound, "x at line 1 column 2");
+        let answer: Json = ciborium::de::from_reader(error_body(&other).as_slice()).expect("cbor");
+        assert_eq!(answer["message"], "x at line 1 column 2");
+    }
+
     fn json_of(cbor: &[u8]) -> Result<Json, CborError> {
         to_json::transcode(cbor)
             .map(|text| serde_json::from_slice(&text).expect("the transcoder writes JSON"))
@@ -175,11 +227,28 @@ mod tests {
             (&[0xa0, 0x00], CborError::Trailing(1)),
         ];
         for (cbor, reason) in cases {
-            assert_eq!(to_json::transcode(cbor), Err(reason), "{cbor:x?}");
+            assert_eq!(to_json::transcode(cbor), Err(reason.clone()), "{cbor:x?}");
+            // The serde reader names the same reason.
+            assert_eq!(
+                de::from_slice::<Json>(cbor),
+                Err(de::DecodeError::Malformed(reason)),
+                "{cbor:x?}"
+            );
         }
-        // Deep nesting is refused, not a stack overflow.
+        // Deep nesting is refused, not a stack overflow, also where the serde reader skips
+        // a member it does not read.
         let deep = vec![0x81u8; 100_000];
         assert_eq!(to_json::transcode(&deep), Err(CborError::TooDeep));
+        assert_eq!(
+            de::from_slice::<Json>(&deep),
+            Err(de::DecodeError::Malformed(CborError::TooDeep))
+        );
+        let mut skipped = vec![0xa1, 0x61, b'x'];
+        skipped.extend_from_slice(&deep);
+        assert_eq!(
+            de::from_slice::<Unread>(&skipped),
+            Err(de::DecodeError::Malformed(CborError::TooDeep))
+        );
         // A length larger than the body is truncation, not an allocation.
         assert_eq!(
             to_json::transcode(&[0x5b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]),
@@ -273,6 +342,116 @@ mod tests {
             let back: Json =
                 serde_json::from_slice(&request_to_json(&cbor).expect("CBOR reads")).expect("json");
             assert_eq!(back, original);
+            // The serde reader reads what the transcoder writes.
+            assert_eq!(de::from_slice::<Json>(&cbor), Ok(original));
         }
+    }
+
+    /// A type that reads none of a map's members.
+    #[derive(Debug, PartialEq, serde::Deserialize)]
+    struct Unread {}
+
+    #[test]
+    fn the_serde_reader_reads_what_the_transcoder_does() {
+        // {_ "a": [_ 1, -500, 1.5 (half), 0.25 (single)], "c": (_ "x\"", "é"),
+        //  "d": 32(undefined), "e": null, "f": false, "t": 1(1500)}
+        let cbor = [
+            0xbf, 0x61, b'a', 0x9f, 0x01, 0x39, 0x01, 0xf3, 0xf9, 0x3e, 0x00, 0xfa, 0x3e, 0x80,
+            0x00, 0x00, 0xff, 0x61, b'c', 0x7f, 0x62, b'x', b'"', 0x62, 0xc3, 0xa9, 0xff, 0x61,
+            b'd', 0xd8, 0x20, 0xf7, 0x61, b'e', 0xf6, 0x61, b'f', 0xf4, 0x61, b't', 0xc1, 0x19,
+            0x05, 0xdc, 0xff,
+        ];
+        let expected = serde_json::json!({
+            "a": [1, -500, 1.5, 0.25], "c": "x\"é", "d": null, "e": null, "f": false, "t": 1.5,
+        });
+        assert_eq!(json_of(&cbor), Ok(expected.clone()));
+        assert_eq!(de::from_slice::<Json>(&cbor), Ok(expected));
+        // Members a type does not read are skipped whole, indefinite lengths and tags too.
+        assert_eq!(de::from_slice::<Unread>(&cbor), Ok(Unread {}));
+        // Enumerations are text.
+        #[derive(Debug, PartialEq, serde::Deserialize)]
+        enum Mode {
+            Provisioned,
+            OnDemand,
+        }
+        let mut on_demand = vec![0x68];
+        on_demand.extend_from_slice(b"OnDemand");
+        assert_eq!(de::from_slice::<Mode>(&on_demand), Ok(Mode::OnDemand));
+        assert!(matches!(
+            de::from_slice::<Mode>(&[0x01]),
+            Err(de::DecodeError::Shape(_))
+        ));
+        assert!(de::from_slice::<Mode>(&[0x61, b'x']).is_err());
+        assert_ne!(Mode::Provisioned, Mode::OnDemand);
+    }
+
+    #[test]
+    fn put_records_read_from_cbor_borrow_their_blobs_and_keys() {
+        use crate::broker::protocol::json::{Blob, PutRecordInput, PutRecordsInput};
+        use std::borrow::Cow;
+        // {"StreamName": "s", "Records": [_ {"Data": h'00ff', "PartitionKey": "k"},
+        //  {"Data": (_ h'01', h'02'), "PartitionKey": "é", "ExplicitHashKey": "7"},
+        //  {"Data": "AAE=", "PartitionKey": "t", "Other": [_ {"x": 1}]}], "Extra": 5}
+        let cbor = [
+            0xa3, 0x6a, b'S', b't', b'r', b'e', b'a', b'm', b'N', b'a', b'm', b'e', 0x61, b's',
+            0x67, b'R', b'e', b'c', b'o', b'r', b'd', b's', 0x9f, 0xa2, 0x64, b'D', b'a', b't',
+            b'a', 0x42, 0x00, 0xff, 0x6c, b'P', b'a', b'r', b't', b'i', b't', b'i', b'o', b'n',
+            b'K', b'e', b'y', 0x61, b'k', 0xa3, 0x64, b'D', b'a', b't', b'a', 0x5f, 0x41, 0x01,
+            0x41, 0x02, 0xff, 0x6c, b'P', b'a', b'r', b't', b'i', b't', b'i', b'o', b'n', b'K',
+            b'e', b'y', 0x62, 0xc3, 0xa9, 0x6f, b'E', b'x', b'p', b'l', b'i', b'c', b'i', b't',
+            b'H', b'a', b's', b'h', b'K', b'e', b'y', 0x61, b'7', 0xa3, 0x64, b'D', b'a', b't',
+            b'a', 0x64, b'A', b'A', b'E', b'=', 0x6c, b'P', b'a', b'r', b't', b'i', b't', b'i',
+            b'o', b'n', b'K', b'e', b'y', 0x61, b't', 0x65, b'O', b't', b'h', b'e', b'r', 0x9f,
+            0xa1, 0x61, b'x', 0x01, 0xff, 0xff, 0x65, b'E', b'x', b't', b'r', b'a', 0x05,
+        ];
+        let input: PutRecordsInput = de::from_slice(&cbor).expect("decodes");
+        assert_eq!(input.stream_name.as_deref(), Some("s"));
+        let records = input.records.expect("records");
+        assert_eq!(records.len(), 3);
+        assert!(matches!(
+            records[0].data,
+            Some(Blob::Bytes(Cow::Borrowed([0x00, 0xff])))
+        ));
+        assert!(matches!(records[0].partition_key, Some(Cow::Borrowed("k"))));
+        // Chunks are joined; text data stays base64 text, as a JSON client's is.
+        assert_eq!(records[1].data, Some(Blob::Bytes(Cow::Owned(vec![1, 2]))));
+        assert_eq!(records[1].partition_key.as_deref(), Some("é"));
+        assert_eq!(records[1].explicit_hash_key.as_deref(), Some("7"));
+        assert_eq!(records[2].data, Some(Blob::Base64("AAE=".into())));
+
+        // PutRecord's record members sit beside the stream's (a flattened shape).
+        let single = json_to_cbor(br#"{"StreamName":"s","Data":"AAH/","PartitionKey":"p"}"#);
+        let single: PutRecordInput = de::from_slice(&single).expect("decodes");
+        assert_eq!(
+            (single.record.data, single.record.partition_key.as_deref()),
+            (Some(Blob::Bytes(vec![0, 1, 255].into())), Some("p"))
+        );
+
+        // A member of the wrong type, and one given twice, are shape errors worded as serde
+        // words them for JSON, without a JSON line and column a CBOR client never sent.
+        let wrong = json_to_cbor(br#"{"Records":[{"PartitionKey":5}]}"#);
+        assert_eq!(
+            de::from_slice::<PutRecordsInput>(&wrong).map(drop),
+            Err(de::DecodeError::Shape(
+                "invalid type: integer `5`, expected a string".to_owned()
+            ))
+        );
+        let twice = [0xa2, 0x61, b'x', 0x01, 0x61, b'x', 0x02];
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct X {
+            x: u8,
+        }
+        assert_eq!(
+            de::from_slice::<X>(&twice).map(drop),
+            Err(de::DecodeError::Shape("duplicate field `x`".to_owned()))
+        );
+        // Items a type does not take are refused, not read as what follows.
+        assert_eq!(
+            de::from_slice::<(u8,)>(&[0x82, 0x01, 0x02]).map(drop),
+            Err(de::DecodeError::Shape(
+                "an array or map holds more items than expected".to_owned()
+            ))
+        );
     }
 }
