@@ -107,42 +107,6 @@ impl<'de> Deserializer<'de> {
             _ => Err(CborError::MisplacedIndefinite.into()),
         }
     }
-
-    /// Reads past the next item, keeping nothing of it.
-    fn skip(&mut self) -> Result<(), DecodeError> {
-        let head = self.reader.head()?;
-        match (head.major, head.argument) {
-            (BYTES | TEXT, Some(length)) => self.reader.definite(length).map(drop)?,
-            (BYTES | TEXT, None) => self.reader.string(head.major, None).map(drop)?,
-            (ARRAY | MAP, length) => {
-                self.nest()?;
-                let per_entry = if head.major == MAP { 2 } else { 1 };
-                let mut index = 0u64;
-                while self
-                    .reader
-                    .more(length.map(|n| n.saturating_mul(per_entry)), index)?
-                {
-                    self.skip()?;
-                    index += 1;
-                }
-                if length.is_none() && head.major == MAP && index % 2 == 1 {
-                    // A break between a key and its value.
-                    return Err(CborError::MisplacedIndefinite.into());
-                }
-                self.depth -= 1;
-            }
-            (TAG, Some(_)) => {
-                self.nest()?;
-                self.skip()?;
-                self.depth -= 1;
-            }
-            (SIMPLE, _) if head.info == 31 => return Err(CborError::MisplacedIndefinite.into()),
-            (SIMPLE, _) => {}
-            (UNSIGNED | NEGATIVE, Some(_)) => {}
-            _ => return Err(CborError::MisplacedIndefinite.into()),
-        }
-        Ok(())
-    }
 }
 
 impl<'de> de::Deserializer<'de> for &mut Deserializer<'de> {
@@ -154,14 +118,23 @@ impl<'de> de::Deserializer<'de> for &mut Deserializer<'de> {
     }
 
     fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DecodeError> {
-        // `null` and `undefined` (0xf6, 0xf7) are an absent value, as JSON's null is.
-        match self.reader.rest.first() {
-            Some(0xf6 | 0xf7) => {
-                self.reader.take(1)?;
-                visitor.visit_none()
+        // `null` and `undefined` are an absent value, as JSON's null is, also inside tags
+        // other than 1 (which are their content).
+        let depth = self.depth;
+        let value = loop {
+            let before = self.reader.rest;
+            let head = self.reader.head()?;
+            match (head.major, head.argument) {
+                (TAG, Some(tag)) if tag != EPOCH_TAG => self.nest()?,
+                (SIMPLE, _) if matches!(head.info, 22 | 23) => break visitor.visit_none(),
+                _ => {
+                    self.reader.rest = before;
+                    break visitor.visit_some(&mut *self);
+                }
             }
-            _ => visitor.visit_some(self),
-        }
+        };
+        self.depth = depth;
+        value
     }
 
     fn deserialize_newtype_struct<V: Visitor<'de>>(
@@ -188,7 +161,9 @@ impl<'de> de::Deserializer<'de> for &mut Deserializer<'de> {
     }
 
     fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DecodeError> {
-        self.skip()?;
+        // Read through, not jumped over: a member no operation reads is refused for what the
+        // transcoder refuses (text not UTF-8, tag 1 around text, a non-text key, ...).
+        de::Deserializer::deserialize_any(&mut *self, de::IgnoredAny)?;
         visitor.visit_unit()
     }
 

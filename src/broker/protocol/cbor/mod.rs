@@ -228,12 +228,21 @@ mod tests {
         ];
         for (cbor, reason) in cases {
             assert_eq!(to_json::transcode(cbor), Err(reason.clone()), "{cbor:x?}");
-            // The serde reader names the same reason.
+            // The serde reader names the same reason, also in a member it does not read.
             assert_eq!(
                 de::from_slice::<Json>(cbor),
-                Err(de::DecodeError::Malformed(reason)),
+                Err(de::DecodeError::Malformed(reason.clone())),
                 "{cbor:x?}"
             );
+            if !matches!(reason, CborError::Trailing(_)) {
+                let mut unread = vec![0xa1, 0x61, b'x'];
+                unread.extend_from_slice(cbor);
+                assert_eq!(
+                    de::from_slice::<Unread>(&unread),
+                    Err(de::DecodeError::Malformed(reason)),
+                    "{unread:x?}"
+                );
+            }
         }
         // Deep nesting is refused, not a stack overflow, also where the serde reader skips
         // a member it does not read.
@@ -368,6 +377,24 @@ mod tests {
         assert_eq!(de::from_slice::<Json>(&cbor), Ok(expected));
         // Members a type does not read are skipped whole, indefinite lengths and tags too.
         assert_eq!(de::from_slice::<Unread>(&cbor), Ok(Unread {}));
+        // Null inside a tag other than 1 is an absent member, as the transcoder makes it.
+        #[derive(Debug, PartialEq, serde::Deserialize)]
+        struct Named {
+            name: Option<String>,
+        }
+        let tagged_null = [0xa1, 0x64, b'n', b'a', b'm', b'e', 0xd9, 0xd9, 0xf7, 0xf6];
+        assert_eq!(json_of(&tagged_null), Ok(serde_json::json!({"name": null})));
+        assert_eq!(
+            de::from_slice::<Named>(&tagged_null),
+            Ok(Named { name: None })
+        );
+        let tagged_text = [0xa1, 0x64, b'n', b'a', b'm', b'e', 0xd8, 0x20, 0x61, b'x'];
+        assert_eq!(
+            de::from_slice::<Named>(&tagged_text),
+            Ok(Named {
+                name: Some("x".to_owned())
+            })
+        );
         // Enumerations are text.
         #[derive(Debug, PartialEq, serde::Deserialize)]
         enum Mode {
