@@ -395,6 +395,17 @@ mod tests {
                 name: Some("x".to_owned())
             })
         );
+        // A byte string for a text member is its text when it is UTF-8.
+        let bytes_name = [0xa1, 0x64, b'n', b'a', b'm', b'e', 0x42, b'h', b'i'];
+        assert_eq!(
+            de::from_slice::<Named>(&bytes_name),
+            Ok(Named {
+                name: Some("hi".to_owned())
+            })
+        );
+        assert!(
+            de::from_slice::<Named>(&[0xa1, 0x64, b'n', b'a', b'm', b'e', 0x41, 0x8e]).is_err()
+        );
         // Enumerations are text.
         #[derive(Debug, PartialEq, serde::Deserialize)]
         enum Mode {
@@ -445,6 +456,14 @@ mod tests {
         assert_eq!(records[1].partition_key.as_deref(), Some("é"));
         assert_eq!(records[1].explicit_hash_key.as_deref(), Some("7"));
         assert_eq!(records[2].data, Some(Blob::Base64("AAE=".into())));
+
+        // A key sent as a UTF-8 byte string is that text.
+        let mut bytes_key = vec![0xa1, 0x6c];
+        bytes_key.extend_from_slice(b"PartitionKey");
+        bytes_key.extend_from_slice(&[0x42, b'p', b'k']);
+        let entry: crate::broker::protocol::json::PutRecordsEntry =
+            de::from_slice(&bytes_key).expect("decodes");
+        assert!(matches!(entry.partition_key, Some(Cow::Borrowed("pk"))));
 
         // PutRecord's record members sit beside the stream's (a flattened shape).
         let single = json_to_cbor(br#"{"StreamName":"s","Data":"AAH/","PartitionKey":"p"}"#);
