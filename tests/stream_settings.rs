@@ -14,10 +14,58 @@ use aws_sdk_kinesis::types::{
 };
 use aws_smithy_types::retry::RetryConfig;
 use support::broker::{
-    Broker, BrokerBuilder, TempDir, create_active_stream, error_code, raw_post, wait_for_status,
+    Broker, BrokerBuilder, TempDir, create_active_stream, error_code, raw_post, raw_request,
+    wait_for_status,
 };
 
 const ARN: &str = "arn:aws:kinesis:us-east-1:000000000000:stream/tuned";
+
+/// A CBOR PutRecord with `body`, signed with `key` (whose secret is `<key>-secret`); the
+/// answer's status and error type ("" for none).
+fn cbor_put_record(endpoint: &str, key: &str, body: &[u8]) -> (u16, String) {
+    let host = endpoint.trim_start_matches("http://");
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64;
+    let request = brook::broker::auth::signed_request_as(
+        "application/x-amz-cbor-1.1",
+        host,
+        "Kinesis_20131202.PutRecord",
+        bytes::Bytes::copy_from_slice(body),
+        (key, &format!("{key}-secret")),
+        "us-east-1",
+        now_ms,
+    )
+    .expect("signs");
+    // The raw request sends its own Host header, the same one.
+    let headers: Vec<(String, String)> = request
+        .headers()
+        .iter()
+        .filter(|(name, _)| name.as_str() != "host")
+        .map(|(name, value)| {
+            let value = value.to_str().expect("ASCII").to_owned();
+            (name.as_str().to_owned(), value)
+        })
+        .collect();
+    let headers: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.as_str()))
+        .collect();
+    let answer = raw_request(endpoint, "POST", &headers, body);
+    let kind = ciborium::de::from_reader::<ciborium::value::Value, _>(answer.body.as_slice())
+        .ok()
+        .and_then(|value| {
+            value.as_map().and_then(|members| {
+                members
+                    .iter()
+                    .find(|(k, _)| k.as_text() == Some("__type"))
+                    .and_then(|(_, v)| v.as_text().map(str::to_owned))
+            })
+        })
+        .unwrap_or_default();
+    (answer.status, kind)
+}
 
 /// The operations of the embedded Kinesis API model (botocore's), by name.
 fn model_operations() -> Vec<String> {
@@ -359,6 +407,29 @@ async fn resource_policies_allow_and_deny_actions_for_each_access_key() {
         error_code(&denied.expect_err("explicit deny")),
         "AccessDeniedException"
     );
+    // The same in CBOR, which a broker reads as it came: the policy sees its stream, and a
+    // body that is not CBOR is refused for that before any policy is asked.
+    let mut put = vec![0xa3, 0x6a];
+    put.extend_from_slice(b"StreamName");
+    put.extend_from_slice(&[0x65]);
+    put.extend_from_slice(b"tuned");
+    put.extend_from_slice(&[0x6c]);
+    put.extend_from_slice(b"PartitionKey");
+    put.extend_from_slice(&[0x61, b'k', 0x64]);
+    put.extend_from_slice(b"Data");
+    put.extend_from_slice(&[0x42, 0x00, 0xff]);
+    assert_eq!(
+        cbor_put_record(&broker.endpoint, "AKIDWRITER", &put),
+        (200, String::new())
+    );
+    assert_eq!(
+        cbor_put_record(&broker.endpoint, "AKIDREADER", &put),
+        (400, "AccessDeniedException".to_owned())
+    );
+    assert_eq!(
+        cbor_put_record(&broker.endpoint, "AKIDREADER", &put[..put.len() - 1]),
+        (400, "SerializationException".to_owned())
+    );
     let iterator = reader
         .get_shard_iterator()
         .stream_name("tuned")
@@ -373,7 +444,8 @@ async fn resource_policies_allow_and_deny_actions_for_each_access_key() {
         .send()
         .await
         .expect("GetRecords");
-    assert_eq!(records.records().len(), 1);
+    assert_eq!(records.records().len(), 2);
+    assert_eq!(records.records()[1].data().as_ref(), [0x00, 0xff]);
     let outsider = stranger
         .describe_stream_summary()
         .stream_name("tuned")

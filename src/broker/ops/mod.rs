@@ -254,7 +254,9 @@ pub fn authorize(
             ),
         )
     };
-    let body = body.json().unwrap_or_default();
+    // A CBOR write is read as JSON here only when policies are set; a body that is not CBOR
+    // is refused for that, as it is without policies, not for its policy.
+    let body = body.json()?;
     let value: serde_json::Value = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
     let field = |name: &str| value.get(name).and_then(serde_json::Value::as_str);
     let consumer_arn =
