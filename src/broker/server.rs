@@ -309,6 +309,11 @@ async fn handle(
             Body::Json(&body)
         };
         ops::authorize(&broker, operation, body, &caller)?;
+        let encoding = if is_cbor {
+            ops::Encoding::Cbor
+        } else {
+            ops::Encoding::Json
+        };
         if let (Some(cluster), Some(raw)) = (broker.cluster.get(), raw) {
             let relayed = cluster::relay::Relayed {
                 operation,
@@ -318,9 +323,18 @@ async fn handle(
             };
             // Boxed: the relay and split futures are large, and a request served here should
             // not carry their state.
-            match Box::pin(cluster::serve(&broker, cluster, entry, body, relayed)).await? {
+            match Box::pin(cluster::serve(
+                &broker, cluster, entry, body, relayed, encoding,
+            ))
+            .await?
+            {
                 cluster::Served::Here => {}
-                cluster::Served::Json(answer) => return Ok(Reply::Json(answer)),
+                cluster::Served::Answered(ops::Answer::Json(answer)) => {
+                    return Ok(Reply::Json(answer));
+                }
+                cluster::Served::Answered(ops::Answer::Cbor(answer)) => {
+                    return Ok(Reply::Cbor(answer));
+                }
                 cluster::Served::Relayed(answer) => return Ok(Reply::Relayed(answer)),
             }
         }
@@ -331,11 +345,6 @@ async fn handle(
             let events = ops::subscribe::subscribe(&broker, &body, is_cbor).await?;
             return Ok(Reply::Events(events));
         }
-        let encoding = if is_cbor {
-            ops::Encoding::Cbor
-        } else {
-            ops::Encoding::Json
-        };
         ops::dispatch(&broker, operation, body, encoding)
             .await
             .map(|answer| match answer {

@@ -531,28 +531,31 @@ pub enum Entry {
 pub enum Served {
     /// This pod serves it, as a broker on its own would.
     Here,
-    /// A PutRecords split over pods: the merged answer (JSON).
-    Json(Vec<u8>),
+    /// A PutRecords split over pods: the merged answer, in the request's protocol.
+    Answered(super::ops::Answer),
     /// Another pod's answer, passed through.
     Relayed(http::Response<super::server::ResponseBody>),
 }
 
 /// Routes a request of a clustered broker: serves it here, relays it to the pod that
 /// serves it, or splits a PutRecords over its records' pods. `body` is the body the
-/// operations read; `relayed` the request as the client sent it.
+/// operations read; `relayed` the request as the client sent it; `encoding` the protocol
+/// a split PutRecords answers in.
 pub async fn serve(
     broker: &Arc<Broker>,
     cluster: &Arc<Cluster>,
     entry: Entry,
     body: Body<'_>,
     relayed: relay::Relayed<'_>,
+    encoding: super::ops::Encoding,
 ) -> Result<Served, ApiError> {
     let here = cluster.ordinal;
     let route = if relayed.operation == Operation::PutRecords {
-        match split::put_records(broker, cluster, entry, body, relayed.caller).await? {
+        let caller = relayed.caller;
+        match split::put_records(broker, cluster, entry, body, caller, encoding).await? {
             split::Served::Here => Route::Here,
             split::Served::Elsewhere(pod) => Route::Pod(pod),
-            split::Served::Answered(answer) => return Ok(Served::Json(answer)),
+            split::Served::Answered(answer) => return Ok(Served::Answered(answer)),
         }
     } else {
         route(broker, here, relayed.operation, body)

@@ -8,8 +8,8 @@
 use std::sync::Arc;
 
 use super::{Cluster, Entry, HOME, Route, caller_header, misrouted};
-use crate::broker::ops::Caller;
 use crate::broker::ops::put::{self, PutRecord, RecordResult};
+use crate::broker::ops::{Answer, Caller, Encoding};
 use crate::broker::protocol::ApiError;
 use crate::broker::protocol::body::Body;
 use crate::broker::protocol::json::PutRecordsInput;
@@ -25,8 +25,8 @@ pub enum Served {
     /// yet, or a pod with open shards for a stream under the AUTO distribution strategy when
     /// this pod has none.
     Elsewhere(u32),
-    /// Stored, here and on the records' pods: the answer (JSON).
-    Answered(Vec<u8>),
+    /// Stored, here and on the records' pods: the answer, in the request's protocol.
+    Answered(Answer),
 }
 
 /// The pod owning each record's shard, or `None` for a record whose hash key has no open
@@ -54,6 +54,7 @@ pub async fn put_records(
     entry: Entry,
     body: Body<'_>,
     caller: &Caller,
+    encoding: Encoding,
 ) -> Result<Served, ApiError> {
     let here = cluster.ordinal;
     let Ok(input) = body.decode::<PutRecordsInput<'_>>() else {
@@ -83,9 +84,8 @@ pub async fn put_records(
     let owners = owners(&stream, &records);
     if owners.iter().all(|&owner| owner == Some(here)) {
         let results = put::store_records(broker, stream.clone(), &records).await?;
-        return Ok(Served::Answered(put::put_records_answer(
-            broker, &stream, &results,
-        )));
+        let answer = put::put_records_answer(broker, &stream, &results, encoding);
+        return Ok(Served::Answered(Answer::of(answer, encoding)));
     }
     // Another pod sends a part only to its records' owner; it sends a whole request only to
     // pod 0 (a stream its replica lacks), which splits it.
@@ -118,9 +118,8 @@ pub async fn put_records(
         super::replica::refresh(broker, cluster).await;
     }
     let results = merge(records.len(), answered);
-    Ok(Served::Answered(put::put_records_answer(
-        broker, &stream, &results,
-    )))
+    let answer = put::put_records_answer(broker, &stream, &results, encoding);
+    Ok(Served::Answered(Answer::of(answer, encoding)))
 }
 
 /// Record positions grouped by owner, each group in the request's order, groups by owner;

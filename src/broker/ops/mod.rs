@@ -30,6 +30,16 @@ pub enum Answer {
     Cbor(Vec<u8>),
 }
 
+impl Answer {
+    /// An answer written in `encoding`.
+    pub fn of(body: Vec<u8>, encoding: Encoding) -> Self {
+        match encoding {
+            Encoding::Json => Self::Json(body),
+            Encoding::Cbor => Self::Cbor(body),
+        }
+    }
+}
+
 /// Runs one operation on a request body and returns the answer. The body is JSON, but for
 /// PutRecord and PutRecords, which read a CBOR body as it came ([`Body::reads_cbor`]); the
 /// request's `encoding` is the one GetRecords writes its records in.
@@ -51,7 +61,9 @@ pub async fn dispatch(
     }
     let result = match operation {
         Operation::PutRecord => put::put_record(broker, body).await.map(Answer::Json),
-        Operation::PutRecords => put::put_records(broker, body).await.map(Answer::Json),
+        Operation::PutRecords => put::put_records(broker, body, encoding)
+            .await
+            .map(|answer| Answer::of(answer, encoding)),
         Operation::GetRecords if encoding == Encoding::Cbor => {
             records::get_records(broker, &body.json()?, encoding)
                 .await
@@ -91,7 +103,7 @@ async fn run(broker: &Arc<Broker>, operation: Operation, body: &[u8]) -> Result<
         Operation::ListTagsForStream => streams::list_tags(broker, body),
         Operation::DescribeLimits => streams::describe_limits(broker).await,
         Operation::PutRecord => put::put_record(broker, Body::Json(body)).await,
-        Operation::PutRecords => put::put_records(broker, Body::Json(body)).await,
+        Operation::PutRecords => put::put_records(broker, Body::Json(body), Encoding::Json).await,
         Operation::GetShardIterator => records::get_shard_iterator(broker, body).await,
         Operation::GetRecords => records::get_records(broker, body, Encoding::Json).await,
         Operation::SplitShard => reshard::split_shard(broker, body).await,

@@ -9,8 +9,10 @@ use base64::Engine;
 use base64::engine::DecodePaddingMode;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 
+use super::Encoding;
 use super::{null_member, required};
 use crate::broker::protocol::body::Body;
+use crate::broker::protocol::cbor::write::{self as cbor, Container};
 use crate::broker::protocol::json::{
     self, Blob, PutRecordInput, PutRecordOutput, PutRecordsEntry, PutRecordsInput,
     PutRecordsOutput, PutRecordsResultEntry,
@@ -494,11 +496,12 @@ fn shard_name(stream: &LiveStream, shard_index: u32) -> Cow<'_, str> {
     }
 }
 
-/// PutRecords's answer: each record's result, in the request's order.
+/// PutRecords's answer in `encoding`: each record's result, in the request's order.
 pub fn put_records_answer(
     broker: &Broker,
     stream: &LiveStream,
     results: &[RecordResult],
+    encoding: Encoding,
 ) -> Vec<u8> {
     let mut failed = 0;
     let mut sequences = SequenceTexts::default();
@@ -534,18 +537,58 @@ pub fn put_records_answer(
             }
         })
         .collect();
-    json::encode(&PutRecordsOutput {
+    let output = PutRecordsOutput {
         failed_record_count: failed,
         records,
         encryption_type: "NONE",
-    })
+    };
+    match encoding {
+        Encoding::Json => json::encode(&output),
+        Encoding::Cbor => put_records_cbor(&output),
+    }
 }
 
-pub(super) async fn put_records(broker: &Arc<Broker>, body: Body<'_>) -> Result<Vec<u8>, ApiError> {
+/// PutRecords's answer written as CBOR, its members in the JSON answer's order: a CBOR client's
+/// 500 results are not written as JSON to be transcoded.
+fn put_records_cbor(output: &PutRecordsOutput<'_>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64 + 96 * output.records.len());
+    cbor::map(&mut out, 3);
+    cbor::text(&mut out, "FailedRecordCount");
+    cbor::integer(&mut out, i64::from(output.failed_record_count));
+    cbor::text(&mut out, "Records");
+    let count = output.records.len() as u64;
+    let records = Container::array_of(&mut out, count);
+    for entry in &output.records {
+        let members = [
+            entry
+                .sequence_number
+                .as_ref()
+                .map(|s| ("SequenceNumber", s.as_str())),
+            entry.shard_id.as_deref().map(|id| ("ShardId", id)),
+            entry.error_code.map(|code| ("ErrorCode", code)),
+            entry.error_message.as_deref().map(|m| ("ErrorMessage", m)),
+        ];
+        cbor::map(&mut out, members.iter().flatten().count() as u64);
+        for (name, value) in members.into_iter().flatten() {
+            cbor::text(&mut out, name);
+            cbor::text(&mut out, value);
+        }
+    }
+    records.close(&mut out, count);
+    cbor::text(&mut out, "EncryptionType");
+    cbor::text(&mut out, output.encryption_type);
+    out
+}
+
+pub(super) async fn put_records(
+    broker: &Arc<Broker>,
+    body: Body<'_>,
+    encoding: Encoding,
+) -> Result<Vec<u8>, ApiError> {
     let input: PutRecordsInput = body.decode()?;
     let (stream, decoded) = decode_put_records(broker, &input)?;
     let results = store_records(broker, stream.clone(), &decoded.records()).await?;
-    Ok(put_records_answer(broker, &stream, &results))
+    Ok(put_records_answer(broker, &stream, &results, encoding))
 }
 
 pub(super) async fn put_record(broker: &Arc<Broker>, body: Body<'_>) -> Result<Vec<u8>, ApiError> {
@@ -590,4 +633,51 @@ pub(super) async fn put_record(broker: &Arc<Broker>, body: Body<'_>) -> Result<V
         ),
         encryption_type: "NONE",
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::routing::{SequencePosition, SequenceText};
+
+    #[test]
+    fn a_put_records_answer_in_cbor_is_the_json_answer_transcoded() {
+        let stored = |ordinal: u64, shard: &'static str| PutRecordsResultEntry {
+            sequence_number: Some(SequenceText::of(SequencePosition {
+                stream_key: 7,
+                shard_index: 1,
+                ordinal,
+            })),
+            shard_id: Some(Cow::Borrowed(shard)),
+            error_code: None,
+            error_message: None,
+        };
+        let failed = |code: &'static str, message: &str| PutRecordsResultEntry {
+            sequence_number: None,
+            shard_id: None,
+            error_code: Some(code),
+            error_message: Some(message.to_owned()),
+        };
+        // Every kind of result, and more than a one-byte array head holds.
+        let mut records: Vec<PutRecordsResultEntry<'_>> = (1..=30)
+            .map(|i| stored(i, "shardId-000000000001"))
+            .collect();
+        records.push(failed(
+            "ProvisionedThroughputExceededException",
+            "Rate exceeded for shard \"é\".",
+        ));
+        records.push(failed("InternalFailure", "Pod 2 is not there; retry."));
+        for records in [records, Vec::new()] {
+            let output = PutRecordsOutput {
+                failed_record_count: records.iter().filter(|r| r.error_code.is_some()).count()
+                    as u32,
+                records,
+                encryption_type: "NONE",
+            };
+            assert_eq!(
+                put_records_cbor(&output),
+                crate::broker::protocol::cbor::json_to_cbor(&json::encode(&output))
+            );
+        }
+    }
 }
