@@ -28,6 +28,26 @@ impl de::Error for DecodeError {
     fn custom<T: std::fmt::Display>(message: T) -> Self {
         Self::Shape(message.to_string())
     }
+
+    // CBOR's null is JSON's: named as serde_json names it, so both protocols word a misplaced
+    // null alike.
+    fn invalid_type(unexpected: de::Unexpected<'_>, expected: &dyn de::Expected) -> Self {
+        match unexpected {
+            de::Unexpected::Unit => {
+                Self::custom(format_args!("invalid type: null, expected {expected}"))
+            }
+            other => Self::custom(format_args!("invalid type: {other}, expected {expected}")),
+        }
+    }
+
+    fn invalid_value(unexpected: de::Unexpected<'_>, expected: &dyn de::Expected) -> Self {
+        match unexpected {
+            de::Unexpected::Unit => {
+                Self::custom(format_args!("invalid value: null, expected {expected}"))
+            }
+            other => Self::custom(format_args!("invalid value: {other}, expected {expected}")),
+        }
+    }
 }
 
 /// Decodes the CBOR document `body` into `T`.

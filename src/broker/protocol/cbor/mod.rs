@@ -482,6 +482,18 @@ mod tests {
                 "invalid type: integer `5`, expected a string".to_owned()
             ))
         );
+        // A null where a record belongs is named null, as serde_json names it.
+        let null_record = json_to_cbor(br#"{"Records":[null]}"#);
+        let json_error =
+            crate::broker::protocol::json::decode::<PutRecordsInput>(br#"{"Records":[null]}"#)
+                .map(drop)
+                .expect_err("no record");
+        assert_eq!(
+            de::from_slice::<PutRecordsInput>(&null_record)
+                .map(drop)
+                .map_err(|e| e.to_string()),
+            Err(json_error.message.replace(" at line 1 column 16", ""))
+        );
         let twice = [0xa2, 0x61, b'x', 0x01, 0x61, b'x', 0x02];
         #[derive(Debug, serde::Deserialize)]
         #[allow(dead_code)]
