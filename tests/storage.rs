@@ -1,6 +1,7 @@
 //! Durability below the process, where `kill -9` cannot look: a file layer that records and
 //! fails calls shows that no acknowledgement leaves before the journal sync that covers it,
-//! that a failed sync fails its writes and stops the writer, and that recovery from a journal
+//! that a failed sync fails its writes (a lone write's own sync or one behind another) and those
+//! queued behind it and stops the writer, and that recovery from a journal
 //! cut at every byte of its last batches keeps exactly the whole batches before the cut.
 
 mod support;
@@ -13,10 +14,12 @@ use std::time::Duration;
 
 use brook::broker::shard::batch::{BodyBuilder, records};
 use brook::broker::shard::fs::RealFs;
-use brook::broker::shard::{AppendPart, Clock, ReadLimits, Store, StoreOptions};
+use brook::broker::shard::{AppendPart, Clock, ReadLimits, Store, StoreError, StoreOptions};
 use support::broker::TempDir;
 use support::eventually;
-use support::recording_fs::{Event, SHARD, open, open_recorded, part, stored_data, wait_for_count};
+use support::recording_fs::{
+    Event, Recording, SHARD, open, open_recorded, part, stored_data, wait_for_count,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_acknowledgement_leaves_before_the_sync_that_covers_it_returns() {
@@ -129,12 +132,83 @@ async fn a_failed_sync_fails_the_writes_it_covered_and_stops_the_writer() {
     );
     let after = store.append(vec![part("after", 1)]).await;
     assert!(
-        matches!(after, Err(brook::broker::shard::StoreError::Stopped(_))),
+        matches!(after, Err(StoreError::Stopped(_))),
         "the writer kept going after a failed sync: {after:?}"
     );
     assert_eq!(
         stored_data(&store),
         ["before-0", "before-1"],
+        "readers never see unsynced records"
+    );
+}
+
+/// Journal bytes of a one-record part labelled with one letter: header 48, key length 2, key
+/// 1, data length 4, data 3.
+const ONE_RECORD: usize = 48 + 2 + 1 + 4 + 3;
+
+type AppendTask = tokio::task::JoinHandle<Result<Vec<brook::broker::shard::Appended>, StoreError>>;
+
+/// Two appends on a store whose journal sync number `failing` fails: `a` alone, then `b`,
+/// written while `a`'s sync is held (so a later sync covers it), then the sync let go.
+async fn a_then_b_during_its_sync(
+    name: &str,
+    failing: usize,
+) -> (TempDir, Arc<Recording>, Arc<Store>, AppendTask, AppendTask) {
+    let dir = TempDir::new(name);
+    let (recording, store) = open_recorded(dir.path()).await;
+    recording.hold(true);
+    recording.fail_sync_number.store(failing, Ordering::SeqCst);
+    let writer = store.clone();
+    let a = tokio::spawn(async move { writer.append(vec![part("a", 1)]).await });
+    wait_for_count(&recording, Event::SyncStarted, 1).await;
+    let writer = store.clone();
+    let b = tokio::spawn(async move { writer.append(vec![part("b", 1)]).await });
+    wait_for_count(&recording, Event::Append(ONE_RECORD), 2).await;
+    recording.hold(false);
+    (dir, recording, store, a, b)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_sync_behind_another_fails_its_writes_and_stops_the_writer() {
+    let (_dir, _recording, store, a, b) = a_then_b_during_its_sync("failed-later-sync", 2).await;
+    a.await.expect("task").expect("the first sync succeeded");
+    let b = b.await.expect("task");
+    assert!(
+        b.is_err(),
+        "a write whose sync failed was acknowledged: {b:?}"
+    );
+    let after = store.append(vec![part("c", 1)]).await;
+    assert!(
+        matches!(after, Err(StoreError::Stopped(_))),
+        "the writer kept going after a failed sync: {after:?}"
+    );
+    assert_eq!(
+        stored_data(&store),
+        ["a-0"],
+        "readers never see unsynced records"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_queued_behind_a_failed_sync_are_failed_not_synced_again() {
+    let (_dir, recording, store, a, b) = a_then_b_during_its_sync("behind-failed-sync", 1).await;
+    assert!(
+        a.await.expect("task").is_err(),
+        "the failed sync's write was acknowledged"
+    );
+    // A sync after a failed one can report success for bytes the failure lost.
+    let b = b.await.expect("task");
+    assert!(
+        matches!(b, Err(StoreError::Stopped(_))),
+        "a write queued behind a failed sync was not refused as stopped: {b:?}"
+    );
+    assert_eq!(
+        recording.sync_threads.lock().expect("lock").len(),
+        1,
+        "the journal was synced again after a failed sync"
+    );
+    assert!(
+        stored_data(&store).is_empty(),
         "readers never see unsynced records"
     );
 }

@@ -1,10 +1,10 @@
 //! A file layer over the real one that records the journal's calls in order, can hold a sync
-//! until released and can fail the next one; and a one-shard store opened on it.
+//! until released and can fail the next one or a given one; and a one-shard store opened on it.
 
 use std::collections::HashMap;
 use std::io;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -54,6 +54,8 @@ pub struct Recording {
     released: Condvar,
     pub recorded: Condvar,
     pub fail_next_sync: AtomicBool,
+    /// Fails the journal sync with this number (the first to start is 1; 0 fails none).
+    pub fail_sync_number: AtomicUsize,
     /// The name of the thread each journal sync ran on, in order.
     pub sync_threads: Mutex<Vec<String>>,
     /// The name of the thread each journal write ran on, in order.
@@ -186,18 +188,20 @@ impl LogFile for RecordingFile {
             self.grew = false;
             return self.inner.sync_data();
         }
-        self.recording
-            .sync_threads
-            .lock()
-            .expect("lock")
-            .push(thread_name());
+        let number = {
+            let mut threads = self.recording.sync_threads.lock().expect("lock");
+            threads.push(thread_name());
+            threads.len()
+        };
         self.recording.record(Event::SyncStarted);
         let mut held = self.recording.hold_sync.lock().expect("lock");
         while *held {
             held = self.recording.released.wait(held).expect("wait");
         }
         drop(held);
-        if self.recording.fail_next_sync.swap(false, Ordering::SeqCst) {
+        if self.recording.fail_next_sync.swap(false, Ordering::SeqCst)
+            || self.recording.fail_sync_number.load(Ordering::SeqCst) == number
+        {
             return Err(io::Error::other("injected fsync failure"));
         }
         let result = self.inner.sync_data();

@@ -1,11 +1,14 @@
-//! Group commit: the journal syncs of a store with `Fsync` durability, on the syncer thread.
+//! Group commit: the journal syncs of a store with `Fsync` durability.
 //!
 //! An append writes its round (journal bytes and its segments' page-cache copies) on its own
-//! task, holding the writer, and queues the round here. The syncer thread takes every round
-//! queued so far, syncs the journal once — an `fdatasync` covers every byte written before it
-//! began, so each round taken is covered — then publishes the rounds to readers and replies to
-//! them, in order, and starts the next sync as soon as rounds are queued again; it sleeps when
-//! none are, and the first round queued wakes it. So a round is written while the previous one
+//! task, holding the writer, and queues the round here. When no sync is running and nothing
+//! else is queued, the append syncs its round itself once it has let the writer go, and
+//! replies to itself: a lone write costs its sync and no thread hand-off. Otherwise the
+//! syncer thread takes every round queued so far, syncs the journal once — an `fdatasync`
+//! covers every byte written before it began, so each round taken is covered — then
+//! publishes the rounds to readers and replies to them, in order, and starts the next sync as
+//! soon as rounds are queued again; it sleeps when none are, and the end of a sync an append
+//! led wakes it for the rounds queued meanwhile. So a round is written while the previous one
 //! syncs, by the request itself: no thread stands between a request and the journal.
 //!
 //! A failed sync fails its rounds and every later one: the store takes no more writes, since
@@ -123,6 +126,8 @@ struct PipelineState {
     failure: Option<String>,
     /// The store is gone: the syncer thread ends.
     closed: bool,
+    /// Threads in [`GroupCommit::wait_idle`].
+    idle_waiters: usize,
 }
 
 impl PipelineState {
@@ -145,6 +150,7 @@ impl GroupCommit {
                 journal: Some(journal),
                 failure: None,
                 closed: false,
+                idle_waiters: 0,
             }),
             changed: Condvar::new(),
             stats,
@@ -162,26 +168,40 @@ impl GroupCommit {
     }
 
     /// Queues a written round; call while holding the writer, so rounds queue in journal order.
-    pub(super) fn queue(&self, round: WrittenRound) {
+    /// Returns whether no sync was running and nothing else was queued: the caller then syncs
+    /// the round itself with [`GroupCommit::lead`] as soon as it lets the writer go, with no
+    /// wait in between (nothing else will sync it until then); otherwise the syncer thread,
+    /// which looks again when its sync ends, syncs it.
+    #[must_use = "a round queued on an idle pipeline is synced only by its caller's `lead`"]
+    pub(super) fn queue(&self, round: WrittenRound) -> bool {
         let mut state = self.state();
-        let wake = state.queued.is_empty() && state.journal.is_some();
+        let idle = state.idle();
         state.queued.push(round);
-        drop(state);
-        // A syncer that is syncing looks again when it is done; only a sleeping one is woken.
-        if wake {
-            self.changed.notify_all();
+        idle
+    }
+
+    /// Syncs every queued round on the calling thread, unless a sync is already running (its
+    /// end starts the next one). Rounds queued during this sync are left to the syncer thread,
+    /// woken for them. For an append whose [`GroupCommit::queue`] said so: its own round is
+    /// then acknowledged without a wake-up of the syncer thread and of the append's task.
+    pub(super) fn lead(&self) {
+        let state = self.state();
+        if state.queued.is_empty() || state.journal.is_none() {
+            return;
         }
+        drop(self.sync_queued(state));
     }
 
     /// Blocks until every queued round is synced and replied to. For the writer thread,
     /// holding the writer (so nothing new queues).
     pub(super) fn wait_idle(&self) {
-        let state = self.state();
-        drop(
-            self.changed
-                .wait_while(state, |s| !s.idle())
-                .unwrap_or_else(PoisonError::into_inner),
-        );
+        let mut state = self.state();
+        state.idle_waiters += 1;
+        let mut state = self
+            .changed
+            .wait_while(state, |s| !s.idle())
+            .unwrap_or_else(PoisonError::into_inner);
+        state.idle_waiters -= 1;
     }
 
     /// Later syncs go through `journal`; call only while idle, holding the writer.
@@ -198,7 +218,7 @@ impl GroupCommit {
     fn run_syncer(&self) {
         let mut state = self.state();
         loop {
-            if !state.queued.is_empty() {
+            if !state.queued.is_empty() && state.journal.is_some() {
                 state = self.sync_queued(state);
                 continue;
             }
@@ -237,7 +257,11 @@ impl GroupCommit {
         if let Err(error) = &outcome {
             state.failure.get_or_insert_with(|| error.to_string());
         }
-        self.changed.notify_all();
+        // The syncer thread (when an append led this sync) is woken for the rounds queued
+        // meanwhile, a waiter for idleness once there are none; nobody else waits here.
+        if !state.queued.is_empty() || state.idle_waiters > 0 || state.closed {
+            self.changed.notify_all();
+        }
         state
     }
 

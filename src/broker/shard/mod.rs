@@ -295,17 +295,22 @@ impl Store {
     pub async fn append(&self, parts: Vec<AppendPart>) -> Result<Vec<Appended>, StoreError> {
         let enqueued = std::time::Instant::now();
         let (reply, answer) = oneshot::channel();
-        let checkpoint_due = {
+        let (checkpoint_due, lead) = {
             let mut writer = self.writer.lock().await;
-            writer.commit(vec![(parts, enqueued, reply)]);
+            let lead = writer.commit(vec![(parts, enqueued, reply)]);
             if writer.ask_room_growth() && self.queue.try_send(Command::GrowJournal).is_err() {
                 writer.journal_room.unask();
             }
             if writer.ask_writeback() {
                 let _ = self.queue.try_send(Command::WriteBack);
             }
-            writer.checkpoint_due()
+            (writer.checkpoint_due(), lead)
         };
+        // No await between queueing the round and syncing it: a dropped caller cannot leave
+        // a round that nothing syncs.
+        if let Some(group_commit) = lead {
+            sync_here(|| group_commit.lead());
+        }
         if checkpoint_due {
             let _ = self.queue.try_send(Command::Tick);
         }
@@ -402,5 +407,14 @@ impl Store {
     /// Checkpoints and stops the writer; later writes fail.
     pub async fn shutdown(&self) -> Result<(), StoreError> {
         self.ask(|reply| Command::Shutdown { reply }).await
+    }
+}
+
+/// Runs a blocking `sync` on the calling task: on a multi-thread runtime the worker's other
+/// tasks are handed to another thread meanwhile, so a slow disk holds up only this task.
+fn sync_here(sync: impl FnOnce()) {
+    match tokio::runtime::Handle::try_current().map(|runtime| runtime.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(sync),
+        _ => sync(),
     }
 }

@@ -489,10 +489,13 @@ impl Writer {
     }
 
     /// Writes a round of appends and queues it for the group commit (or, without `Fsync`
-    /// durability, settles it at once). Replies go to each append's reply channel.
-    pub(super) fn commit(&mut self, appends: Vec<QueuedAppend>) {
+    /// durability, settles it at once). Replies go to each append's reply channel. Returns
+    /// the group commit when the caller must sync the round itself ([`GroupCommit::lead`])
+    /// right after letting the writer go.
+    #[must_use = "a returned group commit syncs the round only when its `lead` is called"]
+    pub(super) fn commit(&mut self, appends: Vec<QueuedAppend>) -> Option<Arc<GroupCommit>> {
         if appends.is_empty() {
-            return;
+            return None;
         }
         self.adopt_shared_failure();
         let refusal = match (&self.failure, self.shut_down) {
@@ -504,7 +507,7 @@ impl Writer {
             for (_, _, reply) in appends {
                 let _ = reply.send(Err(StoreError::Stopped(reason.clone())));
             }
-            return;
+            return None;
         }
         let round_start = Instant::now();
         let handoff: Duration = appends
@@ -549,7 +552,7 @@ impl Writer {
                 for (reply, _) in replies {
                     let _ = reply.send(Err(error.clone()));
                 }
-                return;
+                return None;
             }
         };
         let round = WrittenRound {
@@ -563,9 +566,12 @@ impl Writer {
             round.replies.len(),
         );
         match &self.group_commit {
-            Some(group_commit) => group_commit.queue(round),
+            Some(group_commit) => group_commit.queue(round).then(|| group_commit.clone()),
             // Without `Fsync` durability there is no group commit: written is acknowledged.
-            None => round.settle(&Ok(()), &self.stats),
+            None => {
+                round.settle(&Ok(()), &self.stats);
+                None
+            }
         }
     }
 
