@@ -110,6 +110,15 @@ enum Reply {
     Relayed(Response<ResponseBody>),
 }
 
+impl From<ops::Answer> for Reply {
+    fn from(answer: ops::Answer) -> Self {
+        match answer {
+            ops::Answer::Json(json) => Self::Json(json),
+            ops::Answer::Cbor(cbor) => Self::Cbor(cbor),
+        }
+    }
+}
+
 /// A response body fed by a channel; it ends when the sender goes.
 struct ChannelBody {
     events: tokio::sync::mpsc::Receiver<Bytes>,
@@ -329,12 +338,7 @@ async fn handle(
             .await?
             {
                 cluster::Served::Here => {}
-                cluster::Served::Answered(ops::Answer::Json(answer)) => {
-                    return Ok(Reply::Json(answer));
-                }
-                cluster::Served::Answered(ops::Answer::Cbor(answer)) => {
-                    return Ok(Reply::Cbor(answer));
-                }
+                cluster::Served::Answered(answer) => return Ok(Reply::from(answer)),
                 cluster::Served::Relayed(answer) => return Ok(Reply::Relayed(answer)),
             }
         }
@@ -347,10 +351,7 @@ async fn handle(
         }
         ops::dispatch(&broker, operation, body, encoding)
             .await
-            .map(|answer| match answer {
-                ops::Answer::Json(json) => Reply::Json(json),
-                ops::Answer::Cbor(cbor) => Reply::Cbor(cbor),
-            })
+            .map(Reply::from)
     }
     .await;
     // A pod that refused another pod's request under its own older map catches up before it

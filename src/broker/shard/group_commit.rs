@@ -134,6 +134,11 @@ impl PipelineState {
     fn idle(&self) -> bool {
         self.queued.is_empty() && self.journal.is_some()
     }
+
+    /// Rounds wait and no sync runs.
+    fn can_sync(&self) -> bool {
+        !self.queued.is_empty() && self.journal.is_some()
+    }
 }
 
 impl GroupCommit {
@@ -186,10 +191,9 @@ impl GroupCommit {
     /// then acknowledged without a wake-up of the syncer thread and of the append's task.
     pub(super) fn lead(&self) {
         let state = self.state();
-        if state.queued.is_empty() || state.journal.is_none() {
-            return;
+        if state.can_sync() {
+            drop(self.sync_queued(state));
         }
-        drop(self.sync_queued(state));
     }
 
     /// Blocks until every queued round is synced and replied to. For the writer thread,
@@ -218,7 +222,7 @@ impl GroupCommit {
     fn run_syncer(&self) {
         let mut state = self.state();
         loop {
-            if !state.queued.is_empty() && state.journal.is_some() {
+            if state.can_sync() {
                 state = self.sync_queued(state);
                 continue;
             }

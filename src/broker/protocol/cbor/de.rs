@@ -32,20 +32,28 @@ impl de::Error for DecodeError {
     // CBOR's null is JSON's: named as serde_json names it, so both protocols word a misplaced
     // null alike.
     fn invalid_type(unexpected: de::Unexpected<'_>, expected: &dyn de::Expected) -> Self {
-        match unexpected {
-            de::Unexpected::Unit => {
-                Self::custom(format_args!("invalid type: null, expected {expected}"))
-            }
-            other => Self::custom(format_args!("invalid type: {other}, expected {expected}")),
-        }
+        Self::custom(format_args!(
+            "invalid type: {}, expected {expected}",
+            NamedAsJson(unexpected)
+        ))
     }
 
     fn invalid_value(unexpected: de::Unexpected<'_>, expected: &dyn de::Expected) -> Self {
-        match unexpected {
-            de::Unexpected::Unit => {
-                Self::custom(format_args!("invalid value: null, expected {expected}"))
-            }
-            other => Self::custom(format_args!("invalid value: {other}, expected {expected}")),
+        Self::custom(format_args!(
+            "invalid value: {}, expected {expected}",
+            NamedAsJson(unexpected)
+        ))
+    }
+}
+
+/// An unexpected value named as serde_json names it: the unit value is `null`.
+struct NamedAsJson<'a>(de::Unexpected<'a>);
+
+impl std::fmt::Display for NamedAsJson<'_> {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            de::Unexpected::Unit => formatter.write_str("null"),
+            other => other.fmt(formatter),
         }
     }
 }
@@ -92,18 +100,14 @@ impl<'de> Deserializer<'de> {
                 Cow::Borrowed(text) => visitor.visit_borrowed_str(text),
                 Cow::Owned(text) => visitor.visit_string(text),
             },
-            (ARRAY, length) => {
+            (ARRAY | MAP, length) => {
                 self.nest()?;
                 let mut items = Items::new(self, length);
-                let value = visitor.visit_seq(&mut items)?;
-                items.finish()?;
-                self.depth -= 1;
-                Ok(value)
-            }
-            (MAP, length) => {
-                self.nest()?;
-                let mut items = Items::new(self, length);
-                let value = visitor.visit_map(&mut items)?;
+                let value = if head.major == ARRAY {
+                    visitor.visit_seq(&mut items)?
+                } else {
+                    visitor.visit_map(&mut items)?
+                };
                 items.finish()?;
                 self.depth -= 1;
                 Ok(value)
