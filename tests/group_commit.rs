@@ -21,6 +21,17 @@ const ONE_RECORD: usize = 48 + 2 + 1 + 4 + 3;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn appends_write_on_their_own_task_and_those_written_during_a_sync_share_one_later_sync() {
+    appends_written_during_a_lone_append_s_sync_share_one_later_sync().await;
+}
+
+/// With one worker the lone append's sync must not hold the runtime: the four later appends
+/// are written while it is held only if the worker's other tasks moved to another thread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn on_a_runtime_of_one_worker_appends_are_still_written_during_a_lone_append_s_sync() {
+    appends_written_during_a_lone_append_s_sync_share_one_later_sync().await;
+}
+
+async fn appends_written_during_a_lone_append_s_sync_share_one_later_sync() {
     let dir = TempDir::new("group-commit");
     let (recording, store) = open_recorded(dir.path()).await;
     recording.hold(true);

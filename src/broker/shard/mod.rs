@@ -410,11 +410,53 @@ impl Store {
     }
 }
 
-/// Runs a blocking `sync` on the calling task: on a multi-thread runtime the worker's other
-/// tasks are handed to another thread meanwhile, so a slow disk holds up only this task.
+/// How an append syncs the round it leads, on the runtime it runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LeadSync {
+    /// A plain blocking call on the append's thread. Where other workers keep serving (and
+    /// writing the rounds the next sync takes), or on a single-threaded runtime where nothing
+    /// else could.
+    Blocking,
+    /// In `block_in_place`: the worker's other tasks move to another thread meanwhile, so the
+    /// runtime's only worker keeps parsing and writing requests while the disk works.
+    HandingOff,
+}
+
+/// Decides how to sync a led round: a hand-off of the worker costs a thread wake-up and a
+/// context switch, worth paying only when no other worker is left to serve.
+fn lead_sync(multi_thread_workers: Option<usize>) -> LeadSync {
+    match multi_thread_workers {
+        Some(1) => LeadSync::HandingOff,
+        _ => LeadSync::Blocking,
+    }
+}
+
+/// Runs a blocking `sync` on the calling task, as [`lead_sync`] decides for its runtime.
 fn sync_here(sync: impl FnOnce()) {
-    match tokio::runtime::Handle::try_current().map(|runtime| runtime.runtime_flavor()) {
-        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(sync),
-        _ => sync(),
+    let multi_thread_workers = tokio::runtime::Handle::try_current()
+        .ok()
+        .filter(|runtime| runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
+        .map(|runtime| runtime.metrics().num_workers());
+    match lead_sync(multi_thread_workers) {
+        LeadSync::HandingOff => tokio::task::block_in_place(sync),
+        LeadSync::Blocking => sync(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{LeadSync, lead_sync};
+
+    #[test]
+    fn a_led_sync_hands_its_worker_off_only_when_it_is_the_runtimes_only_one() {
+        let cases = [
+            (None, LeadSync::Blocking),
+            (Some(1), LeadSync::HandingOff),
+            (Some(2), LeadSync::Blocking),
+            (Some(16), LeadSync::Blocking),
+        ];
+        for (workers, expected) in cases {
+            assert_eq!(lead_sync(workers), expected, "{workers:?} workers");
+        }
     }
 }
