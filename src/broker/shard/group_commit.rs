@@ -129,6 +129,9 @@ struct PipelineState {
     closed: bool,
     /// Threads in [`GroupCommit::wait_idle`].
     idle_waiters: usize,
+    /// A round was queued on an idle pipeline and its append is about to sync it
+    /// ([`GroupCommit::lead`]): the syncer thread leaves the queue alone until then.
+    led: bool,
 }
 
 impl PipelineState {
@@ -157,6 +160,7 @@ impl GroupCommit {
                 failure: None,
                 closed: false,
                 idle_waiters: 0,
+                led: false,
             }),
             changed: Condvar::new(),
             stats,
@@ -183,6 +187,7 @@ impl GroupCommit {
         let mut state = self.state();
         let idle = state.idle();
         state.queued.push(round);
+        state.led |= idle;
         idle
     }
 
@@ -191,7 +196,8 @@ impl GroupCommit {
     /// woken for them. For an append whose [`GroupCommit::queue`] said so: its own round is
     /// then acknowledged without a wake-up of the syncer thread and of the append's task.
     pub(super) fn lead(&self) {
-        let state = self.state();
+        let mut state = self.state();
+        state.led = false;
         if state.can_sync() {
             drop(self.sync_queued(state));
         }
@@ -223,7 +229,7 @@ impl GroupCommit {
     fn run_syncer(&self) {
         let mut state = self.state();
         loop {
-            if state.can_sync() {
+            if state.can_sync() && !state.led {
                 state = self.sync_queued(state);
                 continue;
             }
