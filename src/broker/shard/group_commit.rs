@@ -1,16 +1,16 @@
 //! Group commit: the journal syncs of a store with `Fsync` durability.
 //!
-//! An append writes its round (journal bytes and its segments' page-cache copies) on its own
-//! task, holding the writer, and queues the round here. When no sync is running and nothing
-//! else is queued, the append syncs its round itself once it has let the writer go (a plain
-//! blocking call on its runtime worker, see `sync_here`), and replies to itself: a lone write
-//! costs its sync and no thread hand-off. Otherwise the
-//! syncer thread takes every round queued so far, syncs the journal once — an `fdatasync`
-//! covers every byte written before it began, so each round taken is covered — then
-//! publishes the rounds to readers and replies to them, in order, and starts the next sync as
-//! soon as rounds are queued again; it sleeps when none are, and the end of a sync an append
-//! led wakes it for the rounds queued meanwhile. So a round is written while the previous one
-//! syncs, by the request itself: no thread stands between a request and the journal.
+//! An append writes its round (journal bytes and its segments' page-cache copies) on its
+//! own task, holding the writer, and queues the round here. When no sync is running and
+//! nothing else is queued, the append syncs its round itself once it has let the writer go
+//! (a plain blocking call on its runtime worker, see `sync_here`), and replies to itself: a
+//! lone write costs its sync and no thread hand-off. Otherwise the syncer thread takes
+//! every round queued so far, syncs the journal once — an `fdatasync` covers every byte
+//! written before it began, so each round taken is covered — then publishes the rounds to
+//! readers and replies to them, in order, and starts the next sync as soon as rounds are
+//! queued again; it sleeps when none are, and the end of a sync an append led wakes it for
+//! the rounds queued meanwhile. So a round is written while the previous one syncs, by the
+//! request itself: no thread stands between a request and the journal.
 //!
 //! A failed sync fails its rounds and every later one: the store takes no more writes, since
 //! a retried sync can lie.
