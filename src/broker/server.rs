@@ -3,6 +3,7 @@
 //!
 //! The one place a request is decoded into an operation is [`handle_kinesis`].
 
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -561,8 +562,8 @@ fn authenticate(
         .iter()
         .map(|(name, value)| {
             (
-                name.as_str().to_owned(),
-                String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                Cow::Borrowed(name.as_str()),
+                String::from_utf8_lossy(value.as_bytes()),
             )
         })
         .chain(
@@ -570,7 +571,7 @@ fn authenticate(
                 .uri
                 .authority()
                 .filter(|_| !parts.headers.contains_key(http::header::HOST))
-                .map(|a| ("host".to_owned(), a.to_string())),
+                .map(|a| (Cow::Borrowed("host"), Cow::Borrowed(a.as_str()))),
         )
         .collect();
     let request = auth::SignedRequest {

@@ -7,6 +7,7 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::{Mutex, PoisonError};
 
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
@@ -42,9 +43,61 @@ pub enum CredentialsError {
 }
 
 /// Access key ids and their secrets.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Default)]
 pub struct Credentials {
     secrets: HashMap<String, String>,
+    signing_keys: SigningKeys,
+}
+
+/// Signing keys already derived, per access key id: deriving one takes four HMACs, and a key
+/// serves every request of its key id, day, region and service. Only key ids the credentials
+/// hold get here, so the cache is as large as they are, times the scopes kept per key.
+#[derive(Default)]
+struct SigningKeys(Mutex<HashMap<String, Vec<DerivedKey>>>);
+
+/// A signing key and the scope it was derived for.
+struct DerivedKey {
+    date: String,
+    region: String,
+    service: String,
+    key: [u8; 32],
+}
+
+/// Scopes kept per access key id: the days around midnight, and more than one service.
+const SCOPES_PER_KEY: usize = 4;
+
+impl std::fmt::Debug for SigningKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SigningKeys(..)")
+    }
+}
+
+impl SigningKeys {
+    /// The signing key of `auth`'s scope, with `secret` as its access key's secret.
+    fn get(&self, auth: &Authorization<'_>, secret: &str) -> [u8; 32] {
+        let same_scope = |d: &&DerivedKey| {
+            d.date == auth.date && d.region == auth.region && d.service == auth.service
+        };
+        let mut keys = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(found) = keys
+            .get(auth.access_key)
+            .and_then(|derived| derived.iter().find(same_scope))
+        {
+            return found.key;
+        }
+        let key = signing_key(secret, auth.date, auth.region, auth.service);
+        let derived = keys.entry(auth.access_key.to_owned()).or_default();
+        if derived.len() >= SCOPES_PER_KEY {
+            derived.remove(0);
+        }
+        derived.push(DerivedKey {
+            date: auth.date.to_owned(),
+            region: auth.region.to_owned(),
+            service: auth.service.to_owned(),
+            key,
+        });
+        key
+    }
 }
 
 impl Credentials {
@@ -52,6 +105,7 @@ impl Credentials {
     pub fn from_pairs<I: IntoIterator<Item = (String, String)>>(pairs: I) -> Self {
         Self {
             secrets: pairs.into_iter().collect(),
+            signing_keys: SigningKeys::default(),
         }
     }
 
@@ -86,7 +140,10 @@ impl Credentials {
             }
         }
         // An empty source holds no keys, which revokes every key; it is not an error.
-        Ok(Self { secrets })
+        Ok(Self {
+            secrets,
+            signing_keys: SigningKeys::default(),
+        })
     }
 
     /// How many access keys there are.
@@ -127,8 +184,8 @@ pub struct SignedRequest<'a> {
     pub path: &'a str,
     /// Query string, as sent (without `?`).
     pub query: &'a str,
-    /// Headers as (lowercase name, value) pairs.
-    pub headers: Vec<(String, String)>,
+    /// Headers as (lowercase name, value) pairs, borrowed from the request where they can be.
+    pub headers: Vec<(Cow<'a, str>, Cow<'a, str>)>,
     /// The body.
     pub body: &'a [u8],
 }
@@ -138,7 +195,7 @@ impl SignedRequest<'_> {
         self.headers
             .iter()
             .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v.as_ref())
     }
 }
 
@@ -301,8 +358,41 @@ fn hmac(key: &[u8], data: &[u8]) -> [u8; 32] {
     mac.finalize().into_bytes().into()
 }
 
+/// `bytes` as lowercase hexadecimal digits.
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    let mut out = String::with_capacity(bytes.len() * 2);
+    push_hex(&mut out, bytes);
+    out
+}
+
+/// Appends `bytes` to `out` as lowercase hexadecimal digits.
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for byte in bytes {
+        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        out.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
+    }
+}
+
+/// Appends a header value as SigV4 canonicalizes it: trimmed, runs of spaces as one.
+fn push_canonical_value(out: &mut String, value: &str) {
+    for (i, word) in value.split_whitespace().enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        out.push_str(word);
+    }
+}
+
+/// The key a request signed on `date` (YYYYMMDD) for `region` and `service` is signed with.
+fn signing_key(secret: &str, date: &str, region: &str, service: &str) -> [u8; 32] {
+    let mut first_key = String::with_capacity(4 + secret.len());
+    first_key.push_str("AWS4");
+    first_key.push_str(secret);
+    let k_date = hmac(first_key.as_bytes(), date.as_bytes());
+    let k_region = hmac(&k_date, region.as_bytes());
+    let k_service = hmac(&k_region, service.as_bytes());
+    hmac(&k_service, b"aws4_request")
 }
 
 /// The signature a request should carry, given the secret and the parsed scope.
@@ -310,55 +400,63 @@ fn expected_signature(
     request: &SignedRequest<'_>,
     auth: &Authorization<'_>,
     amz_date: &str,
-    secret: &str,
+    signing_key: &[u8; 32],
     payload_hash: &str,
     signed_query: &str,
 ) -> Result<String, ApiError> {
-    let mut canonical_headers = String::new();
+    let mut canonical_request = String::with_capacity(512);
+    canonical_request.push_str(request.method);
+    canonical_request.push('\n');
+    canonical_request.push_str(&uri_encode(&percent_decode(request.path), false));
+    canonical_request.push('\n');
+    canonical_request.push_str(&canonical_query(signed_query));
+    canonical_request.push('\n');
     for name in &auth.signed_headers {
-        let values: Vec<&str> = request
-            .headers
-            .iter()
-            .filter(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-            .collect();
-        if values.is_empty() {
+        canonical_request.push_str(name);
+        canonical_request.push(':');
+        let mut values = request.headers.iter().filter(|(n, _)| n == name);
+        let Some((_, first)) = values.next() else {
             return Err(invalid(format!(
                 "The request signature covers header '{name}', which the request lacks."
             )));
+        };
+        push_canonical_value(&mut canonical_request, first);
+        for (_, value) in values {
+            canonical_request.push(',');
+            push_canonical_value(&mut canonical_request, value);
         }
-        let joined = values
-            .iter()
-            .map(|v| v.split_whitespace().collect::<Vec<_>>().join(" "))
-            .collect::<Vec<_>>()
-            .join(",");
-        canonical_headers.push_str(name);
-        canonical_headers.push(':');
-        canonical_headers.push_str(&joined);
-        canonical_headers.push('\n');
+        canonical_request.push('\n');
     }
-    let canonical_request = format!(
-        "{}\n{}\n{}\n{}\n{}\n{}",
-        request.method,
-        uri_encode(&percent_decode(request.path), false),
-        canonical_query(signed_query),
-        canonical_headers,
-        auth.signed_headers.join(";"),
-        payload_hash
+    canonical_request.push('\n');
+    for (i, name) in auth.signed_headers.iter().enumerate() {
+        if i > 0 {
+            canonical_request.push(';');
+        }
+        canonical_request.push_str(name);
+    }
+    canonical_request.push('\n');
+    canonical_request.push_str(payload_hash);
+
+    let mut string_to_sign = String::with_capacity(160);
+    for part in [
+        ALGORITHM,
+        "\n",
+        amz_date,
+        "\n",
+        auth.date,
+        "/",
+        auth.region,
+        "/",
+    ] {
+        string_to_sign.push_str(part);
+    }
+    string_to_sign.push_str(auth.service);
+    string_to_sign.push_str("/aws4_request\n");
+    push_hex(
+        &mut string_to_sign,
+        &Sha256::digest(canonical_request.as_bytes()),
     );
-    let scope = format!(
-        "{}/{}/{}/aws4_request",
-        auth.date, auth.region, auth.service
-    );
-    let string_to_sign = format!(
-        "{ALGORITHM}\n{amz_date}\n{scope}\n{}",
-        hex(&Sha256::digest(canonical_request.as_bytes()))
-    );
-    let k_date = hmac(format!("AWS4{secret}").as_bytes(), auth.date.as_bytes());
-    let k_region = hmac(&k_date, auth.region.as_bytes());
-    let k_service = hmac(&k_region, auth.service.as_bytes());
-    let k_signing = hmac(&k_service, b"aws4_request");
-    Ok(hex(&hmac(&k_signing, string_to_sign.as_bytes())))
+    Ok(hex(&hmac(signing_key, string_to_sign.as_bytes())))
 }
 
 /// Signs a request as the AWS SDK does: returns the `Authorization` header value for a
@@ -380,7 +478,7 @@ fn sign_for(
     let mut names: Vec<&str> = request
         .headers
         .iter()
-        .map(|(n, _)| n.as_str())
+        .map(|(n, _)| n.as_ref())
         .filter(|n| *n != "authorization")
         .collect();
     names.sort_unstable();
@@ -394,10 +492,10 @@ fn sign_for(
         signed_headers: names.clone(),
         signature: "",
     };
+    let key = signing_key(secret, date, region, service);
     let body_hash = hex(&Sha256::digest(request.body));
-    let signature =
-        expected_signature(request, &auth, &amz_date, secret, &body_hash, request.query)
-            .unwrap_or_default();
+    let signature = expected_signature(request, &auth, &amz_date, &key, &body_hash, request.query)
+        .unwrap_or_default();
     format!(
         "{ALGORITHM} Credential={access_key}/{date}/{region}/{service}/aws4_request, SignedHeaders={}, Signature={signature}",
         names.join(";")
@@ -500,14 +598,14 @@ fn signed_target_request(
         target,
         content_type,
     } = *request;
-    let mut headers = vec![
-        ("content-type".to_owned(), content_type.to_owned()),
-        ("host".to_owned(), host.to_owned()),
-        ("x-amz-date".to_owned(), format_amz_date(now_ms)),
-        ("x-amz-target".to_owned(), target.to_owned()),
+    let mut headers: Vec<(Cow<'_, str>, Cow<'_, str>)> = vec![
+        ("content-type".into(), content_type.into()),
+        ("host".into(), host.into()),
+        ("x-amz-date".into(), format_amz_date(now_ms).into()),
+        ("x-amz-target".into(), target.into()),
     ];
     if let Some(token) = key.session_token {
-        headers.push(("x-amz-security-token".to_owned(), token.to_owned()));
+        headers.push(("x-amz-security-token".into(), token.into()));
     }
     let signed = SignedRequest {
         method: "POST",
@@ -519,7 +617,7 @@ fn signed_target_request(
     let authorization = sign_for(&signed, key.access_key, key.secret, region, service);
     let mut request = http::Request::post("/");
     for (name, value) in &signed.headers {
-        request = request.header(name, value);
+        request = request.header(name.as_ref(), value.as_ref());
     }
     request
         .header("authorization", authorization)
@@ -684,6 +782,7 @@ pub fn verify_for(
             "The security token included in the request is invalid.",
         )
     })?;
+    let key = credentials.signing_keys.get(&auth, secret);
     let body_hash = hex(&Sha256::digest(request.body));
     let claimed = request.header("x-amz-content-sha256");
     if let Some(claimed) = claimed
@@ -704,8 +803,7 @@ pub fn verify_for(
     };
     let mut matches = false;
     for payload in payloads {
-        let expected =
-            expected_signature(request, &auth, amz_date, secret, payload, &signed_query)?;
+        let expected = expected_signature(request, &auth, amz_date, &key, payload, &signed_query)?;
         matches |= same_signature(&expected, auth.signature);
     }
     if !matches {

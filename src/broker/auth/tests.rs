@@ -29,13 +29,25 @@ fn sign(mut request: SignedRequest<'static>, secret: &str) -> SignedRequest<'sta
         signature: "",
     };
     let hash = hex(&Sha256::digest(request.body));
-    let signature =
-        expected_signature(&request, &auth, "20150830T123600Z", secret, &hash, "").expect("signs");
+    let signature = expected_signature(
+        &request,
+        &auth,
+        "20150830T123600Z",
+        &key_of(secret),
+        &hash,
+        "",
+    )
+    .expect("signs");
     request.headers.push((
         "authorization".into(),
-        format!("{ALGORITHM} Credential=AKIDEXAMPLE/20150830/us-east-1/kinesis/aws4_request, SignedHeaders=content-type;host;x-amz-date;x-amz-target, Signature={signature}"),
+        format!("{ALGORITHM} Credential=AKIDEXAMPLE/20150830/us-east-1/kinesis/aws4_request, SignedHeaders=content-type;host;x-amz-date;x-amz-target, Signature={signature}").into(),
     ));
     request
+}
+
+/// The signing key of the examples' scope (20150830, us-east-1, kinesis).
+fn key_of(secret: &str) -> [u8; 32] {
+    signing_key(secret, "20150830", "us-east-1", "kinesis")
 }
 
 fn credentials() -> Credentials {
@@ -50,12 +62,14 @@ const SIGNED_AT: u64 = 1_440_938_160_000;
 #[test]
 fn the_signing_key_derivation_matches_the_aws_documentation() {
     // From AWS's "Examples of how to derive a signing key for Signature Version 4".
-    let k_date = hmac(b"AWS4wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", b"20120215");
-    let k_region = hmac(&k_date, b"us-east-1");
-    let k_service = hmac(&k_region, b"iam");
-    let k_signing = hmac(&k_service, b"aws4_request");
+    let key = signing_key(
+        "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+        "20120215",
+        "us-east-1",
+        "iam",
+    );
     assert_eq!(
-        hex(&k_signing),
+        hex(&key),
         "f4780e2d9f65fa895f9c67b32ce1baf0b0d8a43505a000a1a9e090d414db404d"
     );
 }
@@ -139,7 +153,7 @@ fn what_sign_produces_verify_accepts() {
     );
     request
         .headers
-        .push(("authorization".into(), authorization));
+        .push(("authorization".into(), authorization.into()));
     assert_eq!(
         verify(&request, &credentials(), "us-east-1", SIGNED_AT),
         Ok("AKIDEXAMPLE".to_owned())
@@ -234,14 +248,14 @@ fn a_request_signed_as_unsigned_payload_is_verified_against_that_literal_not_its
         &request,
         &auth,
         "20150830T123600Z",
-        secret,
+        &key_of(secret),
         UNSIGNED_PAYLOAD,
         "",
     )
     .expect("signs");
     request.headers.push((
         "authorization".into(),
-        format!("{ALGORITHM} Credential=AKIDEXAMPLE/20150830/us-east-1/kinesis/aws4_request, SignedHeaders=content-type;host;x-amz-content-sha256;x-amz-date;x-amz-target, Signature={signature}"),
+        format!("{ALGORITHM} Credential=AKIDEXAMPLE/20150830/us-east-1/kinesis/aws4_request, SignedHeaders=content-type;host;x-amz-content-sha256;x-amz-date;x-amz-target, Signature={signature}").into(),
     ));
     assert_eq!(
         verify(&request, &credentials(), "us-east-1", SIGNED_AT),
@@ -253,14 +267,106 @@ fn a_request_signed_as_unsigned_payload_is_verified_against_that_literal_not_its
         .headers
         .push(("x-amz-content-sha256".into(), UNSIGNED_PAYLOAD.into()));
     let body_hash = hex(&Sha256::digest(lying.body));
-    let signature = expected_signature(&lying, &auth, "20150830T123600Z", secret, &body_hash, "")
-        .expect("signs");
+    let signature = expected_signature(
+        &lying,
+        &auth,
+        "20150830T123600Z",
+        &key_of(secret),
+        &body_hash,
+        "",
+    )
+    .expect("signs");
     lying.headers.push((
         "authorization".into(),
-        format!("{ALGORITHM} Credential=AKIDEXAMPLE/20150830/us-east-1/kinesis/aws4_request, SignedHeaders=content-type;host;x-amz-content-sha256;x-amz-date;x-amz-target, Signature={signature}"),
+        format!("{ALGORITHM} Credential=AKIDEXAMPLE/20150830/us-east-1/kinesis/aws4_request, SignedHeaders=content-type;host;x-amz-content-sha256;x-amz-date;x-amz-target, Signature={signature}").into(),
     ));
     assert_eq!(
         verify(&lying, &credentials(), "us-east-1", SIGNED_AT).map_err(|e| e.kind),
+        Err(ErrorKind::InvalidSignature)
+    );
+}
+
+#[test]
+fn a_request_signed_by_botocore_verifies() {
+    // Signed by botocore's SigV4Auth (service kinesis), not by this module: the header whose
+    // value has leading, trailing and repeated spaces checks the canonical form of values.
+    let body = br#"{"StreamName":"orders","Data":"aGVsbG8=","PartitionKey":"a  b"}"#;
+    let request = SignedRequest {
+        method: "POST",
+        path: "/",
+        query: "",
+        headers: vec![
+            ("content-type".into(), "application/x-amz-json-1.1".into()),
+            ("x-amz-target".into(), "Kinesis_20131202.PutRecord".into()),
+            ("x-custom".into(), "  two   spaces  ".into()),
+            ("x-amz-date".into(), "20261203T200724Z".into()),
+            ("host".into(), "kinesis.us-east-1.amazonaws.com".into()),
+            ("authorization".into(), "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20261203/us-east-1/kinesis/aws4_request, SignedHeaders=content-type;host;x-amz-date;x-amz-target;x-custom, Signature=6f00b5e77326a7bc7045042a6e9dfc7c137e27d0d4769a3cb04b7d50eea1fbcb".into()),
+        ],
+        body,
+    };
+    let signed_at = parse_amz_date("20261203T200724Z").expect("a valid date");
+    assert_eq!(
+        verify(&request, &credentials(), "us-east-1", signed_at),
+        Ok("AKIDEXAMPLE".to_owned())
+    );
+    let mut altered = request;
+    altered.headers[2].1 = "two spaces and more".into();
+    assert_eq!(
+        verify(&altered, &credentials(), "us-east-1", signed_at).map_err(|e| e.kind),
+        Err(ErrorKind::InvalidSignature)
+    );
+}
+
+#[test]
+fn a_cached_signing_key_serves_only_its_own_day_region_and_service() {
+    let credentials = credentials();
+    let secret = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
+    // Six days, more than the scopes kept per key, then the first again: each verifies with
+    // its own day's key, whether derived now or found.
+    let days = [
+        "20150830", "20150831", "20150901", "20150902", "20150903", "20150904", "20150830",
+    ];
+    for day in days {
+        let amz_date = format!("{day}T123600Z");
+        let mut request = request(b"{}");
+        request.headers[2].1 = amz_date.clone().into();
+        let authorization = super::sign(&request, "AKIDEXAMPLE", secret, "us-east-1");
+        request
+            .headers
+            .push(("authorization".into(), authorization.into()));
+        let at = parse_amz_date(&amz_date).expect("a valid date");
+        assert_eq!(
+            verify(&request, &credentials, "us-east-1", at),
+            Ok("AKIDEXAMPLE".to_owned()),
+            "{day}"
+        );
+        // The same day's key is now cached: a wrong secret still fails.
+        let mut forged = self::request(b"{}");
+        forged.headers[2].1 = amz_date.clone().into();
+        let authorization = super::sign(&forged, "AKIDEXAMPLE", "not the secret", "us-east-1");
+        forged
+            .headers
+            .push(("authorization".into(), authorization.into()));
+        assert_eq!(
+            verify(&forged, &credentials, "us-east-1", at).map_err(|e| e.kind),
+            Err(ErrorKind::InvalidSignature),
+            "{day}"
+        );
+    }
+    // Another service under the same key id and day gets its own key: a request signed for
+    // firehose verifies as firehose and not as kinesis.
+    let mut request = request(b"{}");
+    let authorization = sign_for(&request, "AKIDEXAMPLE", secret, "us-east-1", "firehose");
+    request
+        .headers
+        .push(("authorization".into(), authorization.into()));
+    assert_eq!(
+        verify_for(&request, &credentials, "us-east-1", "firehose", SIGNED_AT),
+        Ok("AKIDEXAMPLE".to_owned())
+    );
+    assert_eq!(
+        verify(&request, &credentials, "us-east-1", SIGNED_AT).map_err(|e| e.kind),
         Err(ErrorKind::InvalidSignature)
     );
 }
