@@ -74,6 +74,52 @@ fn start_broker(options: &BenchOptions, durability: &str) -> Result<ServerProces
     spawn_broker(&options.broker_exe, &dir, durability, &[])
 }
 
+/// PutRecord 1 KiB from 8 producers to a broker that holds the load generator's key and so
+/// verifies every signature (the other brokers have no keys and check only the form): what
+/// SigV4 costs a signed call, against the unsigned row of the same producers.
+async fn signed_put_record(options: &BenchOptions, durability: &str) -> Result<Row, BenchError> {
+    const PRODUCERS: usize = 8;
+    let keys = options.work_dir.join("bench-credentials");
+    std::fs::create_dir_all(&options.work_dir)
+        .and_then(|()| {
+            let line = format!("{}={}\n", client::BENCH_KEY, client::BENCH_SECRET);
+            std::fs::write(&keys, line)
+        })
+        .map_err(|e| BenchError::Start(format!("writing {}: {e}", keys.display())))?;
+    let dir = options.work_dir.join(format!("{durability}-signed"));
+    let credentials = ["--credentials".to_owned(), keys.display().to_string()];
+    let broker = spawn_broker(&options.broker_exe, &dir, durability, &credentials)?;
+    create_stream(broker.address, "single", 4).await?;
+    let cpu = steal::CpuUse::start(vec![broker.child.id()]);
+    let figures = single::put_record_closed_loop(
+        broker.address,
+        "single",
+        PRODUCERS,
+        single::RECORD_BYTES,
+        options.seconds,
+    )
+    .await?;
+    let calls = figures.records_per_second * options.seconds;
+    if let Some(seconds) = cpu.seconds()
+        && calls > 0.0
+    {
+        eprintln!(
+            "PutRecord 1 KiB, {PRODUCERS} producers, {durability}, SigV4 verified: broker CPU {:.0} µs per append",
+            seconds / calls * 1e6
+        );
+    }
+    drop(broker);
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_file(&keys);
+    Ok(Row {
+        workload: format!("PutRecord 1 KiB, {PRODUCERS} producers, closed loop, SigV4 verified"),
+        durability: durability.to_owned(),
+        records_per_second: figures.records_per_second,
+        mib_per_second: figures.records_per_second * single::RECORD_BYTES as f64 / 1_048_576.0,
+        latency_ms: Some((figures.p50_ms, figures.p99_ms, figures.p999_ms)),
+    })
+}
+
 /// Starts `exe broker` on a fresh `dir` with `durability`, no quotas and `extra` arguments.
 fn spawn_broker(
     exe: &Path,
@@ -455,6 +501,9 @@ pub async fn run_durability(
             mib_per_second: figures.records_per_second * single::RECORD_BYTES as f64 / 1_048_576.0,
             latency_ms: Some((figures.p50_ms, figures.p99_ms, figures.p999_ms)),
         });
+    }
+    if durability == "async" {
+        rows.push(signed_put_record(options, durability).await?);
     }
     if options.put_record_only {
         drop(broker);
