@@ -395,7 +395,7 @@ fn signing_key(secret: &str, date: &str, region: &str, service: &str) -> [u8; 32
     hmac(&k_service, b"aws4_request")
 }
 
-/// The signature a request should carry, given the secret and the parsed scope.
+/// The signature a request should carry, given the signing key of its scope (`signing_key`).
 fn expected_signature(
     request: &SignedRequest<'_>,
     auth: &Authorization<'_>,
