@@ -74,11 +74,45 @@ fn start_broker(options: &BenchOptions, durability: &str) -> Result<ServerProces
     spawn_broker(&options.broker_exe, &dir, durability, &[])
 }
 
+/// A closed-loop run of 1 KiB PutRecords from `producers` against stream `single` of
+/// `broker`: prints where the broker's time and CPU went and returns the table row, whose
+/// workload ends with `variant`.
+async fn put_record_row(
+    broker: &ServerProcess,
+    producers: usize,
+    seconds: f64,
+    durability: &str,
+    variant: &str,
+) -> Result<Row, BenchError> {
+    let before = single::scrape(broker.metrics).await?;
+    let cpu = steal::CpuUse::start(vec![broker.child.id()]);
+    let figures = single::put_record_closed_loop(
+        broker.address,
+        "single",
+        producers,
+        single::RECORD_BYTES,
+        seconds,
+    )
+    .await?;
+    let cpu_used = cpu.seconds();
+    let after = single::scrape(broker.metrics).await?;
+    eprintln!(
+        "PutRecord 1 KiB, {producers} producers, {durability}{variant}: {}",
+        single::render_breakdown(&before, &after, cpu_used).trim_end()
+    );
+    Ok(Row {
+        workload: format!("PutRecord 1 KiB, {producers} producers, closed loop{variant}"),
+        durability: durability.to_owned(),
+        records_per_second: figures.records_per_second,
+        mib_per_second: figures.records_per_second * single::RECORD_BYTES as f64 / 1_048_576.0,
+        latency_ms: Some((figures.p50_ms, figures.p99_ms, figures.p999_ms)),
+    })
+}
+
 /// PutRecord 1 KiB from 8 producers to a broker that holds the load generator's key and so
 /// verifies every signature (the other brokers have no keys and check only the form): what
 /// SigV4 costs a signed call, against the unsigned row of the same producers.
 async fn signed_put_record(options: &BenchOptions, durability: &str) -> Result<Row, BenchError> {
-    const PRODUCERS: usize = 8;
     let keys = options.work_dir.join("bench-credentials");
     std::fs::create_dir_all(&options.work_dir)
         .and_then(|()| {
@@ -90,34 +124,11 @@ async fn signed_put_record(options: &BenchOptions, durability: &str) -> Result<R
     let credentials = ["--credentials".to_owned(), keys.display().to_string()];
     let broker = spawn_broker(&options.broker_exe, &dir, durability, &credentials)?;
     create_stream(broker.address, "single", 4).await?;
-    let cpu = steal::CpuUse::start(vec![broker.child.id()]);
-    let figures = single::put_record_closed_loop(
-        broker.address,
-        "single",
-        PRODUCERS,
-        single::RECORD_BYTES,
-        options.seconds,
-    )
-    .await?;
-    let calls = figures.records_per_second * options.seconds;
-    if let Some(seconds) = cpu.seconds()
-        && calls > 0.0
-    {
-        eprintln!(
-            "PutRecord 1 KiB, {PRODUCERS} producers, {durability}, SigV4 verified: broker CPU {:.0} µs per append",
-            seconds / calls * 1e6
-        );
-    }
+    let row = put_record_row(&broker, 8, options.seconds, durability, ", SigV4 verified").await;
     drop(broker);
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_file(&keys);
-    Ok(Row {
-        workload: format!("PutRecord 1 KiB, {PRODUCERS} producers, closed loop, SigV4 verified"),
-        durability: durability.to_owned(),
-        records_per_second: figures.records_per_second,
-        mib_per_second: figures.records_per_second * single::RECORD_BYTES as f64 / 1_048_576.0,
-        latency_ms: Some((figures.p50_ms, figures.p99_ms, figures.p999_ms)),
-    })
+    row
 }
 
 /// Starts `exe broker` on a fresh `dir` with `durability`, no quotas and `extra` arguments.
@@ -478,29 +489,7 @@ pub async fn run_durability(
         });
     }
     for producers in single::PRODUCER_COUNTS {
-        let before = single::scrape(broker.metrics).await?;
-        let cpu = steal::CpuUse::start(vec![broker.child.id()]);
-        let figures = single::put_record_closed_loop(
-            address,
-            "single",
-            producers,
-            single::RECORD_BYTES,
-            seconds,
-        )
-        .await?;
-        let cpu_used = cpu.seconds();
-        let after = single::scrape(broker.metrics).await?;
-        eprintln!(
-            "PutRecord 1 KiB, {producers} producers, {durability}: {}",
-            single::render_breakdown(&before, &after, cpu_used).trim_end()
-        );
-        rows.push(Row {
-            workload: format!("PutRecord 1 KiB, {producers} producers, closed loop"),
-            durability: durability.to_owned(),
-            records_per_second: figures.records_per_second,
-            mib_per_second: figures.records_per_second * single::RECORD_BYTES as f64 / 1_048_576.0,
-            latency_ms: Some((figures.p50_ms, figures.p99_ms, figures.p999_ms)),
-        });
+        rows.push(put_record_row(&broker, producers, seconds, durability, "").await?);
     }
     if durability == "async" {
         rows.push(signed_put_record(options, durability).await?);

@@ -447,11 +447,11 @@ fn expected_signature(
         "/",
         auth.region,
         "/",
+        auth.service,
+        "/aws4_request\n",
     ] {
         string_to_sign.push_str(part);
     }
-    string_to_sign.push_str(auth.service);
-    string_to_sign.push_str("/aws4_request\n");
     push_hex(
         &mut string_to_sign,
         &Sha256::digest(canonical_request.as_bytes()),
