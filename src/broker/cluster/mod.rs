@@ -20,6 +20,7 @@
 pub mod admin;
 pub mod closing;
 pub mod moving;
+pub mod part_lane;
 pub mod placement;
 pub mod put_part;
 pub mod rates;
@@ -159,6 +160,8 @@ pub struct Cluster {
     pub rates: rates::PodRates,
     /// Closed shards pod 0 is moving, and copies this pod is taking in.
     pub moves: moving::Moves,
+    /// Parts of PutRecords on their way to each other pod.
+    pub lanes: part_lane::PartLanes,
     /// Whether the timed catalog refresh is held (a test hook: the replica then changes
     /// only when a request makes the pod refresh it).
     pub follow_held: std::sync::atomic::AtomicBool,
@@ -182,6 +185,7 @@ impl Cluster {
             client: Client::builder(TokioExecutor::new()).build(connector),
             rates: rates::PodRates::default(),
             moves: moving::Moves::default(),
+            lanes: part_lane::PartLanes::default(),
             follow_held: std::sync::atomic::AtomicBool::new(false),
         }
     }

@@ -20,7 +20,7 @@ use crate::broker::ops::{self, Caller};
 use crate::broker::protocol::body::Body;
 use crate::broker::protocol::json;
 use crate::broker::protocol::{ApiError, ErrorKind, Operation};
-use crate::broker::state::{Broker, LiveStream};
+use crate::broker::state::Broker;
 
 /// The internal path parts are sent to.
 pub const PUT_PATH: &str = "/cluster/put";
@@ -53,29 +53,85 @@ pub struct Part<'a> {
     pub records: Vec<PutRecord<'a>>,
 }
 
+/// A part's body with the record count still open: parts of the same stream and caller for
+/// the same pod join into one body ([`EncodedPart::join`]) and go in one exchange.
+#[derive(Debug)]
+pub struct EncodedPart {
+    /// The header (the count field last) and the records.
+    bytes: Vec<u8>,
+    /// Where the records begin.
+    records_at: usize,
+    /// How many records it holds.
+    count: usize,
+}
+
+impl EncodedPart {
+    /// How many records it holds.
+    pub fn count(&self) -> usize {
+        self.count
+    }
+
+    /// The body's size in bytes.
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Whether it holds no record.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// One body holding this part's records and then `more`'s (parts of the same stream),
+    /// in order.
+    pub fn join(mut self, more: &[EncodedPart]) -> Result<Vec<u8>, PartError> {
+        let extra: usize = more.iter().map(|p| p.bytes.len() - p.records_at).sum();
+        self.bytes.reserve(extra);
+        for part in more {
+            self.bytes.extend_from_slice(&part.bytes[part.records_at..]);
+            self.count += part.count;
+        }
+        let count = u32::try_from(self.count).map_err(|_| PartError::TooLong("record list"))?;
+        self.bytes[self.records_at - 4..self.records_at].copy_from_slice(&count.to_le_bytes());
+        Ok(self.bytes)
+    }
+}
+
+/// Encodes a part of `stream`'s records, its count left to [`EncodedPart::join`].
+pub fn encode_part(
+    stream_key: u32,
+    stream_name: &str,
+    records: &[PutRecord<'_>],
+) -> Result<EncodedPart, PartError> {
+    let size: usize = records
+        .iter()
+        .map(|r| 22 + r.key.len() + r.data.len())
+        .sum();
+    let mut bytes = Vec::with_capacity(size + stream_name.len() + 10);
+    bytes.extend_from_slice(&stream_key.to_le_bytes());
+    put_short(&mut bytes, stream_name, "stream name")?;
+    bytes.extend_from_slice(&0u32.to_le_bytes());
+    let records_at = bytes.len();
+    for record in records {
+        put_short(&mut bytes, record.key, "partition key")?;
+        bytes.extend_from_slice(&record.hash.to_le_bytes());
+        let len = u32::try_from(record.data.len()).map_err(|_| PartError::TooLong("data"))?;
+        bytes.extend_from_slice(&len.to_le_bytes());
+        bytes.extend_from_slice(record.data);
+    }
+    Ok(EncodedPart {
+        bytes,
+        records_at,
+        count: records.len(),
+    })
+}
+
 /// Encodes a part of `stream`'s records.
 pub fn encode(
     stream_key: u32,
     stream_name: &str,
     records: &[PutRecord<'_>],
 ) -> Result<Vec<u8>, PartError> {
-    let size: usize = records
-        .iter()
-        .map(|r| 22 + r.key.len() + r.data.len())
-        .sum();
-    let mut out = Vec::with_capacity(size + stream_name.len() + 10);
-    out.extend_from_slice(&stream_key.to_le_bytes());
-    put_short(&mut out, stream_name, "stream name")?;
-    let count = u32::try_from(records.len()).map_err(|_| PartError::TooLong("record list"))?;
-    out.extend_from_slice(&count.to_le_bytes());
-    for record in records {
-        put_short(&mut out, record.key, "partition key")?;
-        out.extend_from_slice(&record.hash.to_le_bytes());
-        let len = u32::try_from(record.data.len()).map_err(|_| PartError::TooLong("data"))?;
-        out.extend_from_slice(&len.to_le_bytes());
-        out.extend_from_slice(record.data);
-    }
-    Ok(out)
+    encode_part(stream_key, stream_name, records)?.join(&[])
 }
 
 fn put_short(out: &mut Vec<u8>, text: &str, field: &'static str) -> Result<(), PartError> {
@@ -277,16 +333,14 @@ async fn store_part(
     put::store_records(broker, stream, &part.records).await
 }
 
-/// Sends `records` of `stream` to pod `owner` and reads what became of each.
-pub async fn send(
+/// Sends a part's `body` of `count` records to pod `owner` and reads what became of each.
+pub async fn exchange(
     cluster: &Cluster,
     owner: u32,
-    stream: &LiveStream,
-    records: &[PutRecord<'_>],
+    body: Vec<u8>,
+    count: usize,
     caller: &str,
 ) -> Result<Vec<RecordResult>, String> {
-    let body =
-        encode(stream.record.key, &stream.record.name, records).map_err(|e| e.to_string())?;
     let request = http::Request::post(PUT_PATH)
         .header(http::header::CONTENT_TYPE, "application/octet-stream")
         .header(super::CALLER_HEADER, caller);
@@ -301,11 +355,10 @@ pub async fn send(
         return Err(format!("Pod {owner} refused the records: {why}"));
     }
     let results = decode_answer(&bytes).map_err(|e| format!("Pod {owner} answered badly: {e}"))?;
-    if results.len() != records.len() {
+    if results.len() != count {
         return Err(format!(
-            "Pod {owner} answered {} results for {} records.",
+            "Pod {owner} answered {} results for {count} records.",
             results.len(),
-            records.len()
         ));
     }
     Ok(results)

@@ -103,7 +103,8 @@ pub async fn put_records(
                     .await
                     .map_err(|e| e.message)
             } else {
-                super::put_part::send(cluster, owner, stream, &part, caller).await
+                let named = (stream.record.key, stream.record.name.as_str());
+                super::part_lane::send(cluster, owner, named, &part, caller).await
             };
             (positions, answer)
         }
