@@ -370,3 +370,17 @@ fn a_cached_signing_key_serves_only_its_own_day_region_and_service() {
         Err(ErrorKind::InvalidSignature)
     );
 }
+
+#[test]
+fn credentials_print_their_key_ids_and_never_a_secret() {
+    let credentials = Credentials::from_pairs([
+        ("AKIDSECOND".to_owned(), "second-secret-value".to_owned()),
+        ("AKIDFIRST".to_owned(), "first-secret-value".to_owned()),
+    ]);
+    let printed = format!("{credentials:?}");
+    assert!(
+        printed.contains(r#"["AKIDFIRST", "AKIDSECOND"]"#),
+        "{printed}"
+    );
+    assert!(!printed.contains("secret-value"), "{printed}");
+}
