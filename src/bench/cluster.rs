@@ -138,6 +138,35 @@ fn report_cpu(label: &str, cpu: &CpuUse, records: f64) {
     }
 }
 
+/// The sum of every series of counter `name` on a `/metrics` page.
+fn counter_sum(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|line| {
+            line.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with([' ', '{']))
+        })
+        .filter_map(|line| line.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum()
+}
+
+/// Prints how many parts the pods sent on and in how many exchanges (parts that waited for
+/// an exchange under way went together in the next).
+async fn report_joined_parts(pods: &[ServerProcess]) -> Result<(), BenchError> {
+    let (mut parts, mut exchanges) = (0.0, 0.0);
+    for pod in pods {
+        let text = super::single::metrics_text(pod.metrics).await?;
+        parts += counter_sum(&text, "brook_cluster_parts_total");
+        exchanges += counter_sum(&text, "brook_cluster_part_exchanges_total");
+    }
+    if exchanges > 0.0 {
+        eprintln!(
+            "PutRecords 100 B x500, {PODS} pods: {parts:.0} parts sent on in {exchanges:.0} exchanges ({:.2} per exchange)",
+            parts / exchanges
+        );
+    }
+    Ok(())
+}
+
 /// Runs the cluster workloads (fsync) and returns their rows.
 pub async fn run(options: &BenchOptions) -> Result<Vec<Row>, BenchError> {
     let producers = options.producers;
@@ -192,6 +221,7 @@ pub async fn run(options: &BenchOptions) -> Result<Vec<Row>, BenchError> {
     let cpu = CpuUse::start(pods.iter().map(|p| p.child.id()).collect());
     let spread = spread_throughput(&addresses, producers, seconds).await?;
     report_cpu(&format!("{PODS} pods"), &cpu, spread.0 * seconds);
+    report_joined_parts(&pods).await?;
     rows.push(row(
         format!(
             "PutRecords 100 B x500, {producers} producers over {PODS} pods, {SHARDS} shards spread"
@@ -236,4 +266,21 @@ pub async fn run(options: &BenchOptions) -> Result<Vec<Row>, BenchError> {
         let _ = std::fs::remove_dir_all(options.work_dir.join(dir));
     }
     Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::counter_sum;
+
+    #[test]
+    fn cluster_bench_sums_a_counter_over_its_series_and_no_other() {
+        let text = "# HELP brook_cluster_parts_total Parts.\n\
+            brook_cluster_parts_total{pod=\"1\"} 10\n\
+            brook_cluster_parts_total{pod=\"2\"} 5\n\
+            brook_cluster_parts_total_other 100\n\
+            brook_cluster_part_exchanges_total{pod=\"1\"} 4\n";
+        assert_eq!(counter_sum(text, "brook_cluster_parts_total"), 15.0);
+        assert_eq!(counter_sum(text, "brook_cluster_part_exchanges_total"), 4.0);
+        assert_eq!(counter_sum(text, "brook_missing_total"), 0.0);
+    }
 }

@@ -422,6 +422,7 @@ async fn start_cluster(
         client_tls,
     ));
     let _ = broker.cluster.set(cluster.clone());
+    broker.metrics.register(cluster.lanes.collectors());
     let internal = bind(settings.listen).await?;
     let peer_broker = broker.clone();
     tokio::spawn(server::serve(

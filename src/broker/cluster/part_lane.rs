@@ -13,6 +13,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use prometheus::{IntCounterVec, Opts};
 use tokio::sync::oneshot;
 
 use super::Cluster;
@@ -24,10 +25,32 @@ use crate::broker::ops::put::PutRecord;
 /// be larger: it then goes alone).
 pub const JOINED_BYTES: usize = 4 << 20;
 
-/// The lanes to the other pods, by ordinal.
-#[derive(Default)]
+/// The lanes to the other pods, by ordinal, and what went through them.
 pub struct PartLanes {
     lanes: Mutex<HashMap<u32, Lane>>,
+    /// Parts sent, by pod.
+    parts: IntCounterVec,
+    /// Exchanges that carried them, by pod.
+    exchanges: IntCounterVec,
+}
+
+impl Default for PartLanes {
+    fn default() -> Self {
+        let counter = |name: &str, help: &str| {
+            IntCounterVec::new(Opts::new(name, help), &["pod"]).expect("static metric definition")
+        };
+        Self {
+            lanes: Mutex::default(),
+            parts: counter(
+                "brook_cluster_parts_total",
+                "Parts of PutRecords requests this pod sent to the pod owning their records.",
+            ),
+            exchanges: counter(
+                "brook_cluster_part_exchanges_total",
+                "Exchanges that carried those parts (fewer than the parts when parts went together).",
+            ),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -94,6 +117,21 @@ impl PartLanes {
         self.lanes.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// The counters, for `/metrics`.
+    pub fn collectors(&self) -> Vec<Box<dyn prometheus::core::Collector>> {
+        vec![
+            Box::new(self.parts.clone()),
+            Box::new(self.exchanges.clone()),
+        ]
+    }
+
+    /// Counts an exchange of `parts` parts with pod `owner`.
+    fn sent(&self, owner: u32, parts: usize) {
+        let pod = owner.to_string();
+        self.parts.with_label_values(&[&pod]).inc_by(parts as u64);
+        self.exchanges.with_label_values(&[&pod]).inc();
+    }
+
     /// How many parts wait for pod `owner`.
     pub fn waiting(&self, owner: u32) -> usize {
         self.lanes()
@@ -138,6 +176,7 @@ pub async fn send(
             };
             let count = part.count();
             let body = part.join(&[]).map_err(|e| e.to_string())?;
+            cluster.lanes.sent(owner, 1);
             put_part::exchange(cluster, owner, body, count, caller).await
         }
         Err(answer) => answer.await.unwrap_or_else(|_| {
@@ -193,6 +232,7 @@ async fn send_waiting(cluster: Arc<Cluster>, owner: u32) {
         let cluster = &cluster;
         async move {
             let count = joined.count();
+            cluster.lanes.sent(owner, joined.replies.len());
             let answer = match joined.body() {
                 Ok(body) => put_part::exchange(cluster, owner, body, count, &joined.caller).await,
                 Err(error) => Err(error.to_string()),
@@ -489,6 +529,26 @@ mod tests {
                 Ok(vec![stored(4), stored(5)]),
                 Ok(vec![stored(6), stored(7)]),
                 Ok(vec![stored(8)])
+            ]
+        );
+        // Five parts went in three exchanges, and /metrics says so.
+        let sample = |family: &prometheus::proto::MetricFamily| {
+            family.get_metric()[0].get_counter().get_value()
+        };
+        let families: Vec<_> = cluster
+            .lanes
+            .collectors()
+            .iter()
+            .flat_map(|c| c.collect())
+            .collect();
+        assert_eq!(
+            families
+                .iter()
+                .map(|f| (f.name().to_owned(), sample(f)))
+                .collect::<Vec<_>>(),
+            vec![
+                ("brook_cluster_parts_total".to_owned(), 5.0),
+                ("brook_cluster_part_exchanges_total".to_owned(), 3.0)
             ]
         );
         // The lane is free again: a part now goes at once, alone.
