@@ -1,9 +1,10 @@
 //! PutRecords across pods: the request is decoded and checked once, where the client sent
 //! it; its records are grouped by the pod that owns their shard; this pod's group is stored
-//! here and each other group goes to its pod, decoded, in parallel ([`super::put_part`]); the
-//! per-record results are put back in the request's order. A group whose pod cannot be
-//! reached, or refuses it, comes back as per-record `InternalFailure` results, which the
-//! SDKs and the KPL retry; the other groups are stored.
+//! here and each other group goes to its pod, decoded, in parallel ([`super::put_part`]),
+//! joined with other requests' parts for that pod when an exchange with it is under way
+//! ([`super::part_lane`]); the per-record results are put back in the request's order. A
+//! group whose pod cannot be reached, or refuses it, comes back as per-record
+//! `InternalFailure` results, which the SDKs and the KPL retry; the other groups are stored.
 
 use std::sync::Arc;
 
