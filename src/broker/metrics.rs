@@ -155,7 +155,8 @@ impl ShardMetrics {
     }
 }
 
-fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+/// A counter family with `labels`.
+pub(crate) fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     IntCounterVec::new(Opts::new(name, help), labels).expect("static metric definition")
 }
 

@@ -13,12 +13,13 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use prometheus::{IntCounterVec, Opts};
+use prometheus::IntCounterVec;
 use tokio::sync::oneshot;
 
 use super::Cluster;
 use super::put_part::{self, EncodedPart};
 use super::split::GroupAnswer;
+use crate::broker::metrics::counter;
 use crate::broker::ops::put::PutRecord;
 
 /// Waiting parts joined into one exchange hold at most this many bytes (a single part may
@@ -36,18 +37,17 @@ pub struct PartLanes {
 
 impl Default for PartLanes {
     fn default() -> Self {
-        let counter = |name: &str, help: &str| {
-            IntCounterVec::new(Opts::new(name, help), &["pod"]).expect("static metric definition")
-        };
         Self {
             lanes: Mutex::default(),
             parts: counter(
                 "brook_cluster_parts_total",
                 "Parts of PutRecords requests this pod sent to the pod owning their records.",
+                &["pod"],
             ),
             exchanges: counter(
                 "brook_cluster_part_exchanges_total",
                 "Exchanges that carried those parts (fewer than the parts when parts went together).",
+                &["pod"],
             ),
         }
     }

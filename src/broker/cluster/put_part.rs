@@ -72,13 +72,8 @@ impl EncodedPart {
     }
 
     /// The body's size in bytes.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.bytes.len()
-    }
-
-    /// Whether it holds no record.
-    pub fn is_empty(&self) -> bool {
-        self.count == 0
     }
 
     /// One body holding this part's records and then `more`'s (parts of the same stream),
@@ -123,15 +118,6 @@ pub fn encode_part(
         records_at,
         count: records.len(),
     })
-}
-
-/// Encodes a part of `stream`'s records.
-pub fn encode(
-    stream_key: u32,
-    stream_name: &str,
-    records: &[PutRecord<'_>],
-) -> Result<Vec<u8>, PartError> {
-    encode_part(stream_key, stream_name, records)?.join(&[])
 }
 
 fn put_short(out: &mut Vec<u8>, text: &str, field: &'static str) -> Result<(), PartError> {
@@ -367,6 +353,15 @@ pub async fn exchange(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A part of `stream`'s records, sent alone.
+    fn encode(
+        stream_key: u32,
+        stream_name: &str,
+        records: &[PutRecord<'_>],
+    ) -> Result<Vec<u8>, PartError> {
+        encode_part(stream_key, stream_name, records)?.join(&[])
+    }
 
     fn record<'a>(key: &'a str, data: &'a [u8], hash: u128) -> PutRecord<'a> {
         PutRecord { key, data, hash }
