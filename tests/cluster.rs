@@ -10,6 +10,8 @@ mod cbor;
 mod distribution;
 #[path = "cluster/failures.rs"]
 mod failures;
+#[path = "cluster/frozen.rs"]
+mod frozen;
 #[path = "cluster/moves.rs"]
 mod moves;
 #[path = "cluster/on_demand.rs"]
@@ -114,15 +116,27 @@ async fn start_cluster_with(
     label: &str,
     pod_0: BrokerBuilder,
 ) -> (Vec<TempDir>, Vec<SocketAddr>, Vec<Broker>) {
+    start_cluster_of(
+        label,
+        [pod_0, BrokerBuilder::default(), BrokerBuilder::default()],
+    )
+    .await
+}
+
+/// The same, each pod started from its own builder.
+async fn start_cluster_of(
+    label: &str,
+    builders: [BrokerBuilder; 3],
+) -> (Vec<TempDir>, Vec<SocketAddr>, Vec<Broker>) {
     let dirs: Vec<TempDir> = (0..3)
         .map(|i| TempDir::new(&format!("{label}-{i}")))
         .collect();
     let internal = support::reserved_addresses(3);
-    let pods: Vec<Broker> = vec![
-        start_pod_with(pod_0, &dirs[0], 0, &internal),
-        start_pod(&dirs[1], 1, &internal),
-        start_pod(&dirs[2], 2, &internal),
-    ];
+    let pods: Vec<Broker> = builders
+        .into_iter()
+        .enumerate()
+        .map(|(ordinal, builder)| start_pod_with(builder, &dirs[ordinal], ordinal, &internal))
+        .collect();
     client_for(&pods[1].endpoint)
         .create_stream()
         .stream_name(STREAM)
@@ -195,6 +209,25 @@ async fn put(client: &Client, records: &[PutRecordsRequestEntry]) -> Vec<(usize,
         .enumerate()
         .filter_map(|(i, r)| r.error_code().map(|code| (i, code.to_owned())))
         .collect()
+}
+
+/// Puts `records` while pod 2 is out: the records of pod 2's shards fail with the retryable
+/// `InternalFailure`, the other pods' are stored in the same request. Returns the failed.
+async fn put_with_pod_2_out(
+    client: &Client,
+    records: &[PutRecordsRequestEntry],
+) -> Vec<(usize, String)> {
+    let failed = put(client, records).await;
+    assert!(!failed.is_empty(), "pod 2's shards cannot be written");
+    assert!(
+        failed.len() < records.len(),
+        "the other pods' shards kept serving"
+    );
+    assert!(
+        failed.iter().all(|(_, code)| code == "InternalFailure"),
+        "{failed:?}"
+    );
+    failed
 }
 
 /// Puts `records`, retrying the failed ones until every one is stored.
@@ -356,13 +389,7 @@ async fn cluster_records_spread_over_pods_survive_a_killed_pod_and_read_back_exa
     // are stored in the same requests, and reads of the other pods' shards go on.
     pods[2].kill();
     let batch: Vec<_> = (0..KEYS).map(|k| record(k, 2)).collect();
-    let failed = put(&writer, &batch).await;
-    assert!(!failed.is_empty(), "pod 2's shards cannot be written");
-    assert!(failed.len() < KEYS, "the other pods' shards kept serving");
-    assert!(
-        failed.iter().all(|(_, code)| code == "InternalFailure"),
-        "{failed:?}"
-    );
+    let failed = put_with_pod_2_out(&writer, &batch).await;
     let pod2_shards: Vec<&String> = owners
         .iter()
         .filter(|(_, o)| o == &&vec![2])

@@ -87,6 +87,8 @@ pub struct ClusterOptions {
     pub ca: Option<PathBuf>,
     /// Address of this pod's internal port.
     pub listen: SocketAddr,
+    /// How long this pod waits for another pod to answer before taking it for unreachable.
+    pub answer_limit: std::time::Duration,
 }
 
 /// Everything `brook broker` can be told.
@@ -416,11 +418,9 @@ async fn start_cluster(
     }
     let client_tls = crate::http1::client_tls_from_file(settings.ca.as_deref())
         .map_err(|e| BrokerError::Cluster(format!("--cluster-ca {e}")))?;
-    let cluster = Arc::new(cluster::Cluster::new(
-        settings.ordinal,
-        settings.peers.clone(),
-        client_tls,
-    ));
+    let mut cluster = cluster::Cluster::new(settings.ordinal, settings.peers.clone(), client_tls);
+    cluster.answer_limit = settings.answer_limit;
+    let cluster = Arc::new(cluster);
     let _ = broker.cluster.set(cluster.clone());
     broker.metrics.register(cluster.lanes.collectors());
     let internal = bind(settings.listen).await?;

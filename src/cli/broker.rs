@@ -141,6 +141,12 @@ pub(crate) struct BrokerArgs {
     /// Address of the internal port other pods of the cluster call.
     #[arg(long, env = "BROOK_CLUSTER_LISTEN", default_value = "0.0.0.0:4568")]
     cluster_listen: std::net::SocketAddr,
+    /// Seconds this pod waits for another pod of the cluster to answer (a write forwarded to
+    /// its shard's owner, a relayed read, the catalog) before it takes that pod for
+    /// unreachable: the records meant for it fail with retryable errors rather than holding
+    /// the client's call.
+    #[arg(long, env = "BROOK_CLUSTER_ANSWER_TIMEOUT_SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600))]
+    cluster_answer_timeout_seconds: u64,
     /// How long a SubscribeToShard call lasts, in seconds (Kinesis: 300).
     #[arg(long, default_value_t = 300, hide = true)]
     subscription_seconds: u64,
@@ -189,6 +195,7 @@ pub(crate) fn run_broker(args: BrokerArgs) -> anyhow::Result<()> {
                 peers,
                 ca: args.cluster_ca.clone(),
                 listen: args.cluster_listen,
+                answer_limit: std::time::Duration::from_secs(args.cluster_answer_timeout_seconds),
             })
         }
         _ => None,

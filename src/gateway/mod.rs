@@ -34,7 +34,7 @@ use tokio::sync::watch;
 use crate::api::Stream;
 use crate::broker::protocol::{ApiError, ErrorKind, cbor};
 use crate::broker::server::{ResponseBody, error_response, respond, serve};
-use crate::broker::upstream::{Upstream, retarget};
+use crate::broker::upstream::{Upstream, broker_connector, held_by_design, retarget};
 use route::Target;
 
 /// Largest request body the gateway reads (Kinesis's largest PutRecords, with room).
@@ -107,10 +107,17 @@ impl Routes {
     }
 }
 
+/// How long the gateway waits for a stream's brokers to start answering (beyond what a call
+/// waits by design): longer than a broker waits for another pod, so that a broker's own
+/// retryable answer about a silent pod reaches the client rather than the gateway's.
+pub const ANSWER_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The gateway's state.
 pub struct Gateway {
     routes: Routes,
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    /// How long it waits for brokers to start answering ([`ANSWER_LIMIT`]).
+    pub answer_limit: std::time::Duration,
     /// Requests, their durations and the routed streams.
     pub metrics: metrics::GatewayMetrics,
 }
@@ -123,17 +130,10 @@ impl Gateway {
     /// A gateway over `routes`, trusting `https://` brokers whose certificates `tls`
     /// trusts.
     pub fn new(routes: Routes, tls: rustls::ClientConfig) -> Result<Self, GatewayError> {
-        let mut plain = HttpConnector::new();
-        plain.set_nodelay(true);
-        plain.enforce_http(false);
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(plain);
         Ok(Self {
             routes,
-            client: Client::builder(TokioExecutor::new()).build(connector),
+            client: Client::builder(TokioExecutor::new()).build(broker_connector(tls)),
+            answer_limit: ANSWER_LIMIT,
             metrics: metrics::GatewayMetrics::new()
                 .map_err(|e| GatewayError::Metrics(e.to_string()))?,
         })
@@ -153,8 +153,27 @@ impl Gateway {
     ) -> Result<Response<Incoming>, ApiError> {
         let mut head = parts.clone();
         retarget(&mut head, base).map_err(|e| gateway_error(ErrorKind::InternalFailure, e))?;
+        let operation = crate::broker::protocol::Operation::from_target(
+            parts
+                .headers
+                .get("x-amz-target")
+                .and_then(|v| v.to_str().ok()),
+        )
+        .ok();
+        let limit = self.answer_limit + held_by_design(operation);
         let request = Request::from_parts(head, Full::new(body));
-        self.client.request(request).await.map_err(|error| {
+        let answer = tokio::time::timeout(limit, self.client.request(request))
+            .await
+            .map_err(|_| {
+                gateway_error(
+                    ErrorKind::ServiceUnavailable,
+                    format!(
+                        "The stream's brokers at {base} did not answer within {} ms; retry.",
+                        limit.as_millis()
+                    ),
+                )
+            })?;
+        answer.map_err(|error| {
             // The client's error names the stage; its sources say why (refused, a
             // certificate not trusted, …).
             let mut reason = error.to_string();
@@ -493,4 +512,38 @@ pub async fn run(options: GatewayOptions) -> Result<(), GatewayError> {
     let _ = api_task.await;
     let _ = obs_task.await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn gateway_brokers_that_never_answer_get_a_retryable_error() {
+        let address = crate::broker::upstream::silent_broker().await;
+        let base: Uri = format!("http://{address}").parse().expect("url");
+        let routes = Routes::Fixed(BTreeMap::from([("frozen".to_owned(), base.clone())]));
+        let tls = crate::http1::client_tls_from_file(None).expect("tls");
+        let mut gateway = Gateway::new(routes, tls).expect("gateway");
+        gateway.answer_limit = Duration::from_millis(200);
+        let (parts, ()) = Request::post("/")
+            .header("x-amz-target", "Kinesis_20131202.DescribeStream")
+            .body(())
+            .expect("request")
+            .into_parts();
+        let sent = gateway.send(
+            &base,
+            &parts,
+            Bytes::from_static(b"{\"StreamName\":\"frozen\"}"),
+        );
+        let refused = tokio::time::timeout(Duration::from_secs(60), sent)
+            .await
+            .expect("the gateway stopped waiting")
+            .map(|_| ())
+            .expect_err("no answer came");
+        assert_eq!(refused.kind, ErrorKind::ServiceUnavailable);
+        assert!(refused.message.contains("within 200 ms"), "{refused:?}");
+    }
 }

@@ -168,9 +168,24 @@ impl Broker {
 
     /// Sends SIGTERM without waiting for the broker to stop.
     pub fn signal_term(&self) {
+        self.signal("-TERM");
+    }
+
+    /// Stops the process where it is (SIGSTOP): it holds its connections and answers
+    /// nothing, as a broker on a frozen node does.
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a frozen process go on (SIGCONT).
+    pub fn thaw(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, name: &str) {
         let pid = self.child.id().to_string();
         Command::new("kill")
-            .args(["-TERM", &pid])
+            .args([name, &pid])
             .status()
             .expect("kill runs");
     }

@@ -31,6 +31,7 @@ pub mod split;
 
 use std::borrow::Cow;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::Uri;
@@ -45,6 +46,7 @@ use super::protocol::body::Body;
 use super::protocol::json::borrowed_text;
 use super::protocol::{ApiError, ErrorKind, Operation};
 use super::state::{Broker, LiveStream};
+use super::upstream::broker_connector;
 
 /// The pod that holds the authoritative catalog.
 pub const HOME: u32 = 0;
@@ -52,6 +54,11 @@ pub const HOME: u32 = 0;
 pub const CALLER_HEADER: &str = "x-brook-caller";
 /// The internal path that serves the catalog.
 pub const CATALOG_PATH: &str = "/cluster/catalog";
+/// How long a pod waits for another pod's answer by default: a pod that is up answers an
+/// internal call in milliseconds (a write once its sync returns), so a pod silent this long
+/// is taken for unreachable, as one that refuses connections is, and its records fail with
+/// retryable errors instead of holding the client's call.
+pub const ANSWER_LIMIT: Duration = Duration::from_secs(10);
 
 /// Why a pod could not reach another.
 #[derive(Debug, thiserror::Error)]
@@ -156,6 +163,9 @@ pub struct Cluster {
     /// Where the pods are reached.
     peers: Peers,
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    /// How long this pod waits for another pod to answer before it takes that pod for
+    /// unreachable (`--cluster-answer-timeout-seconds`).
+    pub answer_limit: Duration,
     /// Each pod's latest write rate, as pod 0 heard them.
     pub rates: rates::PodRates,
     /// Closed shards pod 0 is moving, and copies this pod is taking in.
@@ -171,18 +181,11 @@ impl Cluster {
     /// The cluster of pods at `peers`, as pod `ordinal`; `tls` is whom `https://` peers are
     /// trusted by.
     pub fn new(ordinal: u32, peers: Peers, tls: rustls::ClientConfig) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.enforce_http(false);
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(connector);
         Self {
             ordinal,
             peers,
-            client: Client::builder(TokioExecutor::new()).build(connector),
+            client: Client::builder(TokioExecutor::new()).build(broker_connector(tls)),
+            answer_limit: ANSWER_LIMIT,
             rates: rates::PodRates::default(),
             moves: moving::Moves::default(),
             lanes: part_lane::PartLanes::default(),
@@ -210,13 +213,16 @@ impl Cluster {
         self.peers.listed()
     }
 
-    /// Sends one request to pod `ordinal`'s internal port.
+    /// Sends one request to pod `ordinal`'s internal port and waits up to `limit` (or as
+    /// long as it takes) for its answer to start; with no answer by then the pod counts as
+    /// unreachable.
     pub async fn send(
         &self,
         ordinal: u32,
         request: http::request::Builder,
         path: &str,
         body: Bytes,
+        limit: Option<Duration>,
     ) -> Result<http::Response<hyper::body::Incoming>, ClusterError> {
         let base = self.peers.url(ordinal)?;
         let unreachable = |message: String| ClusterError::Unreachable {
@@ -231,16 +237,43 @@ impl Cluster {
             .uri(uri)
             .body(Full::new(body))
             .map_err(|e| unreachable(e.to_string()))?;
-        self.client
-            .request(request)
-            .await
-            .map_err(|e| unreachable(e.to_string()))
+        let answer = async {
+            self.client
+                .request(request)
+                .await
+                .map_err(|e| unreachable(e.to_string()))
+        };
+        self.within(ordinal, limit, answer).await
+    }
+
+    /// Awaits `work` with pod `ordinal` for up to `limit`, or as long as it takes; a pod
+    /// that has not answered by then counts as unreachable.
+    async fn within<T>(
+        &self,
+        ordinal: u32,
+        limit: Option<Duration>,
+        work: impl Future<Output = Result<T, ClusterError>>,
+    ) -> Result<T, ClusterError> {
+        let Some(limit) = limit else {
+            return work.await;
+        };
+        tokio::time::timeout(limit, work).await.unwrap_or_else(|_| {
+            Err(ClusterError::Unreachable {
+                ordinal,
+                url: self
+                    .peers
+                    .url(ordinal)
+                    .map(|u| u.to_string())
+                    .unwrap_or_default(),
+                message: format!("no answer within {} ms", limit.as_millis()),
+            })
+        })
     }
 }
 
 impl Cluster {
-    /// Sends one request to pod `ordinal`'s internal port and reads the whole answer:
-    /// its status and body.
+    /// Sends one request to pod `ordinal`'s internal port and reads the whole answer, its
+    /// status and body, within the answer limit.
     pub async fn exchange(
         &self,
         ordinal: u32,
@@ -248,19 +281,36 @@ impl Cluster {
         path: &str,
         body: Bytes,
     ) -> Result<(http::StatusCode, Bytes), ClusterError> {
-        use http_body_util::BodyExt;
-        let answer = self.send(ordinal, request, path, body).await?;
-        let status = answer.status();
-        let bytes = answer
-            .into_body()
-            .collect()
+        self.exchange_within(ordinal, request, path, body, Some(self.answer_limit))
             .await
-            .map_err(|e| ClusterError::BadAnswer {
-                ordinal,
-                message: e.to_string(),
-            })?
-            .to_bytes();
-        Ok((status, bytes))
+    }
+
+    /// The same, waiting up to `limit` for the whole answer, or as long as it takes (for a
+    /// call whose work grows with the data, such as a whole shard's copy).
+    pub async fn exchange_within(
+        &self,
+        ordinal: u32,
+        request: http::request::Builder,
+        path: &str,
+        body: Bytes,
+        limit: Option<Duration>,
+    ) -> Result<(http::StatusCode, Bytes), ClusterError> {
+        use http_body_util::BodyExt;
+        let whole = async {
+            let answer = self.send(ordinal, request, path, body, None).await?;
+            let status = answer.status();
+            let bytes = answer
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| ClusterError::BadAnswer {
+                    ordinal,
+                    message: e.to_string(),
+                })?
+                .to_bytes();
+            Ok((status, bytes))
+        };
+        self.within(ordinal, limit, whole).await
     }
 }
 

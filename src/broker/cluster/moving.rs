@@ -359,8 +359,10 @@ async fn ask_import(cluster: &Cluster, key: ShardKey, from: u32, to: u32) -> Res
     .map_err(|e| e.to_string())?;
     let request =
         http::Request::post(IMPORT_PATH).header(http::header::CONTENT_TYPE, "application/json");
+    // The copy's answer comes when the whole shard is copied, which takes as long as its
+    // size does: no answer limit here (the copy's own calls to the source have one).
     let (status, bytes) = cluster
-        .exchange(to, request, IMPORT_PATH, Bytes::from(body))
+        .exchange_within(to, request, IMPORT_PATH, Bytes::from(body), None)
         .await
         .map_err(|e| e.to_string())?;
     if !status.is_success() {

@@ -9,7 +9,7 @@ use super::{CALLER_HEADER, Cluster, caller_header};
 use crate::broker::ops::Caller;
 use crate::broker::protocol::{ApiError, ErrorKind, Operation};
 use crate::broker::server::ResponseBody;
-use crate::broker::upstream::Upstream;
+use crate::broker::upstream::{Upstream, held_by_design};
 
 /// What a relayed request carries: the client's own body and content type, so the serving
 /// pod answers in the client's protocol (JSON or CBOR) and the answer passes through as is.
@@ -55,7 +55,9 @@ pub struct Request<'a> {
 }
 
 /// Sends `request` to pod `ordinal`'s internal port and returns its answer, or a retryable
-/// `ServiceUnavailable` when the pod cannot be reached.
+/// `ServiceUnavailable` when the pod cannot be reached or does not start its answer within
+/// the answer limit (plus what the operation waits by design, as a long poll does). An
+/// answer that streams (a subscription) is not limited once it has started.
 pub async fn send(
     cluster: &Cluster,
     ordinal: u32,
@@ -65,7 +67,12 @@ pub async fn send(
         .header(http::header::CONTENT_TYPE, request.content_type)
         .header("x-amz-target", request.target)
         .header(CALLER_HEADER, caller_header(request.caller));
-    match cluster.send(ordinal, builder, "/", request.body).await {
+    let operation = Operation::from_target(Some(request.target)).ok();
+    let limit = cluster.answer_limit + held_by_design(operation);
+    match cluster
+        .send(ordinal, builder, "/", request.body, Some(limit))
+        .await
+    {
         Ok(answer) => Ok(answer.map(|body| Upstream(body).boxed())),
         Err(error) => {
             tracing::warn!(%error, "relay failed");
@@ -74,5 +81,108 @@ pub async fn send(
                 format!("The pod serving this request is unavailable ({error}); retry."),
             ))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::broker::cluster::shard_read::{self, ShardQuery};
+    use crate::broker::cluster::{ClusterError, Peers, part_lane, replica};
+    use crate::broker::ops::put::PutRecord;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn cluster_a_pod_that_never_answers_fails_calls_to_it_with_retryable_errors() {
+        let silent = crate::broker::upstream::silent_broker().await;
+        // Pod 0 is the silent one: the catalog comes from it too.
+        let peers = Peers::Listed(vec![
+            format!("http://{silent}").parse().expect("url"),
+            "http://127.0.0.1:9".parse().expect("url"),
+        ]);
+        let tls = crate::http1::client_tls_from_file(None).expect("tls");
+        let mut cluster = Cluster::new(1, peers, tls);
+        cluster.answer_limit = Duration::from_millis(200);
+        let cluster = Arc::new(cluster);
+        // Every call below would wait forever without the answer limit; the test's own
+        // limit turns that into a failure rather than a hang.
+        let calls = async {
+            let relayed = relay(
+                &cluster,
+                0,
+                Relayed {
+                    operation: Operation::GetShardIterator,
+                    content_type: "application/x-amz-json-1.1",
+                    body: Bytes::from_static(b"{}"),
+                    caller: &Caller::Anonymous,
+                },
+            )
+            .await
+            .map(|_| ())
+            .expect_err("a silent pod does not answer");
+            assert_eq!(relayed.kind, ErrorKind::ServiceUnavailable);
+            assert!(
+                relayed.message.contains("no answer within 200 ms"),
+                "{relayed:?}"
+            );
+
+            // A PutRecords part fails whole (its records become retryable failures), and the
+            // pod's lane is free again for the next part, which fails the same way.
+            let records = [PutRecord {
+                key: "k",
+                data: b"data",
+                hash: 1,
+            }];
+            for _ in 0..2 {
+                let part = part_lane::send(&cluster, 0, (7, "orders"), &records, "anonymous").await;
+                let why = part.expect_err("the part is not answered");
+                assert!(why.contains("no answer within 200 ms"), "{why}");
+                assert_eq!(cluster.lanes.waiting(0), 0);
+            }
+
+            let fetched = replica::fetch(&cluster, None).await;
+            assert!(
+                matches!(fetched, Err(ClusterError::Unreachable { ordinal: 0, .. })),
+                "{fetched:?}"
+            );
+            let read = ShardQuery::Read {
+                stream_key: 7,
+                shard: 0,
+                offset: 0,
+                limit: 10,
+                max_bytes: 1024,
+                not_before_ms: 0,
+            };
+            let asked = shard_read::ask(&cluster, 0, &read)
+                .await
+                .expect_err("a silent pod does not answer");
+            assert_eq!(asked.kind, ErrorKind::ServiceUnavailable);
+        };
+        tokio::time::timeout(Duration::from_secs(60), calls)
+            .await
+            .expect("every call to the silent pod ended");
+    }
+
+    #[test]
+    fn cluster_a_call_that_waits_by_design_is_given_its_wait_on_top_of_the_limit() {
+        use crate::broker::upstream::held_by_design;
+        assert_eq!(
+            held_by_design(Some(Operation::ReceiveQueueRecords)),
+            Duration::from_secs(20)
+        );
+        assert_eq!(
+            held_by_design(Some(Operation::ReceiveDeadLetterQueueRecords)),
+            Duration::from_secs(20)
+        );
+        assert_eq!(held_by_design(Some(Operation::PutRecords)), Duration::ZERO);
+        assert_eq!(held_by_design(None), Duration::ZERO);
+        let wait = ShardQuery::Wait {
+            stream_key: 7,
+            shards: vec![(0, 3)],
+            wait_ms: 5_000,
+        };
+        assert_eq!(wait.held_for(), Duration::from_millis(5_000));
     }
 }

@@ -13,7 +13,6 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
-use http_body_util::BodyExt;
 use serde::{Deserialize, Serialize};
 
 use super::Cluster;
@@ -68,6 +67,16 @@ pub enum ShardQuery {
         /// Longest wait, in milliseconds.
         wait_ms: u64,
     },
+}
+
+impl ShardQuery {
+    /// How long the owner holds the query before answering, by design: a wait's longest.
+    pub fn held_for(&self) -> std::time::Duration {
+        match self {
+            Self::Wait { wait_ms, .. } => std::time::Duration::from_millis(*wait_ms),
+            Self::Position { .. } | Self::Read { .. } => std::time::Duration::ZERO,
+        }
+    }
 }
 
 /// A record read, copied out of the shard's store.
@@ -312,17 +321,11 @@ pub async fn ask(
     let body = serde_json::to_vec(query).map_err(read_failed)?;
     let builder =
         http::Request::post(QUERY_PATH).header(http::header::CONTENT_TYPE, "application/json");
-    let answer = cluster
-        .send(owner, builder, QUERY_PATH, Bytes::from(body))
+    let limit = cluster.answer_limit + query.held_for();
+    let (status, bytes) = cluster
+        .exchange_within(owner, builder, QUERY_PATH, Bytes::from(body), Some(limit))
         .await
         .map_err(|error| unavailable(error.to_string()))?;
-    let status = answer.status();
-    let bytes = answer
-        .into_body()
-        .collect()
-        .await
-        .map_err(|error| unavailable(error.to_string()))?
-        .to_bytes();
     if !status.is_success() {
         return Err(unavailable(format!(
             "pod {owner} answered {status}: {}",

@@ -36,6 +36,9 @@ const DEFAULT_MAX_RECEIVE_COUNT: u32 = 6;
 const MAX_RECEIVE: usize = 10;
 /// How long a receive waits for a record by default.
 const DEFAULT_WAIT_S: u64 = 9;
+/// The longest a receive may long-poll, in seconds: a broker holds such a call this long
+/// before it answers, by design.
+pub const MAX_WAIT_S: u64 = 20;
 
 fn queue_arn(broker: &Broker, stream: &str, queue: &QueueRecord) -> String {
     format!(

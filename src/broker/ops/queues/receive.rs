@@ -13,7 +13,9 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{DEFAULT_WAIT_S, MAX_RECEIVE, active_queue, readable, record_json, shard_of};
+use super::{
+    DEFAULT_WAIT_S, MAX_RECEIVE, MAX_WAIT_S, active_queue, readable, record_json, shard_of,
+};
 use crate::broker::catalog::QueueRecord;
 use crate::broker::cluster::shard_read::{
     CopiedRecord, MAX_READ_BYTES, ReadAnswer, is_here, read_at, read_here, wait_at,
@@ -54,8 +56,13 @@ pub(in crate::broker::ops) async fn receive(
     let arn = required(input.queue_arn, "queueARN")?;
     let limit =
         bounded(input.limit, "limit", 1, MAX_RECEIVE as i64)?.map_or(MAX_RECEIVE, |l| l as usize);
-    let wait = bounded(input.wait_time_seconds, "waitTimeSeconds", 1, 20)?
-        .map_or(DEFAULT_WAIT_S, |w| w as u64);
+    let wait = bounded(
+        input.wait_time_seconds,
+        "waitTimeSeconds",
+        1,
+        MAX_WAIT_S as i64,
+    )?
+    .map_or(DEFAULT_WAIT_S, |w| w as u64);
     let visibility = bounded(
         input.visibility_timeout_seconds,
         "visibilityTimeoutSeconds",
