@@ -1,16 +1,20 @@
 //! Group commit: the journal syncs of a store with `Fsync` durability.
 //!
 //! An append writes its round (journal bytes and its segments' page-cache copies) on its
-//! own task, holding the writer, and queues the round here. When no sync is running and
-//! nothing else is queued, the append syncs its round itself once it has let the writer go
-//! (a plain blocking call on its runtime worker, see `sync_here`), and replies to itself: a
-//! lone write costs its sync and no thread hand-off. Otherwise the syncer thread takes
-//! every round queued so far, syncs the journal once — an `fdatasync` covers every byte
-//! written before it began, so each round taken is covered — then publishes the rounds to
-//! readers and replies to them, in order, and starts the next sync as soon as rounds are
-//! queued again; it sleeps when none are, and the end of a sync an append led wakes it for
-//! the rounds queued meanwhile. So a round is written while the previous one syncs, by the
-//! request itself: no thread stands between a request and the journal.
+//! own task, holding the writer, and queues the round here. When no sync is running, nothing
+//! else is queued and no other append is under way, the append syncs its round itself once
+//! it has let the writer go (a plain blocking call on its runtime worker, see `sync_here`),
+//! and replies to itself: a lone write costs its sync and no thread hand-off. With other
+//! appends under way, a sync there would hold a runtime worker they need (at 8 producers of
+//! single records, leading whenever the pipeline was idle doubled the hand-off to the writer
+//! and cost about a tenth of the records/s), so the syncer thread syncs it. Otherwise the
+//! syncer thread takes every round queued so far, syncs the journal once — an `fdatasync`
+//! covers every byte written before it began, so each round taken is covered — then
+//! publishes the rounds to readers and replies to them, in order, and starts the next sync
+//! as soon as rounds are queued again; it sleeps when none are, is woken for a round queued
+//! on an idle pipeline that its append does not lead, and the end of a sync an append led
+//! wakes it for the rounds queued meanwhile. So a round is written while the previous one
+//! syncs, by the request itself: no thread stands between a request and the journal.
 //!
 //! A failed sync fails its rounds and every later one: the store takes no more writes, since
 //! a retried sync can lie.
@@ -178,17 +182,22 @@ impl GroupCommit {
     }
 
     /// Queues a written round; call while holding the writer, so rounds queue in journal order.
-    /// Returns whether no sync was running and nothing else was queued: the caller then syncs
-    /// the round itself with [`GroupCommit::lead`] as soon as it lets the writer go, with no
-    /// wait in between (nothing else will sync it until then); otherwise the syncer thread,
-    /// which looks again when its sync ends, syncs it.
-    #[must_use = "a round queued on an idle pipeline is synced only by its caller's `lead`"]
-    pub(super) fn queue(&self, round: WrittenRound) -> bool {
+    /// Returns whether the caller is to sync it: when no sync was running, nothing else was
+    /// queued and `alone` (no other append is under way), the caller syncs the round itself
+    /// with [`GroupCommit::lead`] as soon as it lets the writer go, with no wait in between
+    /// (nothing else will sync it until then). Otherwise the syncer thread syncs it: woken
+    /// now when it sleeps, or when the running sync ends.
+    #[must_use = "a round this says to lead is synced only by its caller's `lead`"]
+    pub(super) fn queue(&self, round: WrittenRound, alone: bool) -> bool {
         let mut state = self.state();
         let idle = state.idle();
+        let lead = idle && alone;
         state.queued.push(round);
-        state.led |= idle;
-        idle
+        state.led |= lead;
+        if idle && !lead {
+            self.changed.notify_all();
+        }
+        lead
     }
 
     /// Syncs every queued round on the calling thread, unless a sync is already running (its
@@ -296,5 +305,79 @@ impl GroupCommit {
                 .unwrap_or_else(PoisonError::into_inner) = Some(error.to_string());
         }
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::sync::oneshot;
+
+    use super::*;
+    use crate::broker::shard::fs::{FileSystem, RealFs};
+
+    /// A round of one append with nothing to publish, and where its reply goes.
+    fn round() -> (
+        WrittenRound,
+        oneshot::Receiver<Result<Committed, StoreError>>,
+    ) {
+        let (reply, answer) = oneshot::channel();
+        let round = WrittenRound {
+            steps: Vec::new(),
+            replies: vec![(reply, Vec::new())],
+            written: Instant::now(),
+        };
+        (round, answer)
+    }
+
+    /// Waits (up to a minute, so that a round nobody syncs fails rather than hangs) for an
+    /// answer.
+    fn answered(mut answer: oneshot::Receiver<Result<Committed, StoreError>>) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            match answer.try_recv() {
+                Ok(outcome) => return outcome.is_ok(),
+                Err(oneshot::error::TryRecvError::Empty) => {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(oneshot::error::TryRecvError::Closed) => return false,
+            }
+        }
+        false
+    }
+
+    #[test]
+    fn only_an_append_alone_syncs_its_own_round_and_the_syncer_takes_the_others() {
+        let dir = std::env::temp_dir().join(format!("brook-lead-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let journal = RealFs.open_append(&dir.join("journal")).expect("journal");
+        let stats = CommitStats::new();
+        let pipeline =
+            GroupCommit::start(journal, stats.clone(), Arc::default()).expect("pipeline");
+
+        // Idle and alone: the caller syncs it, on its own thread, when it leads.
+        let (first, first_answer) = round();
+        assert!(pipeline.queue(first, true));
+        pipeline.lead();
+        assert!(answered(first_answer));
+
+        // Not idle (a round waits for its leader): a later one is not led, even alone.
+        let (second, second_answer) = round();
+        let (third, third_answer) = round();
+        assert!(pipeline.queue(second, true));
+        assert!(!pipeline.queue(third, true));
+        pipeline.lead();
+        assert!(answered(second_answer));
+        assert!(answered(third_answer));
+
+        // Idle, with other appends under way: the syncer thread, asleep since it started
+        // (the rounds above were led), is woken for the round.
+        pipeline.wait_idle();
+        let (fourth, fourth_answer) = round();
+        assert!(!pipeline.queue(fourth, false));
+        assert!(answered(fourth_answer), "the syncer synced the round");
+        pipeline.close();
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

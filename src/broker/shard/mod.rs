@@ -19,7 +19,7 @@ pub mod writer;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -183,6 +183,29 @@ pub struct Store {
     stats: stats::CommitStats,
     fsync: bool,
     fs: Arc<dyn FileSystem>,
+    /// Appends under way (from their call until their answer).
+    appending: AtomicUsize,
+}
+
+/// One append under way, counted in [`Store::appending`] until it ends or is dropped.
+struct Appending<'a>(&'a AtomicUsize);
+
+impl<'a> Appending<'a> {
+    fn enter(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(count)
+    }
+
+    /// Whether no other append is under way.
+    fn alone(&self) -> bool {
+        self.0.load(Ordering::Relaxed) == 1
+    }
+}
+
+impl Drop for Appending<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Store {
@@ -245,6 +268,7 @@ impl Store {
             stats,
             fsync: options.fsync,
             fs,
+            appending: AtomicUsize::new(0),
         };
         Ok((store, report))
     }
@@ -294,10 +318,11 @@ impl Store {
     /// Appends parts atomically (all or none) and returns once they are committed.
     pub async fn append(&self, parts: Vec<AppendPart>) -> Result<Vec<Appended>, StoreError> {
         let enqueued = std::time::Instant::now();
+        let appending = Appending::enter(&self.appending);
         let (reply, answer) = oneshot::channel();
         let (checkpoint_due, lead) = {
             let mut writer = self.writer.lock().await;
-            let lead = writer.commit(vec![(parts, enqueued, reply)]);
+            let lead = writer.commit(vec![(parts, enqueued, reply)], appending.alone());
             if writer.ask_room_growth() && self.queue.try_send(Command::GrowJournal).is_err() {
                 writer.journal_room.unask();
             }

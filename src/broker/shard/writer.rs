@@ -493,7 +493,11 @@ impl Writer {
     /// the group commit when the caller must sync the round itself ([`GroupCommit::lead`])
     /// right after letting the writer go.
     #[must_use = "a returned group commit syncs the round only when its `lead` is called"]
-    pub(super) fn commit(&mut self, appends: Vec<QueuedAppend>) -> Option<Arc<GroupCommit>> {
+    pub(super) fn commit(
+        &mut self,
+        appends: Vec<QueuedAppend>,
+        alone: bool,
+    ) -> Option<Arc<GroupCommit>> {
         if appends.is_empty() {
             return None;
         }
@@ -566,7 +570,9 @@ impl Writer {
             round.replies.len(),
         );
         match &self.group_commit {
-            Some(group_commit) => group_commit.queue(round).then(|| group_commit.clone()),
+            Some(group_commit) => group_commit
+                .queue(round, alone)
+                .then(|| group_commit.clone()),
             // Without `Fsync` durability there is no group commit: written is acknowledged.
             None => {
                 round.settle(&Ok(()), &self.stats);
