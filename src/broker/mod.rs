@@ -422,7 +422,7 @@ async fn start_cluster(
     cluster.answer_limit = settings.answer_limit;
     let cluster = Arc::new(cluster);
     let _ = broker.cluster.set(cluster.clone());
-    broker.metrics.register(cluster.lanes.collectors());
+    broker.metrics.register(cluster.collectors());
     let internal = bind(settings.listen).await?;
     let peer_broker = broker.clone();
     tokio::spawn(server::serve(

@@ -68,6 +68,17 @@ async fn cluster_a_frozen_pod_fails_only_its_records_and_the_others_keep_serving
         .await
         .expect("GetRecords on pod 0's shard");
     assert!(!page.records().is_empty());
+    // Pod 1 shows which pod did not answer it.
+    let (_, metrics) = pods[1].observe("/metrics");
+    let unanswered: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("brook_cluster_unanswered_calls_total{pod=\"2\"} "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0);
+    assert!(
+        unanswered >= 1.0,
+        "pod 1 counts the calls pod 2 did not answer"
+    );
     // The pods that are up stay ready.
     for pod in &pods[..2] {
         assert_eq!(pod.observe("/readyz").0, 200);

@@ -172,6 +172,9 @@ pub struct Cluster {
     pub moves: moving::Moves,
     /// Parts of PutRecords on their way to each other pod.
     pub lanes: part_lane::PartLanes,
+    /// Calls to each other pod that got no answer (refused, broken, or not answered within
+    /// the answer limit).
+    unanswered: prometheus::IntCounterVec,
     /// Whether the timed catalog refresh is held (a test hook: the replica then changes
     /// only when a request makes the pod refresh it).
     pub follow_held: std::sync::atomic::AtomicBool,
@@ -189,6 +192,11 @@ impl Cluster {
             rates: rates::PodRates::default(),
             moves: moving::Moves::default(),
             lanes: part_lane::PartLanes::default(),
+            unanswered: crate::broker::metrics::counter(
+                "brook_cluster_unanswered_calls_total",
+                "Calls this pod made to another pod of its cluster that got no answer: refused, broken off, or not answered within the answer limit.",
+                &["pod"],
+            ),
             follow_held: std::sync::atomic::AtomicBool::new(false),
         }
     }
@@ -206,6 +214,20 @@ impl Cluster {
             .or(self.peers.listed())
             .unwrap_or(1)
             .max(1)
+    }
+
+    /// The cluster's counters, for `/metrics`.
+    pub fn collectors(&self) -> Vec<Box<dyn prometheus::core::Collector>> {
+        let mut collectors = self.lanes.collectors();
+        collectors.push(Box::new(self.unanswered.clone()));
+        collectors
+    }
+
+    /// Counts a call to pod `ordinal` that got no answer.
+    fn count_unanswered(&self, ordinal: u32) {
+        self.unanswered
+            .with_label_values(&[&ordinal.to_string()])
+            .inc();
     }
 
     /// How many pods the cluster lists, when it lists them.
@@ -238,10 +260,10 @@ impl Cluster {
             .body(Full::new(body))
             .map_err(|e| unreachable(e.to_string()))?;
         let answer = async {
-            self.client
-                .request(request)
-                .await
-                .map_err(|e| unreachable(e.to_string()))
+            self.client.request(request).await.map_err(|e| {
+                self.count_unanswered(ordinal);
+                unreachable(e.to_string())
+            })
         };
         self.within(ordinal, limit, answer).await
     }
@@ -258,6 +280,7 @@ impl Cluster {
             return work.await;
         };
         tokio::time::timeout(limit, work).await.unwrap_or_else(|_| {
+            self.count_unanswered(ordinal);
             Err(ClusterError::Unreachable {
                 ordinal,
                 url: self

@@ -94,6 +94,17 @@ mod tests {
     use crate::broker::cluster::{ClusterError, Peers, part_lane, replica};
     use crate::broker::ops::put::PutRecord;
 
+    /// Relays a GetShardIterator to pod `ordinal`.
+    async fn relay_to(cluster: &Cluster, ordinal: u32) -> Result<(), ApiError> {
+        let request = Relayed {
+            operation: Operation::GetShardIterator,
+            content_type: "application/x-amz-json-1.1",
+            body: Bytes::from_static(b"{}"),
+            caller: &Caller::Anonymous,
+        };
+        relay(cluster, ordinal, request).await.map(|_| ())
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn cluster_a_pod_that_never_answers_fails_calls_to_it_with_retryable_errors() {
         let silent = crate::broker::upstream::silent_broker().await;
@@ -109,19 +120,9 @@ mod tests {
         // Every call below would wait forever without the answer limit; the test's own
         // limit turns that into a failure rather than a hang.
         let calls = async {
-            let relayed = relay(
-                &cluster,
-                0,
-                Relayed {
-                    operation: Operation::GetShardIterator,
-                    content_type: "application/x-amz-json-1.1",
-                    body: Bytes::from_static(b"{}"),
-                    caller: &Caller::Anonymous,
-                },
-            )
-            .await
-            .map(|_| ())
-            .expect_err("a silent pod does not answer");
+            let relayed = relay_to(&cluster, 0)
+                .await
+                .expect_err("a silent pod does not answer");
             assert_eq!(relayed.kind, ErrorKind::ServiceUnavailable);
             assert!(
                 relayed.message.contains("no answer within 200 ms"),
@@ -163,6 +164,31 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(60), calls)
             .await
             .expect("every call to the silent pod ended");
+        // A pod that refuses connections is counted too.
+        let refused = relay_to(&cluster, 1)
+            .await
+            .expect_err("nothing listens there");
+        assert_eq!(refused.kind, ErrorKind::ServiceUnavailable);
+        // /metrics shows, by pod, the calls that got no answer: five to the silent pod
+        // (the relay, two parts, the catalog, the shard read), one to the refusing one.
+        let mut unanswered: Vec<(String, f64)> = cluster
+            .collectors()
+            .iter()
+            .flat_map(|c| c.collect())
+            .filter(|family| family.name() == "brook_cluster_unanswered_calls_total")
+            .flat_map(|family| family.get_metric().to_vec())
+            .map(|m| {
+                (
+                    m.get_label()[0].value().to_owned(),
+                    m.get_counter().get_value(),
+                )
+            })
+            .collect();
+        unanswered.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(
+            unanswered,
+            vec![("0".to_owned(), 5.0), ("1".to_owned(), 1.0)]
+        );
     }
 
     #[test]
