@@ -1,6 +1,8 @@
 //! Relaying a request whole to the pod that serves it, over the internal port, and streaming
 //! its answer back (event streams included) as it comes.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use http::Response;
 use http_body_util::BodyExt;
@@ -33,13 +35,14 @@ pub async fn relay(
     request: Relayed<'_>,
 ) -> Result<Response<ResponseBody>, ApiError> {
     let target = format!("Kinesis_20131202.{}", request.operation.name());
+    let held = held_by_design(Some(request.operation));
     let request = Request {
         target: &target,
         content_type: request.content_type,
         body: request.body,
         caller: request.caller,
     };
-    send(cluster, ordinal, request).await
+    send_held(cluster, ordinal, request, held).await
 }
 
 /// Any request to relay: its target, content type, body and caller.
@@ -57,18 +60,28 @@ pub struct Request<'a> {
 /// Sends `request` to pod `ordinal`'s internal port and returns its answer, or a retryable
 /// `ServiceUnavailable` when the pod cannot be reached or does not start its answer within
 /// the answer limit (plus what the operation waits by design, as a long poll does). An
-/// answer that streams (a subscription) is not limited once it has started.
+/// answer that streams (a subscription) is not limited once it has started. For a call that
+/// the serving pod answers once its work is done (none waits by design).
 pub async fn send(
     cluster: &Cluster,
     ordinal: u32,
     request: Request<'_>,
 ) -> Result<Response<ResponseBody>, ApiError> {
+    send_held(cluster, ordinal, request, Duration::ZERO).await
+}
+
+/// The same, for a call the serving pod holds up to `held` by design before answering.
+async fn send_held(
+    cluster: &Cluster,
+    ordinal: u32,
+    request: Request<'_>,
+    held: Duration,
+) -> Result<Response<ResponseBody>, ApiError> {
     let builder = http::Request::post("/")
         .header(http::header::CONTENT_TYPE, request.content_type)
         .header("x-amz-target", request.target)
         .header(CALLER_HEADER, caller_header(request.caller));
-    let operation = Operation::from_target(Some(request.target)).ok();
-    let limit = cluster.answer_limit + held_by_design(operation);
+    let limit = cluster.answer_limit + held;
     match cluster
         .send(ordinal, builder, "/", request.body, Some(limit))
         .await
