@@ -167,6 +167,30 @@ async fn report_joined_parts(pods: &[ServerProcess]) -> Result<(), BenchError> {
     Ok(())
 }
 
+/// The journal syncs and appends of the brokers at `metrics`, summed.
+async fn store_counts(metrics: &[SocketAddr]) -> Result<(f64, f64), BenchError> {
+    let mut total = (0.0, 0.0);
+    for &address in metrics {
+        let text = super::single::metrics_text(address).await?;
+        total.0 += counter_sum(&text, "brook_store_syncs_total");
+        total.1 += counter_sum(&text, "brook_store_appends_total");
+    }
+    Ok(total)
+}
+
+/// Prints the journal syncs and appends an aggregate run took per 1,000 records: a sync's CPU
+/// is the same for one record or thousands, so a record costs what its share of syncs does.
+fn report_syncs(label: &str, before: (f64, f64), after: (f64, f64), records: f64) {
+    if records > 0.0 {
+        let per_thousand = |count: f64| count / records * 1000.0;
+        eprintln!(
+            "PutRecords 100 B x500, {label}: {:.2} journal syncs and {:.2} appends per 1,000 records",
+            per_thousand(after.0 - before.0),
+            per_thousand(after.1 - before.1),
+        );
+    }
+}
+
 /// Runs the cluster workloads (fsync) and returns their rows.
 pub async fn run(options: &BenchOptions) -> Result<Vec<Row>, BenchError> {
     let producers = options.producers;
@@ -187,9 +211,12 @@ pub async fn run(options: &BenchOptions) -> Result<Vec<Row>, BenchError> {
         &[],
     )?;
     create_stream(single.address, STREAM, SHARDS).await?;
+    let counted = store_counts(&[single.metrics]).await?;
     let cpu = CpuUse::start(vec![single.child.id()]);
     let one = spread_throughput(&[single.address], producers, seconds).await?;
     report_cpu("1 process", &cpu, one.0 * seconds);
+    let after = store_counts(&[single.metrics]).await?;
+    report_syncs("1 process", counted, after, one.0 * seconds);
     rows.push(row(
         format!("PutRecords 100 B x500, {producers} producers, {SHARDS} shards, 1 process"),
         one,
@@ -218,9 +245,13 @@ pub async fn run(options: &BenchOptions) -> Result<Vec<Row>, BenchError> {
     create_stream(pods[0].address, STREAM, SHARDS).await?;
     wait_for_replicas(&pods).await?;
     let addresses: Vec<SocketAddr> = pods.iter().map(|p| p.address).collect();
+    let metrics: Vec<SocketAddr> = pods.iter().map(|p| p.metrics).collect();
+    let counted = store_counts(&metrics).await?;
     let cpu = CpuUse::start(pods.iter().map(|p| p.child.id()).collect());
     let spread = spread_throughput(&addresses, producers, seconds).await?;
     report_cpu(&format!("{PODS} pods"), &cpu, spread.0 * seconds);
+    let after = store_counts(&metrics).await?;
+    report_syncs(&format!("{PODS} pods"), counted, after, spread.0 * seconds);
     report_joined_parts(&pods).await?;
     rows.push(row(
         format!(
