@@ -160,7 +160,8 @@ pub(crate) fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec 
     IntCounterVec::new(Opts::new(name, help), labels).expect("static metric definition")
 }
 
-fn gauge(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+/// A gauge family with `labels`.
+pub(crate) fn gauge(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
     IntGaugeVec::new(Opts::new(name, help), labels).expect("static metric definition")
 }
 

@@ -185,6 +185,9 @@ pub async fn handle_peer(
         return Ok(respond(200, document, "application/json"));
     }
     let path = request.uri().path();
+    if request.method() == http::Method::GET && path == cluster::silence::PING_PATH {
+        return Ok(respond(200, b"ok\n".to_vec(), "text/plain"));
+    }
     if request.method() == http::Method::POST
         && (path == cluster::closing::CLOSE_PATH || path == cluster::closing::REOPEN_PATH)
     {

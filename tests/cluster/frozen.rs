@@ -4,6 +4,7 @@
 //! the retried records are stored and nothing acknowledged is lost or out of order.
 
 use std::collections::HashSet;
+use std::time::{Duration, Instant};
 
 use aws_sdk_kinesis::types::ShardIteratorType;
 
@@ -12,6 +13,19 @@ use super::{
     KEYS, STREAM, incoming_records, numbers_by_key, put_all, put_with_pod_2_out, read_all, record,
     start_cluster_of,
 };
+
+/// Pod 1's gauge of pod 2's silence.
+const SILENT_POD_2: &str = "brook_cluster_silent_pod{pod=\"2\"}";
+
+/// The value of `series` on `pod`'s /metrics (0 when absent).
+fn sample(pod: &super::support::broker::Broker, series: &str) -> f64 {
+    let (_, metrics) = pod.observe("/metrics");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
 
 /// A pod started to wait `seconds` for the others' answers.
 fn answering_within(seconds: u32) -> BrokerBuilder {
@@ -50,6 +64,27 @@ async fn cluster_a_frozen_pod_fails_only_its_records_and_the_others_keep_serving
     // The same request stores the other pods' records and fails pod 2's, retryably.
     let batch: Vec<_> = (0..KEYS).map(|k| record(k, 1)).collect();
     let failed = put_with_pod_2_out(&writer, &batch).await;
+    // Pod 1 now takes pod 2 for silent: pod 2's records sent again do not wait the limit
+    // once more, they fail at once.
+    let again = writer
+        .put_records()
+        .stream_name(STREAM)
+        .set_records(Some(
+            failed.iter().map(|(i, _)| batch[*i].clone()).collect(),
+        ))
+        .send()
+        .await
+        .expect("PutRecords is answered");
+    let messages: Vec<&str> = again
+        .records()
+        .iter()
+        .filter_map(|r| r.error_message())
+        .collect();
+    assert_eq!(messages.len(), failed.len());
+    assert!(
+        messages.iter().all(|m| m.contains("fail at once")),
+        "{messages:?}"
+    );
     // Reads: pod 2's shard is unavailable, not wrong; another pod's shard reads on.
     let down = reader
         .get_shard_iterator()
@@ -68,17 +103,13 @@ async fn cluster_a_frozen_pod_fails_only_its_records_and_the_others_keep_serving
         .await
         .expect("GetRecords on pod 0's shard");
     assert!(!page.records().is_empty());
-    // Pod 1 shows which pod did not answer it.
-    let (_, metrics) = pods[1].observe("/metrics");
-    let unanswered: f64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("brook_cluster_unanswered_calls_total{pod=\"2\"} "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0);
+    // Pod 1 shows which pod did not answer it, and that it takes that pod for silent
+    // (its later calls to pod 2 fail at once but for one a second).
     assert!(
-        unanswered >= 1.0,
+        sample(&pods[1], "brook_cluster_unanswered_calls_total{pod=\"2\"}") >= 1.0,
         "pod 1 counts the calls pod 2 did not answer"
     );
+    assert_eq!(sample(&pods[1], SILENT_POD_2), 1.0);
     // The pods that are up stay ready.
     for pod in &pods[..2] {
         assert_eq!(pod.observe("/readyz").0, 200);
@@ -91,6 +122,17 @@ async fn cluster_a_frozen_pod_fails_only_its_records_and_the_others_keep_serving
     )
     .await;
     put_all(&writer, (0..KEYS).map(|k| record(k, 2)).collect()).await;
+    // Pod 2 answered pod 1 again: no longer silent. Pod 0, which took pod 2 for silent
+    // when the read above got no answer, learns it from its probe.
+    assert_eq!(sample(&pods[1], SILENT_POD_2), 0.0);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while sample(&pods[0], SILENT_POD_2) != 0.0 {
+        assert!(
+            Instant::now() < deadline,
+            "pod 0 never heard from pod 2 again"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     // Every record is there, each key in order. A record whose put failed may be there
     // twice: the frozen pod may store the part it took before it froze once it goes on,

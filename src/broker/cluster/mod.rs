@@ -27,6 +27,7 @@ pub mod rates;
 pub mod relay;
 pub mod replica;
 pub mod shard_read;
+pub mod silence;
 pub mod split;
 
 use std::borrow::Cow;
@@ -175,6 +176,8 @@ pub struct Cluster {
     /// Calls to each other pod that got no answer (refused, broken, or not answered within
     /// the answer limit).
     unanswered: prometheus::IntCounterVec,
+    /// Pods that did not answer within the limit: calls to them fail at once but for probes.
+    pub silences: silence::Silences,
     /// Whether the timed catalog refresh is held (a test hook: the replica then changes
     /// only when a request makes the pod refresh it).
     pub follow_held: std::sync::atomic::AtomicBool,
@@ -197,6 +200,7 @@ impl Cluster {
                 "Calls this pod made to another pod of its cluster that got no answer: refused, broken off, or not answered within the answer limit.",
                 &["pod"],
             ),
+            silences: silence::Silences::default(),
             follow_held: std::sync::atomic::AtomicBool::new(false),
         }
     }
@@ -220,6 +224,7 @@ impl Cluster {
     pub fn collectors(&self) -> Vec<Box<dyn prometheus::core::Collector>> {
         let mut collectors = self.lanes.collectors();
         collectors.push(Box::new(self.unanswered.clone()));
+        collectors.push(self.silences.collector());
         collectors
     }
 
@@ -237,7 +242,8 @@ impl Cluster {
 
     /// Sends one request to pod `ordinal`'s internal port and waits up to `limit` (or as
     /// long as it takes) for its answer to start; with no answer by then the pod counts as
-    /// unreachable.
+    /// unreachable, and as silent for later calls ([`silence`]), which fail at once but for
+    /// one every probe interval until it answers.
     pub async fn send(
         &self,
         ordinal: u32,
@@ -259,13 +265,58 @@ impl Cluster {
             .uri(uri)
             .body(Full::new(body))
             .map_err(|e| unreachable(e.to_string()))?;
+        self.silences
+            .admit(ordinal)
+            .map_err(|silent| unreachable(silent.refusal()))?;
         let answer = async {
-            self.client.request(request).await.map_err(|e| {
-                self.count_unanswered(ordinal);
-                unreachable(e.to_string())
-            })
+            match self.client.request(request).await {
+                Ok(answer) => {
+                    self.silences.answered(ordinal);
+                    Ok(answer)
+                }
+                Err(e) => {
+                    self.count_unanswered(ordinal);
+                    if silence::timed_out(&e) {
+                        self.went_unanswered(ordinal, crate::broker::upstream::CONNECT_LIMIT);
+                    }
+                    Err(unreachable(e.to_string()))
+                }
+            }
         };
         self.within(ordinal, limit, answer).await
+    }
+
+    /// Takes pod `ordinal`, which did not answer within `limit`, for silent; when it was
+    /// not yet, starts probing it.
+    fn went_unanswered(&self, ordinal: u32, limit: Duration) {
+        let Some(probe) = self.silences.unanswered(ordinal, limit) else {
+            return;
+        };
+        let Ok(base) = self.peers.url(ordinal) else {
+            return;
+        };
+        let Ok(uri) = format!(
+            "{}{}",
+            base.to_string().trim_end_matches('/'),
+            silence::PING_PATH
+        )
+        .parse::<Uri>() else {
+            return;
+        };
+        let client = self.client.clone();
+        let limit = self.answer_limit.min(silence::PROBE_LIMIT);
+        tokio::spawn(probe.run(move || {
+            let (client, uri) = (client.clone(), uri.clone());
+            async move {
+                let Ok(ping) = http::Request::get(uri).body(Full::new(Bytes::new())) else {
+                    return false;
+                };
+                matches!(
+                    tokio::time::timeout(limit, client.request(ping)).await,
+                    Ok(Ok(_))
+                )
+            }
+        }));
     }
 
     /// Awaits `work` with pod `ordinal` for up to `limit`, or as long as it takes; a pod
@@ -281,6 +332,7 @@ impl Cluster {
         };
         tokio::time::timeout(limit, work).await.unwrap_or_else(|_| {
             self.count_unanswered(ordinal);
+            self.went_unanswered(ordinal, limit);
             Err(ClusterError::Unreachable {
                 ordinal,
                 url: self

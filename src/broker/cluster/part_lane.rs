@@ -432,6 +432,9 @@ mod tests {
                 let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
                     let (seen, release, first) = (seen.clone(), release.clone(), first.clone());
                     async move {
+                        if request.uri().path() == crate::broker::cluster::silence::PING_PATH {
+                            return Ok(http::Response::new(Full::new(Bytes::from_static(b"ok"))));
+                        }
                         let caller = request
                             .headers()
                             .get(crate::broker::cluster::CALLER_HEADER)
@@ -475,6 +478,94 @@ mod tests {
     ) -> tokio::task::JoinHandle<GroupAnswer> {
         let (cluster, caller) = (cluster.clone(), caller.to_owned());
         tokio::spawn(async move { send(&cluster, 1, STREAM, &records(&hashes), &caller).await })
+    }
+
+    /// Pod 0 of a cluster whose pod 1 is `address`, waiting `limit` for answers and probing
+    /// a silent pod every `probe_every`.
+    fn cluster_to(address: SocketAddr, limit: Duration, probe_every: Duration) -> Arc<Cluster> {
+        let peers = Peers::Listed(vec![
+            "http://127.0.0.1:9".parse().expect("url"),
+            format!("http://{address}").parse().expect("url"),
+        ]);
+        let tls = crate::http1::client_tls_from_file(None).expect("tls");
+        let mut cluster = Cluster::new(0, peers, tls);
+        cluster.answer_limit = limit;
+        cluster.silences.probe_every = probe_every;
+        Arc::new(cluster)
+    }
+
+    /// Whether /metrics says pod 1 is taken for silent.
+    fn silent_gauge(cluster: &Cluster) -> i64 {
+        cluster
+            .collectors()
+            .iter()
+            .flat_map(|c| c.collect())
+            .filter(|family| family.name() == "brook_cluster_silent_pod")
+            .flat_map(|family| family.get_metric().to_vec())
+            .map(|m| m.get_gauge().get_value() as i64)
+            .sum()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn cluster_parts_waiting_for_a_pod_that_went_silent_fail_at_once() {
+        // The stand-in holds its first exchange past the limit: a pod that froze.
+        let release = Arc::new(Notify::new());
+        let (address, mut exchanges) = stand_in_pod(release.clone()).await;
+        let cluster = cluster_to(address, Duration::from_secs(2), Duration::from_secs(3600));
+        let first = send_part(&cluster, "client:a", vec![1]);
+        assert_eq!(
+            exchanges.recv().await,
+            Some(("client:a".to_owned(), vec![1]))
+        );
+        let waiting = [
+            send_part(&cluster, "client:a", vec![2]),
+            send_part(&cluster, "client:b", vec![3]),
+        ];
+        until_waiting(&cluster, 2).await;
+        let why = first.await.expect("sent").expect_err("not answered");
+        assert!(why.contains("no answer within 2000 ms"), "{why}");
+        // The parts that waited behind it do not wait the limit once more: they fail at
+        // once, unsent, and so does a part that comes later.
+        for task in waiting {
+            let why = task.await.expect("sent").expect_err("pod 1 is silent");
+            assert!(why.contains("fail at once"), "{why}");
+        }
+        let later = send_part(&cluster, "client:a", vec![4])
+            .await
+            .expect("sent");
+        assert!(later.expect_err("pod 1 is silent").contains("fail at once"));
+        assert!(exchanges.try_recv().is_err(), "nothing more was sent");
+        assert_eq!(silent_gauge(&cluster), 1);
+        release.notify_one();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn cluster_a_silent_pod_that_answers_a_probe_is_sent_parts_again() {
+        let release = Arc::new(Notify::new());
+        let (address, mut exchanges) = stand_in_pod(release.clone()).await;
+        let cluster = cluster_to(
+            address,
+            Duration::from_millis(200),
+            Duration::from_millis(10),
+        );
+        let first = send_part(&cluster, "client:a", vec![1])
+            .await
+            .expect("sent");
+        assert!(first.expect_err("held").contains("no answer within 200 ms"));
+        assert_eq!(exchanges.recv().await.map(|e| e.1), Some(vec![1]));
+        // The stand-in answers its probes (pings) at once: the silence ends by itself.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while cluster.silences.admit(1).is_err() {
+            assert!(tokio::time::Instant::now() < deadline, "never probed");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(silent_gauge(&cluster), 0);
+        let next = send_part(&cluster, "client:a", vec![2])
+            .await
+            .expect("sent");
+        assert_eq!(next, Ok(vec![stored(2)]));
+        assert_eq!(exchanges.recv().await.map(|e| e.1), Some(vec![2]));
+        release.notify_one();
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

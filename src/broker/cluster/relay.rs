@@ -130,6 +130,9 @@ mod tests {
         let mut cluster = Cluster::new(1, peers, tls);
         cluster.answer_limit = Duration::from_millis(200);
         let cluster = Arc::new(cluster);
+        // After each call the pod's silence is forgotten, so that every kind of call shows
+        // its own limit instead of failing at once.
+        let forget = || cluster.silences.answered(0);
         // Every call below would wait forever without the answer limit; the test's own
         // limit turns that into a failure rather than a hang.
         let calls = async {
@@ -141,6 +144,11 @@ mod tests {
                 relayed.message.contains("no answer within 200 ms"),
                 "{relayed:?}"
             );
+            // Silent now: the next call fails at once, unsent (not counted below).
+            let at_once = relay_to(&cluster, 0).await.expect_err("silent");
+            assert_eq!(at_once.kind, ErrorKind::ServiceUnavailable);
+            assert!(at_once.message.contains("fail at once"), "{at_once:?}");
+            forget();
 
             // A PutRecords part fails whole (its records become retryable failures), and the
             // pod's lane is free again for the next part, which fails the same way.
@@ -154,6 +162,7 @@ mod tests {
                 let why = part.expect_err("the part is not answered");
                 assert!(why.contains("no answer within 200 ms"), "{why}");
                 assert_eq!(cluster.lanes.waiting(0), 0);
+                forget();
             }
 
             let fetched = replica::fetch(&cluster, None).await;
@@ -161,6 +170,7 @@ mod tests {
                 matches!(fetched, Err(ClusterError::Unreachable { ordinal: 0, .. })),
                 "{fetched:?}"
             );
+            forget();
             let read = ShardQuery::Read {
                 stream_key: 7,
                 shard: 0,
