@@ -176,7 +176,8 @@ pub struct Cluster {
     /// Calls to each other pod that got no answer (refused, broken, or not answered within
     /// the answer limit).
     unanswered: prometheus::IntCounterVec,
-    /// Pods that did not answer within the limit: calls to them fail at once but for probes.
+    /// Pods that did not answer within the limit: calls to them fail at once until they
+    /// answer a probe.
     pub silences: silence::Silences,
     /// Whether the timed catalog refresh is held (a test hook: the replica then changes
     /// only when a request makes the pod refresh it).
@@ -242,8 +243,8 @@ impl Cluster {
 
     /// Sends one request to pod `ordinal`'s internal port and waits up to `limit` (or as
     /// long as it takes) for its answer to start; with no answer by then the pod counts as
-    /// unreachable, and as silent for later calls ([`silence`]), which fail at once but for
-    /// one every probe interval until it answers.
+    /// unreachable, and as silent for later calls ([`silence`]), which fail at once until it
+    /// answers a probe.
     pub async fn send(
         &self,
         ordinal: u32,
@@ -289,18 +290,20 @@ impl Cluster {
     /// Takes pod `ordinal`, which did not answer within `limit`, for silent; when it was
     /// not yet, starts probing it.
     fn went_unanswered(&self, ordinal: u32, limit: Duration) {
+        // A pod is taken for silent only when it can be probed: the silence ends only when
+        // a probe (or a call already under way) is answered.
+        let Some(uri) = self.peers.url(ordinal).ok().and_then(|base| {
+            format!(
+                "{}{}",
+                base.to_string().trim_end_matches('/'),
+                silence::PING_PATH
+            )
+            .parse::<Uri>()
+            .ok()
+        }) else {
+            return;
+        };
         let Some(probe) = self.silences.unanswered(ordinal, limit) else {
-            return;
-        };
-        let Ok(base) = self.peers.url(ordinal) else {
-            return;
-        };
-        let Ok(uri) = format!(
-            "{}{}",
-            base.to_string().trim_end_matches('/'),
-            silence::PING_PATH
-        )
-        .parse::<Uri>() else {
             return;
         };
         let client = self.client.clone();
