@@ -287,41 +287,6 @@ impl Cluster {
         self.within(ordinal, limit, answer).await
     }
 
-    /// Takes pod `ordinal`, which did not answer within `limit`, for silent; when it was
-    /// not yet, starts probing it.
-    fn went_unanswered(&self, ordinal: u32, limit: Duration) {
-        // A pod is taken for silent only when it can be probed: the silence ends only when
-        // a probe (or a call already under way) is answered.
-        let Some(uri) = self.peers.url(ordinal).ok().and_then(|base| {
-            format!(
-                "{}{}",
-                base.to_string().trim_end_matches('/'),
-                silence::PING_PATH
-            )
-            .parse::<Uri>()
-            .ok()
-        }) else {
-            return;
-        };
-        let Some(probe) = self.silences.unanswered(ordinal, limit) else {
-            return;
-        };
-        let client = self.client.clone();
-        let limit = self.answer_limit.min(silence::PROBE_LIMIT);
-        tokio::spawn(probe.run(move || {
-            let (client, uri) = (client.clone(), uri.clone());
-            async move {
-                let Ok(ping) = http::Request::get(uri).body(Full::new(Bytes::new())) else {
-                    return false;
-                };
-                matches!(
-                    tokio::time::timeout(limit, client.request(ping)).await,
-                    Ok(Ok(_))
-                )
-            }
-        }));
-    }
-
     /// Awaits `work` with pod `ordinal` for up to `limit`, or as long as it takes; a pod
     /// that has not answered by then counts as unreachable.
     async fn within<T>(
@@ -364,7 +329,8 @@ impl Cluster {
     }
 
     /// The same, waiting up to `limit` for the whole answer, or as long as it takes (for a
-    /// call whose work grows with the data, such as a whole shard's copy).
+    /// call whose work grows with the data, such as a whole shard's copy) while the pod
+    /// answers pings.
     pub async fn exchange_within(
         &self,
         ordinal: u32,
@@ -388,7 +354,10 @@ impl Cluster {
                 .to_bytes();
             Ok((status, bytes))
         };
-        self.within(ordinal, limit, whole).await
+        match limit {
+            Some(_) => self.within(ordinal, limit, whole).await,
+            None => self.kept_alive(ordinal, whole).await,
+        }
     }
 }
 

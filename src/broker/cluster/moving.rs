@@ -360,7 +360,8 @@ async fn ask_import(cluster: &Cluster, key: ShardKey, from: u32, to: u32) -> Res
     let request =
         http::Request::post(IMPORT_PATH).header(http::header::CONTENT_TYPE, "application/json");
     // The copy's answer comes when the whole shard is copied, which takes as long as its
-    // size does: no answer limit here (the copy's own calls to the source have one).
+    // size does: no answer limit here (the copy's own calls to the source have one), but
+    // the call is given up when the destination stops answering pings meanwhile.
     let (status, bytes) = cluster
         .exchange_within(to, request, IMPORT_PATH, Bytes::from(body), None)
         .await

@@ -12,10 +12,18 @@
 //! on the next call.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
+use std::pin::Pin;
+
+use bytes::Bytes;
+use http::Uri;
+use http_body_util::Full;
 use prometheus::IntGaugeVec;
+
+use super::ClusterError;
 
 /// How often a silent pod is asked whether it answers again.
 pub const PROBE_EVERY: Duration = Duration::from_millis(250);
@@ -176,11 +184,179 @@ impl Probe {
     }
 }
 
+impl super::Cluster {
+    /// A ping of pod `ordinal` that waits up to `limit`: true when it answered (anything).
+    fn pinger(
+        &self,
+        ordinal: u32,
+        limit: Duration,
+    ) -> Option<impl Fn() -> Pin<Box<dyn Future<Output = bool> + Send>> + Send + 'static> {
+        let base = self.peers.url(ordinal).ok()?;
+        let uri = format!("{}{PING_PATH}", base.to_string().trim_end_matches('/'))
+            .parse::<Uri>()
+            .ok()?;
+        let client = self.client.clone();
+        Some(move || {
+            let (client, uri) = (client.clone(), uri.clone());
+            Box::pin(async move {
+                let Ok(ping) = http::Request::get(uri).body(Full::new(Bytes::new())) else {
+                    return false;
+                };
+                matches!(
+                    tokio::time::timeout(limit, client.request(ping)).await,
+                    Ok(Ok(_))
+                )
+            }) as Pin<Box<dyn Future<Output = bool> + Send>>
+        })
+    }
+
+    /// Takes pod `ordinal`, which did not answer within `limit`, for silent; when it was
+    /// not yet, starts probing it. A pod is taken for silent only when it can be probed:
+    /// nothing else ends its silence but an answer.
+    pub(super) fn went_unanswered(&self, ordinal: u32, limit: Duration) {
+        let Some(ping) = self.pinger(ordinal, self.answer_limit.min(PROBE_LIMIT)) else {
+            return;
+        };
+        if let Some(probe) = self.silences.unanswered(ordinal, limit) {
+            tokio::spawn(probe.run(ping));
+        }
+    }
+
+    /// Awaits `work` with pod `ordinal`, a call with no answer limit (its work grows with
+    /// the data), for as long as the pod answers a ping every answer limit: a pod that
+    /// froze mid-call does not hold its caller forever, and is taken for silent.
+    pub(super) async fn kept_alive<T>(
+        &self,
+        ordinal: u32,
+        work: impl Future<Output = Result<T, ClusterError>>,
+    ) -> Result<T, ClusterError> {
+        let Some(ping) = self.pinger(ordinal, self.answer_limit) else {
+            return work.await;
+        };
+        let watch = async {
+            loop {
+                tokio::time::sleep(self.answer_limit).await;
+                if !ping().await {
+                    return;
+                }
+            }
+        };
+        tokio::select! {
+            done = work => done,
+            () = watch => {
+                self.count_unanswered(ordinal);
+                self.went_unanswered(ordinal, self.answer_limit);
+                Err(ClusterError::Unreachable {
+                    ordinal,
+                    url: self.peers.url(ordinal).map(|u| u.to_string()).unwrap_or_default(),
+                    message: format!(
+                        "no answer to a ping within {} ms during a call with no answer limit",
+                        self.answer_limit.as_millis()
+                    ),
+                })
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
     use super::*;
+
+    /// A pod that holds every call but pings forever, and answers pings while `alive` (each
+    /// ping answered is reported on the returned channel).
+    async fn pod_answering_pings_while(
+        alive: Arc<AtomicBool>,
+    ) -> (
+        std::net::SocketAddr,
+        tokio::sync::mpsc::UnboundedReceiver<()>,
+    ) {
+        use hyper::service::service_fn;
+        use hyper_util::rt::TokioIo;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binds");
+        let address = listener.local_addr().expect("address");
+        let (pinged, pings) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (alive, pinged) = (alive.clone(), pinged.clone());
+                let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
+                    let (alive, pinged) = (alive.clone(), pinged.clone());
+                    async move {
+                        if request.uri().path() != PING_PATH || !alive.load(Ordering::SeqCst) {
+                            std::future::pending::<()>().await;
+                        }
+                        let _ = pinged.send(());
+                        Ok::<_, hyper::Error>(http::Response::new(Full::new(Bytes::new())))
+                    }
+                });
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service),
+                );
+            }
+        });
+        (address, pings)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn cluster_a_call_with_no_limit_waits_while_the_pod_answers_pings_and_ends_when_it_stops()
+    {
+        let alive = Arc::new(AtomicBool::new(true));
+        let (address, mut pings) = pod_answering_pings_while(alive.clone()).await;
+        let peers = super::super::Peers::Listed(vec![
+            "http://127.0.0.1:9".parse().expect("url"),
+            format!("http://{address}").parse().expect("url"),
+        ]);
+        let tls = crate::http1::client_tls_from_file(None).expect("tls");
+        let mut cluster = super::super::Cluster::new(0, peers, tls);
+        cluster.answer_limit = Duration::from_millis(300);
+        let cluster = Arc::new(cluster);
+        let call = {
+            let cluster = cluster.clone();
+            tokio::spawn(async move {
+                cluster
+                    .exchange_within(
+                        1,
+                        http::Request::post("/cluster/import-shard"),
+                        "/cluster/import-shard",
+                        Bytes::new(),
+                        None,
+                    )
+                    .await
+            })
+        };
+        // Three pings answered: the call, which the pod holds, goes on waiting.
+        let three_pings = async {
+            for _ in 0..3 {
+                pings.recv().await.expect("pinged");
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(60), three_pings)
+            .await
+            .expect("the pod is pinged while the call waits");
+        assert!(
+            !call.is_finished(),
+            "a call the pod works on is not given up"
+        );
+        assert_eq!(cluster.silences.admit(1), Ok(()));
+        // The pod stops answering pings: the call ends as unreachable, the pod silent.
+        alive.store(false, Ordering::SeqCst);
+        let ended = tokio::time::timeout(Duration::from_secs(60), call)
+            .await
+            .expect("the call ended")
+            .expect("joined");
+        match ended {
+            Err(ClusterError::Unreachable { message, .. }) => {
+                assert!(message.contains("no answer to a ping"), "{message}")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(cluster.silences.admit(1).is_err());
+    }
 
     #[test]
     fn cluster_only_a_timed_out_connection_counts_as_silence() {
