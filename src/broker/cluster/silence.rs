@@ -13,10 +13,9 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant};
-
-use std::pin::Pin;
 
 use bytes::Bytes;
 use http::Uri;
