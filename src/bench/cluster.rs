@@ -191,6 +191,49 @@ fn report_syncs(label: &str, before: (f64, f64), after: (f64, f64), records: f64
     }
 }
 
+/// Sends `signal` (`STOP` or `CONT`) to a pod's process.
+fn signal(pod: &ServerProcess, signal: &str) -> Result<(), BenchError> {
+    let sent = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pod.child.id().to_string())
+        .status()
+        .map_err(|e| BenchError::Start(format!("kill -{signal}: {e}")))?;
+    if !sent.success() {
+        return Err(BenchError::Start(format!("kill -{signal} failed: {sent}")));
+    }
+    Ok(())
+}
+
+/// Aggregate PutRecords throughput (records stored) through pods 0 and 1 while pod 2 is
+/// stopped, its connections left open as on a frozen node: its shards' records fail,
+/// retryably, and the others are stored. One call through each pod first lets it find out
+/// (after its answer limit); the measured run comes after.
+async fn with_pod_stopped(
+    pods: &[ServerProcess],
+    producers: usize,
+    seconds: f64,
+) -> Result<(f64, f64), BenchError> {
+    let entry = [pods[0].address, pods[1].address];
+    signal(&pods[2], "STOP")?;
+    let measured = async {
+        let found_out = entry.iter().map(|&address| async move {
+            let body = super::client::put_records_body(STREAM, 500, 100, 0);
+            Connection::open(address)
+                .await?
+                .call("PutRecords", body)
+                .await
+                .map(drop)
+        });
+        for result in futures::future::join_all(found_out).await {
+            result?;
+        }
+        spread_throughput(&entry, producers, seconds).await
+    }
+    .await;
+    signal(&pods[2], "CONT")?;
+    measured
+}
+
 /// Runs the cluster workloads (fsync) and returns their rows.
 pub async fn run(options: &BenchOptions) -> Result<Vec<Row>, BenchError> {
     let producers = options.producers;
@@ -287,6 +330,12 @@ pub async fn run(options: &BenchOptions) -> Result<Vec<Row>, BenchError> {
         workload: format!("{} over {PODS} pods, through pod 1", queued.workload),
         ..queued
     });
+    rows.push(row(
+        format!(
+            "PutRecords 100 B x500, {producers} producers over pods 0 and 1, pod 2 stopped (SIGSTOP): records stored"
+        ),
+        with_pod_stopped(&pods, producers, seconds).await?,
+    ));
     drop(pods);
     for dir in [
         "cluster-single",
