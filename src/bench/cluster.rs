@@ -151,13 +151,15 @@ fn counter_sum(text: &str, name: &str) -> f64 {
 
 /// Prints how many parts the pods sent on and in how many exchanges (parts that waited for
 /// an exchange under way went together in the next).
-async fn report_joined_parts(pods: &[ServerProcess]) -> Result<(), BenchError> {
-    let (mut parts, mut exchanges) = (0.0, 0.0);
-    for pod in pods {
-        let text = super::single::metrics_text(pod.metrics).await?;
-        parts += counter_sum(&text, "brook_cluster_parts_total");
-        exchanges += counter_sum(&text, "brook_cluster_part_exchanges_total");
-    }
+async fn report_joined_parts(metrics: &[SocketAddr]) -> Result<(), BenchError> {
+    let (parts, exchanges) = summed(
+        metrics,
+        [
+            "brook_cluster_parts_total",
+            "brook_cluster_part_exchanges_total",
+        ],
+    )
+    .await?;
     if exchanges > 0.0 {
         eprintln!(
             "PutRecords 100 B x500, {PODS} pods: {parts:.0} parts sent on in {exchanges:.0} exchanges ({:.2} per exchange)",
@@ -167,15 +169,27 @@ async fn report_joined_parts(pods: &[ServerProcess]) -> Result<(), BenchError> {
     Ok(())
 }
 
-/// The journal syncs and appends of the brokers at `metrics`, summed.
-async fn store_counts(metrics: &[SocketAddr]) -> Result<(f64, f64), BenchError> {
+/// Two counters, each summed over the brokers whose `/metrics` are at `metrics`.
+async fn summed(
+    metrics: &[SocketAddr],
+    [first, second]: [&str; 2],
+) -> Result<(f64, f64), BenchError> {
     let mut total = (0.0, 0.0);
     for &address in metrics {
         let text = super::single::metrics_text(address).await?;
-        total.0 += counter_sum(&text, "brook_store_syncs_total");
-        total.1 += counter_sum(&text, "brook_store_appends_total");
+        total.0 += counter_sum(&text, first);
+        total.1 += counter_sum(&text, second);
     }
     Ok(total)
+}
+
+/// The journal syncs and appends of the brokers at `metrics`, summed.
+async fn store_counts(metrics: &[SocketAddr]) -> Result<(f64, f64), BenchError> {
+    summed(
+        metrics,
+        ["brook_store_syncs_total", "brook_store_appends_total"],
+    )
+    .await
 }
 
 /// Prints the journal syncs and appends an aggregate run took per 1,000 records: a sync's CPU
@@ -295,7 +309,7 @@ pub async fn run(options: &BenchOptions) -> Result<Vec<Row>, BenchError> {
     report_cpu(&format!("{PODS} pods"), &cpu, spread.0 * seconds);
     let after = store_counts(&metrics).await?;
     report_syncs(&format!("{PODS} pods"), counted, after, spread.0 * seconds);
-    report_joined_parts(&pods).await?;
+    report_joined_parts(&metrics).await?;
     rows.push(row(
         format!(
             "PutRecords 100 B x500, {producers} producers over {PODS} pods, {SHARDS} shards spread"

@@ -254,11 +254,7 @@ impl Cluster {
         limit: Option<Duration>,
     ) -> Result<http::Response<hyper::body::Incoming>, ClusterError> {
         let base = self.peers.url(ordinal)?;
-        let unreachable = |message: String| ClusterError::Unreachable {
-            ordinal,
-            url: base.to_string(),
-            message,
-        };
+        let unreachable = |message: String| self.unreachable(ordinal, message);
         let uri: Uri = format!("{}{path}", base.to_string().trim_end_matches('/'))
             .parse()
             .map_err(|e: http::uri::InvalidUri| unreachable(e.to_string()))?;
@@ -301,16 +297,24 @@ impl Cluster {
         tokio::time::timeout(limit, work).await.unwrap_or_else(|_| {
             self.count_unanswered(ordinal);
             self.went_unanswered(ordinal, limit);
-            Err(ClusterError::Unreachable {
+            Err(self.unreachable(
                 ordinal,
-                url: self
-                    .peers
-                    .url(ordinal)
-                    .map(|u| u.to_string())
-                    .unwrap_or_default(),
-                message: format!("no answer within {} ms", limit.as_millis()),
-            })
+                format!("no answer within {} ms", limit.as_millis()),
+            ))
         })
+    }
+
+    /// Pod `ordinal` is unreachable, for `message`.
+    fn unreachable(&self, ordinal: u32, message: String) -> ClusterError {
+        ClusterError::Unreachable {
+            ordinal,
+            url: self
+                .peers
+                .url(ordinal)
+                .map(|u| u.to_string())
+                .unwrap_or_default(),
+            message,
+        }
     }
 }
 

@@ -14,6 +14,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
@@ -64,6 +65,9 @@ pub fn timed_out(error: &(dyn std::error::Error + 'static)) -> bool {
 /// The silent pods and their gauge, shared with the probes.
 struct SilentPods {
     pods: Mutex<HashMap<u32, Silent>>,
+    /// How many pods `pods` holds, read without the lock: while none is silent (nearly
+    /// always), a call's check and its answer's cost no lock.
+    silent: AtomicUsize,
     /// 1 for each pod taken for silent, 0 once it answered again.
     gauge: IntGaugeVec,
 }
@@ -74,7 +78,12 @@ impl SilentPods {
     }
 
     fn answered(&self, ordinal: u32) {
-        if self.pods().remove(&ordinal).is_some() {
+        if self.silent.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let mut pods = self.pods();
+        if pods.remove(&ordinal).is_some() {
+            self.silent.store(pods.len(), Ordering::Relaxed);
             self.gauge.with_label_values(&[&ordinal.to_string()]).set(0);
         }
     }
@@ -96,6 +105,7 @@ impl Default for Silences {
         Self {
             shared: Arc::new(SilentPods {
                 pods: Mutex::default(),
+                silent: AtomicUsize::new(0),
                 gauge: crate::broker::metrics::gauge(
                     "brook_cluster_silent_pod",
                     "1 while a pod of this pod's cluster is taken for silent (it did not answer a call within the answer limit; calls to it fail at once until it answers a probe), 0 once it answered again.",
@@ -110,6 +120,9 @@ impl Default for Silences {
 impl Silences {
     /// Whether a call to pod `ordinal` may go: `Err` with its silence when not.
     pub fn admit(&self, ordinal: u32) -> Result<(), Silent> {
+        if self.shared.silent.load(Ordering::Relaxed) == 0 {
+            return Ok(());
+        }
         match self.shared.pods().get(&ordinal) {
             Some(silent) => Err(*silent),
             None => Ok(()),
@@ -130,6 +143,7 @@ impl Silences {
                 limit,
             },
         );
+        self.shared.silent.store(pods.len(), Ordering::Relaxed);
         self.shared
             .gauge
             .with_label_values(&[&ordinal.to_string()])
@@ -213,6 +227,9 @@ impl super::Cluster {
     /// not yet, starts probing it. A pod is taken for silent only when it can be probed:
     /// nothing else ends its silence but an answer.
     pub(super) fn went_unanswered(&self, ordinal: u32, limit: Duration) {
+        if self.silences.admit(ordinal).is_err() {
+            return;
+        }
         let Some(ping) = self.pinger(ordinal, self.answer_limit.min(PROBE_LIMIT)) else {
             return;
         };
@@ -245,14 +262,13 @@ impl super::Cluster {
             () = watch => {
                 self.count_unanswered(ordinal);
                 self.went_unanswered(ordinal, self.answer_limit);
-                Err(ClusterError::Unreachable {
+                Err(self.unreachable(
                     ordinal,
-                    url: self.peers.url(ordinal).map(|u| u.to_string()).unwrap_or_default(),
-                    message: format!(
+                    format!(
                         "no answer to a ping within {} ms during a call with no answer limit",
                         self.answer_limit.as_millis()
                     ),
-                })
+                ))
             }
         }
     }
@@ -260,7 +276,7 @@ impl super::Cluster {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicUsize};
 
     use super::*;
 
