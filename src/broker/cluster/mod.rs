@@ -253,18 +253,14 @@ impl Cluster {
         body: Bytes,
         limit: Option<Duration>,
     ) -> Result<http::Response<hyper::body::Incoming>, ClusterError> {
-        let base = self.peers.url(ordinal)?;
         let unreachable = |message: String| self.unreachable(ordinal, message);
-        let uri: Uri = format!("{}{path}", base.to_string().trim_end_matches('/'))
-            .parse()
-            .map_err(|e: http::uri::InvalidUri| unreachable(e.to_string()))?;
-        let request = request
-            .uri(uri)
-            .body(Full::new(body))
-            .map_err(|e| unreachable(e.to_string()))?;
         self.silences
             .admit(ordinal)
             .map_err(|silent| unreachable(silent.refusal()))?;
+        let request = request
+            .uri(self.peer_uri(ordinal, path)?)
+            .body(Full::new(body))
+            .map_err(|e| unreachable(e.to_string()))?;
         let answer = async {
             match self.client.request(request).await {
                 Ok(answer) => {
@@ -302,6 +298,14 @@ impl Cluster {
                 format!("no answer within {} ms", limit.as_millis()),
             ))
         })
+    }
+
+    /// `path` on pod `ordinal`'s internal port.
+    fn peer_uri(&self, ordinal: u32, path: &str) -> Result<Uri, ClusterError> {
+        let base = self.peers.url(ordinal)?;
+        format!("{}{path}", base.to_string().trim_end_matches('/'))
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| self.unreachable(ordinal, e.to_string()))
     }
 
     /// Pod `ordinal` is unreachable, for `message`.
@@ -758,4 +762,15 @@ pub fn check_owned(
         }
         _ => Ok(()),
     }
+}
+
+/// Pod 0 of a two-pod cluster whose pod 1 listens at `address` (tests call pod 1 only).
+#[cfg(test)]
+pub(crate) fn pod_0_with_pod_1_at(address: std::net::SocketAddr) -> Cluster {
+    let peers = Peers::Listed(vec![
+        "http://127.0.0.1:9".parse().expect("url"),
+        format!("http://{address}").parse().expect("url"),
+    ]);
+    let tls = crate::http1::client_tls_from_file(None).expect("tls");
+    Cluster::new(0, peers, tls)
 }

@@ -304,7 +304,6 @@ mod tests {
     use tokio::sync::{Notify, mpsc};
 
     use super::*;
-    use crate::broker::cluster::Peers;
     use crate::broker::ops::put::RecordResult;
 
     const STREAM: (u32, &str) = (7, "orders");
@@ -483,12 +482,7 @@ mod tests {
     /// Pod 0 of a cluster whose pod 1 is `address`, waiting `limit` for answers and probing
     /// a silent pod every `probe_every`.
     fn cluster_to(address: SocketAddr, limit: Duration, probe_every: Duration) -> Arc<Cluster> {
-        let peers = Peers::Listed(vec![
-            "http://127.0.0.1:9".parse().expect("url"),
-            format!("http://{address}").parse().expect("url"),
-        ]);
-        let tls = crate::http1::client_tls_from_file(None).expect("tls");
-        let mut cluster = Cluster::new(0, peers, tls);
+        let mut cluster = crate::broker::cluster::pod_0_with_pod_1_at(address);
         cluster.answer_limit = limit;
         cluster.silences.probe_every = probe_every;
         Arc::new(cluster)
@@ -572,12 +566,7 @@ mod tests {
     async fn cluster_parts_for_a_pod_in_an_exchange_wait_and_go_together() {
         let release = Arc::new(Notify::new());
         let (address, mut exchanges) = stand_in_pod(release.clone()).await;
-        let peers = Peers::Listed(vec![
-            "http://127.0.0.1:9".parse().expect("url"),
-            format!("http://{address}").parse().expect("url"),
-        ]);
-        let tls = crate::http1::client_tls_from_file(None).expect("tls");
-        let cluster = Arc::new(Cluster::new(0, peers, tls));
+        let cluster = Arc::new(crate::broker::cluster::pod_0_with_pod_1_at(address));
 
         let first = send_part(&cluster, "client:a", vec![1, 2]);
         assert_eq!(

@@ -19,7 +19,6 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::Uri;
 use http_body_util::Full;
 use prometheus::IntGaugeVec;
 
@@ -204,10 +203,7 @@ impl super::Cluster {
         ordinal: u32,
         limit: Duration,
     ) -> Option<impl Fn() -> Pin<Box<dyn Future<Output = bool> + Send>> + Send + 'static> {
-        let base = self.peers.url(ordinal).ok()?;
-        let uri = format!("{}{PING_PATH}", base.to_string().trim_end_matches('/'))
-            .parse::<Uri>()
-            .ok()?;
+        let uri = self.peer_uri(ordinal, PING_PATH).ok()?;
         let client = self.client.clone();
         Some(move || {
             let (client, uri) = (client.clone(), uri.clone());
@@ -322,12 +318,7 @@ mod tests {
     {
         let alive = Arc::new(AtomicBool::new(true));
         let (address, mut pings) = pod_answering_pings_while(alive.clone()).await;
-        let peers = super::super::Peers::Listed(vec![
-            "http://127.0.0.1:9".parse().expect("url"),
-            format!("http://{address}").parse().expect("url"),
-        ]);
-        let tls = crate::http1::client_tls_from_file(None).expect("tls");
-        let mut cluster = super::super::Cluster::new(0, peers, tls);
+        let mut cluster = super::super::pod_0_with_pod_1_at(address);
         cluster.answer_limit = Duration::from_millis(300);
         let cluster = Arc::new(cluster);
         let call = {
