@@ -34,12 +34,18 @@ enum Command {
     Bench(BenchArgs),
     /// Compare Brook with the Kinesis emulators installed by `make bench-compare`.
     BenchCompare(CompareArgs),
-    /// Serve a no-op Kinesis API (the comparison's ceiling).
+    /// Serve a no-op Kinesis API, or one that only syncs each put (the comparison's ceilings).
     #[command(hide = true)]
     BenchNoop {
         /// Address to listen on.
         #[arg(long)]
         listen: std::net::SocketAddr,
+        /// Write each put's data to a journal here and answer once it is synced.
+        #[arg(long)]
+        journal_dir: Option<PathBuf>,
+        /// How the journal syncs.
+        #[arg(long, value_enum, default_value = "group")]
+        sync: brook::bench::noop::SyncMode,
     },
     /// Reconcile Stream and Consumer resources into running brokers (in a cluster, or with
     /// the kubeconfig of KUBECONFIG).
@@ -452,11 +458,19 @@ fn main() -> anyhow::Result<()> {
         Command::Gateway(args) => run_gateway(args),
         Command::Bench(args) => run_bench(args),
         Command::BenchCompare(args) => run_compare(args),
-        Command::BenchNoop { listen } => {
+        Command::BenchNoop {
+            listen,
+            journal_dir,
+            sync,
+        } => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
-            runtime.block_on(brook::bench::noop::serve(listen))?;
+            runtime.block_on(brook::bench::noop::serve(
+                listen,
+                journal_dir.as_deref(),
+                sync,
+            ))?;
             Ok(())
         }
         Command::Crd { out_dir } => print_crds(out_dir),

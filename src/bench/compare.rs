@@ -1,12 +1,13 @@
 //! `brook bench-compare`: Brook side by side with the Kinesis emulators people run today,
-//! one after another on loopback with the same load generator and workloads, plus a no-op
-//! ceiling that decodes requests as a Kinesis server must and stores nothing.
+//! one after another on loopback with the same load generator and workloads, plus two
+//! ceilings: a no-op server that decodes requests as a Kinesis server must and stores nothing,
+//! and the same server syncing each put's data to one file before it answers.
 //!
 //! Peers are installed by `make bench-compare` into `.bench/peers`; a missing peer is
 //! reported as such, never silently skipped.
 
 use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -14,23 +15,9 @@ use bytes::Bytes;
 
 use super::client::Connection;
 use super::disk::{self, SyncFloor};
+pub use super::peers::{Target, default_peers_dir, targets};
 use super::single::{PRODUCER_COUNTS, PutRecordFigures, RECORD_BYTES, put_record_closed_loop};
 use super::{BenchError, get_throughput, put_throughput};
-
-/// How to start one server under test.
-#[derive(Debug, Clone)]
-pub struct Target {
-    /// Name in the table.
-    pub name: String,
-    /// Its persistence, stated in the table.
-    pub persistence: String,
-    /// Program and arguments; `{port}` and `{dir}` are replaced.
-    pub command: Vec<String>,
-    /// Environment; `{port}` and `{dir}` are replaced.
-    pub env: Vec<(String, String)>,
-    /// Working directory, when the server needs one.
-    pub cwd: Option<PathBuf>,
-}
 
 /// Figures for one target.
 #[derive(Debug, Clone, Default)]
@@ -426,137 +413,6 @@ async fn measure_storage(
     Ok(())
 }
 
-/// The targets `make bench-compare` knows, given the folder peers were installed into.
-pub fn targets(brook: &Path, peers: &Path) -> Vec<Target> {
-    let peers = &std::fs::canonicalize(peers).unwrap_or_else(|_| peers.to_path_buf());
-    let s = |v: &str| v.to_owned();
-    let path = |p: &str| peers.join(p).display().to_string();
-    let brook = brook.display().to_string();
-    let brook_target = |durability: &str| Target {
-        name: format!("brook-{durability}"),
-        persistence: format!("disk, {durability}"),
-        command: vec![
-            brook.clone(),
-            s("broker"),
-            s("--listen"),
-            s("127.0.0.1:{port}"),
-            s("--metrics-listen"),
-            s("127.0.0.1:0"),
-            s("--data-dir"),
-            s("{dir}"),
-            s("--durability"),
-            s(durability),
-            s("--no-quotas"),
-            s("--stream-transition-ms"),
-            s("0"),
-        ],
-        env: vec![],
-        cwd: None,
-    };
-    vec![
-        brook_target("fsync"),
-        brook_target("async"),
-        Target {
-            name: s("noop-ceiling"),
-            persistence: s("none (decodes and answers only)"),
-            command: vec![
-                brook.clone(),
-                s("bench-noop"),
-                s("--listen"),
-                s("127.0.0.1:{port}"),
-            ],
-            env: vec![],
-            cwd: None,
-        },
-        Target {
-            name: s("ferrokinesis"),
-            persistence: s("memory"),
-            command: ferro(&path("ferrokinesis/bin/ferrokinesis"), false),
-            env: vec![],
-            cwd: None,
-        },
-        Target {
-            name: s("ferrokinesis-wal"),
-            persistence: s("disk, WAL + snapshots"),
-            command: ferro(&path("ferrokinesis/bin/ferrokinesis"), true),
-            env: vec![],
-            cwd: None,
-        },
-        Target {
-            name: s("kinesalite"),
-            persistence: s("memory"),
-            command: vec![
-                s("node"),
-                path("node/node_modules/kinesalite/cli.js"),
-                s("--port"),
-                s("{port}"),
-                s("--createStreamMs"),
-                s("0"),
-                s("--deleteStreamMs"),
-                s("0"),
-                s("--updateStreamMs"),
-                s("0"),
-                s("--shardLimit"),
-                s("100000"),
-            ],
-            env: vec![],
-            cwd: None,
-        },
-        Target {
-            name: s("kinesis-mock"),
-            persistence: s("memory"),
-            command: vec![s("node"), path("node/node_modules/kinesis-local/main.js")],
-            // kinesis-mock reads its TLS keystore (server.json) from the working directory.
-            cwd: Some(peers.join("node/node_modules/kinesis-local")),
-            env: vec![
-                (s("KINESIS_MOCK_PLAIN_PORT"), s("{port}")),
-                (s("KINESIS_MOCK_TLS_PORT"), s("{tlsport}")),
-                (s("CREATE_STREAM_DURATION"), s("0ms")),
-                (s("DELETE_STREAM_DURATION"), s("0ms")),
-                (s("SHARD_LIMIT"), s("100000")),
-                (s("LOG_LEVEL"), s("WARN")),
-            ],
-        },
-        Target {
-            name: s("moto"),
-            persistence: s("memory"),
-            command: vec![path("venv/bin/moto_server"), s("-p"), s("{port}")],
-            env: vec![],
-            cwd: None,
-        },
-    ]
-}
-
-fn ferro(binary: &str, durable: bool) -> Vec<String> {
-    let mut command: Vec<String> = [
-        binary,
-        "--port",
-        "{port}",
-        "--create-stream-ms",
-        "0",
-        "--delete-stream-ms",
-        "0",
-        "--update-stream-ms",
-        "0",
-        "--shard-limit",
-        "100000",
-        "--log-level",
-        "error",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    if durable {
-        command.extend(["--state-dir".to_owned(), "{dir}".to_owned()]);
-    }
-    command
-}
-
-/// Where peers are installed by default.
-pub fn default_peers_dir() -> PathBuf {
-    PathBuf::from(".bench/peers")
-}
-
 fn cell(value: Option<f64>, decimals: usize) -> String {
     value.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.decimals$}"))
 }
@@ -637,7 +493,7 @@ pub fn render(results: &[(Target, Figures)], cores: usize, date: &str, command: 
         out.push_str(&notes.concat());
     }
     out.push_str(&render_steal(results));
-    out.push_str("\nThe `noop-ceiling` row is a server that parses every request and decodes every record as a Kinesis server must, answers well-formed responses and stores nothing: it is also what the load generator alone can push.\n\n![PutRecords throughput](benchmarks.png)\n");
+    out.push_str("\nThe `noop-ceiling` row is a server that parses every request and decodes every record as a Kinesis server must, answers well-formed responses and stores nothing: it is also what the load generator alone can push. The `fsync-ceiling` row is the same server writing each put's data to one file and answering once an `fdatasync` begun after the write has returned (one syncer thread syncing whatever was written during the previous sync): the least any server that acknowledges durably must do on this disk, without an index, sequence numbers or recovery. `fsync-ceiling-overlapped` is the other way to sync: each put writes and `fdatasync`s on a thread of its own, so syncs overlap instead of waiting for one another.\n\n![PutRecords throughput](benchmarks.png)\n");
     out
 }
 

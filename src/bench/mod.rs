@@ -9,6 +9,7 @@ pub mod compare;
 pub mod disk;
 pub mod fanout;
 pub mod noop;
+pub mod peers;
 pub mod queue;
 pub mod single;
 pub mod steal;

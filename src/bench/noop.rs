@@ -1,9 +1,20 @@
-//! The ceiling of the comparison: a server that does what any Kinesis server must for each
+//! The ceilings of the comparison: a server that does what any Kinesis server must for each
 //! request (HTTP, JSON parsing, base64 decoding of every record) and answers well-formed
 //! responses, but stores nothing. The gap between it and a real server is the server's cost.
+//!
+//! With a journal folder it is the durable ceiling: each put's decoded data is also written to
+//! one file and answered only once an `fdatasync` that began after the write has returned (the
+//! least any server that acknowledges durably must do), with nothing else: no index, no
+//! sequence numbers, no recovery.
 
 use std::convert::Infallible;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
 use std::net::SocketAddr;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -16,10 +27,12 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use serde_json::Value;
 use tokio::net::TcpListener;
+use tokio::sync::oneshot;
 
 const SEQUENCE: &str = "49000000000000000000000000000000000000000000000000000001";
 
-fn answer(target: &str, body: &[u8]) -> String {
+/// Answers one request; the data of the records it puts is appended to `decoded`.
+fn answer(target: &str, body: &[u8], decoded: &mut Vec<u8>) -> String {
     let request: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     match target {
         "PutRecords" => {
@@ -27,30 +40,22 @@ fn answer(target: &str, body: &[u8]) -> String {
                 .as_array()
                 .map(Vec::as_slice)
                 .unwrap_or_default();
-            let mut decoded = 0usize;
             let results: Vec<String> = records
                 .iter()
                 .map(|r| {
-                    decoded += STANDARD
-                        .decode(r["Data"].as_str().unwrap_or_default())
-                        .map_or(0, |d| d.len());
+                    let _ = STANDARD.decode_vec(r["Data"].as_str().unwrap_or_default(), decoded);
                     format!(
                         "{{\"SequenceNumber\":\"{SEQUENCE}\",\"ShardId\":\"shardId-000000000000\"}}"
                     )
                 })
                 .collect();
-            std::hint::black_box(decoded);
             format!(
                 "{{\"FailedRecordCount\":0,\"Records\":[{}]}}",
                 results.join(",")
             )
         }
         "PutRecord" => {
-            std::hint::black_box(
-                STANDARD
-                    .decode(request["Data"].as_str().unwrap_or_default())
-                    .map_or(0, |d| d.len()),
-            );
+            let _ = STANDARD.decode_vec(request["Data"].as_str().unwrap_or_default(), decoded);
             format!("{{\"SequenceNumber\":\"{SEQUENCE}\",\"ShardId\":\"shardId-000000000000\"}}")
         }
         "DescribeStreamSummary" | "DescribeStream" => {
@@ -68,7 +73,10 @@ fn answer(target: &str, body: &[u8]) -> String {
     }
 }
 
-async fn handle(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn handle(
+    request: Request<Incoming>,
+    journal: Option<Arc<Journal>>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
     let target = request
         .headers()
         .get("x-amz-target")
@@ -82,7 +90,18 @@ async fn handle(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Inf
         .await
         .map(|b| b.to_bytes())
         .unwrap_or_default();
-    let mut response = Response::new(Full::new(Bytes::from(answer(&target, &body))));
+    let mut decoded = Vec::new();
+    let answer = answer(&target, &body, &mut decoded);
+    if let Some(journal) = journal.filter(|_| !decoded.is_empty())
+        && let Err(error) = journal.append(decoded).await
+    {
+        let mut response = Response::new(Full::new(Bytes::from(format!(
+            "{{\"__type\":\"InternalFailure\",\"message\":\"{error}\"}}"
+        ))));
+        *response.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+        return Ok(response);
+    }
+    let mut response = Response::new(Full::new(Bytes::from(answer)));
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("application/x-amz-json-1.1"),
@@ -90,16 +109,191 @@ async fn handle(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Inf
     Ok(response)
 }
 
-/// Serves the no-op Kinesis API on `address` forever.
-pub async fn serve(address: SocketAddr) -> std::io::Result<()> {
+/// How the durable ceiling makes its writes durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum SyncMode {
+    /// One thread syncs whatever was written while the previous sync ran (group commit).
+    Group,
+    /// Each put writes and syncs on its own blocking thread; syncs overlap.
+    Each,
+}
+
+/// Bytes of the journal's room, written with zeros before serving so that a sync never has to
+/// record a larger file; puts wrap around to its start.
+const ROOM_BYTES: u64 = 64 << 20;
+
+/// The durable ceiling's one file.
+struct Journal {
+    file: Arc<File>,
+    mode: SyncMode,
+    /// Group mode: what was written since the running sync began, waiting for the next one.
+    waiting: Arc<(Mutex<Waiting>, Condvar)>,
+    /// Each mode: where the next put writes.
+    next_offset: AtomicU64,
+}
+
+#[derive(Default)]
+struct Waiting {
+    offset: u64,
+    replies: Vec<oneshot::Sender<io::Result<()>>>,
+}
+
+impl Journal {
+    fn open(dir: &Path, mode: SyncMode) -> io::Result<Journal> {
+        std::fs::create_dir_all(dir)?;
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(dir.join("journal"))?;
+        let zeros = vec![0u8; 1 << 20];
+        for _ in 0..ROOM_BYTES / zeros.len() as u64 {
+            file.write_all(&zeros)?;
+        }
+        file.sync_all()?;
+        let journal = Journal {
+            file: Arc::new(file),
+            mode,
+            waiting: Arc::default(),
+            next_offset: AtomicU64::new(0),
+        };
+        if mode == SyncMode::Group {
+            let (file, waiting) = (journal.file.clone(), journal.waiting.clone());
+            std::thread::Builder::new()
+                .name("noop-syncer".into())
+                .spawn(move || sync_rounds(&file, &waiting))?;
+        }
+        Ok(journal)
+    }
+
+    /// Returns once `data` is written and synced.
+    async fn append(&self, data: Vec<u8>) -> io::Result<()> {
+        let length = (data.len() as u64).min(ROOM_BYTES);
+        let data = &data[..length as usize];
+        match self.mode {
+            SyncMode::Group => {
+                let (reply, replied) = oneshot::channel();
+                {
+                    let (lock, wake) = &*self.waiting;
+                    let mut waiting = lock.lock().unwrap_or_else(|e| e.into_inner());
+                    if waiting.offset + length > ROOM_BYTES {
+                        waiting.offset = 0;
+                    }
+                    self.file.write_all_at(data, waiting.offset)?;
+                    waiting.offset += length;
+                    waiting.replies.push(reply);
+                    wake.notify_one();
+                }
+                replied
+                    .await
+                    .unwrap_or_else(|_| Err(io::ErrorKind::BrokenPipe.into()))
+            }
+            SyncMode::Each => {
+                let start = self.next_offset.fetch_add(length, Ordering::Relaxed) % ROOM_BYTES;
+                let offset = if start + length > ROOM_BYTES {
+                    0
+                } else {
+                    start
+                };
+                let (file, data) = (self.file.clone(), data.to_vec());
+                tokio::task::spawn_blocking(move || {
+                    file.write_all_at(&data, offset)?;
+                    file.sync_data()
+                })
+                .await
+                .unwrap_or_else(|_| Err(io::ErrorKind::BrokenPipe.into()))
+            }
+        }
+    }
+}
+
+/// The group syncer: takes every put written so far, syncs, answers them; again.
+fn sync_rounds(file: &File, waiting: &(Mutex<Waiting>, Condvar)) {
+    let (lock, wake) = waiting;
+    loop {
+        let replies = {
+            let mut waiting = lock.lock().unwrap_or_else(|e| e.into_inner());
+            while waiting.replies.is_empty() {
+                waiting = wake.wait(waiting).unwrap_or_else(|e| e.into_inner());
+            }
+            std::mem::take(&mut waiting.replies)
+        };
+        let synced = file.sync_data();
+        for reply in replies {
+            let _ = reply.send(match &synced {
+                Ok(()) => Ok(()),
+                Err(error) => Err(io::Error::new(error.kind(), error.to_string())),
+            });
+        }
+    }
+}
+
+/// Serves the no-op Kinesis API on `address` forever; with `journal_dir`, durably (see the
+/// module's comment).
+pub async fn serve(
+    address: SocketAddr,
+    journal_dir: Option<&Path>,
+    mode: SyncMode,
+) -> io::Result<()> {
+    let journal = match journal_dir {
+        Some(dir) => Some(Arc::new(Journal::open(dir, mode)?)),
+        None => None,
+    };
     let listener = TcpListener::bind(address).await?;
     loop {
         let (stream, _) = listener.accept().await?;
         let _ = stream.set_nodelay(true);
+        let journal = journal.clone();
         tokio::spawn(async move {
+            let service = service_fn(move |request| handle(request, journal.clone()));
             let _ = auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), service_fn(handle))
+                .serve_connection(TokioIo::new(stream), service)
                 .await;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_durable_ceiling_answers_a_put_once_its_data_is_in_the_journal() {
+        for mode in [SyncMode::Group, SyncMode::Each] {
+            let dir = std::env::temp_dir().join(format!(
+                "brook-noop-journal-{mode:?}-{}",
+                std::process::id()
+            ));
+            let journal = Arc::new(Journal::open(&dir, mode).expect("the journal opens"));
+            let puts: Vec<_> = (0..8u8)
+                .map(|i| {
+                    let journal = journal.clone();
+                    tokio::spawn(async move { journal.append(vec![b'a' + i; 100]).await })
+                })
+                .collect();
+            for put in puts {
+                put.await.expect("the put ran").expect("the put was synced");
+            }
+            let written = std::fs::read(dir.join("journal")).expect("the journal reads");
+            assert_eq!(
+                written.len() as u64,
+                ROOM_BYTES,
+                "{mode:?}: the room keeps its size"
+            );
+            let mut pieces: Vec<u8> = written[..800].chunks(100).map(|c| c[0]).collect();
+            pieces.sort_unstable();
+            assert_eq!(pieces, (b'a'..b'i').collect::<Vec<_>>(), "{mode:?}");
+            assert!(
+                written[..800]
+                    .chunks(100)
+                    .all(|c| c.iter().all(|b| *b == c[0]))
+            );
+            assert!(
+                written[800..].iter().all(|b| *b == 0),
+                "{mode:?}: nothing past the puts"
+            );
+            let _ = std::fs::remove_dir_all(&dir);
+        }
     }
 }
