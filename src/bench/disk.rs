@@ -62,6 +62,30 @@ impl Drop for Scratch {
     }
 }
 
+/// Creates (or empties) the file at `path` and writes it `bytes` of zeros, synced: room that
+/// writes can then be synced into without the file growing. A file it could not fill is
+/// removed.
+pub(super) fn zeroed_room(path: &Path, bytes: u64) -> io::Result<File> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)?;
+    let zeros = vec![0u8; 1024 * 1024];
+    let filled = (0..bytes)
+        .step_by(zeros.len())
+        .try_for_each(|at| file.write_all_at(&zeros, at))
+        .and_then(|()| file.sync_all());
+    match filled {
+        Ok(()) => Ok(file),
+        Err(error) => {
+            let _ = std::fs::remove_file(path);
+            Err(error)
+        }
+    }
+}
+
 /// Measures the floor for `seconds` in a scratch file under `dir` (created if missing): the
 /// room is written with zeros and synced first, then 1 KiB writes, each followed by
 /// `fdatasync`, go through it in turn.
@@ -71,19 +95,8 @@ pub fn measure(dir: &Path, seconds: f64) -> Result<SyncFloor, BenchError> {
     };
     std::fs::create_dir_all(dir).map_err(failed)?;
     let path = dir.join("disk-sync-floor.tmp");
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&path)
-        .map_err(failed)?;
+    let file = zeroed_room(&path, ROOM_BYTES).map_err(failed)?;
     let scratch = Scratch { file, path };
-    let zeros = vec![0u8; 1024 * 1024];
-    for at in (0..ROOM_BYTES).step_by(zeros.len()) {
-        scratch.file.write_all_at(&zeros, at).map_err(failed)?;
-    }
-    scratch.file.sync_all().map_err(failed)?;
     let record = vec![b'x'; WRITE_BYTES];
     let mut latencies_ms = Vec::new();
     let mut at = 0;

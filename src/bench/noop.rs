@@ -8,13 +8,12 @@
 //! sequence numbers, no recovery.
 
 use std::convert::Infallible;
-use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::fs::File;
+use std::io;
 use std::net::SocketAddr;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -124,107 +123,105 @@ const ROOM_BYTES: u64 = 64 << 20;
 
 /// The durable ceiling's one file.
 struct Journal {
-    file: Arc<File>,
+    file: File,
     mode: SyncMode,
-    /// Group mode: what was written since the running sync began, waiting for the next one.
-    waiting: Arc<(Mutex<Waiting>, Condvar)>,
-    /// Each mode: where the next put writes.
-    next_offset: AtomicU64,
+    waiting: Mutex<Waiting>,
+    /// Group mode: wakes the syncer when a put is written.
+    written: Condvar,
 }
 
 #[derive(Default)]
 struct Waiting {
+    /// Where the next put writes.
     offset: u64,
+    /// Group mode: the puts written since the running sync began, for the next one to answer.
     replies: Vec<oneshot::Sender<io::Result<()>>>,
 }
 
-impl Journal {
-    fn open(dir: &Path, mode: SyncMode) -> io::Result<Journal> {
-        std::fs::create_dir_all(dir)?;
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(dir.join("journal"))?;
-        let zeros = vec![0u8; 1 << 20];
-        for _ in 0..ROOM_BYTES / zeros.len() as u64 {
-            file.write_all(&zeros)?;
+impl Waiting {
+    /// Takes `length` bytes of the room for a put and says where they start.
+    fn reserve(&mut self, length: u64) -> u64 {
+        if self.offset + length > ROOM_BYTES {
+            self.offset = 0;
         }
-        file.sync_all()?;
-        let journal = Journal {
-            file: Arc::new(file),
+        self.offset += length;
+        self.offset - length
+    }
+}
+
+impl Journal {
+    fn open(dir: &Path, mode: SyncMode) -> io::Result<Arc<Journal>> {
+        std::fs::create_dir_all(dir)?;
+        let journal = Arc::new(Journal {
+            file: super::disk::zeroed_room(&dir.join("journal"), ROOM_BYTES)?,
             mode,
-            waiting: Arc::default(),
-            next_offset: AtomicU64::new(0),
-        };
+            waiting: Mutex::default(),
+            written: Condvar::new(),
+        });
         if mode == SyncMode::Group {
-            let (file, waiting) = (journal.file.clone(), journal.waiting.clone());
+            let syncer = journal.clone();
             std::thread::Builder::new()
                 .name("noop-syncer".into())
-                .spawn(move || sync_rounds(&file, &waiting))?;
+                .spawn(move || syncer.sync_rounds())?;
         }
         Ok(journal)
     }
 
+    fn waiting(&self) -> MutexGuard<'_, Waiting> {
+        self.waiting.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Returns once `data` is written and synced.
-    async fn append(&self, data: Vec<u8>) -> io::Result<()> {
-        let length = (data.len() as u64).min(ROOM_BYTES);
-        let data = &data[..length as usize];
+    async fn append(self: &Arc<Self>, mut data: Vec<u8>) -> io::Result<()> {
+        data.truncate(ROOM_BYTES as usize);
+        let length = data.len() as u64;
         match self.mode {
             SyncMode::Group => {
                 let (reply, replied) = oneshot::channel();
                 {
-                    let (lock, wake) = &*self.waiting;
-                    let mut waiting = lock.lock().unwrap_or_else(|e| e.into_inner());
-                    if waiting.offset + length > ROOM_BYTES {
-                        waiting.offset = 0;
-                    }
-                    self.file.write_all_at(data, waiting.offset)?;
-                    waiting.offset += length;
+                    let mut waiting = self.waiting();
+                    let offset = waiting.reserve(length);
+                    self.file.write_all_at(&data, offset)?;
                     waiting.replies.push(reply);
-                    wake.notify_one();
+                    self.written.notify_one();
                 }
                 replied
                     .await
                     .unwrap_or_else(|_| Err(io::ErrorKind::BrokenPipe.into()))
             }
             SyncMode::Each => {
-                let start = self.next_offset.fetch_add(length, Ordering::Relaxed) % ROOM_BYTES;
-                let offset = if start + length > ROOM_BYTES {
-                    0
-                } else {
-                    start
-                };
-                let (file, data) = (self.file.clone(), data.to_vec());
+                let offset = self.waiting().reserve(length);
+                let journal = self.clone();
                 tokio::task::spawn_blocking(move || {
-                    file.write_all_at(&data, offset)?;
-                    file.sync_data()
+                    journal.file.write_all_at(&data, offset)?;
+                    journal.file.sync_data()
                 })
                 .await
                 .unwrap_or_else(|_| Err(io::ErrorKind::BrokenPipe.into()))
             }
         }
     }
-}
 
-/// The group syncer: takes every put written so far, syncs, answers them; again.
-fn sync_rounds(file: &File, waiting: &(Mutex<Waiting>, Condvar)) {
-    let (lock, wake) = waiting;
-    loop {
-        let replies = {
-            let mut waiting = lock.lock().unwrap_or_else(|e| e.into_inner());
-            while waiting.replies.is_empty() {
-                waiting = wake.wait(waiting).unwrap_or_else(|e| e.into_inner());
+    /// The group syncer: takes every put written so far, syncs, answers them; again.
+    fn sync_rounds(&self) {
+        loop {
+            let replies = {
+                let mut waiting = self.waiting();
+                while waiting.replies.is_empty() {
+                    waiting = self
+                        .written
+                        .wait(waiting)
+                        .unwrap_or_else(|e| e.into_inner());
+                }
+                std::mem::take(&mut waiting.replies)
+            };
+            let synced = self.file.sync_data();
+            for reply in replies {
+                let _ = reply.send(match &synced {
+                    Ok(()) => Ok(()),
+                    Err(error) => Err(io::Error::new(error.kind(), error.to_string())),
+                });
             }
-            std::mem::take(&mut waiting.replies)
-        };
-        let synced = file.sync_data();
-        for reply in replies {
-            let _ = reply.send(match &synced {
-                Ok(()) => Ok(()),
-                Err(error) => Err(io::Error::new(error.kind(), error.to_string())),
-            });
         }
     }
 }
@@ -237,7 +234,7 @@ pub async fn serve(
     mode: SyncMode,
 ) -> io::Result<()> {
     let journal = match journal_dir {
-        Some(dir) => Some(Arc::new(Journal::open(dir, mode)?)),
+        Some(dir) => Some(Journal::open(dir, mode)?),
         None => None,
     };
     let listener = TcpListener::bind(address).await?;
@@ -265,7 +262,7 @@ mod tests {
                 "brook-noop-journal-{mode:?}-{}",
                 std::process::id()
             ));
-            let journal = Arc::new(Journal::open(&dir, mode).expect("the journal opens"));
+            let journal = Journal::open(&dir, mode).expect("the journal opens");
             let puts: Vec<_> = (0..8u8)
                 .map(|i| {
                     let journal = journal.clone();
