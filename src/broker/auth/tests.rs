@@ -357,7 +357,7 @@ fn a_cached_signing_key_serves_only_its_own_day_region_and_service() {
     // Another service under the same key id and day gets its own key: a request signed for
     // firehose verifies as firehose and not as kinesis.
     let mut request = request(b"{}");
-    let authorization = sign_for(&request, "AKIDEXAMPLE", secret, "us-east-1", "firehose");
+    let authorization = signing::sign_for(&request, "AKIDEXAMPLE", secret, "us-east-1", "firehose");
     request
         .headers
         .push(("authorization".into(), authorization.into()));
