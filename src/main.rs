@@ -345,7 +345,7 @@ fn run_compare(args: CompareArgs) -> anyhow::Result<()> {
     let exe = std::env::current_exe()?;
     let work = PathBuf::from(".bench/compare");
     let only: Option<Vec<String>> = args.only.map(|o| o.split(',').map(str::to_owned).collect());
-    let targets: Vec<_> = brook::bench::compare::targets(&exe, &args.peers_dir)
+    let targets: Vec<_> = brook::bench::peers::targets(&exe, &args.peers_dir)
         .into_iter()
         .filter(|t| only.as_ref().is_none_or(|o| o.contains(&t.name)))
         .collect();

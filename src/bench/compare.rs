@@ -15,7 +15,7 @@ use bytes::Bytes;
 
 use super::client::Connection;
 use super::disk::{self, SyncFloor};
-pub use super::peers::{Target, default_peers_dir, targets};
+use super::peers::Target;
 use super::single::{PRODUCER_COUNTS, PutRecordFigures, RECORD_BYTES, put_record_closed_loop};
 use super::{BenchError, get_throughput, put_throughput};
 

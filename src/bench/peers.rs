@@ -156,11 +156,6 @@ fn ferro(binary: &str, durable: bool) -> Vec<String> {
     command
 }
 
-/// Where peers are installed by default.
-pub fn default_peers_dir() -> PathBuf {
-    PathBuf::from(".bench/peers")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
